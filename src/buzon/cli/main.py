@@ -1,0 +1,35 @@
+"""The ``buzon`` command. Every expected failure prints one line to stderr and exits 2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from buzon import __version__
+from buzon.cli import serve
+from buzon.errors import BuzonError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="buzon", description="buzon: a STOMP 1.2 message broker for Python teams."
+    )
+    parser.add_argument("--version", action="version", version=f"buzon {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    serve.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the ``buzon`` console script and ``python -m buzon``."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except BuzonError as exc:
+        print(f"buzon: {exc}", file=sys.stderr)
+        code = 2
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code)

@@ -1,0 +1,199 @@
+"""Server settings: one table of options, read from flags > BUZON_* environment > buzon.toml.
+
+Each option is declared once in ``OPTIONS``; the command line, the environment reader,
+the TOML reader and the README reference all come from that table. Invalid values are
+reported as one readable line (``ConfigError``), never a traceback.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from buzon.broker import SlowConsumerPolicy
+from buzon.errors import BuzonError, ErrorCode
+
+
+class ConfigError(BuzonError):
+    """A setting has an invalid value; the message names the setting and the source."""
+
+    default_code = ErrorCode.BAD_HEADER_VALUE
+
+    def __str__(self) -> str:
+        return self.detail
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything ``buzon serve`` can be told. Defaults are safe for a laptop."""
+
+    host: str = "127.0.0.1"
+    stomp_port: int = 61613
+    log_level: str = "info"
+    admin_user: str = "admin"
+    admin_password: str | None = None
+    max_connections: int = 10_000
+    handshake_timeout: float = 10.0
+    heartbeat_ms: int = 10_000
+    max_outbound_bytes: int = 1024 * 1024
+    default_prefetch: int = 100
+    channel_max_pending: int = 10_000
+    slow_consumer_policy: str = SlowConsumerPolicy.DISCONNECT.value
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """One setting: its field in ``Settings``, how to parse it and what it means."""
+
+    field: str
+    parse: Callable[[str], Any]
+    help: str
+    secret: bool = False
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.field.replace("_", "-")
+
+    @property
+    def env(self) -> str:
+        return "BUZON_" + self.field.upper()
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise ValueError("must be 0..65535 (0 picks a free port)")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError("must be at least 1")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError("must be 0 or more")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise ValueError("must be more than 0")
+    return value
+
+
+def _log_level(text: str) -> str:
+    value = text.lower()
+    if value not in {"debug", "info", "warning", "error"}:
+        raise ValueError("must be one of debug, info, warning, error")
+    return value
+
+
+def _policy(text: str) -> str:
+    return SlowConsumerPolicy(text).value
+
+
+def _text(text: str) -> str:
+    if not text:
+        raise ValueError("must not be empty")
+    return text
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("host", _text, "address to listen on (loopback unless you open it up)"),
+    Option("stomp_port", _port, "STOMP over TCP port (0 picks a free port)"),
+    Option("log_level", _log_level, "debug, info, warning or error"),
+    Option("admin_user", _text, "admin login name"),
+    Option(
+        "admin_password",
+        _text,
+        "admin password; when unset a strong one is generated and printed once",
+        secret=True,
+    ),
+    Option("max_connections", _positive_int, "open connections at most; more get ERROR"),
+    Option("handshake_timeout", _positive_float, "seconds a client has to finish CONNECT"),
+    Option("heartbeat_ms", _non_negative_int, "heart-beat interval offered to clients, ms (0=off)"),
+    Option(
+        "max_outbound_bytes",
+        _positive_int,
+        "per-connection outbound buffer; past it the connection gets no more deliveries",
+    ),
+    Option("default_prefetch", _positive_int, "unacked messages per queue subscription by default"),
+    Option(
+        "channel_max_pending",
+        _positive_int,
+        "messages held for a channel subscriber that cannot keep up",
+    ),
+    Option(
+        "slow_consumer_policy",
+        _policy,
+        "what happens past that bound: disconnect or drop-oldest",
+    ),
+)
+
+
+def load_settings(
+    flags: Mapping[str, str | None],
+    environ: Mapping[str, str] | None = None,
+    config_file: Path | None = None,
+) -> Settings:
+    """Merge the three sources, highest first: flags, ``BUZON_*`` variables, TOML file.
+
+    Args:
+        flags: field name → raw text from the command line (None when not given).
+        environ: the environment (defaults to ``os.environ``).
+        config_file: a TOML file; when None, ``./buzon.toml`` is read if it exists.
+
+    Raises:
+        ConfigError: a value does not parse, or the file is not valid TOML.
+    """
+    env = os.environ if environ is None else environ
+    file_values = _read_toml(config_file)
+    values: dict[str, Any] = {}
+    for option in OPTIONS:
+        raw, source = flags.get(option.field), option.flag
+        if raw is None and option.env in env:
+            raw, source = env[option.env], option.env
+        if raw is None and option.flag[2:] in file_values:
+            raw, source = str(file_values[option.flag[2:]]), f"{option.flag[2:]} in buzon.toml"
+        if raw is None:
+            continue
+        try:
+            values[option.field] = option.parse(raw)
+        except ValueError as exc:
+            shown = "(hidden)" if option.secret else repr(raw)
+            raise ConfigError(detail=f"invalid {source} {shown}: {_reason(exc)}") from None
+    return dataclasses.replace(Settings(), **values)
+
+
+def _reason(exc: ValueError) -> str:
+    text = str(exc)
+    return "not a number" if text.startswith(("invalid literal", "could not convert")) else text
+
+
+def _read_toml(path: Path | None) -> dict[str, Any]:
+    explicit = path is not None
+    target = path if path is not None else Path("buzon.toml")
+    if not target.exists():
+        if explicit:
+            raise ConfigError(detail=f"config file {target} does not exist")
+        return {}
+    try:
+        data = tomllib.loads(target.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(detail=f"config file {target} is not valid TOML: {exc}") from None
+    known = {option.flag[2:] for option in OPTIONS}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(detail=f"config file {target}: unknown setting {unknown[0]!r}")
+    return data

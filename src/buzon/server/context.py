@@ -1,0 +1,45 @@
+"""What every connection of one server shares: the engine, credentials, limits, bookkeeping."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from buzon.auth import Credentials
+from buzon.broker import Broker
+from buzon.server.config import Settings
+
+if TYPE_CHECKING:
+    from buzon.server.stomp_session import StompSession
+
+# argon2id takes ~50 ms of CPU and 64 MiB per hash: at most this many run at once, so a
+# storm of logins queues up instead of starving message traffic of both cores.
+MAX_CONCURRENT_HASHES = 2
+
+
+@dataclass(eq=False)
+class ServerContext:
+    """Shared state of one running server; owned by :class:`buzon.server.app.BuzonServer`."""
+
+    settings: Settings
+    broker: Broker
+    credentials: Credentials
+    auth_slots: asyncio.Semaphore = field(
+        default_factory=lambda: asyncio.Semaphore(MAX_CONCURRENT_HASHES)
+    )
+    connections: set[StompSession] = field(default_factory=set)
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    closing: bool = False
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    def new_connection_id(self) -> str:
+        return f"c{next(self._ids)}"
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run a connection's background step (a login), cancelled by server shutdown."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)

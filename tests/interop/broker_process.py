@@ -1,0 +1,66 @@
+"""``buzon serve`` as a real subprocess on a free port, for interop and CLI tests."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+LISTENING = re.compile(r"buzon listening: stomp://([^:]+):(\d+)")
+
+
+@dataclass
+class BrokerProcess:
+    process: subprocess.Popen[str]
+    host: str
+    port: int
+    banner: list[str]
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        return self.process.wait(timeout)
+
+
+@contextlib.contextmanager
+def broker_process(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> Iterator[BrokerProcess]:
+    """Start ``python -m buzon serve --stomp-port 0 ARGS`` and wait until it listens."""
+    # an empty value in ``env`` removes that variable (to test the unset case)
+    full_env = {k: v for k, v in {**os.environ, **(env or {})}.items() if v != ""}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "buzon", "serve", "--stomp-port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=full_env,
+        cwd=cwd,
+    )
+    try:
+        banner: list[str] = []
+        deadline = time.monotonic() + 20
+        assert process.stdout is not None
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line:
+                raise RuntimeError(f"buzon serve exited early: {''.join(banner)}")
+            banner.append(line)
+            found = LISTENING.search(line)
+            if found:
+                yield BrokerProcess(process, found.group(1), int(found.group(2)), banner)
+                return
+        raise RuntimeError(f"buzon serve did not start: {''.join(banner)}")
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+        if process.stdout is not None:
+            process.stdout.close()

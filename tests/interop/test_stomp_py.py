@@ -1,0 +1,123 @@
+"""The third-party stomp.py client against a real ``buzon serve`` process."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import stomp
+
+from tests.interop.broker_process import BrokerProcess, broker_process
+
+PASSWORD = "interop-password-1"
+
+
+class Collector(stomp.ConnectionListener):  # type: ignore[misc]
+    def __init__(self) -> None:
+        self.messages: list[Any] = []
+        self.errors: list[Any] = []
+        self.changed = threading.Condition()
+
+    def on_message(self, frame: Any) -> None:
+        with self.changed:
+            self.messages.append(frame)
+            self.changed.notify_all()
+
+    def on_error(self, frame: Any) -> None:
+        with self.changed:
+            self.errors.append(frame)
+            self.changed.notify_all()
+
+    def wait_for(self, count: int, timeout: float = 5.0) -> list[Any]:
+        with self.changed:
+            self.changed.wait_for(lambda: len(self.messages) >= count, timeout)
+            return list(self.messages)
+
+
+@pytest.fixture(scope="module")
+def broker() -> Iterator[BrokerProcess]:
+    with broker_process(env={"BUZON_ADMIN_PASSWORD": PASSWORD}) as process:
+        yield process
+        assert process.stop() == 0
+
+
+def connect(broker: BrokerProcess, password: str = PASSWORD) -> tuple[Any, Collector]:
+    conn = stomp.Connection12([(broker.host, broker.port)], heartbeats=(0, 0))
+    listener = Collector()
+    conn.set_listener("collector", listener)
+    conn.connect("admin", password, wait=True)
+    return conn, listener
+
+
+def test_queue_work_is_shared_between_stomp_py_consumers(broker: BrokerProcess) -> None:
+    consumers = [connect(broker) for _ in range(2)]
+    for conn, listener in consumers:
+        conn.subscribe("/queue/interop", id="1", ack="client-individual")
+
+        def ack_each(frame: Any, conn: Any = conn) -> None:
+            conn.ack(frame.headers["ack"], "1")
+
+        listener.on_message = _chain(listener.on_message, ack_each)
+    producer, _ = connect(broker)
+    for i in range(40):
+        producer.send("/queue/interop", f"task {i}", receipt="r" if i == 39 else None)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        if sum(len(listener.messages) for _, listener in consumers) >= 40:
+            break
+        time.sleep(0.02)
+    bodies = sorted(m.body for _, listener in consumers for m in listener.messages)
+    assert bodies == sorted(f"task {i}" for i in range(40))
+    assert all(listener.messages for _, listener in consumers)
+    for conn, _ in [*consumers, (producer, None)]:
+        conn.disconnect()
+
+
+def test_channel_fan_out_to_stomp_py_subscribers(broker: BrokerProcess) -> None:
+    subscribers = [connect(broker) for _ in range(3)]
+    for conn, _ in subscribers:
+        conn.subscribe("/topic/interop", id="t", ack="auto", headers={"receipt": "sub"})
+    time.sleep(0.2)
+    producer, _ = connect(broker)
+    for i in range(20):
+        producer.send("/topic/interop", f"news {i}", headers={"x-n": str(i)})
+    for _, listener in subscribers:
+        got = listener.wait_for(20)
+        assert [m.body for m in got] == [f"news {i}" for i in range(20)]
+        assert [m.headers["x-n"] for m in got] == [str(i) for i in range(20)]
+    for conn, _ in [*subscribers, (producer, None)]:
+        conn.disconnect()
+
+
+def test_nack_and_redelivery_with_stomp_py(broker: BrokerProcess) -> None:
+    conn, listener = connect(broker)
+    conn.subscribe("/queue/interop-nack", id="n", ack="client-individual")
+    conn.send("/queue/interop-nack", "again")
+    first = listener.wait_for(1)[0]
+    conn.nack(first.headers["ack"], "n")
+    second = listener.wait_for(2)[1]
+    assert second.body == "again"
+    assert second.headers.get("redelivered") == "true"
+    conn.ack(second.headers["ack"], "n")
+    conn.disconnect()
+
+
+def test_wrong_password_is_refused(broker: BrokerProcess) -> None:
+    conn = stomp.Connection12([(broker.host, broker.port)], heartbeats=(0, 0))
+    listener = Collector()
+    conn.set_listener("collector", listener)
+    with pytest.raises(stomp.exception.ConnectFailedException):
+        conn.connect("admin", "not-the-password", wait=True)
+    assert listener.errors
+    assert listener.errors[0].headers["message"] == "authentication failed"
+
+
+def _chain(first: Any, second: Any) -> Any:
+    def both(frame: Any) -> None:
+        second(frame)
+        first(frame)
+
+    return both
