@@ -25,6 +25,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import cast
 
 from buzon.stomp import NEED_DATA, Command, Frame, FrameParser
 
@@ -48,46 +49,51 @@ def connect_frame(login: str, passcode: str) -> bytes:
 
 @dataclass
 class Stats:
+    """What the receivers of one run saw, shared by all of them.
+
+    ``counts[seq]`` is how often message ``seq`` arrived (queue: must end at exactly 1
+    each); ``out_of_order`` counts deliveries that broke publish order for their receiver.
+    """
+
+    expected: int
+    done: asyncio.Event
+    counts: bytearray
     latencies_ns: list[int] = field(default_factory=list)
     delivered: int = 0
+    out_of_order: int = 0
     last_delivery: float = 0.0
+
+    @classmethod
+    def for_messages(cls, messages: int, expected: int) -> Stats:
+        return cls(expected, asyncio.Event(), bytearray(messages + 1))
 
 
 class Client(asyncio.Protocol):
     """One STOMP connection; parses with buzon's FrameParser, writes pre-built bytes."""
 
-    def __init__(self, stats: Stats, ack: bool, expected: int, done: asyncio.Event) -> None:
+    def __init__(self, stats: Stats, ack: bool) -> None:
         self.parser = FrameParser()
         self.transport: asyncio.Transport | None = None
         self.connected = asyncio.Event()
         self.receipts: asyncio.Queue[str] = asyncio.Queue()
         self.stats = stats
         self.ack = ack
-        self.expected = expected
-        self.done = done
-        self.received = 0
+        self.last_seq = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         parser = self.parser
         parser.feed(data)
         acks: list[bytes] = []
         now = time.perf_counter_ns()
-        latencies = self.stats.latencies_ns
         while (frame := parser.next_frame()) is not NEED_DATA:
             if not isinstance(frame, Frame):
                 continue
             command = frame.command
             if command is Command.MESSAGE:
-                self.received += 1
-                sent = frame.get("ts")
-                if sent is not None:
-                    latencies.append(now - int(sent))
-                if self.ack:
-                    acks.append(b"ACK\nid:%s\n\n\x00" % (frame.get("ack") or "").encode())
+                self.on_message(frame, now, acks)
             elif command is Command.RECEIPT:
                 self.receipts.put_nowait(frame.get("receipt-id") or "")
             elif command is Command.CONNECTED:
@@ -96,20 +102,29 @@ class Client(asyncio.Protocol):
                 raise SystemExit(f"broker sent ERROR: {frame.get('message')} {frame.body!r}")
         if acks and self.transport is not None:
             self.transport.write(b"".join(acks))
-        if self.received and self.received >= self.expected and not self.done.is_set():
-            self.stats.delivered += self.received
-            self.stats.last_delivery = time.perf_counter()
-            self.done.set()
+        stats = self.stats
+        if stats.delivered >= stats.expected and not stats.done.is_set():
+            stats.last_delivery = time.perf_counter()
+            stats.done.set()
+
+    def on_message(self, frame: Frame, now: int, acks: list[bytes]) -> None:
+        stats = self.stats
+        stats.delivered += 1
+        seq = int(frame.get("seq") or 0)
+        stats.counts[seq] = min(stats.counts[seq] + 1, 255)
+        if seq <= self.last_seq:
+            stats.out_of_order += 1
+        self.last_seq = seq
+        sent = frame.get("ts")
+        if sent is not None:
+            stats.latencies_ns.append(now - int(sent))
+        if self.ack:
+            acks.append(b"ACK\nid:%s\n\n\x00" % (frame.get("ack") or "").encode())
 
 
-async def open_client(
-    host: str, port: int, stats: Stats, *, ack: bool = False, expected: int = 0
-) -> Client:
+async def open_client(host: str, port: int, stats: Stats, *, ack: bool = False) -> Client:
     loop = asyncio.get_running_loop()
-    done = asyncio.Event()
-    _, client = await loop.create_connection(
-        lambda: Client(stats, ack, expected, done), host, port
-    )
+    _, client = await loop.create_connection(lambda: Client(stats, ack), host, port)
     assert client.transport is not None
     client.transport.write(connect_frame("admin", PASSWORD))
     await asyncio.wait_for(client.connected.wait(), 10)
@@ -136,7 +151,9 @@ async def produce(
     batch: list[bytes] = []
     for i in range(1, count + 1):
         receipt = b"receipt:%d\n" % i if i % receipt_every == 0 or i == count else b""
-        batch.append(b"%sts:%d\n%s\n%s\x00" % (head, time.perf_counter_ns(), receipt, body))
+        batch.append(
+            b"%sseq:%d\nts:%d\n%s\n%s\x00" % (head, i, time.perf_counter_ns(), receipt, body)
+        )
         if receipt:
             client.transport.write(b"".join(batch))
             batch.clear()
@@ -147,6 +164,18 @@ async def produce(
     while outstanding:
         await client.receipts.get()
         outstanding -= 1
+
+
+def check(stats: Stats, messages: int, copies: int) -> None:
+    """Exit with a message unless every message arrived exactly ``copies`` times, in order."""
+    counts = stats.counts
+    missing = sum(1 for seq in range(1, messages + 1) if counts[seq] < copies)
+    extra = sum(1 for seq in range(1, messages + 1) if counts[seq] > copies)
+    if missing or extra or stats.out_of_order:
+        raise SystemExit(
+            f"incorrect delivery: {missing} messages missing, {extra} duplicated,"
+            f" {stats.out_of_order} out of order"
+        )
 
 
 @dataclass
@@ -160,38 +189,33 @@ class Result:
 
 
 async def run_scenario(args: argparse.Namespace, host: str, port: int, pid: int | None) -> Result:
-    stats = Stats()
+    messages = args.messages
     if args.scenario == "queue":
         destination = f"/queue/bench-{time.monotonic_ns()}"
-        share = args.messages // args.consumers
-        receivers = [
-            await open_client(host, port, stats, ack=True, expected=share)
-            for _ in range(args.consumers)
-        ]
-        for receiver in receivers:
-            await subscribe(receiver, destination, "client-individual", args.prefetch)
-        total = share * args.consumers
+        copies, ack_mode = 1, "client-individual"
+        stats = Stats.for_messages(messages, messages)
+        receivers = [await open_client(host, port, stats, ack=True) for _ in range(args.consumers)]
     else:
         destination = f"/topic/bench-{time.monotonic_ns()}"
-        receivers = [
-            await open_client(host, port, stats, expected=args.messages)
-            for _ in range(args.subscribers)
-        ]
-        for receiver in receivers:
-            await subscribe(receiver, destination, "auto", args.prefetch)
-        total = args.messages
-    producer = await open_client(host, port, Stats())
+        # every subscriber gets every message: each one is counted once per subscriber
+        copies, ack_mode = args.subscribers, "auto"
+        stats = Stats.for_messages(messages, messages * args.subscribers)
+        receivers = [await open_client(host, port, stats) for _ in range(args.subscribers)]
+    for receiver in receivers:
+        await subscribe(receiver, destination, ack_mode, args.prefetch)
+    producer = await open_client(host, port, Stats.for_messages(0, 1))
     cpu_before = cpu_seconds(pid) if pid else 0.0
     own_before = time.process_time()
     started = time.perf_counter()
-    await produce(producer, destination, total, args.size, args.receipt_every, args.window)
-    await asyncio.wait_for(asyncio.gather(*(r.done.wait() for r in receivers)), args.timeout)
+    await produce(producer, destination, messages, args.size, args.receipt_every, args.window)
+    await asyncio.wait_for(stats.done.wait(), args.timeout)
     elapsed = stats.last_delivery - started
     cpu = (cpu_seconds(pid) - cpu_before) if pid else float("nan")
     own = time.process_time() - own_before
     for client in [*receivers, producer]:
         assert client.transport is not None
         client.transport.close()
+    check(stats, messages, copies)
     lat = sorted(stats.latencies_ns)
     return Result(
         rate=stats.delivered / elapsed,
@@ -266,10 +290,12 @@ async def main() -> None:
     rate = med(r.rate for r in results)
     cpu = med(r.broker_cpu for r in results)
     deliveries = results[0].deliveries
+    p50 = med(r.p50_ms for r in results)
+    p99 = med(r.p99_ms for r in results)
     print(
-        f"{args.scenario}: median {rate:,.0f} deliveries/s, p50 {med(r.p50_ms for r in results):.2f}"
-        f" ms, p99 {med(r.p99_ms for r in results):.2f} ms, broker {cpu:.2f} CPU-s per "
-        f"{deliveries} deliveries ({deliveries / cpu:,.0f} deliveries per broker CPU-second)"
+        f"{args.scenario}: median {rate:,.0f} deliveries/s, p50 {p50:.2f} ms, p99 {p99:.2f} ms,"
+        f" broker {cpu:.2f} CPU-s per {deliveries} deliveries"
+        f" ({cpu * 100_000 / deliveries:.2f} CPU-s per 100k); every message checked"
     )
 
 

@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import stomp
-
 from tests.interop.broker_process import broker_process
 
 README = Path(__file__).resolve().parents[2] / "README.md"

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import stomp
 
+import stomp
 from tests.interop.broker_process import BrokerProcess, broker_process
 
 PASSWORD = "interop-password-1"
@@ -58,7 +58,7 @@ def test_queue_work_is_shared_between_stomp_py_consumers(broker: BrokerProcess) 
         conn.subscribe("/queue/interop", id="1", ack="client-individual")
 
         def ack_each(frame: Any, conn: Any = conn) -> None:
-            conn.ack(frame.headers["ack"], "1")
+            conn.ack(frame.headers["ack"])
 
         listener.on_message = _chain(listener.on_message, ack_each)
     producer, _ = connect(broker)
@@ -97,11 +97,11 @@ def test_nack_and_redelivery_with_stomp_py(broker: BrokerProcess) -> None:
     conn.subscribe("/queue/interop-nack", id="n", ack="client-individual")
     conn.send("/queue/interop-nack", "again")
     first = listener.wait_for(1)[0]
-    conn.nack(first.headers["ack"], "n")
+    conn.nack(first.headers["ack"])
     second = listener.wait_for(2)[1]
     assert second.body == "again"
     assert second.headers.get("redelivered") == "true"
-    conn.ack(second.headers["ack"], "n")
+    conn.ack(second.headers["ack"])
     conn.disconnect()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
@@ -16,6 +17,8 @@ from buzon.stomp import (
     Error,
     Frame,
     FrameParser,
+    Message,
+    Receipt,
     Role,
     StompConnection,
 )
@@ -25,6 +28,9 @@ PASSWORD = "test-password-123"
 TIMEOUT = 5.0
 
 E = TypeVar("E")
+
+# Clients opened by tests; ``running_server`` closes whatever is left when it stops.
+_open_clients: list[Client] = []
 
 
 @contextlib.asynccontextmanager
@@ -37,6 +43,9 @@ async def running_server(credentials: Credentials, **overrides: Any) -> AsyncIte
     try:
         yield server
     finally:
+        # Clients leave first, so the broker's shutdown does not wait for them.
+        while _open_clients:
+            await _open_clients.pop().close()
         await server.stop(grace=1.0)
 
 
@@ -48,6 +57,9 @@ class Client:
         self.writer = writer
         self.conn = StompConnection(Role.CLIENT, heart_beat=(0, 0))
         self.loop = asyncio.get_running_loop()
+        # events read while waiting for something else (see ``receipt``), returned first
+        self.stash: deque[Any] = deque()
+        _open_clients.append(self)
 
     @classmethod
     async def open(
@@ -81,8 +93,10 @@ class Client:
             self.conn.send(event)
         await self.flush()
 
-    async def next_event(self, timeout: float = TIMEOUT) -> Any:
-        async with asyncio.timeout(timeout):
+    async def next_event(self, within: float = TIMEOUT) -> Any:
+        if self.stash:
+            return self.stash.popleft()
+        async with asyncio.timeout(within):
             while True:
                 event = self.conn.next_event()
                 if event is not None:
@@ -96,14 +110,27 @@ class Client:
                     return event
                 self.conn.receive_data(data, self.loop.time())
 
-    async def expect(self, kind: type[E], timeout: float = TIMEOUT) -> E:
-        event = await self.next_event(timeout)
+    async def expect(self, kind: type[E], within: float = TIMEOUT) -> E:
+        event = await self.next_event(within)
         if not isinstance(event, kind):
             raise AssertionError(f"expected {kind.__name__}, got {event!r}")
         return event
 
-    async def events(self, count: int, timeout: float = TIMEOUT) -> list[Any]:
-        return [await self.next_event(timeout) for _ in range(count)]
+    async def receipt(self, receipt_id: str, within: float = TIMEOUT) -> Receipt:
+        """Wait for a RECEIPT; deliveries that come first (a queue's backlog, handed out
+        while the SUBSCRIBE is processed) are kept for :meth:`next_event`."""
+        held: list[Any] = []
+        while True:
+            event = await self.next_event(within)
+            if isinstance(event, Receipt) and event.receipt_id == receipt_id:
+                self.stash.extend(held)
+                return event
+            if not isinstance(event, Message):
+                raise AssertionError(f"expected RECEIPT {receipt_id!r}, got {event!r}")
+            held.append(event)
+
+    async def events(self, count: int, within: float = TIMEOUT) -> list[Any]:
+        return [await self.next_event(within) for _ in range(count)]
 
     async def nothing_within(self, seconds: float) -> bool:
         """True when no event arrives for ``seconds``."""
@@ -114,19 +141,21 @@ class Client:
         return False
 
     async def close(self) -> None:
+        if self in _open_clients:
+            _open_clients.remove(self)
         self.writer.close()
         with contextlib.suppress(ConnectionError):
             await self.writer.wait_closed()
 
 
-async def raw_exchange(port: int, data: bytes, timeout: float = TIMEOUT) -> tuple[list[Frame], bool]:
+async def raw_exchange(port: int, data: bytes, within: float = TIMEOUT) -> tuple[list[Frame], bool]:
     """Send raw bytes, read until the broker closes; return its frames and whether it closed."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(data)
     received = b""
     closed = False
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(within):
             while chunk := await reader.read(65536):
                 received += chunk
             closed = True

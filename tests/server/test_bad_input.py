@@ -158,7 +158,7 @@ async def test_silent_client_is_dropped_after_the_login_timeout(credentials: Cre
     async with running_server(credentials, handshake_timeout=0.3) as server:
         loop = asyncio.get_running_loop()
         started = loop.time()
-        frames, closed = await raw_exchange(server.stomp_port, b"CONN", timeout=3)
+        frames, closed = await raw_exchange(server.stomp_port, b"CONN", within=3)
         assert closed
         assert error_of(frames).get("message") == "handshake timeout"
         assert loop.time() - started < 2

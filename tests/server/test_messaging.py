@@ -44,8 +44,7 @@ def subscribe(
 async def subscribed(port: int, destination: str, **kwargs: str) -> Client:
     client = await Client.connected(port)
     await client.send(subscribe(destination, **kwargs))
-    receipt = await client.expect(Receipt)
-    assert receipt.receipt_id == "sub"
+    await client.receipt("sub")
     return client
 
 

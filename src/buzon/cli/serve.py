@@ -34,7 +34,9 @@ def register(commands: Any) -> None:
             metavar="VALUE",
             help=f"{option.help} [env {option.env}]",
         )
-    parser.add_argument("--config", type=Path, default=None, help="TOML file (default ./buzon.toml)")
+    parser.add_argument(
+        "--config", type=Path, default=None, help="TOML file (default ./buzon.toml)"
+    )
     parser.set_defaults(handler=run)
 
 
@@ -87,7 +89,7 @@ def _run_loop(main: Coroutine[Any, Any, None]) -> None:
     """Run on uvloop when it is installed (faster I/O, see benchmarks/), else asyncio."""
     factory: Callable[[], asyncio.AbstractEventLoop] | None = None
     try:
-        import uvloop  # noqa: PLC0415
+        import uvloop
 
         factory = uvloop.new_event_loop
     except ImportError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 
@@ -91,9 +92,10 @@ class BuzonServer:
         for session in list(ctx.connections):
             session.close_reason = CloseReason.SHUTDOWN
             session.fail(ErrorCode.SERVER_SHUTDOWN)
-        deadline = asyncio.get_running_loop().time() + grace
-        while ctx.connections and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.02)
+        if ctx.connections:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(grace):
+                    await ctx.idle.wait()
         for session in list(ctx.connections):
             session.abort()
         for task in list(ctx.tasks):

@@ -33,7 +33,20 @@ class ServerContext:
     connections: set[StompSession] = field(default_factory=set)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     closing: bool = False
+    # set whenever no connection is open; shutdown waits on it
+    idle: asyncio.Event = field(default_factory=asyncio.Event)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    def add_connection(self, connection: StompSession) -> None:
+        """Count an accepted connection."""
+        self.connections.add(connection)
+        self.idle.clear()
+
+    def remove_connection(self, connection: StompSession) -> None:
+        """Forget a closed connection; the last one out sets :attr:`idle`."""
+        self.connections.discard(connection)
+        if not self.connections:
+            self.idle.set()
 
     def new_connection_id(self) -> str:
         return f"c{next(self._ids)}"

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from buzon import __version__
 from buzon.broker import AckMode, Delivery, Session
@@ -109,6 +109,7 @@ class StompSession(asyncio.Protocol):
         self._flush_scheduled = False
         self._published = False
         self._lost = False
+        self._closing = False  # _close() ran: we are only waiting for the peer to go
         self._failure: ErrorCode | None = None
         self._handlers: dict[type[Any], Callable[[Any, Session], None]] = {
             Send: self._on_send,
@@ -125,13 +126,14 @@ class StompSession(asyncio.Protocol):
     # -- transport callbacks -------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # A stream transport; uvloop's does not subclass asyncio.Transport, so no isinstance.
+        transport = cast(asyncio.Transport, transport)
         self._transport = transport
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         budget = self._ctx.settings.max_outbound_bytes
         transport.set_write_buffer_limits(high=budget, low=budget // 4)
-        self._ctx.connections.add(self)
+        self._ctx.add_connection(self)
         if self._ctx.closing:
             self.fail(ErrorCode.SERVER_SHUTDOWN)
         elif len(self._ctx.connections) > self._ctx.settings.max_connections:
@@ -161,7 +163,7 @@ class StompSession(asyncio.Protocol):
             self._timer.cancel()
         if self._session is not None:
             self._session.close()
-        self._ctx.connections.discard(self)
+        self._ctx.remove_connection(self)
         log.debug("%s closed: %s", self.id, self.close_reason.value)
 
     def pause_writing(self) -> None:
@@ -349,10 +351,11 @@ class StompSession(asyncio.Protocol):
         data = self._conn.data_to_send()
         if data and not transport.is_closing():
             transport.write(data)
-        if self._conn.close_expected() and not transport.is_closing():
+        if self._conn.close_expected() and not self._closing:
             self._close(transport)
 
     def _close(self, transport: asyncio.Transport) -> None:
+        self._closing = True
         if self.close_reason is None:
             code = self._failure
             self.close_reason = (
@@ -362,7 +365,29 @@ class StompSession(asyncio.Protocol):
             )
         if self._session is not None:
             self._session.close()
-        transport.close()
+        self._linger(transport)
+
+    def _linger(self, transport: asyncio.Transport) -> None:
+        """Half-close, keep reading (and dropping) what the peer still sends, then cut.
+
+        Closing a socket that holds unread input makes the kernel send RST, and a RST can
+        make the peer's kernel discard our ERROR before the peer reads it. So we send FIN
+        after our last bytes, read until the peer closes too (the connection parses
+        nothing once it failed or disconnected), and abort after CLOSE_GRACE_SECONDS.
+        """
+        if self._pauses:
+            self._pauses.clear()
+            transport.resume_reading()
+        if transport.is_closing():
+            return
+        if not transport.can_write_eof():
+            transport.close()
+        else:
+            try:
+                transport.write_eof()
+            except OSError:  # the peer is already gone: nothing left to wait for
+                transport.abort()
+                return
         self._loop.call_later(CLOSE_GRACE_SECONDS, transport.abort)
 
     def _pause(self, reason: str) -> None:
@@ -389,4 +414,3 @@ def _header(headers: tuple[tuple[str, str], ...], name: str) -> str | None:
         if key == name:
             return value
     return None
-

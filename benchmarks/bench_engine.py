@@ -1,0 +1,110 @@
+"""Engine throughput without I/O: deliveries per second through ``buzon.broker``.
+
+Two scenarios, each run five times on a fresh broker; the median is printed:
+
+- queue: 200 000 messages of 128 B to one queue with 4 client-individual consumers, each
+  acking every delivery from inside its sink (what a fast consumer over a socket amounts to);
+- fan-out: 20 000 messages of 128 B to one channel with 10 auto-ack subscribers.
+
+Usage:
+    python benchmarks/bench_engine.py [--runs 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+from buzon.broker import AckMode, Broker, Delivery
+from buzon.errors import ErrorCode
+
+BODY = b"x" * 128
+
+
+class AckingSink:
+    """Acks every delivery as it arrives (client-individual)."""
+
+    def __init__(self, broker: Broker, principal: str) -> None:
+        self.count = 0
+        self.session = broker.open_session(self, principal)
+
+    def deliver(self, delivery: Delivery) -> None:
+        self.count += 1
+        self.session.ack(delivery.ack_id or "")
+
+    def close_session(self, code: ErrorCode, detail: str) -> None:
+        raise AssertionError(f"unexpected close: {code.name} {detail}")
+
+
+class CountingSink:
+    """Counts deliveries (auto ack)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def deliver(self, delivery: Delivery) -> None:
+        self.count += 1
+
+    def close_session(self, code: ErrorCode, detail: str) -> None:
+        raise AssertionError(f"unexpected close: {code.name} {detail}")
+
+
+def queue_run(messages: int, consumers: int) -> float:
+    """Deliveries per second for one queue run."""
+    broker = Broker()
+    sinks = []
+    for n in range(consumers):
+        sink = AckingSink(broker, f"consumer-{n}")
+        sink.session.subscribe("s", "/queue/bench", AckMode.CLIENT_INDIVIDUAL)
+        sinks.append(sink)
+    producer = broker.open_session(CountingSink(), "producer")
+    publish = producer.publish
+    start = time.perf_counter()
+    for _ in range(messages):
+        publish("/queue/bench", (), BODY)
+    elapsed = time.perf_counter() - start
+    delivered = sum(sink.count for sink in sinks)
+    assert delivered == messages, delivered
+    assert all(sink.count > 0 for sink in sinks)
+    assert broker.statistics().queued_bytes == 0
+    return delivered / elapsed
+
+
+def fanout_run(messages: int, subscribers: int) -> float:
+    """Deliveries per second for one channel run."""
+    broker = Broker()
+    sinks = []
+    for n in range(subscribers):
+        sink = CountingSink()
+        broker.open_session(sink, f"subscriber-{n}").subscribe("s", "/topic/bench")
+        sinks.append(sink)
+    producer = broker.open_session(CountingSink(), "producer")
+    publish = producer.publish
+    start = time.perf_counter()
+    for _ in range(messages):
+        publish("/topic/bench", (), BODY)
+    elapsed = time.perf_counter() - start
+    delivered = sum(sink.count for sink in sinks)
+    assert delivered == messages * subscribers, delivered
+    return delivered / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    queue = [queue_run(200_000, 4) for _ in range(args.runs)]
+    fanout = [fanout_run(20_000, 10) for _ in range(args.runs)]
+    print(
+        f"queue   200000 x 128 B, 4 client-individual consumers: "
+        f"median {statistics.median(queue):>10,.0f} deliveries/s"
+    )
+    print(
+        f"fan-out  20000 x 128 B, 10 auto subscribers:          "
+        f"median {statistics.median(fanout):>10,.0f} deliveries/s"
+    )
+
+
+if __name__ == "__main__":
+    main()

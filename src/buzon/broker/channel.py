@@ -1,0 +1,162 @@
+"""Channel: fan-out of every message to every subscription that exists when it is published.
+
+Strategy. A publish walks a cached tuple of the current subscriptions (rebuilt only when one
+joins or leaves), so a sink that unsubscribes or closes a session mid-fan-out cannot break
+the walk, and a subscription that left is skipped by its ``active`` flag. A subscription that
+cannot take the message now (session not writable, window full) or already has messages
+waiting gets it appended to its own ``pending`` deque, so per-subscription order is publish
+order. Past ``channel_max_pending`` messages or ``channel_max_pending_bytes`` the slow
+consumer policy applies: drop the oldest pending messages, or end the session.
+
+Nothing is redelivered on a channel: a NACK, an unsubscribe or a closed session drops the
+unacknowledged and pending messages of that subscription.
+
+A publish made from inside a delivery of the same channel (an in-process sink that answers
+on the channel it listens to) is queued and fanned out after the current message, so no
+subscriber sees the second message before the first.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+
+from buzon.broker.config import BrokerConfig, SlowConsumerPolicy
+from buzon.broker.message import Message
+from buzon.broker.stats import ChannelStats
+from buzon.broker.subscription import Subscription
+from buzon.errors import ErrorCode
+
+
+class Channel:
+    """One ``/topic/<name>`` destination.
+
+    Args:
+        name: the channel name (without ``/topic/``).
+        config: the pending bounds and the slow-consumer policy.
+    """
+
+    __slots__ = (
+        "_delivered",
+        "_dropped",
+        "_fanning_out",
+        "_later",
+        "_max_pending",
+        "_max_pending_bytes",
+        "_policy",
+        "_published",
+        "_snapshot",
+        "_subs",
+        "name",
+    )
+
+    def __init__(self, name: str, config: BrokerConfig) -> None:
+        self.name = name
+        self._max_pending = config.channel_max_pending
+        self._max_pending_bytes = config.channel_max_pending_bytes
+        self._policy = config.slow_consumer_policy
+        # dict as an ordered set: fan-out order is subscription order
+        self._subs: dict[Subscription, None] = {}
+        self._snapshot: tuple[Subscription, ...] = ()
+        self._fanning_out = False
+        self._later: deque[Message] = deque()
+        self._published = 0
+        self._delivered = 0
+        self._dropped = 0
+
+    def publish(self, message: Message) -> None:
+        """Deliver ``message`` to every current subscription, or queue it for them."""
+        self._published += 1
+        if self._fanning_out:
+            self._later.append(message)
+            return
+        self._fanning_out = True
+        try:
+            self._fan_out(message)
+            later = self._later
+            while later:
+                self._fan_out(later.popleft())
+        finally:
+            self._fanning_out = False
+
+    # -- Target: what sessions call ------------------------------------------------------
+
+    def attach(self, sub: Subscription) -> None:
+        """Add a subscription; it receives messages published from now on."""
+        self._subs[sub] = None
+        self._snapshot = tuple(self._subs)
+
+    def detach(self, sub: Subscription) -> None:
+        """Remove a subscription, dropping its pending and unacked messages."""
+        sub.active = False
+        del self._subs[sub]
+        self._snapshot = tuple(self._subs)
+        self._dropped += len(sub.pending)
+        sub.pending.clear()
+        sub.pending_bytes = 0
+        sub.take_all()
+
+    def resume(self, sub: Subscription) -> None:
+        """Deliver ``sub``'s pending messages while it can take them."""
+        if sub.draining or not sub.pending:
+            return  # a drain further up the stack continues
+        sub.draining = True
+        pending = sub.pending
+        try:
+            while pending and sub.can_take:
+                message = pending.popleft()
+                sub.pending_bytes -= len(message.body)
+                self._delivered += 1
+                sub.deliver(message, False)
+        finally:
+            sub.draining = False
+
+    def settle(self, sub: Subscription, messages: Sequence[Message]) -> None:
+        """Acknowledged: nothing to keep; the freed window lets pending messages flow."""
+        self.resume(sub)
+
+    def reject(self, sub: Subscription, messages: Sequence[Message]) -> None:
+        """NACKed: dropped (channels do not redeliver); pending messages may flow."""
+        self.resume(sub)
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _fan_out(self, message: Message) -> None:
+        for sub in self._snapshot:
+            if not sub.active:
+                continue  # left during this fan-out
+            if sub.pending or not sub.can_take:
+                self._hold(sub, message)
+            else:
+                self._delivered += 1
+                sub.deliver(message, False)
+
+    def _hold(self, sub: Subscription, message: Message) -> None:
+        pending = sub.pending
+        pending.append(message)
+        sub.pending_bytes += len(message.body)
+        if len(pending) <= self._max_pending and sub.pending_bytes <= self._max_pending_bytes:
+            return
+        if self._policy is SlowConsumerPolicy.DROP_OLDEST:
+            while pending and (
+                len(pending) > self._max_pending or sub.pending_bytes > self._max_pending_bytes
+            ):
+                sub.pending_bytes -= len(pending.popleft().body)
+                self._dropped += 1
+        else:
+            # Detaching (through the session's close) drops and counts the pending ones.
+            sub.consumer.kill(
+                ErrorCode.SLOW_CONSUMER,
+                f"subscription {sub.id[:64]!r} on /topic/{self.name} has more than"
+                f" {self._max_pending} messages or {self._max_pending_bytes} bytes pending",
+            )
+
+    def statistics(self) -> ChannelStats:
+        """A snapshot of this channel's counters."""
+        return ChannelStats(
+            name=self.name,
+            subscribers=len(self._subs),
+            published=self._published,
+            delivered=self._delivered,
+            dropped=self._dropped,
+        )

@@ -1,0 +1,60 @@
+"""The records the engine hands out: a published message, one delivery of it, and the sink."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from buzon.errors import ErrorCode
+
+Headers = tuple[tuple[str, str], ...]
+"""User headers in the order the publisher sent them (repeats allowed, first one wins)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One published message; shared, never copied, by every delivery of it.
+
+    Attributes:
+        id: unique within one broker run (``<random prefix>-<seq>``).
+        destination: where it was published, e.g. ``/queue/jobs`` or ``/topic/news``.
+        headers: the user headers as published.
+        body: the payload.
+        seq: broker-wide publish order; queues keep and return messages in this order.
+    """
+
+    id: str
+    destination: str
+    headers: Headers
+    body: bytes
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A message handed to one subscription.
+
+    Attributes:
+        subscription_id: the id the session chose when subscribing.
+        message: the message itself.
+        ack_id: what the session passes to ``ack``/``nack``; ``None`` in ack mode auto.
+        redelivered: the message was handed out before and came back (close, unsubscribe
+            or NACK of an earlier consumer).
+    """
+
+    subscription_id: str
+    message: Message
+    ack_id: str | None
+    redelivered: bool
+
+
+class DeliverySink(Protocol):
+    """Where one session's output goes; implemented by the transport side (the server)."""
+
+    def deliver(self, delivery: Delivery) -> None:
+        """Take one delivery. May call the session's ``set_writable(False)`` synchronously
+        (its buffer filled), and may ack, nack or publish synchronously."""
+
+    def close_session(self, code: ErrorCode, detail: str) -> None:
+        """The engine wants this session ended (slow consumer). The engine closes the
+        session itself right after this returns; calling ``Session.close`` here is fine."""

@@ -1,0 +1,318 @@
+"""Session: one client's command API to the engine (publish, subscribe, ack, ...).
+
+Every front end (STOMP over TCP or WebSocket, HTTP) drives the engine through this class
+only. Commands run to completion synchronously; deliveries they cause (to this session or
+any other) are handed to the sinks before the command returns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from buzon.broker.config import BrokerConfig
+from buzon.broker.destinations import Destinations
+from buzon.broker.message import DeliverySink, Headers
+from buzon.broker.stats import SessionStats
+from buzon.broker.subscription import AckMode, Consumer, Subscription
+from buzon.broker.transactions import StagedPublish, StagedSettle, Transactions
+from buzon.errors import BrokerError, ErrorCode, LocalProtocolError
+
+_DETAIL_CHARS = 64
+
+
+class Session:
+    """One client's view of the broker; made by :meth:`Broker.open_session`.
+
+    Attributes:
+        id: unique within the broker run.
+        principal: who logged in (for statistics and logs).
+    """
+
+    __slots__ = (
+        "_closed",
+        "_config",
+        "_consumer",
+        "_destinations",
+        "_on_close",
+        "_published",
+        "_subs",
+        "_transactions",
+        "id",
+        "principal",
+    )
+
+    def __init__(
+        self,
+        session_id: str,
+        principal: str,
+        sink: DeliverySink,
+        destinations: Destinations,
+        config: BrokerConfig,
+        on_close: Callable[[Session], None],
+    ) -> None:
+        self.id = session_id
+        self.principal = principal
+        self._config = config
+        self._destinations = destinations
+        self._on_close = on_close
+        self._consumer = Consumer(sink, self.close)
+        self._subs: dict[str, Subscription] = {}
+        self._transactions = Transactions(
+            config.max_open_transactions, config.max_transaction_operations
+        )
+        self._published = 0
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` ran (called by the client side or by the engine)."""
+        return self._closed
+
+    def publish(
+        self, destination: str, headers: Headers, body: bytes, *, transaction: str | None = None
+    ) -> str:
+        """Publish a message, or stage it in ``transaction``.
+
+        Args:
+            destination: ``/queue/<name>`` or ``/topic/<name>``; created if new.
+            headers: user headers, passed to consumers as they are.
+            body: the payload.
+            transaction: an open transaction to stage the send in.
+
+        Returns:
+            the new message id, or ``""`` when staged (ids are assigned at commit).
+
+        Raises:
+            BrokerError: ``BAD_DESTINATION``; ``UNKNOWN_TRANSACTION`` or ``LIMIT_EXCEEDED``
+                for a transactional send.
+            LocalProtocolError: the session is closed.
+        """
+        self._check_open()
+        if transaction is not None:
+            self._transactions.check(transaction)
+            self._destinations.validate(destination)
+            self._transactions.stage(transaction, StagedPublish(destination, headers, body))
+            return ""
+        message_id = self._destinations.publish(destination, headers, body)
+        self._published += 1
+        return message_id
+
+    def subscribe(
+        self,
+        subscription_id: str,
+        destination: str,
+        ack_mode: AckMode = AckMode.AUTO,
+        prefetch: int | None = None,
+    ) -> None:
+        """Start receiving from a queue or channel; a queue's backlog may arrive at once.
+
+        Args:
+            subscription_id: the session's name for the subscription (in every delivery).
+            destination: ``/queue/<name>`` or ``/topic/<name>``; created if new.
+            ack_mode: how deliveries are settled.
+            prefetch: most unacked deliveries at once (default from the config); checked
+                but unused in ack mode auto.
+
+        Raises:
+            BrokerError: ``DUPLICATE_SUBSCRIPTION``, ``LIMIT_EXCEEDED`` (too many
+                subscriptions), ``BAD_HEADER_VALUE`` (prefetch out of range),
+                ``BAD_DESTINATION``.
+            LocalProtocolError: the session is closed.
+        """
+        self._check_open()
+        if subscription_id in self._subs:
+            raise BrokerError(ErrorCode.DUPLICATE_SUBSCRIPTION, _named(subscription_id))
+        limit = self._config.max_subscriptions_per_session
+        if len(self._subs) >= limit:
+            raise BrokerError(ErrorCode.LIMIT_EXCEEDED, f"at most {limit} subscriptions")
+        if prefetch is None:
+            prefetch = self._config.default_prefetch
+        elif not 1 <= prefetch <= self._config.max_prefetch:
+            raise BrokerError(
+                ErrorCode.BAD_HEADER_VALUE,
+                f"prefetch must be between 1 and {self._config.max_prefetch}",
+            )
+        target = self._destinations.lookup(destination)
+        sub = Subscription(subscription_id, self._consumer, target, ack_mode, prefetch)
+        self._subs[subscription_id] = sub
+        target.attach(sub)
+
+    def unsubscribe(self, subscription_id: str) -> None:
+        """End a subscription; its unacked queue messages go back to the queue.
+
+        Args:
+            subscription_id: as given to :meth:`subscribe`.
+
+        Raises:
+            BrokerError: ``UNKNOWN_SUBSCRIPTION``.
+            LocalProtocolError: the session is closed.
+        """
+        self._check_open()
+        sub = self._subs.pop(subscription_id, None)
+        if sub is None:
+            raise BrokerError(ErrorCode.UNKNOWN_SUBSCRIPTION, _named(subscription_id))
+        sub.target.detach(sub)
+
+    def ack(self, ack_id: str, *, transaction: str | None = None) -> None:
+        """Settle a delivery (and, in ack mode client, every earlier one of its subscription).
+
+        Args:
+            ack_id: from a :class:`Delivery` this session received and has not settled.
+            transaction: stage the ACK in this open transaction instead.
+
+        Raises:
+            BrokerError: ``UNKNOWN_ACK_ID``; ``UNKNOWN_TRANSACTION`` or ``LIMIT_EXCEEDED``
+                for a transactional ACK.
+            LocalProtocolError: the session is closed.
+        """
+        self._settle(ack_id, transaction, requeue=False)
+
+    def nack(self, ack_id: str, *, transaction: str | None = None) -> None:
+        """Refuse a delivery (cumulative in ack mode client, like :meth:`ack`).
+
+        Queue messages go back to the queue in their original order and are redelivered;
+        channel messages are dropped.
+
+        Args:
+            ack_id: from a :class:`Delivery` this session received and has not settled.
+            transaction: stage the NACK in this open transaction instead.
+
+        Raises:
+            BrokerError: as :meth:`ack`.
+            LocalProtocolError: the session is closed.
+        """
+        self._settle(ack_id, transaction, requeue=True)
+
+    def begin(self, transaction: str) -> None:
+        """Open a transaction.
+
+        Args:
+            transaction: the client's name for it, unique among its open transactions.
+
+        Raises:
+            BrokerError: ``DUPLICATE_TRANSACTION``, ``LIMIT_EXCEEDED``.
+            LocalProtocolError: the session is closed.
+        """
+        self._check_open()
+        self._transactions.begin(transaction)
+
+    def commit(self, transaction: str) -> None:
+        """Apply everything staged in ``transaction``, in the order it was staged.
+
+        A staged ACK/NACK whose ack id was settled since it was staged (by a later
+        cumulative ACK, an earlier one in the same transaction, or an unsubscribe) is
+        skipped: there is nothing left for it to settle.
+
+        Args:
+            transaction: an open transaction; it is closed by the commit.
+
+        Raises:
+            BrokerError: ``UNKNOWN_TRANSACTION``.
+            LocalProtocolError: the session is closed.
+        """
+        self._check_open()
+        for operation in self._transactions.finish(transaction):
+            if isinstance(operation, StagedPublish):
+                self._destinations.publish(operation.destination, operation.headers, operation.body)
+                self._published += 1
+            else:
+                self._apply_settle(operation)
+
+    def abort(self, transaction: str) -> None:
+        """Drop everything staged in ``transaction``.
+
+        Args:
+            transaction: an open transaction; it is closed by the abort.
+
+        Raises:
+            BrokerError: ``UNKNOWN_TRANSACTION``.
+            LocalProtocolError: the session is closed.
+        """
+        self._check_open()
+        self._transactions.finish(transaction)
+
+    def set_writable(self, writable: bool) -> None:
+        """Say whether the transport can take more output now.
+
+        While not writable the session gets no deliveries: queue messages stay in their
+        queue, channel messages wait in the subscription's bounded pending deque. Safe to
+        call from inside ``sink.deliver()``; setting it back to True delivers what waits.
+        Does nothing once the session is closed.
+
+        Args:
+            writable: False when the transport's write buffer is full, True once drained.
+        """
+        consumer = self._consumer
+        if self._closed or consumer.writable is writable:
+            return
+        consumer.writable = writable
+        if writable:
+            # A copy: a delivery may unsubscribe or close from inside the sink.
+            for sub in tuple(self._subs.values()):
+                if not consumer.writable:
+                    break
+                sub.target.resume(sub)
+
+    def close(self) -> None:
+        """End the session. Idempotent.
+
+        Unacked queue messages go back to their queues (original order, redelivered) and
+        may be delivered to other sessions before this returns; unacked and pending
+        channel messages are dropped; open transactions are dropped. The sink is not called.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        self._consumer.writable = False
+        self._transactions.clear()
+        subs = list(self._subs.values())
+        self._subs.clear()
+        for sub in subs:
+            sub.target.detach(sub)
+        self._on_close(self)
+
+    def statistics(self) -> SessionStats:
+        """A snapshot of this session's counters."""
+        return SessionStats(
+            id=self.id,
+            principal=self.principal,
+            subscriptions=len(self._subs),
+            unacked=len(self._consumer.unacked),
+            published=self._published,
+            delivered=self._consumer.delivered,
+        )
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise LocalProtocolError(detail=f"session {self.id} is closed")
+
+    def _settle(self, ack_id: str, transaction: str | None, *, requeue: bool) -> None:
+        self._check_open()
+        if transaction is not None:
+            self._transactions.check(transaction)
+        sub = self._consumer.unacked.get(ack_id)
+        if sub is None:
+            raise BrokerError(ErrorCode.UNKNOWN_ACK_ID, f"ack id {ack_id[:_DETAIL_CHARS]!r}")
+        if transaction is not None:
+            self._transactions.stage(transaction, StagedSettle(ack_id, requeue))
+        else:
+            _settle_now(sub, ack_id, requeue)
+
+    def _apply_settle(self, operation: StagedSettle) -> None:
+        sub = self._consumer.unacked.get(operation.ack_id)
+        if sub is not None:  # else settled since it was staged
+            _settle_now(sub, operation.ack_id, operation.requeue)
+
+
+def _settle_now(sub: Subscription, ack_id: str, requeue: bool) -> None:
+    messages = sub.take(ack_id)
+    if requeue:
+        sub.target.reject(sub, messages)
+    else:
+        sub.target.settle(sub, messages)
+
+
+def _named(subscription_id: str) -> str:
+    return f"subscription {subscription_id[:_DETAIL_CHARS]!r}"

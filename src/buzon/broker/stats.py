@@ -1,0 +1,94 @@
+"""Frozen snapshots of the engine's counters, for ``/api/stats``, metrics and the dashboard."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    """One queue.
+
+    Attributes:
+        name: the queue name, without ``/queue/``.
+        depth: messages waiting for a consumer.
+        in_flight: messages delivered and not yet acknowledged.
+        consumers: current subscriptions.
+        published: messages ever published to it.
+        delivered: deliveries made, redeliveries included.
+        acked: messages settled for good (acknowledged, or delivered in ack mode auto).
+        redelivered: deliveries of messages that had come back to the queue.
+        bytes: body bytes held (waiting and in flight).
+    """
+
+    name: str
+    depth: int
+    in_flight: int
+    consumers: int
+    published: int
+    delivered: int
+    acked: int
+    redelivered: int
+    bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelStats:
+    """One channel.
+
+    Attributes:
+        name: the channel name, without ``/topic/``.
+        subscribers: current subscriptions.
+        published: messages ever published to it.
+        delivered: deliveries made (one message to ten subscribers counts ten).
+        dropped: deliveries that never happened: discarded over a subscription's pending
+            bound, or still pending when the subscription ended.
+    """
+
+    name: str
+    subscribers: int
+    published: int
+    delivered: int
+    dropped: int
+
+
+@dataclass(frozen=True, slots=True)
+class SessionStats:
+    """One session.
+
+    Attributes:
+        id: the session id.
+        principal: who logged in.
+        subscriptions: current subscriptions.
+        unacked: deliveries waiting for ACK or NACK, over all subscriptions.
+        published: messages it published (transactional ones once committed).
+        delivered: deliveries it received.
+    """
+
+    id: str
+    principal: str
+    subscriptions: int
+    unacked: int
+    published: int
+    delivered: int
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerStats:
+    """The whole engine: queues and channels sorted by name, sessions in opening order.
+
+    Attributes:
+        queues: every queue.
+        channels: every channel.
+        sessions: every open session.
+        queued_bytes: body bytes held by all queues (what the water marks compare).
+        messages_published: messages published to any destination.
+        messages_delivered: deliveries made from any destination.
+    """
+
+    queues: tuple[QueueStats, ...]
+    channels: tuple[ChannelStats, ...]
+    sessions: tuple[SessionStats, ...]
+    queued_bytes: int
+    messages_published: int
+    messages_delivered: int

@@ -1,0 +1,189 @@
+"""Subscriptions and the per-session delivery state they share.
+
+A :class:`Subscription` joins one session to one queue or channel. The destination decides
+*when* a subscription gets a message; the subscription decides *how* it is handed out: it
+assigns the ack id, remembers what is unacknowledged, and calls the session's sink. That
+split lets queues and channels share the ack bookkeeping (cumulative vs individual) exactly.
+
+Unacknowledged deliveries are kept in plain dicts keyed by ack id: insertion order is
+delivery order, which is what a cumulative (``client``) ACK needs, and an individual ACK is
+one dict pop. The session-wide index (:attr:`Consumer.unacked`) answers "which subscription
+holds this ack id" without a scan, so another session's ack ids are simply unknown here.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from buzon.broker.message import Delivery, DeliverySink, Message
+from buzon.errors import ErrorCode
+
+
+class AckMode(enum.StrEnum):
+    """How deliveries of a subscription are settled (the STOMP ``ack`` header values)."""
+
+    AUTO = "auto"
+    """Settled when delivered; no ack id, no prefetch window."""
+    CLIENT = "client"
+    """ACK/NACK is cumulative: it settles everything delivered up to and including it."""
+    CLIENT_INDIVIDUAL = "client-individual"
+    """ACK/NACK settles exactly the one delivery it names."""
+
+
+class Target(Protocol):
+    """What a session needs from the queue or channel behind one of its subscriptions."""
+
+    def attach(self, sub: Subscription) -> None:
+        """Start delivering to ``sub`` (it may receive messages before this returns)."""
+
+    def detach(self, sub: Subscription) -> None:
+        """Stop delivering to ``sub``; its unacked messages go back (queue) or away."""
+
+    def resume(self, sub: Subscription) -> None:
+        """``sub`` may be able to take messages again (writable again, or got credit)."""
+
+    def settle(self, sub: Subscription, messages: Sequence[Message]) -> None:
+        """``messages`` were acknowledged (already removed from ``sub``)."""
+
+    def reject(self, sub: Subscription, messages: Sequence[Message]) -> None:
+        """``messages`` were NACKed (already removed from ``sub``)."""
+
+
+class Consumer:
+    """The delivery side of one session, shared by all its subscriptions.
+
+    Args:
+        sink: where deliveries go.
+        close: ends the session (used when the engine decides to drop a slow consumer).
+    """
+
+    __slots__ = ("_close", "_doomed", "delivered", "last_ack", "sink", "unacked", "writable")
+
+    def __init__(self, sink: DeliverySink, close: Callable[[], None]) -> None:
+        self.sink = sink
+        self.writable = True
+        self.delivered = 0
+        self.last_ack = 0
+        # ack id -> the subscription holding that unacknowledged delivery
+        self.unacked: dict[str, Subscription] = {}
+        self._close = close
+        self._doomed = False
+
+    def kill(self, code: ErrorCode, detail: str) -> None:
+        """Tell the sink the session must end (once), then close the session."""
+        if self._doomed:
+            return
+        self._doomed = True
+        self.writable = False
+        self.sink.close_session(code, detail)
+        self._close()
+
+
+class Subscription:
+    """One subscription of one session to one queue or channel.
+
+    Args:
+        subscription_id: the session's name for it (unique within the session).
+        consumer: the owning session's delivery state.
+        target: the queue or channel.
+        ack_mode: how deliveries are settled.
+        prefetch: the most unacknowledged deliveries it may hold (ignored for auto).
+    """
+
+    __slots__ = (
+        "ack_mode",
+        "active",
+        "auto",
+        "consumer",
+        "draining",
+        "id",
+        "in_ring",
+        "pending",
+        "pending_bytes",
+        "target",
+        "unacked",
+        "window",
+    )
+
+    def __init__(
+        self,
+        subscription_id: str,
+        consumer: Consumer,
+        target: Target,
+        ack_mode: AckMode,
+        prefetch: int,
+    ) -> None:
+        self.id = subscription_id
+        self.consumer = consumer
+        self.target = target
+        self.ack_mode = ack_mode
+        self.auto = ack_mode is AckMode.AUTO
+        # Auto deliveries are never unacked, so any positive window means "no limit".
+        self.window = 1 if self.auto else prefetch
+        self.active = True
+        self.unacked: dict[str, Message] = {}
+        # queue only: currently in the queue's round-robin ring of consumers with credit
+        self.in_ring = False
+        # channel only: messages waiting until this subscription can take them
+        self.pending: deque[Message] = deque()
+        self.pending_bytes = 0
+        self.draining = False
+
+    @property
+    def can_take(self) -> bool:
+        """Whether a message handed over now would be delivered right away."""
+        return self.active and self.consumer.writable and len(self.unacked) < self.window
+
+    def deliver(self, message: Message, redelivered: bool) -> None:
+        """Hand ``message`` to the sink, recording it as unacked in client modes.
+
+        The bookkeeping is done before the sink runs, so the sink may ack it at once.
+        """
+        consumer = self.consumer
+        if self.auto:
+            ack_id = None
+        else:
+            consumer.last_ack += 1
+            ack_id = str(consumer.last_ack)
+            self.unacked[ack_id] = message
+            consumer.unacked[ack_id] = self
+        consumer.delivered += 1
+        consumer.sink.deliver(Delivery(self.id, message, ack_id, redelivered))
+
+    def take(self, ack_id: str) -> list[Message]:
+        """Remove and return what an ACK/NACK of ``ack_id`` settles, in delivery order.
+
+        Args:
+            ack_id: an ack id this subscription holds (the caller checked).
+
+        Returns:
+            just that message (client-individual), or every message delivered up to and
+            including it (client).
+        """
+        index = self.consumer.unacked
+        unacked = self.unacked
+        if self.ack_mode is AckMode.CLIENT_INDIVIDUAL:
+            del index[ack_id]
+            return [unacked.pop(ack_id)]
+        ids = []
+        for key in unacked:
+            ids.append(key)
+            if key == ack_id:
+                break
+        taken = []
+        for key in ids:
+            del index[key]
+            taken.append(unacked.pop(key))
+        return taken
+
+    def take_all(self) -> list[Message]:
+        """Remove and return every unacked message (the subscription is ending)."""
+        index = self.consumer.unacked
+        for key in self.unacked:
+            del index[key]
+        taken = list(self.unacked.values())
+        self.unacked.clear()
+        return taken

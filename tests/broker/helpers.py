@@ -1,0 +1,79 @@
+"""A recording sink and a small session wrapper shared by the engine tests."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from buzon.broker import AckMode, Broker, Delivery, Session
+from buzon.errors import ErrorCode
+
+
+@dataclass(eq=False)
+class RecordingSink:
+    """Collects deliveries and close requests; ``on_deliver`` runs inside ``deliver()``."""
+
+    deliveries: list[Delivery] = field(default_factory=list)
+    close_requests: list[tuple[ErrorCode, str]] = field(default_factory=list)
+    on_deliver: Callable[[Delivery], None] | None = None
+    on_close: Callable[[ErrorCode, str], None] | None = None
+
+    def deliver(self, delivery: Delivery) -> None:
+        self.deliveries.append(delivery)
+        if self.on_deliver is not None:
+            self.on_deliver(delivery)
+
+    def close_session(self, code: ErrorCode, detail: str) -> None:
+        self.close_requests.append((code, detail))
+        if self.on_close is not None:
+            self.on_close(code, detail)
+
+
+@dataclass(eq=False)
+class Peer:
+    """A session and the sink that receives its deliveries."""
+
+    session: Session
+    sink: RecordingSink
+
+    @property
+    def deliveries(self) -> list[Delivery]:
+        return self.sink.deliveries
+
+    def bodies(self) -> list[bytes]:
+        return [delivery.message.body for delivery in self.sink.deliveries]
+
+    def flags(self) -> list[bool]:
+        return [delivery.redelivered for delivery in self.sink.deliveries]
+
+    def ack_ids(self) -> list[str]:
+        ids = [delivery.ack_id for delivery in self.sink.deliveries]
+        assert all(ack_id is not None for ack_id in ids)
+        return [ack_id for ack_id in ids if ack_id is not None]
+
+    def clear(self) -> None:
+        self.sink.deliveries.clear()
+
+    def subscribe(
+        self,
+        destination: str,
+        ack_mode: AckMode = AckMode.AUTO,
+        prefetch: int | None = None,
+        subscription_id: str = "sub",
+    ) -> Peer:
+        self.session.subscribe(subscription_id, destination, ack_mode, prefetch)
+        return self
+
+    def publish(self, destination: str, *bodies: bytes, transaction: str | None = None) -> None:
+        for body in bodies:
+            self.session.publish(destination, (), body, transaction=transaction)
+
+
+def open_peer(broker: Broker, principal: str = "alice") -> Peer:
+    sink = RecordingSink()
+    return Peer(broker.open_session(sink, principal), sink)
+
+
+def numbered(count: int, start: int = 1) -> list[bytes]:
+    """``[b"1", b"2", ...]``: bodies whose order is easy to read in assertions."""
+    return [str(n).encode() for n in range(start, start + count)]

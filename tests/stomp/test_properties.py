@@ -1,0 +1,149 @@
+"""Hypothesis: round trips, arbitrary input, chunking independence and bounded memory."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from buzon.errors import ErrorCode
+from buzon.stomp import (
+    DEFAULT_LIMITS,
+    PRE_LOGIN_LIMITS,
+    Command,
+    Frame,
+    Headers,
+    Message,
+    ParserLimits,
+    serialize,
+)
+from buzon.stomp.escaping import escape, unescape
+from buzon.stomp.serializer import message_chunks, message_frame
+
+from .helpers import parse_chunks
+
+PROFILE = settings(max_examples=200, deadline=None)
+
+# Characters worth trying: the ones escaping is about, a few non-ASCII ones, and anything
+# else Unicode has apart from lone surrogates (which no UTF-8 text can hold).
+SPECIAL = st.sampled_from([":", "\n", "\r", "\\", "c", "n", "r", "ñ", "€", "😀"])
+ANY_CHAR = st.characters(exclude_categories=["Cs"])
+TEXT = st.text(st.one_of(SPECIAL, ANY_CHAR), max_size=20)
+# CONNECT and CONNECTED are not escaped: no line breaks anywhere, no colon in names.
+RAW_NAME = st.text(st.one_of(SPECIAL, ANY_CHAR).filter(lambda c: c not in ":\r\n"), max_size=20)
+RAW_VALUE = st.text(st.one_of(SPECIAL, ANY_CHAR).filter(lambda c: c not in "\r\n"), max_size=20)
+
+
+@st.composite
+def frames(draw: st.DrawFn) -> Frame:
+    command = draw(st.sampled_from(Command))
+    raw = command in (Command.CONNECT, Command.CONNECTED)
+    pair = st.tuples(RAW_NAME, RAW_VALUE) if raw else st.tuples(TEXT, TEXT)
+    headers = draw(st.lists(pair.filter(lambda h: h[0] != "content-length"), max_size=8))
+    body = draw(st.binary(max_size=300))
+    return Frame(command, tuple(headers), body)
+
+
+def expected_after_round_trip(frame: Frame) -> Frame:
+    headers: Headers = frame.headers
+    if frame.body:
+        headers += (("content-length", str(len(frame.body))),)
+    return Frame(frame.command, headers, frame.body)
+
+
+@PROFILE
+@given(frames(), st.data())
+def test_parse_of_serialize_is_the_frame(frame: Frame, data: st.DataObject) -> None:
+    wire = serialize(frame)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(wire)), max_size=4)))
+    chunks = [wire[a:b] for a, b in zip([0, *cuts], [*cuts, len(wire)], strict=True)]
+    assert parse_chunks(chunks).items == [expected_after_round_trip(frame)]
+
+
+@PROFILE
+@given(
+    TEXT,
+    TEXT,
+    TEXT,
+    st.none() | TEXT,
+    st.lists(st.tuples(TEXT, TEXT), max_size=4),
+    st.binary(max_size=50),
+    st.booleans(),
+)
+def test_message_fast_path_equals_the_general_serialiser(
+    destination: str,
+    message_id: str,
+    subscription: str,
+    ack: str | None,
+    headers: list[tuple[str, str]],
+    body: bytes,
+    redelivered: bool,
+) -> None:
+    message = Message(destination, message_id, subscription, ack, tuple(headers), body, redelivered)
+    wire = b"".join(message_chunks(message))
+    assert wire == serialize(message_frame(message))
+    assert parse_chunks([wire]).items == [expected_after_round_trip(message_frame(message))]
+
+
+@PROFILE
+@given(TEXT)
+def test_unescape_undoes_escape(text: str) -> None:
+    assert unescape(escape(text)) == text
+
+
+SMALL = ParserLimits(
+    max_command_line=16,
+    max_header_line=24,
+    max_headers=4,
+    max_header_block=64,
+    max_body=48,
+    max_frame=128,
+)
+FRAGMENTS = st.sampled_from(
+    [
+        b"SEND\n",
+        b"CONNECT\r\n",
+        b"MESSAGE\n",
+        b"k:v\n",
+        b"a\\cb:\\n\n",
+        b"\\t",
+        b"content-length:3\n",
+        b"content-length:x\n",
+        b"\n",
+        b"\r\n",
+        b"\0",
+        b"\xff",
+        b":",
+        b"body",
+    ]
+)
+STREAMS = st.lists(st.one_of(FRAGMENTS, st.binary(max_size=30)), max_size=30).map(b"".join)
+LIMITS = st.sampled_from([SMALL, PRE_LOGIN_LIMITS, DEFAULT_LIMITS])
+
+
+def split(stream: bytes, cuts: list[int]) -> list[bytes]:
+    points = sorted({min(c, len(stream)) for c in cuts})
+    return [stream[a:b] for a, b in zip([0, *points], [*points, len(stream)], strict=True)]
+
+
+@PROFILE
+@given(STREAMS, st.lists(st.integers(0, 1000), max_size=10), LIMITS)
+def test_any_bytes_in_any_chunks(stream: bytes, cuts: list[int], limits: ParserLimits) -> None:
+    chunks = split(stream, cuts)
+    # only FrameError may come out (parse_chunks turns it into its code; anything else
+    # propagates and fails the test)
+    result = parse_chunks(chunks, limits)
+    # memory stays bounded: the parser never holds more than a frame plus one read
+    biggest_chunk = max((len(c) for c in chunks), default=0)
+    assert result.max_buffered <= limits.max_frame + biggest_chunk
+    # and where the stream is cut does not matter
+    assert result.items == parse_chunks([stream], limits).items
+    # an error, if any, is the last thing reported
+    assert not any(isinstance(item, ErrorCode) for item in result.items[:-1])
+
+
+@PROFILE
+@given(st.binary(min_size=1, max_size=64), st.integers(1, 4000))
+def test_floods_are_refused_within_the_limits(unit: bytes, repeat: int) -> None:
+    stream = unit * repeat
+    result = parse_chunks([stream[i : i + 97] for i in range(0, len(stream), 97)], SMALL)
+    assert result.max_buffered <= SMALL.max_frame + 97
