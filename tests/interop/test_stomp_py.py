@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -16,7 +16,10 @@ PASSWORD = "interop-password-1"
 
 
 class Collector(stomp.ConnectionListener):  # type: ignore[misc]
-    def __init__(self) -> None:
+    """Keeps every MESSAGE and ERROR; ``then`` runs on each message after it is kept."""
+
+    def __init__(self, then: Callable[[Any], None] | None = None) -> None:
+        self.then = then
         self.messages: list[Any] = []
         self.errors: list[Any] = []
         self.changed = threading.Condition()
@@ -25,6 +28,8 @@ class Collector(stomp.ConnectionListener):  # type: ignore[misc]
         with self.changed:
             self.messages.append(frame)
             self.changed.notify_all()
+        if self.then is not None:
+            self.then(frame)
 
     def on_error(self, frame: Any) -> None:
         with self.changed:
@@ -55,12 +60,8 @@ def connect(broker: BrokerProcess, password: str = PASSWORD) -> tuple[Any, Colle
 def test_queue_work_is_shared_between_stomp_py_consumers(broker: BrokerProcess) -> None:
     consumers = [connect(broker) for _ in range(2)]
     for conn, listener in consumers:
+        listener.then = lambda frame, conn=conn: conn.ack(frame.headers["ack"])
         conn.subscribe("/queue/interop", id="1", ack="client-individual")
-
-        def ack_each(frame: Any, conn: Any = conn) -> None:
-            conn.ack(frame.headers["ack"])
-
-        listener.on_message = _chain(listener.on_message, ack_each)
     producer, _ = connect(broker)
     for i in range(40):
         producer.send("/queue/interop", f"task {i}", receipt="r" if i == 39 else None)
@@ -113,11 +114,3 @@ def test_wrong_password_is_refused(broker: BrokerProcess) -> None:
         conn.connect("admin", "not-the-password", wait=True)
     assert listener.errors
     assert listener.errors[0].headers["message"] == "authentication failed"
-
-
-def _chain(first: Any, second: Any) -> Any:
-    def both(frame: Any) -> None:
-        second(frame)
-        first(frame)
-
-    return both

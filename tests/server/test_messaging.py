@@ -153,6 +153,7 @@ async def test_nack_returns_message_marked_redelivered(credentials: Credentials)
         await publish(producer, "/queue/n", [b"retry me"])
         first = await consumer.expect(Message)
         assert not first.redelivered
+        assert first.ack is not None
         await consumer.send(Nack(id=first.ack, transaction=None, receipt=None))
         second = await consumer.expect(Message)
         assert second.body == b"retry me"

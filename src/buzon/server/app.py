@@ -26,6 +26,9 @@ def broker_config(settings: Settings) -> BrokerConfig:
     """The engine settings that ``buzon serve`` exposes."""
     return BrokerConfig(
         default_prefetch=settings.default_prefetch,
+        queue_high_water_bytes=settings.max_queued_bytes,
+        # resume at three quarters, so publishers do not flap around one mark
+        queue_low_water_bytes=settings.max_queued_bytes * 3 // 4,
         channel_max_pending=settings.channel_max_pending,
         slow_consumer_policy=SlowConsumerPolicy(settings.slow_consumer_policy),
     )

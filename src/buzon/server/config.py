@@ -41,6 +41,7 @@ class Settings:
     handshake_timeout: float = 10.0
     heartbeat_ms: int = 10_000
     max_outbound_bytes: int = 1024 * 1024
+    max_queued_bytes: int = 512 * 1024 * 1024
     default_prefetch: int = 100
     channel_max_pending: int = 10_000
     slow_consumer_policy: str = SlowConsumerPolicy.DISCONNECT.value
@@ -127,6 +128,11 @@ OPTIONS: tuple[Option, ...] = (
         "max_outbound_bytes",
         _positive_int,
         "per-connection outbound buffer; past it the connection gets no more deliveries",
+    ),
+    Option(
+        "max_queued_bytes",
+        _positive_int,
+        "message bytes all queues may hold; above it publishers are paused until they drain",
     ),
     Option("default_prefetch", _positive_int, "unacked messages per queue subscription by default"),
     Option(
