@@ -282,3 +282,20 @@ def test_closing_own_session_inside_deliver_returns_the_message(
     assert other.bodies() == [b"1", b"2"]
     assert other.flags() == [True, False]
     assert quitter.session.closed
+
+
+def test_ack_id_for_finds_a_delivery_by_message_and_subscription(
+    broker: Broker, producer: Peer
+) -> None:
+    consumer = open_peer(broker).subscribe(Q, AckMode.CLIENT_INDIVIDUAL, subscription_id="s1")
+    producer.publish(Q, b"a", b"b")
+    first, second = consumer.deliveries
+    session = consumer.session
+    assert session.ack_id_for("s1", second.message.id) == second.ack_id
+    session.ack(session.ack_id_for("s1", first.message.id))
+    with pytest.raises(BrokerError) as settled:
+        session.ack_id_for("s1", first.message.id)
+    assert settled.value.code is ErrorCode.UNKNOWN_ACK_ID
+    with pytest.raises(BrokerError) as unknown:
+        session.ack_id_for("nope", second.message.id)
+    assert unknown.value.code is ErrorCode.UNKNOWN_SUBSCRIPTION

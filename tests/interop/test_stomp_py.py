@@ -114,3 +114,29 @@ def test_wrong_password_is_refused(broker: BrokerProcess) -> None:
         conn.connect("admin", "not-the-password", wait=True)
     assert listener.errors
     assert listener.errors[0].headers["message"] == "authentication failed"
+
+
+def test_stomp_1_1_client_acks_and_nacks_by_message_id(broker: BrokerProcess) -> None:
+    conn = stomp.Connection11([(broker.host, broker.port)], heartbeats=(0, 0))
+    listener = Collector()
+    conn.set_listener("collector", listener)
+    conn.connect("admin", PASSWORD, wait=True)
+    conn.subscribe("/queue/interop-11", id="s", ack="client-individual")
+    conn.send("/queue/interop-11", "first")
+    conn.send("/queue/interop-11", "second")
+    first, second = listener.wait_for(2)
+    conn.nack(first.headers["message-id"], "s")
+    conn.ack(second.headers["message-id"], "s")
+    again = listener.wait_for(3)[2]
+    assert again.body == "first"
+    assert again.headers.get("redelivered") == "true"
+    conn.ack(again.headers["message-id"], "s", receipt="done")
+    time.sleep(0.2)
+    assert not listener.errors
+    conn.disconnect()
+    # nothing is left unacknowledged: a new consumer gets nothing
+    later, later_listener = connect(broker)
+    later.subscribe("/queue/interop-11", id="s", ack="client-individual")
+    time.sleep(0.3)
+    assert later_listener.messages == []
+    later.disconnect()

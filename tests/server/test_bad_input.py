@@ -70,7 +70,7 @@ HOSTILE: dict[str, tuple[bytes, str]] = {
         b"CONNECT\naccept-version:1.2\nhost:/\nlogin:mallory\npasscode:x\n\n\x00",
         "authentication failed",
     ),
-    "no 1.2 offered": (
+    "only STOMP 1.0 offered": (
         b"CONNECT\naccept-version:1.0\nhost:/\nlogin:admin\npasscode:x\n\n\x00",
         "unsupported protocol version",
     ),

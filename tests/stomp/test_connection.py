@@ -35,6 +35,7 @@ def test_login_negotiates_version_and_fills_both_events() -> None:
     pair = ConnectionPair(client_heart_beat=(1000, 2000), server_heart_beat=(3000, 500))
     connect, connected = pair.login()
     assert connect == Connect(
+        version="1.2",
         login="user",
         passcode="secret",
         host="/",
@@ -164,8 +165,8 @@ VIOLATIONS_BEFORE_LOGIN = {
         "9",
     ),
     "DISCONNECT before CONNECT": (b"DISCONNECT\n\n\0", ErrorCode.NOT_CONNECTED, None),
-    "no 1.2 offered": (
-        b"CONNECT\naccept-version:1.0,1.1\nreceipt:v\n\n\0",
+    "only 1.0 offered": (
+        b"CONNECT\naccept-version:1.0\nreceipt:v\n\n\0",
         ErrorCode.UNSUPPORTED_VERSION,
         "v",
     ),
@@ -185,13 +186,49 @@ def test_violation_before_login_gets_error_then_close(name: str) -> None:
     refused(raw_server(data, login=False), code, receipt)
 
 
-def test_unsupported_version_error_names_the_version_we_speak() -> None:
-    server = raw_server(b"CONNECT\naccept-version:1.1\n\n\0", login=False)
+def test_unsupported_version_error_names_the_versions_we_speak() -> None:
+    server = raw_server(b"CONNECT\naccept-version:1.0\n\n\0", login=False)
     assert server.next_event() is None
     error = error_frame(server.data_to_send())
-    assert error.get("version") == "1.2"
+    assert error.get("version") == "1.1,1.2"
     assert error.get("content-type") == "text/plain;charset=utf-8"
     assert b"1.2" in error.body
+
+
+@pytest.mark.parametrize(
+    ("offered", "chosen"),
+    [("1.2", "1.2"), ("1.1", "1.1"), ("1.0,1.1", "1.1"), ("1.1,1.2", "1.2"), ("1.2,1.1", "1.2")],
+)
+def test_server_chooses_the_best_version_both_speak(offered: str, chosen: str) -> None:
+    server = raw_server(f"CONNECT\naccept-version:{offered}\n\n\0".encode(), login=False)
+    event = server.next_event()
+    assert isinstance(event, Connect)
+    assert event.version == chosen
+    server.accept(session="s", server="t")
+    assert server.version == chosen
+    assert f"\nversion:{chosen}\n".encode() in server.data_to_send()
+
+
+def test_stomp_1_1_acks_name_the_message_and_subscription() -> None:
+    server = raw_server(b"CONNECT\naccept-version:1.1\n\n\0", login=False)
+    assert isinstance(server.next_event(), Connect)
+    server.accept(session="s", server="t")
+    server.data_to_send()
+    server.receive_data(
+        b"ACK\nmessage-id:m-7\nsubscription:s1\nreceipt:r\n\n\0"
+        b"NACK\nmessage-id:m-8\nsubscription:s1\ntransaction:t\n\n\0",
+        0.0,
+    )
+    assert server.next_event() == Ack("m-7", None, "r", "s1")
+    assert server.next_event() == Nack("m-8", "t", None, "s1")
+    # a 1.2-style ACK (ack id only) is missing 1.1's required headers
+    server.receive_data(b"ACK\nid:5\n\n\0", 0.0)
+    refused(server, ErrorCode.MISSING_HEADER)
+
+
+def test_stomp_1_2_acks_need_the_ack_id() -> None:
+    server = raw_server(b"ACK\nmessage-id:m-7\nsubscription:s1\n\n\0")
+    refused(server, ErrorCode.MISSING_HEADER)
 
 
 def test_client_events_reach_the_server_as_sent() -> None:
@@ -435,7 +472,7 @@ def test_illegal_sends_raise_local_protocol_error() -> None:
     with pytest.raises(LocalProtocolError):
         pair.server.send(Send("/q"))  # a client frame
     with pytest.raises(LocalProtocolError):
-        pair.client.send(Connect(None, None, None, ("1.2",), (0, 0), ()))
+        pair.client.send(Connect("1.2", None, None, None, ("1.2",), (0, 0), ()))
     with pytest.raises(LocalProtocolError):
         pair.server.send(Connected("1.2", (0, 0), None, None, ()))
     with pytest.raises(LocalProtocolError):

@@ -183,6 +183,33 @@ class Session:
         """
         self._settle(ack_id, transaction, requeue=True)
 
+    def ack_id_for(self, subscription_id: str, message_id: str) -> str:
+        """The ack id of the unsettled delivery of ``message_id`` on a subscription.
+
+        For front ends whose clients name a delivery by message and subscription (STOMP
+        1.1) rather than by ack id. It scans that subscription's unacked deliveries, at
+        most its prefetch window.
+
+        Args:
+            subscription_id: as given to :meth:`subscribe`.
+            message_id: the id of a message delivered on it and not yet settled.
+
+        Raises:
+            BrokerError: ``UNKNOWN_SUBSCRIPTION``, or ``UNKNOWN_ACK_ID`` when that
+                subscription holds no such delivery (never delivered, settled, or auto).
+            LocalProtocolError: the session is closed.
+        """
+        self._check_open()
+        sub = self._subs.get(subscription_id)
+        if sub is None:
+            raise BrokerError(ErrorCode.UNKNOWN_SUBSCRIPTION, _named(subscription_id))
+        for ack_id, message in sub.unacked.items():
+            if message.id == message_id:
+                return ack_id
+        raise BrokerError(
+            ErrorCode.UNKNOWN_ACK_ID, f"message-id {message_id[:_DETAIL_CHARS]!r} is not unacked"
+        )
+
     def begin(self, transaction: str) -> None:
         """Open a transaction.
 

@@ -240,11 +240,11 @@ class StompSession(asyncio.Protocol):
             self._conn.send(Receipt(receipt_id=event.receipt))
 
     def _on_ack(self, event: Ack, session: Session) -> None:
-        session.ack(event.id, transaction=event.transaction)
+        session.ack(_ack_id(event, session), transaction=event.transaction)
         self._receipt(event.receipt)
 
     def _on_nack(self, event: Nack, session: Session) -> None:
-        session.nack(event.id, transaction=event.transaction)
+        session.nack(_ack_id(event, session), transaction=event.transaction)
         self._receipt(event.receipt)
 
     def _on_subscribe(self, event: Subscribe, session: Session) -> None:
@@ -407,6 +407,13 @@ class StompSession(asyncio.Protocol):
         if broker.over_high_water and "memory" not in self._pauses:
             self._pause("memory")
             broker.call_when_below_low_water(lambda: self._resume("memory"))
+
+
+def _ack_id(event: Ack | Nack, session: Session) -> str:
+    """The engine's ack id for an ACK/NACK: given in 1.2; found by message id in 1.1."""
+    if event.subscription is None:
+        return event.id
+    return session.ack_id_for(event.subscription, event.id)
 
 
 def _header(headers: tuple[tuple[str, str], ...], name: str) -> str | None:

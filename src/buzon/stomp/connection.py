@@ -17,7 +17,16 @@ from buzon.errors import ErrorCode, FrameError, LocalProtocolError
 from buzon.stomp.events import Connect, Connected, Error, Event
 from buzon.stomp.frame import HEARTBEAT, NEED_DATA, Command, Headers
 from buzon.stomp.heartbeat import HeartbeatTimer, TimerAction, negotiate, negotiate_ms
-from buzon.stomp.incoming import DECODERS, VERSION, Decoder, decode_connect, decode_connected
+from buzon.stomp.incoming import (
+    DECODERS,
+    SERVER_VERSIONS,
+    VERSION,
+    Decoder,
+    decode_ack_11,
+    decode_connect,
+    decode_connected,
+    decode_nack_11,
+)
 from buzon.stomp.incoming import header as first_header
 from buzon.stomp.limits import DEFAULT_LIMITS, PRE_LOGIN_LIMITS, ParserLimits
 from buzon.stomp.outgoing import ENCODERS, frame_with
@@ -74,6 +83,7 @@ class StompConnection:
         self._heart_beat = heart_beat
         self._grace = heartbeat_grace
         self._their_heart_beat = (0, 0)
+        self._version = VERSION  # the server role learns the client's from CONNECT
         self._negotiated = (0.0, 0.0)
         self._timer: HeartbeatTimer | None = None
         self._now = 0.0  # the latest time we were given
@@ -93,6 +103,11 @@ class StompConnection:
     def state(self) -> ConnState:
         """The current state."""
         return self._machine.state
+
+    @property
+    def version(self) -> str:
+        """The protocol version of the session (the server role knows it once CONNECT arrived)."""
+        return self._version
 
     @property
     def negotiated_heart_beat(self) -> tuple[float, float]:
@@ -164,6 +179,10 @@ class StompConnection:
     def _on_connect(self, headers: Headers, body: bytes) -> Connect:
         event = decode_connect(headers, body)
         self._their_heart_beat = event.heart_beat
+        self._version = event.version
+        if event.version == "1.1":
+            self._decoders[Command.ACK] = decode_ack_11
+            self._decoders[Command.NACK] = decode_nack_11
         return event
 
     def _on_connected(self, headers: Headers, body: bytes) -> Connected:
@@ -250,7 +269,7 @@ class StompConnection:
         """
         send_ms, receive_ms = negotiate_ms(self._heart_beat, self._their_heart_beat)
         fields = [
-            ("version", VERSION),
+            ("version", self._version),
             ("heart-beat", f"{send_ms},{receive_ms}"),
             ("server", server),
             ("session", session),
@@ -277,7 +296,7 @@ class StompConnection:
             return
         extra: list[tuple[str, str]] = []
         if code is ErrorCode.UNSUPPORTED_VERSION:
-            extra.append(("version", VERSION))
+            extra.append(("version", ",".join(sorted(SERVER_VERSIONS))))
         if detail:
             extra.append(("content-type", "text/plain;charset=utf-8"))
         body = detail[:_MAX_DETAIL].encode()

@@ -20,6 +20,7 @@ class Connect:
     """CONNECT or STOMP: the client asks to log in.
 
     Attributes:
+        version: the version the session will speak: the best both sides offer.
         login: the ``login`` header, if any.
         passcode: the ``passcode`` header, if any.
         host: the virtual host asked for, if any.
@@ -29,6 +30,7 @@ class Connect:
         headers: every header of the frame, in order.
     """
 
+    version: str
     login: str | None
     passcode: str | None
     host: str | None
@@ -86,20 +88,30 @@ class Unsubscribe:
 
 @dataclass(frozen=True, slots=True)
 class Ack:
-    """ACK: the message with ack id ``id`` was handled (optionally inside ``transaction``)."""
+    """ACK: the message with ack id ``id`` was handled (optionally inside ``transaction``).
+
+    Attributes:
+        id: the ack id from the MESSAGE's ``ack`` header. STOMP 1.1 has no ack id: there
+            ``id`` is the ``message-id`` and ``subscription`` is set.
+        transaction: the transaction it belongs to, if any.
+        receipt: the ``receipt`` header, if any.
+        subscription: STOMP 1.1 only: the subscription the message was delivered to.
+    """
 
     id: str
     transaction: str | None = None
     receipt: str | None = None
+    subscription: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Nack:
-    """NACK: the message with ack id ``id`` was not handled; the broker may redeliver it."""
+    """NACK: the message was not handled; the broker may redeliver it (fields as :class:`Ack`)."""
 
     id: str
     transaction: str | None = None
     receipt: str | None = None
+    subscription: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

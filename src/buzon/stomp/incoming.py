@@ -34,7 +34,12 @@ from buzon.stomp.heartbeat import parse_heart_beat
 from buzon.stomp.serializer import MESSAGE_OWN_HEADERS
 
 VERSION: Final = "1.2"
-"""The only protocol version buzon speaks."""
+"""The protocol version buzon prefers, and the only one its client role speaks."""
+
+SERVER_VERSIONS: Final = ("1.2", "1.1")
+"""Versions the server role accepts, best first. 1.1 differs from 1.2 in what matters here
+only in ACK/NACK, which name ``message-id`` and ``subscription`` instead of an ack id;
+1.0 (no escaping, no NACK, no heart-beats) is not offered."""
 
 ACK_MODES: Final = frozenset({"auto", "client", "client-individual"})
 
@@ -59,13 +64,16 @@ def _required(headers: Headers, name: str) -> str:
 
 
 def decode_connect(headers: Headers, body: bytes) -> Connect:
-    """CONNECT or STOMP; refuses a client that does not offer 1.2."""
+    """CONNECT or STOMP; picks the best of :data:`SERVER_VERSIONS` the client offers."""
     accept = header(headers, "accept-version")
     # A client that names no version speaks 1.0 (STOMP 1.2, "Protocol Negotiation").
     versions = tuple(v.strip() for v in accept.split(",")) if accept is not None else ("1.0",)
-    if VERSION not in versions:
-        raise FrameError(ErrorCode.UNSUPPORTED_VERSION, f"this server speaks STOMP {VERSION}")
+    chosen = next((v for v in SERVER_VERSIONS if v in versions), None)
+    if chosen is None:
+        supported = " and ".join(SERVER_VERSIONS)
+        raise FrameError(ErrorCode.UNSUPPORTED_VERSION, f"this server speaks STOMP {supported}")
     return Connect(
+        version=chosen,
         login=header(headers, "login"),
         passcode=header(headers, "passcode"),
         host=header(headers, "host"),
@@ -119,6 +127,26 @@ def decode_nack(headers: Headers, body: bytes) -> Nack:
     """NACK: needs ``id``."""
     return Nack(
         _required(headers, "id"), header(headers, "transaction"), header(headers, "receipt")
+    )
+
+
+def decode_ack_11(headers: Headers, body: bytes) -> Ack:
+    """ACK in STOMP 1.1: needs ``message-id`` and ``subscription``."""
+    return Ack(
+        _required(headers, "message-id"),
+        header(headers, "transaction"),
+        header(headers, "receipt"),
+        _required(headers, "subscription"),
+    )
+
+
+def decode_nack_11(headers: Headers, body: bytes) -> Nack:
+    """NACK in STOMP 1.1: needs ``message-id`` and ``subscription``."""
+    return Nack(
+        _required(headers, "message-id"),
+        header(headers, "transaction"),
+        header(headers, "receipt"),
+        _required(headers, "subscription"),
     )
 
 
