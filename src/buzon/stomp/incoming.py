@@ -118,36 +118,36 @@ def decode_unsubscribe(headers: Headers, body: bytes) -> Unsubscribe:
     return Unsubscribe(_required(headers, "id"), header(headers, "receipt"))
 
 
+def _settle_fields(headers: Headers) -> tuple[str, str | None, str | None]:
+    """ACK or NACK in 1.2: the ack id (``id``, required), transaction and receipt."""
+    return (_required(headers, "id"), header(headers, "transaction"), header(headers, "receipt"))
+
+
+def _settle_fields_11(headers: Headers) -> tuple[str, str | None, str | None, str]:
+    """ACK or NACK in 1.1: ``message-id``, transaction, receipt and ``subscription``."""
+    message_id = _required(headers, "message-id")
+    subscription = _required(headers, "subscription")
+    return (message_id, header(headers, "transaction"), header(headers, "receipt"), subscription)
+
+
 def decode_ack(headers: Headers, body: bytes) -> Ack:
     """ACK: needs ``id``."""
-    return Ack(_required(headers, "id"), header(headers, "transaction"), header(headers, "receipt"))
+    return Ack(*_settle_fields(headers))
 
 
 def decode_nack(headers: Headers, body: bytes) -> Nack:
     """NACK: needs ``id``."""
-    return Nack(
-        _required(headers, "id"), header(headers, "transaction"), header(headers, "receipt")
-    )
+    return Nack(*_settle_fields(headers))
 
 
 def decode_ack_11(headers: Headers, body: bytes) -> Ack:
     """ACK in STOMP 1.1: needs ``message-id`` and ``subscription``."""
-    return Ack(
-        _required(headers, "message-id"),
-        header(headers, "transaction"),
-        header(headers, "receipt"),
-        _required(headers, "subscription"),
-    )
+    return Ack(*_settle_fields_11(headers))
 
 
 def decode_nack_11(headers: Headers, body: bytes) -> Nack:
     """NACK in STOMP 1.1: needs ``message-id`` and ``subscription``."""
-    return Nack(
-        _required(headers, "message-id"),
-        header(headers, "transaction"),
-        header(headers, "receipt"),
-        _required(headers, "subscription"),
-    )
+    return Nack(*_settle_fields_11(headers))
 
 
 def decode_begin(headers: Headers, body: bytes) -> Begin:
