@@ -16,18 +16,24 @@ import argparse
 import statistics
 import time
 
+from buzon.auth import Principal
 from buzon.broker import AckMode, Broker, Delivery
 from buzon.errors import ErrorCode
+from buzon.store import Role
 
 BODY = b"x" * 128
+
+
+def user(name: str) -> Principal:
+    return Principal(f"id-{name}", name, Role.USER)
 
 
 class AckingSink:
     """Acks every delivery as it arrives (client-individual)."""
 
-    def __init__(self, broker: Broker, principal: str) -> None:
+    def __init__(self, broker: Broker, name: str) -> None:
         self.count = 0
-        self.session = broker.open_session(self, principal)
+        self.session = broker.open_session(self, user(name))
 
     def deliver(self, delivery: Delivery) -> None:
         self.count += 1
@@ -58,7 +64,7 @@ def queue_run(messages: int, consumers: int) -> float:
         sink = AckingSink(broker, f"consumer-{n}")
         sink.session.subscribe("s", "/queue/bench", AckMode.CLIENT_INDIVIDUAL)
         sinks.append(sink)
-    producer = broker.open_session(CountingSink(), "producer")
+    producer = broker.open_session(CountingSink(), user("producer"))
     publish = producer.publish
     start = time.perf_counter()
     for _ in range(messages):
@@ -77,9 +83,9 @@ def fanout_run(messages: int, subscribers: int) -> float:
     sinks = []
     for n in range(subscribers):
         sink = CountingSink()
-        broker.open_session(sink, f"subscriber-{n}").subscribe("s", "/topic/bench")
+        broker.open_session(sink, user(f"subscriber-{n}")).subscribe("s", "/topic/bench")
         sinks.append(sink)
-    producer = broker.open_session(CountingSink(), "producer")
+    producer = broker.open_session(CountingSink(), user("producer"))
     publish = producer.publish
     start = time.perf_counter()
     for _ in range(messages):

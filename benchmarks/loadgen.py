@@ -230,7 +230,7 @@ async def run_scenario(args: argparse.Namespace, host: str, port: int, pid: int 
 def start_broker() -> tuple[subprocess.Popen[str], int]:
     env = {**os.environ, "BUZON_ADMIN_PASSWORD": PASSWORD, "BUZON_LOG_LEVEL": "warning"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "buzon", "serve", "--stomp-port", "0"],
+        [sys.executable, "-m", "buzon", "serve", "--stomp-port", "0", "--http-port", "0"],
         stdout=subprocess.PIPE,
         text=True,
         env=env,

@@ -11,8 +11,12 @@ Exception tree (each layer adds its own leaves under these)::
     BuzonError                      root of everything buzon raises on purpose
     ├── LocalProtocolError          buzon itself misused an API (a bug: tests must catch it)
     ├── FrameError                  a peer sent bytes that are not valid STOMP 1.2 (stomp/)
-    ├── AuthenticationFailed        wrong login or passcode (never says which)
-    └── BrokerError                 an engine command was refused (broker/)
+    ├── StoreError                  a store refused a write (duplicate name, ...) (store/)
+    ├── AuthError                   users, tokens and access keys (auth/)
+    │   ├── AuthenticationFailed    wrong login or passcode (never says which), rate limited
+    │   └── AccessDenied            authenticated, but not allowed (role, owner, access key)
+    ├── BrokerError                 an engine command was refused (broker/)
+    └── RequestError                an HTTP request or CLI input is invalid (server/, cli/)
 
 This module is a leaf: it imports nothing from buzon.
 """
@@ -44,10 +48,25 @@ class ErrorCode(enum.Enum):
     HANDSHAKE_TIMEOUT = (408, "handshake timeout")
     # authentication and authorisation
     AUTH_FAILED = (401, "authentication failed")
+    NOT_AUTHENTICATED = (401, "authentication required")
+    TOO_MANY_ATTEMPTS = (429, "too many failed logins, try again later")
+    ACCOUNT_DISABLED = (403, "account disabled")
     ACCESS_DENIED = (403, "access denied")
+    ACCESS_KEY_REQUIRED = (403, "access key required")
+    ACCESS_KEY_WRONG = (403, "wrong access key")
+    # users
+    INVALID_USERNAME = (400, "invalid username")
+    WEAK_PASSWORD = (400, "password does not meet the minimum")
+    USERNAME_TAKEN = (409, "username already taken")
+    REGISTRATION_CLOSED = (403, "registration is closed")
+    USER_NOT_FOUND = (404, "user not found")
+    LAST_ADMIN = (409, "the last admin cannot be removed")
     # engine commands
     BAD_DESTINATION = (400, "invalid destination")
     DESTINATION_NOT_FOUND = (404, "destination not found")
+    DESTINATION_EXISTS = (409, "destination already exists")
+    DESTINATION_DELETED = (410, "destination deleted")
+    UNKNOWN_RECEIPT = (404, "unknown or expired receipt")
     DUPLICATE_SUBSCRIPTION = (409, "subscription id already in use")
     UNKNOWN_SUBSCRIPTION = (404, "unknown subscription")
     UNKNOWN_ACK_ID = (404, "unknown ack id")
@@ -55,6 +74,12 @@ class ErrorCode(enum.Enum):
     DUPLICATE_TRANSACTION = (409, "transaction already open")
     LIMIT_EXCEEDED = (429, "limit exceeded")
     SLOW_CONSUMER = (429, "slow consumer")
+    # HTTP requests
+    BAD_REQUEST = (400, "invalid request")
+    NOT_FOUND = (404, "not found")
+    METHOD_NOT_ALLOWED = (405, "method not allowed")
+    REQUEST_TOO_LARGE = (413, "request too large")
+    UNSUPPORTED_MEDIA_TYPE = (415, "unsupported media type")
     # server
     TOO_MANY_CONNECTIONS = (503, "too many connections")
     SERVER_SHUTDOWN = (503, "server shutting down")
@@ -97,10 +122,46 @@ class FrameError(BuzonError):
     default_code = ErrorCode.FRAME_MALFORMED
 
 
-class AuthenticationFailed(BuzonError):
-    """Login refused. The message never says whether the user or the password was wrong."""
+class StoreError(BuzonError):
+    """A store refused a write: the record would break a uniqueness rule."""
+
+    default_code = ErrorCode.INTERNAL_ERROR
+
+
+class AuthError(BuzonError):
+    """Users, tokens and access keys: a registration, login or permission was refused."""
+
+    default_code = ErrorCode.ACCESS_DENIED
+
+
+class AuthenticationFailed(AuthError):
+    """Login refused. The message never says whether the user or the password was wrong.
+
+    Args:
+        code: AUTH_FAILED, NOT_AUTHENTICATED, TOO_MANY_ATTEMPTS or ACCOUNT_DISABLED.
+        detail: a short explanation.
+        retry_after: for TOO_MANY_ATTEMPTS, seconds until another attempt is accepted.
+    """
 
     default_code = ErrorCode.AUTH_FAILED
+
+    def __init__(
+        self, code: ErrorCode | None = None, detail: str = "", retry_after: float | None = None
+    ) -> None:
+        super().__init__(code, detail)
+        self.retry_after = retry_after
+
+
+class AccessDenied(AuthError):
+    """The principal is known but may not do this (role, ownership or access key)."""
+
+    default_code = ErrorCode.ACCESS_DENIED
+
+
+class RequestError(BuzonError):
+    """An HTTP request or a command-line input is malformed or too large."""
+
+    default_code = ErrorCode.BAD_REQUEST
 
 
 class BrokerError(BuzonError):

@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from buzon.auth import Principal
 from buzon.broker import AckMode, Broker, Delivery, Session
 from buzon.errors import ErrorCode
+from buzon.store import Role
 
 
 @dataclass(eq=False)
@@ -69,9 +71,14 @@ class Peer:
             self.session.publish(destination, (), body, transaction=transaction)
 
 
-def open_peer(broker: Broker, principal: str = "alice") -> Peer:
+def user(name: str, role: Role = Role.USER) -> Principal:
+    """A principal whose id is derived from its name (tests only)."""
+    return Principal(f"id-{name}", name, role)
+
+
+def open_peer(broker: Broker, principal: str = "alice", role: Role = Role.USER) -> Peer:
     sink = RecordingSink()
-    return Peer(broker.open_session(sink, principal), sink)
+    return Peer(broker.open_session(sink, user(principal, role)), sink)
 
 
 def numbered(count: int, start: int = 1) -> list[bytes]:

@@ -4,14 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from buzon.broker import (
-    AckMode,
-    Broker,
-    BrokerConfig,
-    DestinationKind,
-    parse_destination,
-)
+from buzon.broker import AckMode, Broker, BrokerConfig, parse_destination
 from buzon.errors import BrokerError, ErrorCode, LocalProtocolError
+from buzon.store import DestinationKind
 from tests.broker.helpers import Peer, open_peer
 
 Q = "/queue/errors"

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from buzon.broker import AckMode, Broker, BrokerConfig, Delivery, Session
-from tests.broker.helpers import RecordingSink
+from tests.broker.helpers import RecordingSink, user
 
 Q = "/queue/prop"
 MAX_PREFETCH = 3
@@ -45,7 +45,7 @@ class QueueMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.broker = Broker(BrokerConfig(default_prefetch=2, max_prefetch=MAX_PREFETCH))
-        self.producer = self.broker.open_session(RecordingSink(), "producer")
+        self.producer = self.broker.open_session(RecordingSink(), user("producer"))
         self.peers: dict[str, ModelPeer] = {}
         self.sessions: dict[str, Session] = {}
         self.published: set[int] = set()
@@ -138,7 +138,7 @@ class QueueMachine(RuleBasedStateMachine):
     @rule(ack_in_sink=st.booleans(), pause_in_sink=st.booleans())
     def open_session(self, ack_in_sink: bool, pause_in_sink: bool) -> None:
         sink = RecordingSink()
-        session = self.broker.open_session(sink, "consumer")
+        session = self.broker.open_session(sink, user("consumer"))
         self.sessions[session.id] = session
         self.peers[session.id] = ModelPeer(sink, ack_in_sink, pause_in_sink)
         sink.on_deliver = lambda delivery, sid=session.id: self.on_deliver(sid, delivery)
@@ -231,7 +231,7 @@ class QueueMachine(RuleBasedStateMachine):
         while self.peers:
             self.close(0)
         sink = RecordingSink()
-        session = self.broker.open_session(sink, "drain")
+        session = self.broker.open_session(sink, user("drain"))
         session.subscribe("all", Q)
         seqs = [delivery.message.seq for delivery in sink.deliveries]
         assert seqs == sorted(self.published - self.settled)

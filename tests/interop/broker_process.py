@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-LISTENING = re.compile(r"buzon listening: stomp://([^:]+):(\d+)")
+LISTENING = re.compile(r"buzon listening: stomp://([^:]+):(\d+)  http://[^:]+:(\d+)")
 
 
 @dataclass
@@ -21,7 +21,13 @@ class BrokerProcess:
     process: subprocess.Popen[str]
     host: str
     port: int
+    http_port: int
     banner: list[str]
+
+    @property
+    def url(self) -> str:
+        """The HTTP API's base URL."""
+        return f"http://{self.host}:{self.http_port}"
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
         if self.process.poll() is None:
@@ -33,11 +39,11 @@ class BrokerProcess:
 def broker_process(
     *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
 ) -> Iterator[BrokerProcess]:
-    """Start ``python -m buzon serve --stomp-port 0 ARGS`` and wait until it listens."""
+    """Start ``python -m buzon serve`` on free ports with ARGS; wait until it listens."""
     # an empty value in ``env`` removes that variable (to test the unset case)
     full_env = {k: v for k, v in {**os.environ, **(env or {})}.items() if v != ""}
     process = subprocess.Popen(
-        [sys.executable, "-m", "buzon", "serve", "--stomp-port", "0", *args],
+        [sys.executable, "-m", "buzon", "serve", "--stomp-port", "0", "--http-port", "0", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -55,7 +61,8 @@ def broker_process(
             banner.append(line)
             found = LISTENING.search(line)
             if found:
-                yield BrokerProcess(process, found.group(1), int(found.group(2)), banner)
+                host, stomp_port, http_port = found.groups()
+                yield BrokerProcess(process, host, int(stomp_port), int(http_port), banner)
                 return
         raise RuntimeError(f"buzon serve did not start: {''.join(banner)}")
     finally:

@@ -9,7 +9,7 @@ from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
-from buzon.auth import Credentials
+from buzon.auth import SecretHasher
 from buzon.server.app import BuzonServer
 from buzon.server.config import Settings
 from buzon.stomp import (
@@ -34,11 +34,13 @@ _open_clients: list[Client] = []
 
 
 @contextlib.asynccontextmanager
-async def running_server(credentials: Credentials, **overrides: Any) -> AsyncIterator[BuzonServer]:
+async def running_server(hasher: SecretHasher, **overrides: Any) -> AsyncIterator[BuzonServer]:
+    """A broker on free loopback ports (STOMP and HTTP) with the admin ADMIN/PASSWORD."""
     settings = dataclasses.replace(
-        Settings(stomp_port=0, admin_user=ADMIN, admin_password=PASSWORD), **overrides
+        Settings(stomp_port=0, http_port=0, admin_user=ADMIN, admin_password=PASSWORD),
+        **overrides,
     )
-    server = BuzonServer(settings, credentials)
+    server = BuzonServer(settings, hasher=hasher)
     await server.start()
     try:
         yield server

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from buzon.auth import Credentials
+from buzon.auth import SecretHasher
 from buzon.stomp import Message, Receipt, Send, Subscribe
 from tests.server.harness import PASSWORD, Client, error_of, raw_exchange, running_server
 
@@ -79,9 +79,9 @@ HOSTILE: dict[str, tuple[bytes, str]] = {
 
 
 @pytest.mark.parametrize("case", sorted(HOSTILE))
-async def test_hostile_frame_gets_error_and_close(credentials: Credentials, case: str) -> None:
+async def test_hostile_frame_gets_error_and_close(hasher: SecretHasher, case: str) -> None:
     data, expected = HOSTILE[case]
-    async with running_server(credentials) as server:
+    async with running_server(hasher) as server:
         bystander = await Client.connected(server.stomp_port)
         await bystander.send(
             Subscribe(
@@ -117,8 +117,8 @@ async def test_hostile_frame_gets_error_and_close(credentials: Credentials, case
         assert message.body == b"still here"
 
 
-async def test_error_carries_receipt_id_of_the_bad_frame(credentials: Credentials) -> None:
-    async with running_server(credentials) as server:
+async def test_error_carries_receipt_id_of_the_bad_frame(hasher: SecretHasher) -> None:
+    async with running_server(hasher) as server:
         frames, closed = await raw_exchange(
             server.stomp_port, LOGIN + b"UNSUBSCRIBE\nid:nope\nreceipt:77\n\n\x00"
         )
@@ -126,8 +126,8 @@ async def test_error_carries_receipt_id_of_the_bad_frame(credentials: Credential
         assert closed
 
 
-async def test_ack_for_another_connections_message_is_refused(credentials: Credentials) -> None:
-    async with running_server(credentials) as server:
+async def test_ack_for_another_connections_message_is_refused(hasher: SecretHasher) -> None:
+    async with running_server(hasher) as server:
         owner = await Client.connected(server.stomp_port)
         await owner.send(
             Subscribe(
@@ -154,8 +154,8 @@ async def test_ack_for_another_connections_message_is_refused(credentials: Crede
         assert closed
 
 
-async def test_silent_client_is_dropped_after_the_login_timeout(credentials: Credentials) -> None:
-    async with running_server(credentials, handshake_timeout=0.3) as server:
+async def test_silent_client_is_dropped_after_the_login_timeout(hasher: SecretHasher) -> None:
+    async with running_server(hasher, handshake_timeout=0.3) as server:
         loop = asyncio.get_running_loop()
         started = loop.time()
         frames, closed = await raw_exchange(server.stomp_port, b"CONN", within=3)
@@ -164,8 +164,8 @@ async def test_silent_client_is_dropped_after_the_login_timeout(credentials: Cre
         assert loop.time() - started < 2
 
 
-async def test_connections_over_the_limit_are_refused(credentials: Credentials) -> None:
-    async with running_server(credentials, max_connections=2) as server:
+async def test_connections_over_the_limit_are_refused(hasher: SecretHasher) -> None:
+    async with running_server(hasher, max_connections=2) as server:
         first = await Client.connected(server.stomp_port)
         second = await Client.connected(server.stomp_port)
         frames, closed = await raw_exchange(server.stomp_port, LOGIN)

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import socket
 
-from buzon.auth import Credentials
+from buzon.auth import SecretHasher
 from buzon.stomp import NEED_DATA, Frame, FrameParser, Message, Receipt
 from tests.server.harness import Client, running_server
 from tests.server.test_messaging import subscribe, subscribed
@@ -25,10 +25,10 @@ def sends(destination: str, count: int, size: int, receipt_every: int = 1) -> by
 
 
 async def test_publisher_is_paused_above_max_queued_bytes_and_loses_nothing(
-    credentials: Credentials,
+    hasher: SecretHasher,
 ) -> None:
     count, size = 4096, KIB  # 4 MiB published against a 64 KiB bound
-    async with running_server(credentials, max_queued_bytes=64 * KIB) as server:
+    async with running_server(hasher, max_queued_bytes=64 * KIB) as server:
         producer = await Client.connected(server.stomp_port)
         producer.writer.write(sends("/queue/flood", count, size))
         receipts = 0
@@ -50,11 +50,11 @@ async def test_publisher_is_paused_above_max_queued_bytes_and_loses_nothing(
 
 
 async def test_slow_channel_subscriber_is_cut_and_the_others_get_everything(
-    credentials: Credentials,
+    hasher: SecretHasher,
 ) -> None:
     size, batch = 2 * KIB, 100
     async with running_server(
-        credentials, channel_max_pending=50, max_outbound_bytes=16 * KIB
+        hasher, channel_max_pending=50, max_outbound_bytes=16 * KIB
     ) as server:
         port = server.stomp_port
         # The slow subscriber keeps a tiny receive buffer and never reads until the end.

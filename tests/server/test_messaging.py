@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from buzon.auth import Credentials
+from buzon.auth import SecretHasher
 from buzon.stomp import (
     Abort,
     Ack,
@@ -57,9 +57,9 @@ async def publish(client: Client, destination: str, bodies: list[bytes]) -> None
 
 
 async def test_queue_distributes_each_message_to_exactly_one_consumer(
-    credentials: Credentials,
+    hasher: SecretHasher,
 ) -> None:
-    async with running_server(credentials) as server:
+    async with running_server(hasher) as server:
         consumers = [
             await subscribed(server.stomp_port, "/queue/work", ack="client-individual")
             for _ in range(3)
@@ -84,8 +84,8 @@ async def test_queue_distributes_each_message_to_exactly_one_consumer(
             assert await consumer.nothing_within(0.1)
 
 
-async def test_queue_keeps_backlog_for_late_consumer_in_order(credentials: Credentials) -> None:
-    async with running_server(credentials) as server:
+async def test_queue_keeps_backlog_for_late_consumer_in_order(hasher: SecretHasher) -> None:
+    async with running_server(hasher) as server:
         producer = await Client.connected(server.stomp_port)
         bodies = [f"m{i}".encode() for i in range(50)]
         await publish(producer, "/queue/later", bodies)
@@ -97,9 +97,9 @@ async def test_queue_keeps_backlog_for_late_consumer_in_order(credentials: Crede
 
 
 async def test_channel_fans_out_in_order_and_skips_earlier_messages(
-    credentials: Credentials,
+    hasher: SecretHasher,
 ) -> None:
-    async with running_server(credentials) as server:
+    async with running_server(hasher) as server:
         producer = await Client.connected(server.stomp_port)
         await publish(producer, "/topic/news", [b"before anyone listened"])
         subscribers = [await subscribed(server.stomp_port, "/topic/news") for _ in range(4)]
@@ -112,9 +112,9 @@ async def test_channel_fans_out_in_order_and_skips_earlier_messages(
 
 
 async def test_client_individual_redelivers_unacked_on_disconnect_in_order(
-    credentials: Credentials,
+    hasher: SecretHasher,
 ) -> None:
-    async with running_server(credentials) as server:
+    async with running_server(hasher) as server:
         first = await subscribed(server.stomp_port, "/queue/r", ack="client-individual")
         producer = await Client.connected(server.stomp_port)
         await publish(producer, "/queue/r", [b"a", b"b", b"c", b"d"])
@@ -130,8 +130,8 @@ async def test_client_individual_redelivers_unacked_on_disconnect_in_order(
         assert all(m.redelivered for m in again)
 
 
-async def test_client_mode_ack_is_cumulative(credentials: Credentials) -> None:
-    async with running_server(credentials) as server:
+async def test_client_mode_ack_is_cumulative(hasher: SecretHasher) -> None:
+    async with running_server(hasher) as server:
         consumer = await subscribed(server.stomp_port, "/queue/cum", ack="client")
         producer = await Client.connected(server.stomp_port)
         await publish(producer, "/queue/cum", [b"1", b"2", b"3"])
@@ -146,8 +146,8 @@ async def test_client_mode_ack_is_cumulative(credentials: Credentials) -> None:
         assert await later.nothing_within(0.1)
 
 
-async def test_nack_returns_message_marked_redelivered(credentials: Credentials) -> None:
-    async with running_server(credentials) as server:
+async def test_nack_returns_message_marked_redelivered(hasher: SecretHasher) -> None:
+    async with running_server(hasher) as server:
         consumer = await subscribed(server.stomp_port, "/queue/n", ack="client-individual")
         producer = await Client.connected(server.stomp_port)
         await publish(producer, "/queue/n", [b"retry me"])
@@ -161,8 +161,8 @@ async def test_nack_returns_message_marked_redelivered(credentials: Credentials)
         assert second.message_id == first.message_id
 
 
-async def test_unsubscribe_returns_unacked_messages(credentials: Credentials) -> None:
-    async with running_server(credentials) as server:
+async def test_unsubscribe_returns_unacked_messages(hasher: SecretHasher) -> None:
+    async with running_server(hasher) as server:
         consumer = await subscribed(server.stomp_port, "/queue/u", ack="client-individual")
         producer = await Client.connected(server.stomp_port)
         await publish(producer, "/queue/u", [b"x", b"y"])
@@ -173,8 +173,8 @@ async def test_unsubscribe_returns_unacked_messages(credentials: Credentials) ->
         assert [m.body for m in await other.events(2)] == [b"x", b"y"]
 
 
-async def test_prefetch_limits_unacked_messages_in_flight(credentials: Credentials) -> None:
-    async with running_server(credentials) as server:
+async def test_prefetch_limits_unacked_messages_in_flight(hasher: SecretHasher) -> None:
+    async with running_server(hasher) as server:
         consumer = await subscribed(
             server.stomp_port, "/queue/p", ack="client-individual", **{"prefetch-count": "2"}
         )
@@ -188,9 +188,9 @@ async def test_prefetch_limits_unacked_messages_in_flight(credentials: Credentia
 
 
 async def test_transaction_commit_delivers_and_abort_leaves_no_trace(
-    credentials: Credentials,
+    hasher: SecretHasher,
 ) -> None:
-    async with running_server(credentials) as server:
+    async with running_server(hasher) as server:
         consumer = await subscribed(server.stomp_port, "/queue/tx")
         producer = await Client.connected(server.stomp_port)
         await producer.send(
@@ -208,8 +208,8 @@ async def test_transaction_commit_delivers_and_abort_leaves_no_trace(
         assert await consumer.nothing_within(0.1)
 
 
-async def test_binary_bodies_and_escaped_headers_round_trip(credentials: Credentials) -> None:
-    async with running_server(credentials) as server:
+async def test_binary_bodies_and_escaped_headers_round_trip(hasher: SecretHasher) -> None:
+    async with running_server(hasher) as server:
         consumer = await subscribed(server.stomp_port, "/queue/bin")
         producer = await Client.connected(server.stomp_port)
         body = bytes(range(256)) * 4 + b"\x00\x00end"
@@ -221,8 +221,8 @@ async def test_binary_bodies_and_escaped_headers_round_trip(credentials: Credent
         assert ("x-tricky", tricky) in message.headers
 
 
-async def test_one_mebibyte_messages(credentials: Credentials) -> None:
-    async with running_server(credentials) as server:
+async def test_one_mebibyte_messages(hasher: SecretHasher) -> None:
+    async with running_server(hasher) as server:
         consumer = await subscribed(server.stomp_port, "/queue/big")
         producer = await Client.connected(server.stomp_port)
         bodies = [bytes([i]) * (1024 * 1024) for i in range(3)]
@@ -231,8 +231,8 @@ async def test_one_mebibyte_messages(credentials: Credentials) -> None:
         assert [m.body for m in got] == bodies
 
 
-async def test_receipts_for_every_frame_that_asks(credentials: Credentials) -> None:
-    async with running_server(credentials) as server:
+async def test_receipts_for_every_frame_that_asks(hasher: SecretHasher) -> None:
+    async with running_server(hasher) as server:
         client = await Client.connected(server.stomp_port)
         await client.send(
             subscribe("/queue/rc", receipt="r1"),
@@ -249,9 +249,9 @@ async def test_receipts_for_every_frame_that_asks(credentials: Credentials) -> N
 
 
 async def test_heartbeats_are_sent_and_a_silent_client_is_dropped(
-    credentials: Credentials,
+    hasher: SecretHasher,
 ) -> None:
-    async with running_server(credentials, heartbeat_ms=100) as server:
+    async with running_server(hasher, heartbeat_ms=100) as server:
         client = await Client.open(server.stomp_port, heart_beat=(100, 100))
         reader = client.reader
         data = await asyncio.wait_for(reader.read(4096), 2)
@@ -268,9 +268,9 @@ async def test_heartbeats_are_sent_and_a_silent_client_is_dropped(
 
 
 async def test_broker_keeps_serving_others_after_a_client_vanishes(
-    credentials: Credentials,
+    hasher: SecretHasher,
 ) -> None:
-    async with running_server(credentials) as server:
+    async with running_server(hasher) as server:
         doomed = await subscribed(server.stomp_port, "/queue/v", ack="client-individual")
         producer = await Client.connected(server.stomp_port)
         await publish(producer, "/queue/v", [b"1", b"2"])

@@ -39,6 +39,7 @@ def test_all_is_pinned() -> None:
             "StompConnection",
             "Subscribe",
             "Unsubscribe",
+            "header",
             "negotiate",
             "parse_heart_beat",
             "serialize",

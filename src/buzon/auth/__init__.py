@@ -1,6 +1,22 @@
-"""Who may connect: password hashing and the credential check used by every surface."""
+"""Users, tokens, access decisions and secret hashing, on top of the store."""
 
-from buzon.auth.credentials import Credentials
-from buzon.auth.passwords import hash_password, verify_password
+from buzon.auth.access import Action, Decision, Principal, decide
+from buzon.auth.keys import AccessKeys
+from buzon.auth.passwords import SecretHasher
+from buzon.auth.ratelimit import FailureLimiter
+from buzon.auth.tokens import Tokens
+from buzon.auth.users import Accounts, LoginLimits, principal_of
 
-__all__ = ["Credentials", "hash_password", "verify_password"]
+__all__ = [
+    "AccessKeys",
+    "Accounts",
+    "Action",
+    "Decision",
+    "FailureLimiter",
+    "LoginLimits",
+    "Principal",
+    "SecretHasher",
+    "Tokens",
+    "decide",
+    "principal_of",
+]

@@ -5,10 +5,13 @@ with commands (publish, subscribe, ack, ...) and receive :class:`Delivery` recor
 their :class:`DeliverySink`.
 """
 
+from buzon.broker.addresses import address, parse_destination
+from buzon.broker.channel import Channel
 from buzon.broker.config import BrokerConfig, SlowConsumerPolicy
-from buzon.broker.destinations import DestinationKind, parse_destination
 from buzon.broker.engine import Broker
+from buzon.broker.leases import Lease
 from buzon.broker.message import Delivery, DeliverySink, Headers, Message
+from buzon.broker.queue import Queue
 from buzon.broker.session import Session
 from buzon.broker.stats import BrokerStats, ChannelStats, QueueStats, SessionStats
 from buzon.broker.subscription import AckMode
@@ -18,15 +21,18 @@ __all__ = [
     "Broker",
     "BrokerConfig",
     "BrokerStats",
+    "Channel",
     "ChannelStats",
     "Delivery",
     "DeliverySink",
-    "DestinationKind",
     "Headers",
+    "Lease",
     "Message",
+    "Queue",
     "QueueStats",
     "Session",
     "SessionStats",
     "SlowConsumerPolicy",
+    "address",
     "parse_destination",
 ]

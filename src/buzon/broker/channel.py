@@ -21,18 +21,20 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Sequence
 
+from buzon.broker.addresses import address
 from buzon.broker.config import BrokerConfig, SlowConsumerPolicy
 from buzon.broker.message import Message
 from buzon.broker.stats import ChannelStats
 from buzon.broker.subscription import Subscription
 from buzon.errors import ErrorCode
+from buzon.store.records import DestinationRecord
 
 
 class Channel:
     """One ``/topic/<name>`` destination.
 
     Args:
-        name: the channel name (without ``/topic/``).
+        record: what the channel is (name, id, owner, key).
         config: the pending bounds and the slow-consumer policy.
     """
 
@@ -47,11 +49,17 @@ class Channel:
         "_published",
         "_snapshot",
         "_subs",
+        "address",
+        "deleted",
         "name",
+        "record",
     )
 
-    def __init__(self, name: str, config: BrokerConfig) -> None:
-        self.name = name
+    def __init__(self, record: DestinationRecord, config: BrokerConfig) -> None:
+        self.record = record
+        self.name = record.name
+        self.address = address(record.kind, record.name)
+        self.deleted = False
         self._max_pending = config.channel_max_pending
         self._max_pending_bytes = config.channel_max_pending_bytes
         self._policy = config.slow_consumer_policy
@@ -119,6 +127,12 @@ class Channel:
         """NACKed: dropped (channels do not redeliver); pending messages may flow."""
         self.resume(sub)
 
+    def delete(self) -> None:
+        """The channel is deleted: end every subscription (DESTINATION_DELETED)."""
+        self.deleted = True
+        for sub in self._snapshot:
+            sub.consumer.kill(ErrorCode.DESTINATION_DELETED, f"{self.address} was deleted")
+
     # -- internals -----------------------------------------------------------------------
 
     def _fan_out(self, message: Message) -> None:
@@ -147,7 +161,7 @@ class Channel:
             # Detaching (through the session's close) drops and counts the pending ones.
             sub.consumer.kill(
                 ErrorCode.SLOW_CONSUMER,
-                f"subscription {sub.id[:64]!r} on /topic/{self.name} has more than"
+                f"subscription {sub.id[:64]!r} on {self.address} has more than"
                 f" {self._max_pending} messages or {self._max_pending_bytes} bytes pending",
             )
 

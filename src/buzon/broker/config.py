@@ -45,6 +45,9 @@ class BrokerConfig:
             clients use one or two; the bound caps memory held by staged work.
         max_transaction_operations: staged sends, acks and nacks per transaction (10 000),
             for the same reason; a larger batch should be split into several commits.
+        auto_create: SEND or SUBSCRIBE to a destination that does not exist creates it,
+            owned by that user, without an access key. On by default: it is what STOMP
+            users expect; turn it off to make creation an explicit, owned act.
 
     Raises:
         ValueError: a bound is not positive, the default prefetch is above the maximum, or
@@ -61,6 +64,7 @@ class BrokerConfig:
     max_subscriptions_per_session: int = 1_000
     max_open_transactions: int = 32
     max_transaction_operations: int = 10_000
+    auto_create: bool = True
 
     def __post_init__(self) -> None:
         for name in (

@@ -1,62 +1,38 @@
-"""Destination names, the registry of queues and channels, and routing a publish to one.
+"""Destination addresses, the registry of queues and channels, and who may use which.
 
-A destination is ``/queue/<name>`` or ``/topic/<name>``; the name is 1 to 200 ASCII
-letters, digits, ``-``, ``_``, ``.`` or ``:``. Destinations are created on first use and
-kept for the broker's lifetime (a queue keeps its messages while nobody consumes).
+A destination is addressed ``/queue/<name>`` or ``/topic/<name>``; the name is 1 to 200
+ASCII letters, digits, ``-``, ``_``, ``.`` or ``:``. Each queue and channel carries its
+:class:`DestinationRecord` (id, owner, access-key hash). :meth:`Destinations.resolve` is
+the one place that finds a destination for a command: it creates it on first use when
+asked to, and applies :func:`buzon.auth.access.decide`, so no front end can skip the check.
 
-The registry is keyed by the full destination string, so a publish to an existing
-destination is one dict lookup; names are parsed and checked only on a miss.
+The registry is keyed by the full address, so a publish to an existing destination is one
+dict lookup; names are parsed and checked only on a miss.
 """
 
 from __future__ import annotations
 
-import enum
-import re
 import secrets
+import time
+import uuid
+from collections.abc import Callable, Container
 
+from buzon.auth.access import Action, Decision, Principal, decide
+from buzon.broker.addresses import address, check_name, parse_destination
 from buzon.broker.channel import Channel
 from buzon.broker.config import BrokerConfig
 from buzon.broker.flow import QueuedBytes
 from buzon.broker.message import Headers, Message
 from buzon.broker.queue import Queue
-from buzon.errors import BrokerError, ErrorCode
-
-MAX_NAME_LENGTH = 200
-_NAME = re.compile(rf"[A-Za-z0-9_.:\-]{{1,{MAX_NAME_LENGTH}}}")
-# How much of a rejected destination an error detail repeats.
-_DETAIL_CHARS = 64
+from buzon.errors import AccessDenied, BrokerError, ErrorCode
+from buzon.store.records import DestinationKind, DestinationRecord
 
 
-class DestinationKind(enum.Enum):
-    """The two messaging models, by their STOMP destination prefix."""
-
-    QUEUE = "/queue/"
-    CHANNEL = "/topic/"
-
-
-def parse_destination(destination: str) -> tuple[DestinationKind, str]:
-    """Split a destination into its kind and name.
-
-    Args:
-        destination: e.g. ``/queue/jobs`` or ``/topic/news``.
-
-    Returns:
-        the kind and the bare name.
-
-    Raises:
-        BrokerError: ``BAD_DESTINATION`` for any other prefix or an invalid name.
-    """
-    for kind in DestinationKind:
-        if destination.startswith(kind.value):
-            name = destination[len(kind.value) :]
-            if _NAME.fullmatch(name):
-                return kind, name
-            break
-    raise BrokerError(
-        ErrorCode.BAD_DESTINATION,
-        f"{destination[:_DETAIL_CHARS]!r}: expected /queue/<name> or /topic/<name>, the name"
-        f" 1-{MAX_NAME_LENGTH} letters, digits or -_.:",
-    )
+def new_record(
+    kind: DestinationKind, name: str, owner_id: str, key_hash: str | None, now: float
+) -> DestinationRecord:
+    """A record for a destination created now, with a fresh id."""
+    return DestinationRecord(uuid.uuid4().hex, kind, name, owner_id, key_hash, now)
 
 
 class Destinations:
@@ -65,56 +41,158 @@ class Destinations:
     Args:
         config: passed to new channels (pending bounds, slow-consumer policy).
         gauge: passed to new queues (producer flow control).
+        clock: Unix time, for the records of destinations created on first use.
     """
 
-    __slots__ = ("_config", "_gauge", "_id_prefix", "_seq", "_targets", "channels", "queues")
+    __slots__ = (
+        "_clock",
+        "_config",
+        "_gauge",
+        "_id_prefix",
+        "_seq",
+        "_targets",
+        "channels",
+        "on_created",
+        "queues",
+        "retired_delivered",
+        "retired_published",
+    )
 
-    def __init__(self, config: BrokerConfig, gauge: QueuedBytes) -> None:
+    def __init__(
+        self, config: BrokerConfig, gauge: QueuedBytes, clock: Callable[[], float] = time.time
+    ) -> None:
         self._config = config
         self._gauge = gauge
+        self._clock = clock
         self._targets: dict[str, Queue | Channel] = {}
         self.queues: dict[str, Queue] = {}
         self.channels: dict[str, Channel] = {}
+        self.on_created: list[Callable[[DestinationRecord], None]] = []
+        # counters of deleted destinations, so broker-wide totals never go back
+        self.retired_published = 0
+        self.retired_delivered = 0
         # Message ids must not repeat across broker restarts that clients may straddle.
         self._id_prefix = secrets.token_hex(4)
         self._seq = 0
 
-    def validate(self, destination: str) -> None:
-        """Check a destination without creating it (for staged transactional sends).
+    def get(self, destination: str) -> Queue | Channel | None:
+        """The queue or channel at ``destination``, or None."""
+        return self._targets.get(destination)
+
+    def add(self, record: DestinationRecord) -> Queue | Channel:
+        """Create the queue or channel a record describes.
 
         Raises:
-            BrokerError: ``BAD_DESTINATION``.
+            BrokerError: ``DESTINATION_EXISTS``; ``BAD_DESTINATION`` for an invalid name.
         """
-        if destination not in self._targets:
-            parse_destination(destination)
+        check_name(record.name)
+        key = address(record.kind, record.name)
+        if key in self._targets:
+            raise BrokerError(ErrorCode.DESTINATION_EXISTS, key)
+        target: Queue | Channel
+        if record.kind is DestinationKind.QUEUE:
+            target = self.queues[record.name] = Queue(record, self._gauge)
+        else:
+            target = self.channels[record.name] = Channel(record, self._config)
+        self._targets[key] = target
+        return target
 
-    def lookup(self, destination: str) -> Queue | Channel:
-        """The queue or channel named ``destination``, created if it does not exist yet.
+    def remove(self, kind: DestinationKind, name: str) -> Queue | Channel:
+        """Delete a queue or channel: its messages go, its subscribers get an ERROR.
 
         Raises:
-            BrokerError: ``BAD_DESTINATION``.
+            BrokerError: ``DESTINATION_NOT_FOUND``.
+        """
+        key = address(kind, name)
+        target = self._targets.pop(key, None)
+        if target is None:
+            raise BrokerError(ErrorCode.DESTINATION_NOT_FOUND, f"{key[:80]} does not exist")
+        if kind is DestinationKind.QUEUE:
+            del self.queues[name]
+        else:
+            del self.channels[name]
+        target.delete()
+        stats = target.statistics()
+        self.retired_published += stats.published
+        self.retired_delivered += stats.delivered
+        return target
+
+    def resolve(
+        self,
+        destination: str,
+        principal: Principal,
+        action: Action,
+        grants: Container[str],
+        *,
+        create: bool,
+    ) -> Queue | Channel:
+        """Find the destination a command names, and check the principal may use it.
+
+        Args:
+            destination: the address, e.g. ``/queue/jobs``.
+            principal: who acts.
+            action: what they do.
+            grants: ids of destinations whose access key they presented and we checked.
+            create: create a missing destination, owned by ``principal``, without a key.
+
+        Raises:
+            BrokerError: ``BAD_DESTINATION``; ``DESTINATION_NOT_FOUND`` when missing and
+                not ``create``.
+            AccessDenied: ``ACCESS_KEY_REQUIRED`` (a key protects it and none was checked)
+                or ``ACCESS_DENIED``.
         """
         target = self._targets.get(destination)
         if target is None:
             kind, name = parse_destination(destination)
-            if kind is DestinationKind.QUEUE:
-                target = self.queues[name] = Queue(name, self._gauge)
-            else:
-                target = self.channels[name] = Channel(name, self._config)
-            self._targets[destination] = target
+            if not create:
+                raise BrokerError(ErrorCode.DESTINATION_NOT_FOUND, f"{destination} does not exist")
+            record = new_record(kind, name, principal.id, None, self._clock())
+            target = self.add(record)
+            for callback in self.on_created:
+                callback(record)
+        self._authorize(target, principal, action, grants)
         return target
 
-    def publish(self, destination: str, headers: Headers, body: bytes) -> str:
-        """Number a new message and hand it to its destination.
+    def check(
+        self,
+        destination: str,
+        principal: Principal,
+        action: Action,
+        grants: Container[str],
+        *,
+        create: bool,
+    ) -> None:
+        """Raise what :meth:`resolve` would raise, without creating anything."""
+        target = self._targets.get(destination)
+        if target is None:
+            parse_destination(destination)
+            if not create:
+                raise BrokerError(ErrorCode.DESTINATION_NOT_FOUND, f"{destination} does not exist")
+        else:
+            self._authorize(target, principal, action, grants)
+
+    def _authorize(
+        self, target: Queue | Channel, principal: Principal, action: Action, grants: Container[str]
+    ) -> None:
+        record = target.record
+        if record.owner_id == principal.id:
+            return
+        decision = decide(principal, action, record)
+        if decision is Decision.ALLOW or (decision is Decision.NEED_KEY and record.id in grants):
+            return
+        if decision is Decision.NEED_KEY:
+            raise AccessDenied(
+                ErrorCode.ACCESS_KEY_REQUIRED, f"{target.address} is protected by an access key"
+            )
+        raise AccessDenied(ErrorCode.ACCESS_DENIED, f"{target.address}: owner or admin only")
+
+    def publish(self, target: Queue | Channel, headers: Headers, body: bytes) -> str:
+        """Number a new message and hand it to ``target``.
 
         Returns:
             the message id.
-
-        Raises:
-            BrokerError: ``BAD_DESTINATION``.
         """
-        target = self.lookup(destination)
         self._seq += 1
         message_id = f"{self._id_prefix}-{self._seq}"
-        target.publish(Message(message_id, destination, headers, body, self._seq))
+        target.publish(Message(message_id, target.address, headers, body, self._seq))
         return message_id

@@ -8,15 +8,22 @@ serves STOMP over TCP, STOMP over WebSocket, HTTP and in-process tests.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Collection, Sequence
 
+from buzon.auth.access import Action, Principal
+from buzon.broker.addresses import address
+from buzon.broker.channel import Channel
 from buzon.broker.config import BrokerConfig
 from buzon.broker.destinations import Destinations
 from buzon.broker.flow import QueuedBytes
-from buzon.broker.message import DeliverySink
+from buzon.broker.leases import Lease, Leases
+from buzon.broker.message import DeliverySink, Headers
+from buzon.broker.queue import Queue
 from buzon.broker.session import Session
 from buzon.broker.stats import BrokerStats
-from buzon.errors import BrokerError, ErrorCode
+from buzon.errors import BrokerError, ErrorCode, LocalProtocolError
+from buzon.store.records import DestinationKind, DestinationRecord
 
 DEFAULT_CONFIG = BrokerConfig()
 
@@ -26,17 +33,26 @@ class Broker:
 
     Args:
         config: limits and defaults; see :class:`BrokerConfig`.
+        clock: Unix time, for destinations created on first use.
     """
 
-    def __init__(self, config: BrokerConfig = DEFAULT_CONFIG) -> None:
+    def __init__(
+        self, config: BrokerConfig = DEFAULT_CONFIG, *, clock: Callable[[], float] = time.time
+    ) -> None:
         self.config = config
         self._gauge = QueuedBytes(config.queue_high_water_bytes, config.queue_low_water_bytes)
-        self._destinations = Destinations(config, self._gauge)
+        self._destinations = Destinations(config, self._gauge, clock)
+        self.leases = Leases()
         self._sessions: dict[str, Session] = {}
         self._last_session = 0
         self._closed = False
 
-    def open_session(self, sink: DeliverySink, principal: str) -> Session:
+    @property
+    def on_created(self) -> list[Callable[[DestinationRecord], None]]:
+        """Called with the record of each destination created on first use (to store it)."""
+        return self._destinations.on_created
+
+    def open_session(self, sink: DeliverySink, principal: Principal) -> Session:
         """Start a session for an authenticated client.
 
         Args:
@@ -62,6 +78,133 @@ class Broker:
         )
         self._sessions[session.id] = session
         return session
+
+    def sessions(self) -> list[Session]:
+        """The open sessions, oldest first."""
+        return list(self._sessions.values())
+
+    def close_sessions_of(self, user_id: str, code: ErrorCode, detail: str) -> int:
+        """End every session of a user (disabled or deleted); return how many.
+
+        Each sink is told why (``close_session``) before its session closes.
+        """
+        doomed = [s for s in self._sessions.values() if s.principal.id == user_id]
+        for session in doomed:
+            session.end(code, detail)
+        return len(doomed)
+
+    # -- destinations as resources -------------------------------------------------------
+
+    def add_destination(self, record: DestinationRecord) -> Queue | Channel:
+        """Create a queue or channel from its record (explicit creation, or start-up).
+
+        Raises:
+            BrokerError: ``DESTINATION_EXISTS``, ``BAD_DESTINATION``.
+        """
+        return self._destinations.add(record)
+
+    def delete_destination(self, kind: DestinationKind, name: str) -> DestinationRecord:
+        """Delete a queue or channel: its messages are dropped and its subscribers' sessions
+        end with ``DESTINATION_DELETED``. Who may delete is the caller's to check.
+
+        Raises:
+            BrokerError: ``DESTINATION_NOT_FOUND``.
+        """
+        return self._destinations.remove(kind, name).record
+
+    def destination(self, kind: DestinationKind, name: str) -> Queue | Channel | None:
+        """The live queue or channel, or None."""
+        destinations = self._destinations
+        if kind is DestinationKind.QUEUE:
+            return destinations.queues.get(name)
+        return destinations.channels.get(name)
+
+    def destinations(self, kind: DestinationKind) -> list[Queue] | list[Channel]:
+        """Every live queue, or every live channel, sorted by name."""
+        destinations = self._destinations
+        if kind is DestinationKind.QUEUE:
+            return [destinations.queues[name] for name in sorted(destinations.queues)]
+        return [destinations.channels[name] for name in sorted(destinations.channels)]
+
+    def publish(
+        self,
+        principal: Principal,
+        destination: str,
+        headers: Headers,
+        body: bytes,
+        grants: Collection[str] = (),
+    ) -> str:
+        """Publish outside any session (HTTP); the destination must exist.
+
+        Raises:
+            BrokerError: ``BAD_DESTINATION``, ``DESTINATION_NOT_FOUND``.
+            AccessDenied: as :meth:`Session.publish`.
+        """
+        target = self._destinations.resolve(
+            destination, principal, Action.PUBLISH, grants, create=False
+        )
+        return self._destinations.publish(target, headers, body)
+
+    # -- pulling with leases (HTTP consumers) ----------------------------------------------
+
+    def pull(
+        self,
+        principal: Principal,
+        queue: str,
+        limit: int,
+        lease_seconds: float,
+        now: float,
+        grants: Collection[str] = (),
+    ) -> list[Lease]:
+        """Lease up to ``limit`` waiting messages of a queue (maybe none).
+
+        Args:
+            principal: who pulls.
+            queue: the queue name.
+            limit: most messages to take.
+            lease_seconds: how long each stays leased.
+            now: the current time (the clock :meth:`expire_leases` is given).
+            grants: destination ids whose access key was presented and checked.
+
+        Raises:
+            BrokerError: ``DESTINATION_NOT_FOUND``, ``LIMIT_EXCEEDED``.
+            AccessDenied: as :meth:`Session.subscribe`.
+        """
+        target = self._pullable(principal, queue, grants)
+        return self.leases.take(target, principal.id, limit, lease_seconds, now)
+
+    def settle(
+        self,
+        principal: Principal,
+        queue: str,
+        receipts: Sequence[str],
+        *,
+        requeue: bool,
+    ) -> None:
+        """Ack or nack (``requeue``) pulled messages by receipt; all or none.
+
+        No access check: a receipt only ever settles a lease of the principal who pulled
+        it, and pulling was checked.
+
+        Raises:
+            BrokerError: ``DESTINATION_NOT_FOUND``, ``UNKNOWN_RECEIPT``.
+        """
+        target = self._destinations.queues.get(queue)
+        if target is None:
+            raise BrokerError(ErrorCode.DESTINATION_NOT_FOUND, f"queue {queue[:80]!r}")
+        self.leases.settle(target, principal.id, receipts, requeue=requeue)
+
+    def expire_leases(self, now: float) -> int:
+        """Return messages whose lease ran out to their queues; return how many."""
+        return self.leases.expire(now)
+
+    def _pullable(self, principal: Principal, queue: str, grants: Collection[str]) -> Queue:
+        target = self._destinations.resolve(
+            address(DestinationKind.QUEUE, queue), principal, Action.CONSUME, grants, create=False
+        )
+        if not isinstance(target, Queue):
+            raise LocalProtocolError(detail="a /queue/ address resolved to a channel")
+        return target
 
     @property
     def over_high_water(self) -> bool:
@@ -93,9 +236,11 @@ class Broker:
             channels=channels,
             sessions=tuple(session.statistics() for session in self._sessions.values()),
             queued_bytes=self._gauge.total,
-            messages_published=sum(q.published for q in queues)
+            messages_published=destinations.retired_published
+            + sum(q.published for q in queues)
             + sum(c.published for c in channels),
-            messages_delivered=sum(q.delivered for q in queues)
+            messages_delivered=destinations.retired_delivered
+            + sum(q.delivered for q in queues)
             + sum(c.delivered for c in channels),
         )
 

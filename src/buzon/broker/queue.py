@@ -13,6 +13,14 @@ out of the ring and is put back by whatever gives it credit again (ACK, NACK,
 Removal from the ring is lazy when a session stops being writable (it may happen inside a
 delivery, from the sink) and eager on unsubscribe (so the ring never grows with churn).
 
+HTTP consumers pull instead: :meth:`Queue.take` hands waiting messages out in the same
+order, in flight until :meth:`Queue.ack_taken` or :meth:`Queue.return_taken` (the lease
+table in ``leases`` decides when). A puller waiting for messages registers a one-shot
+:meth:`Queue.call_when_ready`.
+
+Deleting a queue drops its waiting messages, ends every subscription (the sessions get
+DESTINATION_DELETED) and drops in-flight messages as they come back instead of requeueing.
+
 Dispatch is not re-entrant: a sink that acks, publishes or subscribes from inside
 ``deliver()`` only updates state, and the loop already running picks the new work up. That
 keeps the stack flat when a consumer acks every delivery synchronously.
@@ -22,13 +30,16 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from operator import attrgetter
 
+from buzon.broker.addresses import address
 from buzon.broker.flow import QueuedBytes
 from buzon.broker.message import Message
 from buzon.broker.stats import QueueStats
 from buzon.broker.subscription import Subscription
+from buzon.errors import ErrorCode
+from buzon.store.records import DestinationRecord
 
 _by_seq = attrgetter("seq")
 
@@ -37,14 +48,13 @@ class Queue:
     """One ``/queue/<name>`` destination.
 
     Args:
-        name: the queue name (without ``/queue/``).
+        record: what the queue is (name, id, owner, key).
         gauge: the broker-wide count of queued bytes, for producer flow control.
     """
 
     __slots__ = (
         "_acked",
         "_bytes",
-        "_consumers",
         "_delivered",
         "_dispatching",
         "_gauge",
@@ -54,18 +64,27 @@ class Queue:
         "_redelivered",
         "_redeliveries",
         "_ring",
+        "_subs",
+        "_waiters",
+        "address",
+        "deleted",
         "name",
+        "record",
     )
 
-    def __init__(self, name: str, gauge: QueuedBytes) -> None:
-        self.name = name
+    def __init__(self, record: DestinationRecord, gauge: QueuedBytes) -> None:
+        self.record = record
+        self.name = record.name
+        self.address = address(record.kind, record.name)
+        self.deleted = False
         self._gauge = gauge
         self._ready: deque[Message] = deque()
         self._ring: deque[Subscription] = deque()
+        self._subs: set[Subscription] = set()
+        self._waiters: list[Callable[[], None]] = []
         # seqs of messages handed out before and given back; checked at delivery
         self._redelivered: set[int] = set()
         self._dispatching = False
-        self._consumers = 0
         self._in_flight = 0
         self._bytes = 0
         self._published = 0
@@ -82,17 +101,19 @@ class Queue:
         self._ready.append(message)
         if self._ring:
             self._dispatch()
+        if self._waiters and self._ready:
+            self._wake()
 
     # -- Target: what sessions call ------------------------------------------------------
 
     def attach(self, sub: Subscription) -> None:
         """Add a consumer and hand it the backlog it has room for."""
-        self._consumers += 1
+        self._subs.add(sub)
         self.resume(sub)
 
     def detach(self, sub: Subscription) -> None:
         """Remove a consumer; its unacked messages return to the queue, redelivered."""
-        self._consumers -= 1
+        self._subs.discard(sub)
         sub.active = False
         if sub.in_ring:
             sub.in_ring = False
@@ -121,7 +142,76 @@ class Queue:
         self._give_back(messages)
         self.resume(sub)
 
+    # -- pulling (HTTP consumers) --------------------------------------------------------
+
+    def take(self, limit: int) -> list[tuple[Message, bool]]:
+        """Hand out up to ``limit`` waiting messages, oldest first, to a puller.
+
+        They stay in flight until :meth:`ack_taken` or :meth:`return_taken`.
+
+        Returns:
+            ``(message, redelivered)`` pairs.
+        """
+        ready = self._ready
+        redelivered = self._redelivered
+        taken: list[tuple[Message, bool]] = []
+        while ready and len(taken) < limit:
+            message = ready.popleft()
+            again = bool(redelivered) and message.seq in redelivered
+            if again:
+                self._redeliveries += 1
+            taken.append((message, again))
+        self._delivered += len(taken)
+        self._in_flight += len(taken)
+        return taken
+
+    def ack_taken(self, messages: Sequence[Message]) -> None:
+        """Messages from :meth:`take` were handled: forget them."""
+        self._in_flight -= len(messages)
+        for message in messages:
+            self._forget(message)
+
+    def return_taken(self, messages: Sequence[Message]) -> None:
+        """Messages from :meth:`take` come back (NACK, lease expired), marked redelivered."""
+        self._give_back(messages)
+
+    def call_when_ready(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once, when a message waits undelivered (or the queue is deleted).
+
+        Runs it now if that is already so. It must not raise.
+        """
+        if self._ready or self.deleted:
+            callback()
+        else:
+            self._waiters.append(callback)
+
+    def cancel_call(self, callback: Callable[[], None]) -> None:
+        """Forget a callback given to :meth:`call_when_ready` that has not run."""
+        if callback in self._waiters:
+            self._waiters.remove(callback)
+
+    def delete(self) -> None:
+        """The queue is deleted: drop waiting messages and end every subscription."""
+        self.deleted = True
+        for message in self._ready:
+            self._drop(message)
+        self._ready.clear()
+        self._redelivered.clear()
+        self._wake()
+        for sub in list(self._subs):
+            sub.consumer.kill(ErrorCode.DESTINATION_DELETED, f"{self.address} was deleted")
+
     # -- internals -----------------------------------------------------------------------
+
+    def _wake(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for callback in waiters:
+            callback()
+
+    def _drop(self, message: Message) -> None:
+        size = len(message.body)
+        self._bytes -= size
+        self._gauge.remove(size)
 
     def _forget(self, message: Message) -> None:
         self._acked += 1
@@ -133,6 +223,10 @@ class Queue:
 
     def _give_back(self, messages: Sequence[Message]) -> None:
         self._in_flight -= len(messages)
+        if self.deleted:
+            for message in messages:
+                self._drop(message)
+            return
         returned = sorted(messages, key=_by_seq)
         self._redelivered.update(message.seq for message in returned)
         ready = self._ready
@@ -144,6 +238,8 @@ class Queue:
             ready.extend(merged)
         if self._ring:
             self._dispatch()
+        if self._waiters and self._ready:
+            self._wake()
 
     def _dispatch(self) -> None:
         if self._dispatching:
@@ -181,7 +277,7 @@ class Queue:
             name=self.name,
             depth=len(self._ready),
             in_flight=self._in_flight,
-            consumers=self._consumers,
+            consumers=len(self._subs),
             published=self._published,
             delivered=self._delivered,
             acked=self._acked,

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from buzon.auth.access import Action, Principal
+from buzon.broker.channel import Channel
 from buzon.broker.config import BrokerConfig
 from buzon.broker.destinations import Destinations
 from buzon.broker.message import DeliverySink, Headers
+from buzon.broker.queue import Queue
 from buzon.broker.stats import SessionStats
 from buzon.broker.subscription import AckMode, Consumer, Subscription
 from buzon.broker.transactions import StagedPublish, StagedSettle, Transactions
@@ -25,7 +28,7 @@ class Session:
 
     Attributes:
         id: unique within the broker run.
-        principal: who logged in (for statistics and logs).
+        principal: who logged in.
     """
 
     __slots__ = (
@@ -33,6 +36,7 @@ class Session:
         "_config",
         "_consumer",
         "_destinations",
+        "_grants",
         "_on_close",
         "_published",
         "_subs",
@@ -44,7 +48,7 @@ class Session:
     def __init__(
         self,
         session_id: str,
-        principal: str,
+        principal: Principal,
         sink: DeliverySink,
         destinations: Destinations,
         config: BrokerConfig,
@@ -60,6 +64,7 @@ class Session:
         self._transactions = Transactions(
             config.max_open_transactions, config.max_transaction_operations
         )
+        self._grants: set[str] = set()
         self._published = 0
         self._closed = False
 
@@ -74,7 +79,8 @@ class Session:
         """Publish a message, or stage it in ``transaction``.
 
         Args:
-            destination: ``/queue/<name>`` or ``/topic/<name>``; created if new.
+            destination: ``/queue/<name>`` or ``/topic/<name>``; created if new and the
+                broker creates on first use.
             headers: user headers, passed to consumers as they are.
             body: the payload.
             transaction: an open transaction to stage the send in.
@@ -83,17 +89,25 @@ class Session:
             the new message id, or ``""`` when staged (ids are assigned at commit).
 
         Raises:
-            BrokerError: ``BAD_DESTINATION``; ``UNKNOWN_TRANSACTION`` or ``LIMIT_EXCEEDED``
-                for a transactional send.
+            BrokerError: ``BAD_DESTINATION``, ``DESTINATION_NOT_FOUND``;
+                ``UNKNOWN_TRANSACTION`` or ``LIMIT_EXCEEDED`` for a transactional send.
+            AccessDenied: an access key protects it and none was granted (:meth:`grant`).
             LocalProtocolError: the session is closed.
         """
         self._check_open()
         if transaction is not None:
             self._transactions.check(transaction)
-            self._destinations.validate(destination)
+            self._destinations.check(
+                destination,
+                self.principal,
+                Action.PUBLISH,
+                self._grants,
+                create=self._config.auto_create,
+            )
             self._transactions.stage(transaction, StagedPublish(destination, headers, body))
             return ""
-        message_id = self._destinations.publish(destination, headers, body)
+        target = self._resolve(destination, Action.PUBLISH)
+        message_id = self._destinations.publish(target, headers, body)
         self._published += 1
         return message_id
 
@@ -116,7 +130,8 @@ class Session:
         Raises:
             BrokerError: ``DUPLICATE_SUBSCRIPTION``, ``LIMIT_EXCEEDED`` (too many
                 subscriptions), ``BAD_HEADER_VALUE`` (prefetch out of range),
-                ``BAD_DESTINATION``.
+                ``BAD_DESTINATION``, ``DESTINATION_NOT_FOUND``.
+            AccessDenied: an access key protects it and none was granted (:meth:`grant`).
             LocalProtocolError: the session is closed.
         """
         self._check_open()
@@ -132,7 +147,7 @@ class Session:
                 ErrorCode.BAD_HEADER_VALUE,
                 f"prefetch must be between 1 and {self._config.max_prefetch}",
             )
-        target = self._destinations.lookup(destination)
+        target = self._resolve(destination, Action.CONSUME)
         sub = Subscription(subscription_id, self._consumer, target, ack_mode, prefetch)
         self._subs[subscription_id] = sub
         target.attach(sub)
@@ -234,13 +249,26 @@ class Session:
             transaction: an open transaction; it is closed by the commit.
 
         Raises:
-            BrokerError: ``UNKNOWN_TRANSACTION``.
+            BrokerError: ``UNKNOWN_TRANSACTION``; ``DESTINATION_NOT_FOUND`` when a staged
+                send's destination was deleted and is not created on first use (then
+                nothing is applied and the transaction stays open).
+            AccessDenied: a staged send's destination became protected (nothing applied).
             LocalProtocolError: the session is closed.
         """
         self._check_open()
-        for operation in self._transactions.finish(transaction):
+        staged = self._transactions.staged(transaction)
+        # Resolve every send first: a destination deleted or protected since staging makes
+        # the whole commit fail before anything is applied.
+        targets = [
+            self._resolve(op.destination, Action.PUBLISH)
+            for op in staged
+            if isinstance(op, StagedPublish)
+        ]
+        self._transactions.finish(transaction)
+        published = iter(targets)
+        for operation in staged:
             if isinstance(operation, StagedPublish):
-                self._destinations.publish(operation.destination, operation.headers, operation.body)
+                self._destinations.publish(next(published), operation.headers, operation.body)
                 self._published += 1
             else:
                 self._apply_settle(operation)
@@ -257,6 +285,19 @@ class Session:
         """
         self._check_open()
         self._transactions.finish(transaction)
+
+    def grant(self, destination_id: str) -> None:
+        """Remember that this session presented the right access key for a destination.
+
+        The front end checks the key (argon2id, off the event loop) and calls this once;
+        later commands on that destination pass without a key. A destination deleted and
+        created again has a new id, so the grant does not carry over.
+        """
+        self._grants.add(destination_id)
+
+    def granted(self, destination_id: str) -> bool:
+        """Whether :meth:`grant` was called for that destination."""
+        return destination_id in self._grants
 
     def set_writable(self, writable: bool) -> None:
         """Say whether the transport can take more output now.
@@ -280,6 +321,10 @@ class Session:
                     break
                 sub.target.resume(sub)
 
+    def end(self, code: ErrorCode, detail: str) -> None:
+        """The engine ends this session: the sink learns why, then the session closes."""
+        self._consumer.kill(code, detail)
+
     def close(self) -> None:
         """End the session. Idempotent.
 
@@ -302,7 +347,7 @@ class Session:
         """A snapshot of this session's counters."""
         return SessionStats(
             id=self.id,
-            principal=self.principal,
+            principal=self.principal.name,
             subscriptions=len(self._subs),
             unacked=len(self._consumer.unacked),
             published=self._published,
@@ -310,6 +355,15 @@ class Session:
         )
 
     # -- internals -----------------------------------------------------------------------
+
+    def _resolve(self, destination: str, action: Action) -> Queue | Channel:
+        return self._destinations.resolve(
+            destination,
+            self.principal,
+            action,
+            self._grants,
+            create=self._config.auto_create,
+        )
 
     def _check_open(self) -> None:
         if self._closed:

@@ -82,8 +82,9 @@ class BrokerStats:
         channels: every channel.
         sessions: every open session.
         queued_bytes: body bytes held by all queues (what the water marks compare).
-        messages_published: messages published to any destination.
-        messages_delivered: deliveries made from any destination.
+        messages_published: messages published to any destination since start (deleted
+            destinations included, so the total never goes back).
+        messages_delivered: deliveries made from any destination since start, likewise.
     """
 
     queues: tuple[QueueStats, ...]

@@ -1,9 +1,9 @@
 """Per-session staging of sends, acks and nacks until COMMIT.
 
-Staged operations are checked when they are staged (bad destination, unknown ack id), so a
-commit applies them in order without failing halfway. Nothing staged is visible anywhere
-(no destination created, no message numbered) until the commit; ABORT and session close
-drop the lot.
+Staged operations are checked when they are staged (bad destination, access, unknown ack
+id), and again all together at commit before any is applied, so a commit applies all of
+them in order or none. Nothing staged is visible anywhere (no destination created, no
+message numbered) until the commit; ABORT and session close drop the lot.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ _DETAIL_CHARS = 64
 
 @dataclass(frozen=True, slots=True)
 class StagedPublish:
-    """A send waiting for its transaction's commit."""
+    """A send waiting for its transaction's commit (checked when staged)."""
 
     destination: str
     headers: Headers
@@ -80,6 +80,14 @@ class Transactions:
                 ErrorCode.LIMIT_EXCEEDED,
                 f"at most {self._max_operations} operations per transaction",
             )
+
+    def staged(self, name: str) -> list[StagedOperation]:
+        """What transaction ``name`` staged so far, in order.
+
+        Raises:
+            BrokerError: ``UNKNOWN_TRANSACTION``.
+        """
+        return list(self._staged(name))
 
     def stage(self, name: str, operation: StagedOperation) -> None:
         """Append ``operation`` to transaction ``name`` (call :meth:`check` first)."""

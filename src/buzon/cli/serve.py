@@ -5,19 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import secrets
 import signal
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from buzon.auth import Credentials
 from buzon.server.app import BuzonServer
 from buzon.server.config import OPTIONS, ConfigError, Settings, load_settings
-
-# 24 random bytes: 192 bits, far beyond online or offline guessing.
-GENERATED_PASSWORD_BYTES = 24
 
 
 def register(commands: Any) -> None:
@@ -27,13 +22,23 @@ def register(commands: Any) -> None:
         description="Run the broker. Flags override BUZON_* variables, which override buzon.toml.",
     )
     for option in OPTIONS:
-        parser.add_argument(
-            option.flag,
-            dest=option.field,
-            default=None,
-            metavar="VALUE",
-            help=f"{option.help} [env {option.env}]",
-        )
+        if option.switch:
+            parser.add_argument(
+                option.flag,
+                dest=option.field,
+                action="store_const",
+                const="false",
+                default=None,
+                help=f"{option.help} [env {option.env}=false]",
+            )
+        else:
+            parser.add_argument(
+                option.flag,
+                dest=option.field,
+                default=None,
+                metavar="VALUE",
+                help=f"{option.help} [env {option.env}]",
+            )
     parser.add_argument(
         "--config", type=Path, default=None, help="TOML file (default ./buzon.toml)"
     )
@@ -48,26 +53,20 @@ def run(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
-    password = settings.admin_password
-    if password is None:
-        password = secrets.token_urlsafe(GENERATED_PASSWORD_BYTES)
-        print(
-            f"admin login: {settings.admin_user}  password (generated, shown once): {password}\n"
-            "  set BUZON_ADMIN_PASSWORD (and BUZON_ADMIN_USER) to choose your own",
-            flush=True,
-        )
-    credentials = Credentials.with_admin(settings.admin_user, password)
-    _run_loop(_serve(settings, credentials))
+    if settings.log_level != "debug":
+        logging.getLogger("uvicorn").setLevel(logging.WARNING)
+    _run_loop(_serve(settings))
     return 0
 
 
-async def _serve(settings: Settings, credentials: Credentials) -> None:
-    server = BuzonServer(settings, credentials)
+async def _serve(settings: Settings) -> None:
+    server = BuzonServer(settings)
     try:
         await server.start()
     except OSError as exc:
         raise ConfigError(
-            detail=f"cannot listen on {settings.host}:{settings.stomp_port}: {exc.strerror}"
+            detail=f"cannot listen on {settings.host} (STOMP port {settings.stomp_port},"
+            f" HTTP port {settings.http_port}): {exc.strerror}"
         ) from None
     loop = asyncio.get_running_loop()
     stopping: list[asyncio.Task[None]] = []
@@ -78,8 +77,16 @@ async def _serve(settings: Settings, credentials: Credentials) -> None:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, request_stop)
+    if server.generated_password is not None:
+        print(
+            f"admin login: {settings.admin_user}  password (generated, shown once):"
+            f" {server.generated_password}\n"
+            "  set BUZON_ADMIN_PASSWORD (and BUZON_ADMIN_USER) to choose your own",
+            flush=True,
+        )
     print(
-        f"buzon listening: stomp://{settings.host}:{server.stomp_port}  (Ctrl-C stops)",
+        f"buzon listening: stomp://{settings.host}:{server.stomp_port}"
+        f"  http://{settings.host}:{server.http_port}/api/v1  (Ctrl-C stops)",
         flush=True,
     )
     await server.wait_stopped()

@@ -1,25 +1,42 @@
-"""Process wiring: credentials → engine → STOMP listener, and a clean, bounded shutdown."""
+"""Process wiring: store → accounts → engine → STOMP and HTTP listeners, and a clean stop.
+
+Everything runs on one event loop: the engine is synchronous, the listeners and a few
+housekeeping tasks (lease expiry, rate sampling, token purge) are the only coroutines.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import secrets
 import socket
+from collections.abc import Callable
 
-from buzon.auth import Credentials
+from buzon.auth import AccessKeys, Accounts, SecretHasher, Tokens
 from buzon.broker import Broker, BrokerConfig, SlowConsumerPolicy
 from buzon.errors import ErrorCode
 from buzon.server.close_reasons import CloseReason
 from buzon.server.config import Settings
 from buzon.server.context import ServerContext
+from buzon.server.http.app import build_app
+from buzon.server.http.listener import HttpListener
+from buzon.server.rates import RateMeter
+from buzon.server.resources import Resources
 from buzon.server.stomp_session import StompSession
+from buzon.store import MemoryStore, Store
 
 log = logging.getLogger("buzon.server")
 
 # Pending TCP handshakes the kernel may hold for us; a burst of clients above this waits
 # in SYN retries rather than being refused.
 LISTEN_BACKLOG = 1024
+# 24 random bytes: 192 bits, far beyond online or offline guessing.
+GENERATED_PASSWORD_BYTES = 24
+# Housekeeping periods, in seconds.
+LEASE_CHECK_PERIOD = 0.25
+RATE_SAMPLE_PERIOD = 1.0
+TOKEN_PURGE_PERIOD = 3600.0
 
 
 def broker_config(settings: Settings) -> BrokerConfig:
@@ -31,24 +48,61 @@ def broker_config(settings: Settings) -> BrokerConfig:
         queue_low_water_bytes=settings.max_queued_bytes * 3 // 4,
         channel_max_pending=settings.channel_max_pending,
         slow_consumer_policy=SlowConsumerPolicy(settings.slow_consumer_policy),
+        auto_create=settings.auto_create,
     )
 
 
 class BuzonServer:
-    """A running broker: one engine and its STOMP-over-TCP listener on one event loop.
+    """A running broker: the engine, its STOMP-over-TCP and HTTP listeners, one event loop.
 
     Args:
         settings: listener addresses, limits and engine settings.
-        credentials: the logins CONNECT is checked against.
+        store: where users, tokens and destination records live (in memory by default).
+        hasher: argon2id parameters (tests may pass cheaper ones).
+
+    Attributes:
+        generated_password: the admin password made up at start, when none was configured
+            and the admin account did not exist yet; None otherwise. Show it once.
     """
 
-    def __init__(self, settings: Settings, credentials: Credentials) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: Store | None = None,
+        hasher: SecretHasher | None = None,
+    ) -> None:
         self.settings = settings
-        self._ctx = ServerContext(
-            settings=settings, broker=Broker(broker_config(settings)), credentials=credentials
+        store = store if store is not None else MemoryStore()
+        hasher = hasher if hasher is not None else SecretHasher()
+        accounts = Accounts(
+            store,
+            hasher,
+            Tokens(store, settings.token_ttl),
+            registration_open=settings.registration,
         )
+        keys = AccessKeys(hasher)
+        broker = Broker(broker_config(settings))
+        self._ctx = ServerContext(
+            settings=settings,
+            store=store,
+            hasher=hasher,
+            accounts=accounts,
+            keys=keys,
+            broker=broker,
+            resources=Resources(store, broker, accounts, keys),
+            rates=RateMeter(),
+        )
+        accounts.on_blocked.append(self._close_connections_of)
+        self.generated_password: str | None = None
         self._listener: asyncio.Server | None = None
+        self._http: HttpListener | None = None
+        self._housekeeping: list[asyncio.Task[None]] = []
         self._stopped = asyncio.Event()
+
+    @property
+    def context(self) -> ServerContext:
+        return self._ctx
 
     @property
     def broker(self) -> Broker:
@@ -66,22 +120,51 @@ class BuzonServer:
         port: int = self._listener.sockets[0].getsockname()[1]
         return port
 
+    @property
+    def http_port(self) -> int:
+        """The HTTP port actually bound."""
+        if self._http is None:
+            raise RuntimeError("server not started")
+        return self._http.port
+
     async def start(self) -> None:
-        """Bind the listener; returns once clients can connect.
+        """Open the store, create the first admin, bind both listeners.
+
+        Returns once clients can connect.
 
         Raises:
-            OSError: the address cannot be bound (in use, not permitted).
+            OSError: an address cannot be bound (in use, not permitted).
+            AuthError: the configured admin name or password breaks the account rules.
         """
-        loop = asyncio.get_running_loop()
         ctx = self._ctx
+        settings = self.settings
+        await ctx.store.open()
+        password = settings.admin_password
+        if await ctx.store.user_by_name(settings.admin_user) is None and password is None:
+            password = self.generated_password = secrets.token_urlsafe(GENERATED_PASSWORD_BYTES)
+        if password is not None:
+            await ctx.accounts.ensure_admin(settings.admin_user, password)
+        await ctx.resources.restore()
+        loop = asyncio.get_running_loop()
         self._listener = await loop.create_server(
             lambda: StompSession(ctx),
-            host=self.settings.host,
-            port=self.settings.stomp_port,
+            host=settings.host,
+            port=settings.stomp_port,
             family=socket.AF_UNSPEC,
             backlog=LISTEN_BACKLOG,
             reuse_address=True,
         )
+        self._http = HttpListener(build_app(ctx), settings.host, settings.http_port)
+        try:
+            await self._http.start()
+        except BaseException:
+            self._listener.close()
+            raise
+        self._housekeeping = [
+            loop.create_task(self._every(LEASE_CHECK_PERIOD, self._expire_leases)),
+            loop.create_task(self._every(RATE_SAMPLE_PERIOD, self._sample_rates)),
+            loop.create_task(self._every(TOKEN_PURGE_PERIOD, self._purge_tokens)),
+        ]
 
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
@@ -101,12 +184,44 @@ class BuzonServer:
                     await ctx.idle.wait()
         for session in list(ctx.connections):
             session.abort()
-        for task in list(ctx.tasks):
+        for task in [*ctx.tasks, *self._housekeeping]:
             task.cancel()
-        if ctx.tasks:
-            await asyncio.gather(*ctx.tasks, return_exceptions=True)
+        await asyncio.gather(*ctx.tasks, *self._housekeeping, return_exceptions=True)
+        if self._http is not None:
+            await self._http.stop()
         if self._listener is not None:
             await self._listener.wait_closed()
         ctx.broker.close()
+        await ctx.resources.flush()
+        await ctx.store.close()
         self._stopped.set()
         log.info("stopped")
+
+    # -- housekeeping --------------------------------------------------------------------
+
+    async def _every(self, period: float, job: Callable[[], object]) -> None:
+        while True:
+            await asyncio.sleep(period)
+            try:
+                result = job()
+                if asyncio.iscoroutine(result):
+                    await result
+            except Exception:
+                log.exception("housekeeping job %s failed", getattr(job, "__name__", job))
+
+    def _expire_leases(self) -> None:
+        self._ctx.broker.expire_leases(asyncio.get_running_loop().time())
+
+    def _sample_rates(self) -> None:
+        stats = self._ctx.broker.statistics()
+        self._ctx.rates.sample(
+            asyncio.get_running_loop().time(), stats.messages_published, stats.messages_delivered
+        )
+
+    async def _purge_tokens(self) -> None:
+        await self._ctx.accounts.tokens.purge_expired()
+
+    def _close_connections_of(self, user_id: str) -> None:
+        self._ctx.broker.close_sessions_of(
+            user_id, ErrorCode.ACCOUNT_DISABLED, "the account was disabled or deleted"
+        )

@@ -10,6 +10,8 @@ class CloseReason(enum.Enum):
     CONNECTION_LOST = "connection_lost"
     PROTOCOL_ERROR = "protocol_error"
     AUTH_FAILED = "auth_failed"
+    ACCOUNT_DISABLED = "account_disabled"
+    DESTINATION_DELETED = "destination_deleted"
     HANDSHAKE_TIMEOUT = "handshake_timeout"
     IDLE_TIMEOUT = "idle_timeout"
     SLOW_CONSUMER = "slow_consumer"

@@ -34,13 +34,18 @@ class Settings:
 
     host: str = "127.0.0.1"
     stomp_port: int = 61613
+    http_port: int = 8180
     log_level: str = "info"
     admin_user: str = "admin"
     admin_password: str | None = None
+    registration: bool = True
+    auto_create: bool = True
+    token_ttl: float = 24 * 3600.0
     max_connections: int = 10_000
     handshake_timeout: float = 10.0
     heartbeat_ms: int = 10_000
     max_outbound_bytes: int = 1024 * 1024
+    http_max_body: int = 16 * 1024 * 1024
     max_queued_bytes: int = 512 * 1024 * 1024
     default_prefetch: int = 100
     channel_max_pending: int = 10_000
@@ -49,16 +54,27 @@ class Settings:
 
 @dataclass(frozen=True, slots=True)
 class Option:
-    """One setting: its field in ``Settings``, how to parse it and what it means."""
+    """One setting: its field in ``Settings``, how to parse it and what it means.
+
+    A switch (``switch=True``) is on by default; its flag turns it off (``--no-<name>``),
+    and the environment and file give it as true/false. Its ``help`` says what the flag
+    does.
+    """
 
     field: str
     parse: Callable[[str], Any]
     help: str
     secret: bool = False
+    switch: bool = False
+
+    @property
+    def key(self) -> str:
+        """The name in buzon.toml."""
+        return self.field.replace("_", "-")
 
     @property
     def flag(self) -> str:
-        return "--" + self.field.replace("_", "-")
+        return ("--no-" if self.switch else "--") + self.key
 
     @property
     def env(self) -> str:
@@ -104,6 +120,15 @@ def _policy(text: str) -> str:
     return SlowConsumerPolicy(text).value
 
 
+def _boolean(text: str) -> bool:
+    value = text.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError("must be true or false")
+
+
 def _text(text: str) -> str:
     if not text:
         raise ValueError("must not be empty")
@@ -113,6 +138,7 @@ def _text(text: str) -> str:
 OPTIONS: tuple[Option, ...] = (
     Option("host", _text, "address to listen on (loopback unless you open it up)"),
     Option("stomp_port", _port, "STOMP over TCP port (0 picks a free port)"),
+    Option("http_port", _port, "HTTP API port (0 picks a free port)"),
     Option("log_level", _log_level, "debug, info, warning or error"),
     Option("admin_user", _text, "admin login name"),
     Option(
@@ -121,6 +147,19 @@ OPTIONS: tuple[Option, ...] = (
         "admin password; when unset a strong one is generated and printed once",
         secret=True,
     ),
+    Option(
+        "registration",
+        _boolean,
+        "close registration: only admins create accounts",
+        switch=True,
+    ),
+    Option(
+        "auto_create",
+        _boolean,
+        "SEND or SUBSCRIBE to a missing queue or channel is an error instead of creating it",
+        switch=True,
+    ),
+    Option("token_ttl", _positive_float, "seconds an HTTP login token stays valid"),
     Option("max_connections", _positive_int, "open connections at most; more get ERROR"),
     Option("handshake_timeout", _positive_float, "seconds a client has to finish CONNECT"),
     Option("heartbeat_ms", _non_negative_int, "heart-beat interval offered to clients, ms (0=off)"),
@@ -134,6 +173,7 @@ OPTIONS: tuple[Option, ...] = (
         _positive_int,
         "message bytes all queues may hold; above it publishers are paused until they drain",
     ),
+    Option("http_max_body", _positive_int, "largest HTTP request body, in bytes"),
     Option("default_prefetch", _positive_int, "unacked messages per queue subscription by default"),
     Option(
         "channel_max_pending",
@@ -170,8 +210,8 @@ def load_settings(
         raw, source = flags.get(option.field), option.flag
         if raw is None and option.env in env:
             raw, source = env[option.env], option.env
-        if raw is None and option.flag[2:] in file_values:
-            raw, source = str(file_values[option.flag[2:]]), f"{option.flag[2:]} in buzon.toml"
+        if raw is None and option.key in file_values:
+            raw, source = _file_text(file_values[option.key]), f"{option.key} in buzon.toml"
         if raw is None:
             continue
         try:
@@ -180,6 +220,13 @@ def load_settings(
             shown = "(hidden)" if option.secret else repr(raw)
             raise ConfigError(detail=f"invalid {source} {shown}: {_reason(exc)}") from None
     return dataclasses.replace(Settings(), **values)
+
+
+def _file_text(value: Any) -> str:
+    """TOML values as the text a flag or variable would carry (true/false for booleans)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def _reason(exc: ValueError) -> str:
@@ -198,7 +245,7 @@ def _read_toml(path: Path | None) -> dict[str, Any]:
         data = tomllib.loads(target.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(detail=f"config file {target} is not valid TOML: {exc}") from None
-    known = {option.flag[2:] for option in OPTIONS}
+    known = {option.key for option in OPTIONS}
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(detail=f"config file {target}: unknown setting {unknown[0]!r}")

@@ -1,23 +1,23 @@
-"""What every connection of one server shares: the engine, credentials, limits, bookkeeping."""
+"""What every connection and request of one server shares: settings, services, bookkeeping."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from buzon.auth import Credentials
+from buzon.auth import AccessKeys, Accounts, SecretHasher
 from buzon.broker import Broker
 from buzon.server.config import Settings
+from buzon.server.rates import RateMeter
+from buzon.server.resources import Resources
+from buzon.store import Store
 
 if TYPE_CHECKING:
     from buzon.server.stomp_session import StompSession
-
-# argon2id takes ~50 ms of CPU and 64 MiB per hash: at most this many run at once, so a
-# storm of logins queues up instead of starving message traffic of both cores.
-MAX_CONCURRENT_HASHES = 2
 
 
 @dataclass(eq=False)
@@ -25,11 +25,14 @@ class ServerContext:
     """Shared state of one running server; owned by :class:`buzon.server.app.BuzonServer`."""
 
     settings: Settings
+    store: Store
+    hasher: SecretHasher
+    accounts: Accounts
+    keys: AccessKeys
     broker: Broker
-    credentials: Credentials
-    auth_slots: asyncio.Semaphore = field(
-        default_factory=lambda: asyncio.Semaphore(MAX_CONCURRENT_HASHES)
-    )
+    resources: Resources
+    rates: RateMeter
+    started_at: float = field(default_factory=time.time)
     connections: set[StompSession] = field(default_factory=set)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     closing: bool = False
@@ -52,7 +55,7 @@ class ServerContext:
         return f"c{next(self._ids)}"
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        """Run a connection's background step (a login), cancelled by server shutdown."""
+        """Run a connection's background step (a login, a key check); cancelled at shutdown."""
         task = asyncio.get_running_loop().create_task(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)

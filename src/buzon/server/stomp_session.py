@@ -11,39 +11,28 @@ the transport once per event-loop turn, or as soon as ``FLUSH_BYTES`` are waitin
 transport's high-water mark (``max_outbound_bytes``) sees the real backlog and the engine
 is told to stop delivering (``set_writable(False)``) in time.
 
-Reading is paused for three reasons, tracked separately so one resume cannot undo
-another: a login is being verified, the peer is not reading what we send, or the broker's
-queued bytes are over the high-water mark and this connection publishes.
+Reading is paused for four reasons, tracked separately so one resume cannot undo
+another: a login is being verified, an access key is being verified (the frame that
+carried it is held until then, see ``stomp_commands``), the peer is not reading what we
+send, or the broker's queued bytes are over the high-water mark and this connection
+publishes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+import time
 from typing import Any, cast
 
 from buzon import __version__
-from buzon.broker import AckMode, Delivery, Session
-from buzon.errors import AuthenticationFailed, BrokerError, ErrorCode
+from buzon.broker import Delivery, Session
+from buzon.errors import AuthenticationFailed, AuthError, BrokerError, BuzonError, ErrorCode
 from buzon.server.close_reasons import CloseReason
 from buzon.server.context import ServerContext
-from buzon.stomp import (
-    Abort,
-    Ack,
-    Begin,
-    Commit,
-    Connect,
-    Disconnect,
-    Message,
-    Nack,
-    Receipt,
-    Role,
-    Send,
-    StompConnection,
-    Subscribe,
-    Unsubscribe,
-)
+from buzon.server.stomp_commands import Commands, key_to_check
+from buzon.stomp import Connect, Disconnect, Message, Role, Send, StompConnection, Subscribe
+from buzon.store import DestinationRecord
 
 log = logging.getLogger("buzon.server")
 
@@ -55,39 +44,17 @@ FRAME_OVERHEAD = 160
 # A connection that was told to close but does not read its last bytes is cut after this.
 CLOSE_GRACE_SECONDS = 2.0
 
-# Headers a publisher may not set on the copies consumers receive: they belong to the
-# frame (routing, receipts, transactions, length) or to the broker (ids, redelivery).
-RESERVED_HEADERS = frozenset(
-    {
-        "destination",
-        "receipt",
-        "transaction",
-        "content-length",
-        "message-id",
-        "subscription",
-        "ack",
-        "redelivered",
-        "prefetch-count",
-    }
-)
-
 _ERROR_CLOSE_REASONS = {
     ErrorCode.AUTH_FAILED: CloseReason.AUTH_FAILED,
+    ErrorCode.TOO_MANY_ATTEMPTS: CloseReason.AUTH_FAILED,
+    ErrorCode.ACCOUNT_DISABLED: CloseReason.ACCOUNT_DISABLED,
+    ErrorCode.DESTINATION_DELETED: CloseReason.DESTINATION_DELETED,
     ErrorCode.HANDSHAKE_TIMEOUT: CloseReason.HANDSHAKE_TIMEOUT,
     ErrorCode.HEARTBEAT_TIMEOUT: CloseReason.IDLE_TIMEOUT,
     ErrorCode.SLOW_CONSUMER: CloseReason.SLOW_CONSUMER,
     ErrorCode.TOO_MANY_CONNECTIONS: CloseReason.TOO_MANY_CONNECTIONS,
     ErrorCode.SERVER_SHUTDOWN: CloseReason.SHUTDOWN,
 }
-
-
-def parse_prefetch(value: str | None) -> int | None:
-    """Read ``prefetch-count``: plain ASCII digits, or absent."""
-    if value is None:
-        return None
-    if not (value.isascii() and value.isdigit()):
-        raise BrokerError(ErrorCode.BAD_HEADER_VALUE, "prefetch-count must be a positive integer")
-    return int(value)
 
 
 class StompSession(asyncio.Protocol):
@@ -100,28 +67,29 @@ class StompSession(asyncio.Protocol):
         self._conn = StompConnection(Role.SERVER, heart_beat=(hb, hb))
         self.id = ctx.new_connection_id()
         self.peer = "?"
+        self.peer_host = "?"
+        self.connected_at = time.time()
         self.close_reason: CloseReason | None = None
         self._transport: asyncio.Transport | None = None
-        self._session: Session | None = None
+        self._commands: Commands | None = None
+        self._held: Send | Subscribe | None = None  # waits for its access-key check
         self._timer: asyncio.TimerHandle | None = None
         self._pauses: set[str] = set()
         self._unflushed = 0
         self._flush_scheduled = False
-        self._published = False
         self._lost = False
         self._closing = False  # _close() ran: we are only waiting for the peer to go
         self._failure: ErrorCode | None = None
-        self._handlers: dict[type[Any], Callable[[Any, Session], None]] = {
-            Send: self._on_send,
-            Ack: self._on_ack,
-            Nack: self._on_nack,
-            Subscribe: self._on_subscribe,
-            Unsubscribe: self._on_unsubscribe,
-            Begin: self._on_begin,
-            Commit: self._on_commit,
-            Abort: self._on_abort,
-            Disconnect: self._on_disconnect,
-        }
+
+    @property
+    def session(self) -> Session | None:
+        """The engine session, once logged in."""
+        return None if self._commands is None else self._commands.session
+
+    @property
+    def protocol(self) -> str:
+        """``stomp/<version>`` (the version is known once CONNECT arrived)."""
+        return f"stomp/{self._conn.version}"
 
     # -- transport callbacks -------------------------------------------------------------
 
@@ -130,7 +98,11 @@ class StompSession(asyncio.Protocol):
         transport = cast(asyncio.Transport, transport)
         self._transport = transport
         peer = transport.get_extra_info("peername")
-        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        if isinstance(peer, tuple):
+            self.peer_host = str(peer[0])
+            self.peer = f"{peer[0]}:{peer[1]}"
+        else:
+            self.peer = self.peer_host = str(peer)
         budget = self._ctx.settings.max_outbound_bytes
         transport.set_write_buffer_limits(high=budget, low=budget // 4)
         self._ctx.add_connection(self)
@@ -161,20 +133,20 @@ class StompSession(asyncio.Protocol):
             self.close_reason = CloseReason.CONNECTION_LOST
         if self._timer is not None:
             self._timer.cancel()
-        if self._session is not None:
-            self._session.close()
+        if self.session is not None:
+            self.session.close()
         self._ctx.remove_connection(self)
         log.debug("%s closed: %s", self.id, self.close_reason.value)
 
     def pause_writing(self) -> None:
-        if self._session is not None:
-            self._session.set_writable(False)
+        if self.session is not None:
+            self.session.set_writable(False)
         self._pause("peer-not-reading")
 
     def resume_writing(self) -> None:
         self._resume("peer-not-reading")
-        if self._session is not None:
-            self._session.set_writable(True)
+        if self.session is not None:
+            self.session.set_writable(True)
 
     # -- the broker's DeliverySink -------------------------------------------------------
 
@@ -205,76 +177,48 @@ class StompSession(asyncio.Protocol):
     # -- inbound frames ------------------------------------------------------------------
 
     def _process(self) -> None:
-        """Handle every complete frame buffered, unless a login is being checked."""
-        if "login" in self._pauses or self._lost:
+        """Handle every complete frame buffered, unless a login or key check is running."""
+        if "login" in self._pauses or "access" in self._pauses or self._lost:
             return
-        conn = self._conn
         event: Any = None
         try:
-            while (event := conn.next_event()) is not None:
-                if isinstance(event, Connect):
-                    self._start_login(event)
+            while (event := self._next_event()) is not None:
+                if not self._handle(event):
                     break
-                session = self._session
-                assert session is not None, "the STOMP state table admits no frame before login"
-                self._handlers[type(event)](event, session)
-        except BrokerError as exc:
-            conn.fail(exc.code, exc.detail, getattr(event, "receipt", None))
+        except (BrokerError, AuthError) as exc:
+            self._conn.fail(exc.code, exc.detail, getattr(event, "receipt", None))
         except Exception:
             log.exception("%s internal error handling %s", self.id, type(event).__name__)
-            conn.fail(ErrorCode.INTERNAL_ERROR, receipt_id=getattr(event, "receipt", None))
+            self._conn.fail(ErrorCode.INTERNAL_ERROR, receipt_id=getattr(event, "receipt", None))
         self._flush()
-        if self._published:
-            self._published = False
+        commands = self._commands
+        if commands is not None and commands.published:
+            commands.published = False
             self._throttle_if_needed()
 
-    def _receipt(self, receipt: str | None) -> None:
-        if receipt is not None:
-            self._conn.send(Receipt(receipt_id=receipt))
+    def _handle(self, event: Any) -> bool:
+        """Run one event; False when it waits for a login or an access-key check."""
+        if isinstance(event, Connect):
+            self._start_login(event)
+            return False
+        commands = self._commands
+        if commands is None:
+            raise AssertionError("the STOMP state table admits no frame before login")
+        if isinstance(event, Send | Subscribe):
+            check = key_to_check(event, commands.session, self._ctx.broker)
+            if check is not None:
+                self._start_key_check(event, *check)
+                return False
+        if isinstance(event, Disconnect):
+            self.close_reason = CloseReason.CLIENT_DISCONNECT
+        commands.handle(event)
+        return True
 
-    def _on_send(self, event: Send, session: Session) -> None:
-        headers = tuple(h for h in event.headers if h[0] not in RESERVED_HEADERS)
-        session.publish(event.destination, headers, event.body, transaction=event.transaction)
-        self._published = True
-        if event.receipt is not None:
-            self._conn.send(Receipt(receipt_id=event.receipt))
+    def _next_event(self) -> Any:
+        held, self._held = self._held, None
+        return held if held is not None else self._conn.next_event()
 
-    def _on_ack(self, event: Ack, session: Session) -> None:
-        session.ack(_ack_id(event, session), transaction=event.transaction)
-        self._receipt(event.receipt)
-
-    def _on_nack(self, event: Nack, session: Session) -> None:
-        session.nack(_ack_id(event, session), transaction=event.transaction)
-        self._receipt(event.receipt)
-
-    def _on_subscribe(self, event: Subscribe, session: Session) -> None:
-        prefetch = parse_prefetch(_header(event.headers, "prefetch-count"))
-        session.subscribe(event.id, event.destination, AckMode(event.ack), prefetch)
-        self._receipt(event.receipt)
-
-    def _on_unsubscribe(self, event: Unsubscribe, session: Session) -> None:
-        session.unsubscribe(event.id)
-        self._receipt(event.receipt)
-
-    def _on_begin(self, event: Begin, session: Session) -> None:
-        session.begin(event.transaction)
-        self._receipt(event.receipt)
-
-    def _on_commit(self, event: Commit, session: Session) -> None:
-        session.commit(event.transaction)
-        self._published = True
-        self._receipt(event.receipt)
-
-    def _on_abort(self, event: Abort, session: Session) -> None:
-        session.abort(event.transaction)
-        self._receipt(event.receipt)
-
-    def _on_disconnect(self, event: Disconnect, session: Session) -> None:
-        self.close_reason = CloseReason.CLIENT_DISCONNECT
-        session.close()
-        self._receipt(event.receipt)
-
-    # -- login ---------------------------------------------------------------------------
+    # -- login and access keys -----------------------------------------------------------
 
     def _start_login(self, event: Connect) -> None:
         self._pause("login")
@@ -282,30 +226,53 @@ class StompSession(asyncio.Protocol):
 
     async def _login(self, event: Connect) -> None:
         try:
-            async with self._ctx.auth_slots:
-                if self._lost:
-                    return
-                principal = await asyncio.to_thread(
-                    self._ctx.credentials.authenticate, event.login, event.passcode
-                )
-        except AuthenticationFailed:
-            log.info("%s login refused from %s", self.id, self.peer)
-            self.fail(ErrorCode.AUTH_FAILED)
+            principal = await self._ctx.accounts.authenticate(
+                event.login, event.passcode, self.peer_host
+            )
+        except AuthenticationFailed as exc:
+            log.info("%s login refused from %s: %s", self.id, self.peer, exc.code.name)
+            self.fail(exc.code, exc.detail)
             return
         if self._lost or self._conn.close_expected():
             return
-        self._session = self._ctx.broker.open_session(self, principal)
-        self._conn.accept(session=self._session.id, server=f"buzon/{__version__}")
-        log.debug("%s logged in as %s", self.id, principal)
+        session = self._ctx.broker.open_session(self, principal)
+        self._commands = Commands(self._conn, session)
+        self._conn.accept(session=session.id, server=f"buzon/{__version__}")
+        log.debug("%s logged in as %s", self.id, principal.name)
         self._arm_timer()
         self._resume("login")
+        self._process()
+
+    def _start_key_check(
+        self, event: Send | Subscribe, record: DestinationRecord, key: str
+    ) -> None:
+        self._held = event
+        self._pause("access")
+        self._ctx.spawn(self._check_key(event, record, key))
+
+    async def _check_key(
+        self, event: Send | Subscribe, record: DestinationRecord, key: str
+    ) -> None:
+        session = self.session
+        if session is None:
+            return
+        try:
+            await self._ctx.keys.check(session.principal, record, key)
+        except BuzonError as exc:
+            self._held = None
+            self.fail(exc.code, exc.detail, event.receipt)
+            return
+        if self._lost or self._conn.close_expected():
+            return
+        session.grant(record.id)
+        self._resume("access")
         self._process()
 
     # -- timers --------------------------------------------------------------------------
 
     def _handshake_expired(self) -> None:
         self._timer = None
-        if self._session is None and not self._lost:
+        if self._commands is None and not self._lost:
             self.fail(ErrorCode.HANDSHAKE_TIMEOUT)
 
     def _arm_timer(self) -> None:
@@ -326,12 +293,12 @@ class StompSession(asyncio.Protocol):
 
     # -- output and closing --------------------------------------------------------------
 
-    def fail(self, code: ErrorCode, detail: str = "") -> None:
+    def fail(self, code: ErrorCode, detail: str = "", receipt_id: str | None = None) -> None:
         """Send ERROR with ``code`` and close (used for server-side decisions)."""
         if self._lost or self._conn.close_expected():
             return
         self._failure = code
-        self._conn.fail(code, detail)
+        self._conn.fail(code, detail, receipt_id)
         self._flush()
 
     def abort(self) -> None:
@@ -363,8 +330,8 @@ class StompSession(asyncio.Protocol):
                 if code is not None
                 else CloseReason.PROTOCOL_ERROR
             )
-        if self._session is not None:
-            self._session.close()
+        if self.session is not None:
+            self.session.close()
         self._linger(transport)
 
     def _linger(self, transport: asyncio.Transport) -> None:
@@ -407,17 +374,3 @@ class StompSession(asyncio.Protocol):
         if broker.over_high_water and "memory" not in self._pauses:
             self._pause("memory")
             broker.call_when_below_low_water(lambda: self._resume("memory"))
-
-
-def _ack_id(event: Ack | Nack, session: Session) -> str:
-    """The engine's ack id for an ACK/NACK: given in 1.2; found by message id in 1.1."""
-    if event.subscription is None:
-        return event.id
-    return session.ack_id_for(event.subscription, event.id)
-
-
-def _header(headers: tuple[tuple[str, str], ...], name: str) -> str | None:
-    for key, value in headers:
-        if key == name:
-            return value
-    return None

@@ -23,6 +23,7 @@ from buzon.stomp.events import (
 )
 from buzon.stomp.frame import HEARTBEAT, NEED_DATA, Command, Frame, Headers, Heartbeat, NeedData
 from buzon.stomp.heartbeat import HeartbeatTimer, negotiate, parse_heart_beat
+from buzon.stomp.incoming import header
 from buzon.stomp.limits import DEFAULT_LIMITS, PRE_LOGIN_LIMITS, ParserLimits
 from buzon.stomp.parser import FrameParser
 from buzon.stomp.serializer import serialize
@@ -60,6 +61,7 @@ __all__ = [
     "StompConnection",
     "Subscribe",
     "Unsubscribe",
+    "header",
     "negotiate",
     "parse_heart_beat",
     "serialize",

@@ -1,0 +1,62 @@
+"""The FastAPI application: routes under ``/api/v1``, errors, limits, OpenAPI and docs."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.responses import HTMLResponse
+
+from buzon import __version__
+from buzon.server.context import ServerContext
+from buzon.server.http import docs, errors
+from buzon.server.http.limits import BodyLimit
+from buzon.server.http.routes_admin import router as admin_routes
+from buzon.server.http.routes_destinations import router as destination_routes
+from buzon.server.http.routes_messages import router as message_routes
+from buzon.server.http.routes_users import router as user_routes
+from buzon.server.http.schemas import Problem
+from buzon.server.http.security import TokenGrants
+
+PREFIX = "/api/v1"
+
+DESCRIPTION = (
+    "Management and messaging API of the buzon broker: accounts, queues and channels as owned"
+    " resources, publishing, and pulling from queues with leases. Authenticate with a bearer"
+    " token from POST /api/v1/sessions, or HTTP Basic. Every error is a JSON body"
+    ' {"error": {"code", "message", "detail"}}.'
+)
+
+
+def build_app(ctx: ServerContext) -> FastAPI:
+    """The HTTP application of one server."""
+    app = FastAPI(
+        title="buzon",
+        version=__version__,
+        description=DESCRIPTION,
+        openapi_url=f"{PREFIX}/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+        responses={
+            status: {"model": Problem, "description": text}
+            for status, text in (
+                (400, "invalid request"),
+                (401, "authentication required or failed"),
+                (403, "not allowed"),
+                (404, "not found"),
+                (409, "conflict"),
+                (413, "request too large"),
+                (429, "too many attempts, or the broker is full"),
+            )
+        },
+    )
+    app.state.ctx = ctx
+    app.state.grants = TokenGrants()
+    errors.install(app)
+    for router in (user_routes, destination_routes, message_routes, admin_routes):
+        app.include_router(router, prefix=PREFIX)
+
+    @app.get(f"{PREFIX}/docs", include_in_schema=False)
+    async def docs_page() -> HTMLResponse:
+        return HTMLResponse(docs.render(app.openapi()))
+
+    app.add_middleware(BodyLimit, max_bytes=ctx.settings.http_max_body)
+    return app

@@ -1,0 +1,81 @@
+"""Every failure of the HTTP API as one JSON shape: ``{"error": {code, message, detail}}``.
+
+This is the one place where errors become HTTP responses: buzon's own errors carry their
+ErrorCode (and so their status); FastAPI's validation errors become 400 BAD_REQUEST naming
+the first bad field; routing errors become 404 or 405; anything unexpected is logged and
+answered 500 INTERNAL_ERROR without details.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from buzon.errors import AuthenticationFailed, BuzonError, ErrorCode
+
+log = logging.getLogger("buzon.http")
+
+_BY_STATUS = {
+    400: ErrorCode.BAD_REQUEST,
+    401: ErrorCode.NOT_AUTHENTICATED,
+    403: ErrorCode.ACCESS_DENIED,
+    404: ErrorCode.NOT_FOUND,
+    405: ErrorCode.METHOD_NOT_ALLOWED,
+    413: ErrorCode.REQUEST_TOO_LARGE,
+    415: ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+}
+
+
+def problem(
+    code: ErrorCode, detail: str = "", headers: dict[str, str] | None = None
+) -> JSONResponse:
+    """The JSON error response for ``code``."""
+    body = {"error": {"code": code.name, "message": code.message, "detail": detail}}
+    headers = dict(headers or {})
+    if code.http_status == 401:
+        headers.setdefault("WWW-Authenticate", 'Bearer realm="buzon"')
+    return JSONResponse(body, status_code=code.http_status, headers=headers)
+
+
+async def _buzon_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, BuzonError)
+    headers = {}
+    if isinstance(exc, AuthenticationFailed) and exc.retry_after is not None:
+        headers["Retry-After"] = str(math.ceil(exc.retry_after))
+    return problem(exc.code, exc.detail, headers)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    detail = "invalid request"
+    if errors:
+        first = errors[0]
+        where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
+        detail = f"{where}: {first.get('msg', 'invalid')}" if where else str(first.get("msg"))
+    return problem(ErrorCode.BAD_REQUEST, detail[:300])
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    code = _BY_STATUS.get(exc.status_code, ErrorCode.BAD_REQUEST)
+    detail = exc.detail if isinstance(exc.detail, str) else ""
+    return problem(code, detail[:300], dict(exc.headers or {}))
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.error("internal error on %s %s", request.method, request.url.path, exc_info=exc)
+    return problem(ErrorCode.INTERNAL_ERROR)
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers on ``app``."""
+    app.add_exception_handler(BuzonError, _buzon_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

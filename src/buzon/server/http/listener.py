@@ -1,0 +1,103 @@
+"""uvicorn serving the HTTP app on the broker's own event loop.
+
+buzon binds the socket itself (so port 0 works and the bound port is known at once) and
+runs uvicorn's server as a task. uvicorn would install its own SIGINT/SIGTERM handlers;
+the broker process owns its signals, so the embedded server does not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Iterator
+
+import uvicorn
+from fastapi import FastAPI
+
+# h11 refuses a request head (request line and headers) larger than this: 16 KiB, the
+# same order as the STOMP header block and h11's own default.
+MAX_REQUEST_HEAD = 16 * 1024
+# Seconds in-flight requests (long polls included) get to finish at shutdown.
+SHUTDOWN_GRACE = 2.0
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """uvicorn without signal handling, telling us when it accepts requests."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.ready = asyncio.Event()
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        self.ready.set()
+
+
+class HttpListener:
+    """The HTTP API on one address.
+
+    Args:
+        app: the application.
+        host: address to bind.
+        port: port (0 picks a free one).
+    """
+
+    def __init__(self, app: FastAPI, host: str, port: int) -> None:
+        self._app = app
+        self._host = host
+        self._port = port
+        self._socket: socket.socket | None = None
+        self._server: _EmbeddedServer | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def port(self) -> int:
+        """The port actually bound."""
+        if self._socket is None:
+            raise RuntimeError("HTTP listener not started")
+        port: int = self._socket.getsockname()[1]
+        return port
+
+    async def start(self) -> None:
+        """Bind and start serving; returns once requests are accepted.
+
+        Raises:
+            OSError: the address cannot be bound.
+        """
+        family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
+        self._socket = socket.create_server((self._host, self._port), family=family, backlog=1024)
+        config = uvicorn.Config(
+            self._app,
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            http="h11",
+            h11_max_incomplete_event_size=MAX_REQUEST_HEAD,
+            timeout_keep_alive=5,
+            timeout_graceful_shutdown=int(SHUTDOWN_GRACE),
+            server_header=False,
+            proxy_headers=False,
+        )
+        self._server = _EmbeddedServer(config)
+        self._task = asyncio.get_running_loop().create_task(
+            self._server.serve(sockets=[self._socket])
+        )
+        ready = asyncio.ensure_future(self._server.ready.wait())
+        await asyncio.wait({ready, self._task}, return_when=asyncio.FIRST_COMPLETED)
+        if not ready.done():
+            ready.cancel()
+            await self._task  # raises what made uvicorn stop
+
+    async def stop(self) -> None:
+        """Stop accepting, let requests finish (briefly), close."""
+        if self._server is not None and self._task is not None:
+            self._server.should_exit = True
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._task, SHUTDOWN_GRACE + 3)
+        if self._socket is not None:
+            self._socket.close()

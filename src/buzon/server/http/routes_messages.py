@@ -1,0 +1,226 @@
+"""Messages over HTTP: publish to a queue or channel, and pull from a queue with a lease.
+
+Publishing takes either JSON (``{"body": ..., "headers": {...}}``, or ``body_base64`` for
+binary data) or any other content type as the raw body, whose type is kept in the
+``content-type`` header. When the queues are over their memory bound the broker answers
+429 with Retry-After instead of buffering: an HTTP publisher is slowed like a STOMP one.
+
+Pulling leases messages: each comes with a receipt to ack or nack it; a lease that runs
+out returns the message to the queue, marked redelivered. ``wait_ms`` long-polls until a
+first message arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Header, Path, Request, status
+from pydantic import ValidationError
+
+from buzon.auth import Action
+from buzon.broker import Lease, Queue
+from buzon.errors import BrokerError, ErrorCode, RequestError
+from buzon.server.context import ServerContext
+from buzon.server.http.schemas import (
+    MAX_HEADERS,
+    NewMessage,
+    Published,
+    Pulled,
+    PulledMessage,
+    PullRequest,
+    Receipts,
+    Settled,
+)
+from buzon.server.http.security import Caller, Ctx, CurrentCaller, grants_for
+from buzon.server.http.timefmt import utc
+from buzon.server.stomp_commands import RESERVED_HEADERS
+from buzon.store import DestinationKind
+
+router = APIRouter(tags=["messages"])
+
+Name = Annotated[str, Path(max_length=200)]
+AccessKey = Annotated[
+    str | None,
+    Header(alias="X-Access-Key", max_length=1024, description="the destination's access key"),
+]
+MAX_HEADER_NAME = 256
+MAX_HEADER_VALUE = 8 * 1024
+
+_MESSAGE_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/NewMessage"}},
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+            "text/plain": {"schema": {"type": "string"}},
+        },
+    }
+}
+
+
+async def read_message(request: Request) -> tuple[tuple[tuple[str, str], ...], bytes]:
+    """The headers and body a publish request carries.
+
+    Raises:
+        RequestError: BAD_REQUEST for invalid JSON, both or bad base64, or bad headers.
+    """
+    content_type = request.headers.get("content-type", "application/octet-stream")
+    raw = await request.body()
+    if content_type.split(";")[0].strip().lower() != "application/json":
+        return (("content-type", content_type[:MAX_HEADER_VALUE]),), raw
+    try:
+        message = NewMessage.model_validate_json(raw)
+    except ValidationError as exc:
+        errors = exc.errors()
+        detail = "invalid JSON body"
+        if errors:
+            where = ".".join(str(part) for part in errors[0]["loc"])
+            detail = f"{where}: {errors[0]['msg']}" if where else errors[0]["msg"]
+        raise RequestError(ErrorCode.BAD_REQUEST, detail[:300]) from None
+    return _checked_headers(message.headers), _body_of(message)
+
+
+def _body_of(message: NewMessage) -> bytes:
+    if message.body is not None and message.body_base64 is not None:
+        raise RequestError(ErrorCode.BAD_REQUEST, "give body or body_base64, not both")
+    if message.body_base64 is not None:
+        try:
+            return base64.b64decode(message.body_base64, validate=True)
+        except (binascii.Error, ValueError):
+            raise RequestError(ErrorCode.BAD_REQUEST, "body_base64 is not base64") from None
+    return (message.body or "").encode()
+
+
+def _checked_headers(headers: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    if len(headers) > MAX_HEADERS:
+        raise RequestError(ErrorCode.BAD_REQUEST, f"at most {MAX_HEADERS} headers")
+    for name, value in headers.items():
+        if not 0 < len(name) <= MAX_HEADER_NAME or len(value) > MAX_HEADER_VALUE:
+            raise RequestError(ErrorCode.BAD_REQUEST, f"header {name[:40]!r} is empty or too long")
+        if name in RESERVED_HEADERS:
+            raise RequestError(ErrorCode.BAD_REQUEST, f"header {name!r} is set by the broker")
+    return tuple(headers.items())
+
+
+async def _publish(
+    ctx: ServerContext,
+    request: Request,
+    caller: Caller,
+    kind: DestinationKind,
+    name: str,
+    key: str | None,
+) -> Published:
+    headers, body = await read_message(request)
+    target = ctx.resources.target(kind, name)
+    if ctx.broker.over_high_water:
+        raise BrokerError(ErrorCode.LIMIT_EXCEEDED, "the broker is full; retry shortly")
+    grants = await grants_for(
+        ctx, caller, target.record, Action.PUBLISH, key, request.app.state.grants
+    )
+    message_id = ctx.broker.publish(caller.principal, target.address, headers, body, grants)
+    return Published(message_id=message_id)
+
+
+@router.post(
+    "/queues/{name}/messages",
+    status_code=status.HTTP_201_CREATED,
+    summary="Publish to a queue",
+    openapi_extra=_MESSAGE_BODY,
+)
+async def publish_to_queue(
+    name: Name, request: Request, ctx: Ctx, caller: CurrentCaller, key: AccessKey = None
+) -> Published:
+    return await _publish(ctx, request, caller, DestinationKind.QUEUE, name, key)
+
+
+@router.post(
+    "/channels/{name}/messages",
+    status_code=status.HTTP_201_CREATED,
+    summary="Publish to a channel",
+    openapi_extra=_MESSAGE_BODY,
+)
+async def publish_to_channel(
+    name: Name, request: Request, ctx: Ctx, caller: CurrentCaller, key: AccessKey = None
+) -> Published:
+    """Delivered to every subscriber connected now; nobody listening means nobody gets it."""
+    return await _publish(ctx, request, caller, DestinationKind.CHANNEL, name, key)
+
+
+@router.post("/queues/{name}/pull", summary="Pull messages with a lease")
+async def pull(
+    name: Name,
+    request: Request,
+    ctx: Ctx,
+    caller: CurrentCaller,
+    key: AccessKey = None,
+    body: Annotated[PullRequest | None, Body()] = None,
+) -> Pulled:
+    """Returns at most ``max`` messages, waiting up to ``wait_ms`` for a first one."""
+    asked = body or PullRequest()
+    target = ctx.resources.target(DestinationKind.QUEUE, name)
+    grants = await grants_for(
+        ctx, caller, target.record, Action.CONSUME, key, request.app.state.grants
+    )
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + asked.wait_ms / 1000
+    lease_seconds = asked.lease_ms / 1000
+    while True:
+        leases = ctx.broker.pull(
+            caller.principal, name, asked.max, lease_seconds, loop.time(), grants
+        )
+        if leases or loop.time() >= deadline:
+            break
+        queue = ctx.resources.target(DestinationKind.QUEUE, name)
+        if isinstance(queue, Queue):
+            await _wait_ready(queue, deadline)
+    expires = time.time() + lease_seconds
+    return Pulled(messages=[_pulled(lease, expires) for lease in leases])
+
+
+async def _wait_ready(queue: Queue, deadline: float) -> None:
+    ready = asyncio.Event()
+    queue.call_when_ready(ready.set)
+    try:
+        async with asyncio.timeout_at(deadline):
+            await ready.wait()
+    except TimeoutError:
+        pass
+    finally:
+        queue.cancel_call(ready.set)
+
+
+def _pulled(lease: Lease, expires_at: float) -> PulledMessage:
+    message = lease.message
+    try:
+        text: str | None = message.body.decode()
+        binary = None
+    except UnicodeDecodeError:
+        text, binary = None, base64.b64encode(message.body).decode()
+    return PulledMessage(
+        message_id=message.id,
+        receipt=lease.receipt,
+        destination=message.destination,
+        headers=dict(reversed(message.headers)),  # the first of repeated headers wins
+        body=text,
+        body_base64=binary,
+        redelivered=lease.redelivered,
+        lease_expires_at=utc(expires_at),
+    )
+
+
+@router.post("/queues/{name}/ack", summary="Acknowledge pulled messages")
+async def ack(name: Name, body: Receipts, ctx: Ctx, caller: CurrentCaller) -> Settled:
+    """All receipts or none: an unknown or expired receipt fails the whole request."""
+    ctx.broker.settle(caller.principal, name, body.receipts, requeue=False)
+    return Settled(settled=len(body.receipts))
+
+
+@router.post("/queues/{name}/nack", summary="Return pulled messages to the queue")
+async def nack(name: Name, body: Receipts, ctx: Ctx, caller: CurrentCaller) -> Settled:
+    """They are redelivered, marked redelivered, in their original order."""
+    ctx.broker.settle(caller.principal, name, body.receipts, requeue=True)
+    return Settled(settled=len(body.receipts))

@@ -1,0 +1,174 @@
+"""Request and response bodies of the HTTP API, as pydantic models.
+
+They are the API's contract: FastAPI validates requests against them and writes the
+OpenAPI document from them. Requests forbid unknown fields, so a typo is a 400, not a
+silently ignored setting. Times are ISO 8601 in UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from buzon.store import Role
+
+# Bounds on what one request may carry; a message's headers have the STOMP frame's limits.
+MAX_HEADERS = 64
+MAX_BATCH = 100
+
+
+class Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Credentials(Request):
+    username: str = Field(max_length=64, description="login name")
+    password: str = Field(max_length=1024, description="password (sent over TLS in production)")
+
+
+class NewUser(Credentials):
+    role: Role = Field(Role.USER, description="admin may only be given by an admin")
+
+
+class UserPatch(Request):
+    disabled: bool | None = Field(None, description="disable (true) or enable (false)")
+    role: Role | None = None
+
+
+class User(BaseModel):
+    username: str
+    role: Role
+    disabled: bool
+    created_at: datetime
+
+
+class Session(BaseModel):
+    token: str = Field(description="send as 'Authorization: Bearer <token>'")
+    expires_at: datetime
+
+
+class NewDestination(Request):
+    name: str = Field(
+        min_length=1,
+        max_length=200,
+        pattern=r"^[A-Za-z0-9_.:\-]+$",
+        description="letters, digits, '-', '_', '.', ':'",
+    )
+    access_key: str | None = Field(
+        None,
+        min_length=8,
+        max_length=1024,
+        description="others must present it to publish or consume (stored hashed)",
+    )
+
+
+class Destination(BaseModel):
+    id: str
+    name: str
+    address: str = Field(description="the STOMP destination, e.g. /queue/jobs")
+    owner: str | None = Field(description="the owner's username; null once deleted")
+    protected: bool = Field(description="whether an access key protects it")
+    created_at: datetime
+    published: int = Field(description="messages published since the broker started")
+    delivered: int = Field(description="deliveries since the broker started")
+
+
+class QueueInfo(Destination):
+    depth: int = Field(description="messages waiting for a consumer")
+    in_flight: int = Field(description="delivered and not yet acknowledged")
+    consumers: int
+
+
+class ChannelInfo(Destination):
+    subscribers: int
+
+
+class NewMessage(Request):
+    body: str | None = Field(None, description="the body as text (UTF-8)")
+    body_base64: str | None = Field(None, description="or the body as base64, for binary data")
+    headers: dict[str, str] = Field(
+        default_factory=dict, description=f"user headers, at most {MAX_HEADERS}"
+    )
+
+
+class Published(BaseModel):
+    message_id: str
+
+
+class PullRequest(Request):
+    max: int = Field(1, ge=1, le=MAX_BATCH, description="most messages to return")
+    lease_ms: int = Field(
+        30_000, ge=1_000, le=12 * 3600 * 1000, description="how long they stay leased"
+    )
+    wait_ms: int = Field(0, ge=0, le=20_000, description="wait this long for a first message")
+
+
+class PulledMessage(BaseModel):
+    message_id: str
+    receipt: str = Field(description="ack or nack the message with this")
+    destination: str
+    headers: dict[str, str]
+    body: str | None = Field(description="the body as text, when it is valid UTF-8")
+    body_base64: str | None = Field(description="else the body as base64")
+    redelivered: bool
+    lease_expires_at: datetime
+
+
+class Pulled(BaseModel):
+    messages: list[PulledMessage]
+
+
+class Receipts(Request):
+    receipts: list[str] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class Settled(BaseModel):
+    settled: int
+
+
+class Rates(BaseModel):
+    published_per_s: float
+    delivered_per_s: float
+
+
+class Totals(BaseModel):
+    published: int
+    delivered: int
+    queued_bytes: int
+
+
+class Overview(BaseModel):
+    version: str
+    uptime_s: float
+    connections: int
+    users: int
+    queues: int
+    channels: int
+    messages: Totals
+    rates: Rates
+
+
+class Connection(BaseModel):
+    id: str
+    user: str | None
+    peer: str
+    protocol: str
+    connected_at: datetime
+    subscriptions: int
+    published: int
+    delivered: int
+
+
+class Health(BaseModel):
+    status: str
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(description="stable error code, e.g. ACCESS_KEY_REQUIRED")
+    message: str = Field(description="short text for people")
+    detail: str = Field(description="what exactly was wrong, if known")
+
+
+class Problem(BaseModel):
+    error: ErrorBody

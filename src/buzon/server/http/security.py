@@ -1,0 +1,132 @@
+"""Who is calling: ``Authorization: Bearer <token>`` (from login) or HTTP Basic (scripts).
+
+Access keys over HTTP: a request presents ``X-Access-Key`` for a protected destination.
+With a bearer token the accepted key is remembered for that token and destination (a
+token is the HTTP counterpart of a STOMP connection), so the argon2id check runs once per
+login rather than once per message. Basic authentication has no such session: every
+request checks its password and its key.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request, Security
+from fastapi.security import (
+    HTTPAuthorizationCredentials,
+    HTTPBasic,
+    HTTPBasicCredentials,
+    HTTPBearer,
+)
+
+from buzon.auth import Action, Decision, Principal, decide
+from buzon.auth.tokens import token_hash
+from buzon.errors import AuthenticationFailed, ErrorCode
+from buzon.server.context import ServerContext
+from buzon.store import DestinationRecord
+
+_bearer = HTTPBearer(auto_error=False, description="a token from POST /api/v1/sessions")
+_basic = HTTPBasic(auto_error=False, description="username and password, for scripts")
+
+MAX_REMEMBERED_GRANTS = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """The authenticated caller of one request.
+
+    Attributes:
+        principal: who.
+        token_hash: the hash of their bearer token, or None with Basic authentication.
+    """
+
+    principal: Principal
+    token_hash: str | None
+
+
+def context(request: Request) -> ServerContext:
+    """The server state the app was built with."""
+    ctx: ServerContext = request.app.state.ctx
+    return ctx
+
+
+Ctx = Annotated[ServerContext, Depends(context)]
+
+
+async def _caller(
+    request: Request,
+    ctx: Ctx,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+    basic: Annotated[HTTPBasicCredentials | None, Security(_basic)],
+) -> Caller | None:
+    if bearer is not None:
+        principal = await ctx.accounts.principal_for_token(bearer.credentials)
+        return Caller(principal, token_hash(bearer.credentials))
+    if basic is not None:
+        address = request.client.host if request.client else "?"
+        principal = await ctx.accounts.authenticate(basic.username, basic.password, address)
+        return Caller(principal, None)
+    return None
+
+
+async def _required(caller: Annotated[Caller | None, Depends(_caller)]) -> Caller:
+    if caller is None:
+        raise AuthenticationFailed(
+            ErrorCode.NOT_AUTHENTICATED, "send 'Authorization: Bearer <token>' or Basic"
+        )
+    return caller
+
+
+OptionalCaller = Annotated[Caller | None, Depends(_caller)]
+"""The caller when credentials were sent, else None (registration, health)."""
+
+CurrentCaller = Annotated[Caller, Depends(_required)]
+"""The caller; a request without credentials gets 401."""
+
+
+class TokenGrants:
+    """Which (token, destination) pairs presented the right access key; bounded LRU."""
+
+    def __init__(self, bound: int = MAX_REMEMBERED_GRANTS) -> None:
+        self._bound = bound
+        self._granted: OrderedDict[tuple[str, str], None] = OrderedDict()
+
+    def __contains__(self, pair: tuple[str, str]) -> bool:
+        if pair in self._granted:
+            self._granted.move_to_end(pair)
+            return True
+        return False
+
+    def add(self, pair: tuple[str, str]) -> None:
+        self._granted[pair] = None
+        if len(self._granted) > self._bound:
+            self._granted.popitem(last=False)
+
+
+async def grants_for(
+    ctx: ServerContext,
+    caller: Caller,
+    record: DestinationRecord,
+    action: Action,
+    key: str | None,
+    remembered: TokenGrants,
+) -> frozenset[str]:
+    """The destination ids ``caller`` may use for ``action`` without a key in the engine.
+
+    Checks ``key`` when one is needed and was presented (raising AccessDenied
+    ACCESS_KEY_WRONG or AuthenticationFailed TOO_MANY_ATTEMPTS); with no key, returns no
+    grant and the engine answers ACCESS_KEY_REQUIRED.
+    """
+    if decide(caller.principal, action, record) is not Decision.NEED_KEY:
+        return frozenset()
+    pair = None if caller.token_hash is None else (caller.token_hash, record.id)
+    if pair is not None and pair in remembered:
+        return frozenset({record.id})
+    if key is None:
+        return frozenset()
+    await ctx.keys.check(caller.principal, record, key)
+    if pair is not None:
+        remembered.add(pair)
+    return frozenset({record.id})

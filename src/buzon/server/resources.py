@@ -1,0 +1,187 @@
+"""Queues and channels as owned resources: create, delete, list and inspect.
+
+The one implementation behind the HTTP API (and so the CLI and the dashboard). The engine
+holds the live destinations; the store keeps their records so they outlive the process
+once a persistent store is configured. Creation claims the name in the engine first (a
+synchronous step, so two creators cannot both win), then stores the record; a failed store
+write undoes the claim.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+from buzon.auth import AccessKeys, Accounts, Action, Decision, Principal, decide
+from buzon.broker import Broker, Channel, Queue, address
+from buzon.broker.addresses import check_name
+from buzon.broker.destinations import new_record
+from buzon.errors import AccessDenied, BrokerError, ErrorCode
+from buzon.store import DestinationKind, DestinationRecord, Store
+
+log = logging.getLogger("buzon.server")
+
+
+@dataclass(frozen=True, slots=True)
+class DestinationView:
+    """What listing or inspecting a queue or channel shows.
+
+    Attributes:
+        id: stable id.
+        kind: queue or channel.
+        name: the name.
+        address: the STOMP destination.
+        owner: the owner's user name (None once that user is deleted).
+        protected: whether an access key protects it.
+        created_at: Unix time.
+        depth: messages waiting (queues; 0 for channels).
+        in_flight: delivered and not yet acknowledged (queues; 0 for channels).
+        consumers: subscriptions now (consumers of a queue, subscribers of a channel).
+        published: messages published to it since the broker started.
+        delivered: deliveries made since the broker started.
+    """
+
+    id: str
+    kind: DestinationKind
+    name: str
+    address: str
+    owner: str | None
+    protected: bool
+    created_at: float
+    depth: int
+    in_flight: int
+    consumers: int
+    published: int
+    delivered: int
+
+
+class Resources:
+    """Destinations as owned resources.
+
+    Args:
+        store: keeps the records.
+        broker: the engine with the live destinations.
+        accounts: to show owners by name.
+        keys: hashes access keys.
+    """
+
+    def __init__(self, store: Store, broker: Broker, accounts: Accounts, keys: AccessKeys) -> None:
+        self._store = store
+        self._broker = broker
+        self._accounts = accounts
+        self._keys = keys
+        self._writes: set[asyncio.Task[None]] = set()
+        broker.on_created.append(self._store_later)
+
+    async def restore(self) -> int:
+        """Recreate every stored destination in the engine (at start); return how many."""
+        records = await self._store.destinations()
+        for record in records:
+            self._broker.add_destination(record)
+        return len(records)
+
+    async def create(
+        self, principal: Principal, kind: DestinationKind, name: str, access_key: str | None
+    ) -> DestinationView:
+        """Create a queue or channel owned by ``principal``.
+
+        Raises:
+            BrokerError: BAD_DESTINATION, DESTINATION_EXISTS.
+            AuthError: WEAK_PASSWORD for an access key out of bounds.
+        """
+        check_name(name)
+        self._refuse_existing(kind, name)
+        key_hash = None if access_key is None else await self._keys.hash(access_key)
+        record = new_record(kind, name, principal.id, key_hash, time.time())
+        target = self._broker.add_destination(record)  # raises if it appeared meanwhile
+        try:
+            await self._store.add_destination(record)
+        except BaseException:
+            self._broker.delete_destination(kind, name)
+            raise
+        return self._view(target, {principal.id: principal.name})
+
+    async def delete(self, principal: Principal, kind: DestinationKind, name: str) -> None:
+        """Delete a queue or channel: only its owner or an admin may.
+
+        Raises:
+            BrokerError: DESTINATION_NOT_FOUND.
+            AccessDenied: ACCESS_DENIED.
+        """
+        record = self.target(kind, name).record
+        if decide(principal, Action.DELETE, record) is Decision.DENY:
+            raise AccessDenied(
+                ErrorCode.ACCESS_DENIED,
+                f"only the owner or an admin may delete {address(kind, name)}",
+            )
+        self._broker.delete_destination(kind, name)
+        await self._store.delete_destination(record.id)
+
+    def target(self, kind: DestinationKind, name: str) -> Queue | Channel:
+        """The live queue or channel.
+
+        Raises:
+            BrokerError: DESTINATION_NOT_FOUND.
+        """
+        target = self._broker.destination(kind, name)
+        if target is None:
+            raise BrokerError(
+                ErrorCode.DESTINATION_NOT_FOUND, f"{address(kind, name)[:80]} does not exist"
+            )
+        return target
+
+    async def describe(self, kind: DestinationKind, name: str) -> DestinationView:
+        """One queue or channel with its current numbers.
+
+        Raises:
+            BrokerError: DESTINATION_NOT_FOUND.
+        """
+        target = self.target(kind, name)
+        owner = await self._accounts.user(target.record.owner_id)
+        return self._view(target, {} if owner is None else {owner.id: owner.name})
+
+    async def list(self, kind: DestinationKind) -> list[DestinationView]:
+        """Every queue or every channel, by name."""
+        owners = {user.id: user.name for user in await self._store.users()}
+        return [self._view(target, owners) for target in self._broker.destinations(kind)]
+
+    def _refuse_existing(self, kind: DestinationKind, name: str) -> None:
+        if self._broker.destination(kind, name) is not None:
+            raise BrokerError(ErrorCode.DESTINATION_EXISTS, f"{address(kind, name)} exists")
+
+    def _view(self, target: Queue | Channel, owners: dict[str, str]) -> DestinationView:
+        record = target.record
+        if isinstance(target, Queue):
+            q = target.statistics()
+            numbers = (q.depth, q.in_flight, q.consumers, q.published, q.delivered)
+        else:
+            c = target.statistics()
+            numbers = (0, 0, c.subscribers, c.published, c.delivered)
+        return DestinationView(
+            record.id,
+            record.kind,
+            record.name,
+            target.address,
+            owners.get(record.owner_id),
+            record.key_hash is not None,
+            record.created_at,
+            *numbers,
+        )
+
+    def _store_later(self, record: DestinationRecord) -> None:
+        """Store the record of a destination created on first use (the engine is sync)."""
+        task = asyncio.get_running_loop().create_task(self._store.add_destination(record))
+        self._writes.add(task)
+        task.add_done_callback(self._stored)
+
+    def _stored(self, task: asyncio.Task[None]) -> None:
+        self._writes.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("storing an auto-created destination failed: %r", task.exception())
+
+    async def flush(self) -> None:
+        """Wait for pending record writes (before the store closes)."""
+        if self._writes:
+            await asyncio.gather(*self._writes, return_exceptions=True)

@@ -1,0 +1,172 @@
+"""STOMP client frames as engine commands, for one logged-in connection.
+
+Each handler turns one event into one :class:`buzon.broker.Session` call and queues the
+RECEIPT when the frame asked for one. Engine refusals (``BrokerError``, ``AuthError``)
+propagate to the caller, which turns them into an ERROR frame.
+
+Access keys: a SEND or SUBSCRIBE that carries ``access-key`` for a protected destination
+this session was not granted yet must wait for an argon2id check, which runs off the event
+loop. :func:`key_to_check` says so before the handler runs; the connection then holds the
+frame, checks the key, grants it to the session, and handles the frame. Without a key the
+engine refuses with ACCESS_KEY_REQUIRED.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from buzon.auth import Action, Decision, decide
+from buzon.broker import AckMode, Broker, Session, parse_destination
+from buzon.errors import BrokerError, ErrorCode
+from buzon.stomp import (
+    Abort,
+    Ack,
+    Begin,
+    Commit,
+    Disconnect,
+    Nack,
+    Receipt,
+    Send,
+    StompConnection,
+    Subscribe,
+    Unsubscribe,
+    header,
+)
+from buzon.store import DestinationRecord
+
+ACCESS_KEY_HEADER = "access-key"
+
+# Headers a publisher may not set on the copies consumers receive: they belong to the
+# frame (routing, receipts, transactions, length), to the broker (ids, redelivery), or
+# are secret (the access key).
+RESERVED_HEADERS = frozenset(
+    {
+        "destination",
+        "receipt",
+        "transaction",
+        "content-length",
+        "message-id",
+        "subscription",
+        "ack",
+        "redelivered",
+        "prefetch-count",
+        ACCESS_KEY_HEADER,
+    }
+)
+
+
+def parse_prefetch(value: str | None) -> int | None:
+    """Read ``prefetch-count``: plain ASCII digits, or absent."""
+    if value is None:
+        return None
+    if not (value.isascii() and value.isdigit()):
+        raise BrokerError(ErrorCode.BAD_HEADER_VALUE, "prefetch-count must be a positive integer")
+    return int(value)
+
+
+def key_to_check(
+    event: Send | Subscribe, session: Session, broker: Broker
+) -> tuple[DestinationRecord, str] | None:
+    """The destination and presented key to verify before ``event`` can run, if any.
+
+    None when the frame carries no key, the destination does not exist (yet), the
+    principal needs no key for it, or this session was granted it already.
+    """
+    key = header(event.headers, ACCESS_KEY_HEADER)
+    if key is None:
+        return None
+    try:
+        kind, name = parse_destination(event.destination)
+    except BrokerError:
+        return None  # the handler reports the bad destination
+    target = broker.destination(kind, name)
+    if target is None or session.granted(target.record.id):
+        return None
+    action = Action.PUBLISH if isinstance(event, Send) else Action.CONSUME
+    if decide(session.principal, action, target.record) is not Decision.NEED_KEY:
+        return None
+    return target.record, key
+
+
+class Commands:
+    """The command handlers of one logged-in connection.
+
+    Args:
+        conn: the connection's protocol state (receipts are queued on it).
+        session: the engine session.
+    """
+
+    def __init__(self, conn: StompConnection, session: Session) -> None:
+        self._conn = conn
+        self.session = session
+        self.published = False  # a SEND or COMMIT ran since the caller last reset this
+        self._handlers: dict[type[Any], Callable[[Any], None]] = {
+            Send: self._send,
+            Ack: self._ack,
+            Nack: self._nack,
+            Subscribe: self._subscribe,
+            Unsubscribe: self._unsubscribe,
+            Begin: self._begin,
+            Commit: self._commit,
+            Abort: self._abort,
+            Disconnect: self._disconnect,
+        }
+
+    def handle(self, event: Any) -> None:
+        """Run one client event against the engine.
+
+        Raises:
+            BrokerError, AuthError: the engine refused it.
+        """
+        self._handlers[type(event)](event)
+
+    def _receipt(self, receipt: str | None) -> None:
+        if receipt is not None:
+            self._conn.send(Receipt(receipt_id=receipt))
+
+    def _send(self, event: Send) -> None:
+        headers = tuple(h for h in event.headers if h[0] not in RESERVED_HEADERS)
+        self.session.publish(event.destination, headers, event.body, transaction=event.transaction)
+        self.published = True
+        self._receipt(event.receipt)
+
+    def _ack(self, event: Ack) -> None:
+        self.session.ack(self._ack_id(event), transaction=event.transaction)
+        self._receipt(event.receipt)
+
+    def _nack(self, event: Nack) -> None:
+        self.session.nack(self._ack_id(event), transaction=event.transaction)
+        self._receipt(event.receipt)
+
+    def _ack_id(self, event: Ack | Nack) -> str:
+        """The engine's ack id: given in 1.2; found by message id in 1.1."""
+        if event.subscription is None:
+            return event.id
+        return self.session.ack_id_for(event.subscription, event.id)
+
+    def _subscribe(self, event: Subscribe) -> None:
+        prefetch = parse_prefetch(header(event.headers, "prefetch-count"))
+        self.session.subscribe(event.id, event.destination, AckMode(event.ack), prefetch)
+        self._receipt(event.receipt)
+
+    def _unsubscribe(self, event: Unsubscribe) -> None:
+        self.session.unsubscribe(event.id)
+        self._receipt(event.receipt)
+
+    def _begin(self, event: Begin) -> None:
+        self.session.begin(event.transaction)
+        self._receipt(event.receipt)
+
+    def _commit(self, event: Commit) -> None:
+        self.session.commit(event.transaction)
+        self.published = True
+        self._receipt(event.receipt)
+
+    def _abort(self, event: Abort) -> None:
+        self.session.abort(event.transaction)
+        self._receipt(event.receipt)
+
+    def _disconnect(self, event: Disconnect) -> None:
+        self.session.close()
+        self._receipt(event.receipt)

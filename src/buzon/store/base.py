@@ -1,0 +1,88 @@
+"""The Store contract: what the rest of buzon may ask of persistence, and what it promises.
+
+Every method is a coroutine so that implementations may do real I/O (SQLite in a worker
+thread, PostgreSQL over the network) without changing their callers. Each call is atomic:
+it fully happens or raises and changes nothing. "Returns once stored" means a later call
+on the same store sees the change; how durable that is depends on the implementation and
+is stated in its own module.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from buzon.store.records import DestinationKind, DestinationRecord, TokenRecord, UserRecord
+
+
+class Store(Protocol):
+    """Persistence for users, tokens and destination records."""
+
+    async def open(self) -> None:
+        """Prepare the store for use (create or check its schema)."""
+
+    async def close(self) -> None:
+        """Release what the store holds; no call may follow."""
+
+    # -- users ---------------------------------------------------------------------------
+
+    async def add_user(self, user: UserRecord) -> None:
+        """Store a new user.
+
+        Raises:
+            StoreError: ``USERNAME_TAKEN`` if a user with that name exists.
+        """
+
+    async def user_by_name(self, name: str) -> UserRecord | None:
+        """The user called ``name``, or None."""
+
+    async def user_by_id(self, user_id: str) -> UserRecord | None:
+        """The user with id ``user_id``, or None."""
+
+    async def users(self) -> list[UserRecord]:
+        """Every user, sorted by name."""
+
+    async def update_user(self, user: UserRecord) -> None:
+        """Replace the stored user with the same id (name changes are not allowed).
+
+        Raises:
+            StoreError: ``USER_NOT_FOUND``.
+        """
+
+    async def delete_user(self, user_id: str) -> None:
+        """Remove a user and every token of theirs (their destinations stay).
+
+        Raises:
+            StoreError: ``USER_NOT_FOUND``.
+        """
+
+    # -- tokens --------------------------------------------------------------------------
+
+    async def add_token(self, token: TokenRecord) -> None:
+        """Store a new token."""
+
+    async def token(self, token_hash: str) -> TokenRecord | None:
+        """The token with that hash, or None (expired ones included: callers check)."""
+
+    async def delete_token(self, token_hash: str) -> None:
+        """Forget a token; forgetting an unknown one is not an error."""
+
+    async def delete_expired_tokens(self, now: float) -> int:
+        """Forget tokens with ``expires_at <= now``; return how many."""
+
+    # -- destinations --------------------------------------------------------------------
+
+    async def add_destination(self, record: DestinationRecord) -> None:
+        """Store a new queue or channel.
+
+        Raises:
+            StoreError: ``DESTINATION_EXISTS`` if one of that kind and name exists.
+        """
+
+    async def destination(self, kind: DestinationKind, name: str) -> DestinationRecord | None:
+        """The destination of that kind and name, or None."""
+
+    async def destinations(self) -> list[DestinationRecord]:
+        """Every queue and channel, sorted by kind then name."""
+
+    async def delete_destination(self, destination_id: str) -> None:
+        """Remove a destination record; removing an unknown one is not an error."""
