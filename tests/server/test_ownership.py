@@ -1,0 +1,85 @@
+"""Ownership seen from STOMP: creation on first use, access keys, and what never leaks."""
+
+from __future__ import annotations
+
+import httpx
+
+from buzon.auth import SecretHasher
+from buzon.stomp import Error, Message, Send, Subscribe
+from tests.server.harness import ADMIN, PASSWORD, Client, running_server
+from tests.server.test_messaging import send, subscribe
+
+
+async def register(http: httpx.AsyncClient, name: str, password: str) -> None:
+    response = await http.post("/api/v1/users", json={"username": name, "password": password})
+    assert response.status_code == 201, response.text
+
+
+async def test_without_auto_create_stomp_gets_an_error_naming_the_destination(
+    hasher: SecretHasher,
+) -> None:
+    async with running_server(hasher, auto_create=False) as server:
+        for frame in (subscribe("/queue/missing", receipt="r"), send("/queue/missing", b"x", "r")):
+            client = await Client.connected(server.stomp_port)
+            await client.send(frame)
+            error = await client.expect(Error)
+            assert error.message == "destination not found"
+            assert b"/queue/missing" in error.body
+            assert error.receipt_id == "r"
+        assert server.broker.statistics().queues == ()
+
+
+async def test_first_use_creates_a_queue_owned_by_that_user_without_a_key(
+    hasher: SecretHasher,
+) -> None:
+    async with running_server(hasher) as server:
+        base = f"http://127.0.0.1:{server.http_port}"
+        async with httpx.AsyncClient(base_url=base) as http:
+            await register(http, "alice", "alice-password")
+            alice = await Client.connected(
+                server.stomp_port, login="alice", passcode="alice-password"
+            )
+            await alice.send(send("/queue/made-by-alice", b"hello", receipt="r"))
+            await alice.receipt("r")
+            listed = await http.get("/api/v1/queues/made-by-alice", auth=(ADMIN, PASSWORD))
+        assert listed.status_code == 200
+        info = listed.json()
+        assert (info["owner"], info["protected"], info["depth"]) == ("alice", False, 1)
+
+
+async def test_the_access_key_never_reaches_consumers(hasher: SecretHasher) -> None:
+    async with running_server(hasher) as server:
+        base = f"http://127.0.0.1:{server.http_port}"
+        async with httpx.AsyncClient(base_url=base, auth=(ADMIN, PASSWORD)) as http:
+            created = await http.post(
+                "/api/v1/queues", json={"name": "vault", "access_key": "open-sesame"}
+            )
+            assert created.status_code == 201
+            await register(http, "bob", "bob-password")
+        consumer = await Client.connected(server.stomp_port)
+        await consumer.send(subscribe("/queue/vault", receipt="sub"))
+        await consumer.receipt("sub")
+        bob = await Client.connected(server.stomp_port, login="bob", passcode="bob-password")
+        await bob.send(
+            Send(
+                destination="/queue/vault",
+                headers=(("destination", "/queue/vault"), ("access-key", "open-sesame")),
+                body=b"for the owner",
+                receipt="r",
+            )
+        )
+        await bob.receipt("r")
+        message = await consumer.expect(Message)
+        assert message.body == b"for the owner"
+        assert "open-sesame" not in repr(message.headers)
+        # once granted, this connection needs no key for that queue
+        await bob.send(send("/queue/vault", b"again", receipt="r2"))
+        await bob.receipt("r2")
+        assert (await consumer.expect(Message)).body == b"again"
+        # a new connection must present it again
+        fresh = await Client.connected(server.stomp_port, login="bob", passcode="bob-password")
+        await fresh.send(
+            Subscribe("/queue/vault", "s", headers=(("destination", "/queue/vault"), ("id", "s")))
+        )
+        refused = await fresh.expect(Error)
+        assert refused.message == "access key required"
