@@ -74,6 +74,10 @@ class ErrorCode(enum.Enum):
     DUPLICATE_TRANSACTION = (409, "transaction already open")
     LIMIT_EXCEEDED = (429, "limit exceeded")
     SLOW_CONSUMER = (429, "slow consumer")
+    # storage
+    STORAGE_UNAVAILABLE = (503, "storage unavailable")
+    STORAGE_CORRUPT = (500, "the data directory is damaged")
+    STORAGE_TOO_NEW = (500, "the data directory is from a newer buzon")
     # HTTP requests
     BAD_REQUEST = (400, "invalid request")
     NOT_FOUND = (404, "not found")

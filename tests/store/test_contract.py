@@ -7,6 +7,7 @@ adding a factory to ``STORES``.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import pytest
 
@@ -20,13 +21,17 @@ from buzon.store import (
     TokenRecord,
     UserRecord,
 )
+from buzon.store.sqlite import SQLiteStore
 
-STORES: dict[str, Callable[[], Store]] = {"memory": MemoryStore}
+STORES: dict[str, Callable[[Path], Store]] = {
+    "memory": lambda _: MemoryStore(),
+    "sqlite": lambda tmp_path: SQLiteStore(tmp_path / "data"),
+}
 
 
 @pytest.fixture(params=sorted(STORES))
-async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
-    made = STORES[request.param]()
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    made = STORES[request.param](tmp_path)
     await made.open()
     yield made
     await made.close()
@@ -81,6 +86,7 @@ async def test_deleting_a_user_deletes_their_tokens_only(store: Store) -> None:
 
 
 async def test_tokens_expire_and_delete(store: Store) -> None:
+    await store.add_user(user("alice"))
     await store.add_token(TokenRecord("old", "id-alice", 1.0, 10.0))
     await store.add_token(TokenRecord("new", "id-alice", 1.0, 30.0))
     assert await store.token("old") == TokenRecord("old", "id-alice", 1.0, 10.0)

@@ -58,7 +58,7 @@ class Store(Protocol):
     # -- tokens --------------------------------------------------------------------------
 
     async def add_token(self, token: TokenRecord) -> None:
-        """Store a new token."""
+        """Store a new token of an existing user."""
 
     async def token(self, token_hash: str) -> TokenRecord | None:
         """The token with that hash, or None (expired ones included: callers check)."""

@@ -1,0 +1,252 @@
+"""SQLiteStore: the default Store, one SQLite file in WAL mode under the data directory.
+
+Durability: ``synchronous=FULL``, so a write's future resolves only after its transaction
+is synced to disk; writes from many callers share one commit (see ``sqlite_thread``). The
+data directory is created 0700 and its files 0600, since they hold password hashes. At
+open the file's integrity is checked (``PRAGMA quick_check``); a damaged or truncated
+database is reported and left alone, never silently recreated.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+from pathlib import Path
+
+from buzon.errors import ErrorCode, StoreError
+from buzon.store.migrate import migrate
+from buzon.store.records import DestinationKind, DestinationRecord, Role, TokenRecord, UserRecord
+from buzon.store.sqlite_thread import SqliteThread
+
+DATABASE_FILE = "buzon.db"
+
+
+def prepare_data_dir(data_dir: Path) -> Path:
+    """Create the data directory (0700) if needed; return the database path.
+
+    Raises:
+        StoreError: STORAGE_UNAVAILABLE when the directory cannot be created or used.
+    """
+    try:
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(
+            ErrorCode.STORAGE_UNAVAILABLE, f"cannot create {data_dir}: {exc.strerror}"
+        ) from None
+    if not os.access(data_dir, os.W_OK | os.X_OK):
+        raise StoreError(ErrorCode.STORAGE_UNAVAILABLE, f"{data_dir} is not writable")
+    mode = stat.S_IMODE(data_dir.stat().st_mode)
+    if mode & 0o077:
+        data_dir.chmod(0o700)
+    return data_dir / DATABASE_FILE
+
+
+def _setup(connection: sqlite3.Connection) -> None:
+    """Pragmas, integrity check and migrations; runs on the database thread."""
+    try:
+        (mode,) = connection.execute("PRAGMA journal_mode=WAL").fetchone()
+        connection.execute("PRAGMA synchronous=FULL")
+        connection.execute("PRAGMA foreign_keys=ON")
+        (check,) = connection.execute("PRAGMA quick_check").fetchone()
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(ErrorCode.STORAGE_CORRUPT, f"{exc}; restore it from a backup") from None
+    if check != "ok" or mode != "wal":
+        raise StoreError(
+            ErrorCode.STORAGE_CORRUPT, f"integrity check: {check[:200]}; restore from a backup"
+        )
+    migrate(connection)
+
+
+class SQLiteStore:
+    """A :class:`~buzon.store.base.Store` in ``<data_dir>/buzon.db``.
+
+    Args:
+        data_dir: the directory (created 0700 if missing).
+    """
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self._thread: SqliteThread | None = None
+
+    async def open(self) -> None:
+        """Create or check the database.
+
+        Raises:
+            StoreError: STORAGE_UNAVAILABLE (cannot create or write), STORAGE_CORRUPT,
+                STORAGE_TOO_NEW.
+        """
+        path = prepare_data_dir(self.data_dir)
+        old_umask = os.umask(0o077)  # the database, its WAL and shared-memory files: 0600
+        try:
+            thread = SqliteThread(path, _setup)
+            await thread.start()
+        finally:
+            os.umask(old_umask)
+        self._thread = thread
+
+    async def close(self) -> None:
+        if self._thread is not None:
+            await self._thread.close()
+            self._thread = None
+
+    @property
+    def _db(self) -> SqliteThread:
+        if self._thread is None:
+            raise StoreError(ErrorCode.STORAGE_UNAVAILABLE, "the store is not open")
+        return self._thread
+
+    # -- users ---------------------------------------------------------------------------
+
+    async def add_user(self, user: UserRecord) -> None:
+        def run(db: sqlite3.Connection) -> None:
+            try:
+                db.execute(
+                    "INSERT INTO users VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        user.id,
+                        user.name,
+                        user.password_hash,
+                        user.role.value,
+                        int(user.disabled),
+                        user.created_at,
+                    ),
+                )
+            except sqlite3.IntegrityError:
+                raise StoreError(ErrorCode.USERNAME_TAKEN, f"user {user.name!r} exists") from None
+
+        await self._db.write(run)
+
+    async def user_by_name(self, name: str) -> UserRecord | None:
+        return await self._db.read(lambda db: _one_user(db, _USER_BY_NAME, name))
+
+    async def user_by_id(self, user_id: str) -> UserRecord | None:
+        return await self._db.read(lambda db: _one_user(db, _USER_BY_ID, user_id))
+
+    async def users(self) -> list[UserRecord]:
+        def run(db: sqlite3.Connection) -> list[UserRecord]:
+            return [_user(row) for row in db.execute(_ALL_USERS).fetchall()]
+
+        return await self._db.read(run)
+
+    async def update_user(self, user: UserRecord) -> None:
+        def run(db: sqlite3.Connection) -> None:
+            changed = db.execute(
+                "UPDATE users SET password_hash = ?, role = ?, disabled = ? WHERE id = ?",
+                (user.password_hash, user.role.value, int(user.disabled), user.id),
+            ).rowcount
+            if not changed:
+                raise StoreError(ErrorCode.USER_NOT_FOUND, f"user id {user.id!r}")
+
+        await self._db.write(run)
+
+    async def delete_user(self, user_id: str) -> None:
+        def run(db: sqlite3.Connection) -> None:
+            if not db.execute("DELETE FROM users WHERE id = ?", (user_id,)).rowcount:
+                raise StoreError(ErrorCode.USER_NOT_FOUND, f"user id {user_id!r}")
+
+        await self._db.write(run)
+
+    # -- tokens --------------------------------------------------------------------------
+
+    async def add_token(self, token: TokenRecord) -> None:
+        await self._db.write(
+            lambda db: db.execute(
+                "INSERT INTO tokens VALUES (?, ?, ?, ?)",
+                (token.token_hash, token.user_id, token.created_at, token.expires_at),
+            )
+        )
+
+    async def token(self, token_hash: str) -> TokenRecord | None:
+        def run(db: sqlite3.Connection) -> TokenRecord | None:
+            row = db.execute(
+                "SELECT token_hash, user_id, created_at, expires_at FROM tokens"
+                " WHERE token_hash = ?",
+                (token_hash,),
+            ).fetchone()
+            return None if row is None else TokenRecord(*row)
+
+        return await self._db.read(run)
+
+    async def delete_token(self, token_hash: str) -> None:
+        await self._db.write(
+            lambda db: db.execute("DELETE FROM tokens WHERE token_hash = ?", (token_hash,))
+        )
+
+    async def delete_expired_tokens(self, now: float) -> int:
+        def run(db: sqlite3.Connection) -> int:
+            return db.execute("DELETE FROM tokens WHERE expires_at <= ?", (now,)).rowcount
+
+        return await self._db.write(run)
+
+    # -- destinations --------------------------------------------------------------------
+
+    async def add_destination(self, record: DestinationRecord) -> None:
+        def run(db: sqlite3.Connection) -> None:
+            try:
+                db.execute(
+                    "INSERT INTO destinations VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        record.id,
+                        record.kind.value,
+                        record.name,
+                        record.owner_id,
+                        record.key_hash,
+                        record.created_at,
+                    ),
+                )
+            except sqlite3.IntegrityError:
+                raise StoreError(
+                    ErrorCode.DESTINATION_EXISTS, f"{record.kind} {record.name!r}"
+                ) from None
+
+        await self._db.write(run)
+
+    async def destination(self, kind: DestinationKind, name: str) -> DestinationRecord | None:
+        def run(db: sqlite3.Connection) -> DestinationRecord | None:
+            row = db.execute(_DESTINATION_BY_NAME, (kind.value, name)).fetchone()
+            return None if row is None else _destination(row)
+
+        return await self._db.read(run)
+
+    async def destinations(self) -> list[DestinationRecord]:
+        def run(db: sqlite3.Connection) -> list[DestinationRecord]:
+            return [_destination(row) for row in db.execute(_ALL_DESTINATIONS).fetchall()]
+
+        return await self._db.read(run)
+
+    async def delete_destination(self, destination_id: str) -> None:
+        await self._db.write(
+            lambda db: db.execute("DELETE FROM destinations WHERE id = ?", (destination_id,))
+        )
+
+
+_USER_BY_NAME = (
+    "SELECT id, name, password_hash, role, disabled, created_at FROM users WHERE name = ?"
+)
+_USER_BY_ID = "SELECT id, name, password_hash, role, disabled, created_at FROM users WHERE id = ?"
+_ALL_USERS = "SELECT id, name, password_hash, role, disabled, created_at FROM users ORDER BY name"
+_DESTINATION_BY_NAME = (
+    "SELECT id, kind, name, owner_id, key_hash, created_at FROM destinations"
+    " WHERE kind = ? AND name = ?"
+)
+_ALL_DESTINATIONS = (
+    "SELECT id, kind, name, owner_id, key_hash, created_at FROM destinations ORDER BY kind, name"
+)
+
+
+def _one_user(db: sqlite3.Connection, query: str, value: str) -> UserRecord | None:
+    row = db.execute(query, (value,)).fetchone()
+    return None if row is None else _user(row)
+
+
+def _user(row: tuple[str, str, str, str, int, float]) -> UserRecord:
+    user_id, name, password_hash, role, disabled, created_at = row
+    return UserRecord(user_id, name, password_hash, Role(role), bool(disabled), created_at)
+
+
+def _destination(row: tuple[str, str, str, str, str | None, float]) -> DestinationRecord:
+    destination_id, kind, name, owner_id, key_hash, created_at = row
+    return DestinationRecord(
+        destination_id, DestinationKind(kind), name, owner_id, key_hash, created_at
+    )

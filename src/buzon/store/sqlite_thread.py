@@ -1,0 +1,194 @@
+"""One thread owns the SQLite connection; writes from everyone commit together.
+
+Strategy (group commit). Callers on the event loop submit small functions; the database
+thread takes everything queued, runs it in submission order inside one transaction, commits
+once (one fsync with ``synchronous=FULL``), and only then resolves each caller's future.
+While one commit syncs, new work queues up and forms the next group, so throughput grows
+with the number of concurrent writers instead of collapsing to one fsync per message.
+
+Each write runs under its own SAVEPOINT: a write that raises (a uniqueness rule, say) is
+rolled back alone and its caller gets the error, the others in the group still commit. A
+failing COMMIT (disk full, I/O error) fails every write of the group with
+STORAGE_UNAVAILABLE; nothing of it is on disk, so nothing was confirmed.
+
+A group is bounded (``MAX_GROUP`` jobs) so one commit never holds a huge transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from buzon.errors import ErrorCode, StoreError
+
+T = TypeVar("T")
+
+MAX_GROUP = 2048
+"""Jobs per transaction at most; enough to amortise an fsync, small enough to stay quick."""
+
+
+@dataclass(slots=True)
+class _Job:
+    run: Callable[[sqlite3.Connection], Any]
+    write: bool
+    future: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop
+
+
+_STOP = None
+
+
+class SqliteThread:
+    """The database thread of one SQLite file.
+
+    Args:
+        path: the database file.
+        setup: run once on the thread after connecting (pragmas, migrations); it may raise
+            a :class:`BuzonError`, which :meth:`start` re-raises.
+    """
+
+    def __init__(self, path: Path, setup: Callable[[sqlite3.Connection], None]) -> None:
+        self._path = path
+        self._setup = setup
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._started = threading.Event()
+        self._start_error: BaseException | None = None
+        self._closed = False
+
+    async def start(self) -> None:
+        """Open the connection on a new thread and run ``setup``.
+
+        Raises:
+            BuzonError: what ``setup`` raised.
+            StoreError: STORAGE_UNAVAILABLE when the file cannot be opened.
+        """
+        self._thread = threading.Thread(target=self._main, name="buzon-sqlite", daemon=True)
+        self._thread.start()
+        await asyncio.to_thread(self._started.wait)
+        if self._start_error is not None:
+            raise self._start_error
+
+    async def read(self, run: Callable[[sqlite3.Connection], T]) -> T:
+        """Run a query on the database thread and return its result."""
+        return await self._submit(run, write=False)
+
+    async def write(self, run: Callable[[sqlite3.Connection], T]) -> T:
+        """Run a change on the database thread; return once it is committed.
+
+        Raises:
+            StoreError: what ``run`` raised, or STORAGE_UNAVAILABLE if the commit failed.
+        """
+        return await self._submit(run, write=True)
+
+    async def close(self) -> None:
+        """Finish queued work, then close the connection and end the thread."""
+        if self._closed or self._thread is None:
+            return
+        self._closed = True
+        self._jobs.put(_STOP)
+        await asyncio.to_thread(self._thread.join)
+
+    def _submit(self, run: Callable[[sqlite3.Connection], T], *, write: bool) -> asyncio.Future[T]:
+        if self._closed:
+            raise StoreError(ErrorCode.STORAGE_UNAVAILABLE, "the store is closed")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._jobs.put(_Job(run, write, future, loop))
+        return future
+
+    # -- the database thread -------------------------------------------------------------
+
+    def _main(self) -> None:
+        try:
+            connection = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            self._start_error = StoreError(ErrorCode.STORAGE_UNAVAILABLE, str(exc))
+            self._started.set()
+            return
+        try:
+            self._setup(connection)
+        except BaseException as exc:
+            self._start_error = exc
+            connection.close()
+            self._started.set()
+            return
+        self._started.set()
+        try:
+            self._serve(connection)
+        finally:
+            connection.close()
+
+    def _serve(self, connection: sqlite3.Connection) -> None:
+        while True:
+            first = self._jobs.get()
+            if first is None:
+                return
+            group = [first]
+            stop = False
+            while len(group) < MAX_GROUP:
+                try:
+                    job = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if job is None:
+                    stop = True
+                    break
+                group.append(job)
+            self._run_group(connection, group)
+            if stop:
+                return
+
+    def _run_group(self, connection: sqlite3.Connection, group: list[_Job]) -> None:
+        writes = any(job.write for job in group)
+        if writes:
+            connection.execute("BEGIN IMMEDIATE")
+        results = [self._run_one(connection, job) for job in group]
+        if writes:
+            try:
+                connection.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
+                failure = StoreError(ErrorCode.STORAGE_UNAVAILABLE, f"commit failed: {exc}")
+                results = [
+                    (job, False, failure) if job.write else (job, ok, value)
+                    for job, ok, value in results
+                ]
+        for job, ok, value in results:
+            job.loop.call_soon_threadsafe(_settle, job.future, ok, value)
+
+    def _run_one(self, connection: sqlite3.Connection, job: _Job) -> tuple[_Job, bool, Any]:
+        if job.write:
+            connection.execute("SAVEPOINT job")
+        try:
+            value = job.run(connection)
+        except Exception as exc:  # the caller gets it; the thread and the group go on
+            if job.write:
+                connection.execute("ROLLBACK TO job")
+                connection.execute("RELEASE job")
+            return job, False, _as_store_error(exc)
+        if job.write:
+            connection.execute("RELEASE job")
+        return job, True, value
+
+
+def _as_store_error(exc: BaseException) -> BaseException:
+    if isinstance(exc, sqlite3.Error):
+        return StoreError(ErrorCode.STORAGE_UNAVAILABLE, str(exc)[:200])
+    return exc
+
+
+def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    if future.cancelled():
+        return
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)

@@ -1,0 +1,111 @@
+"""What the SQLite store promises beyond the contract: files, damage, versions, groups."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import stat
+from pathlib import Path
+
+import pytest
+
+from buzon.errors import ErrorCode, StoreError
+from buzon.store import Role, TokenRecord, UserRecord
+from buzon.store.migrate import migrations
+from buzon.store.sqlite import DATABASE_FILE, SQLiteStore
+
+
+def user(name: str) -> UserRecord:
+    return UserRecord(f"id-{name}", name, "$argon2id$hash", Role.USER, False, 1.0)
+
+
+async def opened(data_dir: Path) -> SQLiteStore:
+    store = SQLiteStore(data_dir)
+    await store.open()
+    return store
+
+
+async def test_data_dir_is_private_and_survives_a_reopen(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    store = await opened(data_dir)
+    await store.add_user(user("alice"))
+    await store.close()
+    assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
+    for file in data_dir.iterdir():
+        assert stat.S_IMODE(file.stat().st_mode) == 0o600, file.name
+    again = await opened(data_dir)
+    assert await again.user_by_name("alice") == user("alice")
+    await again.close()
+
+
+async def test_an_existing_open_data_dir_is_made_private(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir(mode=0o755)
+    data_dir.chmod(0o755)
+    store = await opened(data_dir)
+    await store.close()
+    assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
+
+
+async def test_a_damaged_database_is_reported_and_left_alone(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    store = await opened(data_dir)
+    await store.add_user(user("alice"))
+    await store.close()
+    database = data_dir / DATABASE_FILE
+    damaged = bytearray(database.read_bytes())
+    damaged[100:4096] = os.urandom(4096 - 100)  # the schema page
+    database.write_bytes(bytes(damaged))
+    with pytest.raises(StoreError) as caught:
+        await opened(data_dir)
+    assert caught.value.code is ErrorCode.STORAGE_CORRUPT
+    assert database.read_bytes() == bytes(damaged)  # never recreated
+
+
+async def test_a_truncated_database_is_reported(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    await (await opened(data_dir)).close()
+    database = data_dir / DATABASE_FILE
+    database.write_bytes(database.read_bytes()[:1000])
+    with pytest.raises(StoreError) as caught:
+        await opened(data_dir)
+    assert caught.value.code is ErrorCode.STORAGE_CORRUPT
+
+
+async def test_a_database_from_a_newer_buzon_is_refused(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    await (await opened(data_dir)).close()
+    newer = migrations()[-1][0] + 1
+    with sqlite3.connect(data_dir / DATABASE_FILE) as connection:
+        connection.execute(f"PRAGMA user_version = {newer}")
+    with pytest.raises(StoreError) as caught:
+        await opened(data_dir)
+    assert caught.value.code is ErrorCode.STORAGE_TOO_NEW
+    assert "upgrade buzon" in caught.value.detail
+
+
+async def test_an_unwritable_data_dir_is_reported(tmp_path: Path) -> None:
+    if os.geteuid() == 0:
+        target = Path("/proc/buzon-data")  # not even root may create this
+    else:
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        target = locked / "data"
+    with pytest.raises(StoreError) as caught:
+        await opened(target)
+    assert caught.value.code is ErrorCode.STORAGE_UNAVAILABLE
+
+
+async def test_one_failing_write_does_not_fail_its_group(tmp_path: Path) -> None:
+    store = await opened(tmp_path / "data")
+    await store.add_user(user("alice"))
+    writes = [store.add_token(TokenRecord(f"t{n}", "id-alice", 1.0, 2.0)) for n in range(50)]
+    writes.insert(25, store.add_user(user("alice")))  # a duplicate name, in the middle
+    results = await asyncio.gather(*writes, return_exceptions=True)
+    failures = [r for r in results if isinstance(r, BaseException)]
+    assert len(failures) == 1
+    assert isinstance(failures[0], StoreError)
+    assert failures[0].code is ErrorCode.USERNAME_TAKEN
+    assert await store.delete_expired_tokens(2.0) == 50  # every other write committed
+    await store.close()
