@@ -107,6 +107,7 @@ def refused(server: StompConnection, code: ErrorCode, receipt: str | None = None
     assert server.close_expected()
     error = error_frame(server.data_to_send())
     assert error.get("message") == code.message
+    assert error.get("code") == code.name
     assert error.get("receipt-id") == receipt
     assert server.next_event() is None
     assert server.data_to_send() == b""

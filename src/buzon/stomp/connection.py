@@ -281,7 +281,9 @@ class StompConnection:
     def fail(self, code: ErrorCode, detail: str = "", receipt_id: str | None = None) -> None:
         """Give up on the connection: queue ERROR (server role) and enter FAILED.
 
-        Does nothing once FAILED or CLOSED, so only the first failure is reported.
+        The ERROR carries ``message`` (the code's safe text), ``code`` (its stable name,
+        for programs) and the ``receipt-id``. Does nothing once FAILED or CLOSED, so only
+        the first failure is reported.
 
         Args:
             code: why; its safe message becomes the ``message`` header.
@@ -294,7 +296,7 @@ class StompConnection:
         if self._role is Role.CLIENT:
             machine.end(ConnState.FAILED)
             return
-        extra: list[tuple[str, str]] = []
+        extra: list[tuple[str, str]] = [("code", code.name)]
         if code is ErrorCode.UNSUPPORTED_VERSION:
             extra.append(("version", ",".join(sorted(SERVER_VERSIONS))))
         if detail:
