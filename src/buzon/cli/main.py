@@ -1,4 +1,5 @@
-"""The ``buzon`` command. Every expected failure prints one line to stderr and exits 2."""
+"""The ``buzon`` command. Every expected failure prints one line to stderr and exits 2;
+Ctrl-C prints one line and exits 130."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import sys
 from collections.abc import Sequence
 
 from buzon import __version__
-from buzon.cli import serve
+from buzon.cli import destinations, serve, users
+from buzon.client import DestinationKind
 from buzon.errors import BuzonError
 
 
@@ -18,6 +20,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"buzon {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     serve.register(commands)
+    users.register(commands)
+    for kind in DestinationKind:
+        destinations.register(commands, kind)
     return parser
 
 
@@ -31,5 +36,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"buzon: {exc}", file=sys.stderr)
         code = 2
     except KeyboardInterrupt:
+        print("buzon: interrupted", file=sys.stderr)
         code = 130
     sys.exit(code)

@@ -1,0 +1,167 @@
+"""``buzon user``: register, log in and out, who am I; for admins list, disable, enable, delete."""
+
+from __future__ import annotations
+
+import argparse
+from operator import attrgetter
+from typing import Any
+
+from buzon.cli.output import Column, cell, print_fields, print_json, print_table
+from buzon.cli.session import (
+    Credentials,
+    SavedLogin,
+    add_action,
+    logged_in,
+    login_hint,
+    read_secret,
+    read_username,
+    url_of,
+)
+from buzon.client import ApiError, ManagementClient, User
+from buzon.errors import ErrorCode
+
+_USER_COLUMNS: list[Column[User]] = [
+    ("User", attrgetter("username")),
+    ("Role", attrgetter("role")),
+    ("Disabled", attrgetter("disabled")),
+    ("Created", attrgetter("created_at")),
+]
+
+
+def register(commands: Any) -> None:
+    """Add ``buzon user`` and its actions to the top-level subcommands."""
+    group: argparse.ArgumentParser = commands.add_parser(
+        "user",
+        help="accounts: register, log in and out, manage users",
+        description="Accounts on a broker. Log in once; later commands use the stored token.",
+    )
+    actions = group.add_subparsers(dest="action", metavar="ACTION", required=True)
+    parser = add_action(actions, "register", _register, "create an account", prints_data=True)
+    _credential_options(parser)
+    parser.add_argument(
+        "--role",
+        choices=("user", "admin"),
+        default="user",
+        help="only an admin (logged in) may create admins",
+    )
+    summary = "log in and keep the token for this broker"
+    _credential_options(add_action(actions, "login", _login, summary, prints_data=True))
+    summary = "revoke the stored token on the broker and forget it"
+    add_action(actions, "logout", _logout, summary, prints_data=False)
+    add_action(actions, "whoami", _whoami, "show the logged-in account", prints_data=True)
+    add_action(actions, "list", _list, "list every account (admin)", prints_data=True)
+    for name, disabled in (("disable", True), ("enable", False)):
+        summary = f"{name} an account (admin)"
+        parser = add_action(actions, name, _set_disabled, summary, prints_data=True)
+        parser.add_argument("name", metavar="NAME")
+        parser.set_defaults(disabled=disabled)
+    summary = "delete an account and revoke its tokens (admin); its queues and channels stay"
+    parser = add_action(actions, "delete", _delete, summary, prints_data=False)
+    parser.add_argument("name", metavar="NAME")
+
+
+def _credential_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--username", help="the login name (asked when omitted)")
+    parser.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from the first line of stdin (else it is asked, not echoed)",
+    )
+
+
+def _password(args: argparse.Namespace, *, confirm: bool = False) -> str:
+    return read_secret(
+        "password", stdin_flag="--password-stdin", from_stdin=args.password_stdin, confirm=confirm
+    )
+
+
+def _register(args: argparse.Namespace) -> int:
+    username = read_username(args.username)
+    password = _password(args, confirm=True)
+    with logged_in(args, optional=True) as client:
+        user = client.register(username, password, role=args.role)
+    if args.json:
+        print_json(user)
+    else:
+        url = url_of(args)
+        print(f"registered {user.username} ({user.role}) at {url}; now run: {login_hint(url)}")
+    return 0
+
+
+def _login(args: argparse.Namespace) -> int:
+    url = url_of(args)
+    username = read_username(args.username)
+    password = _password(args)
+    with ManagementClient(url) as client:
+        token = client.login(username, password)
+    Credentials().save(url, SavedLogin(username, token.token, token.expires_at))
+    if args.json:
+        print_json({"url": url, "username": username, "expires_at": token.expires_at})
+    else:
+        print(f"logged in to {url} as {username} until {cell(token.expires_at)}")
+    return 0
+
+
+def _logout(args: argparse.Namespace) -> int:
+    """Revoke on the broker first: the local copy goes only once the token is dead, or
+    the broker says it already was; if the broker cannot be reached, it stays for a retry."""
+    url = url_of(args)
+    credentials = Credentials()
+    login = credentials.get(url)
+    if login is None:
+        print(f"not logged in to {url}")
+        return 0
+    with ManagementClient(url, token=login.token) as client:
+        try:
+            client.logout()
+        except ApiError as exc:
+            if exc.code is not ErrorCode.NOT_AUTHENTICATED:
+                raise
+    credentials.forget(url)
+    print(f"logged out of {url}")
+    return 0
+
+
+def _whoami(args: argparse.Namespace) -> int:
+    with logged_in(args) as client:
+        user = client.whoami()
+    if args.json:
+        print_json(user)
+    else:
+        print_fields(
+            [
+                ("user", user.username),
+                ("role", user.role),
+                ("disabled", user.disabled),
+                ("created", user.created_at),
+                ("broker", url_of(args)),
+            ]
+        )
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    with logged_in(args) as client:
+        users = client.list_users()
+    if args.json:
+        print_json(users)
+    else:
+        print_table(users, _USER_COLUMNS, empty="no users")
+    return 0
+
+
+def _set_disabled(args: argparse.Namespace) -> int:
+    with logged_in(args) as client:
+        user = client.update_user(args.name, disabled=args.disabled)
+    if args.json:
+        print_json(user)
+    else:
+        print(f"{'disabled' if user.disabled else 'enabled'} {user.username}")
+    return 0
+
+
+def _delete(args: argparse.Namespace) -> int:
+    with logged_in(args) as client:
+        client.delete_user(args.name)
+    print(f"deleted user {args.name}")
+    return 0

@@ -1,0 +1,68 @@
+"""The Python SDK of buzon: STOMP clients for messaging, and a client for the HTTP API.
+
+Messaging (asyncio; :class:`Client` is the blocking twin with the same methods)::
+
+    from buzon.client import AsyncClient
+
+    async with AsyncClient("stomp://alice:secret@127.0.0.1:61613") as client:
+        await client.publish("/queue/jobs", "resize photo 42")
+        async for message in await client.subscribe("/queue/jobs", ack="client-individual"):
+            print(message.text)
+            await message.ack()
+
+Management over HTTP::
+
+    from buzon.client import ManagementClient
+
+    with ManagementClient("http://127.0.0.1:8180") as client:
+        client.login("alice", password)
+        client.create_queue("jobs")
+
+Errors: :class:`ApiError` when the broker refuses (its ``code`` is a
+:class:`buzon.errors.ErrorCode`), :class:`BuzonConnectionError` when it cannot be reached,
+:class:`SubscriptionClosed` when a subscription ended normally; all derive from
+:class:`buzon.errors.BuzonError`.
+"""
+
+from buzon.client.aio import AsyncClient
+from buzon.client.errors import ApiError, BuzonConnectionError
+from buzon.client.http import (
+    ChannelInfo,
+    ConnectionInfo,
+    Destination,
+    DestinationKind,
+    ManagementClient,
+    Overview,
+    PulledMessage,
+    QueueInfo,
+    Token,
+    User,
+    broker_url,
+)
+from buzon.client.messages import Message, Subscription, SubscriptionClosed, Transaction
+from buzon.client.sync import BlockingMessage, BlockingSubscription, BlockingTransaction, Client
+
+__all__ = [
+    "ApiError",
+    "AsyncClient",
+    "BlockingMessage",
+    "BlockingSubscription",
+    "BlockingTransaction",
+    "BuzonConnectionError",
+    "ChannelInfo",
+    "Client",
+    "ConnectionInfo",
+    "Destination",
+    "DestinationKind",
+    "ManagementClient",
+    "Message",
+    "Overview",
+    "PulledMessage",
+    "QueueInfo",
+    "Subscription",
+    "SubscriptionClosed",
+    "Token",
+    "Transaction",
+    "User",
+    "broker_url",
+]

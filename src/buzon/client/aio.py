@@ -1,0 +1,424 @@
+"""The asyncio STOMP client: publish, subscribe, acknowledge, transactions, reconnect.
+
+Usage::
+
+    async with AsyncClient("stomp://alice:secret@127.0.0.1:61613") as client:
+        await client.publish("/queue/jobs", "resize photo 42")
+        async for message in await client.subscribe("/queue/jobs", ack="client-individual"):
+            ...
+            await message.ack()
+
+Reconnection policy. A lost connection (network, broker restart, ERROR "server shutting
+down") is hidden: the client reconnects with exponential backoff and subscribes again
+with the same ids; what was in flight fails with :class:`BuzonConnectionError` (publish
+again if you need to; buffered messages that still need an ACK are dropped, because the
+broker redelivers them). A broker ERROR is never hidden: the operation that caused it
+raises :class:`ApiError`, and so does every subscription of that connection, since STOMP
+ends the connection after an ERROR; the client then reconnects for new work unless the
+login itself was refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import random
+import ssl as ssl_module
+from collections.abc import Callable, Mapping
+
+from buzon.client.errors import ApiError, BuzonConnectionError
+from buzon.client.messages import AckMode, Message, Subscription, Transaction
+from buzon.client.protocol import StompProtocol
+from buzon.client.urls import parse_stomp_url
+from buzon.errors import BuzonError, ErrorCode
+from buzon.stomp import Abort, Ack, Begin, Commit, Event, Nack, Send, Subscribe, Unsubscribe
+from buzon.stomp import Message as MessageFrame
+
+DEFAULT_URL = "stomp://127.0.0.1:61613"
+
+# Login refusals: reconnecting with the same credentials cannot help.
+_FATAL = frozenset(
+    {
+        ErrorCode.AUTH_FAILED,
+        ErrorCode.ACCOUNT_DISABLED,
+        ErrorCode.TOO_MANY_ATTEMPTS,
+        ErrorCode.UNSUPPORTED_VERSION,
+    }
+)
+# Broker ERRORs that mean "the broker went away", handled like a lost connection.
+_TRANSIENT = frozenset({ErrorCode.SERVER_SHUTDOWN, ErrorCode.HEARTBEAT_TIMEOUT})
+
+
+class AsyncClient:
+    """A STOMP connection to buzon that survives broker restarts.
+
+    Args:
+        url: ``stomp://[user:pass@]host[:port]`` or ``stomp+ssl://...``.
+        login: user name (overrides the URL's).
+        passcode: password (overrides the URL's).
+        host: the STOMP virtual host.
+        heart_beat: ``(send, receive)`` heart-beat wishes in ms (0 = none).
+        reconnect: reconnect and resubscribe after a lost connection.
+        max_reconnect_delay: the backoff's ceiling, in seconds.
+        timeout: seconds to wait for the connection and for each confirmation.
+        ssl: the TLS context for ``stomp+ssl`` (default: system trust, hostname checked).
+    """
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        *,
+        login: str | None = None,
+        passcode: str | None = None,
+        host: str = "/",
+        heart_beat: tuple[int, int] = (10_000, 10_000),
+        reconnect: bool = True,
+        max_reconnect_delay: float = 5.0,
+        timeout: float = 10.0,
+        ssl: ssl_module.SSLContext | None = None,
+    ) -> None:
+        address = parse_stomp_url(url)
+        self.url = url.split("@")[-1] if "@" in url else url  # never show credentials
+        self._address = address
+        self._login = login if login is not None else address.login
+        self._passcode = passcode if passcode is not None else address.passcode
+        self._host = host
+        self._heart_beat = heart_beat
+        self._reconnect = reconnect
+        self._max_delay = max_reconnect_delay
+        self.timeout = timeout
+        self._ssl = (
+            ssl
+            if ssl is not None
+            else (ssl_module.create_default_context() if address.tls else None)
+        )
+        self._protocol: StompProtocol | None = None
+        self._ready = asyncio.Event()
+        self._generation = 0
+        self._subscriptions: dict[str, Subscription] = {}
+        self._paused: set[Subscription] = set()
+        self._ids = itertools.count(1)
+        self._reconnecting: asyncio.Task[None] | None = None
+        self._fatal: BuzonError | None = None
+        self._closed = False
+
+    async def __aenter__(self) -> AsyncClient:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    @property
+    def connected(self) -> bool:
+        """Whether a logged-in connection is up right now."""
+        return self._ready.is_set()
+
+    async def connect(self) -> None:
+        """Connect and log in.
+
+        Raises:
+            ApiError: the broker refused the login (AUTH_FAILED, ...).
+            BuzonConnectionError: the broker cannot be reached in time.
+        """
+        await self._open()
+
+    async def close(self) -> None:
+        """Disconnect cleanly (everything sent before is handled by the broker first)."""
+        self._closed = True
+        if self._reconnecting is not None:
+            self._reconnecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reconnecting
+        protocol, self._protocol = self._protocol, None
+        self._ready.clear()
+        if protocol is not None:
+            await protocol.disconnect(self.timeout)
+        for subscription in list(self._subscriptions.values()):
+            subscription.end(None)
+        self._subscriptions.clear()
+
+    # -- publishing ----------------------------------------------------------------------
+
+    async def publish(
+        self,
+        destination: str,
+        body: bytes | str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        access_key: str | None = None,
+        persistent: bool | None = None,
+        content_type: str | None = None,
+        confirm: bool = True,
+        transaction: Transaction | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        """Publish to ``/queue/<name>`` or ``/topic/<name>``.
+
+        Args:
+            destination: where to.
+            body: bytes, or text (sent as UTF-8 with ``text/plain`` unless
+                ``content_type`` says otherwise).
+            headers: your own headers, passed to consumers.
+            access_key: the destination's key, when someone else's key protects it.
+            persistent: ask for (True) or against (False) storage on disk; the broker's
+                default when None.
+            content_type: the body's media type.
+            confirm: wait for the broker's receipt (the message is accepted, and stored if
+                persistent) before returning.
+            transaction: stage it in this transaction.
+            timeout: seconds to wait for the receipt (default: the client's timeout).
+
+        Raises:
+            ApiError: the broker refused it (access key, missing destination, ...).
+            BuzonConnectionError: no receipt in time, or the connection was lost first.
+        """
+        if isinstance(body, str):
+            payload = body.encode()
+            content_type = content_type or "text/plain;charset=utf-8"
+        else:
+            payload = body
+        extra = dict(headers or {})
+        if content_type is not None:
+            extra["content-type"] = content_type
+        if access_key is not None:
+            extra["access-key"] = access_key
+        if persistent is not None:
+            extra["persistent"] = "true" if persistent else "false"
+        tx = None if transaction is None else transaction.id
+        pairs = tuple(extra.items())
+        if not confirm:
+            await self._send(Send(destination, pairs, payload, None, tx))
+            return
+        await self._request(lambda receipt: Send(destination, pairs, payload, receipt, tx), timeout)
+
+    # -- subscribing ---------------------------------------------------------------------
+
+    async def subscribe(
+        self,
+        destination: str,
+        *,
+        ack: AckMode = "auto",
+        prefetch: int | None = None,
+        access_key: str | None = None,
+        buffer: int = 1000,
+        headers: Mapping[str, str] | None = None,
+    ) -> Subscription:
+        """Subscribe to a queue (each message to one consumer) or a channel (to all).
+
+        Args:
+            destination: ``/queue/<name>`` or ``/topic/<name>``.
+            ack: ``auto`` (settled on delivery), ``client`` (ACK is cumulative) or
+                ``client-individual``.
+            prefetch: unacknowledged messages the broker may send ahead (client modes).
+            access_key: the destination's key, when someone else's key protects it.
+            buffer: messages held here before the client stops reading from the broker.
+            headers: more SUBSCRIBE headers.
+
+        Returns:
+            the subscription, once the broker confirmed it.
+
+        Raises:
+            ApiError: refused (access key, missing destination, bad prefetch).
+            BuzonConnectionError: no confirmation in time.
+        """
+        extra = dict(headers or {})
+        if prefetch is not None:
+            extra["prefetch-count"] = str(prefetch)
+        if access_key is not None:
+            extra["access-key"] = access_key
+        subscription = Subscription(
+            self, f"s{next(self._ids)}", destination, ack, tuple(extra.items()), max(buffer, 1)
+        )
+        self._subscriptions[subscription.id] = subscription
+        try:
+            await self._request(lambda receipt: _subscribe_frame(subscription, receipt), None)
+        except BaseException:
+            self._subscriptions.pop(subscription.id, None)
+            raise
+        return subscription
+
+    async def unsubscribe(self, subscription: Subscription) -> None:
+        """End a subscription (see :meth:`Subscription.unsubscribe`)."""
+        if self._subscriptions.pop(subscription.id, None) is None:
+            return
+        subscription.end(None)
+        self._paused.discard(subscription)
+        if self.connected:
+            await self._request(lambda receipt: Unsubscribe(subscription.id, receipt), None)
+        self.buffer_drained(subscription)
+
+    # -- settling and transactions ---------------------------------------------------------
+
+    async def settle(
+        self, message: Message, *, ack: bool, transaction: Transaction | None, confirm: bool
+    ) -> None:
+        """ACK or NACK a message (see :meth:`Message.ack`)."""
+        if message.ack_id is None:
+            return
+        if message._generation != self._generation or not self.connected:
+            raise BuzonConnectionError(
+                self.url, "the connection this message came on is gone; it will be redelivered"
+            )
+        kind = Ack if ack else Nack
+        ack_id = message.ack_id
+        tx = None if transaction is None else transaction.id
+        if confirm:
+            await self._request(lambda receipt: kind(ack_id, tx, receipt), None)
+        else:
+            await self._send(kind(ack_id, tx))
+
+    def transaction(self) -> Transaction:
+        """A new transaction; use it as ``async with client.transaction() as tx:``."""
+        return Transaction(self, f"t{next(self._ids)}")
+
+    async def begin(self, transaction: Transaction) -> None:
+        """Open ``transaction`` on the broker (done by ``async with``)."""
+        await self._request(lambda receipt: Begin(transaction.id, receipt), None)
+
+    async def finish(self, transaction: Transaction, *, commit: bool) -> None:
+        """Commit or abort ``transaction`` and wait for the broker's confirmation."""
+        kind = Commit if commit else Abort
+        await self._request(lambda receipt: kind(transaction.id, receipt), None)
+
+    # -- flow control --------------------------------------------------------------------
+
+    def buffer_drained(self, subscription: Subscription) -> None:
+        """A subscription's buffer has room again: resume reading if nothing else is full."""
+        self._paused.discard(subscription)
+        if not self._paused and self._protocol is not None:
+            self._protocol.hold(False)
+
+    def _on_message(self, frame: MessageFrame) -> None:
+        subscription = self._subscriptions.get(frame.subscription)
+        if subscription is None:
+            return  # unsubscribed meanwhile
+        message = Message(
+            destination=frame.destination,
+            message_id=frame.message_id,
+            subscription=frame.subscription,
+            headers=dict(reversed(frame.headers)),
+            body=frame.body,
+            redelivered=frame.redelivered,
+            ack_id=frame.ack,
+            _owner=subscription,
+            _generation=self._generation,
+        )
+        if subscription.deliver(message) and self._protocol is not None:
+            self._paused.add(subscription)
+            self._protocol.hold(True)
+
+    # -- connecting ------------------------------------------------------------------------
+
+    async def _open(self) -> None:
+        loop = asyncio.get_running_loop()
+        protocol = StompProtocol(
+            url=self.url,
+            login=self._login,
+            passcode=self._passcode,
+            host=self._host,
+            heart_beat=self._heart_beat,
+            on_message=self._on_message,
+            on_end=self._on_end,
+        )
+        address = self._address
+        try:
+            async with asyncio.timeout(self.timeout):
+                await loop.create_connection(
+                    lambda: protocol,
+                    address.host,
+                    address.port,
+                    ssl=self._ssl,
+                    server_hostname=address.host if self._ssl is not None else None,
+                )
+                await protocol.connected
+        except (OSError, TimeoutError) as exc:
+            protocol.abort()
+            reason = "timed out" if isinstance(exc, TimeoutError) else exc.strerror or str(exc)
+            raise BuzonConnectionError(self.url, reason) from None
+        self._generation += 1
+        self._protocol = protocol
+        self._paused.clear()
+        for subscription in self._subscriptions.values():
+            subscription.forget_unacked()
+            protocol.send(_subscribe_frame(subscription, None))
+        self._ready.set()
+
+    def _on_end(self, reason: BuzonError | None) -> None:
+        self._ready.clear()
+        self._protocol = None
+        if self._closed or reason is None:
+            return
+        transient = not isinstance(reason, ApiError) or reason.code in _TRANSIENT
+        if isinstance(reason, ApiError) and reason.code in _FATAL:
+            self._fatal = reason
+        if not transient or self._fatal is not None or not self._reconnect:
+            for subscription in list(self._subscriptions.values()):
+                subscription.end(reason)
+            self._subscriptions.clear()
+        if self._fatal is None and self._reconnect and self._reconnecting is None:
+            self._reconnecting = asyncio.get_running_loop().create_task(self._reconnect_loop())
+
+    async def _reconnect_loop(self) -> None:
+        delay = 0.1
+        try:
+            while not self._closed:
+                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+                try:
+                    await self._open()
+                    return
+                except ApiError as refused:
+                    if refused.code in _FATAL:
+                        self._fatal = refused
+                        for subscription in list(self._subscriptions.values()):
+                            subscription.end(refused)
+                        return
+                except BuzonConnectionError:
+                    pass
+                delay = min(delay * 2, self._max_delay)
+        finally:
+            self._reconnecting = None
+
+    async def _connection(self, timeout: float | None) -> StompProtocol:
+        """The live connection, waiting for a reconnect in progress."""
+        if self._closed:
+            raise BuzonConnectionError(self.url, "the client is closed")
+        if self._fatal is not None:
+            raise self._fatal
+        if not self._ready.is_set():
+            if not self._reconnect or self._reconnecting is None:
+                raise BuzonConnectionError(self.url, "not connected")
+            try:
+                async with asyncio.timeout(timeout if timeout is not None else self.timeout):
+                    await self._ready.wait()
+            except TimeoutError:
+                raise BuzonConnectionError(self.url, "reconnecting took too long") from None
+        protocol = self._protocol
+        if protocol is None:
+            raise BuzonConnectionError(self.url, "not connected")
+        return protocol
+
+    async def _send(self, event: Event) -> None:
+        (await self._connection(None)).send(event)
+
+    async def _request(self, make: Callable[[str], Event], timeout: float | None) -> None:
+        protocol = await self._connection(timeout)
+        receipt = protocol.next_receipt_id()
+        protocol.send(make(receipt))
+        done = protocol.expect_receipt(receipt)  # no RECEIPT can arrive before we yield
+        try:
+            async with asyncio.timeout(timeout if timeout is not None else self.timeout):
+                await done
+        except TimeoutError:
+            raise BuzonConnectionError(self.url, "no receipt from the broker in time") from None
+
+
+def _subscribe_frame(subscription: Subscription, receipt: str | None) -> Subscribe:
+    return Subscribe(
+        subscription.destination,
+        subscription.id,
+        subscription.ack_mode,
+        subscription.headers,
+        receipt,
+    )

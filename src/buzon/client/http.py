@@ -1,0 +1,661 @@
+"""A blocking client for the broker's HTTP API (``/api/v1``), on ``httpx.Client``.
+
+Strategy: one method per endpoint, each returning a frozen dataclass decoded from the JSON
+answer, so callers never index raw dicts. Every failure is translated here, once: an error
+answer becomes :class:`~buzon.client.errors.ApiError` with the broker's ErrorCode, a
+network failure becomes :class:`~buzon.client.errors.BuzonConnectionError`, and an answer
+that is not what the API documents (another server on that port) becomes an ApiError with
+INTERNAL_ERROR. No httpx exception escapes.
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Self, TypeVar
+from urllib.parse import quote
+
+import httpx
+
+from buzon import __version__
+from buzon.client.errors import ApiError, BuzonConnectionError
+from buzon.errors import ErrorCode, RequestError
+
+API_PREFIX = "/api/v1"
+DEFAULT_TIMEOUT = 10.0
+"""Seconds to wait for the broker: far above any answer's latency on a healthy broker."""
+
+_T = TypeVar("_T")
+_ERRNO = re.compile(r"^\[Errno -?\d+\]\s*")
+
+
+class DestinationKind(enum.StrEnum):
+    """The two messaging models: queues (``/queue/…``) and channels (``/topic/…``)."""
+
+    QUEUE = "queue"
+    CHANNEL = "channel"
+
+    @property
+    def collection(self) -> str:
+        """The API path segment: ``queues`` or ``channels``."""
+        return f"{self.value}s"
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    """An account. ``role`` is ``"admin"`` or ``"user"``."""
+
+    username: str
+    role: str
+    disabled: bool
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """A bearer token from :meth:`ManagementClient.login` (kept out of ``repr``)."""
+
+    token: str = field(repr=False)
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    """What queues and channels have in common.
+
+    Attributes:
+        id: stable id.
+        kind: queue or channel.
+        name: the name.
+        address: the STOMP destination, e.g. ``/queue/jobs``.
+        owner: the owner's username; None once that user is deleted.
+        protected: whether an access key protects it.
+        created_at: when it was created.
+        published: messages published to it since the broker started.
+        delivered: deliveries since the broker started.
+    """
+
+    id: str
+    kind: DestinationKind
+    name: str
+    address: str
+    owner: str | None
+    protected: bool
+    created_at: datetime
+    published: int
+    delivered: int
+
+
+@dataclass(frozen=True, slots=True)
+class QueueInfo(Destination):
+    """A queue: ``depth`` waiting, ``in_flight`` delivered and not acked, ``consumers``."""
+
+    depth: int
+    in_flight: int
+    consumers: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelInfo(Destination):
+    """A channel and its number of live ``subscribers``."""
+
+    subscribers: int
+
+
+@dataclass(frozen=True, slots=True)
+class PulledMessage:
+    """A leased message: ack or nack it by ``receipt`` before ``lease_expires_at``."""
+
+    message_id: str
+    receipt: str
+    destination: str
+    headers: dict[str, str]
+    body: bytes
+    redelivered: bool
+    lease_expires_at: datetime
+
+    @property
+    def text(self) -> str:
+        """The body as UTF-8 text (raises UnicodeDecodeError for binary bodies)."""
+        return self.body.decode()
+
+    def json(self) -> Any:
+        """The body decoded as JSON (raises ValueError when it is not JSON)."""
+        return json.loads(self.body)
+
+
+@dataclass(frozen=True, slots=True)
+class Overview:
+    """Broker-wide counts, totals since start and current rates (messages per second)."""
+
+    version: str
+    uptime_s: float
+    connections: int
+    users: int
+    queues: int
+    channels: int
+    published: int
+    delivered: int
+    queued_bytes: int
+    published_per_s: float
+    delivered_per_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionInfo:
+    """An open STOMP connection; ``user`` is None before its login."""
+
+    id: str
+    user: str | None
+    peer: str
+    protocol: str
+    connected_at: datetime
+    subscriptions: int
+    published: int
+    delivered: int
+
+
+def broker_url(url: str) -> str:
+    """``url`` as the broker's root URL: ``http(s)://HOST[:PORT][/prefix]``, no ``/api/v1``.
+
+    Accepts both the root and the API URL that ``buzon serve`` prints, so either works.
+
+    Raises:
+        RequestError: BAD_REQUEST when ``url`` is not an http or https URL with a host.
+    """
+    try:
+        parsed = httpx.URL(url.strip())
+    except httpx.InvalidURL:
+        parsed = None
+    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
+        raise RequestError(
+            ErrorCode.BAD_REQUEST, f"broker URL {url[:200]!r} is not http(s)://HOST[:PORT]"
+        )
+    path = parsed.path.rstrip("/")
+    path = path.removesuffix(API_PREFIX)
+    return str(parsed.copy_with(path=path, query=None, fragment=None)).rstrip("/")
+
+
+class ManagementClient:
+    """The broker's HTTP API: accounts, queues and channels, messages, broker state.
+
+    Use it as a context manager, or call :meth:`close`. Authentication is a bearer
+    ``token`` (from :meth:`login`, which also makes this client use it) or ``basic``
+    ``(username, password)``, the token winning when both are set; with neither, only
+    :meth:`register`, :meth:`login` and :meth:`healthz` work.
+
+    Args:
+        url: the broker, e.g. ``http://127.0.0.1:8180`` (``/api/v1`` may be included).
+        token: a bearer token from an earlier login.
+        basic: username and password, sent with every request (each one costs the broker
+            a password check, so prefer a token for many requests).
+        timeout: seconds to wait for an answer (a pull adds its ``wait_ms``).
+
+    Every method raises :class:`ApiError` when the broker refuses (its ``code`` is the
+    broker's ErrorCode) and :class:`BuzonConnectionError` when there is no answer.
+
+    Raises:
+        RequestError: BAD_REQUEST when ``url`` is not a valid broker URL.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str | None = None,
+        basic: tuple[str, str] | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        self.url = broker_url(url)
+        self.token = token
+        self._basic = basic
+        self._timeout = timeout
+        self._http = httpx.Client(
+            base_url=self.url + API_PREFIX,
+            timeout=timeout,
+            headers={"User-Agent": f"buzon-client/{__version__}"},
+        )
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the pooled connections."""
+        self._http.close()
+
+    # -- accounts ----------------------------------------------------------------------
+
+    def register(self, username: str, password: str, *, role: str = "user") -> User:
+        """Create an account (anyone while registration is open; admins always).
+
+        Only an admin client may give ``role="admin"``.
+        """
+        body = {"username": username, "password": password, "role": role}
+        return self._call("POST", "/users", _user, body=body)
+
+    def login(self, username: str, password: str) -> Token:
+        """Exchange a password for a bearer token; this client uses it from now on."""
+        body = {"username": username, "password": password}
+        token = self._call("POST", "/sessions", _token, body=body)
+        self.token = token.token
+        return token
+
+    def logout(self) -> None:
+        """Revoke this client's bearer token on the broker and forget it."""
+        self._call("DELETE", "/sessions/current", _nothing)
+        self.token = None
+
+    def whoami(self) -> User:
+        """The account this client acts as."""
+        return self._call("GET", "/users/me", _user)
+
+    def list_users(self) -> list[User]:
+        """Every account (admins only)."""
+        return self._call("GET", "/users", _many(_user))
+
+    def update_user(
+        self, name: str, *, disabled: bool | None = None, role: str | None = None
+    ) -> User:
+        """Disable or enable ``name``, or change their role (admins only); None keeps it."""
+        body = {"disabled": disabled, "role": role}
+        return self._call("PATCH", f"/users/{_segment(name)}", _user, body=body)
+
+    def delete_user(self, name: str) -> None:
+        """Delete ``name`` and revoke their tokens (admins only); their destinations stay."""
+        self._call("DELETE", f"/users/{_segment(name)}", _nothing)
+
+    # -- queues and channels -----------------------------------------------------------
+
+    def create_destination(
+        self, kind: DestinationKind, name: str, *, access_key: str | None = None
+    ) -> QueueInfo | ChannelInfo:
+        """Create a queue or channel owned by this client's user.
+
+        With ``access_key`` (8 characters or more), other users must present it to
+        publish or consume.
+        """
+        body = {"name": name, "access_key": access_key}
+        return self._call("POST", f"/{kind.collection}", _DESTINATION[kind], body=body)
+
+    def list_destinations(self, kind: DestinationKind) -> list[QueueInfo] | list[ChannelInfo]:
+        """Every queue, or every channel."""
+        if kind is DestinationKind.QUEUE:
+            return self.list_queues()
+        return self.list_channels()
+
+    def get_destination(self, kind: DestinationKind, name: str) -> QueueInfo | ChannelInfo:
+        """One queue or channel by name."""
+        return self._call("GET", _path(kind, name), _DESTINATION[kind])
+
+    def delete_destination(self, kind: DestinationKind, name: str) -> None:
+        """Delete a queue or channel and its messages (owner or admin)."""
+        self._call("DELETE", _path(kind, name), _nothing)
+
+    def create_queue(self, name: str, *, access_key: str | None = None) -> QueueInfo:
+        """Create a queue; see :meth:`create_destination`."""
+        body = {"name": name, "access_key": access_key}
+        return self._call("POST", "/queues", _queue, body=body)
+
+    def list_queues(self) -> list[QueueInfo]:
+        """Every queue."""
+        return self._call("GET", "/queues", _many(_queue))
+
+    def get_queue(self, name: str) -> QueueInfo:
+        """One queue by name."""
+        return self._call("GET", _path(DestinationKind.QUEUE, name), _queue)
+
+    def delete_queue(self, name: str) -> None:
+        """Delete a queue and its messages (owner or admin)."""
+        self.delete_destination(DestinationKind.QUEUE, name)
+
+    def create_channel(self, name: str, *, access_key: str | None = None) -> ChannelInfo:
+        """Create a channel; see :meth:`create_destination`."""
+        body = {"name": name, "access_key": access_key}
+        return self._call("POST", "/channels", _channel, body=body)
+
+    def list_channels(self) -> list[ChannelInfo]:
+        """Every channel."""
+        return self._call("GET", "/channels", _many(_channel))
+
+    def get_channel(self, name: str) -> ChannelInfo:
+        """One channel by name."""
+        return self._call("GET", _path(DestinationKind.CHANNEL, name), _channel)
+
+    def delete_channel(self, name: str) -> None:
+        """Delete a channel (owner or admin)."""
+        self.delete_destination(DestinationKind.CHANNEL, name)
+
+    # -- messages ----------------------------------------------------------------------
+
+    def publish(
+        self,
+        destination: str,
+        body: str | bytes,
+        *,
+        headers: Mapping[str, str] | None = None,
+        access_key: str | None = None,
+    ) -> str:
+        """Publish ``body`` to ``destination`` (``/queue/<name>`` or ``/topic/<name>``).
+
+        Args:
+            destination: the STOMP address.
+            body: text (sent as UTF-8) or bytes.
+            headers: user headers for the consumers (``content-type`` is allowed).
+            access_key: the destination's key, when it has one and you do not own it.
+
+        Returns:
+            The message id.
+
+        Raises:
+            RequestError: BAD_DESTINATION when ``destination`` is neither address form.
+        """
+        payload: dict[str, object] = {"headers": dict(headers or {})}
+        if isinstance(body, str):
+            payload["body"] = body
+        else:
+            payload["body_base64"] = base64.b64encode(body).decode()
+        return self._call(
+            "POST",
+            _address_path(destination) + "/messages",
+            _message_id,
+            body=payload,
+            headers=_key_header(access_key),
+        )
+
+    def publish_json(
+        self,
+        destination: str,
+        value: object,
+        *,
+        headers: Mapping[str, str] | None = None,
+        access_key: str | None = None,
+    ) -> str:
+        """Publish ``value`` as JSON with ``content-type: application/json``; see publish."""
+        merged = {"content-type": "application/json", **(headers or {})}
+        text = json.dumps(value, separators=(",", ":"))
+        return self.publish(destination, text, headers=merged, access_key=access_key)
+
+    def pull(
+        self,
+        queue: str,
+        *,
+        max_messages: int = 1,
+        lease_ms: int = 30_000,
+        wait_ms: int = 0,
+        access_key: str | None = None,
+    ) -> list[PulledMessage]:
+        """Lease up to ``max_messages`` (1-100) from ``queue``, waiting up to ``wait_ms``.
+
+        A message not acked or nacked within ``lease_ms`` (1 s to 12 h) goes back to
+        the queue, marked redelivered. An empty list means nothing arrived in time.
+        """
+        body = {"max": max_messages, "lease_ms": lease_ms, "wait_ms": wait_ms}
+        return self._call(
+            "POST",
+            f"{_path(DestinationKind.QUEUE, queue)}/pull",
+            _pulled,
+            body=body,
+            headers=_key_header(access_key),
+            timeout=self._timeout + wait_ms / 1000,
+        )
+
+    def ack(self, queue: str, *receipts: str) -> int:
+        """Settle pulled messages for good; all receipts or none. Returns how many."""
+        return self._settle(queue, "ack", receipts)
+
+    def nack(self, queue: str, *receipts: str) -> int:
+        """Give pulled messages back to the queue, in order, marked redelivered."""
+        return self._settle(queue, "nack", receipts)
+
+    def _settle(self, queue: str, verb: str, receipts: tuple[str, ...]) -> int:
+        path = f"{_path(DestinationKind.QUEUE, queue)}/{verb}"
+        return self._call("POST", path, _settled, body={"receipts": list(receipts)})
+
+    # -- the broker --------------------------------------------------------------------
+
+    def overview(self) -> Overview:
+        """Counts and message rates of the whole broker."""
+        return self._call("GET", "/overview", _overview)
+
+    def connections(self) -> list[ConnectionInfo]:
+        """Open STOMP connections: all of them for an admin, else the caller's own."""
+        return self._call("GET", "/connections", _many(_connection))
+
+    def healthz(self) -> str:
+        """The broker's liveness status, ``"ok"`` (no authentication needed)."""
+        return self._call("GET", "/healthz", lambda data: str(data["status"]))
+
+    # -- transport ---------------------------------------------------------------------
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        parse: Callable[[Any], _T],
+        *,
+        body: object = None,
+        headers: dict[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> _T:
+        response = self._send(method, path, body, headers or {}, timeout)
+        if response.is_error:
+            raise ApiError.from_body(response.status_code, _json(response), _retry(response))
+        try:
+            return parse(None if response.status_code == 204 else response.json())
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ApiError(
+                ErrorCode.INTERNAL_ERROR,
+                f"unexpected answer to {method} {API_PREFIX}{path}; is {self.url} a buzon broker?",
+                status=response.status_code,
+            ) from exc
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        body: object,
+        headers: dict[str, str],
+        timeout: float | None,
+    ) -> httpx.Response:
+        authorization = self._authorization()
+        if authorization is not None:
+            headers = {"Authorization": authorization, **headers}
+        try:
+            return self._http.request(
+                method,
+                path,
+                json=body,
+                headers=headers,
+                timeout=self._timeout if timeout is None else timeout,
+            )
+        except httpx.TimeoutException:
+            wait = self._timeout if timeout is None else timeout
+            raise BuzonConnectionError(self.url, f"no answer within {wait:g} s") from None
+        except httpx.HTTPError as exc:
+            reason = _ERRNO.sub("", str(exc)) or type(exc).__name__
+            raise BuzonConnectionError(self.url, reason) from None
+
+    def _authorization(self) -> str | None:
+        if self.token is not None:
+            return f"Bearer {self.token}"
+        if self._basic is not None:
+            pair = ":".join(self._basic).encode()
+            return f"Basic {base64.b64encode(pair).decode()}"
+        return None
+
+
+def _json(response: httpx.Response) -> object:
+    try:
+        decoded: object = response.json()
+    except ValueError:
+        return None
+    return decoded
+
+
+def _retry(response: httpx.Response) -> float | None:
+    try:
+        return float(response.headers["Retry-After"])
+    except (KeyError, ValueError):
+        return None
+
+
+def _segment(name: str) -> str:
+    return quote(name, safe="")
+
+
+def _path(kind: DestinationKind, name: str) -> str:
+    return f"/{kind.collection}/{_segment(name)}"
+
+
+def _address_path(address: str) -> str:
+    for prefix, kind in (("/queue/", DestinationKind.QUEUE), ("/topic/", DestinationKind.CHANNEL)):
+        if address.startswith(prefix) and len(address) > len(prefix):
+            return _path(kind, address.removeprefix(prefix))
+    raise RequestError(
+        ErrorCode.BAD_DESTINATION, f"{address[:200]!r} is not /queue/<name> or /topic/<name>"
+    )
+
+
+def _key_header(access_key: str | None) -> dict[str, str]:
+    """The ``X-Access-Key`` header; HTTP header values are ASCII, so other keys are refused
+    here rather than garbled on the way (such keys still work over STOMP)."""
+    if access_key is None:
+        return {}
+    if not access_key.isascii():
+        raise RequestError(ErrorCode.BAD_REQUEST, "the HTTP API takes ASCII access keys only")
+    return {"X-Access-Key": access_key}
+
+
+def _many(parse: Callable[[Any], _T]) -> Callable[[Any], list[_T]]:
+    def parse_list(data: Any) -> list[_T]:
+        if not isinstance(data, list):
+            raise TypeError("expected a list")
+        return [parse(item) for item in data]
+
+    return parse_list
+
+
+def _nothing(data: Any) -> None:
+    return None
+
+
+def _time(value: Any) -> datetime:
+    return datetime.fromisoformat(str(value))
+
+
+def _user(data: Any) -> User:
+    return User(
+        username=str(data["username"]),
+        role=str(data["role"]),
+        disabled=bool(data["disabled"]),
+        created_at=_time(data["created_at"]),
+    )
+
+
+def _token(data: Any) -> Token:
+    return Token(token=str(data["token"]), expires_at=_time(data["expires_at"]))
+
+
+def _common(kind: DestinationKind, data: Any) -> dict[str, Any]:
+    return {
+        "id": str(data["id"]),
+        "kind": kind,
+        "name": str(data["name"]),
+        "address": str(data["address"]),
+        "owner": None if data["owner"] is None else str(data["owner"]),
+        "protected": bool(data["protected"]),
+        "created_at": _time(data["created_at"]),
+        "published": int(data["published"]),
+        "delivered": int(data["delivered"]),
+    }
+
+
+def _queue(data: Any) -> QueueInfo:
+    return QueueInfo(
+        **_common(DestinationKind.QUEUE, data),
+        depth=int(data["depth"]),
+        in_flight=int(data["in_flight"]),
+        consumers=int(data["consumers"]),
+    )
+
+
+def _channel(data: Any) -> ChannelInfo:
+    return ChannelInfo(
+        **_common(DestinationKind.CHANNEL, data), subscribers=int(data["subscribers"])
+    )
+
+
+_DESTINATION: dict[DestinationKind, Callable[[Any], QueueInfo | ChannelInfo]] = {
+    DestinationKind.QUEUE: _queue,
+    DestinationKind.CHANNEL: _channel,
+}
+
+
+def _message_id(data: Any) -> str:
+    return str(data["message_id"])
+
+
+def _settled(data: Any) -> int:
+    return int(data["settled"])
+
+
+def _pulled(data: Any) -> list[PulledMessage]:
+    return [_pulled_message(item) for item in data["messages"]]
+
+
+def _pulled_message(data: Any) -> PulledMessage:
+    text = data["body"]
+    body = str(text).encode() if text is not None else base64.b64decode(data["body_base64"])
+    return PulledMessage(
+        message_id=str(data["message_id"]),
+        receipt=str(data["receipt"]),
+        destination=str(data["destination"]),
+        headers={str(k): str(v) for k, v in data["headers"].items()},
+        body=body,
+        redelivered=bool(data["redelivered"]),
+        lease_expires_at=_time(data["lease_expires_at"]),
+    )
+
+
+def _overview(data: Any) -> Overview:
+    messages, rates = data["messages"], data["rates"]
+    return Overview(
+        version=str(data["version"]),
+        uptime_s=float(data["uptime_s"]),
+        connections=int(data["connections"]),
+        users=int(data["users"]),
+        queues=int(data["queues"]),
+        channels=int(data["channels"]),
+        published=int(messages["published"]),
+        delivered=int(messages["delivered"]),
+        queued_bytes=int(messages["queued_bytes"]),
+        published_per_s=float(rates["published_per_s"]),
+        delivered_per_s=float(rates["delivered_per_s"]),
+    )
+
+
+def _connection(data: Any) -> ConnectionInfo:
+    return ConnectionInfo(
+        id=str(data["id"]),
+        user=None if data["user"] is None else str(data["user"]),
+        peer=str(data["peer"]),
+        protocol=str(data["protocol"]),
+        connected_at=_time(data["connected_at"]),
+        subscriptions=int(data["subscriptions"]),
+        published=int(data["published"]),
+        delivered=int(data["delivered"]),
+    )

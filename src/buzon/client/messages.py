@@ -1,0 +1,223 @@
+"""What the STOMP client hands out: messages, subscriptions and transactions.
+
+A :class:`Subscription` is an async iterator over a bounded buffer. When the buffer is
+full the client stops reading from the broker (the broker then stops sending, or, for a
+channel subscriber that falls too far behind, disconnects it); when the application has
+taken half of it, reading resumes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+from buzon.errors import BuzonError, ErrorCode
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from buzon.client.aio import AsyncClient
+
+AckMode = Literal["auto", "client", "client-individual"]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Message:
+    """One delivered message.
+
+    Attributes:
+        destination: where it was published (``/queue/...`` or ``/topic/...``).
+        message_id: the broker's id for it.
+        subscription: the id of the subscription it came on.
+        headers: the publisher's headers (and ``content-type`` when given).
+        body: the body.
+        redelivered: the broker delivered it before and it came back.
+        ack_id: what ACK/NACK name it by; None in ack mode ``auto``.
+    """
+
+    destination: str
+    message_id: str
+    subscription: str
+    headers: Mapping[str, str]
+    body: bytes
+    redelivered: bool
+    ack_id: str | None
+    _owner: Subscription = field(repr=False)
+    _generation: int = field(repr=False)
+
+    @property
+    def text(self) -> str:
+        """The body decoded as UTF-8."""
+        return self.body.decode()
+
+    async def ack(self, *, transaction: Transaction | None = None, confirm: bool = False) -> None:
+        """Acknowledge: the broker forgets the message (and, in ack mode ``client``, every
+        earlier one of this subscription). Does nothing in ack mode ``auto``.
+
+        Args:
+            transaction: settle inside this transaction (applied at its commit).
+            confirm: wait until the broker confirms it handled the ACK.
+
+        Raises:
+            BuzonConnectionError: the connection it came on is gone (it will be
+                redelivered), or no confirmation in time.
+            ApiError: the broker refused it.
+        """
+        await self._owner.client.settle(self, ack=True, transaction=transaction, confirm=confirm)
+
+    async def nack(self, *, transaction: Transaction | None = None, confirm: bool = False) -> None:
+        """Refuse: a queue message goes back to the queue and is redelivered (marked
+        redelivered); a channel message is dropped. Arguments and errors as :meth:`ack`."""
+        await self._owner.client.settle(self, ack=False, transaction=transaction, confirm=confirm)
+
+
+class Subscription:
+    """Messages from one queue or channel, in order, as an async iterator.
+
+    Made by :meth:`AsyncClient.subscribe`. Iteration ends after :meth:`unsubscribe` or when the
+    client closes; it raises the broker's error if the broker ended it (a deleted
+    destination, a slow consumer, an error on the connection).
+    """
+
+    def __init__(
+        self,
+        client: AsyncClient,
+        subscription_id: str,
+        destination: str,
+        ack: AckMode,
+        headers: tuple[tuple[str, str], ...],
+        buffer: int,
+    ) -> None:
+        self.client = client
+        self.id = subscription_id
+        self.destination = destination
+        self.ack_mode = ack
+        self.headers = headers
+        self._buffer = buffer
+        self._messages: deque[Message] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._ended = False
+        self._error: BuzonError | None = None
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> Message:
+        try:
+            return await self.get()
+        except SubscriptionClosed:
+            raise StopAsyncIteration from None
+
+    async def get(self, timeout: float | None = None) -> Message:
+        """The next message, waiting up to ``timeout`` seconds (None: for ever).
+
+        Raises:
+            TimeoutError: nothing arrived in time.
+            SubscriptionClosed: it was unsubscribed or the client closed.
+            ApiError: the broker ended the subscription.
+            BuzonConnectionError: the connection was lost and is not coming back.
+        """
+        async with asyncio.timeout(timeout):
+            while not self._messages:
+                if self._ended:
+                    if self._error is not None:
+                        raise self._error
+                    raise SubscriptionClosed(
+                        ErrorCode.UNKNOWN_SUBSCRIPTION, f"{self.id} to {self.destination} ended"
+                    )
+                self._waiter = asyncio.get_running_loop().create_future()
+                try:
+                    await self._waiter
+                finally:
+                    self._waiter = None
+        message = self._messages.popleft()
+        if len(self._messages) <= self._buffer // 2:
+            self.client.buffer_drained(self)
+        return message
+
+    @property
+    def buffered(self) -> int:
+        """Messages received and not taken yet."""
+        return len(self._messages)
+
+    async def unsubscribe(self) -> None:
+        """End the subscription; unacknowledged queue messages go back to the queue."""
+        await self.client.unsubscribe(self)
+
+    # -- what the client calls -----------------------------------------------------------
+
+    def deliver(self, message: Message) -> bool:
+        """Buffer a message; return True when the buffer is now full."""
+        self._messages.append(message)
+        self._wake()
+        return len(self._messages) >= self._buffer
+
+    def end(self, error: BuzonError | None) -> None:
+        """No more messages will come; ``error`` says why, None for a normal end."""
+        if not self._ended:
+            self._ended = True
+            self._error = error
+            self._wake()
+
+    def forget_unacked(self) -> None:
+        """Drop buffered messages that need an ACK: after a reconnect the broker redelivers
+        them, and an ACK over the new connection could not name them."""
+        if self.ack_mode != "auto":
+            self._messages.clear()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+
+class SubscriptionClosed(BuzonError):
+    """The subscription ended normally: unsubscribed, or its client closed."""
+
+
+class Transaction:
+    """Publishes, ACKs and NACKs applied together at :meth:`commit`, or not at all.
+
+    Use as ``async with client.transaction() as tx:``: it begins on entry, commits when the
+    block ends normally and aborts when it raises.
+    """
+
+    def __init__(self, client: AsyncClient, transaction_id: str) -> None:
+        self.client = client
+        self.id = transaction_id
+        self._finished = False
+
+    async def __aenter__(self) -> Transaction:
+        await self.client.begin(self)
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._finished:
+            return
+        if error is None:
+            await self.commit()
+        else:
+            await self.abort()
+
+    async def publish(
+        self, destination: str, body: bytes | str, *, headers: Mapping[str, str] | None = None
+    ) -> None:
+        """Stage a publish; nobody receives it before :meth:`commit`."""
+        await self.client.publish(destination, body, headers=headers, transaction=self)
+
+    async def commit(self) -> None:
+        """Apply everything staged, in order; waits for the broker's confirmation."""
+        self._finished = True
+        await self.client.finish(self, commit=True)
+
+    async def abort(self) -> None:
+        """Drop everything staged; waits for the broker's confirmation."""
+        self._finished = True
+        await self.client.finish(self, commit=False)
