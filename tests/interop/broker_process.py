@@ -8,10 +8,12 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 LISTENING = re.compile(r"buzon listening: stomp://([^:]+):(\d+)  http://[^:]+:(\d+)")
 
@@ -50,6 +52,7 @@ def broker_process(
         env=full_env,
         cwd=cwd,
     )
+    drain: threading.Thread | None = None
     try:
         banner: list[str] = []
         deadline = time.monotonic() + 20
@@ -61,6 +64,9 @@ def broker_process(
             banner.append(line)
             found = LISTENING.search(line)
             if found:
+                # Keep reading its output, so a chatty broker never blocks on a full pipe.
+                drain = threading.Thread(target=_keep_last, args=(process.stdout, banner))
+                drain.start()
                 host, stomp_port, http_port = found.groups()
                 yield BrokerProcess(process, host, int(stomp_port), int(http_port), banner)
                 return
@@ -69,5 +75,14 @@ def broker_process(
         if process.poll() is None:
             process.kill()
             process.wait(10)
+        if drain is not None:
+            drain.join(10)
         if process.stdout is not None:
             process.stdout.close()
+
+
+def _keep_last(stream: TextIO, lines: list[str], keep: int = 200) -> None:
+    """Read ``stream`` to its end, keeping its last ``keep`` lines in ``lines``."""
+    for line in stream:
+        lines.append(line)
+        del lines[:-keep]

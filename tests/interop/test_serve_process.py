@@ -51,6 +51,19 @@ def test_invalid_setting_is_one_readable_line(tmp_path: Path) -> None:
     ]
 
 
+def test_secrets_have_no_flag_and_usage_errors_are_one_line(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "buzon", "serve", "--admin-password", "in-the-process-list"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert "unrecognized arguments: --admin-password" in line
+
+
 def test_environment_and_toml_feed_settings(tmp_path: Path) -> None:
     (tmp_path / "buzon.toml").write_text('admin-user = "boss"\nlog-level = "warning"\n')
     with broker_process(cwd=tmp_path, env={"BUZON_ADMIN_PASSWORD": "toml-pass-1"}) as broker:
@@ -81,5 +94,8 @@ def test_readme_documents_every_serve_setting() -> None:
 
     text = README.read_text()
     for option in OPTIONS:
-        assert f"`{option.flag}`" in text
         assert f"`{option.env}`" in text
+        if option.secret:
+            assert f"`{option.flag}`" not in text  # secrets have no flag
+        else:
+            assert f"`{option.flag}`" in text

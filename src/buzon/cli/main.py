@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from buzon import __version__
 from buzon.cli import destinations, serve, users
@@ -13,8 +14,15 @@ from buzon.client import DestinationKind
 from buzon.errors import BuzonError
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line too (subcommands inherit the class)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="buzon", description="buzon: a STOMP 1.2 message broker for Python teams."
     )
     parser.add_argument("--version", action="version", version=f"buzon {__version__}")

@@ -11,7 +11,6 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from buzon.server.app import BuzonServer
 from buzon.server.config import OPTIONS, ConfigError, Settings, load_settings
 
 
@@ -22,6 +21,8 @@ def register(commands: Any) -> None:
         description="Run the broker. Flags override BUZON_* variables, which override buzon.toml.",
     )
     for option in OPTIONS:
+        if option.secret:
+            continue  # secrets come from the environment or the file, never the process list
         if option.switch:
             parser.add_argument(
                 option.flag,
@@ -46,7 +47,7 @@ def register(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    flags = {option.field: getattr(args, option.field) for option in OPTIONS}
+    flags = {option.field: getattr(args, option.field, None) for option in OPTIONS}
     settings = load_settings(flags, config_file=args.config)
     logging.basicConfig(
         level=settings.log_level.upper(),
@@ -60,6 +61,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _serve(settings: Settings) -> None:
+    # Imported here: the server pulls in the HTTP stack, which other commands do not need.
+    from buzon.server.app import BuzonServer
+
     server = BuzonServer(settings)
     try:
         await server.start()

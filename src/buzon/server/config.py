@@ -56,7 +56,9 @@ class Settings:
 class Option:
     """One setting: its field in ``Settings``, how to parse it and what it means.
 
-    A switch (``switch=True``) is on by default; its flag turns it off (``--no-<name>``),
+    A secret (``secret=True``) has no flag: a flag's value shows in the process list, so
+    secrets come from the environment or the file only. A switch (``switch=True``) is on
+    by default; its flag turns it off (``--no-<name>``),
     and the environment and file give it as true/false. Its ``help`` says what the flag
     does.
     """
