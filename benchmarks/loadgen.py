@@ -20,9 +20,11 @@ import argparse
 import asyncio
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import cast
@@ -227,10 +229,23 @@ async def run_scenario(args: argparse.Namespace, host: str, port: int, pid: int 
     )
 
 
-def start_broker() -> tuple[subprocess.Popen[str], int]:
+def start_broker(storage: str, data_dir: str) -> tuple[subprocess.Popen[str], int]:
     env = {**os.environ, "BUZON_ADMIN_PASSWORD": PASSWORD, "BUZON_LOG_LEVEL": "warning"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "buzon", "serve", "--stomp-port", "0", "--http-port", "0"],
+        [
+            sys.executable,
+            "-m",
+            "buzon",
+            "serve",
+            "--stomp-port",
+            "0",
+            "--http-port",
+            "0",
+            "--storage",
+            storage,
+            "--data-dir",
+            data_dir,
+        ],
         stdout=subprocess.PIPE,
         text=True,
         env=env,
@@ -258,6 +273,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=None, help="use a running broker")
     parser.add_argument("--pid", type=int, default=None, help="its pid, for CPU seconds")
+    parser.add_argument("--storage", choices=["memory", "sqlite"], default="memory")
     args = parser.parse_args()
     if args.messages is None:
         args.messages = 100_000 if args.scenario == "queue" else 20_000
@@ -268,8 +284,9 @@ async def main() -> None:
     args = parse_args()
     broker = None
     port, pid = args.port, args.pid
+    data_dir = tempfile.mkdtemp(prefix="buzon-bench-")
     if port is None:
-        broker, port = start_broker()
+        broker, port = start_broker(args.storage, data_dir)
         pid = broker.pid
     results = []
     try:
@@ -286,6 +303,7 @@ async def main() -> None:
         if broker is not None:
             broker.terminate()
             broker.wait(10)
+        shutil.rmtree(data_dir, ignore_errors=True)
     med = statistics.median
     rate = med(r.rate for r in results)
     cpu = med(r.broker_cpu for r in results)

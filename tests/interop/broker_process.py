@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -41,9 +43,16 @@ class BrokerProcess:
 def broker_process(
     *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
 ) -> Iterator[BrokerProcess]:
-    """Start ``python -m buzon serve`` on free ports with ARGS; wait until it listens."""
+    """Start ``python -m buzon serve`` on free ports with ARGS; wait until it listens.
+
+    Unless ARGS or ``env`` name a data directory, the broker gets a fresh temporary one.
+    """
     # an empty value in ``env`` removes that variable (to test the unset case)
     full_env = {k: v for k, v in {**os.environ, **(env or {})}.items() if v != ""}
+    made_dir = None
+    if "--data-dir" not in args and "BUZON_DATA_DIR" not in full_env:
+        made_dir = tempfile.mkdtemp(prefix="buzon-test-")
+        args = ("--data-dir", made_dir, *args)
     process = subprocess.Popen(
         [sys.executable, "-m", "buzon", "serve", "--stomp-port", "0", "--http-port", "0", *args],
         stdout=subprocess.PIPE,
@@ -79,6 +88,8 @@ def broker_process(
             drain.join(10)
         if process.stdout is not None:
             process.stdout.close()
+        if made_dir is not None:
+            shutil.rmtree(made_dir, ignore_errors=True)
 
 
 def _keep_last(stream: TextIO, lines: list[str], keep: int = 200) -> None:

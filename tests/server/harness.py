@@ -22,6 +22,7 @@ from buzon.stomp import (
     Role,
     StompConnection,
 )
+from buzon.store import MemoryStore
 
 ADMIN = "admin"
 PASSWORD = "test-password-123"
@@ -40,7 +41,7 @@ async def running_server(hasher: SecretHasher, **overrides: Any) -> AsyncIterato
         Settings(stomp_port=0, http_port=0, admin_user=ADMIN, admin_password=PASSWORD),
         **overrides,
     )
-    server = BuzonServer(settings, hasher=hasher)
+    server = BuzonServer(settings, store=MemoryStore(), hasher=hasher)
     await server.start()
     try:
         yield server

@@ -25,6 +25,7 @@ from buzon.server.rates import RateMeter
 from buzon.server.resources import Resources
 from buzon.server.stomp_session import StompSession
 from buzon.store import MemoryStore, Store
+from buzon.store.sqlite import SQLiteStore
 
 log = logging.getLogger("buzon.server")
 
@@ -57,7 +58,8 @@ class BuzonServer:
 
     Args:
         settings: listener addresses, limits and engine settings.
-        store: where users, tokens and destination records live (in memory by default).
+        store: where users, tokens and destinations live; by default the one the settings
+            name (SQLite under ``data_dir``, or memory).
         hasher: argon2id parameters (tests may pass cheaper ones).
 
     Attributes:
@@ -73,7 +75,10 @@ class BuzonServer:
         hasher: SecretHasher | None = None,
     ) -> None:
         self.settings = settings
-        store = store if store is not None else MemoryStore()
+        if store is None:
+            store = (
+                MemoryStore() if settings.storage == "memory" else SQLiteStore(settings.data_dir)
+            )
         hasher = hasher if hasher is not None else SecretHasher()
         accounts = Accounts(
             store,

@@ -35,6 +35,8 @@ class Settings:
     host: str = "127.0.0.1"
     stomp_port: int = 61613
     http_port: int = 8180
+    data_dir: Path = Path("buzon-data")
+    storage: str = "sqlite"
     log_level: str = "info"
     admin_user: str = "admin"
     admin_password: str | None = None
@@ -131,6 +133,19 @@ def _boolean(text: str) -> bool:
     raise ValueError("must be true or false")
 
 
+def _storage(text: str) -> str:
+    value = text.strip().lower()
+    if value not in {"sqlite", "memory"}:
+        raise ValueError("must be sqlite or memory")
+    return value
+
+
+def _path(text: str) -> Path:
+    if not text:
+        raise ValueError("must not be empty")
+    return Path(text).expanduser()
+
+
 def _text(text: str) -> str:
     if not text:
         raise ValueError("must not be empty")
@@ -141,6 +156,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("host", _text, "address to listen on (loopback unless you open it up)"),
     Option("stomp_port", _port, "STOMP over TCP port (0 picks a free port)"),
     Option("http_port", _port, "HTTP API port (0 picks a free port)"),
+    Option("data_dir", _path, "where the SQLite database lives (created 0700)"),
+    Option(
+        "storage",
+        _storage,
+        "sqlite (durable, the default) or memory (nothing survives a restart)",
+    ),
     Option("log_level", _log_level, "debug, info, warning or error"),
     Option("admin_user", _text, "admin login name"),
     Option(
