@@ -6,6 +6,7 @@ adding a factory to ``STORES``.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -15,9 +16,13 @@ from buzon.errors import ErrorCode, StoreError
 from buzon.store import (
     DestinationKind,
     DestinationRecord,
+    DurableSubscriptionRecord,
     MemoryStore,
+    Overflow,
+    QueuePolicy,
     Role,
     Store,
+    StoredMessage,
     TokenRecord,
     UserRecord,
 )
@@ -114,3 +119,74 @@ async def test_destinations_are_unique_per_kind_and_sorted(store: Store) -> None
     await store.delete_destination("never-existed")
     assert await store.destination(DestinationKind.QUEUE, "jobs") is None
     assert await store.destination(DestinationKind.CHANNEL, "jobs") == news
+
+
+def stored(queue_id: str, seq: int, body: bytes = b"x") -> StoredMessage:
+    headers = (("n", str(seq)), ("tricky", "a:b\nc"))
+    return StoredMessage(queue_id, seq, f"m-{seq}", "/queue/jobs", headers, body, None, False)
+
+
+async def test_messages_append_remove_and_mark_in_order(store: Store) -> None:
+    first = store.submit(appends=[stored("q1", 1), stored("q1", 2, b"\x00binary"), stored("q2", 3)])
+    second = store.submit(removals=[("q1", 1)], redelivered=[("q1", 2)])
+    done: list[str] = []
+    first.add_callback(lambda _: done.append("first"))
+    second.add_callback(lambda _: done.append("second"))
+    messages = await store.messages()
+    assert done == ["first", "second"] or (first is second and done)
+    assert first.error is None
+    assert second.error is None
+    assert [(m.queue_id, m.seq, m.body, m.redelivered) for m in messages] == [
+        ("q1", 2, b"\x00binary", True),
+        ("q2", 3, b"x", False),
+    ]
+    assert messages[0].headers == (("n", "2"), ("tricky", "a:b\nc"))
+
+
+async def test_append_and_remove_in_one_call_leaves_nothing(store: Store) -> None:
+    store.submit(appends=[stored("q", 1)], removals=[("q", 1)])
+    assert await store.messages() == []
+
+
+async def test_deleting_a_destination_deletes_its_messages(store: Store) -> None:
+    jobs = destination(DestinationKind.QUEUE, "jobs")
+    await store.add_destination(jobs)
+    store.submit(appends=[stored(jobs.id, 1), stored("other", 2)])
+    await store.delete_destination(jobs.id)
+    assert [m.queue_id for m in await store.messages()] == ["other"]
+
+
+async def test_queue_policies_round_trip(store: Store) -> None:
+    policy = QueuePolicy(
+        durable=False,
+        max_length=10,
+        max_length_bytes=4096,
+        overflow=Overflow.DROP_HEAD,
+        message_ttl_ms=1500,
+        dead_letter_queue="dead",
+        max_deliveries=3,
+    )
+    record = dataclasses.replace(destination(DestinationKind.QUEUE, "strict"), policy=policy)
+    await store.add_destination(record)
+    assert await store.destination(DestinationKind.QUEUE, "strict") == record
+
+
+async def test_durable_subscriptions_and_their_backlog(store: Store) -> None:
+    record = DurableSubscriptionRecord("sub-1", "chan-1", "id-alice", "audit", 3.0)
+    await store.add_durable_subscription(record)
+    with pytest.raises(StoreError) as twice:
+        await store.add_durable_subscription(
+            DurableSubscriptionRecord("sub-2", "chan-1", "id-alice", "audit", 4.0)
+        )
+    assert twice.value.code is ErrorCode.DESTINATION_EXISTS
+    other_owner = DurableSubscriptionRecord("sub-3", "chan-1", "id-bob", "audit", 5.0)
+    await store.add_durable_subscription(other_owner)
+    assert await store.durable_subscriptions() == [record, other_owner]
+    store.submit(appends=[stored("sub-1", 7)])
+    await store.delete_durable_subscription("sub-1")
+    assert await store.messages() == []
+    assert await store.durable_subscriptions() == [other_owner]
+
+
+async def test_a_fresh_store_counts_as_cleanly_closed(store: Store) -> None:
+    assert store.opened_cleanly

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from buzon.errors import ErrorCode, StoreError
-from buzon.store import Role, TokenRecord, UserRecord
+from buzon.store import Role, StoredMessage, TokenRecord, UserRecord
 from buzon.store.migrate import migrations
 from buzon.store.sqlite import DATABASE_FILE, SQLiteStore
 
@@ -108,4 +108,40 @@ async def test_one_failing_write_does_not_fail_its_group(tmp_path: Path) -> None
     assert isinstance(failures[0], StoreError)
     assert failures[0].code is ErrorCode.USERNAME_TAKEN
     assert await store.delete_expired_tokens(2.0) == 50  # every other write committed
+    await store.close()
+
+
+async def test_a_crash_is_remembered_and_a_clean_close_too(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    store = await opened(data_dir)
+    assert store.opened_cleanly  # a new database
+    await store.close()
+    again = await opened(data_dir)
+    assert again.opened_cleanly
+    # leave without close(), as a killed process would
+    await again._db.close()
+    after_crash = await opened(data_dir)
+    assert not after_crash.opened_cleanly
+    await after_crash.close()
+
+
+async def test_writes_of_one_loop_turn_share_one_ticket_and_commit_together(
+    tmp_path: Path,
+) -> None:
+    store = await opened(tmp_path / "data")
+    message = StoredMessage("q", 1, "m-1", "/queue/q", (), b"x", None, False)
+    first = store.submit(appends=[message])
+    second = store.submit(removals=[("q", 99)])
+    assert first is second
+    assert [m.seq for m in await store.messages()] == [1]
+    assert first.done
+    assert first.error is None
+    # a later turn: one bad write (a key already stored) fails its whole group, good
+    # writes of that group included, and nothing of it is stored
+    good = StoredMessage("q", 2, "m-2", "/queue/q", (), b"y", None, False)
+    failed = store.submit(appends=[good, message])
+    assert failed is not first
+    assert [m.seq for m in await store.messages()] == [1]
+    assert failed.error is not None
+    assert failed.error.code is ErrorCode.STORAGE_UNAVAILABLE
     await store.close()

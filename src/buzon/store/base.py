@@ -9,13 +9,56 @@ is stated in its own module.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
-from buzon.store.records import DestinationKind, DestinationRecord, TokenRecord, UserRecord
+from buzon.store.records import (
+    DestinationKind,
+    DestinationRecord,
+    DurableSubscriptionRecord,
+    StoredMessage,
+    TokenRecord,
+    UserRecord,
+)
+from buzon.store.tickets import Ticket
+
+MessageKey = tuple[str, int]
+"""``(queue_id, seq)``: what names one stored message."""
 
 
-class Store(Protocol):
-    """Persistence for users, tokens and destination records."""
+class MessageLog(Protocol):
+    """The part of the store the engine writes messages through, without awaiting."""
+
+    def submit(
+        self,
+        appends: Sequence[StoredMessage] = (),
+        removals: Sequence[MessageKey] = (),
+        redelivered: Sequence[MessageKey] = (),
+    ) -> Ticket:
+        """Queue message writes; the ticket resolves once they are durable.
+
+        Writes submitted earlier resolve earlier (or together). Within one call, appends
+        apply before removals. Call it from the event loop; the ticket's callbacks run
+        there. A failed write resolves the ticket with STORAGE_UNAVAILABLE and changes
+        nothing.
+
+        Args:
+            appends: new messages.
+            removals: messages to forget (acknowledged, expired, dropped, purged).
+            redelivered: messages to mark as delivered before.
+        """
+        ...
+
+
+class Store(MessageLog, Protocol):
+    """Persistence for users, tokens, destinations, durable subscriptions and messages.
+
+    Attributes:
+        opened_cleanly: after :meth:`open`, whether the previous run closed the store (a
+            crash leaves it False: recovered messages may have been delivered).
+    """
+
+    opened_cleanly: bool
 
     async def open(self) -> None:
         """Prepare the store for use (create or check its schema)."""
@@ -85,4 +128,24 @@ class Store(Protocol):
         """Every queue and channel, sorted by kind then name."""
 
     async def delete_destination(self, destination_id: str) -> None:
-        """Remove a destination record; removing an unknown one is not an error."""
+        """Remove a destination record and its messages; an unknown one is not an error."""
+
+    # -- durable subscriptions -----------------------------------------------------------
+
+    async def add_durable_subscription(self, record: DurableSubscriptionRecord) -> None:
+        """Store a new durable subscription.
+
+        Raises:
+            StoreError: DESTINATION_EXISTS if its owner has one of that name on that channel.
+        """
+
+    async def durable_subscriptions(self) -> list[DurableSubscriptionRecord]:
+        """Every durable subscription, by channel, owner and name."""
+
+    async def delete_durable_subscription(self, subscription_id: str) -> None:
+        """Remove a durable subscription and its backlog; an unknown one is not an error."""
+
+    # -- messages ------------------------------------------------------------------------
+
+    async def messages(self) -> list[StoredMessage]:
+        """Every stored message (after all submitted writes), by queue id, then seq."""

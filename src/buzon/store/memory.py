@@ -8,19 +8,32 @@ on the event loop.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 from buzon.errors import ErrorCode, StoreError
-from buzon.store.records import DestinationKind, DestinationRecord, TokenRecord, UserRecord
+from buzon.store.base import MessageKey
+from buzon.store.records import (
+    DestinationKind,
+    DestinationRecord,
+    DurableSubscriptionRecord,
+    StoredMessage,
+    TokenRecord,
+    UserRecord,
+)
+from buzon.store.tickets import DONE, Ticket
 
 
 class MemoryStore:
     """A :class:`~buzon.store.base.Store` in memory."""
 
     def __init__(self) -> None:
+        self.opened_cleanly = True
         self._users: dict[str, UserRecord] = {}  # by id
         self._user_ids: dict[str, str] = {}  # name -> id
         self._tokens: dict[str, TokenRecord] = {}  # by hash
         self._destinations: dict[tuple[DestinationKind, str], DestinationRecord] = {}
+        self._durables: dict[str, DurableSubscriptionRecord] = {}
+        self._messages: dict[MessageKey, StoredMessage] = {}
 
     async def open(self) -> None:
         """Nothing to prepare."""
@@ -95,3 +108,48 @@ class MemoryStore:
         for key, record in list(self._destinations.items()):
             if record.id == destination_id:
                 del self._destinations[key]
+        self._forget_messages(destination_id)
+
+    # -- durable subscriptions -----------------------------------------------------------
+
+    async def add_durable_subscription(self, record: DurableSubscriptionRecord) -> None:
+        for other in self._durables.values():
+            if (other.channel_id, other.owner_id, other.name) == (
+                record.channel_id,
+                record.owner_id,
+                record.name,
+            ):
+                raise StoreError(ErrorCode.DESTINATION_EXISTS, f"subscription {record.name!r}")
+        self._durables[record.id] = record
+
+    async def durable_subscriptions(self) -> list[DurableSubscriptionRecord]:
+        return sorted(self._durables.values(), key=lambda r: (r.channel_id, r.owner_id, r.name))
+
+    async def delete_durable_subscription(self, subscription_id: str) -> None:
+        self._durables.pop(subscription_id, None)
+        self._forget_messages(subscription_id)
+
+    # -- messages ------------------------------------------------------------------------
+
+    def submit(
+        self,
+        appends: Sequence[StoredMessage] = (),
+        removals: Sequence[MessageKey] = (),
+        redelivered: Sequence[MessageKey] = (),
+    ) -> Ticket:
+        stored = self._messages
+        for appended in appends:
+            stored[(appended.queue_id, appended.seq)] = appended
+        for key in removals:
+            stored.pop(key, None)
+        for key in redelivered:
+            if key in stored:
+                stored[key] = dataclasses.replace(stored[key], redelivered=True)
+        return DONE
+
+    async def messages(self) -> list[StoredMessage]:
+        return [self._messages[key] for key in sorted(self._messages)]
+
+    def _forget_messages(self, queue_id: str) -> None:
+        for key in [key for key in self._messages if key[0] == queue_id]:
+            del self._messages[key]

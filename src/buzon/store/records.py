@@ -62,6 +62,44 @@ class TokenRecord:
     expires_at: float
 
 
+class Overflow(enum.StrEnum):
+    """What a queue at its maximum length does with one more message."""
+
+    REJECT_PUBLISH = "reject-publish"
+    """Refuse the publish: the publisher gets an error and nothing is lost silently."""
+    DROP_HEAD = "drop-head"
+    """Accept it and drop (or dead-letter) the oldest waiting message."""
+
+
+@dataclass(frozen=True, slots=True)
+class QueuePolicy:
+    """How a queue treats its messages; set at creation. Channels ignore it.
+
+    Attributes:
+        durable: messages (unless published ``persistent:false``) are stored on disk and
+            survive restarts.
+        max_length: most messages waiting at once (None: no bound but memory).
+        max_length_bytes: most body bytes waiting at once.
+        overflow: what happens past either bound.
+        message_ttl_ms: default lifetime of a message, in ms; a message's own ``expires``
+            header (ms since the epoch) wins when earlier.
+        dead_letter_queue: where expired, dropped and too-often-delivered messages go.
+        max_deliveries: deliveries after which a message is dead-lettered (or dropped)
+            instead of delivered again.
+    """
+
+    durable: bool = True
+    max_length: int | None = None
+    max_length_bytes: int | None = None
+    overflow: Overflow = Overflow.REJECT_PUBLISH
+    message_ttl_ms: int | None = None
+    dead_letter_queue: str | None = None
+    max_deliveries: int | None = None
+
+
+DEFAULT_POLICY = QueuePolicy()
+
+
 @dataclass(frozen=True, slots=True)
 class DestinationRecord:
     """A queue or channel as an owned resource.
@@ -74,6 +112,7 @@ class DestinationRecord:
         owner_id: the creator's user id.
         key_hash: argon2id hash of the access key, or None when anyone may use it.
         created_at: Unix time of creation.
+        policy: the queue's policy (channels keep the default).
     """
 
     id: str
@@ -81,4 +120,49 @@ class DestinationRecord:
     name: str
     owner_id: str
     key_hash: str | None
+    created_at: float
+    policy: QueuePolicy = DEFAULT_POLICY
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    """A persistent message as kept on disk, in one queue (or durable subscription).
+
+    Attributes:
+        queue_id: the id of the queue or durable subscription holding it.
+        seq: broker-wide publish order; with ``queue_id``, the message's key.
+        message_id: the id clients see.
+        destination: the address it was published to.
+        headers: the publisher's headers.
+        body: the body.
+        expires_at: Unix time after which it is never delivered, or None.
+        redelivered: it was (or may have been) delivered before.
+    """
+
+    queue_id: str
+    seq: int
+    message_id: str
+    destination: str
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+    expires_at: float | None
+    redelivered: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DurableSubscriptionRecord:
+    """A channel subscription that keeps a backlog while its owner is away.
+
+    Attributes:
+        id: stable id; also the ``queue_id`` of its stored backlog.
+        channel_id: the channel it listens to.
+        owner_id: the user it belongs to (only they may attach to it).
+        name: the ``subscription-name`` (or SUBSCRIBE ``id``) the owner chose.
+        created_at: Unix time.
+    """
+
+    id: str
+    channel_id: str
+    owner_id: str
+    name: str
     created_at: float

@@ -9,17 +9,65 @@ database is reported and left alone, never silently recreated.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import json
 import os
 import sqlite3
 import stat
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from buzon.errors import ErrorCode, StoreError
+from buzon.errors import BuzonError, ErrorCode, StoreError
+from buzon.store.base import MessageKey
 from buzon.store.migrate import migrate
-from buzon.store.records import DestinationKind, DestinationRecord, Role, TokenRecord, UserRecord
+from buzon.store.records import (
+    DestinationKind,
+    DestinationRecord,
+    DurableSubscriptionRecord,
+    Overflow,
+    QueuePolicy,
+    Role,
+    StoredMessage,
+    TokenRecord,
+    UserRecord,
+)
 from buzon.store.sqlite_thread import SqliteThread
+from buzon.store.tickets import Ticket
 
 DATABASE_FILE = "buzon.db"
+
+
+@dataclass(slots=True)
+class _Batch:
+    """Message writes submitted during one event-loop turn: one job, one transaction."""
+
+    appends: list[StoredMessage] = field(default_factory=list)
+    removals: list[MessageKey] = field(default_factory=list)
+    redelivered: list[MessageKey] = field(default_factory=list)
+    ticket: Ticket = field(default_factory=Ticket)
+
+    def run(self, db: sqlite3.Connection) -> None:
+        if self.appends:
+            db.executemany(
+                "INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [_message_row(m) for m in self.appends],
+            )
+        if self.removals:
+            db.executemany("DELETE FROM messages WHERE queue_id = ? AND seq = ?", self.removals)
+        if self.redelivered:
+            db.executemany(
+                "UPDATE messages SET redelivered = 1 WHERE queue_id = ? AND seq = ?",
+                self.redelivered,
+            )
+
+    def finish(self, ok: bool, value: Any) -> None:
+        error = None if ok else value
+        if error is not None and not isinstance(error, BuzonError):
+            error = StoreError(ErrorCode.STORAGE_UNAVAILABLE, str(error)[:200])
+        self.ticket.resolve(error)
 
 
 def prepare_data_dir(data_dir: Path) -> Path:
@@ -58,6 +106,13 @@ def _setup(connection: sqlite3.Connection) -> None:
     migrate(connection)
 
 
+def _take_clean_flag(db: sqlite3.Connection) -> bool:
+    """Whether the previous run closed cleanly; from now on, the run counts as unclean."""
+    row = db.execute("SELECT value FROM meta WHERE key = 'clean'").fetchone()
+    db.execute("INSERT OR REPLACE INTO meta VALUES ('clean', '0')")
+    return row is None or row[0] == "1"
+
+
 class SQLiteStore:
     """A :class:`~buzon.store.base.Store` in ``<data_dir>/buzon.db``.
 
@@ -67,7 +122,9 @@ class SQLiteStore:
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
+        self.opened_cleanly = True
         self._thread: SqliteThread | None = None
+        self._batch: _Batch | None = None
 
     async def open(self) -> None:
         """Create or check the database.
@@ -84,16 +141,27 @@ class SQLiteStore:
         finally:
             os.umask(old_umask)
         self._thread = thread
+        self.opened_cleanly = await thread.write(_take_clean_flag)
 
     async def close(self) -> None:
-        if self._thread is not None:
-            await self._thread.close()
-            self._thread = None
+        """Write what is pending, mark the run clean, close."""
+        if self._thread is None:
+            return
+        thread = self._db  # flushes the pending batch
+        await thread.write(
+            lambda db: db.execute("INSERT OR REPLACE INTO meta VALUES ('clean', '1')")
+        )
+        await thread.close()
+        self._thread = None
 
     @property
     def _db(self) -> SqliteThread:
+        """The database thread, after handing it any pending message batch, so that every
+        call runs after the writes submitted before it."""
         if self._thread is None:
             raise StoreError(ErrorCode.STORAGE_UNAVAILABLE, "the store is not open")
+        if self._batch is not None:
+            self._flush()
         return self._thread
 
     # -- users ---------------------------------------------------------------------------
@@ -185,7 +253,7 @@ class SQLiteStore:
         def run(db: sqlite3.Connection) -> None:
             try:
                 db.execute(
-                    "INSERT INTO destinations VALUES (?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO destinations VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (
                         record.id,
                         record.kind.value,
@@ -193,6 +261,7 @@ class SQLiteStore:
                         record.owner_id,
                         record.key_hash,
                         record.created_at,
+                        json.dumps(dataclasses.asdict(record.policy)),
                     ),
                 )
             except sqlite3.IntegrityError:
@@ -216,9 +285,83 @@ class SQLiteStore:
         return await self._db.read(run)
 
     async def delete_destination(self, destination_id: str) -> None:
-        await self._db.write(
-            lambda db: db.execute("DELETE FROM destinations WHERE id = ?", (destination_id,))
-        )
+        def run(db: sqlite3.Connection) -> None:
+            db.execute("DELETE FROM destinations WHERE id = ?", (destination_id,))
+            db.execute("DELETE FROM messages WHERE queue_id = ?", (destination_id,))
+
+        await self._db.write(run)
+
+    # -- durable subscriptions -----------------------------------------------------------
+
+    async def add_durable_subscription(self, record: DurableSubscriptionRecord) -> None:
+        def run(db: sqlite3.Connection) -> None:
+            try:
+                db.execute(
+                    "INSERT INTO durable_subscriptions VALUES (?, ?, ?, ?, ?)",
+                    (record.id, record.channel_id, record.owner_id, record.name, record.created_at),
+                )
+            except sqlite3.IntegrityError:
+                raise StoreError(
+                    ErrorCode.DESTINATION_EXISTS, f"subscription {record.name!r}"
+                ) from None
+
+        await self._db.write(run)
+
+    async def durable_subscriptions(self) -> list[DurableSubscriptionRecord]:
+        def run(db: sqlite3.Connection) -> list[DurableSubscriptionRecord]:
+            rows = db.execute(_ALL_DURABLES).fetchall()
+            return [DurableSubscriptionRecord(*row) for row in rows]
+
+        return await self._db.read(run)
+
+    async def delete_durable_subscription(self, subscription_id: str) -> None:
+        def run(db: sqlite3.Connection) -> None:
+            db.execute("DELETE FROM durable_subscriptions WHERE id = ?", (subscription_id,))
+            db.execute("DELETE FROM messages WHERE queue_id = ?", (subscription_id,))
+
+        await self._db.write(run)
+
+    # -- messages ------------------------------------------------------------------------
+
+    def submit(
+        self,
+        appends: Sequence[StoredMessage] = (),
+        removals: Sequence[MessageKey] = (),
+        redelivered: Sequence[MessageKey] = (),
+    ) -> Ticket:
+        """Queue message writes; see :meth:`buzon.store.base.MessageLog.submit`.
+
+        Everything submitted during one turn of the event loop goes to the database as
+        one job (one ``executemany`` per kind of write) and shares one ticket.
+        """
+        batch = self._batch
+        if batch is None:
+            if self._thread is None:
+                raise StoreError(ErrorCode.STORAGE_UNAVAILABLE, "the store is not open")
+            batch = self._batch = _Batch()
+            asyncio.get_running_loop().call_soon(self._flush)
+        batch.appends.extend(appends)
+        batch.removals.extend(removals)
+        batch.redelivered.extend(redelivered)
+        return batch.ticket
+
+    def _flush(self) -> None:
+        batch, self._batch = self._batch, None
+        if batch is None:
+            return
+        if self._thread is None:
+            batch.ticket.resolve(StoreError(ErrorCode.STORAGE_UNAVAILABLE, "the store is closed"))
+            return
+        try:
+            self._thread.post(batch.run, batch.finish)
+        except StoreError as exc:
+            batch.ticket.resolve(exc)
+
+    async def messages(self) -> list[StoredMessage]:
+        def run(db: sqlite3.Connection) -> list[StoredMessage]:
+            return [_stored_message(row) for row in db.execute(_ALL_MESSAGES).fetchall()]
+
+        return await self._db.read(run)
 
 
 _USER_BY_NAME = (
@@ -227,11 +370,20 @@ _USER_BY_NAME = (
 _USER_BY_ID = "SELECT id, name, password_hash, role, disabled, created_at FROM users WHERE id = ?"
 _ALL_USERS = "SELECT id, name, password_hash, role, disabled, created_at FROM users ORDER BY name"
 _DESTINATION_BY_NAME = (
-    "SELECT id, kind, name, owner_id, key_hash, created_at FROM destinations"
+    "SELECT id, kind, name, owner_id, key_hash, created_at, policy FROM destinations"
     " WHERE kind = ? AND name = ?"
 )
 _ALL_DESTINATIONS = (
-    "SELECT id, kind, name, owner_id, key_hash, created_at FROM destinations ORDER BY kind, name"
+    "SELECT id, kind, name, owner_id, key_hash, created_at, policy FROM destinations"
+    " ORDER BY kind, name"
+)
+_ALL_DURABLES = (
+    "SELECT id, channel_id, owner_id, name, created_at FROM durable_subscriptions"
+    " ORDER BY channel_id, owner_id, name"
+)
+_ALL_MESSAGES = (
+    "SELECT queue_id, seq, message_id, destination, headers, body, expires_at, redelivered"
+    " FROM messages ORDER BY queue_id, seq"
 )
 
 
@@ -245,8 +397,49 @@ def _user(row: tuple[str, str, str, str, int, float]) -> UserRecord:
     return UserRecord(user_id, name, password_hash, Role(role), bool(disabled), created_at)
 
 
-def _destination(row: tuple[str, str, str, str, str | None, float]) -> DestinationRecord:
-    destination_id, kind, name, owner_id, key_hash, created_at = row
+def _destination(row: tuple[str, str, str, str, str | None, float, str]) -> DestinationRecord:
+    destination_id, kind, name, owner_id, key_hash, created_at, policy = row
     return DestinationRecord(
-        destination_id, DestinationKind(kind), name, owner_id, key_hash, created_at
+        destination_id,
+        DestinationKind(kind),
+        name,
+        owner_id,
+        key_hash,
+        created_at,
+        _policy(json.loads(policy)),
+    )
+
+
+def _policy(fields: dict[str, Any]) -> QueuePolicy:
+    known = {f.name for f in dataclasses.fields(QueuePolicy)}
+    values = {key: value for key, value in fields.items() if key in known}
+    if "overflow" in values:
+        values["overflow"] = Overflow(values["overflow"])
+    return QueuePolicy(**values)
+
+
+def _message_row(message: StoredMessage) -> tuple[object, ...]:
+    return (
+        message.queue_id,
+        message.seq,
+        message.message_id,
+        message.destination,
+        json.dumps(message.headers),
+        message.body,
+        message.expires_at,
+        int(message.redelivered),
+    )
+
+
+def _stored_message(row: tuple[Any, ...]) -> StoredMessage:
+    queue_id, seq, message_id, destination, headers, body, expires_at, redelivered = row
+    return StoredMessage(
+        queue_id,
+        seq,
+        message_id,
+        destination,
+        tuple((name, value) for name, value in json.loads(headers)),
+        bytes(body),
+        expires_at,
+        bool(redelivered),
     )

@@ -22,6 +22,7 @@ import sqlite3
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -37,7 +38,7 @@ MAX_GROUP = 2048
 class _Job:
     run: Callable[[sqlite3.Connection], Any]
     write: bool
-    future: asyncio.Future[Any]
+    finish: Callable[[bool, Any], None]  # called on ``loop`` with (succeeded, result or error)
     loop: asyncio.AbstractEventLoop
 
 
@@ -95,12 +96,25 @@ class SqliteThread:
         self._jobs.put(_STOP)
         await asyncio.to_thread(self._thread.join)
 
+    def post(
+        self, run: Callable[[sqlite3.Connection], Any], finish: Callable[[bool, Any], None]
+    ) -> None:
+        """Queue a write without awaiting: ``finish(succeeded, result_or_error)`` runs on
+        the calling event loop once it is committed or failed.
+
+        Raises:
+            StoreError: STORAGE_UNAVAILABLE once the store is closed.
+        """
+        if self._closed:
+            raise StoreError(ErrorCode.STORAGE_UNAVAILABLE, "the store is closed")
+        self._jobs.put(_Job(run, True, finish, asyncio.get_running_loop()))
+
     def _submit(self, run: Callable[[sqlite3.Connection], T], *, write: bool) -> asyncio.Future[T]:
         if self._closed:
             raise StoreError(ErrorCode.STORAGE_UNAVAILABLE, "the store is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._jobs.put(_Job(run, write, future, loop))
+        self._jobs.put(_Job(run, write, partial(_settle, future), loop))
         return future
 
     # -- the database thread -------------------------------------------------------------
@@ -162,7 +176,7 @@ class SqliteThread:
                     for job, ok, value in results
                 ]
         for job, ok, value in results:
-            job.loop.call_soon_threadsafe(_settle, job.future, ok, value)
+            job.loop.call_soon_threadsafe(job.finish, ok, value)
 
     def _run_one(self, connection: sqlite3.Connection, job: _Job) -> tuple[_Job, bool, Any]:
         if job.write:

@@ -1,0 +1,51 @@
+"""Tickets: the promise of a write, for callers that must not wait (the engine).
+
+The engine is synchronous, so it cannot await a store write. It gets a :class:`Ticket`
+instead and attaches callbacks; the store resolves the ticket on the event loop once the
+write is durable (or failed). Callbacks run in the order they were added, on the loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from buzon.errors import BuzonError
+
+
+class Ticket:
+    """A write in progress: ``done`` once resolved, with ``error`` set if it failed."""
+
+    __slots__ = ("_callbacks", "done", "error")
+
+    def __init__(self) -> None:
+        self.done = False
+        self.error: BuzonError | None = None
+        self._callbacks: list[Callable[[Ticket], None]] = []
+
+    def add_callback(self, callback: Callable[[Ticket], None]) -> None:
+        """Run ``callback(ticket)`` once resolved; at once if it already is."""
+        if self.done:
+            callback(self)
+        else:
+            self._callbacks.append(callback)
+
+    def resolve(self, error: BuzonError | None = None) -> None:
+        """Mark the write durable (``error`` None) or failed; run the callbacks. Once only."""
+        if self.done:
+            return
+        self.done = True
+        self.error = error
+        callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            callback(self)
+
+
+def resolved() -> Ticket:
+    """A ticket that is already done: for writes that needed nothing (memory, no-op)."""
+    ticket = Ticket()
+    ticket.resolve()
+    return ticket
+
+
+DONE = resolved()
+"""A shared, already resolved ticket (adding a callback to it just runs the callback)."""
