@@ -66,6 +66,7 @@ class ErrorCode(enum.Enum):
     DESTINATION_NOT_FOUND = (404, "destination not found")
     DESTINATION_EXISTS = (409, "destination already exists")
     DESTINATION_DELETED = (410, "destination deleted")
+    QUEUE_FULL = (429, "queue is full")
     UNKNOWN_RECEIPT = (404, "unknown or expired receipt")
     DUPLICATE_SUBSCRIPTION = (409, "subscription id already in use")
     UNKNOWN_SUBSCRIPTION = (404, "unknown subscription")

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from buzon.auth import Principal
 from buzon.broker import AckMode, Broker, Delivery, Session
-from buzon.errors import ErrorCode
-from buzon.store import Role
+from buzon.errors import ErrorCode, StoreError
+from buzon.store import MessageKey, Role, StoredMessage, Ticket
 
 
 @dataclass(eq=False)
@@ -84,3 +84,44 @@ def open_peer(broker: Broker, principal: str = "alice", role: Role = Role.USER) 
 def numbered(count: int, start: int = 1) -> list[bytes]:
     """``[b"1", b"2", ...]``: bodies whose order is easy to read in assertions."""
     return [str(n).encode() for n in range(start, start + count)]
+
+
+class HeldLog:
+    """A message log whose writes stay pending until the test resolves them.
+
+    A real implementation of the MessageLog protocol (it keeps what it is given), so the
+    engine's "nothing before it is durable" rules can be observed step by step.
+    """
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[Ticket, list[StoredMessage], list[MessageKey]]] = []
+        self.kept: dict[MessageKey, StoredMessage] = {}
+        self.redelivered: list[MessageKey] = []
+
+    def submit(
+        self,
+        appends: Sequence[StoredMessage] = (),
+        removals: Sequence[MessageKey] = (),
+        redelivered: Sequence[MessageKey] = (),
+    ) -> Ticket:
+        ticket = Ticket()
+        self.pending.append((ticket, list(appends), list(removals)))
+        self.redelivered.extend(redelivered)
+        return ticket
+
+    def resolve(self, error: ErrorCode | None = None) -> None:
+        """Make every pending write durable (or fail them all with ``error``), including
+        writes that resolving causes (an auto-ack removal when a message arrives)."""
+        while self.pending:
+            self._resolve_now(error)
+
+    def _resolve_now(self, error: ErrorCode | None) -> None:
+        pending, self.pending = self.pending, []
+        for ticket, appends, removals in pending:
+            if error is None:
+                self.kept.update({(m.queue_id, m.seq): m for m in appends})
+                for key in removals:
+                    self.kept.pop(key, None)
+                ticket.resolve()
+            else:
+                ticket.resolve(StoreError(error, "simulated"))

@@ -12,7 +12,6 @@ dict lookup; names are parsed and checked only on a miss.
 
 from __future__ import annotations
 
-import secrets
 import time
 import uuid
 from collections.abc import Callable, Container
@@ -22,8 +21,9 @@ from buzon.broker.addresses import address, check_name, parse_destination
 from buzon.broker.channel import Channel
 from buzon.broker.config import BrokerConfig
 from buzon.broker.flow import QueuedBytes
-from buzon.broker.message import Headers, Message
-from buzon.broker.queue import Queue
+from buzon.broker.journal import Journal
+from buzon.broker.message import Message
+from buzon.broker.queue import DeadLetter, Queue
 from buzon.errors import AccessDenied, BrokerError, ErrorCode
 from buzon.store.records import DestinationKind, DestinationRecord
 
@@ -36,22 +36,27 @@ def new_record(
 
 
 class Destinations:
-    """Every queue and channel of one broker, and the message numbering.
+    """Every queue and channel of one broker.
 
     Args:
         config: passed to new channels (pending bounds, slow-consumer policy).
         gauge: passed to new queues (producer flow control).
-        clock: Unix time, for the records of destinations created on first use.
+        clock: Unix time, for records of destinations created on first use and expiry.
+        journal: where queues log the removal of persistent messages.
+
+    Attributes:
+        dead_letter: what queues do with retired messages (set by the intake).
+        on_created: called with the record of every destination created on first use.
     """
 
     __slots__ = (
         "_clock",
         "_config",
         "_gauge",
-        "_id_prefix",
-        "_seq",
+        "_journal",
         "_targets",
         "channels",
+        "dead_letter",
         "on_created",
         "queues",
         "retired_delivered",
@@ -59,21 +64,24 @@ class Destinations:
     )
 
     def __init__(
-        self, config: BrokerConfig, gauge: QueuedBytes, clock: Callable[[], float] = time.time
+        self,
+        config: BrokerConfig,
+        gauge: QueuedBytes,
+        clock: Callable[[], float] = time.time,
+        journal: Journal | None = None,
     ) -> None:
         self._config = config
         self._gauge = gauge
         self._clock = clock
+        self._journal = journal if journal is not None else Journal(None)
         self._targets: dict[str, Queue | Channel] = {}
         self.queues: dict[str, Queue] = {}
         self.channels: dict[str, Channel] = {}
         self.on_created: list[Callable[[DestinationRecord], None]] = []
+        self.dead_letter: DeadLetter = _drop
         # counters of deleted destinations, so broker-wide totals never go back
         self.retired_published = 0
         self.retired_delivered = 0
-        # Message ids must not repeat across broker restarts that clients may straddle.
-        self._id_prefix = secrets.token_hex(4)
-        self._seq = 0
 
     def get(self, destination: str) -> Queue | Channel | None:
         """The queue or channel at ``destination``, or None."""
@@ -91,11 +99,22 @@ class Destinations:
             raise BrokerError(ErrorCode.DESTINATION_EXISTS, key)
         target: Queue | Channel
         if record.kind is DestinationKind.QUEUE:
-            target = self.queues[record.name] = Queue(record, self._gauge)
+            target = self.queues[record.name] = Queue(
+                record,
+                self._gauge,
+                self._journal,
+                clock=self._clock,
+                dead_letter=lambda queue, message, reason: self.dead_letter(queue, message, reason),
+            )
         else:
             target = self.channels[record.name] = Channel(record, self._config)
         self._targets[key] = target
         return target
+
+    def created(self, record: DestinationRecord) -> None:
+        """Tell ``on_created`` about a destination the engine made by itself."""
+        for callback in self.on_created:
+            callback(record)
 
     def remove(self, kind: DestinationKind, name: str) -> Queue | Channel:
         """Delete a queue or channel: its messages go, its subscribers get an ERROR.
@@ -148,8 +167,7 @@ class Destinations:
                 raise BrokerError(ErrorCode.DESTINATION_NOT_FOUND, f"{destination} does not exist")
             record = new_record(kind, name, principal.id, None, self._clock())
             target = self.add(record)
-            for callback in self.on_created:
-                callback(record)
+            self.created(record)
         self._authorize(target, principal, action, grants)
         return target
 
@@ -186,13 +204,6 @@ class Destinations:
             )
         raise AccessDenied(ErrorCode.ACCESS_DENIED, f"{target.address}: owner or admin only")
 
-    def publish(self, target: Queue | Channel, headers: Headers, body: bytes) -> str:
-        """Number a new message and hand it to ``target``.
 
-        Returns:
-            the message id.
-        """
-        self._seq += 1
-        message_id = f"{self._id_prefix}-{self._seq}"
-        target.publish(Message(message_id, target.address, headers, body, self._seq))
-        return message_id
+def _drop(queue: Queue, message: Message, reason: str) -> None:
+    """No dead-letter handling configured: retired messages are dropped."""

@@ -9,7 +9,7 @@ serves STOMP over TCP, STOMP over WebSocket, HTTP and in-process tests.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 
 from buzon.auth.access import Action, Principal
 from buzon.broker.addresses import address
@@ -17,13 +17,15 @@ from buzon.broker.channel import Channel
 from buzon.broker.config import BrokerConfig
 from buzon.broker.destinations import Destinations
 from buzon.broker.flow import QueuedBytes
+from buzon.broker.intake import Intake
+from buzon.broker.journal import Journal
 from buzon.broker.leases import Lease, Leases
 from buzon.broker.message import DeliverySink, Headers
 from buzon.broker.queue import Queue
 from buzon.broker.session import Session
 from buzon.broker.stats import BrokerStats
 from buzon.errors import BrokerError, ErrorCode, LocalProtocolError
-from buzon.store.records import DestinationKind, DestinationRecord
+from buzon.store import DestinationKind, DestinationRecord, MessageLog, StoredMessage, Ticket
 
 DEFAULT_CONFIG = BrokerConfig()
 
@@ -33,15 +35,26 @@ class Broker:
 
     Args:
         config: limits and defaults; see :class:`BrokerConfig`.
-        clock: Unix time, for destinations created on first use.
+        clock: Unix time, for destinations created on first use and for expiry.
+        log: where persistent messages are written (the store); None keeps nothing.
+
+    Attributes:
+        journal: the engine's writes to ``log``; ``journal.last`` is the ticket a front
+            end waits for before it confirms anything.
     """
 
     def __init__(
-        self, config: BrokerConfig = DEFAULT_CONFIG, *, clock: Callable[[], float] = time.time
+        self,
+        config: BrokerConfig = DEFAULT_CONFIG,
+        *,
+        clock: Callable[[], float] = time.time,
+        log: MessageLog | None = None,
     ) -> None:
         self.config = config
         self._gauge = QueuedBytes(config.queue_high_water_bytes, config.queue_low_water_bytes)
-        self._destinations = Destinations(config, self._gauge, clock)
+        self.journal = Journal(log)
+        self._destinations = Destinations(config, self._gauge, clock, self.journal)
+        self._intake = Intake(self._destinations, self.journal, clock)
         self.leases = Leases()
         self._sessions: dict[str, Session] = {}
         self._last_session = 0
@@ -73,6 +86,7 @@ class Broker:
             principal,
             sink,
             self._destinations,
+            self._intake,
             self.config,
             self._forget,
         )
@@ -133,17 +147,43 @@ class Broker:
         headers: Headers,
         body: bytes,
         grants: Collection[str] = (),
-    ) -> str:
+    ) -> tuple[str, Ticket | None]:
         """Publish outside any session (HTTP); the destination must exist.
 
+        The message arrives once its write is durable; wait for the returned ticket
+        before confirming (a failed ticket means it was never delivered).
+
+        Returns:
+            the message id and the ticket of its write (None when nothing was written).
+
         Raises:
-            BrokerError: ``BAD_DESTINATION``, ``DESTINATION_NOT_FOUND``.
+            BrokerError: ``BAD_DESTINATION``, ``DESTINATION_NOT_FOUND``, ``QUEUE_FULL``,
+                ``BAD_HEADER_VALUE``.
             AccessDenied: as :meth:`Session.publish`.
         """
         target = self._destinations.resolve(
             destination, principal, Action.PUBLISH, grants, create=False
         )
-        return self._destinations.publish(target, headers, body)
+        return self._intake.publish(target, headers, body)
+
+    def purge(self, queue: str) -> int:
+        """Drop the waiting messages of a queue (not those in flight); return how many.
+
+        Raises:
+            BrokerError: ``DESTINATION_NOT_FOUND``.
+        """
+        target = self._destinations.queues.get(queue)
+        if target is None:
+            raise BrokerError(ErrorCode.DESTINATION_NOT_FOUND, f"queue {queue[:80]!r}")
+        return target.purge()
+
+    def expire_messages(self, now: float) -> int:
+        """Retire expired waiting messages in every queue; return how many."""
+        return sum(queue.expire(now) for queue in self._destinations.queues.values())
+
+    def recover(self, messages: Iterable[StoredMessage], cleanly: bool) -> int:
+        """Restore logged messages into their queues at start (see :class:`Intake`)."""
+        return self._intake.recover(messages, cleanly)
 
     # -- pulling with leases (HTTP consumers) ----------------------------------------------
 
@@ -254,6 +294,7 @@ class Broker:
             session.set_writable(False)
         for session in sessions:
             session.close()
+        self._intake.mark_redelivered(self._destinations.queues.values())
 
     def _forget(self, session: Session) -> None:
         del self._sessions[session.id]

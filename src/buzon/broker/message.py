@@ -21,6 +21,9 @@ class Message:
         headers: the user headers as published.
         body: the payload.
         seq: broker-wide publish order; queues keep and return messages in this order.
+        persistent: kept in the message log until settled (durable queues, unless the
+            publisher said ``persistent:false``).
+        expires_at: Unix time after which it is never delivered, or None.
     """
 
     id: str
@@ -28,6 +31,8 @@ class Message:
     headers: Headers
     body: bytes
     seq: int
+    persistent: bool = False
+    expires_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,9 +14,14 @@ Removal from the ring is lazy when a session stops being writable (it may happen
 delivery, from the sink) and eager on unsubscribe (so the ring never grows with churn).
 
 HTTP consumers pull instead: :meth:`Queue.take` hands waiting messages out in the same
-order, in flight until :meth:`Queue.ack_taken` or :meth:`Queue.return_taken` (the lease
-table in ``leases`` decides when). A puller waiting for messages registers a one-shot
-:meth:`Queue.call_when_ready`.
+order, in flight until :meth:`Queue.ack_taken` or :meth:`Queue.return_taken`. A puller
+waiting for messages registers a one-shot :meth:`Queue.call_when_ready`.
+
+Policy. Every message handed out comes through :meth:`Queue._next`, which retires expired
+messages and those delivered ``max_deliveries`` times already (to the dead-letter queue if
+one is set). :meth:`Queue.admit` enforces ``max_length`` before a publish is accepted.
+Persistent messages are removed from the journal when they leave (settled, retired,
+purged); they entered it before the queue saw them.
 
 Deleting a queue drops its waiting messages, ends every subscription (the sessions get
 DESTINATION_DELETED) and drops in-flight messages as they come back instead of requeueing.
@@ -29,61 +34,99 @@ keeps the stack flat when a consumer acks every delivery synchronously.
 from __future__ import annotations
 
 import heapq
+import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from operator import attrgetter
 
 from buzon.broker.addresses import address
 from buzon.broker.flow import QueuedBytes
+from buzon.broker.journal import Journal
 from buzon.broker.message import Message
+from buzon.broker.policy import over_limit
 from buzon.broker.stats import QueueStats
 from buzon.broker.subscription import Subscription
-from buzon.errors import ErrorCode
-from buzon.store.records import DestinationRecord
+from buzon.errors import BrokerError, ErrorCode
+from buzon.store import DestinationRecord, MessageKey, Overflow
 
 _by_seq = attrgetter("seq")
 
+DeadLetter = Callable[["Queue", Message, str], None]
+"""Moves a retired message to its queue's dead-letter queue (``queue, message, reason``)."""
+
+
+def _no_dead_letters(queue: Queue, message: Message, reason: str) -> None:
+    """Retired messages are simply dropped."""
+
 
 class Queue:
-    """One ``/queue/<name>`` destination.
+    """One ``/queue/<name>`` destination (or a durable subscription's backlog).
 
     Args:
-        record: what the queue is (name, id, owner, key).
+        record: what the queue is (name, id, owner, key, policy).
         gauge: the broker-wide count of queued bytes, for producer flow control.
+        journal: where persistent messages are logged.
+        clock: Unix time, for expiry.
+        dead_letter: what to do with a retired message when the policy names a
+            dead-letter queue.
     """
 
     __slots__ = (
         "_acked",
         "_bytes",
+        "_clock",
+        "_dead_letter",
         "_delivered",
+        "_deliveries",
         "_dispatching",
         "_gauge",
         "_in_flight",
+        "_incoming",
+        "_journal",
         "_published",
         "_ready",
+        "_ready_bytes",
         "_redelivered",
         "_redeliveries",
+        "_retired",
         "_ring",
         "_subs",
         "_waiters",
         "address",
         "deleted",
         "name",
+        "policy",
         "record",
     )
 
-    def __init__(self, record: DestinationRecord, gauge: QueuedBytes) -> None:
+    def __init__(
+        self,
+        record: DestinationRecord,
+        gauge: QueuedBytes,
+        journal: Journal | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        dead_letter: DeadLetter = _no_dead_letters,
+    ) -> None:
         self.record = record
+        self.policy = record.policy
         self.name = record.name
         self.address = address(record.kind, record.name)
         self.deleted = False
         self._gauge = gauge
+        self._journal = journal if journal is not None else Journal(None)
+        self._clock = clock
+        self._dead_letter = dead_letter
         self._ready: deque[Message] = deque()
+        self._ready_bytes = 0
+        self._incoming = 0  # admitted, waiting for the journal before they arrive
         self._ring: deque[Subscription] = deque()
         self._subs: set[Subscription] = set()
         self._waiters: list[Callable[[], None]] = []
         # seqs of messages handed out before and given back; checked at delivery
         self._redelivered: set[int] = set()
+        # deliveries so far, per seq (kept only when the policy limits them)
+        self._deliveries: dict[int, int] = {}
         self._dispatching = False
         self._in_flight = 0
         self._bytes = 0
@@ -91,18 +134,55 @@ class Queue:
         self._delivered = 0
         self._acked = 0
         self._redeliveries = 0
+        self._retired = 0
+
+    # -- arriving ------------------------------------------------------------------------
+
+    def admit(self, message: Message) -> None:
+        """Accept a message that will arrive (through :meth:`publish`) once logged.
+
+        Raises:
+            BrokerError: QUEUE_FULL when the queue is at its maximum length and its
+                overflow policy refuses publishes.
+        """
+        policy = self.policy
+        if policy.overflow is Overflow.REJECT_PUBLISH and over_limit(
+            policy,
+            len(self._ready) + self._incoming + 1,
+            self._ready_bytes + len(message.body),
+        ):
+            raise BrokerError(ErrorCode.QUEUE_FULL, f"{self.address} is at its maximum length")
+        self._incoming += 1
 
     def publish(self, message: Message) -> None:
-        """Enqueue ``message`` and hand it out if a consumer can take it."""
+        """Enqueue an admitted message and hand it out if a consumer can take it."""
+        self._incoming -= 1
         self._published += 1
-        size = len(message.body)
-        self._bytes += size
-        self._gauge.add(size)
-        self._ready.append(message)
+        self._enqueue(message)
         if self._ring:
             self._dispatch()
+        if self.policy.overflow is Overflow.DROP_HEAD:
+            self._drop_heads()
         if self._waiters and self._ready:
             self._wake()
+
+    def withdraw(self) -> None:
+        """An admitted message will not arrive after all (its journal write failed)."""
+        self._incoming -= 1
+
+    def recover(self, messages: Iterable[tuple[Message, bool]]) -> None:
+        """Restore logged messages at start, oldest first; ``True`` marks redelivered ones."""
+        for message, redelivered in messages:
+            self._enqueue(message)
+            if redelivered:
+                self._redelivered.add(message.seq)
+
+    def _enqueue(self, message: Message) -> None:
+        size = len(message.body)
+        self._bytes += size
+        self._ready_bytes += size
+        self._gauge.add(size)
+        self._ready.append(message)
 
     # -- Target: what sessions call ------------------------------------------------------
 
@@ -132,9 +212,7 @@ class Queue:
 
     def settle(self, sub: Subscription, messages: Sequence[Message]) -> None:
         """Forget acknowledged messages for good, then refill ``sub``'s window."""
-        self._in_flight -= len(messages)
-        for message in messages:
-            self._forget(message)
+        self.ack_taken(messages)
         self.resume(sub)
 
     def reject(self, sub: Subscription, messages: Sequence[Message]) -> None:
@@ -152,27 +230,24 @@ class Queue:
         Returns:
             ``(message, redelivered)`` pairs.
         """
-        ready = self._ready
-        redelivered = self._redelivered
         taken: list[tuple[Message, bool]] = []
-        while ready and len(taken) < limit:
-            message = ready.popleft()
-            again = bool(redelivered) and message.seq in redelivered
-            if again:
-                self._redeliveries += 1
-            taken.append((message, again))
-        self._delivered += len(taken)
+        while len(taken) < limit:
+            message = self._next()
+            if message is None:
+                break
+            taken.append((message, self._count_delivery(message)))
         self._in_flight += len(taken)
         return taken
 
     def ack_taken(self, messages: Sequence[Message]) -> None:
-        """Messages from :meth:`take` were handled: forget them."""
+        """Handed-out messages were handled: forget them."""
         self._in_flight -= len(messages)
+        self._acked += len(messages)
         for message in messages:
-            self._forget(message)
+            self._release(message)
 
     def return_taken(self, messages: Sequence[Message]) -> None:
-        """Messages from :meth:`take` come back (NACK, lease expired), marked redelivered."""
+        """Handed-out messages come back (NACK, lease expired), marked redelivered."""
         self._give_back(messages)
 
     def call_when_ready(self, callback: Callable[[], None]) -> None:
@@ -190,6 +265,39 @@ class Queue:
         if callback in self._waiters:
             self._waiters.remove(callback)
 
+    # -- maintenance ---------------------------------------------------------------------
+
+    def purge(self) -> int:
+        """Drop every waiting message (not those in flight); return how many."""
+        dropped = len(self._ready)
+        while self._ready:
+            self._release(self._pop())
+        return dropped
+
+    def expire(self, now: float) -> int:
+        """Retire waiting messages whose time has come; return how many."""
+        keep: deque[Message] = deque()
+        expired = 0
+        while self._ready:
+            message = self._pop()
+            if message.expires_at is not None and message.expires_at <= now:
+                self._retire(message, "expired")
+                expired += 1
+            else:
+                keep.append(message)
+                self._ready_bytes += len(message.body)
+        self._ready = keep
+        return expired
+
+    def redelivered_keys(self) -> list[MessageKey]:
+        """Log keys of waiting persistent messages that were delivered before (to mark them
+        at a clean shutdown, so they come back marked after the restart)."""
+        return [
+            (self.record.id, m.seq)
+            for m in self._ready
+            if m.persistent and m.seq in self._redelivered
+        ]
+
     def delete(self) -> None:
         """The queue is deleted: drop waiting messages and end every subscription."""
         self.deleted = True
@@ -203,6 +311,51 @@ class Queue:
 
     # -- internals -----------------------------------------------------------------------
 
+    def _pop(self) -> Message:
+        message = self._ready.popleft()
+        self._ready_bytes -= len(message.body)
+        return message
+
+    def _next(self) -> Message | None:
+        """The oldest waiting message that may still be delivered, or None.
+
+        Expired messages and those delivered ``max_deliveries`` times are retired on the way.
+        """
+        policy = self.policy
+        while self._ready:
+            message = self._pop()
+            if message.expires_at is not None and message.expires_at <= self._clock():
+                self._retire(message, "expired")
+            elif (
+                policy.max_deliveries is not None
+                and self._deliveries.get(message.seq, 0) >= policy.max_deliveries
+            ):
+                self._retire(message, "max-deliveries")
+            else:
+                return message
+        return None
+
+    def _count_delivery(self, message: Message) -> bool:
+        """Count one more delivery of ``message``; return whether it is a redelivery."""
+        self._delivered += 1
+        if self.policy.max_deliveries is not None:
+            self._deliveries[message.seq] = self._deliveries.get(message.seq, 0) + 1
+        again = bool(self._redelivered) and message.seq in self._redelivered
+        if again:
+            self._redeliveries += 1
+        return again
+
+    def _drop_heads(self) -> None:
+        while self._ready and over_limit(self.policy, len(self._ready), self._ready_bytes):
+            self._retire(self._pop(), "max-length")
+
+    def _retire(self, message: Message, reason: str) -> None:
+        """``message`` leaves without being delivered (expired, over its limits)."""
+        self._retired += 1
+        self._release(message)
+        if self.policy.dead_letter_queue is not None:
+            self._dead_letter(self, message, reason)
+
     def _wake(self) -> None:
         waiters, self._waiters = self._waiters, []
         for callback in waiters:
@@ -213,13 +366,16 @@ class Queue:
         self._bytes -= size
         self._gauge.remove(size)
 
-    def _forget(self, message: Message) -> None:
-        self._acked += 1
-        size = len(message.body)
-        self._bytes -= size
+    def _release(self, message: Message) -> None:
+        """Forget ``message`` (settled or retired): bytes, bookkeeping, its log record."""
+        self._drop(message)
+        seq = message.seq
         if self._redelivered:
-            self._redelivered.discard(message.seq)
-        self._gauge.remove(size)
+            self._redelivered.discard(seq)
+        if self._deliveries:
+            self._deliveries.pop(seq, None)
+        if message.persistent and not self.deleted:
+            self._journal.remove(self.record.id, seq)
 
     def _give_back(self, messages: Sequence[Message]) -> None:
         self._in_flight -= len(messages)
@@ -229,6 +385,7 @@ class Queue:
             return
         returned = sorted(messages, key=_by_seq)
         self._redelivered.update(message.seq for message in returned)
+        self._ready_bytes += sum(len(message.body) for message in returned)
         ready = self._ready
         if not ready or returned[-1].seq < ready[0].seq:
             ready.extendleft(reversed(returned))
@@ -245,22 +402,22 @@ class Queue:
         if self._dispatching:
             return  # the loop further up the stack sees the new state
         self._dispatching = True
-        ready = self._ready
         ring = self._ring
-        redelivered = self._redelivered
         try:
-            while ready and ring:
+            while self._ready and ring:
                 sub = ring.popleft()
                 sub.in_ring = False
                 if not sub.can_take:
                     continue  # lost credit since it joined; resume() brings it back
-                message = ready.popleft()
-                again = bool(redelivered) and message.seq in redelivered
-                self._delivered += 1
-                if again:
-                    self._redeliveries += 1
+                message = self._next()
+                if message is None:
+                    sub.in_ring = True
+                    ring.appendleft(sub)
+                    break
+                again = self._count_delivery(message)
                 if sub.auto:
-                    self._forget(message)
+                    self._acked += 1
+                    self._release(message)
                 else:
                     self._in_flight += 1
                 sub.deliver(message, again)
@@ -283,4 +440,5 @@ class Queue:
             acked=self._acked,
             redelivered=self._redeliveries,
             bytes=self._bytes,
+            retired=self._retired,
         )

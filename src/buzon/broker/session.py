@@ -3,22 +3,30 @@
 Every front end (STOMP over TCP or WebSocket, HTTP) drives the engine through this class
 only. Commands run to completion synchronously; deliveries they cause (to this session or
 any other) are handed to the sinks before the command returns.
+
+Persistent messages arrive in their queue only once the journal has them (see ``intake``).
+While any of this session's writes is pending, its later publishes (persistent or not)
+wait behind it in ``_outbox``, so one publisher's messages keep their order. If a write
+fails, that message is never delivered and the session ends with STORAGE_UNAVAILABLE.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 
 from buzon.auth.access import Action, Principal
 from buzon.broker.channel import Channel
 from buzon.broker.config import BrokerConfig
 from buzon.broker.destinations import Destinations
-from buzon.broker.message import DeliverySink, Headers
+from buzon.broker.intake import Intake
+from buzon.broker.message import DeliverySink, Headers, Message
 from buzon.broker.queue import Queue
 from buzon.broker.stats import SessionStats
 from buzon.broker.subscription import AckMode, Consumer, Subscription
 from buzon.broker.transactions import StagedPublish, StagedSettle, Transactions
 from buzon.errors import BrokerError, ErrorCode, LocalProtocolError
+from buzon.store import Ticket
 
 _DETAIL_CHARS = 64
 
@@ -37,7 +45,9 @@ class Session:
         "_consumer",
         "_destinations",
         "_grants",
+        "_intake",
         "_on_close",
+        "_outbox",
         "_published",
         "_subs",
         "_transactions",
@@ -51,6 +61,7 @@ class Session:
         principal: Principal,
         sink: DeliverySink,
         destinations: Destinations,
+        intake: Intake,
         config: BrokerConfig,
         on_close: Callable[[Session], None],
     ) -> None:
@@ -58,6 +69,8 @@ class Session:
         self.principal = principal
         self._config = config
         self._destinations = destinations
+        self._intake = intake
+        self._outbox: deque[tuple[Queue | Channel, Message, Ticket | None]] = deque()
         self._on_close = on_close
         self._consumer = Consumer(sink, self.close)
         self._subs: dict[str, Subscription] = {}
@@ -107,9 +120,9 @@ class Session:
             self._transactions.stage(transaction, StagedPublish(destination, headers, body))
             return ""
         target = self._resolve(destination, Action.PUBLISH)
-        message_id = self._destinations.publish(target, headers, body)
-        self._published += 1
-        return message_id
+        message = self._intake.prepare(target, headers, body)
+        self._send(target, message, self._intake.accept(target, message))
+        return message.id
 
     def subscribe(
         self,
@@ -257,19 +270,27 @@ class Session:
         """
         self._check_open()
         staged = self._transactions.staged(transaction)
-        # Resolve every send first: a destination deleted or protected since staging makes
-        # the whole commit fail before anything is applied.
-        targets = [
-            self._resolve(op.destination, Action.PUBLISH)
-            for op in staged
-            if isinstance(op, StagedPublish)
-        ]
+        # Resolve, number and admit every send first: a destination deleted, protected or
+        # full since staging makes the whole commit fail before anything is applied.
+        sends = []
+        for op in staged:
+            if isinstance(op, StagedPublish):
+                target = self._resolve(op.destination, Action.PUBLISH)
+                sends.append((target, self._intake.prepare(target, op.headers, op.body)))
+        accepted: list[tuple[Queue | Channel, Message, Ticket | None]] = []
+        try:
+            for target, message in sends:
+                accepted.append((target, message, self._intake.accept(target, message)))
+        except BrokerError:
+            for target, _, _ in accepted:
+                if isinstance(target, Queue):
+                    target.withdraw()
+            raise
         self._transactions.finish(transaction)
-        published = iter(targets)
+        published = iter(accepted)
         for operation in staged:
             if isinstance(operation, StagedPublish):
-                self._destinations.publish(next(published), operation.headers, operation.body)
-                self._published += 1
+                self._send(*next(published))
             else:
                 self._apply_settle(operation)
 
@@ -355,6 +376,31 @@ class Session:
         )
 
     # -- internals -----------------------------------------------------------------------
+
+    def _send(self, target: Queue | Channel, message: Message, ticket: Ticket | None) -> None:
+        """Deliver an accepted message now, or once its write (and earlier ones) is done."""
+        self._published += 1
+        outbox = self._outbox
+        if not outbox and (ticket is None or ticket.done):
+            self._intake.arrive(target, message, ticket)
+            return
+        if ticket is not None and (not outbox or outbox[-1][2] is not ticket):
+            ticket.add_callback(self._drain)
+        outbox.append((target, message, ticket))
+
+    def _drain(self, _: Ticket) -> None:
+        """Deliver what waited, in order, up to the first write still pending."""
+        outbox = self._outbox
+        while outbox:
+            target, message, ticket = outbox[0]
+            if ticket is not None and not ticket.done:
+                return
+            outbox.popleft()
+            if not self._intake.arrive(target, message, ticket) and not self._closed:
+                self._consumer.kill(
+                    ErrorCode.STORAGE_UNAVAILABLE,
+                    "a message could not be stored, so it was not delivered",
+                )
 
     def _resolve(self, destination: str, action: Action) -> Queue | Channel:
         return self._destinations.resolve(

@@ -19,6 +19,8 @@ class QueueStats:
         acked: messages settled for good (acknowledged, or delivered in ack mode auto).
         redelivered: deliveries of messages that had come back to the queue.
         bytes: body bytes held (waiting and in flight).
+        retired: messages that left without delivery: expired, over ``max_deliveries``
+            or dropped from the head of a full queue (dead-lettered when configured).
     """
 
     name: str
@@ -30,6 +32,7 @@ class QueueStats:
     acked: int
     redelivered: int
     bytes: int
+    retired: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import secrets
 import socket
+import time
 from collections.abc import Callable
 
 from buzon.auth import AccessKeys, Accounts, SecretHasher, Tokens
@@ -36,6 +37,7 @@ LISTEN_BACKLOG = 1024
 GENERATED_PASSWORD_BYTES = 24
 # Housekeeping periods, in seconds.
 LEASE_CHECK_PERIOD = 0.25
+EXPIRY_CHECK_PERIOD = 1.0  # expired messages are never delivered; the sweep frees them
 RATE_SAMPLE_PERIOD = 1.0
 TOKEN_PURGE_PERIOD = 3600.0
 
@@ -87,7 +89,7 @@ class BuzonServer:
             registration_open=settings.registration,
         )
         keys = AccessKeys(hasher)
-        broker = Broker(broker_config(settings))
+        broker = Broker(broker_config(settings), log=store)
         self._ctx = ServerContext(
             settings=settings,
             store=store,
@@ -150,6 +152,10 @@ class BuzonServer:
         if password is not None:
             await ctx.accounts.ensure_admin(settings.admin_user, password)
         await ctx.resources.restore()
+        recovered = ctx.broker.recover(await ctx.store.messages(), ctx.store.opened_cleanly)
+        if recovered:
+            shutdown = "clean" if ctx.store.opened_cleanly else "unclean (marked redelivered)"
+            log.info("recovered %d stored messages after a %s shutdown", recovered, shutdown)
         loop = asyncio.get_running_loop()
         self._listener = await loop.create_server(
             lambda: StompSession(ctx),
@@ -167,6 +173,7 @@ class BuzonServer:
             raise
         self._housekeeping = [
             loop.create_task(self._every(LEASE_CHECK_PERIOD, self._expire_leases)),
+            loop.create_task(self._every(EXPIRY_CHECK_PERIOD, self._expire_messages)),
             loop.create_task(self._every(RATE_SAMPLE_PERIOD, self._sample_rates)),
             loop.create_task(self._every(TOKEN_PURGE_PERIOD, self._purge_tokens)),
         ]
@@ -216,6 +223,9 @@ class BuzonServer:
 
     def _expire_leases(self) -> None:
         self._ctx.broker.expire_leases(asyncio.get_running_loop().time())
+
+    def _expire_messages(self) -> None:
+        self._ctx.broker.expire_messages(time.time())
 
     def _sample_rates(self) -> None:
         stats = self._ctx.broker.statistics()

@@ -1,8 +1,9 @@
 """STOMP client frames as engine commands, for one logged-in connection.
 
-Each handler turns one event into one :class:`buzon.broker.Session` call and queues the
-RECEIPT when the frame asked for one. Engine refusals (``BrokerError``, ``AuthError``)
-propagate to the caller, which turns them into an ERROR frame.
+Each handler turns one event into one :class:`buzon.broker.Session` call and returns the
+receipt id the frame asked for; the connection sends that RECEIPT once the frame's writes
+are durable. Engine refusals (``BrokerError``, ``AuthError``) propagate to the caller,
+which turns them into an ERROR frame.
 
 Access keys: a SEND or SUBSCRIBE that carries ``access-key`` for a protected destination
 this session was not granted yet must wait for an argon2id check, which runs off the event
@@ -26,9 +27,7 @@ from buzon.stomp import (
     Commit,
     Disconnect,
     Nack,
-    Receipt,
     Send,
-    StompConnection,
     Subscribe,
     Unsubscribe,
     header,
@@ -93,15 +92,13 @@ class Commands:
     """The command handlers of one logged-in connection.
 
     Args:
-        conn: the connection's protocol state (receipts are queued on it).
         session: the engine session.
     """
 
-    def __init__(self, conn: StompConnection, session: Session) -> None:
-        self._conn = conn
+    def __init__(self, session: Session) -> None:
         self.session = session
         self.published = False  # a SEND or COMMIT ran since the caller last reset this
-        self._handlers: dict[type[Any], Callable[[Any], None]] = {
+        self._handlers: dict[type[Any], Callable[[Any], str | None]] = {
             Send: self._send,
             Ack: self._ack,
             Nack: self._nack,
@@ -113,31 +110,27 @@ class Commands:
             Disconnect: self._disconnect,
         }
 
-    def handle(self, event: Any) -> None:
-        """Run one client event against the engine.
+    def handle(self, event: Any) -> str | None:
+        """Run one client event against the engine; return the receipt it asked for.
 
         Raises:
             BrokerError, AuthError: the engine refused it.
         """
-        self._handlers[type(event)](event)
+        return self._handlers[type(event)](event)
 
-    def _receipt(self, receipt: str | None) -> None:
-        if receipt is not None:
-            self._conn.send(Receipt(receipt_id=receipt))
-
-    def _send(self, event: Send) -> None:
+    def _send(self, event: Send) -> str | None:
         headers = tuple(h for h in event.headers if h[0] not in RESERVED_HEADERS)
         self.session.publish(event.destination, headers, event.body, transaction=event.transaction)
         self.published = True
-        self._receipt(event.receipt)
+        return event.receipt
 
-    def _ack(self, event: Ack) -> None:
+    def _ack(self, event: Ack) -> str | None:
         self.session.ack(self._ack_id(event), transaction=event.transaction)
-        self._receipt(event.receipt)
+        return event.receipt
 
-    def _nack(self, event: Nack) -> None:
+    def _nack(self, event: Nack) -> str | None:
         self.session.nack(self._ack_id(event), transaction=event.transaction)
-        self._receipt(event.receipt)
+        return event.receipt
 
     def _ack_id(self, event: Ack | Nack) -> str:
         """The engine's ack id: given in 1.2; found by message id in 1.1."""
@@ -145,28 +138,28 @@ class Commands:
             return event.id
         return self.session.ack_id_for(event.subscription, event.id)
 
-    def _subscribe(self, event: Subscribe) -> None:
+    def _subscribe(self, event: Subscribe) -> str | None:
         prefetch = parse_prefetch(header(event.headers, "prefetch-count"))
         self.session.subscribe(event.id, event.destination, AckMode(event.ack), prefetch)
-        self._receipt(event.receipt)
+        return event.receipt
 
-    def _unsubscribe(self, event: Unsubscribe) -> None:
+    def _unsubscribe(self, event: Unsubscribe) -> str | None:
         self.session.unsubscribe(event.id)
-        self._receipt(event.receipt)
+        return event.receipt
 
-    def _begin(self, event: Begin) -> None:
+    def _begin(self, event: Begin) -> str | None:
         self.session.begin(event.transaction)
-        self._receipt(event.receipt)
+        return event.receipt
 
-    def _commit(self, event: Commit) -> None:
+    def _commit(self, event: Commit) -> str | None:
         self.session.commit(event.transaction)
         self.published = True
-        self._receipt(event.receipt)
+        return event.receipt
 
-    def _abort(self, event: Abort) -> None:
+    def _abort(self, event: Abort) -> str | None:
         self.session.abort(event.transaction)
-        self._receipt(event.receipt)
+        return event.receipt
 
-    def _disconnect(self, event: Disconnect) -> None:
+    def _disconnect(self, event: Disconnect) -> str | None:
         self.session.close()
-        self._receipt(event.receipt)
+        return event.receipt

@@ -30,8 +30,18 @@ from buzon.broker import Delivery, Session
 from buzon.errors import AuthenticationFailed, AuthError, BrokerError, BuzonError, ErrorCode
 from buzon.server.close_reasons import CloseReason
 from buzon.server.context import ServerContext
+from buzon.server.receipts import ReceiptGate
 from buzon.server.stomp_commands import Commands, key_to_check
-from buzon.stomp import Connect, Disconnect, Message, Role, Send, StompConnection, Subscribe
+from buzon.stomp import (
+    Connect,
+    Disconnect,
+    Message,
+    Receipt,
+    Role,
+    Send,
+    StompConnection,
+    Subscribe,
+)
 from buzon.store import DestinationRecord
 
 log = logging.getLogger("buzon.server")
@@ -80,6 +90,11 @@ class StompSession(asyncio.Protocol):
         self._lost = False
         self._closing = False  # _close() ran: we are only waiting for the peer to go
         self._failure: ErrorCode | None = None
+        self._receipts = ReceiptGate(
+            lambda receipt: self._conn.send(Receipt(receipt_id=receipt)),
+            self._flush,
+            lambda error: self.fail(error.code, error.detail),
+        )
 
     @property
     def session(self) -> Session | None:
@@ -211,7 +226,13 @@ class StompSession(asyncio.Protocol):
                 return False
         if isinstance(event, Disconnect):
             self.close_reason = CloseReason.CLIENT_DISCONNECT
-        commands.handle(event)
+        journal = self._ctx.broker.journal
+        before = journal.last
+        receipt = commands.handle(event)
+        if journal.last is not before:
+            self._receipts.wrote(journal.last)
+        if receipt is not None:
+            self._receipts.confirm(receipt)
         return True
 
     def _next_event(self) -> Any:
@@ -236,7 +257,7 @@ class StompSession(asyncio.Protocol):
         if self._lost or self._conn.close_expected():
             return
         session = self._ctx.broker.open_session(self, principal)
-        self._commands = Commands(self._conn, session)
+        self._commands = Commands(session)
         self._conn.accept(session=session.id, server=f"buzon/{__version__}")
         log.debug("%s logged in as %s", self.id, principal.name)
         self._arm_timer()

@@ -20,9 +20,9 @@ class Ticket:
     def __init__(self) -> None:
         self.done = False
         self.error: BuzonError | None = None
-        self._callbacks: list[Callable[[Ticket], None]] = []
+        self._callbacks: list[Callable[[Ticket], object]] = []
 
-    def add_callback(self, callback: Callable[[Ticket], None]) -> None:
+    def add_callback(self, callback: Callable[[Ticket], object]) -> None:
         """Run ``callback(ticket)`` once resolved; at once if it already is."""
         if self.done:
             callback(self)

@@ -1,0 +1,179 @@
+"""How a published message gets into its queue or channel.
+
+Three steps, so that nothing is delivered before it is safe:
+
+1. :meth:`Intake.prepare` numbers the message and applies its destination's policy
+   (persistent or not, when it expires);
+2. :meth:`Intake.accept` admits it (a full queue may refuse) and, if persistent, writes it
+   to the journal, returning the write's ticket;
+3. the message arrives in its destination only once that ticket is done; a failed write
+   withdraws it, so a publish answered with an error is never delivered.
+
+Sessions keep their own publishes in order while tickets are pending (``session``). Also
+here: moving retired messages to dead-letter queues, and restoring logged messages at
+start.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Iterable
+
+from buzon.broker.channel import Channel
+from buzon.broker.destinations import Destinations, new_record
+from buzon.broker.journal import Journal
+from buzon.broker.message import Headers, Message
+from buzon.broker.policy import dead_letter_headers, expiry, first, is_persistent
+from buzon.broker.queue import Queue
+from buzon.errors import BrokerError
+from buzon.store import DestinationKind, StoredMessage, Ticket
+
+Target = Queue | Channel
+
+
+class Intake:
+    """Numbers messages and brings them into destinations, durably when asked.
+
+    Args:
+        destinations: the registry.
+        journal: where persistent messages are logged.
+        clock: Unix time, for expiry.
+    """
+
+    __slots__ = ("_clock", "_destinations", "_id_prefix", "_seq", "journal")
+
+    def __init__(
+        self,
+        destinations: Destinations,
+        journal: Journal,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._destinations = destinations
+        self.journal = journal
+        self._clock = clock
+        # Message ids must not repeat across broker restarts that clients may straddle.
+        self._id_prefix = secrets.token_hex(4)
+        self._seq = 0
+        destinations.dead_letter = self.dead_letter
+
+    def prepare(self, target: Target, headers: Headers, body: bytes) -> Message:
+        """A new message for ``target``, numbered, with its persistence and expiry.
+
+        Raises:
+            BrokerError: BAD_HEADER_VALUE for an ``expires`` header that is not a number.
+        """
+        self._seq += 1
+        seq = self._seq
+        if isinstance(target, Queue):
+            policy = target.policy
+            persistent = is_persistent(headers, policy)
+            expires_at = expiry(headers, policy, self._clock())
+        else:
+            persistent = first(headers, "persistent") != "false"
+            expires_at = expiry(headers, target.record.policy, self._clock())
+        return Message(
+            f"{self._id_prefix}-{seq}", target.address, headers, body, seq, persistent, expires_at
+        )
+
+    def accept(self, target: Target, message: Message) -> Ticket | None:
+        """Admit ``message`` and log it if it is persistent; return the log's ticket.
+
+        Raises:
+            BrokerError: QUEUE_FULL (nothing was logged).
+        """
+        if isinstance(target, Queue):
+            target.admit(message)
+            if message.persistent:
+                return self.journal.append(target.record.id, message)
+        return None
+
+    def arrive(self, target: Target, message: Message, ticket: Ticket | None) -> bool:
+        """Hand an accepted message to its destination; False if its write failed (or the
+        destination was deleted meanwhile), in which case it is never delivered."""
+        failed = ticket is not None and ticket.error is not None
+        if failed or target.deleted:
+            if isinstance(target, Queue):
+                target.withdraw()
+            return not failed
+        target.publish(message)
+        return True
+
+    def publish(self, target: Target, headers: Headers, body: bytes) -> tuple[str, Ticket | None]:
+        """Prepare, accept and deliver once durable; for callers without a session (HTTP).
+
+        Returns:
+            the message id, and the ticket of its write (None when nothing was written).
+
+        Raises:
+            BrokerError: BAD_HEADER_VALUE, QUEUE_FULL.
+        """
+        message = self.prepare(target, headers, body)
+        ticket = self.accept(target, message)
+        if ticket is None or ticket.done:
+            self.arrive(target, message, ticket)
+        else:
+            ticket.add_callback(lambda done: self.arrive(target, message, done))
+        return message.id, ticket
+
+    def dead_letter(self, queue: Queue, message: Message, reason: str) -> None:
+        """Move a retired message to its queue's dead-letter queue (created if missing,
+        owned by the same user); drop it if that queue refuses it."""
+        name = queue.policy.dead_letter_queue
+        if name is None or name == queue.name:
+            return
+        destinations = self._destinations
+        target = destinations.queues.get(name)
+        if target is None:
+            owner = queue.record.owner_id
+            record = new_record(DestinationKind.QUEUE, name, owner, None, self._clock())
+            added = destinations.add(record)
+            destinations.created(record)
+            if not isinstance(added, Queue):
+                return
+            target = added
+        headers = dead_letter_headers(message.headers, reason, message.destination, message.id)
+        moved = self.prepare(target, headers, message.body)
+        try:
+            ticket = self.accept(target, moved)
+        except BrokerError:
+            return  # the dead-letter queue is full and refuses: the message is dropped
+        if ticket is None or ticket.done:
+            self.arrive(target, moved, ticket)
+        else:
+            ticket.add_callback(lambda done: self.arrive(target, moved, done))
+
+    def recover(self, messages: Iterable[StoredMessage], cleanly: bool) -> int:
+        """Put logged messages back into their queues at start; return how many.
+
+        After a crash (``cleanly`` false) every message counts as delivered before, since
+        it may have been. Messages of queues that no longer exist are removed from the log.
+        """
+        by_id = {queue.record.id: queue for queue in self._destinations.queues.values()}
+        restored = 0
+        orphans = []
+        for item in messages:
+            self._seq = max(self._seq, item.seq)
+            queue = by_id.get(item.queue_id)
+            if queue is None:
+                orphans.append((item.queue_id, item.seq))
+                continue
+            message = Message(
+                item.message_id,
+                item.destination,
+                item.headers,
+                item.body,
+                item.seq,
+                True,
+                item.expires_at,
+            )
+            queue.recover([(message, item.redelivered or not cleanly)])
+            restored += 1
+        if orphans:
+            self.journal.write(removals=orphans)
+        return restored
+
+    def mark_redelivered(self, queues: Iterable[Queue]) -> Ticket:
+        """Log which waiting messages were delivered before (at a clean shutdown)."""
+        keys = [key for queue in queues for key in queue.redelivered_keys()]
+        return self.journal.write(redelivered=keys)

@@ -1,0 +1,64 @@
+"""The engine's writes to the message log, without waiting for them.
+
+The engine is synchronous; the log (the store) is not. Every write returns a
+:class:`~buzon.store.Ticket`, and :attr:`Journal.last` is the ticket of the latest write.
+Tickets resolve in the order writes were submitted, so once ``last`` is done, every write
+submitted before it is done too: that is what a front end waits for before it confirms
+anything (a RECEIPT, an HTTP 201).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from buzon.broker.message import Message
+from buzon.store import DONE, MessageKey, MessageLog, StoredMessage, Ticket
+
+
+def stored(queue_id: str, message: Message, redelivered: bool = False) -> StoredMessage:
+    """The log record of ``message`` in the queue ``queue_id``."""
+    return StoredMessage(
+        queue_id,
+        message.seq,
+        message.id,
+        message.destination,
+        message.headers,
+        message.body,
+        message.expires_at,
+        redelivered,
+    )
+
+
+class Journal:
+    """Submits message writes to a log (or to nothing, for an engine without one).
+
+    Args:
+        log: the store's message log; None keeps nothing (every ticket is done at once).
+    """
+
+    __slots__ = ("_log", "last")
+
+    def __init__(self, log: MessageLog | None) -> None:
+        self._log = log
+        self.last: Ticket = DONE
+
+    def append(self, queue_id: str, message: Message) -> Ticket:
+        """Log a new message of a queue; its ticket says when it is durable."""
+        return self.write(appends=[stored(queue_id, message)])
+
+    def remove(self, queue_id: str, seq: int) -> None:
+        """Forget a settled message."""
+        self.write(removals=[(queue_id, seq)])
+
+    def write(
+        self,
+        appends: Sequence[StoredMessage] = (),
+        removals: Sequence[MessageKey] = (),
+        redelivered: Sequence[MessageKey] = (),
+    ) -> Ticket:
+        """Submit writes together (one transaction); return their ticket."""
+        if self._log is None:
+            return DONE
+        ticket = self._log.submit(appends, removals, redelivered)
+        self.last = ticket
+        return ticket

@@ -1,0 +1,72 @@
+"""What a queue's policy means for one message: persistence, expiry, room.
+
+Kept apart from the queue's dispatch so each rule reads in one place. The ``expires``
+header is the STOMP convention (ActiveMQ's): an absolute time in ms since the epoch, 0 for
+never; a queue's ``message_ttl_ms`` gives messages without one (or with a later one) a
+shorter life.
+"""
+
+from __future__ import annotations
+
+from buzon.broker.message import Headers
+from buzon.errors import BrokerError, ErrorCode
+from buzon.store import QueuePolicy
+
+# Headers the broker adds to a dead-lettered message (first of repeated headers wins, so
+# they go in front of the original ones).
+REASON_HEADER = "x-dead-letter-reason"
+ORIGIN_HEADER = "x-original-destination"
+ORIGINAL_ID_HEADER = "x-original-message-id"
+
+
+def first(headers: Headers, name: str) -> str | None:
+    """The first value of ``name`` in ``headers``, or None."""
+    for key, value in headers:
+        if key == name:
+            return value
+    return None
+
+
+def is_persistent(headers: Headers, policy: QueuePolicy) -> bool:
+    """Durable queues keep messages on disk unless the publisher said ``persistent:false``."""
+    return policy.durable and first(headers, "persistent") != "false"
+
+
+def expiry(headers: Headers, policy: QueuePolicy, now: float) -> float | None:
+    """When a message published ``now`` expires (Unix time), or None.
+
+    Raises:
+        BrokerError: BAD_HEADER_VALUE when ``expires`` is not a number of ms.
+    """
+    deadline = None
+    header = first(headers, "expires")
+    if header is not None:
+        if not (header.isascii() and header.isdigit() and len(header) <= 15):
+            raise BrokerError(ErrorCode.BAD_HEADER_VALUE, "expires must be ms since the epoch")
+        if int(header):
+            deadline = int(header) / 1000
+    if policy.message_ttl_ms is not None:
+        by_ttl = now + policy.message_ttl_ms / 1000
+        deadline = by_ttl if deadline is None else min(deadline, by_ttl)
+    return deadline
+
+
+def over_limit(policy: QueuePolicy, count: int, size: int) -> bool:
+    """Whether ``count`` messages of ``size`` body bytes in total break the queue's bounds."""
+    return (policy.max_length is not None and count > policy.max_length) or (
+        policy.max_length_bytes is not None and size > policy.max_length_bytes
+    )
+
+
+def dead_letter_headers(headers: Headers, reason: str, origin: str, message_id: str) -> Headers:
+    """The headers of a message moved to a dead-letter queue: why, and from where.
+
+    Its ``expires`` becomes ``x-original-expires``: a message dead-lettered because it
+    expired must not expire again in the dead-letter queue before anyone looks at it.
+    """
+    ours = ((REASON_HEADER, reason), (ORIGIN_HEADER, origin), (ORIGINAL_ID_HEADER, message_id))
+    kept = tuple(
+        ("x-original-expires", value) if name == "expires" else (name, value)
+        for name, value in headers
+    )
+    return ours + kept
