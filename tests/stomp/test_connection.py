@@ -240,7 +240,7 @@ def test_client_events_reach_the_server_as_sent() -> None:
         Send("/q"),
         Subscribe("/q", "s1", "client-individual", (("prefetch-count", "5"),), "r2"),
         Subscribe("/q", "s2"),
-        Unsubscribe("s1", "r3"),
+        Unsubscribe("s1", "r3", (("id", "s1"), ("receipt", "r3"))),
         Ack("a1", "t1", "r4"),
         Nack("a2"),
         Begin("t2", "r5"),

@@ -11,6 +11,10 @@ consumer policy applies: drop the oldest pending messages, or end the session.
 Nothing is redelivered on a channel: a NACK, an unsubscribe or a closed session drops the
 unacknowledged and pending messages of that subscription.
 
+Durable subscriptions are different: each has a backlog, a bounded queue in ``durables``
+that receives every message of the channel whether or not its owner is connected; the
+owner's SUBSCRIBE attaches to that queue, so it gets queue semantics (acks, redelivery).
+
 A publish made from inside a delivery of the same channel (an in-process sink that answers
 on the channel it listens to) is queued and fanned out after the current message, so no
 subscriber sees the second message before the first.
@@ -24,6 +28,7 @@ from collections.abc import Sequence
 from buzon.broker.addresses import address
 from buzon.broker.config import BrokerConfig, SlowConsumerPolicy
 from buzon.broker.message import Message
+from buzon.broker.queue import Queue
 from buzon.broker.stats import ChannelStats
 from buzon.broker.subscription import Subscription
 from buzon.errors import ErrorCode
@@ -51,6 +56,7 @@ class Channel:
         "_subs",
         "address",
         "deleted",
+        "durables",
         "name",
         "record",
     )
@@ -60,6 +66,8 @@ class Channel:
         self.name = record.name
         self.address = address(record.kind, record.name)
         self.deleted = False
+        # durable subscription id -> its backlog; fed on every publish
+        self.durables: dict[str, Queue] = {}
         self._max_pending = config.channel_max_pending
         self._max_pending_bytes = config.channel_max_pending_bytes
         self._policy = config.slow_consumer_policy
@@ -86,6 +94,9 @@ class Channel:
                 self._fan_out(later.popleft())
         finally:
             self._fanning_out = False
+        for backlog in self.durables.values():
+            backlog.admit(message)
+            backlog.publish(message)
 
     # -- Target: what sessions call ------------------------------------------------------
 
@@ -128,10 +139,13 @@ class Channel:
         self.resume(sub)
 
     def delete(self) -> None:
-        """The channel is deleted: end every subscription (DESTINATION_DELETED)."""
+        """The channel is deleted: end every subscription (DESTINATION_DELETED), the
+        durable ones' backlogs included."""
         self.deleted = True
         for sub in self._snapshot:
             sub.consumer.kill(ErrorCode.DESTINATION_DELETED, f"{self.address} was deleted")
+        for backlog in self.durables.values():
+            backlog.delete()
 
     # -- internals -----------------------------------------------------------------------
 

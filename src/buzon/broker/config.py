@@ -45,6 +45,9 @@ class BrokerConfig:
             clients use one or two; the bound caps memory held by staged work.
         max_transaction_operations: staged sends, acks and nacks per transaction (10 000),
             for the same reason; a larger batch should be split into several commits.
+        durable_backlog_max: messages a durable channel subscription keeps while its owner
+            is away (10 000); past it the oldest are dropped, so an abandoned subscription
+            cannot fill the disk.
         auto_create: SEND or SUBSCRIBE to a destination that does not exist creates it,
             owned by that user, without an access key. On by default: it is what STOMP
             users expect; turn it off to make creation an explicit, owned act.
@@ -65,6 +68,7 @@ class BrokerConfig:
     max_open_transactions: int = 32
     max_transaction_operations: int = 10_000
     auto_create: bool = True
+    durable_backlog_max: int = 10_000
 
     def __post_init__(self) -> None:
         for name in (
@@ -76,6 +80,7 @@ class BrokerConfig:
             "max_subscriptions_per_session",
             "max_open_transactions",
             "max_transaction_operations",
+            "durable_backlog_max",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")

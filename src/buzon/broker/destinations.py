@@ -25,7 +25,13 @@ from buzon.broker.journal import Journal
 from buzon.broker.message import Message
 from buzon.broker.queue import DeadLetter, Queue
 from buzon.errors import AccessDenied, BrokerError, ErrorCode
-from buzon.store.records import DestinationKind, DestinationRecord
+from buzon.store import (
+    DestinationKind,
+    DestinationRecord,
+    DurableSubscriptionRecord,
+    Overflow,
+    QueuePolicy,
+)
 
 
 def new_record(
@@ -47,6 +53,8 @@ class Destinations:
     Attributes:
         dead_letter: what queues do with retired messages (set by the intake).
         on_created: called with the record of every destination created on first use.
+        on_durable: called when a durable subscription is created or dropped.
+        durable_records: every durable subscription, by id.
     """
 
     __slots__ = (
@@ -57,7 +65,9 @@ class Destinations:
         "_targets",
         "channels",
         "dead_letter",
+        "durable_records",
         "on_created",
+        "on_durable",
         "queues",
         "retired_delivered",
         "retired_published",
@@ -78,6 +88,9 @@ class Destinations:
         self.queues: dict[str, Queue] = {}
         self.channels: dict[str, Channel] = {}
         self.on_created: list[Callable[[DestinationRecord], None]] = []
+        # called with a durable subscription's record when it is created (True) or dropped
+        self.on_durable: list[Callable[[DurableSubscriptionRecord, bool], None]] = []
+        self.durable_records: dict[str, DurableSubscriptionRecord] = {}
         self.dead_letter: DeadLetter = _drop
         # counters of deleted destinations, so broker-wide totals never go back
         self.retired_published = 0
@@ -111,6 +124,62 @@ class Destinations:
         self._targets[key] = target
         return target
 
+    def durable(self, channel: Channel, owner_id: str, name: str) -> Queue:
+        """The backlog of ``owner_id``'s durable subscription ``name`` on ``channel``.
+
+        Created (and announced through ``on_durable``) when it does not exist yet; it then
+        receives the channel's messages from now on.
+        """
+        for durable_id, record in self.durable_records.items():
+            if (record.channel_id, record.owner_id, record.name) == (
+                channel.record.id,
+                owner_id,
+                name,
+            ):
+                return channel.durables[durable_id]
+        record = DurableSubscriptionRecord(
+            uuid.uuid4().hex, channel.record.id, owner_id, name, self._clock()
+        )
+        backlog = self.restore_durable(channel, record)
+        for callback in self.on_durable:
+            callback(record, True)
+        return backlog
+
+    def restore_durable(self, channel: Channel, record: DurableSubscriptionRecord) -> Queue:
+        """Give a durable subscription its backlog on ``channel`` (at start, or when new)."""
+        policy = QueuePolicy(
+            max_length=self._config.durable_backlog_max, overflow=Overflow.DROP_HEAD
+        )
+        backlog = Queue(
+            DestinationRecord(
+                record.id,
+                DestinationKind.CHANNEL,
+                channel.name,
+                record.owner_id,
+                None,
+                record.created_at,
+                policy,
+            ),
+            self._gauge,
+            self._journal,
+            clock=self._clock,
+        )
+        channel.durables[record.id] = backlog
+        self.durable_records[record.id] = record
+        return backlog
+
+    def drop_durable(self, durable_id: str) -> None:
+        """Delete a durable subscription: its backlog goes, its consumers get an ERROR."""
+        record = self.durable_records.pop(durable_id, None)
+        if record is None:
+            return
+        for channel in self.channels.values():
+            backlog = channel.durables.pop(durable_id, None)
+            if backlog is not None:
+                backlog.delete()
+        for callback in self.on_durable:
+            callback(record, False)
+
     def created(self, record: DestinationRecord) -> None:
         """Tell ``on_created`` about a destination the engine made by itself."""
         for callback in self.on_created:
@@ -126,10 +195,12 @@ class Destinations:
         target = self._targets.pop(key, None)
         if target is None:
             raise BrokerError(ErrorCode.DESTINATION_NOT_FOUND, f"{key[:80]} does not exist")
-        if kind is DestinationKind.QUEUE:
-            del self.queues[name]
-        else:
+        if isinstance(target, Channel):
             del self.channels[name]
+            for durable_id in target.durables:  # their store records go with the channel
+                self.durable_records.pop(durable_id, None)
+        else:
+            del self.queues[name]
         target.delete()
         stats = target.statistics()
         self.retired_published += stats.published

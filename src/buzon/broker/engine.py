@@ -25,7 +25,14 @@ from buzon.broker.queue import Queue
 from buzon.broker.session import Session
 from buzon.broker.stats import BrokerStats
 from buzon.errors import BrokerError, ErrorCode, LocalProtocolError
-from buzon.store import DestinationKind, DestinationRecord, MessageLog, StoredMessage, Ticket
+from buzon.store import (
+    DestinationKind,
+    DestinationRecord,
+    DurableSubscriptionRecord,
+    MessageLog,
+    StoredMessage,
+    Ticket,
+)
 
 DEFAULT_CONFIG = BrokerConfig()
 
@@ -64,6 +71,35 @@ class Broker:
     def on_created(self) -> list[Callable[[DestinationRecord], None]]:
         """Called with the record of each destination created on first use (to store it)."""
         return self._destinations.on_created
+
+    @property
+    def on_durable(self) -> list[Callable[[DurableSubscriptionRecord, bool], None]]:
+        """Called when a durable subscription is created (True) or dropped (to store it)."""
+        return self._destinations.on_durable
+
+    def restore_durables(self, records: Iterable[DurableSubscriptionRecord]) -> int:
+        """Recreate stored durable subscriptions at start (before :meth:`recover`).
+
+        Returns:
+            how many were restored; those of channels that no longer exist are skipped.
+        """
+        by_id = {channel.record.id: channel for channel in self._destinations.channels.values()}
+        restored = 0
+        for record in records:
+            channel = by_id.get(record.channel_id)
+            if channel is not None:
+                self._destinations.restore_durable(channel, record)
+                restored += 1
+        return restored
+
+    def durable_subscriptions(self, channel: str) -> list[tuple[DurableSubscriptionRecord, Queue]]:
+        """The durable subscriptions of a channel with their backlogs, by name."""
+        target = self._destinations.channels.get(channel)
+        if target is None:
+            return []
+        records = self._destinations.durable_records
+        pairs = [(records[key], backlog) for key, backlog in target.durables.items()]
+        return sorted(pairs, key=lambda pair: pair[0].name)
 
     def open_session(self, sink: DeliverySink, principal: Principal) -> Session:
         """Start a session for an authenticated client.
@@ -294,7 +330,7 @@ class Broker:
             session.set_writable(False)
         for session in sessions:
             session.close()
-        self._intake.mark_redelivered(self._destinations.queues.values())
+        self._intake.mark_redelivered()
 
     def _forget(self, session: Session) -> None:
         del self._sessions[session.id]

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 
 from buzon.broker.channel import Channel
 from buzon.broker.destinations import Destinations, new_record
-from buzon.broker.journal import Journal
+from buzon.broker.journal import Journal, stored
 from buzon.broker.message import Headers, Message
 from buzon.broker.policy import dead_letter_headers, expiry, first, is_persistent
 from buzon.broker.queue import Queue
@@ -86,6 +86,9 @@ class Intake:
             target.admit(message)
             if message.persistent:
                 return self.journal.append(target.record.id, message)
+        elif message.persistent and target.durables:
+            # one log record per durable subscription's backlog, written together
+            return self.journal.write(appends=[stored(key, message) for key in target.durables])
         return None
 
     def arrive(self, target: Target, message: Message, ticket: Ticket | None) -> bool:
@@ -149,7 +152,10 @@ class Intake:
         After a crash (``cleanly`` false) every message counts as delivered before, since
         it may have been. Messages of queues that no longer exist are removed from the log.
         """
-        by_id = {queue.record.id: queue for queue in self._destinations.queues.values()}
+        destinations = self._destinations
+        by_id = {queue.record.id: queue for queue in destinations.queues.values()}
+        for channel in destinations.channels.values():
+            by_id.update(channel.durables)
         restored = 0
         orphans = []
         for item in messages:
@@ -173,7 +179,11 @@ class Intake:
             self.journal.write(removals=orphans)
         return restored
 
-    def mark_redelivered(self, queues: Iterable[Queue]) -> Ticket:
+    def mark_redelivered(self) -> Ticket:
         """Log which waiting messages were delivered before (at a clean shutdown)."""
+        destinations = self._destinations
+        queues = [*destinations.queues.values()]
+        for channel in destinations.channels.values():
+            queues.extend(channel.durables.values())
         keys = [key for queue in queues for key in queue.redelivered_keys()]
         return self.journal.write(redelivered=keys)

@@ -130,6 +130,7 @@ class Session:
         destination: str,
         ack_mode: AckMode = AckMode.AUTO,
         prefetch: int | None = None,
+        durable_name: str | None = None,
     ) -> None:
         """Start receiving from a queue or channel; a queue's backlog may arrive at once.
 
@@ -139,6 +140,9 @@ class Session:
             ack_mode: how deliveries are settled.
             prefetch: most unacked deliveries at once (default from the config); checked
                 but unused in ack mode auto.
+            durable_name: for a channel, attach to this principal's durable subscription
+                of that name (created if new): its backlog kept what was published while
+                nobody was attached, and it keeps receiving after this session ends.
 
         Raises:
             BrokerError: ``DUPLICATE_SUBSCRIPTION``, ``LIMIT_EXCEEDED`` (too many
@@ -160,16 +164,24 @@ class Session:
                 ErrorCode.BAD_HEADER_VALUE,
                 f"prefetch must be between 1 and {self._config.max_prefetch}",
             )
-        target = self._resolve(destination, Action.CONSUME)
+        target: Queue | Channel = self._resolve(destination, Action.CONSUME)
+        if durable_name is not None:
+            if not isinstance(target, Channel):
+                raise BrokerError(
+                    ErrorCode.BAD_HEADER_VALUE, "durable subscriptions are for channels (/topic/)"
+                )
+            target = self._destinations.durable(target, self.principal.id, durable_name)
         sub = Subscription(subscription_id, self._consumer, target, ack_mode, prefetch)
         self._subs[subscription_id] = sub
         target.attach(sub)
 
-    def unsubscribe(self, subscription_id: str) -> None:
+    def unsubscribe(self, subscription_id: str, *, forget: bool = False) -> None:
         """End a subscription; its unacked queue messages go back to the queue.
 
         Args:
             subscription_id: as given to :meth:`subscribe`.
+            forget: for a durable subscription, delete it and its backlog too (otherwise
+                it keeps collecting messages for its next SUBSCRIBE).
 
         Raises:
             BrokerError: ``UNKNOWN_SUBSCRIPTION``.
@@ -179,7 +191,10 @@ class Session:
         sub = self._subs.pop(subscription_id, None)
         if sub is None:
             raise BrokerError(ErrorCode.UNKNOWN_SUBSCRIPTION, _named(subscription_id))
-        sub.target.detach(sub)
+        target = sub.target
+        target.detach(sub)
+        if forget and isinstance(target, Queue):
+            self._destinations.drop_durable(target.record.id)  # no-op for a plain queue
 
     def ack(self, ack_id: str, *, transaction: str | None = None) -> None:
         """Settle a delivery (and, in ack mode client, every earlier one of its subscription).

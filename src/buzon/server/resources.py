@@ -12,14 +12,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from buzon.auth import AccessKeys, Accounts, Action, Decision, Principal, decide
 from buzon.broker import Broker, Channel, Queue, address
 from buzon.broker.addresses import check_name
 from buzon.broker.destinations import new_record
 from buzon.errors import AccessDenied, BrokerError, ErrorCode
-from buzon.store import DestinationKind, DestinationRecord, Store
+from buzon.store import DestinationKind, DestinationRecord, DurableSubscriptionRecord, Store
 
 log = logging.getLogger("buzon.server")
 
@@ -74,12 +76,15 @@ class Resources:
         self._keys = keys
         self._writes: set[asyncio.Task[None]] = set()
         broker.on_created.append(self._store_later)
+        broker.on_durable.append(self._store_durable_later)
 
     async def restore(self) -> int:
-        """Recreate every stored destination in the engine (at start); return how many."""
+        """Recreate every stored destination and durable subscription in the engine (at
+        start, before the messages are recovered); return how many destinations."""
         records = await self._store.destinations()
         for record in records:
             self._broker.add_destination(record)
+        self._broker.restore_durables(await self._store.durable_subscriptions())
         return len(records)
 
     async def create(
@@ -116,8 +121,12 @@ class Resources:
                 ErrorCode.ACCESS_DENIED,
                 f"only the owner or an admin may delete {address(kind, name)}",
             )
+        durables = [durable.id for durable, _ in self._broker.durable_subscriptions(name)]
         self._broker.delete_destination(kind, name)
         await self._store.delete_destination(record.id)
+        if kind is DestinationKind.CHANNEL:
+            for durable_id in durables:
+                await self._store.delete_durable_subscription(durable_id)
 
     def target(self, kind: DestinationKind, name: str) -> Queue | Channel:
         """The live queue or channel.
@@ -172,14 +181,24 @@ class Resources:
 
     def _store_later(self, record: DestinationRecord) -> None:
         """Store the record of a destination created on first use (the engine is sync)."""
-        task = asyncio.get_running_loop().create_task(self._store.add_destination(record))
+        self._later(self._store.add_destination(record))
+
+    def _store_durable_later(self, record: DurableSubscriptionRecord, created: bool) -> None:
+        """Store (or forget) a durable subscription the engine created (or dropped)."""
+        if created:
+            self._later(self._store.add_durable_subscription(record))
+        else:
+            self._later(self._store.delete_durable_subscription(record.id))
+
+    def _later(self, write: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(write)
         self._writes.add(task)
         task.add_done_callback(self._stored)
 
     def _stored(self, task: asyncio.Task[None]) -> None:
         self._writes.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            log.error("storing an auto-created destination failed: %r", task.exception())
+            log.error("storing a destination or subscription failed: %r", task.exception())
 
     async def flush(self) -> None:
         """Wait for pending record writes (before the store closes)."""

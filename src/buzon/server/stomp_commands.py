@@ -5,6 +5,10 @@ receipt id the frame asked for; the connection sends that RECEIPT once the frame
 are durable. Engine refusals (``BrokerError``, ``AuthError``) propagate to the caller,
 which turns them into an ERROR frame.
 
+Durable channel subscriptions: SUBSCRIBE with ``subscription-name`` (or ``durable:true``,
+the ``id`` being the name) attaches to the user's durable subscription; UNSUBSCRIBE with
+``durable:true`` deletes it, a plain UNSUBSCRIBE or a disconnect keeps it collecting.
+
 Access keys: a SEND or SUBSCRIBE that carries ``access-key`` for a protected destination
 this session was not granted yet must wait for an argon2id check, which runs off the event
 loop. :func:`key_to_check` says so before the handler runs; the connection then holds the
@@ -62,6 +66,15 @@ def parse_prefetch(value: str | None) -> int | None:
     if not (value.isascii() and value.isdigit()):
         raise BrokerError(ErrorCode.BAD_HEADER_VALUE, "prefetch-count must be a positive integer")
     return int(value)
+
+
+def durable_name(event: Subscribe) -> str | None:
+    """The durable subscription a SUBSCRIBE asks for: ``subscription-name``, or its ``id``
+    with ``durable:true``; None for an ordinary subscription."""
+    name = header(event.headers, "subscription-name")
+    if name is None and header(event.headers, "durable") == "true":
+        name = event.id
+    return name
 
 
 def key_to_check(
@@ -140,11 +153,18 @@ class Commands:
 
     def _subscribe(self, event: Subscribe) -> str | None:
         prefetch = parse_prefetch(header(event.headers, "prefetch-count"))
-        self.session.subscribe(event.id, event.destination, AckMode(event.ack), prefetch)
+        self.session.subscribe(
+            event.id,
+            event.destination,
+            AckMode(event.ack),
+            prefetch,
+            durable_name=durable_name(event),
+        )
         return event.receipt
 
     def _unsubscribe(self, event: Unsubscribe) -> str | None:
-        self.session.unsubscribe(event.id)
+        forget = header(event.headers, "durable") == "true"
+        self.session.unsubscribe(event.id, forget=forget)
         return event.receipt
 
     def _begin(self, event: Begin) -> str | None:

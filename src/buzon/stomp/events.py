@@ -80,10 +80,11 @@ class Subscribe:
 
 @dataclass(frozen=True, slots=True)
 class Unsubscribe:
-    """UNSUBSCRIBE: end the subscription called ``id``."""
+    """UNSUBSCRIBE: end the subscription called ``id`` (other headers in ``headers``)."""
 
     id: str
     receipt: str | None = None
+    headers: Headers = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -115,7 +115,7 @@ def decode_subscribe(headers: Headers, body: bytes) -> Subscribe:
 
 def decode_unsubscribe(headers: Headers, body: bytes) -> Unsubscribe:
     """UNSUBSCRIBE: needs ``id``."""
-    return Unsubscribe(_required(headers, "id"), header(headers, "receipt"))
+    return Unsubscribe(_required(headers, "id"), header(headers, "receipt"), headers)
 
 
 def _settle_fields(headers: Headers) -> tuple[str, str | None, str | None]:

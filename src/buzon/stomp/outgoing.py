@@ -71,7 +71,7 @@ def _subscribe(event: Subscribe) -> Chunks:
 
 def _unsubscribe(event: Unsubscribe) -> Chunks:
     fields = [("id", event.id), ("receipt", event.receipt)]
-    return (serialize(frame_with(Command.UNSUBSCRIBE, fields)),)
+    return (serialize(frame_with(Command.UNSUBSCRIBE, fields, event.headers)),)
 
 
 def _ack(event: Ack | Nack) -> Chunks:
