@@ -22,7 +22,7 @@ from buzon.stomp import (
     Role,
     StompConnection,
 )
-from buzon.store import MemoryStore
+from buzon.store import MemoryStore, Store
 
 ADMIN = "admin"
 PASSWORD = "test-password-123"
@@ -35,13 +35,16 @@ _open_clients: list[Client] = []
 
 
 @contextlib.asynccontextmanager
-async def running_server(hasher: SecretHasher, **overrides: Any) -> AsyncIterator[BuzonServer]:
-    """A broker on free loopback ports (STOMP and HTTP) with the admin ADMIN/PASSWORD."""
+async def running_server(
+    hasher: SecretHasher, store: Store | None = None, **overrides: Any
+) -> AsyncIterator[BuzonServer]:
+    """A broker on free loopback ports (STOMP and HTTP) with the admin ADMIN/PASSWORD,
+    on ``store`` (a fresh MemoryStore by default)."""
     settings = dataclasses.replace(
         Settings(stomp_port=0, http_port=0, admin_user=ADMIN, admin_password=PASSWORD),
         **overrides,
     )
-    server = BuzonServer(settings, store=MemoryStore(), hasher=hasher)
+    server = BuzonServer(settings, store=store or MemoryStore(), hasher=hasher)
     await server.start()
     try:
         yield server

@@ -3,31 +3,21 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 from buzon.auth import SecretHasher
-from buzon.server.app import BuzonServer
-from buzon.server.config import Settings
 from buzon.stomp import Ack, Message, Receipt, Subscribe, Unsubscribe
-from tests.server.harness import ADMIN, PASSWORD, Client
+from buzon.store.sqlite import SQLiteStore
+from tests.server.harness import Client, running_server
 from tests.server.test_messaging import send, subscribe
 
 
 @contextlib.asynccontextmanager
-async def broker(data_dir: Path, hasher: SecretHasher, **overrides: Any) -> AsyncIterator[int]:
+async def broker(data_dir: Path, hasher: SecretHasher) -> AsyncIterator[int]:
     """A broker on the SQLite store in ``data_dir``; yields its STOMP port."""
-    settings = Settings(
-        stomp_port=0, http_port=0, admin_user=ADMIN, admin_password=PASSWORD, data_dir=data_dir
-    )
-    server = BuzonServer(dataclasses.replace(settings, **overrides), hasher=hasher)
-    await server.start()
-    try:
+    async with running_server(hasher, SQLiteStore(data_dir)) as server:
         yield server.stomp_port
-    finally:
-        await server.stop(grace=1.0)
 
 
 async def test_confirmed_messages_survive_a_restart_in_order(
