@@ -6,6 +6,7 @@ import asyncio
 import os
 import sqlite3
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from buzon.errors import ErrorCode, StoreError
 from buzon.store import Role, StoredMessage, TokenRecord, UserRecord
 from buzon.store.migrate import migrations
 from buzon.store.sqlite import DATABASE_FILE, SQLiteStore
+from buzon.store.sqlite_thread import SqliteThread
 
 
 def user(name: str) -> UserRecord:
@@ -145,3 +147,31 @@ async def test_writes_of_one_loop_turn_share_one_ticket_and_commit_together(
     assert failed.error is not None
     assert failed.error.code is ErrorCode.STORAGE_UNAVAILABLE
     await store.close()
+
+
+async def test_a_full_database_never_reports_a_lost_write_as_committed(tmp_path: Path) -> None:
+    path = tmp_path / "full.db"
+
+    def setup(db: sqlite3.Connection) -> None:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("CREATE TABLE t (k INTEGER PRIMARY KEY, b BLOB)")
+        db.execute("PRAGMA max_page_count = 20")  # about 80 KiB: a tiny "disk"
+
+    thread = SqliteThread(path, setup)
+    await thread.start()
+
+    def insert(key: int, size: int) -> Callable[[sqlite3.Connection], None]:
+        return lambda db: db.execute("INSERT INTO t VALUES (?, ?)", (key, b"x" * size)).close()
+
+    # one group: small writes around one that cannot fit
+    writes = [thread.write(insert(n, 1000 if n != 3 else 500_000)) for n in range(6)]
+    results = await asyncio.gather(*writes, return_exceptions=True)
+    reported = {n for n, result in enumerate(results) if not isinstance(result, BaseException)}
+    assert 3 not in reported
+    failures = [r for r in results if isinstance(r, StoreError)]
+    assert failures
+    assert all(f.code is ErrorCode.STORAGE_UNAVAILABLE for f in failures)
+    stored = await thread.read(lambda db: {k for (k,) in db.execute("SELECT k FROM t")})
+    assert reported <= stored  # everything reported as committed is there
+    await thread.write(insert(100, 10))  # and the database keeps working
+    await thread.close()

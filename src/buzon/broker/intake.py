@@ -180,10 +180,12 @@ class Intake:
         return restored
 
     def mark_redelivered(self) -> Ticket:
-        """Log which waiting messages were delivered before (at a clean shutdown)."""
+        """At a clean shutdown: log which waiting messages were delivered before, and retry
+        the removals that failed."""
         destinations = self._destinations
         queues = [*destinations.queues.values()]
         for channel in destinations.channels.values():
             queues.extend(channel.durables.values())
         keys = [key for queue in queues for key in queue.redelivered_keys()]
+        self.journal.retry_removals()
         return self.journal.write(redelivered=keys)

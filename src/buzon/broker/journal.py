@@ -5,11 +5,17 @@ The engine is synchronous; the log (the store) is not. Every write returns a
 Tickets resolve in the order writes were submitted, so once ``last`` is done, every write
 submitted before it is done too: that is what a front end waits for before it confirms
 anything (a RECEIPT, an HTTP 201).
+
+A removal that fails (a full disk) leaves a settled message on disk; it would come back at
+the next start. Such removals are kept and tried again at shutdown
+(:meth:`Journal.retry_removals`); if that fails too, so does the clean-shutdown mark, and
+the next start treats every message as possibly delivered.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 
 from buzon.broker.message import Message
 from buzon.store import DONE, MessageKey, MessageLog, StoredMessage, Ticket
@@ -36,19 +42,40 @@ class Journal:
         log: the store's message log; None keeps nothing (every ticket is done at once).
     """
 
-    __slots__ = ("_log", "last")
+    __slots__ = ("_log", "_removing", "_removing_ticket", "failed_removals", "last")
 
     def __init__(self, log: MessageLog | None) -> None:
         self._log = log
         self.last: Ticket = DONE
+        # removals that share the pending ticket, and removals that failed
+        self._removing_ticket: Ticket = DONE
+        self._removing: list[MessageKey] = []
+        self.failed_removals: list[MessageKey] = []
 
     def append(self, queue_id: str, message: Message) -> Ticket:
         """Log a new message of a queue; its ticket says when it is durable."""
         return self.write(appends=[stored(queue_id, message)])
 
     def remove(self, queue_id: str, seq: int) -> None:
-        """Forget a settled message."""
-        self.write(removals=[(queue_id, seq)])
+        """Forget a settled message (kept for a retry if the write fails)."""
+        key = (queue_id, seq)
+        ticket = self.write(removals=[key])
+        if ticket.done:
+            return
+        if ticket is not self._removing_ticket:
+            self._removing_ticket = ticket
+            self._removing = []
+            ticket.add_callback(partial(self._removed, self._removing))
+        self._removing.append(key)
+
+    def _removed(self, keys: list[MessageKey], ticket: Ticket) -> None:
+        if ticket.error is not None:
+            self.failed_removals.extend(keys)
+
+    def retry_removals(self) -> Ticket:
+        """Submit again the removals that failed; return the ticket (DONE if none)."""
+        keys, self.failed_removals = self.failed_removals, []
+        return self.write(removals=keys) if keys else DONE
 
     def write(
         self,

@@ -33,9 +33,12 @@ from buzon.server.context import ServerContext
 from buzon.server.receipts import ReceiptGate
 from buzon.server.stomp_commands import Commands, key_to_check
 from buzon.stomp import (
+    Ack,
+    Commit,
     Connect,
     Disconnect,
     Message,
+    Nack,
     Receipt,
     Role,
     Send,
@@ -53,6 +56,11 @@ FLUSH_BYTES = 64 * 1024
 FRAME_OVERHEAD = 160
 # A connection that was told to close but does not read its last bytes is cut after this.
 CLOSE_GRACE_SECONDS = 2.0
+
+# Frames whose writes their RECEIPT vouches for: the message of a SEND, the settlement of
+# an ACK or NACK, what a COMMIT applies. (A SUBSCRIBE's auto-acked deliveries also remove
+# messages from the log; a failure there is retried at shutdown, not the subscriber's.)
+_CONFIRMED_WRITES = (Send, Ack, Nack, Commit)
 
 _ERROR_CLOSE_REASONS = {
     ErrorCode.AUTH_FAILED: CloseReason.AUTH_FAILED,
@@ -229,7 +237,7 @@ class StompSession(asyncio.Protocol):
         journal = self._ctx.broker.journal
         before = journal.last
         receipt = commands.handle(event)
-        if journal.last is not before:
+        if journal.last is not before and isinstance(event, _CONFIRMED_WRITES):
             self._receipts.wrote(journal.last)
         if receipt is not None:
             self._receipts.confirm(receipt)

@@ -7,9 +7,11 @@ While one commit syncs, new work queues up and forms the next group, so throughp
 with the number of concurrent writers instead of collapsing to one fsync per message.
 
 Each write runs under its own SAVEPOINT: a write that raises (a uniqueness rule, say) is
-rolled back alone and its caller gets the error, the others in the group still commit. A
-failing COMMIT (disk full, I/O error) fails every write of the group with
-STORAGE_UNAVAILABLE; nothing of it is on disk, so nothing was confirmed.
+rolled back alone and its caller gets the error, the others in the group still commit.
+Some errors (a full disk) make SQLite roll back the whole transaction: then every write of
+that transaction fails with STORAGE_UNAVAILABLE, and the next write starts a new one. A
+failing COMMIT fails every write of its transaction the same way. Either way nothing
+reported as committed was lost, so nothing was confirmed wrongly.
 
 A group is bounded (``MAX_GROUP`` jobs) so one commit never holds a huge transaction.
 """
@@ -160,36 +162,56 @@ class SqliteThread:
                 return
 
     def _run_group(self, connection: sqlite3.Connection, group: list[_Job]) -> None:
-        writes = any(job.write for job in group)
-        if writes:
-            connection.execute("BEGIN IMMEDIATE")
-        results = [self._run_one(connection, job) for job in group]
-        if writes:
+        results: list[tuple[_Job, bool, Any]] = []
+        open_writes: list[int] = []  # results of writes inside the open transaction
+        for job in group:
+            if job.write and not connection.in_transaction:
+                try:
+                    connection.execute("BEGIN IMMEDIATE")
+                except sqlite3.Error as exc:
+                    results.append((job, False, _as_store_error(exc)))
+                    continue
+            result = self._run_one(connection, job)
+            if job.write and not connection.in_transaction:
+                # SQLite rolled the whole transaction back (a full disk does): every write
+                # of it is undone, not only this one.
+                self._fail(results, open_writes, "the transaction was rolled back")
+                open_writes = []
+            elif job.write and result[1]:
+                open_writes.append(len(results))
+            results.append(result)
+        if connection.in_transaction:
             try:
                 connection.execute("COMMIT")
             except sqlite3.Error as exc:
                 if connection.in_transaction:
                     connection.execute("ROLLBACK")
-                failure = StoreError(ErrorCode.STORAGE_UNAVAILABLE, f"commit failed: {exc}")
-                results = [
-                    (job, False, failure) if job.write else (job, ok, value)
-                    for job, ok, value in results
-                ]
+                self._fail(results, open_writes, f"commit failed: {exc}")
         for job, ok, value in results:
             job.loop.call_soon_threadsafe(job.finish, ok, value)
 
+    @staticmethod
+    def _fail(results: list[tuple[_Job, bool, Any]], indexes: list[int], why: str) -> None:
+        failure = StoreError(ErrorCode.STORAGE_UNAVAILABLE, why)
+        for index in indexes:
+            results[index] = (results[index][0], False, failure)
+
     def _run_one(self, connection: sqlite3.Connection, job: _Job) -> tuple[_Job, bool, Any]:
-        if job.write:
-            connection.execute("SAVEPOINT job")
+        """Run one job (a write under its own SAVEPOINT); never raises."""
         try:
-            value = job.run(connection)
-        except Exception as exc:  # the caller gets it; the thread and the group go on
             if job.write:
-                connection.execute("ROLLBACK TO job")
+                connection.execute("SAVEPOINT job")
+            value = job.run(connection)
+            if job.write:
                 connection.execute("RELEASE job")
+        except Exception as exc:  # the caller gets it; the thread and the group go on
+            if job.write and connection.in_transaction:
+                try:
+                    connection.execute("ROLLBACK TO job")
+                    connection.execute("RELEASE job")
+                except sqlite3.Error:
+                    connection.execute("ROLLBACK")
             return job, False, _as_store_error(exc)
-        if job.write:
-            connection.execute("RELEASE job")
         return job, True, value
 
 

@@ -8,7 +8,7 @@ from fastapi.responses import HTMLResponse
 from buzon import __version__
 from buzon.server.context import ServerContext
 from buzon.server.http import docs, errors
-from buzon.server.http.limits import BodyLimit
+from buzon.server.http.limits import BodyLimit, HeadLimit
 from buzon.server.http.routes_admin import router as admin_routes
 from buzon.server.http.routes_destinations import router as destination_routes
 from buzon.server.http.routes_messages import router as message_routes
@@ -59,4 +59,5 @@ def build_app(ctx: ServerContext) -> FastAPI:
         return HTMLResponse(docs.render(app.openapi()))
 
     app.add_middleware(BodyLimit, max_bytes=ctx.settings.http_max_body)
+    app.add_middleware(HeadLimit)
     return app

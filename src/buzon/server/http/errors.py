@@ -15,10 +15,17 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from buzon.errors import AuthenticationFailed, BuzonError, ErrorCode
 
 log = logging.getLogger("buzon.http")
+
+# Every 429 says when to come back (RFC 6585); a full broker usually has room again within
+# a second, and a failed-login limit says exactly how long.
+DEFAULT_RETRY_AFTER = 1
+
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 
 _BY_STATUS = {
     400: ErrorCode.BAD_REQUEST,
@@ -45,8 +52,10 @@ def problem(
 async def _buzon_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, BuzonError)
     headers = {}
-    if isinstance(exc, AuthenticationFailed) and exc.retry_after is not None:
-        headers["Retry-After"] = str(math.ceil(exc.retry_after))
+    if exc.code.http_status == 429:
+        wait = exc.retry_after if isinstance(exc, AuthenticationFailed) else None
+        seconds = DEFAULT_RETRY_AFTER if wait is None else max(1, math.ceil(wait))
+        headers["Retry-After"] = str(seconds)
     return problem(exc.code, exc.detail, headers)
 
 
@@ -65,7 +74,28 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     code = _BY_STATUS.get(exc.status_code, ErrorCode.BAD_REQUEST)
     detail = exc.detail if isinstance(exc.detail, str) else ""
-    return problem(code, detail[:300], dict(exc.headers or {}))
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed_methods(request)
+    return problem(code, detail[:300], headers)
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method the path answers (RFC 9110 asks for all of them in ``Allow``).
+
+    Starlette names only the methods of the first route whose path matched, and a path
+    served by several routes (``PATCH`` and ``DELETE /users/{name}``) has more. So each
+    method is tried against the app's routes as if the request had used it.
+    """
+    routes = request.app.router.routes
+    allowed = [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
+        )
+    ]
+    return ", ".join(allowed)
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -15,9 +15,8 @@ from collections.abc import Iterator
 import uvicorn
 from fastapi import FastAPI
 
-# h11 refuses a request head (request line and headers) larger than this: 16 KiB, the
-# same order as the STOMP header block and h11's own default.
-MAX_REQUEST_HEAD = 16 * 1024
+from buzon.server.http.limits import MAX_REQUEST_HEAD
+
 # Seconds in-flight requests (long polls included) get to finish at shutdown.
 SHUTDOWN_GRACE = 2.0
 
@@ -70,7 +69,15 @@ class HttpListener:
             OSError: the address cannot be bound.
         """
         family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
-        self._socket = socket.create_server((self._host, self._port), family=family, backlog=1024)
+        listening = socket.create_server((self._host, self._port), family=family, backlog=1024)
+        # asyncio turns TCP_NODELAY on only for sockets whose ``proto`` says TCP, accepted
+        # sockets copy it from the listening one, and create_server leaves it 0. Without
+        # TCP_NODELAY, uvicorn's separate writes of a response's head and body wait for the
+        # client's delayed ACK: 40 ms per request on a kept-alive connection (uvloop sets
+        # TCP_NODELAY itself, plain asyncio does not).
+        self._socket = socket.socket(
+            family, socket.SOCK_STREAM, socket.IPPROTO_TCP, fileno=listening.detach()
+        )
         config = uvicorn.Config(
             self._app,
             lifespan="off",

@@ -38,7 +38,7 @@ from buzon.server.http.schemas import (
 from buzon.server.http.security import Caller, Ctx, CurrentCaller, grants_for
 from buzon.server.http.timefmt import utc
 from buzon.server.stomp_commands import RESERVED_HEADERS
-from buzon.store import DestinationKind
+from buzon.store import DestinationKind, Ticket
 
 router = APIRouter(tags=["messages"])
 
@@ -54,7 +54,9 @@ _MESSAGE_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/json": {"schema": {"$ref": "#/components/schemas/NewMessage"}},
+            # inline: no route takes NewMessage as its body, so FastAPI never adds it to
+            # the document's components and a $ref to it would dangle
+            "application/json": {"schema": NewMessage.model_json_schema()},
             "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
             "text/plain": {"schema": {"type": "string"}},
         },
@@ -121,8 +123,25 @@ async def _publish(
     grants = await grants_for(
         ctx, caller, target.record, Action.PUBLISH, key, request.app.state.grants
     )
-    message_id = ctx.broker.publish(caller.principal, target.address, headers, body, grants)
+    message_id, ticket = ctx.broker.publish(caller.principal, target.address, headers, body, grants)
+    if ticket is not None:
+        await _durable(ticket)
     return Published(message_id=message_id)
+
+
+async def _durable(ticket: Ticket) -> None:
+    """Wait until a write is durable (201 means "on disk"); raise its error if it failed."""
+    if not ticket.done:
+        written: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def wake(_: Ticket) -> None:
+            if not written.done():  # else the request was cancelled meanwhile
+                written.set_result(None)
+
+        ticket.add_callback(wake)
+        await written
+    if ticket.error is not None:
+        raise ticket.error
 
 
 @router.post(

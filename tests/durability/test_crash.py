@@ -1,0 +1,199 @@
+"""Crash safety with real processes: kill -9, restarts, a full disk.
+
+Each test runs ``buzon serve`` on a data directory, drives it with the SDK, records what
+the clients were told in a :class:`Ledger`, and checks the invariants of ``ledger``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sqlite3
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from buzon.client import ApiError, AsyncClient, BuzonConnectionError
+from buzon.errors import ErrorCode
+from buzon.store.sqlite import DATABASE_FILE
+from tests.durability.ledger import Ledger, summary, violations
+from tests.interop.broker_process import BrokerProcess, broker_process
+
+PASSWORD = "durability-pass-1"
+Q = "/queue/safe"
+
+
+@contextlib.contextmanager
+def broker(data_dir: Path) -> Iterator[BrokerProcess]:
+    with broker_process(
+        "--data-dir", str(data_dir), env={"BUZON_ADMIN_PASSWORD": PASSWORD}
+    ) as process:
+        yield process
+
+
+def client(process: BrokerProcess) -> AsyncClient:
+    url = f"stomp://admin:{PASSWORD}@{process.host}:{process.port}"
+    return AsyncClient(url, reconnect=False, timeout=5, heart_beat=(0, 0))
+
+
+def integrity(data_dir: Path) -> str:
+    with sqlite3.connect(data_dir / DATABASE_FILE) as database:
+        result: str = database.execute("PRAGMA integrity_check").fetchone()[0]
+    return result
+
+
+async def produce(process: BrokerProcess, ledger: Ledger, name: str, count: int) -> None:
+    """Publish with a receipt each, 32 in flight, until done or the broker is gone."""
+    async with client(process) as producer:
+        window = asyncio.Semaphore(32)
+
+        async def one(body: str) -> None:
+            try:
+                await producer.publish(Q, body)
+                ledger.confirmed.add(body)
+                ledger.tick()
+            except ApiError:
+                ledger.refused.add(body)
+            finally:
+                window.release()
+
+        tasks = []
+        for n in range(count):
+            await window.acquire()
+            body = f"{name}-{n}"
+            ledger.published.append(body)
+            tasks.append(asyncio.ensure_future(one(body)))
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def consume(process: BrokerProcess, ledger: Ledger, idle: float) -> None:
+    """Take and ack (with receipt) until nothing arrives for ``idle`` seconds."""
+    async with client(process) as consumer:
+        sub = await consumer.subscribe(Q, ack="client-individual", prefetch=20)
+        while True:
+            try:
+                message = await sub.get(timeout=idle)
+            except TimeoutError:
+                return
+            index = ledger.delivered(message.text, message.redelivered)
+            await message.ack(confirm=True)
+            ledger.acked.append((index, message.text))
+            ledger.tick()
+
+
+async def until_broken(*work: asyncio.Future[None] | asyncio.Task[None]) -> None:
+    results = await asyncio.gather(*work, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException) and not isinstance(result, BuzonConnectionError):
+            raise result
+
+
+async def test_kill_9_during_publishing_and_acking_loses_nothing_confirmed(
+    tmp_path: Path,
+) -> None:
+    ledger = Ledger()
+    with broker(tmp_path) as process:
+        busy = asyncio.Event()  # set once enough was confirmed and acked: then kill
+        ledger.on_progress = lambda: len(ledger.confirmed) >= 1_000 and len(ledger.acked) >= 200
+        ledger.progressed = busy
+        producing = asyncio.ensure_future(produce(process, ledger, "p", 5_000))
+        consuming = asyncio.ensure_future(consume(process, ledger, idle=5))
+        await asyncio.wait_for(busy.wait(), 30)
+        process.process.send_signal(signal.SIGKILL)
+        process.process.wait(10)
+        await until_broken(producing, consuming)
+    assert integrity(tmp_path) == "ok"
+    with broker(tmp_path) as process:
+        await consume(process, ledger, idle=1)
+    assert violations(ledger) == [], summary(ledger)
+    assert summary(ledger)["lost"] == 0
+    assert ledger.confirmed  # the run did confirm messages before the kill
+
+
+async def test_a_clean_restart_keeps_everything_confirmed_in_order(tmp_path: Path) -> None:
+    ledger = Ledger()
+    with broker(tmp_path) as process:
+        await produce(process, ledger, "p", 300)
+        assert process.stop(signal.SIGTERM) == 0
+    assert integrity(tmp_path) == "ok"
+    with broker(tmp_path) as process:
+        await consume(process, ledger, idle=1)
+    assert violations(ledger) == [], summary(ledger)
+    assert [body for body, _ in ledger.deliveries] == ledger.published
+    assert not any(redelivered for _, redelivered in ledger.deliveries)
+
+
+async def publish_until_refused(producer: AsyncClient, ledger: Ledger, body: str) -> ApiError:
+    """Publish big messages until the broker refuses one; return the refusal."""
+    for n in range(200):
+        name = f"big-{n}"
+        ledger.published.append(name)
+        try:
+            await producer.publish(Q, name + body)
+        except ApiError as error:
+            ledger.refused.add(name)
+            return error
+        ledger.confirmed.add(name)
+    raise AssertionError("the disk never filled up")
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 4 MiB filesystem of its own (tmpfs), so 'disk full' is real."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)],  # noqa: S607
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)  # noqa: S607
+
+
+async def test_a_full_disk_refuses_publishes_keeps_serving_and_loses_nothing(
+    small_disk: Path,
+) -> None:
+    data_dir = small_disk / "data"
+    filler = small_disk / "filler"
+    ledger = Ledger()
+    body = "x" * 32_768
+    with broker(data_dir) as process:
+        filler.write_bytes(b"\0" * (os.statvfs(small_disk).f_bavail * 4096 - 1_500_000))
+        async with client(process) as producer:
+            refusal = await publish_until_refused(producer, ledger, body)
+            assert refusal.code is ErrorCode.STORAGE_UNAVAILABLE
+        # the broker keeps serving: logins and reads work while the disk is full
+        async with client(process) as reader:
+            sub = await reader.subscribe(Q)
+            first = await sub.get(timeout=5)
+            assert first.text.startswith("big-0")
+        filler.unlink()  # room again: publishing works again
+        async with client(process) as producer:
+            ledger.published.append("after")
+            await producer.publish(Q, "after")
+            ledger.confirmed.add("after")
+    with broker(data_dir) as process:
+        async with client(process) as consumer:
+            sub = await consumer.subscribe(Q, ack="client-individual")
+            while True:
+                try:
+                    message = await sub.get(timeout=1)
+                except TimeoutError:
+                    break
+                text = message.text
+                name = text if text == "after" else text[: -len(body)]
+                ledger.delivered(name, message.redelivered)
+                await message.ack()
+    ledger.deliveries.insert(0, ("big-0", False))  # the read above (auto ack) took big-0
+    problems = violations(ledger)
+    assert problems == [], summary(ledger)
+    assert integrity(data_dir) == "ok"
