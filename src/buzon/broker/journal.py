@@ -42,11 +42,14 @@ class Journal:
         log: the store's message log; None keeps nothing (every ticket is done at once).
     """
 
-    __slots__ = ("_log", "_removing", "_removing_ticket", "failed_removals", "last")
+    __slots__ = ("_log", "_removing", "_removing_ticket", "failed_removals", "last", "writes")
 
     def __init__(self, log: MessageLog | None) -> None:
         self._log = log
         self.last: Ticket = DONE
+        # Writes submitted so far. To know whether a command wrote, compare this number, not
+        # ``last``: writes of one event-loop turn share one ticket.
+        self.writes = 0
         # removals that share the pending ticket, and removals that failed
         self._removing_ticket: Ticket = DONE
         self._removing: list[MessageKey] = []
@@ -88,4 +91,5 @@ class Journal:
             return DONE
         ticket = self._log.submit(appends, removals, redelivered)
         self.last = ticket
+        self.writes += 1
         return ticket

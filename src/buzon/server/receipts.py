@@ -41,7 +41,7 @@ class ReceiptGate:
     def wrote(self, ticket: Ticket) -> None:
         """The connection's latest frame caused writes; ``ticket`` is the latest of them."""
         if ticket is self._last:
-            return
+            return  # one ticket covers the writes of a whole event-loop turn
         self._last = ticket
         ticket.add_callback(self._written)
 

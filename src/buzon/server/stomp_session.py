@@ -235,9 +235,9 @@ class StompSession(asyncio.Protocol):
         if isinstance(event, Disconnect):
             self.close_reason = CloseReason.CLIENT_DISCONNECT
         journal = self._ctx.broker.journal
-        before = journal.last
+        before = journal.writes
         receipt = commands.handle(event)
-        if journal.last is not before and isinstance(event, _CONFIRMED_WRITES):
+        if journal.writes != before and isinstance(event, _CONFIRMED_WRITES):
             self._receipts.wrote(journal.last)
         if receipt is not None:
             self._receipts.confirm(receipt)
