@@ -92,7 +92,7 @@ def _consume(args: argparse.Namespace) -> int:
 
 
 def _print_messages(messages: BlockingSubscription, args: argparse.Namespace) -> None:
-    show = print_json if args.json else print_text
+    show = _print_json if args.json else _print_text
     shown = 0
     for message in messages:
         if not args.ack and not _settle(message):
@@ -133,12 +133,12 @@ def body_text(body: bytes) -> str:
         return f"(binary body, {len(body)} bytes: use --json to see it)"
 
 
-def print_text(message: BlockingMessage) -> None:
+def _print_text(message: BlockingMessage) -> None:
     """Print the body of ``message``."""
     print(body_text(message.body), flush=True)
 
 
-def json_of(message: BlockingMessage) -> dict[str, object]:
+def _json_of(message: BlockingMessage) -> dict[str, object]:
     """``message`` as JSON types: ``body`` when it is UTF-8 text, else ``body_base64``."""
     record: dict[str, object] = {
         "message_id": message.message_id,
@@ -153,6 +153,6 @@ def json_of(message: BlockingMessage) -> dict[str, object]:
     return record
 
 
-def print_json(message: BlockingMessage) -> None:
+def _print_json(message: BlockingMessage) -> None:
     """Print ``message`` as one line of JSON."""
-    print(json.dumps(json_of(message), ensure_ascii=False), flush=True)
+    print(json.dumps(_json_of(message), ensure_ascii=False), flush=True)

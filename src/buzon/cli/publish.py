@@ -146,9 +146,9 @@ def _bracketed(host: str | None) -> str:
 
 
 def _stomp_user(args: argparse.Namespace, named: str | None) -> str:
-    given: str | None = args.username
-    if given or named:
-        return given or str(named)
+    given: str | None = args.username or named
+    if given:
+        return given
     url = url_of(args)
     login = Credentials().get(url)
     if login is None:
@@ -159,7 +159,7 @@ def _stomp_user(args: argparse.Namespace, named: str | None) -> str:
     return login.username
 
 
-def stomp_password(from_stdin: bool) -> str:
+def _stomp_password(from_stdin: bool) -> str:
     """The password: a line of stdin, else ``$BUZON_PASSWORD``, else asked at the terminal."""
     from_env = None if from_stdin else os.environ.get("BUZON_PASSWORD")
     if from_env:
@@ -171,7 +171,7 @@ def stomp_login(args: argparse.Namespace) -> StompLogin:
     """Resolve the STOMP URL, user and password of a messaging command."""
     url, named = stomp_address(args)
     username = _stomp_user(args, named)
-    return StompLogin(url, username, stomp_password(args.password_stdin))
+    return StompLogin(url, username, _stomp_password(args.password_stdin))
 
 
 def access_key(args: argparse.Namespace) -> str | None:

@@ -1,0 +1,119 @@
+"""``buzon shell`` driven through its menus with piped answers, against a real broker."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from buzon.client import ManagementClient
+from tests.cli.helpers import Cli
+from tests.interop.broker_process import BrokerProcess
+
+PASSWORD = "cli-shell-password"
+
+
+def start_shell(cli: Cli, broker: BrokerProcess, answers: list[str]) -> subprocess.Popen[str]:
+    """``buzon shell`` with ``answers`` piped in, one per line, and stdout captured."""
+    env = cli.env(BUZON_STOMP_URL=f"stomp://{broker.host}:{broker.port}")
+    env.pop("BUZON_PASSWORD", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "buzon", "shell", "--url", cli.url],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert process.stdin is not None
+    process.stdin.write("".join(f"{answer}\n" for answer in answers))
+    process.stdin.flush()
+    return process
+
+
+def finish(process: subprocess.Popen[str]) -> str:
+    """Wait for the shell to say goodbye; return what it printed."""
+    out, err = process.communicate(timeout=30)
+    assert (process.returncode, err) == (0, "")
+    assert out.endswith("bye\n")
+    assert PASSWORD not in out
+    return out
+
+
+def test_publisher_registers_logs_in_creates_connects_and_sends(
+    broker: BrokerProcess, admin_client: ManagementClient, tmp_path: Path
+) -> None:
+    cli = Cli(broker.url, tmp_path / "config")
+    answers = [
+        "9",  # not on the main menu
+        "1",  # publisher menu
+        *("2", "sh-pub", "not-the-password"),  # log in before registering
+        *("1", "sh-pub", PASSWORD, PASSWORD),  # register
+        *("2", "sh-pub", PASSWORD),  # log in
+        *("4", "1", "sh-orders", "y", "orders-key"),  # create a protected queue
+        "9",  # send before connecting
+        *("7", "1", "sh-orders"),  # connect to it
+        *("9", "hello from the shell"),  # send
+        "8",  # disconnect
+        "5",  # list
+        *("0", "0"),  # back, quit
+    ]
+    out = finish(start_shell(cli, broker, answers))
+
+    assert "'9' is not on this menu: type a number from 0 to 2 and press Enter" in out
+    assert "error: authentication failed" in out
+    assert "registered sh-pub; choose 'log in' to use the account" in out
+    assert "logged in as sh-pub" in out
+    assert "created queue sh-orders (/queue/sh-orders), protected by an access key" in out
+    assert "error: connect to a queue or a channel first (choose 'connect')" in out
+    assert "sent to /queue/sh-orders; the broker confirmed it" in out
+    assert "disconnected from /queue/sh-orders" in out
+    assert "Publisher menu (logged in as sh-pub; connected to /queue/sh-orders)" in out
+    queue = admin_client.get_queue("sh-orders")
+    assert (queue.owner, queue.protected, queue.depth) == ("sh-pub", True, 1)
+    pulled = admin_client.pull("sh-orders")
+    assert [message.text for message in pulled] == ["hello from the shell"]
+    admin_client.ack("sh-orders", pulled[0].receipt)
+    assert "sh-pub" in cli.ok("user", "whoami")  # the shell's login is the command line's
+
+
+def test_consumer_pulls_gives_back_acknowledges_and_watches_a_channel(
+    broker: BrokerProcess, admin_client: ManagementClient, tmp_path: Path
+) -> None:
+    admin_client.create_queue("sh-inbox", access_key="inbox-key")
+    for text in ("first", "second"):
+        admin_client.publish("/queue/sh-inbox", text)
+    admin_client.create_channel("sh-live")
+    admin_client.register("sh-con", PASSWORD)
+    cli = Cli(broker.url, tmp_path / "config")
+    cli.login("sh-con", PASSWORD)
+    answers = [
+        "2",  # consumer menu
+        "x",  # not a number
+        *("5", "sh-missing"),  # pull from a queue that does not exist
+        *("5", "sh-inbox", "inbox-key", "2", "n"),  # pull two, give them back
+        *("5", "sh-inbox", "inbox-key", "", "y"),  # pull one (the default), acknowledge it
+        *("6", "sh-live", "2", PASSWORD),  # watch two messages; the STOMP password is asked
+        *("0", "0"),
+    ]
+    shell = start_shell(cli, broker, answers)
+    deadline = time.monotonic() + 20
+    while admin_client.get_channel("sh-live").subscribers == 0:
+        assert shell.poll() is None, "the shell ended before it subscribed"
+        assert time.monotonic() < deadline, "the shell never subscribed"
+        time.sleep(0.05)
+    for text in ("breaking 1", "breaking 2"):
+        admin_client.publish("/topic/sh-live", text)
+    out = finish(shell)
+
+    assert "'x' is not on this menu: type a number from 0 to 6 and press Enter" in out
+    assert "error: destination not found" in out
+    assert "  [1] first\n  [2] second\n" in out
+    assert "gave 2 message(s) back to sh-inbox" in out
+    assert "  [1] first (delivered before)\n" in out
+    assert "acknowledged 1 message(s)" in out
+    assert "Password of sh-con (for the STOMP connection): " in out
+    assert "  [1] breaking 1\n  [2] breaking 2\nstopped watching /topic/sh-live after 2" in out
+    queue = admin_client.get_queue("sh-inbox")
+    assert (queue.depth, queue.in_flight) == (1, 0)
