@@ -9,9 +9,17 @@ each message (client-individual) in one write per read.
 Each message carries its send time (``perf_counter_ns``) in a header; latency is measured on
 receipt in the same process, so the clocks agree.
 
+Scenarios:
+    queue    1 producer, N consumers (client-individual acks): delivered msgs/s
+    fanout   1 publisher, N subscribers (auto): deliveries/s
+    confirm  1 producer, a receipt per message with ``--window`` in flight, no consumer:
+             confirmed msgs/s and confirmation latency (with ``--storage sqlite``, every
+             confirmed message is on disk)
+
 Usage:
     python benchmarks/loadgen.py queue   [--messages 100000] [--consumers 4] [--runs 5]
     python benchmarks/loadgen.py fanout  [--messages 20000] [--subscribers 10] [--runs 5]
+    python benchmarks/loadgen.py confirm [--messages 20000] [--window 64] --storage sqlite
 """
 
 from __future__ import annotations
@@ -81,6 +89,8 @@ class Client(asyncio.Protocol):
         self.stats = stats
         self.ack = ack
         self.last_seq = 0
+        # receipt id -> send time, when confirmation latency is measured
+        self.sent: dict[str, int] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -97,7 +107,10 @@ class Client(asyncio.Protocol):
             if command is Command.MESSAGE:
                 self.on_message(frame, now, acks)
             elif command is Command.RECEIPT:
-                self.receipts.put_nowait(frame.get("receipt-id") or "")
+                receipt = frame.get("receipt-id") or ""
+                if self.sent is not None and receipt in self.sent:
+                    self.stats.latencies_ns.append(now - self.sent.pop(receipt))
+                self.receipts.put_nowait(receipt)
             elif command is Command.CONNECTED:
                 self.connected.set()
             elif command is Command.ERROR:
@@ -153,6 +166,8 @@ async def produce(
     batch: list[bytes] = []
     for i in range(1, count + 1):
         receipt = b"receipt:%d\n" % i if i % receipt_every == 0 or i == count else b""
+        if receipt and client.sent is not None:
+            client.sent[str(i)] = time.perf_counter_ns()
         batch.append(
             b"%sseq:%d\nts:%d\n%s\n%s\x00" % (head, i, time.perf_counter_ns(), receipt, body)
         )
@@ -190,7 +205,37 @@ class Result:
     deliveries: int
 
 
+async def run_confirm(args: argparse.Namespace, host: str, port: int, pid: int | None) -> Result:
+    """Publish with a receipt per message, ``window`` in flight; nobody consumes."""
+    stats = Stats.for_messages(0, 1)
+    producer = await open_client(host, port, stats)
+    producer.sent = {}
+    destination = f"/queue/confirm-{time.monotonic_ns()}"
+    cpu_before = cpu_seconds(pid) if pid else 0.0
+    own_before = time.process_time()
+    started = time.perf_counter()
+    await produce(producer, destination, args.messages, args.size, 1, args.window)
+    elapsed = time.perf_counter() - started
+    cpu = (cpu_seconds(pid) - cpu_before) if pid else float("nan")
+    own = time.process_time() - own_before
+    assert producer.transport is not None
+    producer.transport.close()
+    if len(stats.latencies_ns) != args.messages:
+        raise SystemExit(f"{args.messages - len(stats.latencies_ns)} publishes not confirmed")
+    lat = sorted(stats.latencies_ns)
+    return Result(
+        rate=args.messages / elapsed,
+        p50_ms=lat[len(lat) // 2] / 1e6,
+        p99_ms=lat[int(len(lat) * 0.99)] / 1e6,
+        broker_cpu=cpu,
+        loadgen_cpu=own,
+        deliveries=args.messages,
+    )
+
+
 async def run_scenario(args: argparse.Namespace, host: str, port: int, pid: int | None) -> Result:
+    if args.scenario == "confirm":
+        return await run_confirm(args, host, port, pid)
     messages = args.messages
     if args.scenario == "queue":
         destination = f"/queue/bench-{time.monotonic_ns()}"
@@ -260,7 +305,7 @@ def start_broker(storage: str, data_dir: str) -> tuple[subprocess.Popen[str], in
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("scenario", choices=["queue", "fanout"])
+    parser.add_argument("scenario", choices=["queue", "fanout", "confirm"])
     parser.add_argument("--messages", type=int, default=None)
     parser.add_argument("--consumers", type=int, default=4)
     parser.add_argument("--subscribers", type=int, default=10)
@@ -289,12 +334,13 @@ async def main() -> None:
         broker, port = start_broker(args.storage, data_dir)
         pid = broker.pid
     results = []
+    unit = "confirmed" if args.scenario == "confirm" else "deliveries"
     try:
         for run in range(1, args.runs + 1):
             result = await run_scenario(args, args.host, port, pid)
             results.append(result)
             print(
-                f"run {run}: {result.rate:,.0f} deliveries/s  p50 {result.p50_ms:.2f} ms  "
+                f"run {run}: {result.rate:,.0f} {unit}/s  p50 {result.p50_ms:.2f} ms  "
                 f"p99 {result.p99_ms:.2f} ms  broker CPU {result.broker_cpu:.2f} s  "
                 f"loadgen CPU {result.loadgen_cpu:.2f} s  ({result.deliveries} deliveries)",
                 flush=True,
@@ -311,8 +357,8 @@ async def main() -> None:
     p50 = med(r.p50_ms for r in results)
     p99 = med(r.p99_ms for r in results)
     print(
-        f"{args.scenario}: median {rate:,.0f} deliveries/s, p50 {p50:.2f} ms, p99 {p99:.2f} ms,"
-        f" broker {cpu:.2f} CPU-s per {deliveries} deliveries"
+        f"{args.scenario} ({args.storage}): median {rate:,.0f} {unit}/s, p50 {p50:.2f} ms,"
+        f" p99 {p99:.2f} ms, broker {cpu:.2f} CPU-s per {deliveries} {unit}"
         f" ({cpu * 100_000 / deliveries:.2f} CPU-s per 100k); every message checked"
     )
 
