@@ -49,7 +49,7 @@ class ErrorCode(enum.Enum):
     # authentication and authorisation
     AUTH_FAILED = (401, "authentication failed")
     NOT_AUTHENTICATED = (401, "authentication required")
-    TOO_MANY_ATTEMPTS = (429, "too many failed logins, try again later")
+    TOO_MANY_ATTEMPTS = (429, "too many failed attempts, try again later")
     ACCOUNT_DISABLED = (403, "account disabled")
     ACCESS_DENIED = (403, "access denied")
     ACCESS_KEY_REQUIRED = (403, "access key required")

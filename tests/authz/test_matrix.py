@@ -77,6 +77,7 @@ DENIED = ErrorCode.ACCESS_DENIED
 NO_LOGIN = ErrorCode.NOT_AUTHENTICATED  # HTTP: no credentials, or a disabled user's token
 DISABLED = ErrorCode.ACCOUNT_DISABLED  # STOMP: the right password of a disabled account
 LOGIN_FAILED = ErrorCode.AUTH_FAILED  # STOMP: CONNECT without login and passcode
+MISSING = ErrorCode.DESTINATION_NOT_FOUND  # STOMP: a key given for what does not exist
 
 Outcome = ErrorCode | None
 
@@ -92,7 +93,7 @@ HTTP: dict[Do, tuple[Outcome, ...]] = {
 }
 STOMP: dict[Do, tuple[Outcome, ...]] = {
     #           owner  right-key  wrong-key  no-key        admin  disabled  anonymous
-    Do.CREATE:  (OK,   OK,        OK,        OK,           OK,    DISABLED, LOGIN_FAILED),
+    Do.CREATE:  (OK,   MISSING,   MISSING,   OK,           OK,    DISABLED, LOGIN_FAILED),
     Do.PUBLISH: (OK,   OK,        KEY_WRONG, KEY_REQUIRED, OK,    DISABLED, LOGIN_FAILED),
     Do.CONSUME: (OK,   OK,        KEY_WRONG, KEY_REQUIRED, OK,    DISABLED, LOGIN_FAILED),
 }
@@ -327,6 +328,12 @@ async def test_stomp(
     await client.expect(Connected)
     if action is Do.CREATE:
         await client.send(stomp_send(PREFIX[kind] + fresh, b"cell", receipt="r", **a.key_header))
+        if outcome is MISSING:
+            # a key for a destination that does not exist: not created (it would be public)
+            error = await client.expect(Error)
+            assert (error.message, error.receipt_id) == (MISSING.message, "r")
+            assert not await exists(http, admin, kind, fresh)
+            return
         await client.receipt("r")
         view = await inspect(http, admin, kind, fresh)
         assert (view["owner"], view["protected"], view["published"]) == (a.actor, False, 1)

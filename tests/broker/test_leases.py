@@ -111,3 +111,15 @@ def test_deleting_the_queue_wakes_waiters_and_drops_leased_messages(
     assert woken == [True]
     assert broker.expire_leases(now=31.0) == 1
     assert broker.statistics().queued_bytes == 0
+
+
+def test_a_blocked_users_leases_return_at_once(broker: Broker, producer: Peer) -> None:
+    producer.publish(Q, b"held", b"free")
+    carol = user("carol")
+    broker.pull(carol, "pulled", 1, 3600.0, now=0.0)
+    broker.close_sessions_of(carol.id, ErrorCode.ACCOUNT_DISABLED, "disabled")
+    again = broker.pull(user("alice"), "pulled", 10, 30.0, now=1.0)
+    assert [(lease.message.body, lease.redelivered) for lease in again] == [
+        (b"held", True),
+        (b"free", False),
+    ]

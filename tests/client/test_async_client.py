@@ -190,3 +190,27 @@ async def test_publishing_while_the_buffer_is_full_does_not_wait_for_ever(
         assert [(await requests.get(timeout=5)).text for _ in range(20)] == [
             str(n) for n in range(20)
         ]
+
+
+async def test_durable_subscriptions_keep_messages_while_away_until_forgotten(
+    server: BuzonServer,
+) -> None:
+    async with AsyncClient(url(server)) as client:
+        first = await client.subscribe("/topic/audit", durable="trail")
+        await first.unsubscribe()  # detach only: the broker keeps collecting
+        await client.publish("/topic/audit", "while away")
+        again = await client.subscribe("/topic/audit", durable="trail")
+        assert (await again.get(timeout=5)).text == "while away"
+        await again.unsubscribe(forget=True)
+        await client.publish("/topic/audit", "nobody keeps this")
+        fresh = await client.subscribe("/topic/audit", durable="trail")
+        with pytest.raises(TimeoutError):
+            await fresh.get(timeout=0.2)
+
+
+async def test_errors_name_the_broker_without_credentials(server: BuzonServer) -> None:
+    client = AsyncClient(url(server, passcode="wrong-password"))
+    assert client.url == f"stomp://127.0.0.1:{server.stomp_port}"
+    with pytest.raises(ApiError) as refused:
+        await client.connect()
+    assert str(refused.value) == "authentication failed"

@@ -118,7 +118,7 @@ async def test_unknown_routes_are_404_json(
         ("PATCH", "/queues", "GET, POST"),
         ("GET", "/queues/jobs/pull", "POST"),
         ("GET", "/sessions", "POST"),
-        ("HEAD", "/healthz", "GET"),
+        ("POST", "/healthz", "GET, HEAD"),
     ],
 )
 async def test_a_wrong_method_is_405_json_naming_the_allowed_ones(
@@ -126,9 +126,14 @@ async def test_a_wrong_method_is_405_json_naming_the_allowed_ones(
 ) -> None:
     response = await http.request(method, path, headers=admin)
     assert response.status_code == 405
-    if method != "HEAD":
-        error_of(response, ErrorCode.METHOD_NOT_ALLOWED)
+    error_of(response, ErrorCode.METHOD_NOT_ALLOWED)
     assert response.headers["allow"] == allowed
+
+
+async def test_health_answers_head_for_load_balancers(http: httpx.AsyncClient) -> None:
+    response = await http.head("/healthz")
+    assert response.status_code == 200
+    assert response.content == b""
 
 
 @pytest.mark.parametrize(

@@ -83,3 +83,22 @@ async def test_the_access_key_never_reaches_consumers(hasher: SecretHasher) -> N
         )
         refused = await fresh.expect(Error)
         assert refused.message == "access key required"
+
+
+async def test_an_access_key_for_a_missing_destination_does_not_create_it(
+    hasher: SecretHasher,
+) -> None:
+    async with running_server(hasher) as server:
+        client = await Client.connected(server.stomp_port)
+        await client.send(
+            Send(
+                destination="/queue/typo",
+                headers=(("destination", "/queue/typo"), ("access-key", "some-key-1")),
+                body=b"x",
+                receipt="r",
+            )
+        )
+        error = await client.expect(Error)
+        assert error.message == "destination not found"
+        assert b"access key" in error.body
+        assert server.broker.statistics().queues == ()

@@ -134,13 +134,15 @@ class Broker:
         return list(self._sessions.values())
 
     def close_sessions_of(self, user_id: str, code: ErrorCode, detail: str) -> int:
-        """End every session of a user (disabled or deleted); return how many.
+        """End every session of a user (disabled or deleted) and give back the messages
+        they hold by lease; return how many sessions ended.
 
         Each sink is told why (``close_session``) before its session closes.
         """
         doomed = [s for s in self._sessions.values() if s.principal.id == user_id]
         for session in doomed:
             session.end(code, detail)
+        self.leases.release(user_id)
         return len(doomed)
 
     # -- destinations as resources -------------------------------------------------------

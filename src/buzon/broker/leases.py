@@ -113,6 +113,15 @@ class Leases:
                 expired += 1
         return expired
 
+    def release(self, holder: str) -> int:
+        """Return every message ``holder`` holds to its queue (the user was disabled or
+        deleted); return how many."""
+        mine = [lease for lease in self._leases.values() if lease.holder == holder]
+        for lease in mine:
+            del self._leases[lease.receipt]
+            lease.queue.return_taken([lease.message])
+        return len(mine)
+
     def next_deadline(self) -> float | None:
         """When :meth:`expire` next has something to do, or None."""
         deadlines = self._deadlines

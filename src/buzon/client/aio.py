@@ -79,7 +79,7 @@ class AsyncClient:
         ssl: ssl_module.SSLContext | None = None,
     ) -> None:
         address = parse_stomp_url(url)
-        self.url = url.split("@")[-1] if "@" in url else url  # never show credentials
+        self.url = address.display  # never shows credentials
         self._address = address
         self._login = login if login is not None else address.login
         self._passcode = passcode if passcode is not None else address.passcode
@@ -204,6 +204,7 @@ class AsyncClient:
         access_key: str | None = None,
         buffer: int = 1000,
         headers: Mapping[str, str] | None = None,
+        durable: str | None = None,
     ) -> Subscription:
         """Subscribe to a queue (each message to one consumer) or a channel (to all).
 
@@ -215,6 +216,9 @@ class AsyncClient:
             access_key: the destination's key, when someone else's key protects it.
             buffer: messages held here before the client stops reading from the broker.
             headers: more SUBSCRIBE headers.
+            durable: for a channel, the name of your durable subscription: the broker
+                keeps what is published while you are away and hands it over on your
+                next subscribe with that name (``unsubscribe(forget=True)`` deletes it).
 
         Returns:
             the subscription, once the broker confirmed it.
@@ -228,6 +232,8 @@ class AsyncClient:
             extra["prefetch-count"] = str(prefetch)
         if access_key is not None:
             extra["access-key"] = access_key
+        if durable is not None:
+            extra["subscription-name"] = durable
         subscription = Subscription(
             self, f"s{next(self._ids)}", destination, ack, tuple(extra.items()), max(buffer, 1)
         )
@@ -239,14 +245,15 @@ class AsyncClient:
             raise
         return subscription
 
-    async def unsubscribe(self, subscription: Subscription) -> None:
+    async def unsubscribe(self, subscription: Subscription, *, forget: bool = False) -> None:
         """End a subscription (see :meth:`Subscription.unsubscribe`)."""
         if self._subscriptions.pop(subscription.id, None) is None:
             return
         subscription.end(None)
         self._paused.discard(subscription)
+        extra = (("durable", "true"),) if forget else ()
         if self.connected:
-            await self._request(lambda receipt: Unsubscribe(subscription.id, receipt), None)
+            await self._request(lambda receipt: Unsubscribe(subscription.id, receipt, extra), None)
         self.buffer_drained(subscription)
 
     # -- settling and transactions ---------------------------------------------------------

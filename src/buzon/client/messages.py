@@ -143,9 +143,14 @@ class Subscription:
         """Messages received and not taken yet."""
         return len(self._messages)
 
-    async def unsubscribe(self) -> None:
-        """End the subscription; unacknowledged queue messages go back to the queue."""
-        await self.client.unsubscribe(self)
+    async def unsubscribe(self, *, forget: bool = False) -> None:
+        """End the subscription; unacknowledged queue messages go back to the queue.
+
+        Args:
+            forget: for a durable subscription, delete it on the broker too (its backlog
+                goes); without it, the broker keeps collecting for your next subscribe.
+        """
+        await self.client.unsubscribe(self, forget=forget)
 
     # -- what the client calls -----------------------------------------------------------
 

@@ -38,7 +38,7 @@ def error_from_frame(event: Error) -> ApiError:
     code = ErrorCode.__members__.get(name) or _BY_MESSAGE.get(
         event.message, ErrorCode.INTERNAL_ERROR
     )
-    detail = event.body.decode("utf-8", "replace") or event.message
+    detail = event.body.decode("utf-8", "replace")
     return ApiError(code, detail, status=code.http_status, code_name=name or code.name)
 
 

@@ -131,8 +131,9 @@ class BlockingSubscription:
         """
         return BlockingMessage(self._runner, self._runner.run(self.subscription.get(timeout)))
 
-    def unsubscribe(self) -> None:
-        self._runner.run(self.subscription.unsubscribe())
+    def unsubscribe(self, *, forget: bool = False) -> None:
+        """See :meth:`buzon.client.Subscription.unsubscribe`."""
+        self._runner.run(self.subscription.unsubscribe(forget=forget))
 
 
 class BlockingTransaction:

@@ -32,6 +32,13 @@ class StompAddress:
     login: str | None
     passcode: str | None
 
+    @property
+    def display(self) -> str:
+        """The URL without its credentials, for messages and logs."""
+        scheme = "stomp+ssl" if self.tls else "stomp"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{scheme}://{host}:{self.port}"
+
 
 def parse_stomp_url(url: str) -> StompAddress:
     """Parse ``stomp://[user[:pass]@]host[:port]`` or ``stomp+ssl://...``.

@@ -82,8 +82,13 @@ def key_to_check(
 ) -> tuple[DestinationRecord, str] | None:
     """The destination and presented key to verify before ``event`` can run, if any.
 
-    None when the frame carries no key, the destination does not exist (yet), the
-    principal needs no key for it, or this session was granted it already.
+    None when the frame carries no key, the principal needs no key for that destination,
+    or this session was granted it already.
+
+    Raises:
+        BrokerError: DESTINATION_NOT_FOUND when a key is given for a destination that does
+            not exist: creating it on first use would make it public, which is surely not
+            what someone presenting a key meant (a mistyped name, say).
     """
     key = header(event.headers, ACCESS_KEY_HEADER)
     if key is None:
@@ -93,7 +98,12 @@ def key_to_check(
     except BrokerError:
         return None  # the handler reports the bad destination
     target = broker.destination(kind, name)
-    if target is None or session.granted(target.record.id):
+    if target is None:
+        raise BrokerError(
+            ErrorCode.DESTINATION_NOT_FOUND,
+            f"{event.destination[:80]} does not exist (an access key was given for it)",
+        )
+    if session.granted(target.record.id):
         return None
     action = Action.PUBLISH if isinstance(event, Send) else Action.CONSUME
     if decide(session.principal, action, target.record) is not Decision.NEED_KEY:

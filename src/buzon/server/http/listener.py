@@ -22,11 +22,13 @@ SHUTDOWN_GRACE = 2.0
 
 
 class _EmbeddedServer(uvicorn.Server):
-    """uvicorn without signal handling, telling us when it accepts requests."""
+    """uvicorn without signal handling, telling us when it accepts requests, and told
+    when to stop instead of polling for it."""
 
     def __init__(self, config: uvicorn.Config) -> None:
         super().__init__(config)
         self.ready = asyncio.Event()
+        self.exit = asyncio.Event()
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -35,6 +37,16 @@ class _EmbeddedServer(uvicorn.Server):
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         self.ready.set()
+
+    async def main_loop(self) -> None:
+        """uvicorn's loop ticks every 0.1 s to notice ``should_exit``; this one wakes on
+        :attr:`exit`, and still ticks once a second (on_tick refreshes the Date header on
+        every tenth count)."""
+        counter = 0
+        while not await self.on_tick(counter):
+            counter = (counter + 10) % 864_000
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.exit.wait(), 1.0)
 
 
 class HttpListener:
@@ -104,6 +116,7 @@ class HttpListener:
         """Stop accepting, let requests finish (briefly), close."""
         if self._server is not None and self._task is not None:
             self._server.should_exit = True
+            self._server.exit.set()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._task, SHUTDOWN_GRACE + 3)
         if self._socket is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
 from buzon import __version__
 from buzon.server.http.schemas import Connection, Health, Overview, Rates, Totals
@@ -62,3 +62,9 @@ async def connections(ctx: Ctx, caller: CurrentCaller) -> list[Connection]:
 @router.get("/healthz", summary="Liveness (no authentication)")
 async def healthz() -> Health:
     return Health(status="ok")
+
+
+@router.head("/healthz", include_in_schema=False)
+async def healthz_head() -> Response:
+    """Load balancers often probe with HEAD."""
+    return Response()

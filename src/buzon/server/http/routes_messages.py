@@ -52,7 +52,7 @@ MAX_HEADER_VALUE = 8 * 1024
 
 _MESSAGE_BODY: dict[str, Any] = {
     "requestBody": {
-        "required": True,
+        "required": False,  # an empty body is an empty message
         "content": {
             # inline: no route takes NewMessage as its body, so FastAPI never adds it to
             # the document's components and a $ref to it would dangle
@@ -118,11 +118,11 @@ async def _publish(
 ) -> Published:
     headers, body = await read_message(request)
     target = ctx.resources.target(kind, name)
-    if ctx.broker.over_high_water:
-        raise BrokerError(ErrorCode.LIMIT_EXCEEDED, "the broker is full; retry shortly")
     grants = await grants_for(
         ctx, caller, target.record, Action.PUBLISH, key, request.app.state.grants
     )
+    if ctx.broker.over_high_water:  # after the access check: a stranger learns nothing
+        raise BrokerError(ErrorCode.LIMIT_EXCEEDED, "the broker is full; retry shortly")
     message_id, ticket = ctx.broker.publish(caller.principal, target.address, headers, body, grants)
     if ticket is not None:
         await _durable(ticket)

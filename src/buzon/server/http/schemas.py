@@ -11,6 +11,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from buzon.auth.users import MAX_PASSWORD, MIN_PASSWORD, USERNAME, USERNAME_RULE
 from buzon.store import Role
 
 # Bounds on what one request may carry; a message's headers have the STOMP frame's limits.
@@ -27,7 +28,19 @@ class Credentials(Request):
     password: str = Field(max_length=1024, description="password (sent over TLS in production)")
 
 
-class NewUser(Credentials):
+class NewUser(Request):
+    # The rules are documented here and enforced by the accounts service, whose errors
+    # (INVALID_USERNAME, WEAK_PASSWORD) say what the rule is.
+    username: str = Field(
+        max_length=64,
+        description=f"login name: {USERNAME_RULE}",
+        json_schema_extra={"pattern": f"^{USERNAME.pattern}$", "minLength": 3, "maxLength": 32},
+    )
+    password: str = Field(
+        max_length=MAX_PASSWORD,
+        description=f"{MIN_PASSWORD} to {MAX_PASSWORD} characters, not the username",
+        json_schema_extra={"minLength": MIN_PASSWORD},
+    )
     role: Role = Field(Role.USER, description="admin may only be given by an admin")
 
 
@@ -88,7 +101,9 @@ class NewMessage(Request):
     body: str | None = Field(None, description="the body as text (UTF-8)")
     body_base64: str | None = Field(None, description="or the body as base64, for binary data")
     headers: dict[str, str] = Field(
-        default_factory=dict, description=f"user headers, at most {MAX_HEADERS}"
+        default_factory=dict,
+        description=f"user headers, at most {MAX_HEADERS}; names of 1 to 256 characters",
+        json_schema_extra={"maxProperties": MAX_HEADERS},  # checked with a clearer message
     )
 
 
@@ -97,11 +112,13 @@ class Published(BaseModel):
 
 
 class PullRequest(Request):
-    max: int = Field(1, ge=1, le=MAX_BATCH, description="most messages to return")
+    max: int = Field(1, ge=1, le=MAX_BATCH, strict=True, description="most messages to return")
     lease_ms: int = Field(
-        30_000, ge=1_000, le=12 * 3600 * 1000, description="how long they stay leased"
+        30_000, ge=1_000, le=12 * 3600 * 1000, strict=True, description="how long they stay leased"
     )
-    wait_ms: int = Field(0, ge=0, le=20_000, description="wait this long for a first message")
+    wait_ms: int = Field(
+        0, ge=0, le=20_000, strict=True, description="wait this long for a first message"
+    )
 
 
 class PulledMessage(BaseModel):

@@ -9,6 +9,8 @@ request checks its password and its key.
 
 from __future__ import annotations
 
+import binascii
+from base64 import b64decode
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Annotated
@@ -27,8 +29,42 @@ from buzon.errors import AuthenticationFailed, ErrorCode
 from buzon.server.context import ServerContext
 from buzon.store import DestinationRecord
 
+
+class _Utf8Basic(HTTPBasic):
+    """HTTP Basic with UTF-8 credentials (RFC 7617's ``charset="UTF-8"``).
+
+    FastAPI's own decodes them as ASCII, which refuses any password with an accent.
+    """
+
+    async def __call__(self, request: Request) -> HTTPBasicCredentials | None:  # type: ignore[override]
+        scheme, _, param = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "basic":
+            return None
+        try:
+            username, colon, password = (
+                b64decode(param.strip(), validate=True).decode().partition(":")
+            )
+        except (ValueError, UnicodeDecodeError, binascii.Error):
+            colon = ""
+        if not colon:
+            raise AuthenticationFailed(ErrorCode.NOT_AUTHENTICATED, "malformed Basic credentials")
+        return HTTPBasicCredentials(username=username, password=password)
+
+
 _bearer = HTTPBearer(auto_error=False, description="a token from POST /api/v1/sessions")
-_basic = HTTPBasic(auto_error=False, description="username and password, for scripts")
+_basic = _Utf8Basic(
+    auto_error=False, scheme_name="HTTPBasic", description="username and password, for scripts"
+)
+
+
+def header_text(value: str) -> str:
+    """A header value as the client meant it: HTTP hands over raw bytes as latin-1, so a
+    UTF-8 value (an access key with an accent) is decoded again."""
+    try:
+        return value.encode("latin-1").decode()
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return value
+
 
 MAX_REMEMBERED_GRANTS = 100_000
 
@@ -126,7 +162,7 @@ async def grants_for(
         return frozenset({record.id})
     if key is None:
         return frozenset()
-    await ctx.keys.check(caller.principal, record, key)
+    await ctx.keys.check(caller.principal, record, header_text(key))
     if pair is not None:
         remembered.add(pair)
     return frozenset({record.id})
