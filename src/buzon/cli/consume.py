@@ -17,15 +17,14 @@ import os
 import sys
 from typing import Any
 
-from buzon.cli.publish import (
+from buzon.cli.session import add_action, positive_int
+from buzon.cli.stomp_login import (
     access_key,
     add_access_key_options,
     add_stomp_options,
     address_of,
-    positive_int,
     stomp_login,
 )
-from buzon.cli.session import add_action
 from buzon.client import (
     BlockingMessage,
     BlockingSubscription,

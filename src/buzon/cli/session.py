@@ -79,6 +79,13 @@ def add_action(
     return parser
 
 
+def positive_int(text: str) -> int:
+    """argparse type: a whole number above zero."""
+    if not (text.isascii() and text.isdigit() and int(text) > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return int(text)
+
+
 def url_of(args: argparse.Namespace) -> str:
     """The broker root URL a command talks to: ``--url``, ``$BUZON_URL`` or the default."""
     given: str | None = args.url

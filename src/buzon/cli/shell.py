@@ -15,10 +15,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from buzon.cli import shell_consumer, shell_publisher
-from buzon.cli.publish import add_stomp_url_option, stomp_address
 from buzon.cli.session import add_action
 from buzon.cli.shell_prompt import EndOfInput, Prompter
 from buzon.cli.shell_state import ShellState
+from buzon.cli.stomp_login import add_stomp_url_option, stomp_address
 from buzon.errors import BuzonError
 
 Action = Callable[[ShellState], None]

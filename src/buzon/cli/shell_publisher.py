@@ -42,7 +42,7 @@ def log_out(state: ShellState) -> None:
     """Disconnect, forget the password, and log out as ``buzon user logout`` does."""
     state.disconnect()
     state.password = None
-    users._logout(state.args)  # the same revoke-then-forget as `buzon user logout`
+    users.logout(state.args)  # the same revoke-then-forget as `buzon user logout`
 
 
 def create(state: ShellState) -> None:

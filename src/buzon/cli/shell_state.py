@@ -14,9 +14,9 @@ import os
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
-from buzon.cli.publish import StompLogin, stomp_address
 from buzon.cli.session import CliError, Credentials, logged_in, url_of
 from buzon.cli.shell_prompt import Prompter
+from buzon.cli.stomp_login import StompLogin, stomp_address
 from buzon.client import ApiError, Client, Destination, DestinationKind, ManagementClient
 from buzon.errors import ErrorCode
 

@@ -47,7 +47,7 @@ def register(commands: Any) -> None:
     summary = "log in and keep the token for this broker"
     _credential_options(add_action(actions, "login", _login, summary, prints_data=True))
     summary = "revoke the stored token on the broker and forget it"
-    add_action(actions, "logout", _logout, summary, prints_data=False)
+    add_action(actions, "logout", logout, summary, prints_data=False)
     add_action(actions, "whoami", _whoami, "show the logged-in account", prints_data=True)
     add_action(actions, "list", _list, "list every account (admin)", prints_data=True)
     for name, disabled in (("disable", True), ("enable", False)):
@@ -102,7 +102,7 @@ def _login(args: argparse.Namespace) -> int:
     return 0
 
 
-def _logout(args: argparse.Namespace) -> int:
+def logout(args: argparse.Namespace) -> int:
     """Revoke on the broker first: the local copy goes only once the token is dead, or
     the broker says it already was; if the broker cannot be reached, it stays for a retry."""
     url = url_of(args)

@@ -1,0 +1,155 @@
+"""How every messaging command logs in over STOMP.
+
+The broker checks a user name and a password on every STOMP connection (the bearer token
+that ``buzon user login`` keeps is for the HTTP API only), so the messaging commands
+(``publish``, ``consume``, ``subscribe``, ``shell``) find:
+
+- where: ``--stomp-url``, else ``$BUZON_STOMP_URL``, else port 61613 on the host of the
+  HTTP URL (``--url``, ``$BUZON_URL``);
+- who: ``--username``, else the user named in the STOMP URL, else the user logged in with
+  ``buzon user login`` to that HTTP URL;
+- the password: the first line of stdin with ``--password-stdin``, else
+  ``$BUZON_PASSWORD``, else asked at the terminal. Never an argument and never in the URL,
+  where other local users would read it in the process list.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from buzon.cli.session import CliError, Credentials, login_hint, read_secret, url_of
+from buzon.client import AsyncClient, Client, DestinationKind
+from buzon.client.urls import parse_stomp_url
+from buzon.errors import ErrorCode
+
+DEFAULT_STOMP_PORT = 61613
+
+
+@dataclass(frozen=True, slots=True)
+class StompLogin:
+    """Where and as whom a messaging command connects over STOMP."""
+
+    url: str
+    username: str
+    password: str = field(repr=False)
+
+    def async_client(self) -> AsyncClient:
+        """An asyncio client for this login (connect it with ``async with``)."""
+        return AsyncClient(self.url, login=self.username, passcode=self.password)
+
+    def client(self) -> Client:
+        """A blocking client for this login (connect it with ``with``)."""
+        return Client(self.url, login=self.username, passcode=self.password)
+
+
+def add_stomp_url_option(parser: argparse.ArgumentParser) -> None:
+    """``--stomp-url`` (see the module docstring)."""
+    parser.add_argument(
+        "--stomp-url",
+        metavar="URL",
+        help="the broker's STOMP address, stomp://HOST:PORT"
+        f" (default: $BUZON_STOMP_URL, else port {DEFAULT_STOMP_PORT} on the host of --url)",
+    )
+
+
+def add_stomp_options(parser: argparse.ArgumentParser) -> None:
+    """``--stomp-url``, ``--username`` and ``--password-stdin`` (see the module docstring)."""
+    add_stomp_url_option(parser)
+    parser.add_argument(
+        "--username", help="log in as this user (default: the one of 'buzon user login')"
+    )
+    parser.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from the first line of stdin (else $BUZON_PASSWORD, else asked)",
+    )
+
+
+def add_access_key_options(parser: argparse.ArgumentParser) -> None:
+    """``--access-key`` and ``--access-key-stdin``."""
+    keys = parser.add_mutually_exclusive_group()
+    keys.add_argument(
+        "--access-key",
+        metavar="KEY",
+        help="the key of another user's protected queue or channel (visible in the process"
+        " list: prefer --access-key-stdin)",
+    )
+    keys.add_argument(
+        "--access-key-stdin",
+        action="store_true",
+        help="read the access key from stdin (the line after the password with --password-stdin)",
+    )
+
+
+def address_of(kind: DestinationKind, name: str) -> str:
+    """The STOMP destination of a queue (``/queue/NAME``) or a channel (``/topic/NAME``)."""
+    return f"/{'topic' if kind is DestinationKind.CHANNEL else 'queue'}/{name}"
+
+
+def stomp_address(args: argparse.Namespace) -> tuple[str, str | None]:
+    """The STOMP URL without credentials, and the user it names, if any.
+
+    Raises:
+        CliError: the URL carries a password.
+        RequestError: it is not a ``stomp://`` or ``stomp+ssl://`` URL.
+    """
+    given: str | None = args.stomp_url or os.environ.get("BUZON_STOMP_URL")
+    if not given:
+        return f"stomp://{_bracketed(urlsplit(url_of(args)).hostname)}:{DEFAULT_STOMP_PORT}", None
+    address = parse_stomp_url(given)
+    if address.passcode is not None:
+        raise CliError(
+            detail="the STOMP URL must not hold a password (other users can read it);"
+            " use --password-stdin or $BUZON_PASSWORD"
+        )
+    scheme = "stomp+ssl" if address.tls else "stomp"
+    return f"{scheme}://{_bracketed(address.host)}:{address.port}", address.login
+
+
+def _bracketed(host: str | None) -> str:
+    host = host or "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
+
+
+def _stomp_user(args: argparse.Namespace, named: str | None) -> str:
+    given: str | None = args.username or named
+    if given:
+        return given
+    url = url_of(args)
+    login = Credentials().get(url)
+    if login is None:
+        raise CliError(
+            ErrorCode.NOT_AUTHENTICATED,
+            f"who should log in? give --username, or run: {login_hint(url)}",
+        )
+    return login.username
+
+
+def _stomp_password(from_stdin: bool) -> str:
+    """The password: a line of stdin, else ``$BUZON_PASSWORD``, else asked at the terminal."""
+    from_env = None if from_stdin else os.environ.get("BUZON_PASSWORD")
+    if from_env:
+        return from_env
+    return read_secret("password", stdin_flag="--password-stdin", from_stdin=from_stdin)
+
+
+def stomp_login(args: argparse.Namespace) -> StompLogin:
+    """Resolve the STOMP URL, user and password of a messaging command."""
+    url, named = stomp_address(args)
+    username = _stomp_user(args, named)
+    return StompLogin(url, username, _stomp_password(args.password_stdin))
+
+
+def access_key(args: argparse.Namespace) -> str | None:
+    """``--access-key``, or a line of stdin with ``--access-key-stdin`` (read after the
+    password, so call this after :func:`stomp_login`)."""
+    if args.access_key_stdin:
+        return read_secret("access key", stdin_flag="--access-key-stdin", from_stdin=True)
+    key: str | None = args.access_key
+    return key
+
+
+# -- the command ---------------------------------------------------------------------------
