@@ -97,7 +97,7 @@ class BuzonServer:
             accounts=accounts,
             keys=keys,
             broker=broker,
-            resources=Resources(store, broker, accounts, keys),
+            resources=Resources(store, broker, keys),
             rates=RateMeter(),
         )
         accounts.on_blocked.append(self._close_connections_of)

@@ -10,18 +10,27 @@ write undoes the claim.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from buzon.auth import AccessKeys, Accounts, Action, Decision, Principal, decide
+from buzon.auth import AccessKeys, Action, Decision, Principal, decide
 from buzon.broker import Broker, Channel, Queue, address
 from buzon.broker.addresses import check_name
 from buzon.broker.destinations import new_record
 from buzon.errors import AccessDenied, BrokerError, ErrorCode
-from buzon.store import DestinationKind, DestinationRecord, DurableSubscriptionRecord, Store
+from buzon.server.durable import until_durable
+from buzon.store import (
+    DEFAULT_POLICY,
+    DestinationKind,
+    DestinationRecord,
+    DurableSubscriptionRecord,
+    QueuePolicy,
+    Store,
+)
 
 log = logging.getLogger("buzon.server")
 
@@ -43,6 +52,8 @@ class DestinationView:
         consumers: subscriptions now (consumers of a queue, subscribers of a channel).
         published: messages published to it since the broker started.
         delivered: deliveries made since the broker started.
+        policy: the queue's policy (the default for channels).
+        durables: a channel's durable subscriptions: (name, owner, backlog depth).
     """
 
     id: str
@@ -57,22 +68,22 @@ class DestinationView:
     consumers: int
     published: int
     delivered: int
+    policy: QueuePolicy = DEFAULT_POLICY
+    durables: tuple[tuple[str, str | None, int], ...] = ()
 
 
 class Resources:
     """Destinations as owned resources.
 
     Args:
-        store: keeps the records.
+        store: keeps the records (and the users, to show owners by name).
         broker: the engine with the live destinations.
-        accounts: to show owners by name.
         keys: hashes access keys.
     """
 
-    def __init__(self, store: Store, broker: Broker, accounts: Accounts, keys: AccessKeys) -> None:
+    def __init__(self, store: Store, broker: Broker, keys: AccessKeys) -> None:
         self._store = store
         self._broker = broker
-        self._accounts = accounts
         self._keys = keys
         self._writes: set[asyncio.Task[None]] = set()
         broker.on_created.append(self._store_later)
@@ -88,18 +99,37 @@ class Resources:
         return len(records)
 
     async def create(
-        self, principal: Principal, kind: DestinationKind, name: str, access_key: str | None
+        self,
+        principal: Principal,
+        kind: DestinationKind,
+        name: str,
+        access_key: str | None,
+        policy: QueuePolicy = DEFAULT_POLICY,
     ) -> DestinationView:
         """Create a queue or channel owned by ``principal``.
 
+        Args:
+            principal: the owner.
+            kind: queue or channel.
+            name: its name.
+            access_key: others must present it to publish or consume.
+            policy: for a queue, how it treats messages (ignored for channels).
+
         Raises:
-            BrokerError: BAD_DESTINATION, DESTINATION_EXISTS.
+            BrokerError: BAD_DESTINATION (also for a bad dead-letter queue name),
+                DESTINATION_EXISTS.
             AuthError: WEAK_PASSWORD for an access key out of bounds.
         """
         check_name(name)
+        if kind is DestinationKind.CHANNEL:
+            policy = DEFAULT_POLICY
+        elif policy.dead_letter_queue is not None:
+            check_name(policy.dead_letter_queue)
         self._refuse_existing(kind, name)
         key_hash = None if access_key is None else await self._keys.hash(access_key)
-        record = new_record(kind, name, principal.id, key_hash, time.time())
+        record = dataclasses.replace(
+            new_record(kind, name, principal.id, key_hash, time.time()), policy=policy
+        )
         target = self._broker.add_destination(record)  # raises if it appeared meanwhile
         try:
             await self._store.add_destination(record)
@@ -128,6 +158,23 @@ class Resources:
             for durable_id in durables:
                 await self._store.delete_durable_subscription(durable_id)
 
+    async def purge(self, principal: Principal, name: str) -> int:
+        """Drop a queue's waiting messages (owner or admin); return how many, once their
+        removal is durable.
+
+        Raises:
+            BrokerError: DESTINATION_NOT_FOUND.
+            AccessDenied: ACCESS_DENIED.
+        """
+        record = self.target(DestinationKind.QUEUE, name).record
+        if decide(principal, Action.DELETE, record) is Decision.DENY:
+            raise AccessDenied(
+                ErrorCode.ACCESS_DENIED, f"only the owner or an admin may purge /queue/{name}"
+            )
+        purged = self._broker.purge(name)
+        await until_durable(self._broker.journal.last)
+        return purged
+
     def target(self, kind: DestinationKind, name: str) -> Queue | Channel:
         """The live queue or channel.
 
@@ -148,8 +195,8 @@ class Resources:
             BrokerError: DESTINATION_NOT_FOUND.
         """
         target = self.target(kind, name)
-        owner = await self._accounts.user(target.record.owner_id)
-        return self._view(target, {} if owner is None else {owner.id: owner.name})
+        owners = {user.id: user.name for user in await self._store.users()}
+        return self._view(target, owners)
 
     async def list(self, kind: DestinationKind) -> list[DestinationView]:
         """Every queue or every channel, by name."""
@@ -162,12 +209,17 @@ class Resources:
 
     def _view(self, target: Queue | Channel, owners: dict[str, str]) -> DestinationView:
         record = target.record
+        durables: tuple[tuple[str, str | None, int], ...] = ()
         if isinstance(target, Queue):
             q = target.statistics()
             numbers = (q.depth, q.in_flight, q.consumers, q.published, q.delivered)
         else:
             c = target.statistics()
             numbers = (0, 0, c.subscribers, c.published, c.delivered)
+            durables = tuple(
+                (durable.name, owners.get(durable.owner_id), backlog.statistics().depth)
+                for durable, backlog in self._broker.durable_subscriptions(record.name)
+            )
         return DestinationView(
             record.id,
             record.kind,
@@ -177,6 +229,8 @@ class Resources:
             record.key_hash is not None,
             record.created_at,
             *numbers,
+            policy=record.policy,
+            durables=durables,
         )
 
     def _store_later(self, record: DestinationRecord) -> None:

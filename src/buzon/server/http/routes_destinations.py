@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Response, status
 
-from buzon.server.http.schemas import ChannelInfo, NewDestination, QueueInfo
+from buzon.server.http.schemas import (
+    ChannelInfo,
+    DurableSubscription,
+    NewDestination,
+    NewQueue,
+    Policy,
+    Purged,
+    QueueInfo,
+)
 from buzon.server.http.security import Ctx, CurrentCaller
 from buzon.server.http.timefmt import utc
 from buzon.server.resources import DestinationView
-from buzon.store import DestinationKind
+from buzon.store import DestinationKind, QueuePolicy
 
 router = APIRouter()
 
@@ -32,12 +41,23 @@ def _common(view: DestinationView) -> dict[str, Any]:
 
 def queue_info(view: DestinationView) -> QueueInfo:
     return QueueInfo(
-        **_common(view), depth=view.depth, in_flight=view.in_flight, consumers=view.consumers
+        **_common(view),
+        depth=view.depth,
+        in_flight=view.in_flight,
+        consumers=view.consumers,
+        policy=Policy(**dataclasses.asdict(view.policy)),
     )
 
 
 def channel_info(view: DestinationView) -> ChannelInfo:
-    return ChannelInfo(**_common(view), subscribers=view.consumers)
+    return ChannelInfo(
+        **_common(view),
+        subscribers=view.consumers,
+        durable_subscriptions=[
+            DurableSubscription(name=name, owner=owner, backlog=backlog)
+            for name, owner, backlog in view.durables
+        ],
+    )
 
 
 @router.get("/queues", tags=["queues"], summary="List queues")
@@ -46,12 +66,20 @@ async def list_queues(ctx: Ctx, caller: CurrentCaller) -> list[QueueInfo]:
 
 
 @router.post("/queues", status_code=status.HTTP_201_CREATED, tags=["queues"], summary="Create")
-async def create_queue(body: NewDestination, ctx: Ctx, caller: CurrentCaller) -> QueueInfo:
-    """The caller owns the new queue; with an access key, others must present it."""
+async def create_queue(body: NewQueue, ctx: Ctx, caller: CurrentCaller) -> QueueInfo:
+    """The caller owns the new queue; with an access key, others must present it. The
+    policy (durability, maximum length, TTL, dead-lettering) is fixed at creation."""
+    policy = QueuePolicy(**body.policy.model_dump())
     view = await ctx.resources.create(
-        caller.principal, DestinationKind.QUEUE, body.name, body.access_key
+        caller.principal, DestinationKind.QUEUE, body.name, body.access_key, policy
     )
     return queue_info(view)
+
+
+@router.post("/queues/{name}/purge", tags=["queues"], summary="Purge (owner or admin)")
+async def purge_queue(name: Name, ctx: Ctx, caller: CurrentCaller) -> Purged:
+    """Drops the waiting messages; those delivered and not yet acknowledged stay."""
+    return Purged(purged=await ctx.resources.purge(caller.principal, name))
 
 
 @router.get("/queues/{name}", tags=["queues"], summary="Inspect a queue")

@@ -25,6 +25,7 @@ from buzon.auth import Action
 from buzon.broker import Lease, Queue
 from buzon.errors import BrokerError, ErrorCode, RequestError
 from buzon.server.context import ServerContext
+from buzon.server.durable import until_durable
 from buzon.server.http.schemas import (
     MAX_HEADERS,
     NewMessage,
@@ -38,7 +39,7 @@ from buzon.server.http.schemas import (
 from buzon.server.http.security import Caller, Ctx, CurrentCaller, grants_for
 from buzon.server.http.timefmt import utc
 from buzon.server.stomp_commands import RESERVED_HEADERS
-from buzon.store import DestinationKind, Ticket
+from buzon.store import DestinationKind
 
 router = APIRouter(tags=["messages"])
 
@@ -125,23 +126,8 @@ async def _publish(
         raise BrokerError(ErrorCode.LIMIT_EXCEEDED, "the broker is full; retry shortly")
     message_id, ticket = ctx.broker.publish(caller.principal, target.address, headers, body, grants)
     if ticket is not None:
-        await _durable(ticket)
+        await until_durable(ticket)
     return Published(message_id=message_id)
-
-
-async def _durable(ticket: Ticket) -> None:
-    """Wait until a write is durable (201 means "on disk"); raise its error if it failed."""
-    if not ticket.done:
-        written: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-        def wake(_: Ticket) -> None:
-            if not written.done():  # else the request was cancelled meanwhile
-                written.set_result(None)
-
-        ticket.add_callback(wake)
-        await written
-    if ticket.error is not None:
-        raise ticket.error
 
 
 @router.post(

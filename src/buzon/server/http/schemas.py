@@ -12,7 +12,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from buzon.auth.users import MAX_PASSWORD, MIN_PASSWORD, USERNAME, USERNAME_RULE
-from buzon.store import Role
+from buzon.store import Overflow, Role
 
 # Bounds on what one request may carry; a message's headers have the STOMP frame's limits.
 MAX_HEADERS = 64
@@ -61,11 +61,14 @@ class Session(BaseModel):
     expires_at: datetime
 
 
+_NAME_PATTERN = r"^[A-Za-z0-9_.:\-]+$"
+
+
 class NewDestination(Request):
     name: str = Field(
         min_length=1,
         max_length=200,
-        pattern=r"^[A-Za-z0-9_.:\-]+$",
+        pattern=_NAME_PATTERN,
         description="letters, digits, '-', '_', '.', ':'",
     )
     access_key: str | None = Field(
@@ -74,6 +77,36 @@ class NewDestination(Request):
         max_length=1024,
         description="others must present it to publish or consume (stored hashed)",
     )
+
+
+class Policy(Request):
+    """How a queue treats its messages; set at creation."""
+
+    durable: bool = Field(True, description="keep messages on disk (unless persistent:false)")
+    max_length: int | None = Field(None, ge=1, strict=True, description="most waiting messages")
+    max_length_bytes: int | None = Field(
+        None, ge=1, strict=True, description="most waiting body bytes"
+    )
+    overflow: Overflow = Field(
+        Overflow.REJECT_PUBLISH, description="past a maximum: refuse publishes or drop the oldest"
+    )
+    message_ttl_ms: int | None = Field(
+        None, ge=1, strict=True, description="default message lifetime in ms"
+    )
+    dead_letter_queue: str | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        pattern=_NAME_PATTERN,
+        description="where expired, dropped and too-often-delivered messages go",
+    )
+    max_deliveries: int | None = Field(
+        None, ge=1, strict=True, description="deliveries before a message is dead-lettered"
+    )
+
+
+class NewQueue(NewDestination):
+    policy: Policy = Field(default_factory=Policy)
 
 
 class Destination(BaseModel):
@@ -91,10 +124,22 @@ class QueueInfo(Destination):
     depth: int = Field(description="messages waiting for a consumer")
     in_flight: int = Field(description="delivered and not yet acknowledged")
     consumers: int
+    policy: Policy
+
+
+class DurableSubscription(BaseModel):
+    name: str
+    owner: str | None
+    backlog: int = Field(description="messages kept for it while its owner is away")
 
 
 class ChannelInfo(Destination):
     subscribers: int
+    durable_subscriptions: list[DurableSubscription]
+
+
+class Purged(BaseModel):
+    purged: int = Field(description="waiting messages dropped (those in flight stay)")
 
 
 class NewMessage(Request):

@@ -1,0 +1,95 @@
+"""Queue policies, purge and durable subscriptions over HTTP."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+
+from buzon.errors import ErrorCode
+from buzon.server.app import BuzonServer
+from tests.http.helpers import Auth, error_of, inspect, new_user, publish, pull
+from tests.server.harness import Client
+from tests.server.test_messaging import subscribe
+
+POLICY = {
+    "durable": False,
+    "max_length": 2,
+    "max_length_bytes": None,
+    "overflow": "reject-publish",
+    "message_ttl_ms": None,
+    "dead_letter_queue": None,
+    "max_deliveries": None,
+}
+
+
+async def test_a_policy_is_set_at_creation_and_shown(http: httpx.AsyncClient, admin: Auth) -> None:
+    created = await http.post("/queues", json={"name": "small", "policy": POLICY}, headers=admin)
+    assert created.status_code == 201, created.text
+    assert created.json()["policy"] == POLICY
+    assert (await inspect(http, admin, "queues", "small"))["policy"] == POLICY
+    listed = (await http.get("/queues", headers=admin)).json()
+    assert [q["policy"]["max_length"] for q in listed] == [2]
+
+
+async def test_a_full_queue_refuses_http_publishes(http: httpx.AsyncClient, admin: Auth) -> None:
+    await http.post("/queues", json={"name": "small", "policy": POLICY}, headers=admin)
+    for n in range(2):
+        await publish(http, admin, "queues", "small", str(n))
+    refused = await http.post("/queues/small/messages", json={"body": "3"}, headers=admin)
+    error_of(refused, ErrorCode.QUEUE_FULL)
+    assert (await inspect(http, admin, "queues", "small"))["depth"] == 2
+
+
+async def test_expired_messages_go_to_the_dead_letter_queue(
+    http: httpx.AsyncClient, admin: Auth
+) -> None:
+    policy = {"message_ttl_ms": 60_000, "dead_letter_queue": "graveyard"}
+    await http.post("/queues", json={"name": "fresh", "policy": policy}, headers=admin)
+    past = str(int((time.time() - 1) * 1000))
+    await publish(http, admin, "queues", "fresh", "stale", headers={"expires": past})
+    await publish(http, admin, "queues", "fresh", "fresh")
+    assert [m["body"] for m in await pull(http, admin, "fresh", max=10)] == ["fresh"]
+    (dead,) = await pull(http, admin, "graveyard", max=10)
+    assert dead["body"] == "stale"
+    assert dead["headers"]["x-dead-letter-reason"] == "expired"
+    assert dead["headers"]["x-original-destination"] == "/queue/fresh"
+
+
+async def test_bad_policies_are_refused(http: httpx.AsyncClient, admin: Auth) -> None:
+    for policy in (
+        {"max_length": 0},
+        {"max_length": True},
+        {"overflow": "explode"},
+        {"dead_letter_queue": "bad name"},
+        {"unknown": 1},
+    ):
+        answer = await http.post("/queues", json={"name": "q", "policy": policy}, headers=admin)
+        error_of(answer, ErrorCode.BAD_REQUEST)
+
+
+async def test_purge_is_for_the_owner_and_spares_messages_in_flight(
+    http: httpx.AsyncClient, admin: Auth
+) -> None:
+    await http.post("/queues", json={"name": "jobs"}, headers=admin)
+    for n in range(3):
+        await publish(http, admin, "queues", "jobs", str(n))
+    assert len(await pull(http, admin, "jobs", max=1)) == 1
+    stranger = await new_user(http, "mallory")
+    error_of(await http.post("/queues/jobs/purge", headers=stranger), ErrorCode.ACCESS_DENIED)
+    purged = await http.post("/queues/jobs/purge", headers=admin)
+    assert purged.json() == {"purged": 2}
+    view = await inspect(http, admin, "queues", "jobs")
+    assert (view["depth"], view["in_flight"]) == (0, 1)
+
+
+async def test_durable_subscriptions_are_listed_on_their_channel(
+    server: BuzonServer, http: httpx.AsyncClient, admin: Auth
+) -> None:
+    subscriber = await Client.connected(server.stomp_port)
+    await subscriber.send(subscribe("/topic/events", **{"subscription-name": "audit"}))
+    await subscriber.receipt("sub")
+    await subscriber.close()
+    await publish(http, admin, "channels", "events", "while away")
+    view = await inspect(http, admin, "channels", "events")
+    assert view["durable_subscriptions"] == [{"name": "audit", "owner": "admin", "backlog": 1}]
