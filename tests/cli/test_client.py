@@ -11,7 +11,9 @@ from buzon.client import (
     ChannelInfo,
     DestinationKind,
     ManagementClient,
+    Overflow,
     QueueInfo,
+    QueuePolicy,
     broker_url,
 )
 from buzon.errors import BuzonError, ErrorCode, RequestError
@@ -162,3 +164,15 @@ def test_users_and_broker_state(admin_client: ManagementClient) -> None:
     assert admin_client.connections() == []
     kinds = {d.kind for d in admin_client.list_destinations(DestinationKind.QUEUE)}
     assert kinds <= {DestinationKind.QUEUE}
+
+
+def test_queue_policies_and_purge_through_the_client(admin_client: ManagementClient) -> None:
+    policy = QueuePolicy(max_length=3, overflow=Overflow.DROP_HEAD, message_ttl_ms=60_000)
+    created = admin_client.create_queue("sdk-policy", policy=policy)
+    assert created.policy == policy
+    assert admin_client.get_queue("sdk-policy").policy == policy
+    for n in range(5):
+        admin_client.publish("/queue/sdk-policy", str(n))
+    assert admin_client.get_queue("sdk-policy").depth == 3  # the oldest two were dropped
+    assert admin_client.purge_queue("sdk-policy") == 3
+    assert admin_client.get_queue("sdk-policy").depth == 0

@@ -246,4 +246,4 @@ def test_login_problems_are_one_line(alice: Messenger, tmp_path: Path) -> None:
     assert published.startswith("published 1 message to /queue/err")
     usage = stranger.run("consume", "err", "--max", "0")
     assert usage.returncode == 2
-    assert usage.stderr.startswith("buzon consume: argument --max: '0' is not a positive")
+    assert usage.stderr.startswith("buzon: consume: argument --max: '0' is not a positive")

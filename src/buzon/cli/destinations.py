@@ -1,8 +1,9 @@
-"""``buzon queue`` and ``buzon channel``: create, list, inspect and delete.
+"""``buzon queue`` and ``buzon channel``: create, list, inspect and delete (and purge).
 
 Queues and channels are the same kind of owned resource to the API, so one set of
 commands serves both, parameterised by :class:`DestinationKind`; only the counters each
-kind shows differ (a queue's depth and consumers, a channel's subscribers).
+kind shows differ (a queue's depth and consumers, a channel's subscribers), and queues
+have a policy (set with ``create``'s options) and can be purged.
 """
 
 from __future__ import annotations
@@ -12,8 +13,15 @@ from operator import attrgetter
 from typing import Any
 
 from buzon.cli.output import Column, print_fields, print_json, print_table
-from buzon.cli.session import add_action, logged_in, read_secret
-from buzon.client import Destination, DestinationKind
+from buzon.cli.session import add_action, logged_in, positive_int, read_secret
+from buzon.client import (
+    ChannelInfo,
+    Destination,
+    DestinationKind,
+    Overflow,
+    QueueInfo,
+    QueuePolicy,
+)
 
 _COUNTERS = {
     DestinationKind.QUEUE: ("depth", "in_flight", "consumers"),
@@ -49,10 +57,74 @@ def register(commands: Any, kind: DestinationKind) -> None:
     info = add_action(actions, "info", _info, f"show one {kind}", prints_data=True)
     summary = f"delete a {kind} and its messages (owner or admin)"
     delete = add_action(actions, "delete", _delete, summary, prints_data=False)
-    for parser in (info, delete):
+    named = [info, delete]
+    if kind is DestinationKind.QUEUE:
+        _policy_options(create)
+        summary = "drop a queue's waiting messages (owner or admin)"
+        named.append(add_action(actions, "purge", _purge, summary, prints_data=False))
+    for parser in named:
         parser.add_argument("name", metavar="NAME")
-    for parser in (create, listing, info, delete):
+    for parser in (create, listing, *named):
         parser.set_defaults(kind=kind)
+
+
+def _policy_options(parser: argparse.ArgumentParser) -> None:
+    policy = parser.add_argument_group("policy (fixed at creation)")
+    policy.add_argument(
+        "--transient",
+        action="store_true",
+        help="keep messages in memory only (they do not survive a restart)",
+    )
+    policy.add_argument("--max-length", type=positive_int, metavar="N", help="waiting messages")
+    policy.add_argument(
+        "--max-length-bytes", type=positive_int, metavar="BYTES", help="waiting body bytes"
+    )
+    policy.add_argument(
+        "--overflow",
+        choices=[o.value for o in Overflow],
+        default=Overflow.REJECT_PUBLISH.value,
+        help="past a maximum: refuse publishes (default) or drop the oldest",
+    )
+    policy.add_argument("--ttl", type=positive_int, metavar="MS", help="message lifetime in ms")
+    policy.add_argument(
+        "--dead-letter-queue",
+        metavar="QUEUE",
+        help="where expired, dropped and too-often-delivered messages go",
+    )
+    policy.add_argument(
+        "--max-deliveries", type=positive_int, metavar="N", help="deliveries before dead-letter"
+    )
+
+
+def _policy_of(args: argparse.Namespace) -> QueuePolicy:
+    return QueuePolicy(
+        durable=not args.transient,
+        max_length=args.max_length,
+        max_length_bytes=args.max_length_bytes,
+        overflow=Overflow(args.overflow),
+        message_ttl_ms=args.ttl,
+        dead_letter_queue=args.dead_letter_queue,
+        max_deliveries=args.max_deliveries,
+    )
+
+
+def describe_policy(policy: QueuePolicy) -> str:
+    """One line for a queue's policy, e.g. ``durable, at most 10 messages (drop-head)``."""
+    parts = ["durable" if policy.durable else "transient (memory only)"]
+    bounds = [
+        f"{n} {unit}"
+        for n, unit in ((policy.max_length, "messages"), (policy.max_length_bytes, "bytes"))
+        if n is not None
+    ]
+    if bounds:
+        parts.append(f"at most {' and '.join(bounds)} ({policy.overflow.value})")
+    if policy.message_ttl_ms is not None:
+        parts.append(f"messages live {policy.message_ttl_ms} ms")
+    if policy.max_deliveries is not None:
+        parts.append(f"at most {policy.max_deliveries} deliveries")
+    if policy.dead_letter_queue is not None:
+        parts.append(f"dead letters to {policy.dead_letter_queue}")
+    return ", ".join(parts)
 
 
 def _label(name: str) -> str:
@@ -82,7 +154,20 @@ def _fields(info: Destination) -> list[tuple[str, object]]:
         *((_label(name).lower(), getattr(info, name)) for name in _COUNTERS[info.kind]),
         ("published", info.published),
         ("delivered", info.delivered),
+        *_extra_fields(info),
     ]
+
+
+def _extra_fields(info: Destination) -> list[tuple[str, object]]:
+    if isinstance(info, QueueInfo):
+        return [("policy", describe_policy(info.policy))]
+    if isinstance(info, ChannelInfo):
+        durables = ", ".join(
+            f"{d.name} ({d.owner or 'deleted user'}, {d.backlog} waiting)"
+            for d in info.durable_subscriptions
+        )
+        return [("durable subscriptions", durables or None)]
+    return []
 
 
 def _create(args: argparse.Namespace) -> int:
@@ -91,7 +176,11 @@ def _create(args: argparse.Namespace) -> int:
     if args.access_key_stdin:
         key = read_secret("access key", stdin_flag="--access-key-stdin", from_stdin=True)
     with logged_in(args) as client:
-        info = client.create_destination(kind, args.name, access_key=key)
+        info: Destination
+        if kind is DestinationKind.QUEUE:
+            info = client.create_queue(args.name, access_key=key, policy=_policy_of(args))
+        else:
+            info = client.create_destination(kind, args.name, access_key=key)
     if args.json:
         print_json(info)
     else:
@@ -125,4 +214,11 @@ def _delete(args: argparse.Namespace) -> int:
     with logged_in(args) as client:
         client.delete_destination(args.kind, args.name)
     print(f"deleted {args.kind} {args.name}")
+    return 0
+
+
+def _purge(args: argparse.Namespace) -> int:
+    with logged_in(args) as client:
+        purged = client.purge_queue(args.name)
+    print(f"purged {purged} waiting messages from queue {args.name}")
     return 0

@@ -18,7 +18,9 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but a usage mistake is one line too (subcommands inherit the class)."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: {message} (see '{self.prog} --help')\n")
+        command = self.prog.removeprefix("buzon").strip()
+        where = f"{command}: " if command else ""
+        self.exit(2, f"buzon: {where}{message} (see '{self.prog} --help')\n")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -26,21 +26,22 @@ Errors: :class:`ApiError` when the broker refuses (its ``code`` is a
 
 from buzon.client.aio import AsyncClient
 from buzon.client.errors import ApiError, BuzonConnectionError
-from buzon.client.http import (
+from buzon.client.http import ManagementClient, broker_url
+from buzon.client.messages import Message, Subscription, SubscriptionClosed, Transaction
+from buzon.client.records import (
     ChannelInfo,
     ConnectionInfo,
     Destination,
     DestinationKind,
-    ManagementClient,
+    DurableSubscriptionInfo,
     Overview,
     PulledMessage,
     QueueInfo,
     Token,
     User,
-    broker_url,
 )
-from buzon.client.messages import Message, Subscription, SubscriptionClosed, Transaction
 from buzon.client.sync import BlockingMessage, BlockingSubscription, BlockingTransaction, Client
+from buzon.store.records import Overflow, QueuePolicy
 
 __all__ = [
     "ApiError",
@@ -54,11 +55,14 @@ __all__ = [
     "ConnectionInfo",
     "Destination",
     "DestinationKind",
+    "DurableSubscriptionInfo",
     "ManagementClient",
     "Message",
+    "Overflow",
     "Overview",
     "PulledMessage",
     "QueueInfo",
+    "QueuePolicy",
     "Subscription",
     "SubscriptionClosed",
     "Token",

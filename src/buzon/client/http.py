@@ -11,12 +11,10 @@ INTERNAL_ERROR. No httpx exception escapes.
 from __future__ import annotations
 
 import base64
-import enum
+import dataclasses
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime
 from types import TracebackType
 from typing import Any, Self, TypeVar
 from urllib.parse import quote
@@ -25,7 +23,31 @@ import httpx
 
 from buzon import __version__
 from buzon.client.errors import ApiError, BuzonConnectionError
+from buzon.client.records import (
+    DESTINATION_PARSERS,
+    ChannelInfo,
+    ConnectionInfo,
+    DestinationKind,
+    Overview,
+    PulledMessage,
+    QueueInfo,
+    Token,
+    User,
+    many,
+    nothing,
+    parse_channel,
+    parse_connection,
+    parse_message_id,
+    parse_overview,
+    parse_pulled,
+    parse_purged,
+    parse_queue,
+    parse_settled,
+    parse_token,
+    parse_user,
+)
 from buzon.errors import ErrorCode, RequestError
+from buzon.store.records import QueuePolicy
 
 API_PREFIX = "/api/v1"
 DEFAULT_TIMEOUT = 10.0
@@ -33,132 +55,6 @@ DEFAULT_TIMEOUT = 10.0
 
 _T = TypeVar("_T")
 _ERRNO = re.compile(r"^\[Errno -?\d+\]\s*")
-
-
-class DestinationKind(enum.StrEnum):
-    """The two messaging models: queues (``/queue/…``) and channels (``/topic/…``)."""
-
-    QUEUE = "queue"
-    CHANNEL = "channel"
-
-    @property
-    def collection(self) -> str:
-        """The API path segment: ``queues`` or ``channels``."""
-        return f"{self.value}s"
-
-
-@dataclass(frozen=True, slots=True)
-class User:
-    """An account. ``role`` is ``"admin"`` or ``"user"``."""
-
-    username: str
-    role: str
-    disabled: bool
-    created_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Token:
-    """A bearer token from :meth:`ManagementClient.login` (kept out of ``repr``)."""
-
-    token: str = field(repr=False)
-    expires_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Destination:
-    """What queues and channels have in common.
-
-    Attributes:
-        id: stable id.
-        kind: queue or channel.
-        name: the name.
-        address: the STOMP destination, e.g. ``/queue/jobs``.
-        owner: the owner's username; None once that user is deleted.
-        protected: whether an access key protects it.
-        created_at: when it was created.
-        published: messages published to it since the broker started.
-        delivered: deliveries since the broker started.
-    """
-
-    id: str
-    kind: DestinationKind
-    name: str
-    address: str
-    owner: str | None
-    protected: bool
-    created_at: datetime
-    published: int
-    delivered: int
-
-
-@dataclass(frozen=True, slots=True)
-class QueueInfo(Destination):
-    """A queue: ``depth`` waiting, ``in_flight`` delivered and not acked, ``consumers``."""
-
-    depth: int
-    in_flight: int
-    consumers: int
-
-
-@dataclass(frozen=True, slots=True)
-class ChannelInfo(Destination):
-    """A channel and its number of live ``subscribers``."""
-
-    subscribers: int
-
-
-@dataclass(frozen=True, slots=True)
-class PulledMessage:
-    """A leased message: ack or nack it by ``receipt`` before ``lease_expires_at``."""
-
-    message_id: str
-    receipt: str
-    destination: str
-    headers: dict[str, str]
-    body: bytes
-    redelivered: bool
-    lease_expires_at: datetime
-
-    @property
-    def text(self) -> str:
-        """The body as UTF-8 text (raises UnicodeDecodeError for binary bodies)."""
-        return self.body.decode()
-
-    def json(self) -> Any:
-        """The body decoded as JSON (raises ValueError when it is not JSON)."""
-        return json.loads(self.body)
-
-
-@dataclass(frozen=True, slots=True)
-class Overview:
-    """Broker-wide counts, totals since start and current rates (messages per second)."""
-
-    version: str
-    uptime_s: float
-    connections: int
-    users: int
-    queues: int
-    channels: int
-    published: int
-    delivered: int
-    queued_bytes: int
-    published_per_s: float
-    delivered_per_s: float
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectionInfo:
-    """An open STOMP connection; ``user`` is None before its login."""
-
-    id: str
-    user: str | None
-    peer: str
-    protocol: str
-    connected_at: datetime
-    subscriptions: int
-    published: int
-    delivered: int
 
 
 def broker_url(url: str) -> str:
@@ -245,38 +141,38 @@ class ManagementClient:
         Only an admin client may give ``role="admin"``.
         """
         body = {"username": username, "password": password, "role": role}
-        return self._call("POST", "/users", _user, body=body)
+        return self._call("POST", "/users", parse_user, body=body)
 
     def login(self, username: str, password: str) -> Token:
         """Exchange a password for a bearer token; this client uses it from now on."""
         body = {"username": username, "password": password}
-        token = self._call("POST", "/sessions", _token, body=body)
+        token = self._call("POST", "/sessions", parse_token, body=body)
         self.token = token.token
         return token
 
     def logout(self) -> None:
         """Revoke this client's bearer token on the broker and forget it."""
-        self._call("DELETE", "/sessions/current", _nothing)
+        self._call("DELETE", "/sessions/current", nothing)
         self.token = None
 
     def whoami(self) -> User:
         """The account this client acts as."""
-        return self._call("GET", "/users/me", _user)
+        return self._call("GET", "/users/me", parse_user)
 
     def list_users(self) -> list[User]:
         """Every account (admins only)."""
-        return self._call("GET", "/users", _many(_user))
+        return self._call("GET", "/users", many(parse_user))
 
     def update_user(
         self, name: str, *, disabled: bool | None = None, role: str | None = None
     ) -> User:
         """Disable or enable ``name``, or change their role (admins only); None keeps it."""
         body = {"disabled": disabled, "role": role}
-        return self._call("PATCH", f"/users/{_segment(name)}", _user, body=body)
+        return self._call("PATCH", f"/users/{_segment(name)}", parse_user, body=body)
 
     def delete_user(self, name: str) -> None:
         """Delete ``name`` and revoke their tokens (admins only); their destinations stay."""
-        self._call("DELETE", f"/users/{_segment(name)}", _nothing)
+        self._call("DELETE", f"/users/{_segment(name)}", nothing)
 
     # -- queues and channels -----------------------------------------------------------
 
@@ -289,7 +185,7 @@ class ManagementClient:
         publish or consume.
         """
         body = {"name": name, "access_key": access_key}
-        return self._call("POST", f"/{kind.collection}", _DESTINATION[kind], body=body)
+        return self._call("POST", f"/{kind.collection}", DESTINATION_PARSERS[kind], body=body)
 
     def list_destinations(self, kind: DestinationKind) -> list[QueueInfo] | list[ChannelInfo]:
         """Every queue, or every channel."""
@@ -299,24 +195,39 @@ class ManagementClient:
 
     def get_destination(self, kind: DestinationKind, name: str) -> QueueInfo | ChannelInfo:
         """One queue or channel by name."""
-        return self._call("GET", _path(kind, name), _DESTINATION[kind])
+        return self._call("GET", _path(kind, name), DESTINATION_PARSERS[kind])
 
     def delete_destination(self, kind: DestinationKind, name: str) -> None:
         """Delete a queue or channel and its messages (owner or admin)."""
-        self._call("DELETE", _path(kind, name), _nothing)
+        self._call("DELETE", _path(kind, name), nothing)
 
-    def create_queue(self, name: str, *, access_key: str | None = None) -> QueueInfo:
-        """Create a queue; see :meth:`create_destination`."""
-        body = {"name": name, "access_key": access_key}
-        return self._call("POST", "/queues", _queue, body=body)
+    def create_queue(
+        self, name: str, *, access_key: str | None = None, policy: QueuePolicy | None = None
+    ) -> QueueInfo:
+        """Create a queue; see :meth:`create_destination`.
+
+        Args:
+            name: the queue's name.
+            access_key: others must present it to publish or consume.
+            policy: durability, maximum length and overflow, message TTL, dead-letter
+                queue, maximum deliveries (the broker's defaults when None).
+        """
+        body: dict[str, Any] = {"name": name, "access_key": access_key}
+        if policy is not None:
+            body["policy"] = dataclasses.asdict(policy)
+        return self._call("POST", "/queues", parse_queue, body=body)
+
+    def purge_queue(self, name: str) -> int:
+        """Drop a queue's waiting messages (owner or admin); return how many."""
+        return self._call("POST", f"{_path(DestinationKind.QUEUE, name)}/purge", parse_purged)
 
     def list_queues(self) -> list[QueueInfo]:
         """Every queue."""
-        return self._call("GET", "/queues", _many(_queue))
+        return self._call("GET", "/queues", many(parse_queue))
 
     def get_queue(self, name: str) -> QueueInfo:
         """One queue by name."""
-        return self._call("GET", _path(DestinationKind.QUEUE, name), _queue)
+        return self._call("GET", _path(DestinationKind.QUEUE, name), parse_queue)
 
     def delete_queue(self, name: str) -> None:
         """Delete a queue and its messages (owner or admin)."""
@@ -325,15 +236,15 @@ class ManagementClient:
     def create_channel(self, name: str, *, access_key: str | None = None) -> ChannelInfo:
         """Create a channel; see :meth:`create_destination`."""
         body = {"name": name, "access_key": access_key}
-        return self._call("POST", "/channels", _channel, body=body)
+        return self._call("POST", "/channels", parse_channel, body=body)
 
     def list_channels(self) -> list[ChannelInfo]:
         """Every channel."""
-        return self._call("GET", "/channels", _many(_channel))
+        return self._call("GET", "/channels", many(parse_channel))
 
     def get_channel(self, name: str) -> ChannelInfo:
         """One channel by name."""
-        return self._call("GET", _path(DestinationKind.CHANNEL, name), _channel)
+        return self._call("GET", _path(DestinationKind.CHANNEL, name), parse_channel)
 
     def delete_channel(self, name: str) -> None:
         """Delete a channel (owner or admin)."""
@@ -371,7 +282,7 @@ class ManagementClient:
         return self._call(
             "POST",
             _address_path(destination) + "/messages",
-            _message_id,
+            parse_message_id,
             body=payload,
             headers=_key_header(access_key),
         )
@@ -407,7 +318,7 @@ class ManagementClient:
         return self._call(
             "POST",
             f"{_path(DestinationKind.QUEUE, queue)}/pull",
-            _pulled,
+            parse_pulled,
             body=body,
             headers=_key_header(access_key),
             timeout=self._timeout + wait_ms / 1000,
@@ -423,17 +334,17 @@ class ManagementClient:
 
     def _settle(self, queue: str, verb: str, receipts: tuple[str, ...]) -> int:
         path = f"{_path(DestinationKind.QUEUE, queue)}/{verb}"
-        return self._call("POST", path, _settled, body={"receipts": list(receipts)})
+        return self._call("POST", path, parse_settled, body={"receipts": list(receipts)})
 
     # -- the broker --------------------------------------------------------------------
 
     def overview(self) -> Overview:
         """Counts and message rates of the whole broker."""
-        return self._call("GET", "/overview", _overview)
+        return self._call("GET", "/overview", parse_overview)
 
     def connections(self) -> list[ConnectionInfo]:
         """Open STOMP connections: all of them for an admin, else the caller's own."""
-        return self._call("GET", "/connections", _many(_connection))
+        return self._call("GET", "/connections", many(parse_connection))
 
     def healthz(self) -> str:
         """The broker's liveness status, ``"ok"`` (no authentication needed)."""
@@ -538,124 +449,3 @@ def _key_header(access_key: str | None) -> dict[str, str]:
     if not access_key.isascii():
         raise RequestError(ErrorCode.BAD_REQUEST, "the HTTP API takes ASCII access keys only")
     return {"X-Access-Key": access_key}
-
-
-def _many(parse: Callable[[Any], _T]) -> Callable[[Any], list[_T]]:
-    def parse_list(data: Any) -> list[_T]:
-        if not isinstance(data, list):
-            raise TypeError("expected a list")
-        return [parse(item) for item in data]
-
-    return parse_list
-
-
-def _nothing(data: Any) -> None:
-    return None
-
-
-def _time(value: Any) -> datetime:
-    return datetime.fromisoformat(str(value))
-
-
-def _user(data: Any) -> User:
-    return User(
-        username=str(data["username"]),
-        role=str(data["role"]),
-        disabled=bool(data["disabled"]),
-        created_at=_time(data["created_at"]),
-    )
-
-
-def _token(data: Any) -> Token:
-    return Token(token=str(data["token"]), expires_at=_time(data["expires_at"]))
-
-
-def _common(kind: DestinationKind, data: Any) -> dict[str, Any]:
-    return {
-        "id": str(data["id"]),
-        "kind": kind,
-        "name": str(data["name"]),
-        "address": str(data["address"]),
-        "owner": None if data["owner"] is None else str(data["owner"]),
-        "protected": bool(data["protected"]),
-        "created_at": _time(data["created_at"]),
-        "published": int(data["published"]),
-        "delivered": int(data["delivered"]),
-    }
-
-
-def _queue(data: Any) -> QueueInfo:
-    return QueueInfo(
-        **_common(DestinationKind.QUEUE, data),
-        depth=int(data["depth"]),
-        in_flight=int(data["in_flight"]),
-        consumers=int(data["consumers"]),
-    )
-
-
-def _channel(data: Any) -> ChannelInfo:
-    return ChannelInfo(
-        **_common(DestinationKind.CHANNEL, data), subscribers=int(data["subscribers"])
-    )
-
-
-_DESTINATION: dict[DestinationKind, Callable[[Any], QueueInfo | ChannelInfo]] = {
-    DestinationKind.QUEUE: _queue,
-    DestinationKind.CHANNEL: _channel,
-}
-
-
-def _message_id(data: Any) -> str:
-    return str(data["message_id"])
-
-
-def _settled(data: Any) -> int:
-    return int(data["settled"])
-
-
-def _pulled(data: Any) -> list[PulledMessage]:
-    return [_pulled_message(item) for item in data["messages"]]
-
-
-def _pulled_message(data: Any) -> PulledMessage:
-    text = data["body"]
-    body = str(text).encode() if text is not None else base64.b64decode(data["body_base64"])
-    return PulledMessage(
-        message_id=str(data["message_id"]),
-        receipt=str(data["receipt"]),
-        destination=str(data["destination"]),
-        headers={str(k): str(v) for k, v in data["headers"].items()},
-        body=body,
-        redelivered=bool(data["redelivered"]),
-        lease_expires_at=_time(data["lease_expires_at"]),
-    )
-
-
-def _overview(data: Any) -> Overview:
-    messages, rates = data["messages"], data["rates"]
-    return Overview(
-        version=str(data["version"]),
-        uptime_s=float(data["uptime_s"]),
-        connections=int(data["connections"]),
-        users=int(data["users"]),
-        queues=int(data["queues"]),
-        channels=int(data["channels"]),
-        published=int(messages["published"]),
-        delivered=int(messages["delivered"]),
-        queued_bytes=int(messages["queued_bytes"]),
-        published_per_s=float(rates["published_per_s"]),
-        delivered_per_s=float(rates["delivered_per_s"]),
-    )
-
-
-def _connection(data: Any) -> ConnectionInfo:
-    return ConnectionInfo(
-        id=str(data["id"]),
-        user=None if data["user"] is None else str(data["user"]),
-        peer=str(data["peer"]),
-        protocol=str(data["protocol"]),
-        connected_at=_time(data["connected_at"]),
-        subscriptions=int(data["subscriptions"]),
-        published=int(data["published"]),
-        delivered=int(data["delivered"]),
-    )

@@ -1,0 +1,310 @@
+"""What the management client returns: frozen records decoded from the API's JSON.
+
+Each ``parse_*`` function turns one documented answer into its record and raises
+``KeyError``, ``TypeError`` or ``ValueError`` on anything else; the client turns those into
+an ApiError (another server answered, or a broker of another version).
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypeVar
+
+from buzon.store.records import Overflow, QueuePolicy
+
+_T = TypeVar("_T")
+
+
+class DestinationKind(enum.StrEnum):
+    """The two messaging models: queues (``/queue/…``) and channels (``/topic/…``)."""
+
+    QUEUE = "queue"
+    CHANNEL = "channel"
+
+    @property
+    def collection(self) -> str:
+        """The API path segment: ``queues`` or ``channels``."""
+        return f"{self.value}s"
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    """An account. ``role`` is ``"admin"`` or ``"user"``."""
+
+    username: str
+    role: str
+    disabled: bool
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """A bearer token from :meth:`ManagementClient.login` (kept out of ``repr``)."""
+
+    token: str = field(repr=False)
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    """What queues and channels have in common.
+
+    Attributes:
+        id: stable id.
+        kind: queue or channel.
+        name: the name.
+        address: the STOMP destination, e.g. ``/queue/jobs``.
+        owner: the owner's username; None once that user is deleted.
+        protected: whether an access key protects it.
+        created_at: when it was created.
+        published: messages published to it since the broker started.
+        delivered: deliveries since the broker started.
+    """
+
+    id: str
+    kind: DestinationKind
+    name: str
+    address: str
+    owner: str | None
+    protected: bool
+    created_at: datetime
+    published: int
+    delivered: int
+
+
+@dataclass(frozen=True, slots=True)
+class QueueInfo(Destination):
+    """A queue: ``depth`` waiting, ``in_flight`` delivered and not acked, ``consumers``,
+    and the ``policy`` it was created with."""
+
+    depth: int
+    in_flight: int
+    consumers: int
+    policy: QueuePolicy
+
+
+@dataclass(frozen=True, slots=True)
+class DurableSubscriptionInfo:
+    """A durable channel subscription: its name, owner, and messages kept for it."""
+
+    name: str
+    owner: str | None
+    backlog: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelInfo(Destination):
+    """A channel, its number of live ``subscribers`` and its durable subscriptions."""
+
+    subscribers: int
+    durable_subscriptions: tuple[DurableSubscriptionInfo, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PulledMessage:
+    """A leased message: ack or nack it by ``receipt`` before ``lease_expires_at``."""
+
+    message_id: str
+    receipt: str
+    destination: str
+    headers: dict[str, str]
+    body: bytes
+    redelivered: bool
+    lease_expires_at: datetime
+
+    @property
+    def text(self) -> str:
+        """The body as UTF-8 text (raises UnicodeDecodeError for binary bodies)."""
+        return self.body.decode()
+
+    def json(self) -> Any:
+        """The body decoded as JSON (raises ValueError when it is not JSON)."""
+        return json.loads(self.body)
+
+
+@dataclass(frozen=True, slots=True)
+class Overview:
+    """Broker-wide counts, totals since start and current rates (messages per second)."""
+
+    version: str
+    uptime_s: float
+    connections: int
+    users: int
+    queues: int
+    channels: int
+    published: int
+    delivered: int
+    queued_bytes: int
+    published_per_s: float
+    delivered_per_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionInfo:
+    """An open STOMP connection; ``user`` is None before its login."""
+
+    id: str
+    user: str | None
+    peer: str
+    protocol: str
+    connected_at: datetime
+    subscriptions: int
+    published: int
+    delivered: int
+
+
+def many(parse: Callable[[Any], _T]) -> Callable[[Any], list[_T]]:
+    def parse_list(data: Any) -> list[_T]:
+        if not isinstance(data, list):
+            raise TypeError("expected a list")
+        return [parse(item) for item in data]
+
+    return parse_list
+
+
+def nothing(data: Any) -> None:
+    return None
+
+
+def parse_time(value: Any) -> datetime:
+    return datetime.fromisoformat(str(value))
+
+
+def parse_user(data: Any) -> User:
+    return User(
+        username=str(data["username"]),
+        role=str(data["role"]),
+        disabled=bool(data["disabled"]),
+        created_at=parse_time(data["created_at"]),
+    )
+
+
+def parse_token(data: Any) -> Token:
+    return Token(token=str(data["token"]), expires_at=parse_time(data["expires_at"]))
+
+
+def common_fields(kind: DestinationKind, data: Any) -> dict[str, Any]:
+    return {
+        "id": str(data["id"]),
+        "kind": kind,
+        "name": str(data["name"]),
+        "address": str(data["address"]),
+        "owner": None if data["owner"] is None else str(data["owner"]),
+        "protected": bool(data["protected"]),
+        "created_at": parse_time(data["created_at"]),
+        "published": int(data["published"]),
+        "delivered": int(data["delivered"]),
+    }
+
+
+def parse_queue(data: Any) -> QueueInfo:
+    return QueueInfo(
+        **common_fields(DestinationKind.QUEUE, data),
+        depth=int(data["depth"]),
+        in_flight=int(data["in_flight"]),
+        consumers=int(data["consumers"]),
+        policy=parse_policy(data["policy"]),
+    )
+
+
+def parse_policy(data: Any) -> QueuePolicy:
+    def count(name: str) -> int | None:
+        value = data[name]
+        return None if value is None else int(value)
+
+    dead_letter = data["dead_letter_queue"]
+    return QueuePolicy(
+        durable=bool(data["durable"]),
+        max_length=count("max_length"),
+        max_length_bytes=count("max_length_bytes"),
+        overflow=Overflow(data["overflow"]),
+        message_ttl_ms=count("message_ttl_ms"),
+        dead_letter_queue=None if dead_letter is None else str(dead_letter),
+        max_deliveries=count("max_deliveries"),
+    )
+
+
+def parse_channel(data: Any) -> ChannelInfo:
+    return ChannelInfo(
+        **common_fields(DestinationKind.CHANNEL, data),
+        subscribers=int(data["subscribers"]),
+        durable_subscriptions=tuple(
+            DurableSubscriptionInfo(
+                name=str(item["name"]),
+                owner=None if item["owner"] is None else str(item["owner"]),
+                backlog=int(item["backlog"]),
+            )
+            for item in data["durable_subscriptions"]
+        ),
+    )
+
+
+def parse_purged(data: Any) -> int:
+    return int(data["purged"])
+
+
+DESTINATION_PARSERS: dict[DestinationKind, Callable[[Any], QueueInfo | ChannelInfo]] = {
+    DestinationKind.QUEUE: parse_queue,
+    DestinationKind.CHANNEL: parse_channel,
+}
+
+
+def parse_message_id(data: Any) -> str:
+    return str(data["message_id"])
+
+
+def parse_settled(data: Any) -> int:
+    return int(data["settled"])
+
+
+def parse_pulled(data: Any) -> list[PulledMessage]:
+    return [parse_pulled_message(item) for item in data["messages"]]
+
+
+def parse_pulled_message(data: Any) -> PulledMessage:
+    text = data["body"]
+    body = str(text).encode() if text is not None else base64.b64decode(data["body_base64"])
+    return PulledMessage(
+        message_id=str(data["message_id"]),
+        receipt=str(data["receipt"]),
+        destination=str(data["destination"]),
+        headers={str(k): str(v) for k, v in data["headers"].items()},
+        body=body,
+        redelivered=bool(data["redelivered"]),
+        lease_expires_at=parse_time(data["lease_expires_at"]),
+    )
+
+
+def parse_overview(data: Any) -> Overview:
+    messages, rates = data["messages"], data["rates"]
+    return Overview(
+        version=str(data["version"]),
+        uptime_s=float(data["uptime_s"]),
+        connections=int(data["connections"]),
+        users=int(data["users"]),
+        queues=int(data["queues"]),
+        channels=int(data["channels"]),
+        published=int(messages["published"]),
+        delivered=int(messages["delivered"]),
+        queued_bytes=int(messages["queued_bytes"]),
+        published_per_s=float(rates["published_per_s"]),
+        delivered_per_s=float(rates["delivered_per_s"]),
+    )
+
+
+def parse_connection(data: Any) -> ConnectionInfo:
+    return ConnectionInfo(
+        id=str(data["id"]),
+        user=None if data["user"] is None else str(data["user"]),
+        peer=str(data["peer"]),
+        protocol=str(data["protocol"]),
+        connected_at=parse_time(data["connected_at"]),
+        subscriptions=int(data["subscriptions"]),
+        published=int(data["published"]),
+        delivered=int(data["delivered"]),
+    )
