@@ -50,20 +50,28 @@ async def produce(process: BrokerProcess, ledger: Ledger, name: str, count: int)
     """Publish with a receipt each, 32 in flight, until done or the broker is gone."""
     async with client(process) as producer:
         window = asyncio.Semaphore(32)
+        gone = asyncio.Event()
 
         async def one(body: str) -> None:
             try:
                 await producer.publish(Q, body)
                 ledger.confirmed.add(body)
                 ledger.tick()
-            except ApiError:
-                ledger.refused.add(body)
+            except ApiError as refusal:
+                if refusal.code is ErrorCode.SERVER_SHUTDOWN:
+                    gone.set()  # not confirmed either way: it may or may not come back
+                else:
+                    ledger.refused.add(body)
+            except BuzonConnectionError:
+                gone.set()
             finally:
                 window.release()
 
         tasks = []
         for n in range(count):
             await window.acquire()
+            if gone.is_set():
+                break
             body = f"{name}-{n}"
             ledger.published.append(body)
             tasks.append(asyncio.ensure_future(one(body)))
@@ -86,9 +94,14 @@ async def consume(process: BrokerProcess, ledger: Ledger, idle: float) -> None:
 
 
 async def until_broken(*work: asyncio.Future[None] | asyncio.Task[None]) -> None:
+    """Wait for clients whose broker went away (killed, or stopped with ERROR)."""
     results = await asyncio.gather(*work, return_exceptions=True)
     for result in results:
-        if isinstance(result, BaseException) and not isinstance(result, BuzonConnectionError):
+        if isinstance(result, BuzonConnectionError):
+            continue
+        if isinstance(result, ApiError) and result.code is ErrorCode.SERVER_SHUTDOWN:
+            continue
+        if isinstance(result, BaseException):
             raise result
 
 

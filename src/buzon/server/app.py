@@ -16,10 +16,11 @@ from collections.abc import Callable
 
 from buzon.auth import AccessKeys, Accounts, SecretHasher, Tokens
 from buzon.broker import Broker, BrokerConfig, SlowConsumerPolicy
-from buzon.errors import ErrorCode
+from buzon.errors import BuzonError, ErrorCode
 from buzon.server.close_reasons import CloseReason
 from buzon.server.config import Settings
 from buzon.server.context import ServerContext
+from buzon.server.durable import until_durable
 from buzon.server.http.app import build_app
 from buzon.server.http.listener import HttpListener
 from buzon.server.rates import RateMeter
@@ -182,11 +183,20 @@ class BuzonServer:
         await self._stopped.wait()
 
     async def stop(self, grace: float = 5.0) -> None:
-        """Stop accepting, tell every client with an ERROR, wait up to ``grace`` s, then cut."""
+        """Stop accepting and reading, finish pending writes, tell every client with an
+        ERROR, wait up to ``grace`` s for them to go, then cut."""
         ctx = self._ctx
         ctx.closing = True
         if self._listener is not None:
             self._listener.close()
+        # Drain before saying goodbye: nothing more is read, and what was read gets its
+        # writes done and its receipts sent, so every publish a client saw confirmed is
+        # stored and every one it did not is not (frames still unread are never run).
+        for session in list(ctx.connections):
+            session.hold()
+        with contextlib.suppress(BuzonError, TimeoutError):
+            async with asyncio.timeout(grace / 2):
+                await until_durable(ctx.broker.journal.last)
         for session in list(ctx.connections):
             session.close_reason = CloseReason.SHUTDOWN
             session.fail(ErrorCode.SERVER_SHUTDOWN)

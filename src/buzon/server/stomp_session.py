@@ -330,6 +330,10 @@ class StompSession(asyncio.Protocol):
         self._conn.fail(code, detail, receipt_id)
         self._flush()
 
+    def hold(self) -> None:
+        """Read nothing more from this client (the server is shutting down)."""
+        self._pause("shutdown")
+
     def abort(self) -> None:
         """Cut the connection now, without flushing (last step of a shutdown)."""
         if self._transport is not None and not self._lost:
