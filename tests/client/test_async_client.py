@@ -214,3 +214,18 @@ async def test_errors_name_the_broker_without_credentials(server: BuzonServer) -
     with pytest.raises(ApiError) as refused:
         await client.connect()
     assert str(refused.value) == "authentication failed"
+
+
+async def test_client_ack_mode_is_cumulative(server: BuzonServer) -> None:
+    async with AsyncClient(url(server)) as client:
+        sub = await client.subscribe("/queue/batch", ack="client", prefetch=10)
+        for n in range(4):
+            await client.publish("/queue/batch", str(n))
+        got = [await sub.get(timeout=5) for _ in range(4)]
+        await got[2].ack(confirm=True)  # settles 0, 1 and 2 at once
+        await sub.unsubscribe()  # 3 goes back
+        again = await client.subscribe("/queue/batch", ack="client")
+        rest = await again.get(timeout=5)
+        assert (rest.text, rest.redelivered) == ("3", True)
+        with pytest.raises(TimeoutError):
+            await again.get(timeout=0.2)
