@@ -17,7 +17,7 @@ import statistics
 import time
 
 from buzon.auth import Principal
-from buzon.broker import AckMode, Broker, Delivery
+from buzon.broker import AckMode, Broker, Message
 from buzon.errors import ErrorCode
 from buzon.store import Role
 
@@ -35,9 +35,11 @@ class AckingSink:
         self.count = 0
         self.session = broker.open_session(self, user(name))
 
-    def deliver(self, delivery: Delivery) -> None:
+    def deliver(
+        self, subscription_id: str, message: Message, ack_id: str | None, redelivered: bool
+    ) -> None:
         self.count += 1
-        self.session.ack(delivery.ack_id or "")
+        self.session.ack(ack_id or "")
 
     def close_session(self, code: ErrorCode, detail: str) -> None:
         raise AssertionError(f"unexpected close: {code.name} {detail}")
@@ -49,7 +51,9 @@ class CountingSink:
     def __init__(self) -> None:
         self.count = 0
 
-    def deliver(self, delivery: Delivery) -> None:
+    def deliver(
+        self, subscription_id: str, message: Message, ack_id: str | None, redelivered: bool
+    ) -> None:
         self.count += 1
 
     def close_session(self, code: ErrorCode, detail: str) -> None:

@@ -6,9 +6,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from buzon.auth import Principal
-from buzon.broker import AckMode, Broker, Delivery, Session
+from buzon.broker import AckMode, Broker, Message, Session
 from buzon.errors import ErrorCode, StoreError
 from buzon.store import MessageKey, Role, StoredMessage, Ticket
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One delivery as a sink received it."""
+
+    subscription_id: str
+    message: Message
+    ack_id: str | None
+    redelivered: bool
 
 
 @dataclass(eq=False)
@@ -20,7 +30,10 @@ class RecordingSink:
     on_deliver: Callable[[Delivery], None] | None = None
     on_close: Callable[[ErrorCode, str], None] | None = None
 
-    def deliver(self, delivery: Delivery) -> None:
+    def deliver(
+        self, subscription_id: str, message: Message, ack_id: str | None, redelivered: bool
+    ) -> None:
+        delivery = Delivery(subscription_id, message, ack_id, redelivered)
         self.deliveries.append(delivery)
         if self.on_deliver is not None:
             self.on_deliver(delivery)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from buzon.broker import AckMode, Broker, BrokerConfig, Delivery, SlowConsumerPolicy
+from buzon.broker import AckMode, Broker, BrokerConfig, SlowConsumerPolicy
 from buzon.errors import BrokerError, ErrorCode
-from tests.broker.helpers import Peer, numbered, open_peer
+from tests.broker.helpers import Delivery, Peer, numbered, open_peer
 
 T = "/topic/news"
 

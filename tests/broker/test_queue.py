@@ -7,9 +7,9 @@ from collections.abc import Callable
 
 import pytest
 
-from buzon.broker import AckMode, Broker, BrokerConfig, Delivery
+from buzon.broker import AckMode, Broker, BrokerConfig
 from buzon.errors import BrokerError, ErrorCode
-from tests.broker.helpers import Peer, numbered, open_peer
+from tests.broker.helpers import Delivery, Peer, numbered, open_peer
 
 Q = "/queue/work"
 

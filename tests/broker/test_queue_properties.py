@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from buzon.broker import AckMode, Broker, BrokerConfig, Delivery, Session
-from tests.broker.helpers import RecordingSink, user
+from buzon.broker import AckMode, Broker, BrokerConfig, Session
+from tests.broker.helpers import Delivery, RecordingSink, user
 
 Q = "/queue/prop"
 MAX_PREFETCH = 3

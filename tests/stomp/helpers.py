@@ -16,10 +16,12 @@ from buzon.stomp import (
     Frame,
     FrameParser,
     Heartbeat,
+    Message,
     ParserLimits,
     Role,
     StompConnection,
 )
+from buzon.stomp.serializer import message_chunks
 
 Item = Frame | Heartbeat | ErrorCode
 
@@ -143,3 +145,21 @@ def error_frame(data: bytes) -> Frame:
         frames.append(item)
     assert [f.command.value for f in frames] == ["ERROR"], frames
     return frames[0]
+
+
+def chunks_of(message: Message) -> tuple[bytes, ...]:
+    """What the fast MESSAGE encoder returns for ``message``."""
+    return message_chunks(
+        message.destination,
+        message.message_id,
+        message.subscription,
+        message.ack,
+        message.headers,
+        message.body,
+        message.redelivered,
+    )
+
+
+def message_bytes(message: Message) -> bytes:
+    """What the fast MESSAGE encoder writes for ``message``."""
+    return b"".join(chunks_of(message))

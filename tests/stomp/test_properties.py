@@ -17,9 +17,9 @@ from buzon.stomp import (
     serialize,
 )
 from buzon.stomp.escaping import escape, unescape
-from buzon.stomp.serializer import message_chunks, message_frame
+from buzon.stomp.serializer import message_frame
 
-from .helpers import parse_chunks
+from .helpers import message_bytes, parse_chunks
 
 PROFILE = settings(max_examples=200, deadline=None)
 
@@ -79,7 +79,7 @@ def test_message_fast_path_equals_the_general_serialiser(
     redelivered: bool,
 ) -> None:
     message = Message(destination, message_id, subscription, ack, tuple(headers), body, redelivered)
-    wire = b"".join(message_chunks(message))
+    wire = message_bytes(message)
     assert wire == serialize(message_frame(message))
     assert parse_chunks([wire]).items == [expected_after_round_trip(message_frame(message))]
 

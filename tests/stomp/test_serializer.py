@@ -7,7 +7,8 @@ import pytest
 from buzon.errors import ErrorCode, FrameError, LocalProtocolError
 from buzon.stomp import Command, Frame, Message, serialize
 from buzon.stomp.escaping import escape, unescape
-from buzon.stomp.serializer import message_chunks, message_frame
+from buzon.stomp.serializer import message_frame
+from tests.stomp.helpers import chunks_of, message_bytes
 
 
 def test_minimal_frame() -> None:
@@ -61,7 +62,7 @@ SPOOFED = (
 
 def test_message_orders_standard_headers_and_drops_spoofed_ones() -> None:
     message = Message("/q", "m-1", "s1", "7", (*SPOOFED, ("x-user", "v")), b"hello", True)
-    chunks = message_chunks(message)
+    chunks = chunks_of(message)
     assert len(chunks) == 3  # the fast path: nothing needed escaping
     assert b"".join(chunks) == (
         b"MESSAGE\nsubscription:s1\nmessage-id:m-1\ndestination:/q\nack:7\n"
@@ -71,7 +72,7 @@ def test_message_orders_standard_headers_and_drops_spoofed_ones() -> None:
 
 def test_message_values_that_need_escaping_take_the_general_path() -> None:
     message = Message("/queue/a:b", "m-1", "s\n1", None, (*SPOOFED, ("x-user", "v:1")), b"")
-    chunks = message_chunks(message)
+    chunks = chunks_of(message)
     assert chunks == (
         b"MESSAGE\nsubscription:s\\n1\nmessage-id:m-1\ndestination:/queue/a\\cb\n"
         b"x-user:v\\c1\n\n\0",
@@ -88,12 +89,12 @@ def test_message_fast_path_never_skips_needed_escaping(tricky: str) -> None:
         Message("d", "m", "s", "a", ((tricky, "v"),), b"x"),
         Message("d", "m", "s", "a", (("k", tricky), ("k2", "v2")), b"x"),
     ):
-        assert b"".join(message_chunks(message)) == serialize(message_frame(message))
+        assert message_bytes(message) == serialize(message_frame(message))
 
 
 def test_message_without_ack_redelivery_or_body() -> None:
     message = Message("/q", "m", "s", None, (), b"")
-    assert b"".join(message_chunks(message)) == (
+    assert message_bytes(message) == (
         b"MESSAGE\nsubscription:s\nmessage-id:m\ndestination:/q\n\n\0"
     )
 

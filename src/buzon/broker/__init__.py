@@ -1,8 +1,8 @@
 """The buzon engine: queues, channels, subscriptions, acks and flow control, without I/O.
 
 Front ends open a :class:`Session` per client with :meth:`Broker.open_session`, drive it
-with commands (publish, subscribe, ack, ...) and receive :class:`Delivery` records through
-their :class:`DeliverySink`.
+with commands (publish, subscribe, ack, ...) and receive deliveries through their
+:class:`DeliverySink`.
 """
 
 from buzon.broker.addresses import address, parse_destination
@@ -10,7 +10,7 @@ from buzon.broker.channel import Channel
 from buzon.broker.config import BrokerConfig, SlowConsumerPolicy
 from buzon.broker.engine import Broker
 from buzon.broker.leases import Lease
-from buzon.broker.message import Delivery, DeliverySink, Headers, Message
+from buzon.broker.message import DeliverySink, Headers, Message
 from buzon.broker.queue import Queue
 from buzon.broker.session import Session
 from buzon.broker.stats import BrokerStats, ChannelStats, QueueStats, SessionStats
@@ -23,7 +23,6 @@ __all__ = [
     "BrokerStats",
     "Channel",
     "ChannelStats",
-    "Delivery",
     "DeliverySink",
     "Headers",
     "Lease",

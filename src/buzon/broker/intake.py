@@ -24,7 +24,7 @@ from buzon.broker.channel import Channel
 from buzon.broker.destinations import Destinations, new_record
 from buzon.broker.journal import Journal, stored
 from buzon.broker.message import Headers, Message
-from buzon.broker.policy import dead_letter_headers, expiry, first, is_persistent
+from buzon.broker.policy import dead_letter_headers, expiry, publish_options
 from buzon.broker.queue import Queue
 from buzon.errors import BrokerError
 from buzon.store import DestinationKind, StoredMessage, Ticket
@@ -65,13 +65,13 @@ class Intake:
         """
         self._seq += 1
         seq = self._seq
+        persistent, expires = publish_options(headers)
+        policy = target.record.policy
         if isinstance(target, Queue):
-            policy = target.policy
-            persistent = is_persistent(headers, policy)
-            expires_at = expiry(headers, policy, self._clock())
-        else:
-            persistent = first(headers, "persistent") != "false"
-            expires_at = expiry(headers, target.record.policy, self._clock())
+            persistent = persistent and policy.durable
+        expires_at = None
+        if expires is not None or policy.message_ttl_ms is not None:
+            expires_at = expiry(expires, policy, self._clock())
         return Message(
             f"{self._id_prefix}-{seq}", target.address, headers, body, seq, persistent, expires_at
         )

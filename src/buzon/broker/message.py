@@ -1,4 +1,4 @@
-"""The records the engine hands out: a published message, one delivery of it, and the sink."""
+"""The records the engine hands out: a published message, and the sink deliveries go to."""
 
 from __future__ import annotations
 
@@ -11,9 +11,12 @@ Headers = tuple[tuple[str, str], ...]
 """User headers in the order the publisher sent them (repeats allowed, first one wins)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Message:
     """One published message; shared, never copied, by every delivery of it.
+
+    Treat it as immutable. It is not a frozen dataclass only because one is made per
+    published message, and a frozen one's constructor costs several times more.
 
     Attributes:
         id: unique within one broker run (``<random prefix>-<seq>``).
@@ -35,30 +38,23 @@ class Message:
     expires_at: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """A message handed to one subscription.
-
-    Attributes:
-        subscription_id: the id the session chose when subscribing.
-        message: the message itself.
-        ack_id: what the session passes to ``ack``/``nack``; ``None`` in ack mode auto.
-        redelivered: the message was handed out before and came back (close, unsubscribe
-            or NACK of an earlier consumer).
-    """
-
-    subscription_id: str
-    message: Message
-    ack_id: str | None
-    redelivered: bool
-
-
 class DeliverySink(Protocol):
     """Where one session's output goes; implemented by the transport side (the server)."""
 
-    def deliver(self, delivery: Delivery) -> None:
-        """Take one delivery. May call the session's ``set_writable(False)`` synchronously
-        (its buffer filled), and may ack, nack or publish synchronously."""
+    def deliver(
+        self, subscription_id: str, message: Message, ack_id: str | None, redelivered: bool
+    ) -> None:
+        """Take one delivery of ``message`` on a subscription.
+
+        Args:
+            subscription_id: the id the session chose when subscribing.
+            message: the message (shared with every other delivery of it).
+            ack_id: what the session passes to ``ack``/``nack``; None in ack mode auto.
+            redelivered: the message was handed out before and came back.
+
+        It may call the session's ``set_writable(False)`` synchronously (its buffer
+        filled), and may ack, nack or publish synchronously.
+        """
 
     def close_session(self, code: ErrorCode, detail: str) -> None:
         """The engine wants this session ended (slow consumer). The engine closes the

@@ -27,19 +27,27 @@ def first(headers: Headers, name: str) -> str | None:
     return None
 
 
-def is_persistent(headers: Headers, policy: QueuePolicy) -> bool:
-    """Durable queues keep messages on disk unless the publisher said ``persistent:false``."""
-    return policy.durable and first(headers, "persistent") != "false"
+def publish_options(headers: Headers) -> tuple[bool, str | None]:
+    """What a publisher asked of its message, in one pass over the headers (this runs for
+    every message): whether it may be stored (not ``persistent:false``), and ``expires``."""
+    persistent: str | None = None
+    expires: str | None = None
+    for name, value in headers:
+        if name == "persistent":
+            if persistent is None:
+                persistent = value
+        elif name == "expires" and expires is None:
+            expires = value
+    return persistent != "false", expires
 
 
-def expiry(headers: Headers, policy: QueuePolicy, now: float) -> float | None:
-    """When a message published ``now`` expires (Unix time), or None.
+def expiry(header: str | None, policy: QueuePolicy, now: float) -> float | None:
+    """When a message published ``now`` with that ``expires`` header expires, or None.
 
     Raises:
         BrokerError: BAD_HEADER_VALUE when ``expires`` is not a number of ms.
     """
     deadline = None
-    header = first(headers, "expires")
     if header is not None:
         if not (header.isascii() and header.isdigit() and len(header) <= 15):
             raise BrokerError(ErrorCode.BAD_HEADER_VALUE, "expires must be ms since the epoch")

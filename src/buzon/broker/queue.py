@@ -73,6 +73,7 @@ class Queue:
 
     __slots__ = (
         "_acked",
+        "_bounded",
         "_bytes",
         "_clock",
         "_dead_letter",
@@ -83,6 +84,7 @@ class Queue:
         "_in_flight",
         "_incoming",
         "_journal",
+        "_journaling",
         "_published",
         "_ready",
         "_ready_bytes",
@@ -115,6 +117,10 @@ class Queue:
         self.deleted = False
         self._gauge = gauge
         self._journal = journal if journal is not None else Journal(None)
+        self._journaling = self._journal.enabled
+        self._bounded = record.policy.max_length is not None or (
+            record.policy.max_length_bytes is not None
+        )
         self._clock = clock
         self._dead_letter = dead_letter
         self._ready: deque[Message] = deque()
@@ -146,6 +152,9 @@ class Queue:
                 overflow policy refuses publishes.
         """
         policy = self.policy
+        if not self._bounded:
+            self._incoming += 1
+            return
         if policy.overflow is Overflow.REJECT_PUBLISH and over_limit(
             policy,
             len(self._ready) + self._incoming + 1,
@@ -374,7 +383,7 @@ class Queue:
             self._redelivered.discard(seq)
         if self._deliveries:
             self._deliveries.pop(seq, None)
-        if message.persistent and not self.deleted:
+        if self._journaling and message.persistent and not self.deleted:
             self._journal.remove(self.record.id, seq)
 
     def _give_back(self, messages: Sequence[Message]) -> None:

@@ -200,7 +200,7 @@ class Session:
         """Settle a delivery (and, in ack mode client, every earlier one of its subscription).
 
         Args:
-            ack_id: from a :class:`Delivery` this session received and has not settled.
+            ack_id: from a delivery this session received and has not settled.
             transaction: stage the ACK in this open transaction instead.
 
         Raises:
@@ -217,7 +217,7 @@ class Session:
         channel messages are dropped.
 
         Args:
-            ack_id: from a :class:`Delivery` this session received and has not settled.
+            ack_id: from a delivery this session received and has not settled.
             transaction: stage the NACK in this open transaction instead.
 
         Raises:

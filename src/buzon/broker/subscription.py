@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from buzon.broker.message import Delivery, DeliverySink, Message
+from buzon.broker.message import DeliverySink, Message
 from buzon.errors import ErrorCode
 
 
@@ -151,7 +151,7 @@ class Subscription:
             self.unacked[ack_id] = message
             consumer.unacked[ack_id] = self
         consumer.delivered += 1
-        consumer.sink.deliver(Delivery(self.id, message, ack_id, redelivered))
+        consumer.sink.deliver(self.id, message, ack_id, redelivered)
 
     def take(self, ack_id: str) -> list[Message]:
         """Remove and return what an ACK/NACK of ``ack_id`` settles, in delivery order.

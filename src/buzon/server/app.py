@@ -90,7 +90,8 @@ class BuzonServer:
             registration_open=settings.registration,
         )
         keys = AccessKeys(hasher)
-        broker = Broker(broker_config(settings), log=store)
+        # a store that forgets everything at exit is not worth logging messages to
+        broker = Broker(broker_config(settings), log=store if store.durable else None)
         self._ctx = ServerContext(
             settings=settings,
             store=store,

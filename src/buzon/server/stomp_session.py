@@ -26,7 +26,8 @@ import time
 from typing import Any, cast
 
 from buzon import __version__
-from buzon.broker import Delivery, Session
+from buzon.broker import Message as BrokerMessage
+from buzon.broker import Session
 from buzon.errors import AuthenticationFailed, AuthError, BrokerError, BuzonError, ErrorCode
 from buzon.server.close_reasons import CloseReason
 from buzon.server.context import ServerContext
@@ -37,7 +38,6 @@ from buzon.stomp import (
     Commit,
     Connect,
     Disconnect,
-    Message,
     Nack,
     Receipt,
     Role,
@@ -173,18 +173,17 @@ class StompSession(asyncio.Protocol):
 
     # -- the broker's DeliverySink -------------------------------------------------------
 
-    def deliver(self, delivery: Delivery) -> None:
-        message = delivery.message
-        self._conn.send(
-            Message(
-                destination=message.destination,
-                message_id=message.id,
-                subscription=delivery.subscription_id,
-                ack=delivery.ack_id,
-                headers=message.headers,
-                body=message.body,
-                redelivered=delivery.redelivered,
-            )
+    def deliver(
+        self, subscription_id: str, message: BrokerMessage, ack_id: str | None, redelivered: bool
+    ) -> None:
+        self._conn.send_message(
+            message.destination,
+            message.id,
+            subscription_id,
+            ack_id,
+            message.headers,
+            message.body,
+            redelivered,
         )
         self._unflushed += len(message.body) + FRAME_OVERHEAD
         if self._unflushed >= FLUSH_BYTES:

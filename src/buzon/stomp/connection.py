@@ -31,7 +31,7 @@ from buzon.stomp.incoming import header as first_header
 from buzon.stomp.limits import DEFAULT_LIMITS, PRE_LOGIN_LIMITS, ParserLimits
 from buzon.stomp.outgoing import ENCODERS, frame_with
 from buzon.stomp.parser import FrameParser
-from buzon.stomp.serializer import serialize
+from buzon.stomp.serializer import message_chunks, serialize
 from buzon.stomp.states import (
     BUFFERING_STATES,
     CLOSE_EXPECTED_STATES,
@@ -42,6 +42,9 @@ from buzon.stomp.states import (
     StateMachine,
     refusal,
 )
+
+# States in which a server may send MESSAGE (what the transition table allows).
+_DELIVERING = frozenset({ConnState.CONNECTED, ConnState.DISCONNECTING})
 
 # ERROR bodies carry a short explanation; anything longer is cut.
 _MAX_DETAIL = 200
@@ -217,6 +220,30 @@ class StompConnection:
         if not self._machine.apply(command, outgoing=True):
             raise self._illegal(command)
         self._out += encode(event)
+        self._wrote = True
+
+    def send_message(
+        self,
+        destination: str,
+        message_id: str,
+        subscription: str,
+        ack: str | None,
+        headers: Headers,
+        body: bytes,
+        redelivered: bool,
+    ) -> None:
+        """Server role: queue a MESSAGE; :meth:`send` with a Message event, made cheaper.
+
+        A broker calls this once per delivery, so it builds no event and looks nothing up.
+
+        Raises:
+            LocalProtocolError: not a server with a session (CONNECTED or DISCONNECTING).
+        """
+        if self._machine.state not in _DELIVERING or self._role is not Role.SERVER:
+            raise self._illegal(Command.MESSAGE)
+        self._out += message_chunks(
+            destination, message_id, subscription, ack, headers, body, redelivered
+        )
         self._wrote = True
 
     def _queue_local(self, command: Command, data: bytes) -> None:

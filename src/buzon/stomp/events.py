@@ -1,7 +1,9 @@
 """Typed STOMP 1.2 events: what a connection hands its user, and what the user sends.
 
-Each event is a frozen, slotted dataclass holding the fields its command defines; a frame's
-other headers travel in ``headers``. Client-to-server events come first, then
+Each event is a slotted dataclass holding the fields its command defines; a frame's other
+headers travel in ``headers``. Treat them as immutable. Most are frozen; the four made for
+every message (SEND, ACK, NACK and MESSAGE) are not, only because a frozen dataclass's
+constructor costs several times more (one ``object.__setattr__`` per field). Client-to-server events come first, then
 server-to-client ones. The wire format lives elsewhere (``incoming`` and ``outgoing``).
 """
 
@@ -39,7 +41,7 @@ class Connect:
     headers: Headers
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Send:
     """SEND: publish ``body`` to ``destination``.
 
@@ -87,7 +89,7 @@ class Unsubscribe:
     headers: Headers = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Ack:
     """ACK: the message with ack id ``id`` was handled (optionally inside ``transaction``).
 
@@ -105,7 +107,7 @@ class Ack:
     subscription: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Nack:
     """NACK: the message was not handled; the broker may redeliver it (fields as :class:`Ack`)."""
 
@@ -168,7 +170,7 @@ class Connected:
     headers: Headers
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Message:
     """MESSAGE: a delivery to a subscription.
 

@@ -92,6 +92,18 @@ def _disconnect(event: Disconnect) -> Chunks:
     return (serialize(frame_with(Command.DISCONNECT, [("receipt", event.receipt)])),)
 
 
+def _message(event: Message) -> Chunks:
+    return message_chunks(
+        event.destination,
+        event.message_id,
+        event.subscription,
+        event.ack,
+        event.headers,
+        event.body,
+        event.redelivered,
+    )
+
+
 def _receipt(event: Receipt) -> Chunks:
     # Receipts follow many SENDs, so skip building a Frame.
     return (f"RECEIPT\nreceipt-id:{escape(event.receipt_id)}\n\n\0".encode(),)
@@ -113,7 +125,7 @@ ENCODERS: Final[Mapping[type[Any], tuple[Command, Callable[[Any], Chunks]]]] = M
         Commit: (Command.COMMIT, _transaction(Command.COMMIT)),
         Abort: (Command.ABORT, _transaction(Command.ABORT)),
         Disconnect: (Command.DISCONNECT, _disconnect),
-        Message: (Command.MESSAGE, message_chunks),
+        Message: (Command.MESSAGE, _message),
         Receipt: (Command.RECEIPT, _receipt),
         Error: (Command.ERROR, _error),
     }

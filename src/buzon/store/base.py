@@ -54,10 +54,13 @@ class Store(MessageLog, Protocol):
     """Persistence for users, tokens, destinations, durable subscriptions and messages.
 
     Attributes:
+        durable: whether what it keeps survives the process (a broker does not log
+            messages to a store that does not).
         opened_cleanly: after :meth:`open`, whether the previous run closed the store (a
             crash leaves it False: recovered messages may have been delivered).
     """
 
+    durable: bool
     opened_cleanly: bool
 
     async def open(self) -> None:

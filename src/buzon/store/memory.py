@@ -26,6 +26,8 @@ from buzon.store.tickets import DONE, Ticket
 class MemoryStore:
     """A :class:`~buzon.store.base.Store` in memory."""
 
+    durable = False
+
     def __init__(self) -> None:
         self.opened_cleanly = True
         self._users: dict[str, UserRecord] = {}  # by id

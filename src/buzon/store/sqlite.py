@@ -120,6 +120,8 @@ class SQLiteStore:
         data_dir: the directory (created 0700 if missing).
     """
 
+    durable = True
+
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
         self.opened_cleanly = True
