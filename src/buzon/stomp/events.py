@@ -3,8 +3,10 @@
 Each event is a slotted dataclass holding the fields its command defines; a frame's other
 headers travel in ``headers``. Treat them as immutable. Most are frozen; the four made for
 every message (SEND, ACK, NACK and MESSAGE) are not, only because a frozen dataclass's
-constructor costs several times more (one ``object.__setattr__`` per field). Client-to-server events come first, then
-server-to-client ones. The wire format lives elsewhere (``incoming`` and ``outgoing``).
+constructor costs several times more (one ``object.__setattr__`` per field).
+
+Client-to-server events come first, then server-to-client ones. The wire format lives
+elsewhere (``incoming`` and ``outgoing``).
 """
 
 from __future__ import annotations
