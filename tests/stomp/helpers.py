@@ -35,9 +35,22 @@ class ParseResult:
     max_buffered: int = 0  # the most bytes the parser held at once
 
 
-def parse_chunks(chunks: list[bytes], limits: ParserLimits = DEFAULT_LIMITS) -> ParseResult:
+class HeadByHeadParser(FrameParser):
+    """The parser without its one-pass path for plain heads: the reference it must match."""
+
+    __slots__ = ()
+
+    def _plain_head(self) -> None:
+        return None
+
+
+def parse_chunks(
+    chunks: list[bytes],
+    limits: ParserLimits = DEFAULT_LIMITS,
+    parser_class: type[FrameParser] = FrameParser,
+) -> ParseResult:
     """Feed ``chunks`` one by one, draining frames after each; stop at the first error."""
-    parser = FrameParser(limits)
+    parser = parser_class(limits)
     result = ParseResult()
     fed = 0
     for chunk in chunks:

@@ -273,6 +273,9 @@ LIMIT_CASES: dict[str, LimitCase] = {
     "frame past max_frame without content-length": LimitCase(
         b"SEND\n" + LINE_20 * 2 + b"\n" + b"x" * 40 + b"\0", ErrorCode.FRAME_TOO_LARGE, at=80
     ),
+    "frame at max_frame with content-length": LimitCase(
+        b"SEND\ncontent-length:35\n" + LINE_20 + b"\n" + b"x" * 35 + b"\0", None
+    ),
     "frame past max_frame with content-length": LimitCase(
         b"SEND\ncontent-length:36\n" + LINE_20 + b"\n" + b"x" * 36 + b"\0",
         ErrorCode.FRAME_TOO_LARGE,
@@ -294,6 +297,27 @@ def test_limits(name: str) -> None:
     bytewise = parse_chunks([case.data[i : i + 1] for i in range(len(case.data))], SMALL)
     assert bytewise.failed_after == case.at
     assert bytewise.max_buffered <= case.at
+
+
+@pytest.mark.parametrize(("body_size", "expected"), [(55, None), (56, ErrorCode.FRAME_TOO_LARGE)])
+def test_a_short_head_with_content_length_at_and_past_max_frame(
+    body_size: int, expected: ErrorCode | None
+) -> None:
+    # a short head and a body under max_body, together one byte under or over max_frame
+    limits = ParserLimits(
+        max_command_line=12,
+        max_header_line=64,
+        max_headers=4,
+        max_header_block=64,
+        max_body=60,
+        max_frame=80,
+    )
+    data = b"SEND\ncontent-length:%d\n\n%s\0" % (body_size, b"x" * body_size)
+    items = parse_every_way(data, limits)
+    if expected is None:
+        assert items == [frame("SEND", ("content-length", str(body_size)), body=b"x" * body_size)]
+    else:
+        assert items == [expected]
 
 
 def test_the_error_comes_before_the_parser_buffers_past_a_limit() -> None:

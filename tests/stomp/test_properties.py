@@ -19,7 +19,7 @@ from buzon.stomp import (
 from buzon.stomp.escaping import escape, unescape
 from buzon.stomp.serializer import message_frame
 
-from .helpers import message_bytes, parse_chunks
+from .helpers import HeadByHeadParser, message_bytes, parse_chunks
 
 PROFILE = settings(max_examples=200, deadline=None)
 
@@ -147,3 +147,72 @@ def test_floods_are_refused_within_the_limits(unit: bytes, repeat: int) -> None:
     stream = unit * repeat
     result = parse_chunks([stream[i : i + 97] for i in range(0, len(stream), 97)], SMALL)
     assert result.max_buffered <= SMALL.max_frame + 97
+
+
+GOOD_LINES = st.sampled_from(
+    [
+        b"a:b",
+        b"k:",
+        b":v",
+        b"a:b:c",
+        b"destination:/queue/q",
+        b"content-length:0",
+        b"content-length:2",
+        b"content-length:9",
+        b"n\\c:v\\n",
+        b"long:" + b"x" * 30,
+        b"utf8:\xc3\xb1",
+    ]
+)
+BAD_LINES = st.sampled_from(
+    [
+        b"no-colon",
+        b"content-length:-1",
+        b"content-length:99999999999999999999",
+        b"bad:\\t",
+        b"cr:v\r",
+        b"broken:\xc3",
+        b"x" * 70,
+        b"wide:" + b"y" * 70,
+    ]
+)
+# Limits the generated heads cross often: 6-byte commands (COMMIT fits, CONNECT does
+# not), two headers, 64-byte lines, 16-byte bodies.
+TINY = ParserLimits(
+    max_command_line=6,
+    max_header_line=64,
+    max_headers=2,
+    max_header_block=96,
+    max_body=16,
+    max_frame=160,
+)
+
+
+@st.composite
+def plain_frames(draw: st.DrawFn) -> bytes:
+    """Frames made of lines chosen to sit on the one-pass path's every boundary."""
+    command = draw(st.sampled_from([*(c.value.encode() for c in Command), b"BOGUS", b""]))
+    lines = draw(st.lists(GOOD_LINES, max_size=6))
+    if draw(st.booleans()):
+        lines.insert(draw(st.integers(0, len(lines))), draw(BAD_LINES))
+    body = draw(st.sampled_from([b"", b"xy", b"x\0y", b"z" * 40]))
+    end = draw(st.sampled_from([b"\0", b"", b"\0\n", b"\1"]))
+    return b"\n".join([command, *lines]) + b"\n\n" + body + end
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(st.one_of(plain_frames(), FRAGMENTS), min_size=1, max_size=6),
+    st.lists(st.integers(0, 600), max_size=4),
+    st.sampled_from([TINY, SMALL, PRE_LOGIN_LIMITS, DEFAULT_LIMITS]),
+)
+def test_the_one_pass_path_finds_what_the_general_one_finds(
+    parts: list[bytes], cuts: list[int], limits: ParserLimits
+) -> None:
+    """Whatever the bytes, taking plain heads in one pass changes no frame and no error."""
+    stream = b"".join(parts)
+    chunks = split(stream, cuts)
+    fast = parse_chunks(chunks, limits)
+    reference = parse_chunks(chunks, limits, HeadByHeadParser)
+    assert fast.items == reference.items
+    assert fast.failed_after == reference.failed_after

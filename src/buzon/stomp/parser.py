@@ -10,6 +10,12 @@ causes a rescan, and no Python loop ever runs over body bytes:
 3. a body with ``content-length`` is sliced in one copy once enough bytes are buffered, then
    the next byte must be NUL; without it, the body ends at the first NUL (one ``find``).
 
+Most frames take a shorter road: when a whole head is buffered, short enough that no limit
+can be broken and free of ``\r`` and escapes, ``_plain_head`` decodes and splits it in one
+pass (and cuts a small body too). It gives up, changing nothing, on anything else, so the
+steps above decide every doubtful case and report every error; a property test holds the
+two roads to the same frames and errors.
+
 Limits are checked before the parser buffers past them. The only per-line Python loop that
 runs before the header block is complete is the limit walker, and it only runs when a head
 arrives in pieces or is big enough to possibly break a limit. Errors are reported in byte
@@ -45,6 +51,8 @@ _COMMAND_LINES: dict[bytes, Command] = {
     for line in (command.value.encode(), command.value.encode() + b"\r")
 }
 
+_COMMAND_NAMES: dict[str, Command] = {command.value: command for command in Command}
+
 # Bodies up to this size are copied out of a bytearray slice (two copies, but the cheapest
 # call); larger ones through a memoryview (one copy). Measured crossover: 8-16 KiB.
 _SMALL_BODY = 8192
@@ -67,6 +75,8 @@ class FrameParser:
         "_lines",
         "_max_digits",
         "_pending",
+        "_plain_block",
+        "_plain_span",
         "_pos",
         "_quick",
         "_scan",
@@ -105,6 +115,10 @@ class FrameParser:
         # From the command line's \n, the blank line of a head within the limits ends
         # before this many bytes.
         self._window = limits.max_header_block + 3
+        # A header block no longer than one line may be breaks neither the line nor the
+        # block limit; _plain_head takes only those (and looks no further for their end).
+        self._plain_block = min(limits.max_header_line, limits.max_header_block)
+        self._plain_span = limits.max_command_line + self._plain_block + 2
         self._max_digits = len(str(limits.max_body))
 
     @property
@@ -166,6 +180,10 @@ class FrameParser:
         try:
             if self._pending is not None:
                 return self._body(*self._pending)
+            if self._command is None:
+                frame = self._plain_head()
+                if frame is not None:
+                    return frame
             return self._head()
         except FrameError as exc:
             self._error = exc
@@ -175,6 +193,72 @@ class FrameParser:
         self._pos = self._scan = end
         self._command = None
         self._pending = None
+
+    def _plain_head(self) -> RawFrame | NeedData | None:
+        """The common case in one pass: a complete, short head with nothing to unescape.
+
+        Returns None, having changed nothing, unless the head is buffered whole, has no
+        ``\r`` and no backslash (or belongs to an unescaped command), a known command,
+        a colon on every line, and is too short to break any limit: then :meth:`_head`
+        would find exactly the same frame, only slower. Anything else (a heart-beat, a
+        partial or long head, a doubtful byte) is left to :meth:`_head`, which also
+        reports every error.
+        """
+        buf = self._buf
+        pos = self._pos
+        limits = self._limits
+        end = buf.find(b"\n\n", pos, pos + self._plain_span)
+        if end < 0:
+            return None
+        try:
+            head = buf[pos:end].decode()
+        except UnicodeDecodeError:
+            return None
+        if "\r" in head:
+            return None
+        lines = head.split("\n")
+        command = _COMMAND_NAMES.get(lines[0])
+        if (
+            command is None
+            or len(lines[0]) > limits.max_command_line
+            or end - pos - len(lines[0]) > self._plain_block
+            or len(lines) > limits.max_headers + 1
+            or ("\\" in head and command not in UNESCAPED_COMMANDS)
+        ):
+            return None
+        headers = []
+        length_text = None
+        for line in lines[1:]:
+            name, colon, value = line.partition(":")
+            if not colon:
+                return None
+            if name == "content-length" and length_text is None:
+                length_text = value
+            headers.append((name, value))
+        return self._plain_body(command, tuple(headers), end + 2, length_text)
+
+    def _plain_body(
+        self, command: Command, headers: Headers, start: int, length_text: str | None
+    ) -> RawFrame | NeedData:
+        """Cut a small body that is buffered whole; leave the rest to :meth:`_body` (more
+        bytes to wait for, a large body, errors)."""
+        buf = self._buf
+        pos = self._pos
+        limits = self._limits
+        if length_text is None:
+            length = -1
+            stop = buf.find(b"\0", start, min(start + limits.max_body + 1, pos + limits.max_frame))
+        else:
+            length = _content_length(length_text, limits.max_body, self._max_digits)
+            if start - pos + length + 1 > limits.max_frame:
+                raise FrameError(ErrorCode.FRAME_TOO_LARGE, "frame larger than the limit")
+            stop = start + length
+            if stop >= len(buf) or buf[stop]:
+                stop = -1
+        if stop < 0 or stop - start > _SMALL_BODY:
+            return self._body(command, headers, start, length)
+        self._pos = self._scan = stop + 1
+        return command, headers, bytes(buf[start:stop])
 
     def _head(self) -> RawFrame | Heartbeat | NeedData:
         buf = self._buf
