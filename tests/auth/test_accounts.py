@@ -141,6 +141,32 @@ async def test_tokens_expire_and_revoke(accounts: Accounts, clock: Clock) -> Non
             await accounts.principal_for_token(forged)
 
 
+async def test_a_token_signs_in_its_own_user_where_tokens_are_accepted(
+    accounts: Accounts, clock: Clock
+) -> None:
+    await accounts.register("alice", "alice-password")
+    await accounts.register("bob", "bob-password-1")
+    token, _ = await accounts.login("alice", "alice-password", "10.0.0.20")
+    signed_in = await accounts.authenticate("alice", token, "10.0.0.20", token=True)
+    assert signed_in.name == "alice"
+    # only where the caller accepts tokens, and only for the token's own user
+    for name, accept in (("alice", False), ("bob", True)):
+        with pytest.raises(AuthenticationFailed) as refused:
+            await accounts.authenticate(name, token, "10.0.0.20", token=accept)
+        assert refused.value.code is ErrorCode.AUTH_FAILED
+    clock.now += 61
+    with pytest.raises(AuthenticationFailed):
+        await accounts.authenticate("alice", token, "10.0.0.21", token=True)
+
+
+async def test_a_password_that_looks_like_a_token_still_works(accounts: Accounts) -> None:
+    await accounts.register("carol", "bzt_carols-own-password")
+    signed_in = await accounts.authenticate(
+        "carol", "bzt_carols-own-password", "10.0.0.22", token=True
+    )
+    assert signed_in.name == "carol"
+
+
 async def test_first_admin_is_created_once_and_never_overwritten(accounts: Accounts) -> None:
     assert await accounts.ensure_admin("root", "root-password")
     assert not await accounts.ensure_admin("root", "other-password")

@@ -47,6 +47,29 @@ async def test_first_use_creates_a_queue_owned_by_that_user_without_a_key(
         assert (info["owner"], info["protected"], info["depth"]) == ("alice", False, 1)
 
 
+async def test_a_token_from_the_http_login_is_a_stomp_passcode(hasher: SecretHasher) -> None:
+    async with running_server(hasher) as server:
+        base = f"http://127.0.0.1:{server.http_port}"
+        async with httpx.AsyncClient(base_url=base) as http:
+            await register(http, "alice", "alice-password")
+            session = await http.post(
+                "/api/v1/sessions", json={"username": "alice", "password": "alice-password"}
+            )
+            token = session.json()["token"]
+            alice = await Client.connected(server.stomp_port, login="alice", passcode=token)
+            await alice.send(send("/queue/by-token", b"hello", receipt="r"))
+            await alice.receipt("r")
+            # a token stands for its own user only, and not after logout
+            other = await Client.open(server.stomp_port, login=ADMIN, passcode=token)
+            assert (await other.expect(Error)).message == "authentication failed"
+            bearer = {"Authorization": f"Bearer {token}"}
+            assert (await http.delete("/api/v1/sessions/current", headers=bearer)).is_success
+            late = await Client.open(server.stomp_port, login="alice", passcode=token)
+            assert (await late.expect(Error)).message == "authentication failed"
+        listed = server.broker.statistics().queues
+        assert [(q.name, q.depth) for q in listed] == [("by-token", 1)]
+
+
 async def test_the_access_key_never_reaches_consumers(hasher: SecretHasher) -> None:
     async with running_server(hasher) as server:
         base = f"http://127.0.0.1:{server.http_port}"

@@ -255,7 +255,7 @@ class StompSession(asyncio.Protocol):
     async def _login(self, event: Connect) -> None:
         try:
             principal = await self._ctx.accounts.authenticate(
-                event.login, event.passcode, self.peer_host
+                event.login, event.passcode, self.peer_host, token=True
             )
         except AuthenticationFailed as exc:
             log.info("%s login refused from %s: %s", self.id, self.peer, exc.code.name)
