@@ -1,311 +1,266 @@
-"""STOMP load generator: queue and fan-out throughput, latency, and the broker's CPU cost.
+"""STOMP load generator: throughput, latency, memory and the broker's CPU cost.
 
 Runs in its own process (uvloop when installed) against a broker it starts itself
-(``python -m buzon serve`` on a free port) or against ``--port`` (any STOMP 1.2 broker, to
-compare). Clients are ``asyncio.Protocol`` objects pipelining frames: the producer keeps a
-window of outstanding receipts (one receipt per ``--receipt-every`` sends), consumers ack
-each message (client-individual) in one write per read.
+(``python -m buzon serve`` on free ports) or against ``--port`` (any STOMP 1.2 broker, to
+compare; give ``--pid`` for its CPU and memory). Every delivery is checked: a run that
+loses, duplicates or reorders a message fails instead of reporting a number.
+
+Scenarios:
+    queue    1 producer, N consumers (client-individual acks), a receipt every
+             ``--receipt-every`` sends and ``--window`` of them in flight: delivered msgs/s
+    fanout   1 publisher, N subscribers (auto ack): deliveries/s
+    confirm  1 producer, a receipt per message with ``--window`` in flight, no consumer:
+             confirmed msgs/s and confirmation latency (``--persistent`` asks for disk)
+    latency  1 producer sending ``--rate`` msgs/s one write each, 1 consumer: delivery
+             latency percentiles (the first ``--warmup`` messages are not counted)
+    idle     opens ``--connections`` logged-in idle connections, reports the broker's
+             memory per connection, then runs the queue scenario while they stay open
 
 Each message carries its send time (``perf_counter_ns``) in a header; latency is measured on
 receipt in the same process, so the clocks agree.
 
-Scenarios:
-    queue    1 producer, N consumers (client-individual acks): delivered msgs/s
-    fanout   1 publisher, N subscribers (auto): deliveries/s
-    confirm  1 producer, a receipt per message with ``--window`` in flight, no consumer:
-             confirmed msgs/s and confirmation latency (with ``--storage sqlite``, every
-             confirmed message is on disk)
-
 Usage:
     python benchmarks/loadgen.py queue   [--messages 100000] [--consumers 4] [--runs 5]
-    python benchmarks/loadgen.py fanout  [--messages 20000] [--subscribers 10] [--runs 5]
-    python benchmarks/loadgen.py confirm [--messages 20000] [--window 64] --storage sqlite
+    python benchmarks/loadgen.py fanout  [--messages 20000] [--subscribers 10]
+    python benchmarks/loadgen.py confirm --window 64 --persistent --storage sqlite
+    python benchmarks/loadgen.py latency --rate 1000 --messages 5000
+    python benchmarks/loadgen.py idle    --connections 10000
+    python benchmarks/loadgen.py queue --port 61613 --pid 1234 --login guest --passcode guest
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
-from typing import cast
+from dataclasses import asdict, dataclass, field
 
-from buzon.stomp import NEED_DATA, Command, Frame, FrameParser
+import httpx
+
+from stomp_load import (
+    Client,
+    Login,
+    RssPeak,
+    Stats,
+    check,
+    cpu_seconds,
+    open_client,
+    percentile,
+    produce,
+    produce_at_rate,
+    rss_kib,
+    send_head,
+    subscribe,
+)
 
 PASSWORD = "loadgen-password"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process, from /proc (Linux)."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def connect_frame(login: str, passcode: str) -> bytes:
-    return (
-        f"CONNECT\naccept-version:1.2\nhost:/\nlogin:{login}\npasscode:{passcode}\n"
-        "heart-beat:0,0\n\n\x00"
-    ).encode()
-
-
-@dataclass
-class Stats:
-    """What the receivers of one run saw, shared by all of them.
-
-    ``counts[seq]`` is how often message ``seq`` arrived (queue: must end at exactly 1
-    each); ``out_of_order`` counts deliveries that broke publish order for their receiver.
-    """
-
-    expected: int
-    done: asyncio.Event
-    counts: bytearray
-    latencies_ns: list[int] = field(default_factory=list)
-    delivered: int = 0
-    out_of_order: int = 0
-    last_delivery: float = 0.0
-
-    @classmethod
-    def for_messages(cls, messages: int, expected: int) -> Stats:
-        return cls(expected, asyncio.Event(), bytearray(messages + 1))
-
-
-class Client(asyncio.Protocol):
-    """One STOMP connection; parses with buzon's FrameParser, writes pre-built bytes."""
-
-    def __init__(self, stats: Stats, ack: bool) -> None:
-        self.parser = FrameParser()
-        self.transport: asyncio.Transport | None = None
-        self.connected = asyncio.Event()
-        self.receipts: asyncio.Queue[str] = asyncio.Queue()
-        self.stats = stats
-        self.ack = ack
-        self.last_seq = 0
-        # receipt id -> send time, when confirmation latency is measured
-        self.sent: dict[str, int] | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)
-
-    def data_received(self, data: bytes) -> None:
-        parser = self.parser
-        parser.feed(data)
-        acks: list[bytes] = []
-        now = time.perf_counter_ns()
-        while (frame := parser.next_frame()) is not NEED_DATA:
-            if not isinstance(frame, Frame):
-                continue
-            command = frame.command
-            if command is Command.MESSAGE:
-                self.on_message(frame, now, acks)
-            elif command is Command.RECEIPT:
-                receipt = frame.get("receipt-id") or ""
-                if self.sent is not None and receipt in self.sent:
-                    self.stats.latencies_ns.append(now - self.sent.pop(receipt))
-                self.receipts.put_nowait(receipt)
-            elif command is Command.CONNECTED:
-                self.connected.set()
-            elif command is Command.ERROR:
-                raise SystemExit(f"broker sent ERROR: {frame.get('message')} {frame.body!r}")
-        if acks and self.transport is not None:
-            self.transport.write(b"".join(acks))
-        stats = self.stats
-        if stats.delivered >= stats.expected and not stats.done.is_set():
-            stats.last_delivery = time.perf_counter()
-            stats.done.set()
-
-    def on_message(self, frame: Frame, now: int, acks: list[bytes]) -> None:
-        stats = self.stats
-        stats.delivered += 1
-        seq = int(frame.get("seq") or 0)
-        stats.counts[seq] = min(stats.counts[seq] + 1, 255)
-        if seq <= self.last_seq:
-            stats.out_of_order += 1
-        self.last_seq = seq
-        sent = frame.get("ts")
-        if sent is not None:
-            stats.latencies_ns.append(now - int(sent))
-        if self.ack:
-            acks.append(b"ACK\nid:%s\n\n\x00" % (frame.get("ack") or "").encode())
-
-
-async def open_client(host: str, port: int, stats: Stats, *, ack: bool = False) -> Client:
-    loop = asyncio.get_running_loop()
-    _, client = await loop.create_connection(lambda: Client(stats, ack), host, port)
-    assert client.transport is not None
-    client.transport.write(connect_frame("admin", PASSWORD))
-    await asyncio.wait_for(client.connected.wait(), 10)
-    return client
-
-
-async def subscribe(client: Client, destination: str, ack: str, prefetch: int) -> None:
-    assert client.transport is not None
-    client.transport.write(
-        f"SUBSCRIBE\ndestination:{destination}\nid:1\nack:{ack}\n"
-        f"prefetch-count:{prefetch}\nreceipt:sub\n\n\x00".encode()
-    )
-    await asyncio.wait_for(client.receipts.get(), 10)
-
-
-async def produce(
-    client: Client, destination: str, count: int, size: int, receipt_every: int, window: int
-) -> None:
-    """Send ``count`` messages, keeping at most ``window`` receipts outstanding."""
-    assert client.transport is not None
-    body = b"x" * size
-    head = f"SEND\ndestination:{destination}\ncontent-length:{size}\n".encode()
-    outstanding = 0
-    batch: list[bytes] = []
-    for i in range(1, count + 1):
-        receipt = b"receipt:%d\n" % i if i % receipt_every == 0 or i == count else b""
-        if receipt and client.sent is not None:
-            client.sent[str(i)] = time.perf_counter_ns()
-        batch.append(
-            b"%sseq:%d\nts:%d\n%s\n%s\x00" % (head, i, time.perf_counter_ns(), receipt, body)
-        )
-        if receipt:
-            client.transport.write(b"".join(batch))
-            batch.clear()
-            outstanding += 1
-            while outstanding >= window:
-                await client.receipts.get()
-                outstanding -= 1
-    while outstanding:
-        await client.receipts.get()
-        outstanding -= 1
-
-
-def check(stats: Stats, messages: int, copies: int) -> None:
-    """Exit with a message unless every message arrived exactly ``copies`` times, in order."""
-    counts = stats.counts
-    missing = sum(1 for seq in range(1, messages + 1) if counts[seq] < copies)
-    extra = sum(1 for seq in range(1, messages + 1) if counts[seq] > copies)
-    if missing or extra or stats.out_of_order:
-        raise SystemExit(
-            f"incorrect delivery: {missing} messages missing, {extra} duplicated,"
-            f" {stats.out_of_order} out of order"
-        )
+# Idle connections are opened this many at a time.
+CONNECT_BATCH = 250
+UNITS = {"confirm": "confirmed", "latency": "deliveries"}
 
 
 @dataclass
 class Result:
+    """One run of one scenario; ``rate`` counts ``deliveries`` per second."""
+
+    scenario: str
     rate: float
     p50_ms: float
     p99_ms: float
-    broker_cpu: float
-    loadgen_cpu: float
+    broker_cpu_s: float
+    loadgen_cpu_s: float
     deliveries: int
+    rss_start_kib: int
+    rss_peak_kib: int
+    extra: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def cpu_per_100k(self) -> float:
+        return self.broker_cpu_s * 100_000 / self.deliveries
 
 
-async def run_confirm(args: argparse.Namespace, host: str, port: int, pid: int | None) -> Result:
+@dataclass
+class Target:
+    host: str
+    port: int
+    pid: int | None
+    who: Login
+
+
+class Meter:
+    """Broker CPU, own CPU, wall time and the broker's peak memory over one run."""
+
+    def __init__(self, pid: int | None) -> None:
+        self.pid = pid
+        self.rss = RssPeak(pid)
+
+    async def __aenter__(self) -> Meter:
+        await self.rss.__aenter__()
+        self.cpu = cpu_seconds(self.pid) if self.pid else 0.0
+        self.own = time.process_time()
+        self.started = time.perf_counter()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.rss.__aexit__(*exc)
+        self.cpu = (cpu_seconds(self.pid) - self.cpu) if self.pid else float("nan")
+        self.own = time.process_time() - self.own
+
+    def result(
+        self, scenario: str, deliveries: int, elapsed: float, latencies_ns: list[int]
+    ) -> Result:
+        lat = sorted(latencies_ns)
+        return Result(
+            scenario=scenario,
+            rate=deliveries / elapsed,
+            p50_ms=percentile(lat, 0.5),
+            p99_ms=percentile(lat, 0.99),
+            broker_cpu_s=self.cpu,
+            loadgen_cpu_s=self.own,
+            deliveries=deliveries,
+            rss_start_kib=self.rss.start,
+            rss_peak_kib=self.rss.peak,
+        )
+
+
+def close_all(clients: list[Client]) -> None:
+    for client in clients:
+        client.close()
+
+
+async def run_confirm(args: argparse.Namespace, to: Target) -> Result:
     """Publish with a receipt per message, ``window`` in flight; nobody consumes."""
     stats = Stats.for_messages(0, 1)
-    producer = await open_client(host, port, stats)
+    producer = await open_client(to.host, to.port, to.who, stats)
     producer.sent = {}
-    destination = f"/queue/confirm-{time.monotonic_ns()}"
-    cpu_before = cpu_seconds(pid) if pid else 0.0
-    own_before = time.process_time()
-    started = time.perf_counter()
-    await produce(producer, destination, args.messages, args.size, 1, args.window)
-    elapsed = time.perf_counter() - started
-    cpu = (cpu_seconds(pid) - cpu_before) if pid else float("nan")
-    own = time.process_time() - own_before
-    assert producer.transport is not None
-    producer.transport.close()
+    head = send_head(f"/queue/confirm-{time.monotonic_ns()}", args.size, args.persistent)
+    async with Meter(to.pid) as meter:
+        await produce(producer, head, args.messages, args.size, 1, args.window)
+        elapsed = time.perf_counter() - meter.started
+    close_all([producer])
     if len(stats.latencies_ns) != args.messages:
         raise SystemExit(f"{args.messages - len(stats.latencies_ns)} publishes not confirmed")
-    lat = sorted(stats.latencies_ns)
-    return Result(
-        rate=args.messages / elapsed,
-        p50_ms=lat[len(lat) // 2] / 1e6,
-        p99_ms=lat[int(len(lat) * 0.99)] / 1e6,
-        broker_cpu=cpu,
-        loadgen_cpu=own,
-        deliveries=args.messages,
-    )
+    return meter.result("confirm", args.messages, elapsed, stats.latencies_ns)
 
 
-async def run_scenario(args: argparse.Namespace, host: str, port: int, pid: int | None) -> Result:
-    if args.scenario == "confirm":
-        return await run_confirm(args, host, port, pid)
+async def run_latency(args: argparse.Namespace, to: Target) -> Result:
+    """One consumer; messages sent at a steady rate, one write each."""
     messages = args.messages
-    if args.scenario == "queue":
-        destination = f"/queue/bench-{time.monotonic_ns()}"
-        copies, ack_mode = 1, "client-individual"
-        stats = Stats.for_messages(messages, messages)
-        receivers = [await open_client(host, port, stats, ack=True) for _ in range(args.consumers)]
-    else:
+    stats = Stats.for_messages(messages, messages)
+    destination = f"/queue/latency-{time.monotonic_ns()}"
+    consumer = await open_client(to.host, to.port, to.who, stats, ack=True)
+    await subscribe(consumer, destination, "client-individual", args.prefetch)
+    producer = await open_client(to.host, to.port, to.who, Stats.for_messages(0, 1))
+    head = send_head(destination, args.size, args.persistent)
+    async with Meter(to.pid) as meter:
+        await produce_at_rate(producer, head, messages, args.size, args.rate)
+        await asyncio.wait_for(stats.done.wait(), args.timeout)
+        elapsed = stats.last_delivery - meter.started
+    close_all([consumer, producer])
+    check(stats, messages, 1)
+    return meter.result("latency", messages, elapsed, stats.latencies_ns[args.warmup :])
+
+
+async def run_flow(args: argparse.Namespace, to: Target, scenario: str) -> Result:
+    """The queue or fan-out scenario."""
+    messages = args.messages
+    if scenario == "fanout":
         destination = f"/topic/bench-{time.monotonic_ns()}"
         # every subscriber gets every message: each one is counted once per subscriber
-        copies, ack_mode = args.subscribers, "auto"
-        stats = Stats.for_messages(messages, messages * args.subscribers)
-        receivers = [await open_client(host, port, stats) for _ in range(args.subscribers)]
+        copies, ack_mode, receivers_wanted = args.subscribers, "auto", args.subscribers
+    else:
+        destination = f"/queue/bench-{time.monotonic_ns()}"
+        copies, ack_mode, receivers_wanted = 1, "client-individual", args.consumers
+    stats = Stats.for_messages(messages, messages * copies)
+    acking = ack_mode != "auto"
+    receivers = [
+        await open_client(to.host, to.port, to.who, stats, ack=acking)
+        for _ in range(receivers_wanted)
+    ]
     for receiver in receivers:
         await subscribe(receiver, destination, ack_mode, args.prefetch)
-    producer = await open_client(host, port, Stats.for_messages(0, 1))
-    cpu_before = cpu_seconds(pid) if pid else 0.0
-    own_before = time.process_time()
-    started = time.perf_counter()
-    await produce(producer, destination, messages, args.size, args.receipt_every, args.window)
-    await asyncio.wait_for(stats.done.wait(), args.timeout)
-    elapsed = stats.last_delivery - started
-    cpu = (cpu_seconds(pid) - cpu_before) if pid else float("nan")
-    own = time.process_time() - own_before
-    for client in [*receivers, producer]:
-        assert client.transport is not None
-        client.transport.close()
+    producer = await open_client(to.host, to.port, to.who, Stats.for_messages(0, 1))
+    head = send_head(destination, args.size, args.persistent)
+    async with Meter(to.pid) as meter:
+        await produce(producer, head, messages, args.size, args.receipt_every, args.window)
+        await asyncio.wait_for(stats.done.wait(), args.timeout)
+        elapsed = stats.last_delivery - meter.started
+    close_all([*receivers, producer])
     check(stats, messages, copies)
-    lat = sorted(stats.latencies_ns)
-    return Result(
-        rate=stats.delivered / elapsed,
-        p50_ms=lat[len(lat) // 2] / 1e6,
-        p99_ms=lat[int(len(lat) * 0.99)] / 1e6,
-        broker_cpu=cpu,
-        loadgen_cpu=own,
-        deliveries=stats.delivered,
-    )
+    return meter.result(scenario, stats.delivered, elapsed, stats.latencies_ns)
 
 
-def start_broker(storage: str, data_dir: str) -> tuple[subprocess.Popen[str], int]:
-    env = {**os.environ, "BUZON_ADMIN_PASSWORD": PASSWORD, "BUZON_LOG_LEVEL": "warning"}
+async def run_idle(args: argparse.Namespace, to: Target) -> Result:
+    """Memory per idle connection, then the queue scenario with all of them open."""
+    idle: list[Client] = []
+    before = rss_kib(to.pid) if to.pid else 0
+    nobody = Stats.for_messages(0, 1)
+    while len(idle) < args.connections:
+        batch = min(CONNECT_BATCH, args.connections - len(idle))
+        idle += await asyncio.gather(
+            *(open_client(to.host, to.port, to.who, nobody) for _ in range(batch))
+        )
+    await asyncio.sleep(1.0)  # let the broker finish whatever the logins started
+    after = rss_kib(to.pid) if to.pid else 0
+    try:
+        result = await run_flow(args, to, "queue")
+    finally:
+        close_all(idle)
+    result.scenario = "idle"
+    result.extra = {
+        "connections": args.connections,
+        "rss_before_kib": before,
+        "rss_after_kib": after,
+        "bytes_per_connection": (after - before) * 1024 / args.connections,
+    }
+    return result
+
+
+async def run_scenario(args: argparse.Namespace, to: Target) -> Result:
+    if args.scenario == "confirm":
+        return await run_confirm(args, to)
+    if args.scenario == "latency":
+        return await run_latency(args, to)
+    if args.scenario == "idle":
+        return await run_idle(args, to)
+    return await run_flow(args, to, args.scenario)
+
+
+def start_broker(args: argparse.Namespace, data_dir: str) -> tuple[subprocess.Popen[str], Target]:
+    """``buzon serve`` on free ports; its admin logs in with a bearer token (one argon2
+    check in all, however many connections the scenario opens)."""
+    env = {"BUZON_ADMIN_PASSWORD": PASSWORD, "BUZON_LOG_LEVEL": "warning"}
+    command = [sys.executable, "-m", "buzon", "serve", "--stomp-port", "0", "--http-port", "0"]
+    command += ["--storage", args.storage, "--data-dir", data_dir]
+    command += ["--max-connections", str(args.connections + 100)]
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "buzon",
-            "serve",
-            "--stomp-port",
-            "0",
-            "--http-port",
-            "0",
-            "--storage",
-            storage,
-            "--data-dir",
-            data_dir,
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-        env=env,
+        command, stdout=subprocess.PIPE, text=True, env={**os.environ, **env}
     )
     assert process.stdout is not None
     for line in process.stdout:
-        found = re.search(r"stomp://[^:]+:(\d+)", line)
+        found = re.search(r"stomp://[^:]+:(\d+)\s+(http://\S+/api/v1)", line)
         if found:
-            return process, int(found.group(1))
+            response = httpx.post(
+                f"{found.group(2)}/sessions", json={"username": "admin", "password": PASSWORD}
+            )
+            response.raise_for_status()
+            who = Login("admin", response.json()["token"])
+            return process, Target(args.host, int(found.group(1)), process.pid, who)
     raise SystemExit("broker did not start")
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("scenario", choices=["queue", "fanout", "confirm"])
+    parser.add_argument("scenario", choices=["queue", "fanout", "confirm", "latency", "idle"])
     parser.add_argument("--messages", type=int, default=None)
     parser.add_argument("--consumers", type=int, default=4)
     parser.add_argument("--subscribers", type=int, default=10)
@@ -313,57 +268,87 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--prefetch", type=int, default=1000)
     parser.add_argument("--receipt-every", type=int, default=1000)
     parser.add_argument("--window", type=int, default=4, help="receipts outstanding at most")
+    parser.add_argument("--persistent", action="store_true", help="send persistent:true")
+    parser.add_argument("--rate", type=float, default=1000.0, help="latency: msgs/s")
+    parser.add_argument("--warmup", type=int, default=200, help="latency: uncounted messages")
+    parser.add_argument("--connections", type=int, default=10_000, help="idle: how many")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--timeout", type=float, default=120)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=None, help="use a running broker")
-    parser.add_argument("--pid", type=int, default=None, help="its pid, for CPU seconds")
+    parser.add_argument("--pid", type=int, default=None, help="its pid, for CPU and memory")
+    parser.add_argument("--login", default="admin")
+    parser.add_argument("--passcode", default=PASSWORD)
     parser.add_argument("--storage", choices=["memory", "sqlite"], default="memory")
+    parser.add_argument("--json", default=None, help="append one JSON line per run here")
     args = parser.parse_args()
     if args.messages is None:
-        args.messages = 100_000 if args.scenario == "queue" else 20_000
+        defaults = {"queue": 100_000, "idle": 100_000, "latency": 5_000}
+        args.messages = defaults.get(args.scenario, 20_000)
     return args
+
+
+def report(args: argparse.Namespace, run: int, result: Result) -> None:
+    unit = UNITS.get(args.scenario, "deliveries")
+    extra = result.extra
+    idle = (
+        f"  {extra['connections']:.0f} idle connections,"
+        f" {extra['bytes_per_connection']:,.0f} B each"
+        if extra
+        else ""
+    )
+    print(
+        f"run {run}: {result.rate:,.0f} {unit}/s  p50 {result.p50_ms:.3f} ms  "
+        f"p99 {result.p99_ms:.3f} ms  broker {result.broker_cpu_s:.2f} CPU-s "
+        f"({result.cpu_per_100k:.2f} per 100k), peak RSS {result.rss_peak_kib / 1024:.0f} MiB"
+        f"  loadgen {result.loadgen_cpu_s:.2f} CPU-s  ({result.deliveries} {unit}){idle}",
+        flush=True,
+    )
+    if args.json:
+        with open(args.json, "a") as out:
+            out.write(json.dumps({**asdict(result), "run": run}) + "\n")
 
 
 async def main() -> None:
     args = parse_args()
     broker = None
-    port, pid = args.port, args.pid
     data_dir = tempfile.mkdtemp(prefix="buzon-bench-")
-    if port is None:
-        broker, port = start_broker(args.storage, data_dir)
-        pid = broker.pid
+    if args.port is None:
+        broker, target = start_broker(args, data_dir)
+    else:
+        target = Target(args.host, args.port, args.pid, Login(args.login, args.passcode))
     results = []
-    unit = "confirmed" if args.scenario == "confirm" else "deliveries"
     try:
         for run in range(1, args.runs + 1):
-            result = await run_scenario(args, args.host, port, pid)
+            result = await run_scenario(args, target)
             results.append(result)
-            print(
-                f"run {run}: {result.rate:,.0f} {unit}/s  p50 {result.p50_ms:.2f} ms  "
-                f"p99 {result.p99_ms:.2f} ms  broker CPU {result.broker_cpu:.2f} s  "
-                f"loadgen CPU {result.loadgen_cpu:.2f} s  ({result.deliveries} deliveries)",
-                flush=True,
-            )
+            report(args, run, result)
     finally:
         if broker is not None:
             broker.terminate()
             broker.wait(10)
         shutil.rmtree(data_dir, ignore_errors=True)
     med = statistics.median
-    rate = med(r.rate for r in results)
-    cpu = med(r.broker_cpu for r in results)
-    deliveries = results[0].deliveries
-    p50 = med(r.p50_ms for r in results)
-    p99 = med(r.p99_ms for r in results)
+    unit = UNITS.get(args.scenario, "deliveries")
     print(
-        f"{args.scenario} ({args.storage}): median {rate:,.0f} {unit}/s, p50 {p50:.2f} ms,"
-        f" p99 {p99:.2f} ms, broker {cpu:.2f} CPU-s per {deliveries} {unit}"
-        f" ({cpu * 100_000 / deliveries:.2f} CPU-s per 100k); every message checked"
+        f"{args.scenario} ({args.storage if broker else f'port {args.port}'}): median"
+        f" {med(r.rate for r in results):,.0f} {unit}/s,"
+        f" p50 {med(r.p50_ms for r in results):.3f} ms,"
+        f" p99 {med(r.p99_ms for r in results):.3f} ms,"
+        f" {med(r.cpu_per_100k for r in results):.2f} broker CPU-s per 100k {unit};"
+        " every message checked"
     )
 
 
+def raise_file_limit() -> None:
+    """Idle connections need a descriptor each: lift the soft limit to the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def run_loop() -> None:
+    raise_file_limit()
     try:
         import uvloop
 
