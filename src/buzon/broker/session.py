@@ -70,14 +70,16 @@ class Session:
         self._config = config
         self._destinations = destinations
         self._intake = intake
-        self._outbox: deque[tuple[Queue | Channel, Message, Ticket | None]] = deque()
+        # Created on first use: most sessions never publish behind a pending write, and
+        # an empty deque costs 600 bytes (times every idle connection).
+        self._outbox: deque[tuple[Queue | Channel, Message, Ticket | None]] | None = None
         self._on_close = on_close
         self._consumer = Consumer(sink, self.close)
         self._subs: dict[str, Subscription] = {}
         self._transactions = Transactions(
             config.max_open_transactions, config.max_transaction_operations
         )
-        self._grants: set[str] = set()
+        self._grants: frozenset[str] = frozenset()  # rarely more than empty: no set each
         self._published = 0
         self._closed = False
 
@@ -329,7 +331,7 @@ class Session:
         later commands on that destination pass without a key. A destination deleted and
         created again has a new id, so the grant does not carry over.
         """
-        self._grants.add(destination_id)
+        self._grants |= {destination_id}
 
     def granted(self, destination_id: str) -> bool:
         """Whether :meth:`grant` was called for that destination."""
@@ -399,6 +401,8 @@ class Session:
         if not outbox and (ticket is None or ticket.done):
             self._intake.arrive(target, message, ticket)
             return
+        if outbox is None:
+            outbox = self._outbox = deque()
         if ticket is not None and (not outbox or outbox[-1][2] is not ticket):
             ticket.add_callback(self._drain)
         outbox.append((target, message, ticket))

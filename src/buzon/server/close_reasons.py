@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import enum
 
+from buzon.errors import ErrorCode
+
 
 class CloseReason(enum.Enum):
     CLIENT_DISCONNECT = "client_disconnect"
@@ -17,3 +19,24 @@ class CloseReason(enum.Enum):
     SLOW_CONSUMER = "slow_consumer"
     TOO_MANY_CONNECTIONS = "too_many_connections"
     SHUTDOWN = "shutdown"
+
+
+_BY_ERROR = {
+    ErrorCode.AUTH_FAILED: CloseReason.AUTH_FAILED,
+    ErrorCode.TOO_MANY_ATTEMPTS: CloseReason.AUTH_FAILED,
+    ErrorCode.ACCOUNT_DISABLED: CloseReason.ACCOUNT_DISABLED,
+    ErrorCode.DESTINATION_DELETED: CloseReason.DESTINATION_DELETED,
+    ErrorCode.HANDSHAKE_TIMEOUT: CloseReason.HANDSHAKE_TIMEOUT,
+    ErrorCode.HEARTBEAT_TIMEOUT: CloseReason.IDLE_TIMEOUT,
+    ErrorCode.SLOW_CONSUMER: CloseReason.SLOW_CONSUMER,
+    ErrorCode.TOO_MANY_CONNECTIONS: CloseReason.TOO_MANY_CONNECTIONS,
+    ErrorCode.SERVER_SHUTDOWN: CloseReason.SHUTDOWN,
+}
+
+
+def reason_for(code: ErrorCode | None) -> CloseReason:
+    """Why a connection the server closed with ERROR ``code`` ended (no code: the peer
+    broke the protocol)."""
+    if code is None:
+        return CloseReason.PROTOCOL_ERROR
+    return _BY_ERROR.get(code, CloseReason.PROTOCOL_ERROR)

@@ -26,6 +26,8 @@ class ReceiptGate:
         fail: end the connection with an error (a write failed).
     """
 
+    __slots__ = ("_fail", "_flush", "_last", "_send", "_waiting")
+
     def __init__(
         self,
         send: Callable[[str], None],
@@ -36,7 +38,8 @@ class ReceiptGate:
         self._flush = flush
         self._fail = fail
         self._last: Ticket = DONE
-        self._waiting: deque[tuple[str, Ticket]] = deque()
+        # receipts waiting for a write, oldest first; created when the first one waits
+        self._waiting: deque[tuple[str, Ticket]] | None = None
 
     def wrote(self, ticket: Ticket) -> None:
         """The connection's latest frame caused writes; ``ticket`` is the latest of them."""
@@ -51,11 +54,13 @@ class ReceiptGate:
             if self._last.error is None:
                 self._send(receipt)
             return
+        if self._waiting is None:
+            self._waiting = deque()
         self._waiting.append((receipt, self._last))
 
     def _written(self, ticket: Ticket) -> None:
         if ticket.error is not None:
-            self._waiting.clear()
+            self._waiting = None
             self._fail(ticket.error)
             return
         waiting = self._waiting

@@ -118,20 +118,11 @@ class Commands:
         session: the engine session.
     """
 
+    __slots__ = ("published", "session")
+
     def __init__(self, session: Session) -> None:
         self.session = session
         self.published = False  # a SEND or COMMIT ran since the caller last reset this
-        self._handlers: dict[type[Any], Callable[[Any], str | None]] = {
-            Send: self._send,
-            Ack: self._ack,
-            Nack: self._nack,
-            Subscribe: self._subscribe,
-            Unsubscribe: self._unsubscribe,
-            Begin: self._begin,
-            Commit: self._commit,
-            Abort: self._abort,
-            Disconnect: self._disconnect,
-        }
 
     def handle(self, event: Any) -> str | None:
         """Run one client event against the engine; return the receipt it asked for.
@@ -139,7 +130,7 @@ class Commands:
         Raises:
             BrokerError, AuthError: the engine refused it.
         """
-        return self._handlers[type(event)](event)
+        return _HANDLERS[type(event)](self, event)
 
     def _send(self, event: Send) -> str | None:
         headers = tuple(h for h in event.headers if h[0] not in RESERVED_HEADERS)
@@ -193,3 +184,17 @@ class Commands:
     def _disconnect(self, event: Disconnect) -> str | None:
         self.session.close()
         return event.receipt
+
+
+# One table for every connection (a table of bound methods each would cost memory).
+_HANDLERS: dict[type[Any], Callable[[Commands, Any], str | None]] = {
+    Send: Commands._send,
+    Ack: Commands._ack,
+    Nack: Commands._nack,
+    Subscribe: Commands._subscribe,
+    Unsubscribe: Commands._unsubscribe,
+    Begin: Commands._begin,
+    Commit: Commands._commit,
+    Abort: Commands._abort,
+    Disconnect: Commands._disconnect,
+}

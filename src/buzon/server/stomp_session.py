@@ -11,11 +11,10 @@ the transport once per event-loop turn, or as soon as ``FLUSH_BYTES`` are waitin
 transport's high-water mark (``max_outbound_bytes``) sees the real backlog and the engine
 is told to stop delivering (``set_writable(False)``) in time.
 
-Reading is paused for four reasons, tracked separately so one resume cannot undo
-another: a login is being verified, an access key is being verified (the frame that
-carried it is held until then, see ``stomp_commands``), the peer is not reading what we
-send, or the broker's queued bytes are over the high-water mark and this connection
-publishes.
+Reading pauses for several reasons at once (``read_pauses``): a login or an access key
+being verified (the frame that carried the key is held until then, see
+``stomp_commands``), a peer not reading what we send, the broker over its high-water mark
+while this connection publishes, a server shutdown.
 """
 
 from __future__ import annotations
@@ -29,8 +28,9 @@ from buzon import __version__
 from buzon.broker import Message as BrokerMessage
 from buzon.broker import Session
 from buzon.errors import AuthenticationFailed, AuthError, BrokerError, BuzonError, ErrorCode
-from buzon.server.close_reasons import CloseReason
+from buzon.server.close_reasons import CloseReason, reason_for
 from buzon.server.context import ServerContext
+from buzon.server.read_pauses import ACCESS, LOGIN, MEMORY, PEER, SHUTDOWN, ReadPauses
 from buzon.server.receipts import ReceiptGate
 from buzon.server.stomp_commands import Commands, key_to_check
 from buzon.stomp import (
@@ -62,21 +62,32 @@ CLOSE_GRACE_SECONDS = 2.0
 # messages from the log; a failure there is retried at shutdown, not the subscriber's.)
 _CONFIRMED_WRITES = (Send, Ack, Nack, Commit)
 
-_ERROR_CLOSE_REASONS = {
-    ErrorCode.AUTH_FAILED: CloseReason.AUTH_FAILED,
-    ErrorCode.TOO_MANY_ATTEMPTS: CloseReason.AUTH_FAILED,
-    ErrorCode.ACCOUNT_DISABLED: CloseReason.ACCOUNT_DISABLED,
-    ErrorCode.DESTINATION_DELETED: CloseReason.DESTINATION_DELETED,
-    ErrorCode.HANDSHAKE_TIMEOUT: CloseReason.HANDSHAKE_TIMEOUT,
-    ErrorCode.HEARTBEAT_TIMEOUT: CloseReason.IDLE_TIMEOUT,
-    ErrorCode.SLOW_CONSUMER: CloseReason.SLOW_CONSUMER,
-    ErrorCode.TOO_MANY_CONNECTIONS: CloseReason.TOO_MANY_CONNECTIONS,
-    ErrorCode.SERVER_SHUTDOWN: CloseReason.SHUTDOWN,
-}
-
 
 class StompSession(asyncio.Protocol):
     """The server side of one STOMP connection over any stream transport."""
+
+    # Slots: ten thousand idle connections should cost as little memory as they can.
+    __slots__ = (
+        "_closing",
+        "_commands",
+        "_conn",
+        "_ctx",
+        "_failure",
+        "_flush_scheduled",
+        "_held",
+        "_loop",
+        "_lost",
+        "_pauses",
+        "_receipts",
+        "_timer",
+        "_transport",
+        "_unflushed",
+        "close_reason",
+        "connected_at",
+        "id",
+        "peer",
+        "peer_host",
+    )
 
     def __init__(self, ctx: ServerContext) -> None:
         self._ctx = ctx
@@ -92,17 +103,13 @@ class StompSession(asyncio.Protocol):
         self._commands: Commands | None = None
         self._held: Send | Subscribe | None = None  # waits for its access-key check
         self._timer: asyncio.TimerHandle | None = None
-        self._pauses: set[str] = set()
+        self._pauses = ReadPauses()
         self._unflushed = 0
         self._flush_scheduled = False
         self._lost = False
         self._closing = False  # _close() ran: we are only waiting for the peer to go
         self._failure: ErrorCode | None = None
-        self._receipts = ReceiptGate(
-            lambda receipt: self._conn.send(Receipt(receipt_id=receipt)),
-            self._flush,
-            lambda error: self.fail(error.code, error.detail),
-        )
+        self._receipts: ReceiptGate | None = None  # made for the first receipt or write
 
     @property
     def session(self) -> Session | None:
@@ -120,6 +127,7 @@ class StompSession(asyncio.Protocol):
         # A stream transport; uvloop's does not subclass asyncio.Transport, so no isinstance.
         transport = cast(asyncio.Transport, transport)
         self._transport = transport
+        self._pauses.attach(transport)
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple):
             self.peer_host = str(peer[0])
@@ -152,6 +160,7 @@ class StompSession(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
+        self._pauses.attach(None)
         if self.close_reason is None:
             self.close_reason = CloseReason.CONNECTION_LOST
         if self._timer is not None:
@@ -164,10 +173,10 @@ class StompSession(asyncio.Protocol):
     def pause_writing(self) -> None:
         if self.session is not None:
             self.session.set_writable(False)
-        self._pause("peer-not-reading")
+        self._pauses.pause(PEER)
 
     def resume_writing(self) -> None:
-        self._resume("peer-not-reading")
+        self._pauses.resume(PEER)
         if self.session is not None:
             self.session.set_writable(True)
 
@@ -200,7 +209,7 @@ class StompSession(asyncio.Protocol):
 
     def _process(self) -> None:
         """Handle every complete frame buffered, unless a login or key check is running."""
-        if "login" in self._pauses or "access" in self._pauses or self._lost:
+        if self._pauses.holds(LOGIN | ACCESS) or self._lost:
             return
         event: Any = None
         try:
@@ -237,10 +246,22 @@ class StompSession(asyncio.Protocol):
         before = journal.writes
         receipt = commands.handle(event)
         if journal.writes != before and isinstance(event, _CONFIRMED_WRITES):
-            self._receipts.wrote(journal.last)
+            self._receipt_gate().wrote(journal.last)
         if receipt is not None:
-            self._receipts.confirm(receipt)
+            self._receipt_gate().confirm(receipt)
         return True
+
+    def _receipt_gate(self) -> ReceiptGate:
+        gate = self._receipts
+        if gate is None:
+            gate = self._receipts = ReceiptGate(self._send_receipt, self._flush, self._failed)
+        return gate
+
+    def _send_receipt(self, receipt: str) -> None:
+        self._conn.send(Receipt(receipt_id=receipt))
+
+    def _failed(self, error: BuzonError) -> None:
+        self.fail(error.code, error.detail)
 
     def _next_event(self) -> Any:
         held, self._held = self._held, None
@@ -249,7 +270,7 @@ class StompSession(asyncio.Protocol):
     # -- login and access keys -----------------------------------------------------------
 
     def _start_login(self, event: Connect) -> None:
-        self._pause("login")
+        self._pauses.pause(LOGIN)
         self._ctx.spawn(self._login(event))
 
     async def _login(self, event: Connect) -> None:
@@ -268,14 +289,14 @@ class StompSession(asyncio.Protocol):
         self._conn.accept(session=session.id, server=f"buzon/{__version__}")
         log.debug("%s logged in as %s", self.id, principal.name)
         self._arm_timer()
-        self._resume("login")
+        self._pauses.resume(LOGIN)
         self._process()
 
     def _start_key_check(
         self, event: Send | Subscribe, record: DestinationRecord, key: str
     ) -> None:
         self._held = event
-        self._pause("access")
+        self._pauses.pause(ACCESS)
         self._ctx.spawn(self._check_key(event, record, key))
 
     async def _check_key(
@@ -293,7 +314,7 @@ class StompSession(asyncio.Protocol):
         if self._lost or self._conn.close_expected():
             return
         session.grant(record.id)
-        self._resume("access")
+        self._pauses.resume(ACCESS)
         self._process()
 
     # -- timers --------------------------------------------------------------------------
@@ -331,7 +352,7 @@ class StompSession(asyncio.Protocol):
 
     def hold(self) -> None:
         """Read nothing more from this client (the server is shutting down)."""
-        self._pause("shutdown")
+        self._pauses.pause(SHUTDOWN)
 
     def abort(self) -> None:
         """Cut the connection now, without flushing (last step of a shutdown)."""
@@ -356,12 +377,7 @@ class StompSession(asyncio.Protocol):
     def _close(self, transport: asyncio.Transport) -> None:
         self._closing = True
         if self.close_reason is None:
-            code = self._failure
-            self.close_reason = (
-                _ERROR_CLOSE_REASONS.get(code, CloseReason.PROTOCOL_ERROR)
-                if code is not None
-                else CloseReason.PROTOCOL_ERROR
-            )
+            self.close_reason = reason_for(self._failure)
         if self.session is not None:
             self.session.close()
         self._linger(transport)
@@ -374,9 +390,7 @@ class StompSession(asyncio.Protocol):
         after our last bytes, read until the peer closes too (the connection parses
         nothing once it failed or disconnected), and abort after CLOSE_GRACE_SECONDS.
         """
-        if self._pauses:
-            self._pauses.clear()
-            transport.resume_reading()
+        self._pauses.clear()
         if transport.is_closing():
             return
         if not transport.can_write_eof():
@@ -389,20 +403,8 @@ class StompSession(asyncio.Protocol):
                 return
         self._loop.call_later(CLOSE_GRACE_SECONDS, transport.abort)
 
-    def _pause(self, reason: str) -> None:
-        if not self._pauses and self._transport is not None and not self._lost:
-            self._transport.pause_reading()
-        self._pauses.add(reason)
-
-    def _resume(self, reason: str) -> None:
-        if reason not in self._pauses:
-            return
-        self._pauses.discard(reason)
-        if not self._pauses and self._transport is not None and not self._lost:
-            self._transport.resume_reading()
-
     def _throttle_if_needed(self) -> None:
         broker = self._ctx.broker
-        if broker.over_high_water and "memory" not in self._pauses:
-            self._pause("memory")
-            broker.call_when_below_low_water(lambda: self._resume("memory"))
+        if broker.over_high_water and not self._pauses.holds(MEMORY):
+            self._pauses.pause(MEMORY)
+            broker.call_when_below_low_water(lambda: self._pauses.resume(MEMORY))

@@ -25,6 +25,7 @@ from buzon.stomp.incoming import (
     decode_ack_11,
     decode_connect,
     decode_connected,
+    decode_error,
     decode_nack_11,
 )
 from buzon.stomp.incoming import header as first_header
@@ -45,6 +46,12 @@ from buzon.stomp.states import (
 
 # States in which a server may send MESSAGE (what the transition table allows).
 _DELIVERING = frozenset({ConnState.CONNECTED, ConnState.DISCONNECTING})
+
+# Plain dict copies of the tables, shared by every connection once logged in: a dict
+# lookup is cheaper than a mappingproxy's, and a table per connection costs memory.
+_ENCODERS = dict(ENCODERS)
+_DECODERS_12: dict[Command, Decoder] = dict(DECODERS)
+_DECODERS_11 = {**DECODERS, Command.ACK: decode_ack_11, Command.NACK: decode_nack_11}
 
 # ERROR bodies carry a short explanation; anything longer is cut.
 _MAX_DETAIL = 200
@@ -93,14 +100,12 @@ class StompConnection:
         self._wrote = False  # output queued since the last timer poll
         self._eof = False
         self._out: list[bytes] = []
-        # Plain dict copies of the tables: a dict lookup is cheaper than a mappingproxy's.
-        self._encoders = dict(ENCODERS)
-        self._decoders: dict[Command, Decoder] = dict(DECODERS)
-        if role is Role.SERVER:
-            self._decoders[Command.CONNECT] = self._on_connect
-            self._decoders[Command.STOMP] = self._on_connect
-        else:
-            self._decoders[Command.CONNECTED] = self._on_connected
+        # Until the handshake is done, the few frames it allows; then a shared table.
+        self._decoders: dict[Command, Decoder] = (
+            {Command.CONNECT: self._on_connect, Command.STOMP: self._on_connect}
+            if role is Role.SERVER
+            else {Command.CONNECTED: self._on_connected, Command.ERROR: decode_error}
+        )
 
     @property
     def state(self) -> ConnState:
@@ -183,13 +188,12 @@ class StompConnection:
         event = decode_connect(headers, body)
         self._their_heart_beat = event.heart_beat
         self._version = event.version
-        if event.version == "1.1":
-            self._decoders[Command.ACK] = decode_ack_11
-            self._decoders[Command.NACK] = decode_nack_11
+        self._decoders = _DECODERS_11 if event.version == "1.1" else _DECODERS_12
         return event
 
     def _on_connected(self, headers: Headers, body: bytes) -> Connected:
         event = decode_connected(headers, body)
+        self._decoders = _DECODERS_12
         self._start_session(event.heart_beat)
         return event
 
@@ -213,7 +217,7 @@ class StompConnection:
         Raises:
             LocalProtocolError: the event is not ours to send, or not in this state.
         """
-        entry = self._encoders.get(type(event))
+        entry = _ENCODERS.get(type(event))
         if entry is None:
             raise LocalProtocolError(detail=f"send {type(event).__name__} with its own method")
         command, encode = entry

@@ -121,6 +121,22 @@ FINAL_STATES: Final = frozenset({_S.CLOSED, _S.FAILED})
 """States nothing leaves."""
 
 
+def _split(
+    role: Role, state: ConnState
+) -> tuple[dict[Command, ConnState], dict[Command, ConnState]]:
+    """A state's row of :data:`TRANSITIONS` as (what we may send, what we may receive)."""
+    moves = TRANSITIONS[role].get(state, {})
+    server = role is Role.SERVER
+    return (
+        {c: s for c, s in moves.items() if (c in SERVER_COMMANDS) is server},
+        {c: s for c, s in moves.items() if (c in SERVER_COMMANDS) is not server},
+    )
+
+
+# Each row split by direction once for all connections, so a frame costs one dict lookup.
+_BY_DIRECTION = {(role, state): _split(role, state) for role in Role for state in ConnState}
+
+
 def refusal(state: ConnState) -> ErrorCode:
     """The error for a frame the peer may not send in ``state``.
 
@@ -148,11 +164,7 @@ class StateMachine:
 
     def _enter(self, state: ConnState) -> None:
         self.state = state
-        # Split the state's row by direction once, so each frame costs one dict lookup.
-        moves = TRANSITIONS[self.role].get(state, {})
-        server = self.role is Role.SERVER
-        self._outgoing = {c: s for c, s in moves.items() if (c in SERVER_COMMANDS) is server}
-        self._incoming = {c: s for c, s in moves.items() if (c in SERVER_COMMANDS) is not server}
+        self._outgoing, self._incoming = _BY_DIRECTION[self.role, state]
 
     def apply(self, command: Command, *, outgoing: bool) -> bool:
         """Move on ``command`` if the table allows it in the current state.
