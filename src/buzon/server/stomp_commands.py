@@ -133,7 +133,7 @@ class Commands:
         return _HANDLERS[type(event)](self, event)
 
     def _send(self, event: Send) -> str | None:
-        headers = tuple(h for h in event.headers if h[0] not in RESERVED_HEADERS)
+        headers = tuple([h for h in event.headers if h[0] not in RESERVED_HEADERS])
         self.session.publish(event.destination, headers, event.body, transaction=event.transaction)
         self.published = True
         return event.receipt

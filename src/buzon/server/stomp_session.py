@@ -211,11 +211,14 @@ class StompSession(asyncio.Protocol):
         """Handle every complete frame buffered, unless a login or key check is running."""
         if self._pauses.holds(LOGIN | ACCESS) or self._lost:
             return
-        event: Any = None
+        event: Any = self._held  # a frame that waited for its access-key check goes first
+        self._held = None
         try:
-            while (event := self._next_event()) is not None:
-                if not self._handle(event):
-                    break
+            if event is None or self._handle(event):
+                next_event = self._conn.next_event
+                while (event := next_event()) is not None:
+                    if not self._handle(event):
+                        break
         except (BrokerError, AuthError) as exc:
             self._conn.fail(exc.code, exc.detail, getattr(event, "receipt", None))
         except Exception:
@@ -229,18 +232,19 @@ class StompSession(asyncio.Protocol):
 
     def _handle(self, event: Any) -> bool:
         """Run one event; False when it waits for a login or an access-key check."""
-        if isinstance(event, Connect):
+        kind = type(event)
+        if kind is Connect:
             self._start_login(event)
             return False
         commands = self._commands
         if commands is None:
             raise AssertionError("the STOMP state table admits no frame before login")
-        if isinstance(event, Send | Subscribe):
+        if kind is Send or kind is Subscribe:
             check = key_to_check(event, commands.session, self._ctx.broker)
             if check is not None:
                 self._start_key_check(event, *check)
                 return False
-        if isinstance(event, Disconnect):
+        elif kind is Disconnect:
             self.close_reason = CloseReason.CLIENT_DISCONNECT
         journal = self._ctx.broker.journal
         before = journal.writes
@@ -262,10 +266,6 @@ class StompSession(asyncio.Protocol):
 
     def _failed(self, error: BuzonError) -> None:
         self.fail(error.code, error.detail)
-
-    def _next_event(self) -> Any:
-        held, self._held = self._held, None
-        return held if held is not None else self._conn.next_event()
 
     # -- login and access keys -----------------------------------------------------------
 
