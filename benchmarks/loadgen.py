@@ -15,6 +15,8 @@ Scenarios:
              latency percentiles (the first ``--warmup`` messages are not counted)
     idle     opens ``--connections`` logged-in idle connections, reports the broker's
              memory per connection, then runs the queue scenario while they stay open
+    depth    publishes ``--messages`` to a queue nobody consumes, reports the broker's
+             memory per waiting message, then drains it with ``--consumers``: drained msgs/s
 
 Each message carries its send time (``perf_counter_ns``) in a header; latency is measured on
 receipt in the same process, so the clocks agree.
@@ -25,6 +27,7 @@ Usage:
     python benchmarks/loadgen.py confirm --window 64 --persistent --storage sqlite
     python benchmarks/loadgen.py latency --rate 1000 --messages 5000
     python benchmarks/loadgen.py idle    --connections 10000
+    python benchmarks/loadgen.py depth   --messages 1000000
     python benchmarks/loadgen.py queue --port 61613 --pid 1234 --login guest --passcode guest
 """
 
@@ -42,19 +45,18 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import httpx
 
 from stomp_load import (
     Client,
     Login,
-    RssPeak,
+    Meter,
+    Result,
     Stats,
     check,
-    cpu_seconds,
     open_client,
-    percentile,
     produce,
     produce_at_rate,
     rss_kib,
@@ -65,27 +67,12 @@ from stomp_load import (
 PASSWORD = "loadgen-password"
 # Idle connections are opened this many at a time.
 CONNECT_BATCH = 250
-UNITS = {"confirm": "confirmed", "latency": "deliveries"}
-
-
-@dataclass
-class Result:
-    """One run of one scenario; ``rate`` counts ``deliveries`` per second."""
-
-    scenario: str
-    rate: float
-    p50_ms: float
-    p99_ms: float
-    broker_cpu_s: float
-    loadgen_cpu_s: float
-    deliveries: int
-    rss_start_kib: int
-    rss_peak_kib: int
-    extra: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def cpu_per_100k(self) -> float:
-        return self.broker_cpu_s * 100_000 / self.deliveries
+# buzon's --max-connections is this many above what a scenario opens.
+SPARE_CONNECTIONS = 100
+# Seconds to let the broker finish what the connections or messages started before its
+# memory is read.
+SETTLE_S = 1.0
+UNITS = {"confirm": "confirmed", "latency": "deliveries", "depth": "drained"}
 
 
 @dataclass
@@ -94,42 +81,6 @@ class Target:
     port: int
     pid: int | None
     who: Login
-
-
-class Meter:
-    """Broker CPU, own CPU, wall time and the broker's peak memory over one run."""
-
-    def __init__(self, pid: int | None) -> None:
-        self.pid = pid
-        self.rss = RssPeak(pid)
-
-    async def __aenter__(self) -> Meter:
-        await self.rss.__aenter__()
-        self.cpu = cpu_seconds(self.pid) if self.pid else 0.0
-        self.own = time.process_time()
-        self.started = time.perf_counter()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.rss.__aexit__(*exc)
-        self.cpu = (cpu_seconds(self.pid) - self.cpu) if self.pid else float("nan")
-        self.own = time.process_time() - self.own
-
-    def result(
-        self, scenario: str, deliveries: int, elapsed: float, latencies_ns: list[int]
-    ) -> Result:
-        lat = sorted(latencies_ns)
-        return Result(
-            scenario=scenario,
-            rate=deliveries / elapsed,
-            p50_ms=percentile(lat, 0.5),
-            p99_ms=percentile(lat, 0.99),
-            broker_cpu_s=self.cpu,
-            loadgen_cpu_s=self.own,
-            deliveries=deliveries,
-            rss_start_kib=self.rss.start,
-            rss_peak_kib=self.rss.peak,
-        )
 
 
 def close_all(clients: list[Client]) -> None:
@@ -209,7 +160,7 @@ async def run_idle(args: argparse.Namespace, to: Target) -> Result:
         idle += await asyncio.gather(
             *(open_client(to.host, to.port, to.who, nobody) for _ in range(batch))
         )
-    await asyncio.sleep(1.0)  # let the broker finish whatever the logins started
+    await asyncio.sleep(SETTLE_S)
     after = rss_kib(to.pid) if to.pid else 0
     try:
         result = await run_flow(args, to, "queue")
@@ -225,6 +176,41 @@ async def run_idle(args: argparse.Namespace, to: Target) -> Result:
     return result
 
 
+async def run_depth(args: argparse.Namespace, to: Target) -> Result:
+    """Fill a queue nobody consumes, read the broker's memory, then drain the queue."""
+    messages = args.messages
+    destination = f"/queue/depth-{time.monotonic_ns()}"
+    producer = await open_client(to.host, to.port, to.who, Stats.for_messages(0, 1))
+    head = send_head(destination, args.size, args.persistent)
+    before = rss_kib(to.pid) if to.pid else 0
+    started = time.perf_counter()
+    await produce(producer, head, messages, args.size, args.receipt_every, args.window)
+    fill_rate = messages / (time.perf_counter() - started)
+    await asyncio.sleep(SETTLE_S)
+    after = rss_kib(to.pid) if to.pid else 0
+    stats = Stats.for_messages(messages, messages)
+    consumers = [
+        await open_client(to.host, to.port, to.who, stats, ack=True) for _ in range(args.consumers)
+    ]
+    async with Meter(to.pid) as meter:
+        for consumer in consumers:
+            await subscribe(consumer, destination, "client-individual", args.prefetch)
+        await asyncio.wait_for(stats.done.wait(), args.timeout)
+        elapsed = stats.last_delivery - meter.started
+    close_all([*consumers, producer])
+    check(stats, messages, 1)
+    # send-to-delivery times here are mostly time spent waiting: no latency is reported
+    result = meter.result("depth", messages, elapsed, [])
+    result.extra = {
+        "queued": messages,
+        "rss_before_kib": before,
+        "rss_after_kib": after,
+        "bytes_per_message": (after - before) * 1024 / messages,
+        "fill_rate": fill_rate,
+    }
+    return result
+
+
 async def run_scenario(args: argparse.Namespace, to: Target) -> Result:
     if args.scenario == "confirm":
         return await run_confirm(args, to)
@@ -232,35 +218,56 @@ async def run_scenario(args: argparse.Namespace, to: Target) -> Result:
         return await run_latency(args, to)
     if args.scenario == "idle":
         return await run_idle(args, to)
+    if args.scenario == "depth":
+        return await run_depth(args, to)
     return await run_flow(args, to, args.scenario)
 
 
-def start_broker(args: argparse.Namespace, data_dir: str) -> tuple[subprocess.Popen[str], Target]:
-    """``buzon serve`` on free ports; its admin logs in with a bearer token (one argon2
-    check in all, however many connections the scenario opens)."""
+def serve_command(storage: str, data_dir: str, connections: int) -> list[str]:
+    """``buzon serve`` on free ports, with room for ``connections`` connections and more."""
+    return [
+        *(sys.executable, "-m", "buzon", "serve", "--stomp-port", "0", "--http-port", "0"),
+        *("--storage", storage, "--data-dir", data_dir),
+        *("--max-connections", str(connections + SPARE_CONNECTIONS)),
+    ]
+
+
+def start_broker(
+    storage: str, data_dir: str, connections: int, host: str = "127.0.0.1"
+) -> tuple[subprocess.Popen[str], Target]:
+    """Start ``serve_command``; its admin logs in with a bearer token (one argon2 check in
+    all, however many connections the scenario opens)."""
     env = {"BUZON_ADMIN_PASSWORD": PASSWORD, "BUZON_LOG_LEVEL": "warning"}
-    command = [sys.executable, "-m", "buzon", "serve", "--stomp-port", "0", "--http-port", "0"]
-    command += ["--storage", args.storage, "--data-dir", data_dir]
-    command += ["--max-connections", str(args.connections + 100)]
     process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, text=True, env={**os.environ, **env}
+        serve_command(storage, data_dir, connections),
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **env},
     )
     assert process.stdout is not None
-    for line in process.stdout:
-        found = re.search(r"stomp://[^:]+:(\d+)\s+(http://\S+/api/v1)", line)
-        if found:
-            response = httpx.post(
-                f"{found.group(2)}/sessions", json={"username": "admin", "password": PASSWORD}
-            )
-            response.raise_for_status()
-            who = Login("admin", response.json()["token"])
-            return process, Target(args.host, int(found.group(1)), process.pid, who)
-    raise SystemExit("broker did not start")
+    try:
+        for line in process.stdout:
+            found = re.search(r"stomp://[^:]+:(\d+)\s+(http://\S+/api/v1)", line)
+            if found:
+                response = httpx.post(
+                    f"{found.group(2)}/sessions",
+                    json={"username": "admin", "password": PASSWORD},
+                )
+                response.raise_for_status()
+                who = Login("admin", response.json()["token"])
+                return process, Target(host, int(found.group(1)), process.pid, who)
+        raise SystemExit("broker did not start")
+    except BaseException:
+        process.kill()
+        process.wait()
+        raise
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("scenario", choices=["queue", "fanout", "confirm", "latency", "idle"])
+    parser.add_argument(
+        "scenario", choices=["queue", "fanout", "confirm", "latency", "idle", "depth"]
+    )
     parser.add_argument("--messages", type=int, default=None)
     parser.add_argument("--consumers", type=int, default=4)
     parser.add_argument("--subscribers", type=int, default=10)
@@ -283,25 +290,34 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--json", default=None, help="append one JSON line per run here")
     args = parser.parse_args()
     if args.messages is None:
-        defaults = {"queue": 100_000, "idle": 100_000, "latency": 5_000}
+        defaults = {"queue": 100_000, "idle": 100_000, "latency": 5_000, "depth": 100_000}
         args.messages = defaults.get(args.scenario, 20_000)
     return args
 
 
+def describe(extra: dict[str, float]) -> str:
+    """The idle and depth scenarios' memory figures, for the report line."""
+    if "connections" in extra:
+        return (
+            f"  {extra['connections']:.0f} idle connections,"
+            f" {extra['bytes_per_connection']:,.0f} B each"
+        )
+    if "queued" in extra:
+        return (
+            f"  {extra['queued']:.0f} waited ({extra['bytes_per_message']:,.0f} B each),"
+            f" filled at {extra['fill_rate']:,.0f} msgs/s"
+        )
+    return ""
+
+
 def report(args: argparse.Namespace, run: int, result: Result) -> None:
     unit = UNITS.get(args.scenario, "deliveries")
-    extra = result.extra
-    idle = (
-        f"  {extra['connections']:.0f} idle connections,"
-        f" {extra['bytes_per_connection']:,.0f} B each"
-        if extra
-        else ""
-    )
     print(
         f"run {run}: {result.rate:,.0f} {unit}/s  p50 {result.p50_ms:.3f} ms  "
         f"p99 {result.p99_ms:.3f} ms  broker {result.broker_cpu_s:.2f} CPU-s "
         f"({result.cpu_per_100k:.2f} per 100k), peak RSS {result.rss_peak_kib / 1024:.0f} MiB"
-        f"  loadgen {result.loadgen_cpu_s:.2f} CPU-s  ({result.deliveries} {unit}){idle}",
+        f"  loadgen {result.loadgen_cpu_s:.2f} CPU-s  ({result.deliveries} {unit})"
+        + describe(result.extra),
         flush=True,
     )
     if args.json:
@@ -314,7 +330,7 @@ async def main() -> None:
     broker = None
     data_dir = tempfile.mkdtemp(prefix="buzon-bench-")
     if args.port is None:
-        broker, target = start_broker(args, data_dir)
+        broker, target = start_broker(args.storage, data_dir, args.connections, args.host)
     else:
         target = Target(args.host, args.port, args.pid, Login(args.login, args.passcode))
     results = []

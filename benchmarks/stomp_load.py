@@ -1,4 +1,5 @@
-"""The load generator's STOMP clients, delivery bookkeeping and process measurements.
+"""The load generator's STOMP clients, delivery bookkeeping and process measurements
+(a run's ``Result``, which the comparison runner reads back from JSON).
 
 Clients are ``asyncio.Protocol`` objects that parse with buzon's ``FrameParser`` and write
 pre-built bytes, so the load generator spends little of the machine on itself. Every
@@ -256,3 +257,59 @@ def percentile(sorted_values: list[int], fraction: float) -> float:
     if not sorted_values:
         return float("nan")
     return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * fraction))] / 1e6
+
+
+@dataclass
+class Result:
+    """One run of one scenario; ``rate`` counts ``deliveries`` per second."""
+
+    scenario: str
+    rate: float
+    p50_ms: float
+    p99_ms: float
+    broker_cpu_s: float
+    loadgen_cpu_s: float
+    deliveries: int
+    rss_start_kib: int
+    rss_peak_kib: int
+    extra: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def cpu_per_100k(self) -> float:
+        return self.broker_cpu_s * 100_000 / self.deliveries
+
+
+class Meter:
+    """Broker CPU, own CPU, wall time and the broker's peak memory over one run."""
+
+    def __init__(self, pid: int | None) -> None:
+        self.pid = pid
+        self.rss = RssPeak(pid)
+
+    async def __aenter__(self) -> Meter:
+        await self.rss.__aenter__()
+        self.cpu = cpu_seconds(self.pid) if self.pid else 0.0
+        self.own = time.process_time()
+        self.started = time.perf_counter()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.rss.__aexit__(*exc)
+        self.cpu = (cpu_seconds(self.pid) - self.cpu) if self.pid else float("nan")
+        self.own = time.process_time() - self.own
+
+    def result(
+        self, scenario: str, deliveries: int, elapsed: float, latencies_ns: list[int]
+    ) -> Result:
+        lat = sorted(latencies_ns)
+        return Result(
+            scenario=scenario,
+            rate=deliveries / elapsed,
+            p50_ms=percentile(lat, 0.5),
+            p99_ms=percentile(lat, 0.99),
+            broker_cpu_s=self.cpu,
+            loadgen_cpu_s=self.own,
+            deliveries=deliveries,
+            rss_start_kib=self.rss.start,
+            rss_peak_kib=self.rss.peak,
+        )

@@ -19,6 +19,7 @@ SCENARIOS = {
     "confirm": ["--messages", "300", "--window", "8", "--persistent", "--storage", "sqlite"],
     "latency": ["--messages", "300", "--rate", "2000", "--warmup", "50"],
     "idle": ["--connections", "40", "--messages", "1000", "--receipt-every", "100"],
+    "depth": ["--messages", "2000", "--receipt-every", "100"],
 }
 
 
@@ -39,3 +40,7 @@ def test_each_scenario_reports_a_checked_run(scenario: str, tmp_path: Path) -> N
     if scenario == "idle":
         assert run["extra"]["connections"] == 40
         assert math.isfinite(run["extra"]["bytes_per_connection"])
+    if scenario == "depth":
+        assert run["extra"]["queued"] == 2000
+        assert math.isfinite(run["extra"]["bytes_per_message"])
+        assert run["extra"]["fill_rate"] > 0

@@ -1,0 +1,195 @@
+"""What the comparison runner runs: each scenario as a ``loadgen.py`` command line.
+
+The comparison scenarios are the issue's, with its defaults; the scaling axes vary one
+parameter of a scenario at a time. ``--quick`` divides message and connection counts by
+``QUICK`` (development and the CI smoke test); the shapes (consumers, windows, sizes) stay.
+Both the runner and the report read these definitions, so the commands the report prints
+are the ones that ran.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from stomp_load import Result
+
+QUICK = 10
+KIB = 1024
+MIB = 1024 * KIB
+# Message bytes a size point of the scaling axis sends in all, and keeps in flight at most
+# (prefetch and unconfirmed sends), so large messages do not make a run take minutes.
+SIZE_AXIS_TOTAL = 300 * MIB
+SIZE_AXIS_IN_FLIGHT = 10 * MIB
+
+
+@dataclass(frozen=True)
+class Case:
+    """One loadgen invocation, run once per run against each broker."""
+
+    name: str
+    title: str
+    scenario: str
+    options: dict[str, int]
+    persistent: bool = False
+
+    @property
+    def storage(self) -> str:
+        """buzon's ``--storage``: persistent messages go to SQLite, on disk."""
+        return "sqlite" if self.persistent else "memory"
+
+    @property
+    def connections(self) -> int:
+        """How many connections the run opens: idle ones, receivers and the producer."""
+        receivers = ("connections", "consumers", "subscribers")
+        return sum(self.options.get(option, 0) for option in receivers) + 1
+
+    def loadgen_args(self) -> list[str]:
+        """``loadgen.py``'s arguments for one run, but for where the broker is."""
+        args = [self.scenario]
+        for option, value in self.options.items():
+            args += [f"--{option}", str(value)]
+        return [*args, *(["--persistent"] if self.persistent else []), "--runs", "1"]
+
+
+@dataclass(frozen=True)
+class Axis:
+    """A scaling table: one parameter, a case per value."""
+
+    name: str
+    title: str
+    points: list[tuple[int, Case]]
+
+
+@dataclass
+class Outcome:
+    """The runs of one case on one broker: the results, and why any run failed."""
+
+    runs: list[Result] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+
+def queue_options(divide: int, messages: int = 100_000) -> dict[str, int]:
+    """The queue scenario: 1 producer, 4 consumers, 128 B, client-individual acks."""
+    return {
+        "messages": messages // divide,
+        "consumers": 4,
+        "size": 128,
+        "prefetch": 1000,
+        "receipt-every": 1000,
+        "window": 4,
+    }
+
+
+def fanout_options(divide: int) -> dict[str, int]:
+    """The fan-out scenario: 1 publisher, 128 B, auto-ack subscribers."""
+    return {"messages": 20_000 // divide, "size": 128, "receipt-every": 1000, "window": 4}
+
+
+def comparison_cases(quick: bool) -> list[Case]:
+    d = QUICK if quick else 1
+    queue = queue_options(d)
+    fanout = {**fanout_options(d), "subscribers": 10}
+    latency = {"messages": 5000 // d, "rate": 1000, "warmup": 200 // d, "size": 128}
+    large = {**queue, "messages": 300 // d, "size": MIB, "prefetch": 10, "receipt-every": 10}
+    idle = {"connections": 10_000 // d, **queue}
+
+    def confirm(name: str, how: str, messages: int, window: int) -> Case:
+        title = f"persistent, {how}: a receipt per message, {window} in flight"
+        options = {"messages": messages // d, "window": window, "size": 128}
+        return Case(name, title, "confirm", options, persistent=True)
+
+    return [
+        Case(
+            "queue",
+            f"queue: 1 producer, {queue['consumers']} consumers, {queue['size']} B",
+            "queue",
+            queue,
+        ),
+        Case(
+            "fanout",
+            f"fan-out: 1 publisher, {fanout['subscribers']} subscribers, {fanout['size']} B",
+            "fanout",
+            fanout,
+        ),
+        Case(
+            "latency",
+            f"latency: 1 producer at {latency['rate']:,} msgs/s, 1 consumer",
+            "latency",
+            latency,
+        ),
+        confirm("confirm-1", "stop-and-wait", 2000, 1),
+        confirm("confirm-64", "pipelined", 20_000, 64),
+        Case(
+            "1mib",
+            f"{large['size'] // MIB} MiB messages: 1 producer, {large['consumers']} consumers,"
+            f" prefetch {large['prefetch']}",
+            "queue",
+            large,
+        ),
+        Case(
+            "idle",
+            f"{idle['connections']:,} idle connections, then the queue scenario",
+            "idle",
+            idle,
+        ),
+    ]
+
+
+def size_options(size: int, divide: int) -> dict[str, int]:
+    """The queue scenario at ``size`` bytes, with fewer messages and a smaller window when
+    they are large."""
+    in_flight = max(10, min(1000, SIZE_AXIS_IN_FLIGHT // size))
+    messages = min(100_000, SIZE_AXIS_TOTAL // size)
+    return {
+        **queue_options(divide, messages),
+        "size": size,
+        "prefetch": in_flight,
+        "receipt-every": in_flight,
+    }
+
+
+def scaling_axes(quick: bool) -> list[Axis]:
+    d = QUICK if quick else 1
+
+    def axis(name: str, title: str, scenario: str, points: dict[int, dict[str, int]]) -> Axis:
+        return Axis(
+            name,
+            title,
+            [
+                (value, Case(f"{name}={value}", f"{title} = {value:,}", scenario, options))
+                for value, options in points.items()
+            ],
+        )
+
+    return [
+        axis(
+            "consumers",
+            "queue consumers",
+            "queue",
+            {n: {**queue_options(d), "consumers": n} for n in (1, 2, 4, 8, 16)},
+        ),
+        axis(
+            "subscribers",
+            "channel subscribers",
+            "fanout",
+            {n: {**fanout_options(d), "subscribers": n} for n in (1, 10, 50, 100)},
+        ),
+        axis(
+            "depth",
+            "messages waiting in a queue",
+            "depth",
+            {n // d: queue_options(d, n) for n in (10_000, 100_000, 1_000_000)},
+        ),
+        axis(
+            "size",
+            "message size (bytes)",
+            "queue",
+            {size: size_options(size, d) for size in (128, KIB, 16 * KIB, 256 * KIB, MIB)},
+        ),
+        axis(
+            "connections",
+            "idle connections",
+            "idle",
+            {n // d: {"connections": n // d, **queue_options(d)} for n in (1000, 5000, 10_000)},
+        ),
+    ]

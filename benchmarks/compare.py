@@ -1,0 +1,223 @@
+"""Compare buzon with RabbitMQ's STOMP plugin under the same load generator, and write the
+result as markdown (docs/performance.md).
+
+- Both brokers get the same ``loadgen.py`` command lines (``cases.py``), one run at a time,
+  on the same machine; the runner collects each run's JSON and the report is made of their
+  medians only (``report.py``), so every number in it comes from this invocation.
+- Runs are interleaved: run 1 of every scenario on both brokers, then run 2, ...; which
+  broker goes first alternates, so drift of the machine (heat, page cache, neighbours) hits
+  both alike.
+- Every run gets a fresh broker process: memory figures (per idle connection, per waiting
+  message, peak RSS) are never inherited from the run before.
+- Persistent scenarios run buzon on SQLite, and both brokers keep their data on a real disk
+  (never tmpfs), so a confirmation means fsynced for both.
+- RabbitMQ is a private node started here (``rabbitmq.py``) when Debian's package is
+  installed; without it, buzon runs alone and the report says so.
+
+Usage:
+    python benchmarks/compare.py [--runs 3] [--quick] [--only queue,latency] [--no-rabbitmq]
+                                 [--scaling] [--output docs/performance.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+import machine
+import rabbitmq
+from cases import QUICK, Case, Outcome, comparison_cases, scaling_axes
+from goals import BUZON, RABBITMQ
+from loadgen import Target, raise_file_limit, start_broker
+from report import Report, render
+from stomp_load import Login, Result
+
+ROOT = Path(__file__).resolve().parents[1]
+LOADGEN = ROOT / "benchmarks" / "loadgen.py"
+RUN_TIMEOUT_S = 1800  # one loadgen run; its own waits time out well before this
+
+
+class Broker(Protocol):
+    name: str
+
+    def start(self, case: Case) -> AbstractContextManager[Target]: ...
+
+
+class Buzon:
+    name = BUZON
+
+    def __init__(self, base_dir: str) -> None:
+        self.base_dir = base_dir
+
+    @contextlib.contextmanager
+    def start(self, case: Case) -> Iterator[Target]:
+        data_dir = tempfile.mkdtemp(prefix="buzon-bench-", dir=self.base_dir)
+        try:
+            process, target = start_broker(case.storage, data_dir, case.connections)
+            try:
+                yield target
+            finally:
+                process.terminate()
+                try:
+                    process.wait(30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+                if process.stdout is not None:
+                    process.stdout.close()
+        finally:
+            shutil.rmtree(data_dir, ignore_errors=True)
+
+
+class RabbitMQ:
+    name = RABBITMQ
+
+    def __init__(self, base_dir: str) -> None:
+        self.base_dir = base_dir
+        self.node: rabbitmq.Node | None = None
+
+    @contextlib.contextmanager
+    def start(self, case: Case) -> Iterator[Target]:
+        with rabbitmq.private_node(self.base_dir) as node:
+            self.node = node
+            yield Target("127.0.0.1", node.stomp_port, node.beam_pid, Login(*rabbitmq.LOGIN))
+
+
+class RunFailed(Exception):
+    """A run gave no result: the load generator failed (a check, a timeout) or hung."""
+
+
+def run_once(case: Case, target: Target, json_path: Path) -> tuple[Result, str]:
+    """One ``loadgen.py`` run against ``target``: its result and its report line."""
+    who = target.who
+    command = [sys.executable, str(LOADGEN), *case.loadgen_args(), "--json", str(json_path)]
+    command += ["--port", str(target.port), "--pid", str(target.pid)]
+    command += ["--login", who.login, "--passcode", who.passcode]
+    try:
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=RUN_TIMEOUT_S, check=False
+        )
+    except subprocess.TimeoutExpired as expired:
+        raise RunFailed(f"no result within {RUN_TIMEOUT_S} s") from expired
+    if done.returncode != 0 or not json_path.exists():
+        reason = (done.stderr.strip() or done.stdout.strip() or "no output").splitlines()[-1]
+        raise RunFailed(f"exit code {done.returncode}: {reason}")
+    record = json.loads(json_path.read_text().splitlines()[-1])
+    del record["run"]
+    line = done.stdout.splitlines()[0].split(":", 1)[1].strip()
+    return Result(**record), line
+
+
+def run_all(
+    cases: list[Case], brokers: list[Broker], runs: int, work_dir: Path
+) -> dict[tuple[str, str], Outcome]:
+    """Every case ``runs`` times on every broker, interleaved."""
+    results: dict[tuple[str, str], Outcome] = {}
+    for run in range(1, runs + 1):
+        order = brokers if run % 2 else brokers[::-1]
+        for case in cases:
+            for broker in order:
+                outcome = results.setdefault((case.name, broker.name), Outcome())
+                json_path = work_dir / f"{case.name}-{broker.name}-{run}.json"
+                started = time.monotonic()
+                try:
+                    with broker.start(case) as target:
+                        result, line = run_once(case, target, json_path)
+                except (RunFailed, rabbitmq.StartFailed) as failure:
+                    line = f"FAILED: {failure}"
+                    # one line for the report; the whole message is printed below
+                    outcome.failures.append(f"run {run}: {' '.join(str(failure).split())[:300]}")
+                else:
+                    outcome.runs.append(result)
+                took = time.monotonic() - started
+                print(
+                    f"[run {run}/{runs}] {case.name:<16} {broker.name:<8} {line}  ({took:.0f} s)",
+                    flush=True,
+                )
+    return results
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    names = [case.name for case in comparison_cases(quick=False)]
+    parser.add_argument("--runs", type=int, default=3, help="runs per scenario and broker")
+    parser.add_argument("--quick", action="store_true", help=f"1/{QUICK} of the messages")
+    parser.add_argument("--only", default=",".join(names), help="comma-separated scenarios")
+    parser.add_argument("--no-rabbitmq", action="store_true", help="measure buzon alone")
+    parser.add_argument("--scaling", action="store_true", help="also buzon's scaling tables")
+    parser.add_argument("--output", default=str(ROOT / "docs" / "performance.md"))
+    args = parser.parse_args()
+    if args.runs < 1:
+        parser.error("--runs must be at least 1")
+    args.only = [name.strip() for name in args.only.split(",") if name.strip()]
+    unknown = sorted(set(args.only) - set(names))
+    if unknown:
+        parser.error(f"unknown scenario(s) {', '.join(unknown)}; choose from {', '.join(names)}")
+    return args
+
+
+def disk_dir() -> str:
+    """Where brokers keep their data: the temporary directory unless it is in memory."""
+    base = tempfile.gettempdir()
+    if machine.fs_type(base) in {"tmpfs", "ramfs"}:
+        base = str(ROOT.parent)
+    return base
+
+
+def rabbitmq_broker(args: argparse.Namespace, base_dir: str) -> tuple[RabbitMQ | None, str]:
+    """RabbitMQ when it is to be run, else why not."""
+    if args.no_rabbitmq:
+        return None, "`--no-rabbitmq` was given"
+    if not rabbitmq.installed():
+        return None, f"it is not installed (`{rabbitmq.INSTALL}`)"
+    return RabbitMQ(base_dir), ""
+
+
+def main() -> None:
+    args = parse_args()
+    raise_file_limit()  # the brokers inherit it: idle connections need a descriptor each
+    started, clock = datetime.now().astimezone(), time.monotonic()
+    base_dir = disk_dir()
+    rabbit, absent = rabbitmq_broker(args, base_dir)
+    brokers: list[Broker] = [Buzon(base_dir), *([rabbit] if rabbit else [])]
+    print(f"measuring buzon alone: RabbitMQ {absent}" if absent else "buzon and RabbitMQ")
+    cases = [case for case in comparison_cases(args.quick) if case.name in args.only]
+    axes = scaling_axes(args.quick) if args.scaling else []
+    with tempfile.TemporaryDirectory(prefix="compare-runs-") as work:
+        results = run_all(cases, brokers, args.runs, Path(work))
+        for axis in axes:
+            print(f"scaling: {axis.title}", flush=True)
+            axis_cases = [case for _, case in axis.points]
+            results.update(run_all(axis_cases, [Buzon(base_dir)], args.runs, Path(work)))
+    node = rabbit.node if rabbit else None
+    report = Report(
+        command=shlex.join(["python", "benchmarks/compare.py", *sys.argv[1:]]),
+        runs=args.runs,
+        quick=args.quick,
+        cases=cases,
+        axes=axes,
+        results=results,
+        rabbitmq_absent=absent,
+        node=node,
+        machine=machine.facts(base_dir, node),
+        started=started,
+        elapsed_s=time.monotonic() - clock,
+    )
+    Path(args.output).write_text(render(report))
+    print(f"wrote {args.output} in {report.elapsed_s / 60:.1f} minutes")
+
+
+if __name__ == "__main__":
+    main()
