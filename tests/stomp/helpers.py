@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from buzon.errors import ErrorCode, FrameError
@@ -47,10 +47,10 @@ class HeadByHeadParser(FrameParser):
 def parse_chunks(
     chunks: list[bytes],
     limits: ParserLimits = DEFAULT_LIMITS,
-    parser_class: type[FrameParser] = FrameParser,
+    make: Callable[[ParserLimits], FrameParser] = FrameParser,
 ) -> ParseResult:
     """Feed ``chunks`` one by one, draining frames after each; stop at the first error."""
-    parser = parser_class(limits)
+    parser = make(limits)
     result = ParseResult()
     fed = 0
     for chunk in chunks:

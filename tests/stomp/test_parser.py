@@ -341,6 +341,25 @@ def test_a_large_body_round_trips_whole_bytewise_and_split() -> None:
         assert parse_chunks([data[:cut], data[cut:]]).items == expected
 
 
+def test_a_large_body_is_held_once_while_it_arrives() -> None:
+    body = bytes(range(256)) * 4096  # 1 MiB
+    head = b"SEND\ncontent-length:%d\n\n" % len(body)
+    data = head + body + b"\0SEND\n\nnext\0"
+    parser = FrameParser()
+    fed = 0
+    for start in range(0, len(data) - 12, 65536):
+        chunk = data[start : min(start + 65536, len(data) - 12)]
+        parser.feed(chunk)
+        fed += len(chunk)
+        if fed <= len(data) - 18:  # the first frame is not complete yet
+            assert parser.next_frame() is NEED_DATA
+            assert parser.buffered == fed - len(head)  # the body so far, nothing more
+    parser.feed(data[len(data) - 12 :])
+    assert parser.next_frame() == frame("SEND", ("content-length", str(len(body))), body=body)
+    assert parser.next_frame() == frame("SEND", body=b"next")
+    assert parser.buffered == 0
+
+
 def test_a_large_nul_terminated_body_is_found_without_rescanning() -> None:
     body = b"y" * 100_000
     data = b"SEND\n\n" + body + b"\0"

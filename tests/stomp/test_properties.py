@@ -11,6 +11,7 @@ from buzon.stomp import (
     PRE_LOGIN_LIMITS,
     Command,
     Frame,
+    FrameParser,
     Headers,
     Message,
     ParserLimits,
@@ -216,3 +217,30 @@ def test_the_one_pass_path_finds_what_the_general_one_finds(
     reference = parse_chunks(chunks, limits, HeadByHeadParser)
     assert fast.items == reference.items
     assert fast.failed_after == reference.failed_after
+
+
+def gathering_every_body(limits: ParserLimits) -> FrameParser:
+    """A parser that treats every body with a content-length as a large one."""
+    return FrameParser(limits, large_body=0)
+
+
+@PROFILE
+@given(
+    st.lists(st.one_of(plain_frames(), frames().map(serialize), FRAGMENTS), max_size=8),
+    st.lists(st.integers(0, 600), max_size=6),
+    LIMITS,
+)
+def test_gathering_large_bodies_read_by_read_changes_nothing(
+    parts: list[bytes], cuts: list[int], limits: ParserLimits
+) -> None:
+    """Bodies kept in the pieces they arrive in make the same frames and errors, at the
+    same bytes, within the same memory bound."""
+    stream = b"".join(parts)
+    bytewise = [stream[i : i + 1] for i in range(len(stream))]
+    for chunks in (split(stream, cuts), bytewise):
+        gathered = parse_chunks(chunks, limits, gathering_every_body)
+        reference = parse_chunks(chunks, limits)
+        assert gathered.items == reference.items
+        assert gathered.failed_after == reference.failed_after
+        biggest_chunk = max((len(c) for c in chunks), default=0)
+        assert gathered.max_buffered <= limits.max_frame + biggest_chunk

@@ -16,6 +16,9 @@ pass (and cuts a small body too). It gives up, changing nothing, on anything els
 steps above decide every doubtful case and report every error; a property test holds the
 two roads to the same frames and errors.
 
+A body announced as large (``content-length`` of ``large_body`` bytes or more) skips the
+buffer: its reads are kept as they arrive and joined once (``large_body``).
+
 Limits are checked before the parser buffers past them. The only per-line Python loop that
 runs before the header block is complete is the limit walker, and it only runs when a head
 arrives in pieces or is big enough to possibly break a limit. Errors are reported in byte
@@ -40,6 +43,7 @@ from buzon.stomp.frame import (
     Heartbeat,
     NeedData,
 )
+from buzon.stomp.large_body import LargeBody
 from buzon.stomp.limits import DEFAULT_LIMITS, ParserLimits
 
 RawFrame = tuple[Command, Headers, bytes]
@@ -53,6 +57,9 @@ _COMMAND_LINES: dict[bytes, Command] = {
 
 _COMMAND_NAMES: dict[str, Command] = {command.value: command for command in Command}
 
+LARGE_BODY = 64 * 1024
+"""Bodies announced at least this long are gathered read by read (``large_body``)."""
+
 # Bodies up to this size are copied out of a bytearray slice (two copies, but the cheapest
 # call); larger ones through a memoryview (one copy). Measured crossover: 8-16 KiB.
 _SMALL_BODY = 8192
@@ -64,6 +71,8 @@ class FrameParser:
     Args:
         limits: the size limits to enforce; :attr:`limits` may be replaced between frames
             (the server starts with :data:`PRE_LOGIN_LIMITS`).
+        large_body: a body whose ``content-length`` is at least this is kept in the pieces
+            it arrives in and joined once, instead of passing through the buffer.
     """
 
     __slots__ = (
@@ -71,6 +80,8 @@ class FrameParser:
         "_cmd_end",
         "_command",
         "_error",
+        "_large",
+        "_large_from",
         "_limits",
         "_lines",
         "_max_digits",
@@ -85,8 +96,12 @@ class FrameParser:
         "_window",
     )
 
-    def __init__(self, limits: ParserLimits = DEFAULT_LIMITS) -> None:
+    def __init__(
+        self, limits: ParserLimits = DEFAULT_LIMITS, *, large_body: int = LARGE_BODY
+    ) -> None:
         self._buf = bytearray()
+        self._large: LargeBody | None = None  # the large body under way, if any
+        self._large_from = large_body
         self._pos = 0  # start of the unconsumed bytes: the current frame or heart-beat
         self._scan = 0  # where the next find for the current stage resumes
         self._error: FrameError | None = None
@@ -124,7 +139,8 @@ class FrameParser:
     @property
     def buffered(self) -> int:
         """Bytes received and not yet consumed as frames or heart-beats."""
-        return len(self._buf) - self._pos
+        large = self._large
+        return len(self._buf) - self._pos + (0 if large is None else large.size)
 
     def feed(self, data: bytes) -> None:
         """Append received bytes; parsing happens in :meth:`next_frame`.
@@ -137,6 +153,11 @@ class FrameParser:
         """
         if self._error is not None:
             raise LocalProtocolError(detail="feed() after the parser failed")
+        large = self._large
+        if large is not None and large.missing:
+            data = large.take(data)
+            if not data:
+                return
         pos = self._pos
         if pos and 2 * pos >= len(self._buf):
             del self._buf[:pos]
@@ -178,6 +199,9 @@ class FrameParser:
         if error is not None:
             raise FrameError(error.code, error.detail)
         try:
+            large = self._large
+            if large is not None:
+                return self._large_end(large)
             if self._pending is not None:
                 return self._body(*self._pending)
             if self._command is None:
@@ -404,9 +428,27 @@ class FrameParser:
     def _await_body(
         self, command: Command, headers: Headers, start: int, length: int, size: int
     ) -> NeedData:
-        self._pending = (command, headers, start, length)
-        self._scan = size
+        if length < self._large_from:
+            self._pending = (command, headers, start, length)
+            self._scan = size
+            return NEED_DATA
+        # A large body: keep its reads as they come (see large_body); the buffer is done.
+        self._large = LargeBody(command, headers, length, bytes(self._buf[start:size]))
+        del self._buf[:]
+        self._pos = self._scan = 0
+        self._command = self._pending = None
         return NEED_DATA
+
+    def _large_end(self, large: LargeBody) -> RawFrame | NeedData:
+        """The frame of a large body, once the body and the NUL after it are in."""
+        pos = self._pos
+        if large.missing or pos == len(self._buf):
+            return NEED_DATA
+        if self._buf[pos]:
+            raise FrameError(ErrorCode.FRAME_MALFORMED, "no NUL after content-length bytes")
+        self._large = None
+        self._pos = self._scan = pos + 1
+        return large.command, large.headers, large.join()
 
 
 def _check_line(
