@@ -49,6 +49,7 @@ from dataclasses import asdict, dataclass
 
 import httpx
 
+from buzon.cli.tuning import tune_allocator
 from stomp_load import (
     Client,
     Login,
@@ -365,6 +366,7 @@ def raise_file_limit() -> None:
 
 def run_loop() -> None:
     raise_file_limit()
+    tune_allocator()  # as buzon serve does: large messages must not make the kernel the limit
     try:
         import uvloop
 

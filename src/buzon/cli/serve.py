@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import logging
 import signal
 import sys
@@ -12,6 +11,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+from buzon.cli.tuning import tune_allocator, tune_collector
 from buzon.server.config import OPTIONS, ConfigError, Settings, load_settings
 
 
@@ -57,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
     )
     if settings.log_level != "debug":
         logging.getLogger("uvicorn").setLevel(logging.WARNING)
+    tune_allocator()
     _run_loop(_serve(settings))
     return 0
 
@@ -94,15 +95,7 @@ async def _serve(settings: Settings) -> None:
         f"  http://{settings.host}:{server.http_port}/api/v1  (Ctrl-C stops)",
         flush=True,
     )
-    # Garbage collection, tuned for a broker's heap (benchmarks/loadgen.py): what start-up
-    # allocated (the HTTP stack, routes, records) lives as long as the process, so it is
-    # left out of every later collection (8% of the CPU of the queue scenario otherwise);
-    # and the youngest generation is collected every 10,000 allocations instead of 700,
-    # so short-lived frames and deliveries die young instead of being promoted until a
-    # full collection walks every connection and queued message (with 10,000 connections
-    # open, each full collection took about 0.1 s).
-    gc.freeze()
-    gc.set_threshold(10_000, 10, 10)
+    tune_collector()  # start-up is done (see tuning)
     await server.wait_stopped()
 
 
