@@ -87,6 +87,8 @@ class ErrorCode(enum.Enum):
     UNSUPPORTED_MEDIA_TYPE = (415, "unsupported media type")
     # server
     TOO_MANY_CONNECTIONS = (503, "too many connections")
+    CONNECTION_NOT_FOUND = (404, "connection not found")
+    CONNECTION_CLOSED_BY_ADMIN = (410, "connection closed by an administrator")
     SERVER_SHUTDOWN = (503, "server shutting down")
     INTERNAL_ERROR = (500, "internal error")
 

@@ -80,7 +80,13 @@ class RunningBrokerSync(_Endpoints):
 def _settings(overrides: dict[str, Any]) -> tuple[Settings, str]:
     password = secrets.token_urlsafe(16)
     base = Settings(
-        stomp_port=0, http_port=0, admin_user=ADMIN, admin_password=password, log_level="warning"
+        stomp_port=0,
+        http_port=0,
+        stomp_tls_port=0,  # used only when tls_cert and tls_key are given
+        https_port=0,
+        admin_user=ADMIN,
+        admin_password=password,
+        log_level="warning",
     )
     return dataclasses.replace(base, **overrides), password
 

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from datetime import datetime
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import httpx
+import pytest
 
 from buzon import __version__
+from buzon.auth import SecretHasher
 from buzon.errors import ErrorCode
 from buzon.server.app import BuzonServer
-from buzon.stomp import Message
+from buzon.stomp import Error, Message
+from buzon.store.sqlite import SQLiteStore
 from tests.http.helpers import (
     USER_PASSWORD,
     Auth,
+    admin_auth,
+    api,
     bearer,
     create,
     error_of,
@@ -22,7 +30,7 @@ from tests.http.helpers import (
     stomp_send,
     stomp_subscribe,
 )
-from tests.server.harness import ADMIN, Client
+from tests.server.harness import ADMIN, TIMEOUT, Client, running_server
 
 
 async def test_health_needs_no_credentials(http: httpx.AsyncClient) -> None:
@@ -101,3 +109,83 @@ async def test_credentials_that_do_not_authenticate_are_401(http: httpx.AsyncCli
         response = await http.get("/users/me", headers=headers)
         error_of(response, ErrorCode.NOT_AUTHENTICATED)
         assert response.headers["www-authenticate"] == 'Bearer realm="buzon"'
+
+
+async def test_overview_shows_memory_and_store_size(
+    http: httpx.AsyncClient, admin: Auth, hasher: SecretHasher, tmp_path: Path
+) -> None:
+    in_memory = (await http.get("/overview", headers=admin)).json()
+    assert in_memory["memory_bytes"] > 1_000_000  # a Python process holds megabytes
+    assert in_memory["store_bytes"] is None
+    async with (
+        running_server(hasher, store=SQLiteStore(tmp_path)) as server,
+        api(server.http_port) as sqlite_http,
+    ):
+        overview = (
+            await sqlite_http.get("/overview", headers=await admin_auth(sqlite_http))
+        ).json()
+    assert overview["store_bytes"] > 0
+
+
+async def test_rates_second_by_second_for_charts_and_per_destination(
+    http: httpx.AsyncClient, admin: Auth
+) -> None:
+    await create(http, admin, "queues", "busy")
+    await create(http, admin, "queues", "idle")
+    started = datetime.now(UTC)
+    points: list[dict[str, Any]] = []
+    async with asyncio.timeout(5):  # rates are sampled once a second
+        while not any(point["published_per_s"] > 0 for point in points):
+            await publish(http, admin, "queues", "busy", "tick")
+            response = await http.get("/overview/history", headers=admin)
+            assert response.status_code == 200
+            points = response.json()["points"]
+            await asyncio.sleep(0.1)
+    assert all(sorted(point) == ["at", "delivered_per_s", "published_per_s"] for point in points)
+    times = [datetime.fromisoformat(point["at"]) for point in points]
+    assert times == sorted(times)
+    assert started <= times[0] <= times[-1] <= datetime.now(UTC)
+    listed = {q["name"]: q["rates"] for q in (await http.get("/queues", headers=admin)).json()}
+    assert listed["busy"]["published_per_s"] > 0
+    assert listed["idle"] == {"published_per_s": 0.0, "delivered_per_s": 0.0}
+    error_of(await http.get("/overview/history"), ErrorCode.NOT_AUTHENTICATED)
+
+
+async def test_an_admin_closes_a_connection_and_its_messages_go_back(
+    server: BuzonServer, http: httpx.AsyncClient, admin: Auth
+) -> None:
+    await create(http, admin, "queues", "work")
+    await publish(http, admin, "queues", "work", "held")
+    consumer = await Client.connected(server.stomp_port)
+    await consumer.send(stomp_subscribe("/queue/work", ack="client"))
+    await consumer.receipt("sub")
+    assert (await consumer.expect(Message)).body == b"held"
+    [listed] = (await http.get("/connections", headers=admin)).json()
+
+    response = await http.delete(f"/connections/{listed['id']}", headers=admin)
+    assert response.status_code == 204
+    error = await consumer.expect(Error)
+    assert error.message == ErrorCode.CONNECTION_CLOSED_BY_ADMIN.message
+    assert ("code", "CONNECTION_CLOSED_BY_ADMIN") in error.headers
+    with pytest.raises(ConnectionError):
+        await consumer.next_event()
+    await consumer.close()
+    await asyncio.wait_for(server.context.idle.wait(), TIMEOUT)
+    assert (await http.get("/connections", headers=admin)).json() == []
+    waiting = (await http.get("/queues/work/messages", headers=admin)).json()["messages"]
+    assert [(m["body"], m["redelivered"]) for m in waiting] == [("held", True)]
+
+
+async def test_only_an_admin_closes_connections(
+    server: BuzonServer, http: httpx.AsyncClient, admin: Auth
+) -> None:
+    alice = await new_user(http, "alice")
+    own = await Client.connected(server.stomp_port, login="alice", passcode=USER_PASSWORD)
+    [listed] = (await http.get("/connections", headers=alice)).json()
+    url = f"/connections/{listed['id']}"
+    error_of(await http.delete(url), ErrorCode.NOT_AUTHENTICATED)
+    error_of(await http.delete(url, headers=alice), ErrorCode.ACCESS_DENIED)
+    assert await own.nothing_within(0.1)  # still connected
+    error_of(
+        await http.delete("/connections/c999999", headers=admin), ErrorCode.CONNECTION_NOT_FOUND
+    )

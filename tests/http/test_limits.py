@@ -97,7 +97,7 @@ async def test_a_head_that_never_ends_is_cut_off(
     ("method", "url"),
     [
         ("GET", "/api/v1/nowhere"),
-        ("GET", "/"),
+        ("GET", "/dashboard/nothing.js"),
         ("POST", "/api/v2/users"),
         ("GET", "/api/v1/queues/a/b"),
         ("DELETE", "/api/v1/sessions/other"),

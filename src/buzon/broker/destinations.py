@@ -278,5 +278,6 @@ class Destinations:
         raise AccessDenied(ErrorCode.ACCESS_DENIED, f"{target.address}: owner or admin only")
 
 
-def _drop(queue: Queue, message: Message, reason: str) -> None:
+def _drop(queue: Queue, message: Message, reason: str) -> bool:
     """No dead-letter handling configured: retired messages are dropped."""
+    return False

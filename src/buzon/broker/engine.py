@@ -20,7 +20,7 @@ from buzon.broker.flow import QueuedBytes
 from buzon.broker.intake import Intake
 from buzon.broker.journal import Journal
 from buzon.broker.leases import Lease, Leases
-from buzon.broker.message import DeliverySink, Headers
+from buzon.broker.message import DeliverySink, Headers, Message
 from buzon.broker.queue import Queue
 from buzon.broker.session import Session
 from buzon.broker.stats import BrokerStats
@@ -250,6 +250,22 @@ class Broker:
         """
         target = self._pullable(principal, queue, grants)
         return self.leases.take(target, principal.id, limit, lease_seconds, now)
+
+    def peek(
+        self, principal: Principal, queue: str, limit: int, grants: Collection[str] = ()
+    ) -> list[tuple[Message, bool]]:
+        """The first ``limit`` waiting messages of a queue, without consuming them.
+
+        Reading a message is a consumer's privilege, so the access check is :meth:`pull`'s.
+
+        Returns:
+            ``(message, redelivered)`` pairs, oldest first.
+
+        Raises:
+            BrokerError: ``DESTINATION_NOT_FOUND``.
+            AccessDenied: as :meth:`Session.subscribe`.
+        """
+        return self._pullable(principal, queue, grants).peek(limit)
 
     def settle(
         self,

@@ -119,12 +119,12 @@ class Intake:
             ticket.add_callback(lambda done: self.arrive(target, message, done))
         return message.id, ticket
 
-    def dead_letter(self, queue: Queue, message: Message, reason: str) -> None:
+    def dead_letter(self, queue: Queue, message: Message, reason: str) -> bool:
         """Move a retired message to its queue's dead-letter queue (created if missing,
-        owned by the same user); drop it if that queue refuses it."""
+        owned by the same user); drop it if that queue refuses it. Return whether it moved."""
         name = queue.policy.dead_letter_queue
         if name is None or name == queue.name:
-            return
+            return False
         destinations = self._destinations
         target = destinations.queues.get(name)
         if target is None:
@@ -133,18 +133,19 @@ class Intake:
             added = destinations.add(record)
             destinations.created(record)
             if not isinstance(added, Queue):
-                return
+                return False
             target = added
         headers = dead_letter_headers(message.headers, reason, message.destination, message.id)
         moved = self.prepare(target, headers, message.body)
         try:
             ticket = self.accept(target, moved)
         except BrokerError:
-            return  # the dead-letter queue is full and refuses: the message is dropped
+            return False  # the dead-letter queue is full and refuses: the message is dropped
         if ticket is None or ticket.done:
             self.arrive(target, moved, ticket)
         else:
             ticket.add_callback(lambda done: self.arrive(target, moved, done))
+        return True
 
     def recover(self, messages: Iterable[StoredMessage], cleanly: bool) -> int:
         """Put logged messages back into their queues at start; return how many.

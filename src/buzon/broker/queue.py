@@ -51,12 +51,14 @@ from buzon.store import DestinationRecord, MessageKey, Overflow
 
 _by_seq = attrgetter("seq")
 
-DeadLetter = Callable[["Queue", Message, str], None]
-"""Moves a retired message to its queue's dead-letter queue (``queue, message, reason``)."""
+DeadLetter = Callable[["Queue", Message, str], bool]
+"""Moves a retired message to its queue's dead-letter queue (``queue, message, reason``);
+returns whether it was moved (False: dropped)."""
 
 
-def _no_dead_letters(queue: Queue, message: Message, reason: str) -> None:
+def _no_dead_letters(queue: Queue, message: Message, reason: str) -> bool:
     """Retired messages are simply dropped."""
+    return False
 
 
 class Queue:
@@ -77,6 +79,7 @@ class Queue:
         "_bytes",
         "_clock",
         "_dead_letter",
+        "_dead_lettered",
         "_delivered",
         "_deliveries",
         "_dispatching",
@@ -141,6 +144,7 @@ class Queue:
         self._acked = 0
         self._redeliveries = 0
         self._retired = 0
+        self._dead_lettered = 0
 
     # -- arriving ------------------------------------------------------------------------
 
@@ -247,6 +251,28 @@ class Queue:
             taken.append((message, self._count_delivery(message)))
         self._in_flight += len(taken)
         return taken
+
+    def peek(self, limit: int) -> list[tuple[Message, bool]]:
+        """The first ``limit`` waiting messages, oldest first, left where they are.
+
+        Messages the next hand-out would retire instead (expired, delivered
+        ``max_deliveries`` times) are skipped, so a consumer gets what was shown.
+
+        Returns:
+            ``(message, redelivered)`` pairs.
+        """
+        now = self._clock()
+        most = self.policy.max_deliveries
+        shown: list[tuple[Message, bool]] = []
+        for message in self._ready:
+            if len(shown) == limit:
+                break
+            if (message.expires_at is not None and message.expires_at <= now) or (
+                most is not None and self._deliveries.get(message.seq, 0) >= most
+            ):
+                continue
+            shown.append((message, message.seq in self._redelivered))
+        return shown
 
     def ack_taken(self, messages: Sequence[Message]) -> None:
         """Handed-out messages were handled: forget them."""
@@ -362,8 +388,8 @@ class Queue:
         """``message`` leaves without being delivered (expired, over its limits)."""
         self._retired += 1
         self._release(message)
-        if self.policy.dead_letter_queue is not None:
-            self._dead_letter(self, message, reason)
+        if self.policy.dead_letter_queue is not None and self._dead_letter(self, message, reason):
+            self._dead_lettered += 1
 
     def _wake(self) -> None:
         waiters, self._waiters = self._waiters, []
@@ -450,4 +476,5 @@ class Queue:
             redelivered=self._redeliveries,
             bytes=self._bytes,
             retired=self._retired,
+            dead_lettered=self._dead_lettered,
         )

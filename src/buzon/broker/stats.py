@@ -21,6 +21,8 @@ class QueueStats:
         bytes: body bytes held (waiting and in flight).
         retired: messages that left without delivery: expired, over ``max_deliveries``
             or dropped from the head of a full queue (dead-lettered when configured).
+        dead_lettered: those of the retired moved to the dead-letter queue (the others
+            were dropped: no dead-letter queue, or it refused them).
     """
 
     name: str
@@ -33,6 +35,7 @@ class QueueStats:
     redelivered: int
     bytes: int
     retired: int = 0
+    dead_lettered: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,11 +6,11 @@ import argparse
 import asyncio
 import logging
 import signal
-import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+from buzon.cli.logs import configure as configure_logging
 from buzon.cli.tuning import tune_allocator, tune_collector
 from buzon.server.config import OPTIONS, ConfigError, Settings, load_settings
 
@@ -50,11 +50,7 @@ def register(commands: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     flags = {option.field: getattr(args, option.field, None) for option in OPTIONS}
     settings = load_settings(flags, config_file=args.config)
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(settings.log_level, settings.log_format)
     if settings.log_level != "debug":
         logging.getLogger("uvicorn").setLevel(logging.WARNING)
     tune_allocator()
@@ -70,9 +66,14 @@ async def _serve(settings: Settings) -> None:
     try:
         await server.start()
     except OSError as exc:
+        tls_ports = (
+            f", STOMP TLS port {settings.stomp_tls_port}, HTTPS port {settings.https_port}"
+            if settings.tls_cert is not None
+            else ""
+        )
         raise ConfigError(
             detail=f"cannot listen on {settings.host} (STOMP port {settings.stomp_port},"
-            f" HTTP port {settings.http_port}): {exc.strerror}"
+            f" HTTP port {settings.http_port}{tls_ports}): {exc.strerror}"
         ) from None
     loop = asyncio.get_running_loop()
     stopping: list[asyncio.Task[None]] = []
@@ -90,9 +91,15 @@ async def _serve(settings: Settings) -> None:
             "  set BUZON_ADMIN_PASSWORD (and BUZON_ADMIN_USER) to choose your own",
             flush=True,
         )
+    tls_urls = (
+        f"  stomp+ssl://{settings.host}:{server.stomp_tls_port}"
+        f"  https://{settings.host}:{server.https_port}/api/v1"
+        if settings.tls_cert is not None
+        else ""
+    )
     print(
         f"buzon listening: stomp://{settings.host}:{server.stomp_port}"
-        f"  http://{settings.host}:{server.http_port}/api/v1  (Ctrl-C stops)",
+        f"  http://{settings.host}:{server.http_port}/api/v1{tls_urls}  (Ctrl-C stops)",
         flush=True,
     )
     tune_collector()  # start-up is done (see tuning)

@@ -73,6 +73,13 @@ def add_action(
         default=None,
         help=f"the broker (default: $BUZON_URL, else {DEFAULT_URL})",
     )
+    parser.add_argument(
+        "--ca-file",
+        default=None,
+        metavar="FILE",
+        help="PEM certificate of the CA that signed the broker's, for https:// and stomp+ssl://"
+        " (default: $BUZON_CA_FILE, else the system's trust store)",
+    )
     if prints_data:
         parser.add_argument("--json", action="store_true", help="print JSON for scripts")
     parser.set_defaults(handler=handler)
@@ -90,6 +97,20 @@ def url_of(args: argparse.Namespace) -> str:
     """The broker root URL a command talks to: ``--url``, ``$BUZON_URL`` or the default."""
     given: str | None = args.url
     return broker_url(given or os.environ.get("BUZON_URL") or DEFAULT_URL)
+
+
+def ca_file_of(args: argparse.Namespace, url: str) -> Path | None:
+    """``--ca-file`` or ``$BUZON_CA_FILE`` when ``url`` uses TLS; None for a plain URL."""
+    given: str | None = args.ca_file or os.environ.get("BUZON_CA_FILE")
+    if not given or not url.startswith(("https://", "stomp+ssl://")):
+        return None
+    return Path(given)
+
+
+def management_client(args: argparse.Namespace, token: str | None = None) -> ManagementClient:
+    """A client for the command's broker URL, trusting ``--ca-file`` when given."""
+    url = url_of(args)
+    return ManagementClient(url, token=token, ca_file=ca_file_of(args, url))
 
 
 def config_dir() -> Path:
@@ -216,7 +237,7 @@ def logged_in(args: argparse.Namespace, *, optional: bool = False) -> Iterator[M
         login = login if login is not None and not _expired(login) else None
     else:
         login = saved_login(url, credentials)
-    with ManagementClient(url, token=None if login is None else login.token) as client:
+    with management_client(args, None if login is None else login.token) as client:
         try:
             yield client
         except ApiError as exc:

@@ -8,9 +8,9 @@ from the broker ends a STOMP connection, so after one the shell disconnects too 
 from __future__ import annotations
 
 from buzon.cli import users
-from buzon.cli.session import CliError, Credentials, SavedLogin, logged_in
+from buzon.cli.session import CliError, Credentials, SavedLogin, logged_in, management_client
 from buzon.cli.shell_state import ShellState
-from buzon.client import ApiError, ManagementClient
+from buzon.client import ApiError
 
 
 def register_account(state: ShellState) -> None:
@@ -30,7 +30,7 @@ def log_in(state: ShellState) -> None:
     """Log in and keep the token as ``buzon user login`` does; keep the password for STOMP."""
     username = state.prompt.text("Username")
     password = state.prompt.secret("Password: ")
-    with ManagementClient(state.url) as client:
+    with management_client(state.args) as client:
         token = client.login(username, password)
     state.disconnect()
     Credentials().save(state.url, SavedLogin(username, token.token, token.expires_at))

@@ -14,7 +14,7 @@ import os
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
-from buzon.cli.session import CliError, Credentials, logged_in, url_of
+from buzon.cli.session import CliError, Credentials, ca_file_of, logged_in, url_of
 from buzon.cli.shell_prompt import Prompter
 from buzon.cli.stomp_login import StompLogin, stomp_address
 from buzon.client import ApiError, Client, Destination, DestinationKind, ManagementClient
@@ -83,7 +83,7 @@ class ShellState:
             self.password = os.environ.get("BUZON_PASSWORD") or self.prompt.secret(
                 f"Password of {user} (for the STOMP connection): "
             )
-        client = StompLogin(url, user, self.password).client()
+        client = StompLogin(url, user, self.password, ca_file_of(self.args, url)).client()
         try:
             client.connect()
         except BaseException as exc:

@@ -5,7 +5,8 @@ that ``buzon user login`` keeps is for the HTTP API only), so the messaging comm
 (``publish``, ``consume``, ``subscribe``, ``shell``) find:
 
 - where: ``--stomp-url``, else ``$BUZON_STOMP_URL``, else port 61613 on the host of the
-  HTTP URL (``--url``, ``$BUZON_URL``);
+  HTTP URL (``--url``, ``$BUZON_URL``), or ``stomp+ssl`` on port 61614 when that URL is
+  ``https``; a TLS address trusts ``--ca-file`` (``$BUZON_CA_FILE``) when given;
 - who: ``--username``, else the user named in the STOMP URL, else the user logged in with
   ``buzon user login`` to that HTTP URL;
 - the password: the first line of stdin with ``--password-stdin``, else
@@ -18,31 +19,34 @@ from __future__ import annotations
 import argparse
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import urlsplit
 
-from buzon.cli.session import CliError, Credentials, login_hint, read_secret, url_of
+from buzon.cli.session import CliError, Credentials, ca_file_of, login_hint, read_secret, url_of
 from buzon.client import AsyncClient, Client, DestinationKind
-from buzon.client.urls import parse_stomp_url
+from buzon.client.urls import DEFAULT_PORTS, parse_stomp_url
 from buzon.errors import ErrorCode
-
-DEFAULT_STOMP_PORT = 61613
 
 
 @dataclass(frozen=True, slots=True)
 class StompLogin:
-    """Where and as whom a messaging command connects over STOMP."""
+    """Where and as whom a messaging command connects over STOMP (and, for a
+    ``stomp+ssl`` URL, the CA file to trust, if not the system's)."""
 
     url: str
     username: str
     password: str = field(repr=False)
+    ca_file: Path | None = None
 
     def async_client(self) -> AsyncClient:
         """An asyncio client for this login (connect it with ``async with``)."""
-        return AsyncClient(self.url, login=self.username, passcode=self.password)
+        return AsyncClient(
+            self.url, login=self.username, passcode=self.password, ca_file=self.ca_file
+        )
 
     def client(self) -> Client:
         """A blocking client for this login (connect it with ``with``)."""
-        return Client(self.url, login=self.username, passcode=self.password)
+        return Client(self.url, login=self.username, passcode=self.password, ca_file=self.ca_file)
 
 
 def add_stomp_url_option(parser: argparse.ArgumentParser) -> None:
@@ -50,8 +54,9 @@ def add_stomp_url_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--stomp-url",
         metavar="URL",
-        help="the broker's STOMP address, stomp://HOST:PORT"
-        f" (default: $BUZON_STOMP_URL, else port {DEFAULT_STOMP_PORT} on the host of --url)",
+        help="the broker's STOMP address, stomp://HOST:PORT or stomp+ssl://HOST:PORT"
+        f" (default: $BUZON_STOMP_URL, else port {DEFAULT_PORTS['stomp']} on the host of --url,"
+        f" or stomp+ssl on port {DEFAULT_PORTS['stomp+ssl']} when --url is https)",
     )
 
 
@@ -98,7 +103,9 @@ def stomp_address(args: argparse.Namespace) -> tuple[str, str | None]:
     """
     given: str | None = args.stomp_url or os.environ.get("BUZON_STOMP_URL")
     if not given:
-        return f"stomp://{_bracketed(urlsplit(url_of(args)).hostname)}:{DEFAULT_STOMP_PORT}", None
+        http = urlsplit(url_of(args))
+        scheme = "stomp+ssl" if http.scheme == "https" else "stomp"
+        return f"{scheme}://{_bracketed(http.hostname)}:{DEFAULT_PORTS[scheme]}", None
     address = parse_stomp_url(given)
     if address.passcode is not None:
         raise CliError(
@@ -140,7 +147,7 @@ def stomp_login(args: argparse.Namespace) -> StompLogin:
     """Resolve the STOMP URL, user and password of a messaging command."""
     url, named = stomp_address(args)
     username = _stomp_user(args, named)
-    return StompLogin(url, username, _stomp_password(args.password_stdin))
+    return StompLogin(url, username, _stomp_password(args.password_stdin), ca_file_of(args, url))
 
 
 def access_key(args: argparse.Namespace) -> str | None:

@@ -13,11 +13,12 @@ from buzon.cli.session import (
     add_action,
     logged_in,
     login_hint,
+    management_client,
     read_secret,
     read_username,
     url_of,
 )
-from buzon.client import ApiError, ManagementClient, User
+from buzon.client import ApiError, User
 from buzon.errors import ErrorCode
 
 _USER_COLUMNS: list[Column[User]] = [
@@ -92,7 +93,7 @@ def _login(args: argparse.Namespace) -> int:
     url = url_of(args)
     username = read_username(args.username)
     password = _password(args)
-    with ManagementClient(url) as client:
+    with management_client(args) as client:
         token = client.login(username, password)
     Credentials().save(url, SavedLogin(username, token.token, token.expires_at))
     if args.json:
@@ -111,7 +112,7 @@ def logout(args: argparse.Namespace) -> int:
     if login is None:
         print(f"not logged in to {url}")
         return 0
-    with ManagementClient(url, token=login.token) as client:
+    with management_client(args, login.token) as client:
         try:
             client.logout()
         except ApiError as exc:

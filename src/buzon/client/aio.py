@@ -30,6 +30,7 @@ from collections.abc import Callable, Mapping
 from buzon.client.errors import ApiError, BuzonConnectionError
 from buzon.client.messages import AckMode, Message, Subscription, Transaction
 from buzon.client.protocol import StompProtocol
+from buzon.client.tls import CaFile, client_context, failure_reason
 from buzon.client.urls import parse_stomp_url
 from buzon.errors import BuzonError, ErrorCode
 from buzon.stomp import Abort, Ack, Begin, Commit, Event, Nack, Send, Subscribe, Unsubscribe
@@ -62,7 +63,14 @@ class AsyncClient:
         reconnect: reconnect and resubscribe after a lost connection.
         max_reconnect_delay: the backoff's ceiling, in seconds.
         timeout: seconds to wait for the connection and for each confirmation.
-        ssl: the TLS context for ``stomp+ssl`` (default: system trust, hostname checked).
+        ssl: the TLS context for ``stomp+ssl`` (default: the system's trust store, host
+            name checked).
+        ca_file: for ``stomp+ssl``, a PEM file of the CA certificates to trust instead of
+            the system's (a private CA); the host name is still checked.
+
+    Raises:
+        RequestError: BAD_REQUEST for an invalid URL, ``ssl`` or ``ca_file`` with a
+            ``stomp://`` URL, both of them at once, or an unreadable CA file.
     """
 
     def __init__(
@@ -77,6 +85,7 @@ class AsyncClient:
         max_reconnect_delay: float = 5.0,
         timeout: float = 10.0,
         ssl: ssl_module.SSLContext | None = None,
+        ca_file: CaFile | None = None,
     ) -> None:
         address = parse_stomp_url(url)
         self.url = address.display  # never shows credentials
@@ -88,11 +97,7 @@ class AsyncClient:
         self._reconnect = reconnect
         self._max_delay = max_reconnect_delay
         self.timeout = timeout
-        self._ssl = (
-            ssl
-            if ssl is not None
-            else (ssl_module.create_default_context() if address.tls else None)
-        )
+        self._ssl = client_context(address.display, address.tls, ssl, ca_file)
         self._protocol: StompProtocol | None = None
         self._ready = asyncio.Event()
         self._generation = 0
@@ -342,7 +347,7 @@ class AsyncClient:
                 await protocol.connected
         except (OSError, TimeoutError) as exc:
             protocol.abort()
-            reason = "timed out" if isinstance(exc, TimeoutError) else exc.strerror or str(exc)
+            reason = "timed out" if isinstance(exc, TimeoutError) else failure_reason(exc)
             raise BuzonConnectionError(self.url, reason) from None
         self._generation += 1
         self._protocol = protocol

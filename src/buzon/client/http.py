@@ -14,6 +14,7 @@ import base64
 import dataclasses
 import json
 import re
+import ssl as ssl_module
 from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -46,6 +47,7 @@ from buzon.client.records import (
     parse_token,
     parse_user,
 )
+from buzon.client.tls import CaFile, client_context, failure_reason
 from buzon.errors import ErrorCode, RequestError
 from buzon.store.records import QueuePolicy
 
@@ -92,12 +94,17 @@ class ManagementClient:
         basic: username and password, sent with every request (each one costs the broker
             a password check, so prefer a token for many requests).
         timeout: seconds to wait for an answer (a pull adds its ``wait_ms``).
+        ssl: the TLS context for an ``https://`` URL (default: httpx's, which verifies
+            the certificate and the host name).
+        ca_file: for ``https://``, a PEM file of the CA certificates to trust instead of
+            the default ones (a private CA); the host name is still checked.
 
     Every method raises :class:`ApiError` when the broker refuses (its ``code`` is the
     broker's ErrorCode) and :class:`BuzonConnectionError` when there is no answer.
 
     Raises:
-        RequestError: BAD_REQUEST when ``url`` is not a valid broker URL.
+        RequestError: BAD_REQUEST when ``url`` is not a valid broker URL, for ``ssl`` or
+            ``ca_file`` with an ``http://`` URL or both at once, or an unreadable CA file.
     """
 
     def __init__(
@@ -107,15 +114,20 @@ class ManagementClient:
         token: str | None = None,
         basic: tuple[str, str] | None = None,
         timeout: float = DEFAULT_TIMEOUT,
+        ssl: ssl_module.SSLContext | None = None,
+        ca_file: CaFile | None = None,
     ) -> None:
         self.url = broker_url(url)
         self.token = token
         self._basic = basic
         self._timeout = timeout
+        https = self.url.startswith("https://")
+        context = client_context(self.url, https, ssl, ca_file)
         self._http = httpx.Client(
             base_url=self.url + API_PREFIX,
             timeout=timeout,
             headers={"User-Agent": f"buzon-client/{__version__}"},
+            verify=True if context is None else context,
         )
 
     def __enter__(self) -> Self:
@@ -397,8 +409,7 @@ class ManagementClient:
             wait = self._timeout if timeout is None else timeout
             raise BuzonConnectionError(self.url, f"no answer within {wait:g} s") from None
         except httpx.HTTPError as exc:
-            reason = _ERRNO.sub("", str(exc)) or type(exc).__name__
-            raise BuzonConnectionError(self.url, reason) from None
+            raise BuzonConnectionError(self.url, _failure(exc)) from None
 
     def _authorization(self) -> str | None:
         if self.token is not None:
@@ -407,6 +418,16 @@ class ManagementClient:
             pair = ":".join(self._basic).encode()
             return f"Basic {base64.b64encode(pair).decode()}"
         return None
+
+
+def _failure(exc: httpx.HTTPError) -> str:
+    """Why a request got no answer; a TLS failure deep in httpx's chain says what to check."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ssl_module.SSLError):
+            return failure_reason(cause)
+        cause = cause.__cause__ or cause.__context__
+    return _ERRNO.sub("", str(exc)) or type(exc).__name__
 
 
 def _json(response: httpx.Response) -> object:

@@ -1,7 +1,8 @@
 """Process wiring: store → accounts → engine → STOMP and HTTP listeners, and a clean stop.
 
 Everything runs on one event loop: the engine is synchronous, the listeners and a few
-housekeeping tasks (lease expiry, rate sampling, token purge) are the only coroutines.
+housekeeping tasks (lease expiry, rate sampling, token purge, event-loop lag) are the
+only coroutines.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import contextlib
 import logging
 import secrets
 import socket
+import ssl
 import time
 from collections.abc import Callable
 
@@ -23,9 +25,11 @@ from buzon.server.context import ServerContext
 from buzon.server.durable import until_durable
 from buzon.server.http.app import build_app
 from buzon.server.http.listener import HttpListener
+from buzon.server.loop_lag import watch_loop_lag
 from buzon.server.rates import RateMeter
 from buzon.server.resources import Resources
 from buzon.server.stomp_session import StompSession
+from buzon.server.tls import server_context
 from buzon.store import MemoryStore, Store
 from buzon.store.sqlite import SQLiteStore
 
@@ -106,6 +110,8 @@ class BuzonServer:
         self.generated_password: str | None = None
         self._listener: asyncio.Server | None = None
         self._http: HttpListener | None = None
+        self._tls_listener: asyncio.Server | None = None
+        self._https: HttpListener | None = None
         self._housekeeping: list[asyncio.Task[None]] = []
         self._stopped = asyncio.Event()
 
@@ -136,17 +142,36 @@ class BuzonServer:
             raise RuntimeError("server not started")
         return self._http.port
 
+    @property
+    def stomp_tls_port(self) -> int:
+        """The STOMP-over-TLS port actually bound (TLS needs ``tls_cert`` and ``tls_key``)."""
+        if self._tls_listener is None or not self._tls_listener.sockets:
+            raise RuntimeError("no STOMP TLS listener (server not started, or TLS not set up)")
+        port: int = self._tls_listener.sockets[0].getsockname()[1]
+        return port
+
+    @property
+    def https_port(self) -> int:
+        """The HTTPS port actually bound (TLS needs ``tls_cert`` and ``tls_key``)."""
+        if self._https is None:
+            raise RuntimeError("no HTTPS listener (server not started, or TLS not set up)")
+        return self._https.port
+
     async def start(self) -> None:
-        """Open the store, create the first admin, bind both listeners.
+        """Open the store, create the first admin, bind the STOMP and HTTP listeners (and
+        their TLS twins when a certificate and key are set).
 
         Returns once clients can connect.
 
         Raises:
+            ConfigError: the TLS certificate or key is missing, unreadable or invalid
+                (checked before anything else happens).
             OSError: an address cannot be bound (in use, not permitted).
             AuthError: the configured admin name or password breaks the account rules.
         """
         ctx = self._ctx
         settings = self.settings
+        tls = server_context(settings)
         await ctx.store.open()
         password = settings.admin_password
         if await ctx.store.user_by_name(settings.admin_user) is None and password is None:
@@ -159,26 +184,55 @@ class BuzonServer:
             shutdown = "clean" if ctx.store.opened_cleanly else "unclean (marked redelivered)"
             log.info("recovered %d stored messages after a %s shutdown", recovered, shutdown)
         loop = asyncio.get_running_loop()
-        self._listener = await loop.create_server(
-            lambda: StompSession(ctx),
-            host=settings.host,
-            port=settings.stomp_port,
-            family=socket.AF_UNSPEC,
-            backlog=LISTEN_BACKLOG,
-            reuse_address=True,
-        )
-        self._http = HttpListener(build_app(ctx), settings.host, settings.http_port)
+        self._listener = await self._stomp_listener(settings.stomp_port, None)
+        app = build_app(ctx)
+        self._http = HttpListener(app, settings.host, settings.http_port)
         try:
             await self._http.start()
+            if tls is not None:
+                self._tls_listener = await self._stomp_listener(settings.stomp_tls_port, tls)
+                self._https = HttpListener(app, settings.host, settings.https_port, tls=tls)
+                await self._https.start()
         except BaseException:
-            self._listener.close()
+            self._stop_accepting()
+            await self._unbind()
             raise
         self._housekeeping = [
             loop.create_task(self._every(LEASE_CHECK_PERIOD, self._expire_leases)),
             loop.create_task(self._every(EXPIRY_CHECK_PERIOD, self._expire_messages)),
             loop.create_task(self._every(RATE_SAMPLE_PERIOD, self._sample_rates)),
             loop.create_task(self._every(TOKEN_PURGE_PERIOD, self._purge_tokens)),
+            loop.create_task(watch_loop_lag(ctx.loop_lag)),
         ]
+
+    async def _stomp_listener(self, port: int, tls: ssl.SSLContext | None) -> asyncio.Server:
+        """STOMP on ``port``, over TLS when ``tls`` is set (the TLS handshake gets the same
+        time limit as the STOMP one, which starts once it is done)."""
+        ctx = self._ctx
+        return await asyncio.get_running_loop().create_server(
+            lambda: StompSession(ctx),
+            host=self.settings.host,
+            port=port,
+            family=socket.AF_UNSPEC,
+            backlog=LISTEN_BACKLOG,
+            reuse_address=True,
+            ssl=tls,
+            ssl_handshake_timeout=None if tls is None else self.settings.handshake_timeout,
+        )
+
+    def _stop_accepting(self) -> None:
+        for listener in (self._listener, self._tls_listener):
+            if listener is not None:
+                listener.close()
+
+    async def _unbind(self) -> None:
+        """Stop the HTTP listeners (requests get a short grace), close the STOMP ones."""
+        for http in (self._http, self._https):
+            if http is not None:
+                await http.stop()
+        for listener in (self._listener, self._tls_listener):
+            if listener is not None:
+                await listener.wait_closed()
 
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
@@ -188,8 +242,7 @@ class BuzonServer:
         ERROR, wait up to ``grace`` s for them to go, then cut."""
         ctx = self._ctx
         ctx.closing = True
-        if self._listener is not None:
-            self._listener.close()
+        self._stop_accepting()
         # Drain before saying goodbye: nothing more is read, and what was read gets its
         # writes done and its receipts sent, so every publish a client saw confirmed is
         # stored and every one it did not is not (frames still unread are never run).
@@ -199,7 +252,8 @@ class BuzonServer:
             async with asyncio.timeout(grace / 2):
                 await until_durable(ctx.broker.journal.last)
         for session in list(ctx.connections):
-            session.close_reason = CloseReason.SHUTDOWN
+            if session.close_reason is None:  # not one already closing for its own reason
+                session.close_reason = CloseReason.SHUTDOWN
             session.fail(ErrorCode.SERVER_SHUTDOWN)
         if ctx.connections:
             with contextlib.suppress(TimeoutError):
@@ -210,10 +264,7 @@ class BuzonServer:
         for task in [*ctx.tasks, *self._housekeeping]:
             task.cancel()
         await asyncio.gather(*ctx.tasks, *self._housekeeping, return_exceptions=True)
-        if self._http is not None:
-            await self._http.stop()
-        if self._listener is not None:
-            await self._listener.wait_closed()
+        await self._unbind()
         ctx.broker.close()
         await ctx.resources.flush()
         await ctx.store.close()
@@ -240,9 +291,9 @@ class BuzonServer:
 
     def _sample_rates(self) -> None:
         stats = self._ctx.broker.statistics()
-        self._ctx.rates.sample(
-            asyncio.get_running_loop().time(), stats.messages_published, stats.messages_delivered
-        )
+        now = asyncio.get_running_loop().time()
+        self._ctx.rates.sample(now, stats.messages_published, stats.messages_delivered)
+        self._ctx.rates.destinations.sample(now, stats)
 
     async def _purge_tokens(self) -> None:
         await self._ctx.accounts.tokens.purge_expired()

@@ -35,12 +35,18 @@ class Settings:
     host: str = "127.0.0.1"
     stomp_port: int = 61613
     http_port: int = 8180
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    stomp_tls_port: int = 61614
+    https_port: int = 8543
     data_dir: Path = Path("buzon-data")
     storage: str = "sqlite"
     log_level: str = "info"
+    log_format: str = "text"
     admin_user: str = "admin"
     admin_password: str | None = None
     registration: bool = True
+    metrics_auth: bool = True
     auto_create: bool = True
     token_ttl: float = 24 * 3600.0
     max_connections: int = 10_000
@@ -48,6 +54,7 @@ class Settings:
     heartbeat_ms: int = 10_000
     max_outbound_bytes: int = 1024 * 1024
     http_max_body: int = 16 * 1024 * 1024
+    ws_origins: tuple[str, ...] = ()
     max_queued_bytes: int = 512 * 1024 * 1024
     default_prefetch: int = 100
     channel_max_pending: int = 10_000
@@ -120,6 +127,13 @@ def _log_level(text: str) -> str:
     return value
 
 
+def _log_format(text: str) -> str:
+    value = text.strip().lower()
+    if value not in {"text", "json"}:
+        raise ValueError("must be text or json")
+    return value
+
+
 def _policy(text: str) -> str:
     return SlowConsumerPolicy(text).value
 
@@ -152,10 +166,26 @@ def _text(text: str) -> str:
     return text
 
 
+def _origins(text: str) -> tuple[str, ...]:
+    """Comma-separated web origins (``https://host[:port]``), lower-cased as browsers send them."""
+    origins = tuple(item.strip().lower().rstrip("/") for item in text.split(",") if item.strip())
+    for origin in origins:
+        scheme, sep, authority = origin.partition("://")
+        if scheme not in {"http", "https"} or not sep or not authority or "*" in authority:
+            raise ValueError(f"{origin!r} is not an origin like https://app.example.com[:port]")
+        if any(char in authority for char in "/?#@"):
+            raise ValueError(f"{origin!r}: an origin has no path, query or user name")
+    return origins
+
+
 OPTIONS: tuple[Option, ...] = (
     Option("host", _text, "address to listen on (loopback unless you open it up)"),
     Option("stomp_port", _port, "STOMP over TCP port (0 picks a free port)"),
     Option("http_port", _port, "HTTP API port (0 picks a free port)"),
+    Option("tls_cert", _path, "TLS certificate chain, PEM; with --tls-key turns on TLS listeners"),
+    Option("tls_key", _path, "TLS private key, PEM, unencrypted"),
+    Option("stomp_tls_port", _port, "STOMP over TLS port, beside the plain one (with TLS on)"),
+    Option("https_port", _port, "HTTPS port for the same API, beside HTTP (with TLS on)"),
     Option("data_dir", _path, "where the SQLite database lives (created 0700)"),
     Option(
         "storage",
@@ -163,6 +193,7 @@ OPTIONS: tuple[Option, ...] = (
         "sqlite (durable, the default) or memory (nothing survives a restart)",
     ),
     Option("log_level", _log_level, "debug, info, warning or error"),
+    Option("log_format", _log_format, "text (one readable line per event) or json (one object)"),
     Option("admin_user", _text, "admin login name"),
     Option(
         "admin_password",
@@ -174,6 +205,12 @@ OPTIONS: tuple[Option, ...] = (
         "registration",
         _boolean,
         "close registration: only admins create accounts",
+        switch=True,
+    ),
+    Option(
+        "metrics_auth",
+        _boolean,
+        "serve /metrics without credentials (for a scraper on a trusted network)",
         switch=True,
     ),
     Option(
@@ -197,6 +234,12 @@ OPTIONS: tuple[Option, ...] = (
         "message bytes all queues may hold; above it publishers are paused until they drain",
     ),
     Option("http_max_body", _positive_int, "largest HTTP request body, in bytes"),
+    Option(
+        "ws_origins",
+        _origins,
+        "web pages allowed to open STOMP over WebSocket at /ws besides the broker's own,"
+        " comma-separated (https://app.example.com)",
+    ),
     Option("default_prefetch", _positive_int, "unacked messages per queue subscription by default"),
     Option(
         "channel_max_pending",
@@ -249,6 +292,8 @@ def _file_text(value: Any) -> str:
     """TOML values as the text a flag or variable would carry (true/false for booleans)."""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, list):  # a list of origins
+        return ",".join(str(item) for item in value)
     return str(value)
 
 

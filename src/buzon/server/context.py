@@ -11,7 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 from buzon.auth import AccessKeys, Accounts, SecretHasher
 from buzon.broker import Broker
+from buzon.durations import Durations
 from buzon.server.config import Settings
+from buzon.server.connection_events import ConnectionEvents
+from buzon.server.loop_lag import new_lag_durations
 from buzon.server.rates import RateMeter
 from buzon.server.resources import Resources
 from buzon.store import Store
@@ -38,6 +41,8 @@ class ServerContext:
     closing: bool = False
     # set whenever no connection is open; shutdown waits on it
     idle: asyncio.Event = field(default_factory=asyncio.Event)
+    connection_events: ConnectionEvents = field(default_factory=ConnectionEvents)
+    loop_lag: Durations = field(default_factory=new_lag_durations)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def add_connection(self, connection: StompSession) -> None:

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from itertools import pairwise
+
+from buzon.broker import BrokerStats, address
+from buzon.store import DestinationKind
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,10 +35,14 @@ class RateMeter:
 
     Args:
         history: samples kept.
+
+    Attributes:
+        destinations: the same rates per queue and channel.
     """
 
     def __init__(self, history: int = 300) -> None:
         self._samples: deque[Sample] = deque(maxlen=history)
+        self.destinations = DestinationRates()
 
     def sample(self, at: float, published: int, delivered: int) -> None:
         """Record the totals at time ``at``."""
@@ -60,3 +68,56 @@ class RateMeter:
     def history(self) -> list[Sample]:
         """The samples kept, oldest first."""
         return list(self._samples)
+
+    def per_second(self) -> list[tuple[float, float, float]]:
+        """``(at, published/s, delivered/s)`` between each two consecutive samples kept."""
+        return [
+            (
+                after.at,
+                (after.published - before.published) / (after.at - before.at),
+                (after.delivered - before.delivered) / (after.at - before.at),
+            )
+            for before, after in pairwise(self._samples)
+            if after.at > before.at
+        ]
+
+
+class DestinationRates:
+    """Published and delivered per second for each queue and channel.
+
+    Only the samples of the last ``span`` seconds are kept (not a history per destination):
+    ten thousand queues cost a few dictionaries, whatever the history of the totals.
+
+    Args:
+        span: seconds the rates average over.
+    """
+
+    def __init__(self, span: int = 5) -> None:
+        self._samples: deque[tuple[float, dict[str, tuple[int, int]]]] = deque(maxlen=span + 1)
+
+    def sample(self, at: float, stats: BrokerStats) -> None:
+        """Record every destination's counters at time ``at``."""
+        counters = {
+            address(DestinationKind.QUEUE, q.name): (q.published, q.delivered) for q in stats.queues
+        }
+        counters.update(
+            (address(DestinationKind.CHANNEL, c.name), (c.published, c.delivered))
+            for c in stats.channels
+        )
+        self._samples.append((at, counters))
+
+    def rates(self, destination: str) -> tuple[float, float]:
+        """Published and delivered per second of ``destination`` (its STOMP address);
+        zero until it has been sampled twice."""
+        if not self._samples:
+            return (0.0, 0.0)
+        last_at, last = self._samples[-1]
+        now = last.get(destination)
+        if now is None:
+            return (0.0, 0.0)
+        for at, counters in self._samples:
+            then = counters.get(destination)
+            if then is not None and at < last_at:
+                elapsed = last_at - at
+                return ((now[0] - then[0]) / elapsed, (now[1] - then[1]) / elapsed)
+        return (0.0, 0.0)

@@ -121,6 +121,13 @@ class StompSession(asyncio.Protocol):
         """``stomp/<version>`` (the version is known once CONNECT arrived)."""
         return f"stomp/{self._conn.version}"
 
+    @property
+    def transport_name(self) -> str:
+        """``websocket`` for STOMP over WebSocket (``/ws``), else ``tcp``."""
+        transport = self._transport
+        websocket = transport is not None and transport.get_extra_info("websocket", False)
+        return "websocket" if websocket else "tcp"
+
     # -- transport callbacks -------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -137,6 +144,7 @@ class StompSession(asyncio.Protocol):
         budget = self._ctx.settings.max_outbound_bytes
         transport.set_write_buffer_limits(high=budget, low=budget // 4)
         self._ctx.add_connection(self)
+        self._ctx.connection_events.record_open(self)
         if self._ctx.closing:
             self.fail(ErrorCode.SERVER_SHUTDOWN)
         elif len(self._ctx.connections) > self._ctx.settings.max_connections:
@@ -145,7 +153,6 @@ class StompSession(asyncio.Protocol):
             self._timer = self._loop.call_later(
                 self._ctx.settings.handshake_timeout, self._handshake_expired
             )
-            log.debug("%s connected from %s", self.id, self.peer)
 
     def data_received(self, data: bytes) -> None:
         self._conn.receive_data(data, self._loop.time())
@@ -168,7 +175,7 @@ class StompSession(asyncio.Protocol):
         if self.session is not None:
             self.session.close()
         self._ctx.remove_connection(self)
-        log.debug("%s closed: %s", self.id, self.close_reason.value)
+        self._ctx.connection_events.record_close(self)
 
     def pause_writing(self) -> None:
         if self.session is not None:
@@ -220,9 +227,11 @@ class StompSession(asyncio.Protocol):
                     if not self._handle(event):
                         break
         except (BrokerError, AuthError) as exc:
+            self._failure = exc.code
             self._conn.fail(exc.code, exc.detail, getattr(event, "receipt", None))
         except Exception:
             log.exception("%s internal error handling %s", self.id, type(event).__name__)
+            self._failure = ErrorCode.INTERNAL_ERROR
             self._conn.fail(ErrorCode.INTERNAL_ERROR, receipt_id=getattr(event, "receipt", None))
         self._flush()
         commands = self._commands

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from buzon.durations import Durations
 from buzon.store.records import (
     DestinationKind,
     DestinationRecord,
@@ -63,11 +64,19 @@ class Store(MessageLog, Protocol):
     durable: bool
     opened_cleanly: bool
 
+    @property
+    def commit_durations(self) -> Durations | None:
+        """How long its transactions took to become durable (for metrics); None for a
+        store that commits nothing."""
+
     async def open(self) -> None:
         """Prepare the store for use (create or check its schema)."""
 
     async def close(self) -> None:
         """Release what the store holds; no call may follow."""
+
+    async def size_on_disk(self) -> int | None:
+        """Bytes the store's files take on disk now, or None for a store without files."""
 
     # -- users ---------------------------------------------------------------------------
 

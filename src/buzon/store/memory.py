@@ -27,6 +27,7 @@ class MemoryStore:
     """A :class:`~buzon.store.base.Store` in memory."""
 
     durable = False
+    commit_durations = None
 
     def __init__(self) -> None:
         self.opened_cleanly = True
@@ -42,6 +43,10 @@ class MemoryStore:
 
     async def close(self) -> None:
         """Nothing to release."""
+
+    async def size_on_disk(self) -> int | None:
+        """Nothing is on disk."""
+        return None
 
     # -- users ---------------------------------------------------------------------------
 

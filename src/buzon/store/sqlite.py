@@ -10,6 +10,7 @@ database is reported and left alone, never silently recreated.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import os
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from buzon.durations import Durations
 from buzon.errors import BuzonError, ErrorCode, StoreError
 from buzon.store.base import MessageKey
 from buzon.store.migrate import migrate
@@ -34,7 +36,7 @@ from buzon.store.records import (
     TokenRecord,
     UserRecord,
 )
-from buzon.store.sqlite_thread import SqliteThread
+from buzon.store.sqlite_thread import COMMIT_BUCKETS, SqliteThread
 from buzon.store.tickets import Ticket
 
 DATABASE_FILE = "buzon.db"
@@ -125,6 +127,7 @@ class SQLiteStore:
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
         self.opened_cleanly = True
+        self.commit_durations = Durations(COMMIT_BUCKETS)
         self._thread: SqliteThread | None = None
         self._batch: _Batch | None = None
 
@@ -138,7 +141,7 @@ class SQLiteStore:
         path = prepare_data_dir(self.data_dir)
         old_umask = os.umask(0o077)  # the database, its WAL and shared-memory files: 0600
         try:
-            thread = SqliteThread(path, _setup)
+            thread = SqliteThread(path, _setup, self.commit_durations)
             await thread.start()
         finally:
             os.umask(old_umask)
@@ -155,6 +158,14 @@ class SQLiteStore:
         )
         await thread.close()
         self._thread = None
+
+    async def size_on_disk(self) -> int | None:
+        """The database file with its write-ahead log and shared-memory index."""
+        total = 0
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                total += (self.data_dir / (DATABASE_FILE + suffix)).stat().st_size
+        return total
 
     @property
     def _db(self) -> SqliteThread:

@@ -14,6 +14,8 @@ failing COMMIT fails every write of its transaction the same way. Either way not
 reported as committed was lost, so nothing was confirmed wrongly.
 
 A group is bounded (``MAX_GROUP`` jobs) so one commit never holds a huge transaction.
+Each group's transaction is timed, from its BEGIN to the end of its COMMIT (the fsync
+included), into ``commit_durations``: once per group, never per message.
 """
 
 from __future__ import annotations
@@ -22,18 +24,24 @@ import asyncio
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
+from buzon.durations import Durations
 from buzon.errors import ErrorCode, StoreError
 
 T = TypeVar("T")
 
 MAX_GROUP = 2048
 """Jobs per transaction at most; enough to amortise an fsync, small enough to stay quick."""
+
+COMMIT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+"""Bucket bounds (seconds) of the commit durations: an SSD's fsync takes about a
+millisecond, a spinning disk's tens, a struggling one much longer."""
 
 
 @dataclass(slots=True)
@@ -54,11 +62,20 @@ class SqliteThread:
         path: the database file.
         setup: run once on the thread after connecting (pragmas, migrations); it may raise
             a :class:`BuzonError`, which :meth:`start` re-raises.
+        commit_durations: where each transaction's duration is recorded.
     """
 
-    def __init__(self, path: Path, setup: Callable[[sqlite3.Connection], None]) -> None:
+    def __init__(
+        self,
+        path: Path,
+        setup: Callable[[sqlite3.Connection], None],
+        commit_durations: Durations | None = None,
+    ) -> None:
         self._path = path
         self._setup = setup
+        self._commit_durations = (
+            commit_durations if commit_durations is not None else Durations(COMMIT_BUCKETS)
+        )
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._started = threading.Event()
@@ -164,8 +181,10 @@ class SqliteThread:
     def _run_group(self, connection: sqlite3.Connection, group: list[_Job]) -> None:
         results: list[tuple[_Job, bool, Any]] = []
         open_writes: list[int] = []  # results of writes inside the open transaction
+        began = 0.0
         for job in group:
             if job.write and not connection.in_transaction:
+                began = time.perf_counter()
                 try:
                     connection.execute("BEGIN IMMEDIATE")
                 except sqlite3.Error as exc:
@@ -187,6 +206,7 @@ class SqliteThread:
                 if connection.in_transaction:
                     connection.execute("ROLLBACK")
                 self._fail(results, open_writes, f"commit failed: {exc}")
+            self._commit_durations.record(time.perf_counter() - began)
         for job, ok, value in results:
             job.loop.call_soon_threadsafe(job.finish, ok, value)
 

@@ -6,6 +6,8 @@ answers, every string escaped. The machine-readable contract is ``openapi.json``
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
 from typing import Any
 
@@ -18,6 +20,13 @@ h2{margin-top:2rem;border-bottom:1px solid #ddd}
 .m{font:bold 13px monospace;text-transform:uppercase;margin-right:.5rem}
 code{background:#f4f4f4;padding:0 .2rem}
 """
+
+# The page's one inline part is its style; the policy allows exactly that (by hash).
+_STYLE_HASH = base64.b64encode(hashlib.sha256(_STYLE.encode()).digest()).decode()
+CONTENT_SECURITY_POLICY = (
+    f"default-src 'none'; style-src 'sha256-{_STYLE_HASH}'; frame-ancestors 'none';"
+    " base-uri 'none'; form-action 'none'"
+)
 
 
 def render(spec: dict[str, Any]) -> str:

@@ -2,7 +2,9 @@
 
 buzon binds the socket itself (so port 0 works and the bound port is known at once) and
 runs uvicorn's server as a task. uvicorn would install its own SIGINT/SIGTERM handlers;
-the broker process owns its signals, so the embedded server does not.
+the broker process owns its signals, so the embedded server does not. For HTTPS a second
+listener serves the same app with the broker's TLS context (uvicorn is handed that
+context instead of file names, so STOMP and HTTPS share one certificate check).
 """
 
 from __future__ import annotations
@@ -10,15 +12,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import Iterator
+import ssl
+from collections.abc import Callable, Iterator
 
 import uvicorn
 from fastapi import FastAPI
 
 from buzon.server.http.limits import MAX_REQUEST_HEAD
+from buzon.stomp import DEFAULT_LIMITS
 
 # Seconds in-flight requests (long polls included) get to finish at shutdown.
 SHUTDOWN_GRACE = 2.0
+# STOMP over WebSocket (/ws): a message may be as large as the largest STOMP frame (smaller
+# limits before login are the STOMP parser's, as on TCP). No per-message compression, so
+# there is nothing to inflate past the cap. Pings find peers that vanished without a word,
+# also when the client turned STOMP heart-beats off.
+WS_MAX_MESSAGE = DEFAULT_LIMITS.max_frame
+WS_PING_SECONDS = 20.0
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -56,12 +66,16 @@ class HttpListener:
         app: the application.
         host: address to bind.
         port: port (0 picks a free one).
+        tls: serve HTTPS with this context instead of plain HTTP.
     """
 
-    def __init__(self, app: FastAPI, host: str, port: int) -> None:
+    def __init__(
+        self, app: FastAPI, host: str, port: int, *, tls: ssl.SSLContext | None = None
+    ) -> None:
         self._app = app
         self._host = host
         self._port = port
+        self._tls = tls
         self._socket: socket.socket | None = None
         self._server: _EmbeddedServer | None = None
         self._task: asyncio.Task[None] | None = None
@@ -101,6 +115,12 @@ class HttpListener:
             timeout_graceful_shutdown=int(SHUTDOWN_GRACE),
             server_header=False,
             proxy_headers=False,
+            ws="websockets-sansio",
+            ws_max_size=WS_MAX_MESSAGE,
+            ws_per_message_deflate=False,
+            ws_ping_interval=WS_PING_SECONDS,
+            ws_ping_timeout=WS_PING_SECONDS,
+            ssl_context_factory=None if self._tls is None else _given(self._tls),
         )
         self._server = _EmbeddedServer(config)
         self._task = asyncio.get_running_loop().create_task(
@@ -121,3 +141,10 @@ class HttpListener:
                 await asyncio.wait_for(self._task, SHUTDOWN_GRACE + 3)
         if self._socket is not None:
             self._socket.close()
+
+
+def _given(
+    context: ssl.SSLContext,
+) -> Callable[[uvicorn.Config, Callable[[], ssl.SSLContext]], ssl.SSLContext]:
+    """A uvicorn SSL context factory that ignores uvicorn's defaults and returns ours."""
+    return lambda _config, _default: context

@@ -1,15 +1,31 @@
-"""The broker as a whole: overview with rates, open connections, health."""
+"""The broker as a whole: overview with rates and their history, open connections
+(an admin may close one), health."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
+from typing import Annotated
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Path, Response, status
 
 from buzon import __version__
-from buzon.server.http.schemas import Connection, Health, Overview, Rates, Totals
+from buzon.errors import AccessDenied, ErrorCode, RequestError
+from buzon.server.http.schemas import (
+    Connection,
+    Health,
+    Overview,
+    RateHistory,
+    RatePoint,
+    Rates,
+    Totals,
+)
 from buzon.server.http.security import Ctx, CurrentCaller
 from buzon.server.http.timefmt import utc
+from buzon.server.process_memory import resident_bytes
+
+log = logging.getLogger("buzon.http")
 
 router = APIRouter(tags=["broker"])
 
@@ -31,15 +47,36 @@ async def overview(ctx: Ctx, caller: CurrentCaller) -> Overview:
             queued_bytes=stats.queued_bytes,
         ),
         rates=Rates(published_per_s=round(published, 3), delivered_per_s=round(delivered, 3)),
+        memory_bytes=resident_bytes(),
+        store_bytes=await ctx.store.size_on_disk(),
+    )
+
+
+@router.get("/overview/history", summary="Message rates second by second, for charts")
+async def history(ctx: Ctx, caller: CurrentCaller) -> RateHistory:
+    # samples carry the loop's monotonic time; shown as wall-clock time
+    offset = time.time() - asyncio.get_running_loop().time()
+    return RateHistory(
+        points=[
+            RatePoint(
+                at=utc(at + offset),
+                published_per_s=round(published, 3),
+                delivered_per_s=round(delivered, 3),
+            )
+            for at, published, delivered in ctx.rates.per_second()
+        ]
     )
 
 
 @router.get("/connections", summary="Open STOMP connections")
 async def connections(ctx: Ctx, caller: CurrentCaller) -> list[Connection]:
-    """Admins see every connection; others see their own."""
+    """Admins see every connection; others see their own. Connections already closing
+    (told why, waiting for the peer to go) are left out."""
     principal = caller.principal
     shown = []
     for connection in sorted(ctx.connections, key=lambda c: c.connected_at):
+        if connection.close_reason is not None:
+            continue  # closing: it only waits for the peer to go
         session = connection.session
         if not principal.is_admin and (session is None or session.principal.id != principal.id):
             continue
@@ -50,6 +87,7 @@ async def connections(ctx: Ctx, caller: CurrentCaller) -> list[Connection]:
                 user=None if session is None else session.principal.name,
                 peer=connection.peer,
                 protocol=connection.protocol,
+                transport=connection.transport_name,
                 connected_at=utc(connection.connected_at),
                 subscriptions=0 if stats is None else stats.subscriptions,
                 published=0 if stats is None else stats.published,
@@ -57,6 +95,26 @@ async def connections(ctx: Ctx, caller: CurrentCaller) -> list[Connection]:
             )
         )
     return shown
+
+
+@router.delete(
+    "/connections/{connection_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Close a connection (admin)",
+)
+async def close_connection(
+    connection_id: Annotated[str, Path(max_length=64)], ctx: Ctx, caller: CurrentCaller
+) -> Response:
+    """The client gets an ERROR (CONNECTION_CLOSED_BY_ADMIN) and is disconnected; its
+    unacknowledged messages go back to their queues. It may connect again."""
+    if not caller.principal.is_admin:
+        raise AccessDenied(ErrorCode.ACCESS_DENIED, "only an admin may close connections")
+    for connection in ctx.connections:
+        if connection.id == connection_id:
+            log.info("%s closed by admin %s", connection.id, caller.principal.name)
+            connection.close_session(ErrorCode.CONNECTION_CLOSED_BY_ADMIN, "")
+            return Response(status_code=status.HTTP_204_NO_CONTENT)
+    raise RequestError(ErrorCode.CONNECTION_NOT_FOUND, f"no open connection {connection_id!r}")
 
 
 @router.get("/healthz", summary="Liveness (no authentication)")

@@ -15,9 +15,11 @@ from buzon.server.http.schemas import (
     Policy,
     Purged,
     QueueInfo,
+    Rates,
 )
 from buzon.server.http.security import Ctx, CurrentCaller
 from buzon.server.http.timefmt import utc
+from buzon.server.rates import RateMeter
 from buzon.server.resources import DestinationView
 from buzon.store import DestinationKind, QueuePolicy
 
@@ -26,7 +28,8 @@ router = APIRouter()
 Name = Annotated[str, Path(max_length=200, description="the queue or channel name")]
 
 
-def _common(view: DestinationView) -> dict[str, Any]:
+def _common(view: DestinationView, rates: RateMeter) -> dict[str, Any]:
+    published, delivered = rates.destinations.rates(view.address)
     return {
         "id": view.id,
         "name": view.name,
@@ -36,12 +39,13 @@ def _common(view: DestinationView) -> dict[str, Any]:
         "created_at": utc(view.created_at),
         "published": view.published,
         "delivered": view.delivered,
+        "rates": Rates(published_per_s=round(published, 3), delivered_per_s=round(delivered, 3)),
     }
 
 
-def queue_info(view: DestinationView) -> QueueInfo:
+def queue_info(view: DestinationView, rates: RateMeter) -> QueueInfo:
     return QueueInfo(
-        **_common(view),
+        **_common(view, rates),
         depth=view.depth,
         in_flight=view.in_flight,
         consumers=view.consumers,
@@ -49,9 +53,9 @@ def queue_info(view: DestinationView) -> QueueInfo:
     )
 
 
-def channel_info(view: DestinationView) -> ChannelInfo:
+def channel_info(view: DestinationView, rates: RateMeter) -> ChannelInfo:
     return ChannelInfo(
-        **_common(view),
+        **_common(view, rates),
         subscribers=view.consumers,
         durable_subscriptions=[
             DurableSubscription(name=name, owner=owner, backlog=backlog)
@@ -62,7 +66,7 @@ def channel_info(view: DestinationView) -> ChannelInfo:
 
 @router.get("/queues", tags=["queues"], summary="List queues")
 async def list_queues(ctx: Ctx, caller: CurrentCaller) -> list[QueueInfo]:
-    return [queue_info(v) for v in await ctx.resources.list(DestinationKind.QUEUE)]
+    return [queue_info(v, ctx.rates) for v in await ctx.resources.list(DestinationKind.QUEUE)]
 
 
 @router.post("/queues", status_code=status.HTTP_201_CREATED, tags=["queues"], summary="Create")
@@ -73,7 +77,7 @@ async def create_queue(body: NewQueue, ctx: Ctx, caller: CurrentCaller) -> Queue
     view = await ctx.resources.create(
         caller.principal, DestinationKind.QUEUE, body.name, body.access_key, policy
     )
-    return queue_info(view)
+    return queue_info(view, ctx.rates)
 
 
 @router.post("/queues/{name}/purge", tags=["queues"], summary="Purge (owner or admin)")
@@ -84,7 +88,7 @@ async def purge_queue(name: Name, ctx: Ctx, caller: CurrentCaller) -> Purged:
 
 @router.get("/queues/{name}", tags=["queues"], summary="Inspect a queue")
 async def get_queue(name: Name, ctx: Ctx, caller: CurrentCaller) -> QueueInfo:
-    return queue_info(await ctx.resources.describe(DestinationKind.QUEUE, name))
+    return queue_info(await ctx.resources.describe(DestinationKind.QUEUE, name), ctx.rates)
 
 
 @router.delete(
@@ -101,7 +105,7 @@ async def delete_queue(name: Name, ctx: Ctx, caller: CurrentCaller) -> Response:
 
 @router.get("/channels", tags=["channels"], summary="List channels")
 async def list_channels(ctx: Ctx, caller: CurrentCaller) -> list[ChannelInfo]:
-    return [channel_info(v) for v in await ctx.resources.list(DestinationKind.CHANNEL)]
+    return [channel_info(v, ctx.rates) for v in await ctx.resources.list(DestinationKind.CHANNEL)]
 
 
 @router.post("/channels", status_code=status.HTTP_201_CREATED, tags=["channels"], summary="Create")
@@ -110,12 +114,12 @@ async def create_channel(body: NewDestination, ctx: Ctx, caller: CurrentCaller) 
     view = await ctx.resources.create(
         caller.principal, DestinationKind.CHANNEL, body.name, body.access_key
     )
-    return channel_info(view)
+    return channel_info(view, ctx.rates)
 
 
 @router.get("/channels/{name}", tags=["channels"], summary="Inspect a channel")
 async def get_channel(name: Name, ctx: Ctx, caller: CurrentCaller) -> ChannelInfo:
-    return channel_info(await ctx.resources.describe(DestinationKind.CHANNEL, name))
+    return channel_info(await ctx.resources.describe(DestinationKind.CHANNEL, name), ctx.rates)
 
 
 @router.delete(

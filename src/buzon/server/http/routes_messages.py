@@ -8,6 +8,9 @@ binary data) or any other content type as the raw body, whose type is kept in th
 Pulling leases messages: each comes with a receipt to ack or nack it; a lease that runs
 out returns the message to the queue, marked redelivered. ``wait_ms`` long-polls until a
 first message arrives.
+
+Peeking (``GET .../messages``) shows the oldest waiting messages and leaves them waiting;
+it needs the same right as consuming, since it reads the bodies.
 """
 
 from __future__ import annotations
@@ -18,17 +21,20 @@ import binascii
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Header, Path, Request, status
+from fastapi import APIRouter, Body, Header, Path, Query, Request, status
 from pydantic import ValidationError
 
 from buzon.auth import Action
-from buzon.broker import Lease, Queue
+from buzon.broker import Lease, Message, Queue
 from buzon.errors import BrokerError, ErrorCode, RequestError
 from buzon.server.context import ServerContext
 from buzon.server.durable import until_durable
 from buzon.server.http.schemas import (
+    MAX_BATCH,
     MAX_HEADERS,
     NewMessage,
+    Peeked,
+    PeekedMessage,
     Published,
     Pulled,
     PulledMessage,
@@ -155,6 +161,29 @@ async def publish_to_channel(
     return await _publish(ctx, request, caller, DestinationKind.CHANNEL, name, key)
 
 
+@router.get("/queues/{name}/messages", summary="Peek at the head of a queue")
+async def peek(
+    name: Name,
+    request: Request,
+    ctx: Ctx,
+    caller: CurrentCaller,
+    key: AccessKey = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_BATCH, description="most messages")] = 10,
+) -> Peeked:
+    """The oldest waiting messages, left in the queue (those in flight are not shown).
+    Allowed to whoever may consume from the queue."""
+    target = ctx.resources.target(DestinationKind.QUEUE, name)
+    grants = await grants_for(
+        ctx, caller, target.record, Action.CONSUME, key, request.app.state.grants
+    )
+    return Peeked(
+        messages=[
+            _peeked(message, redelivered)
+            for message, redelivered in ctx.broker.peek(caller.principal, name, limit, grants)
+        ]
+    )
+
+
 @router.post("/queues/{name}/pull", summary="Pull messages with a lease")
 async def pull(
     name: Name,
@@ -200,21 +229,40 @@ async def _wait_ready(queue: Queue, deadline: float) -> None:
 
 def _pulled(lease: Lease, expires_at: float) -> PulledMessage:
     message = lease.message
-    try:
-        text: str | None = message.body.decode()
-        binary = None
-    except UnicodeDecodeError:
-        text, binary = None, base64.b64encode(message.body).decode()
+    text, binary = _text_or_base64(message.body)
     return PulledMessage(
         message_id=message.id,
         receipt=lease.receipt,
         destination=message.destination,
-        headers=dict(reversed(message.headers)),  # the first of repeated headers wins
+        headers=_headers_of(message),
         body=text,
         body_base64=binary,
         redelivered=lease.redelivered,
         lease_expires_at=utc(expires_at),
     )
+
+
+def _peeked(message: Message, redelivered: bool) -> PeekedMessage:
+    text, binary = _text_or_base64(message.body)
+    return PeekedMessage(
+        message_id=message.id,
+        headers=_headers_of(message),
+        body=text,
+        body_base64=binary,
+        redelivered=redelivered,
+    )
+
+
+def _headers_of(message: Message) -> dict[str, str]:
+    return dict(reversed(message.headers))  # the first of repeated headers wins
+
+
+def _text_or_base64(body: bytes) -> tuple[str | None, str | None]:
+    """The body as text when it is UTF-8, else as base64."""
+    try:
+        return body.decode(), None
+    except UnicodeDecodeError:
+        return None, base64.b64encode(body).decode()
 
 
 @router.post("/queues/{name}/ack", summary="Acknowledge pulled messages")

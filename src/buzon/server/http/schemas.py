@@ -109,6 +109,11 @@ class NewQueue(NewDestination):
     policy: Policy = Field(default_factory=Policy)
 
 
+class Rates(BaseModel):
+    published_per_s: float
+    delivered_per_s: float
+
+
 class Destination(BaseModel):
     id: str
     name: str
@@ -118,6 +123,7 @@ class Destination(BaseModel):
     created_at: datetime
     published: int = Field(description="messages published since the broker started")
     delivered: int = Field(description="deliveries since the broker started")
+    rates: Rates = Field(description="over about the last five seconds")
 
 
 class QueueInfo(Destination):
@@ -181,17 +187,24 @@ class Pulled(BaseModel):
     messages: list[PulledMessage]
 
 
+class PeekedMessage(BaseModel):
+    message_id: str
+    headers: dict[str, str]
+    body: str | None = Field(description="the body as text, when it is valid UTF-8")
+    body_base64: str | None = Field(description="else the body as base64")
+    redelivered: bool = Field(description="delivered before and given back")
+
+
+class Peeked(BaseModel):
+    messages: list[PeekedMessage] = Field(description="the oldest waiting messages, in order")
+
+
 class Receipts(Request):
     receipts: list[str] = Field(min_length=1, max_length=MAX_BATCH)
 
 
 class Settled(BaseModel):
     settled: int
-
-
-class Rates(BaseModel):
-    published_per_s: float
-    delivered_per_s: float
 
 
 class Totals(BaseModel):
@@ -209,6 +222,22 @@ class Overview(BaseModel):
     channels: int
     messages: Totals
     rates: Rates
+    memory_bytes: int | None = Field(
+        description="the broker process's resident memory; null where the system does not say"
+    )
+    store_bytes: int | None = Field(
+        description="what the store takes on disk; null for the memory store"
+    )
+
+
+class RatePoint(BaseModel):
+    at: datetime
+    published_per_s: float
+    delivered_per_s: float
+
+
+class RateHistory(BaseModel):
+    points: list[RatePoint] = Field(description="one a second, oldest first, five minutes at most")
 
 
 class Connection(BaseModel):
@@ -216,6 +245,7 @@ class Connection(BaseModel):
     user: str | None
     peer: str
     protocol: str
+    transport: str = Field(description="tcp, or websocket for STOMP over WebSocket at /ws")
     connected_at: datetime
     subscriptions: int
     published: int

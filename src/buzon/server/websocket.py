@@ -1,0 +1,215 @@
+"""STOMP over WebSocket: the asyncio transport a :class:`StompSession` expects, on a WebSocket.
+
+Strategy: :class:`StompSession` is an ``asyncio.Protocol`` written for TCP. Rather than a
+second session, WebSocket gets a transport: each WebSocket message, text or binary, goes to
+``data_received`` as bytes, and what the session writes goes back as binary messages. So
+every STOMP rule and limit, the login, the heart-beats, the pauses and the close reasons
+are the TCP ones. The WebSocket protocol itself (the upgrade, masking, ping and pong, the
+closing handshake, the message size cap) is uvicorn's and the ``websockets`` library's:
+this module sees whole messages only.
+
+Flow control works as on TCP:
+
+- out: writes wait here until the sender task has handed them to the WebSocket, which waits
+  while the socket underneath is full. Past the high-water mark the session is told
+  ``pause_writing`` (and the engine stops delivering to it), at the low-water mark
+  ``resume_writing``.
+- in: while the session pauses reading, the next message is not asked for, and uvicorn
+  stops reading the socket once it holds a message nobody asked for.
+
+Messages out are binary because a text message must be valid UTF-8 and a STOMP body need
+not be (stomp.js reads both kinds). The session writes whole frames and a write is never
+split, so each message carries one or more whole frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from buzon.server.close_reasons import CloseReason
+from buzon.server.stomp_session import StompSession
+
+# Writes are joined into messages of at most this size (one larger write goes alone), so
+# a backlog is not copied into one huge message.
+MESSAGE_BYTES = 64 * 1024
+# asyncio's default high-water mark, until the session sets its own.
+DEFAULT_HIGH_WATER = 64 * 1024
+# Close codes (RFC 6455 section 7.4.1) by which the peer broke the WebSocket protocol: a
+# malformed frame, a text message that is not UTF-8, a message over the size cap.
+_PEER_FAULTS = frozenset({1002, 1007, 1009})
+_NORMAL_CLOSURE = 1000
+
+
+class WebSocketTransport(asyncio.Transport):
+    """One accepted WebSocket, as the transport of one :class:`StompSession`.
+
+    ``get_extra_info`` knows ``peername`` (host, port) and ``websocket`` (True).
+
+    Args:
+        websocket: the accepted WebSocket.
+        session: the STOMP session to drive.
+    """
+
+    __slots__ = (
+        "_buffered",
+        "_closing",
+        "_finished",
+        "_high_water",
+        "_low_water",
+        "_out",
+        "_readable",
+        "_session",
+        "_wakeup",
+        "_websocket",
+        "_writing_paused",
+    )
+
+    def __init__(self, websocket: WebSocket, session: StompSession) -> None:
+        client = websocket.client
+        peer = None if client is None else (client.host, client.port)
+        super().__init__({"peername": peer, "websocket": True})
+        self._websocket = websocket
+        self._session = session
+        self._out: deque[bytes] = deque()
+        self._buffered = 0
+        self._high_water = DEFAULT_HIGH_WATER
+        self._low_water = DEFAULT_HIGH_WATER // 4
+        self._writing_paused = False
+        self._closing = False  # close() or abort() ran, the peer closed, or all ended
+        self._readable = asyncio.Event()
+        self._readable.set()
+        self._wakeup = asyncio.Event()  # output or a close waits for the sender
+        self._finished = asyncio.Event()
+
+    async def run(self) -> None:
+        """Serve the connection until it ends; the session's ``connection_lost`` comes last."""
+        self._session.connection_made(self)
+        try:
+            async with asyncio.TaskGroup() as group:
+                receiver = group.create_task(self._receive_loop())
+                sender = group.create_task(self._send_loop())
+                await self._finished.wait()
+                receiver.cancel()
+                sender.cancel()
+        finally:
+            self._closing = True
+            self._session.connection_lost(None)
+
+    # -- the asyncio.Transport surface StompSession uses -----------------------------------
+
+    def write(self, data: bytes | bytearray | memoryview[Any]) -> None:
+        if self._closing or not data:
+            return
+        chunk = bytes(data)
+        self._out.append(chunk)
+        self._buffered += len(chunk)
+        self._wakeup.set()
+        if not self._writing_paused and self._buffered > self._high_water:
+            self._writing_paused = True
+            self._session.pause_writing()
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        if high is None:
+            high = DEFAULT_HIGH_WATER if low is None else 4 * low
+        if low is None:
+            low = high // 4
+        if not high >= low >= 0:
+            raise ValueError(f"high ({high!r}) must be >= low ({low!r}) must be >= 0")
+        self._high_water, self._low_water = high, low
+
+    def can_write_eof(self) -> bool:
+        """No half-close on a WebSocket: :meth:`close` sends what is buffered, then a close."""
+        return False
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def close(self) -> None:
+        """Send what is buffered, then a WebSocket close; input is read and dropped meanwhile."""
+        if not self._closing:
+            self._closing = True
+            self._readable.set()
+            self._wakeup.set()
+
+    def abort(self) -> None:
+        """End now: buffered output is dropped, uvicorn closes the socket."""
+        self._closing = True
+        self._out.clear()
+        self._finished.set()
+
+    def pause_reading(self) -> None:
+        if not self._closing:  # once closing, input is drained until the end
+            self._readable.clear()
+
+    def resume_reading(self) -> None:
+        self._readable.set()
+
+    # -- the two halves ----------------------------------------------------------------------
+
+    async def _receive_loop(self) -> None:
+        websocket = self._websocket
+        try:
+            while True:
+                await self._readable.wait()
+                message = await websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    self._peer_closed(message.get("code", _NORMAL_CLOSURE))
+                    return
+                if self._closing:
+                    continue  # the session parses nothing more; keep the peer's writes moving
+                data = message.get("bytes")
+                if data is None:
+                    data = message.get("text", "").encode()
+                self._session.data_received(data)
+        finally:
+            self._finished.set()
+
+    def _peer_closed(self, code: int) -> None:
+        if self._closing:
+            return  # our own close, or the end of it
+        self._closing = True
+        session = self._session
+        if code in _PEER_FAULTS and session.close_reason is None:
+            session.close_reason = CloseReason.PROTOCOL_ERROR
+        session.eof_received()
+
+    async def _send_loop(self) -> None:
+        send = self._websocket.send
+        try:
+            while True:
+                await self._wakeup.wait()
+                self._wakeup.clear()
+                while self._out:
+                    data = self._next_message()
+                    await send({"type": "websocket.send", "bytes": data})
+                    self._sent(len(data))
+                if self._closing:
+                    await send({"type": "websocket.close", "code": _NORMAL_CLOSURE, "reason": ""})
+                    return
+        except WebSocketDisconnect:
+            pass  # the peer is gone; nothing more can be sent
+        finally:
+            self._finished.set()
+
+    def _next_message(self) -> bytes:
+        out = self._out
+        data = out.popleft()
+        if not out or len(data) + len(out[0]) > MESSAGE_BYTES:
+            return data
+        parts = [data]
+        size = len(data)
+        while out and size + len(out[0]) <= MESSAGE_BYTES:
+            part = out.popleft()
+            parts.append(part)
+            size += len(part)
+        return b"".join(parts)
+
+    def _sent(self, size: int) -> None:
+        self._buffered -= size
+        if self._writing_paused and self._buffered <= self._low_water:
+            self._writing_paused = False
+            self._session.resume_writing()

@@ -1,0 +1,216 @@
+"""The web dashboard in headless Chromium, against a real broker.
+
+Each test serves a fresh broker on the test's event loop and drives the browser from a
+worker thread (Selenium blocks), the way a person would: log in through the form, create,
+publish, watch numbers change, peek, close a connection, manage users, on a laptop screen
+and a phone. Screenshots go to the artifacts directory for a person to look at.
+
+After each journey the browser's console must be clean: no script error and no
+Content-Security-Policy violation (Chromium logs those as errors).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+from selenium import webdriver
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import WebDriverWait
+
+from buzon.auth import SecretHasher
+from buzon.errors import ErrorCode
+from buzon.stomp import Error
+from tests.http.helpers import USER_PASSWORD
+from tests.server.harness import ADMIN, PASSWORD, Client, running_server
+
+WAIT_SECONDS = 5.0
+# Markup a publisher might send: shown as these characters, it can neither run nor format.
+HOSTILE_BODY = '<script>window.pwned = 1</script><b>bold?</b><img src=x onerror="window.pwned = 2">'
+HOSTILE_HEADER = "<i>italic?</i>"
+
+
+def wait_until(browser: webdriver.Chrome, condition: Callable[[webdriver.Chrome], Any]) -> Any:
+    return WebDriverWait(browser, WAIT_SECONDS).until(condition)
+
+
+def element(browser: webdriver.Chrome, css: str) -> WebElement:
+    """The visible element matching ``css``, once there is one."""
+    found: WebElement = wait_until(
+        browser, expected_conditions.visibility_of_element_located((By.CSS_SELECTOR, css))
+    )
+    return found
+
+
+def text_is(browser: webdriver.Chrome, css: str, expected: str) -> None:
+    wait_until(
+        browser, expected_conditions.text_to_be_present_in_element((By.CSS_SELECTOR, css), expected)
+    )
+    assert browser.find_element(By.CSS_SELECTOR, css).text == expected
+
+
+def log_in(
+    browser: webdriver.Chrome, base: str, user: str = ADMIN, password: str = PASSWORD
+) -> None:
+    browser.get(base + "/")
+    element(browser, "#login-user").send_keys(user)
+    browser.find_element(By.ID, "login-password").send_keys(password)
+    browser.find_element(By.CSS_SELECTOR, "#login-form button[type=submit]").click()
+    # the name shows in the nav, which is folded away on a phone: read it, seen or not
+    wait_until(browser, lambda b: b.find_element(By.ID, "who").get_attribute("textContent") == user)
+    assert password not in browser.current_url
+
+
+def go_to(browser: webdriver.Chrome, view: str) -> None:
+    if not browser.find_element(By.ID, "nav").is_displayed():  # phone width: open the menu
+        browser.find_element(By.ID, "menu-toggle").click()
+    element(browser, f'#nav a[data-view="{view}"]').click()
+    element(browser, f"#view-{view}")
+
+
+def console_errors(browser: webdriver.Chrome) -> list[str]:
+    """Script errors and policy violations logged since the last call."""
+    entries = browser.get_log("browser")  # type: ignore[no-untyped-call]  # untyped in selenium
+    return [entry["message"] for entry in entries if entry["level"] == "SEVERE"]
+
+
+def fits_the_width(browser: webdriver.Chrome) -> bool:
+    return bool(
+        browser.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
+    )
+
+
+def queue_journey(browser: webdriver.Chrome, base: str, artifacts: Path) -> None:
+    log_in(browser, base)
+    text_is(browser, '[data-stat="queues"] dd', "0")
+    go_to(browser, "queues")
+    element(browser, "#queue-name").send_keys("jobs")
+    browser.find_element(By.CSS_SELECTOR, "#queue-create button[type=submit]").click()
+    text_is(browser, '#queue-table tr[data-name="jobs"] td.depth', "0")
+    text_is(browser, "#queue-detail .detail-name", "jobs")
+
+    element(browser, "#queue-detail .publish-body").send_keys(HOSTILE_BODY)
+    browser.find_element(By.CSS_SELECTOR, "#queue-detail .publish-headers").send_keys(
+        f"x-note: {HOSTILE_HEADER}"
+    )
+    browser.find_element(By.CSS_SELECTOR, "#queue-detail .publish button").click()
+    text_is(browser, '#queue-table tr[data-name="jobs"] td.depth', "1")
+    text_is(browser, '#queue-detail [data-fact="depth"] dd', "1")
+
+    browser.find_element(By.CSS_SELECTOR, "#queue-detail .peek button").click()
+    body = element(browser, "#queue-detail .message .body")
+    assert body.text == HOSTILE_BODY
+    assert element(browser, "#queue-detail .message-headers dd").text == HOSTILE_HEADER
+    assert (
+        browser.find_elements(By.CSS_SELECTOR, "#queue-detail .message b, .message i, .message img")
+        == []
+    )
+    assert browser.execute_script("return window.pwned") is None
+    # peeking consumed nothing
+    text_is(browser, '#queue-table tr[data-name="jobs"] td.depth', "1")
+    browser.execute_script("arguments[0].scrollIntoView({block: 'nearest'})", body)
+    browser.save_screenshot(str(artifacts / "dashboard-queues.png"))
+
+    go_to(browser, "overview")
+    text_is(browser, '[data-stat="queues"] dd', "1")
+    element(browser, "#rate-chart")
+    browser.save_screenshot(str(artifacts / "dashboard-overview.png"))
+    assert fits_the_width(browser)
+    assert console_errors(browser) == []
+
+
+async def test_log_in_create_a_queue_publish_and_watch_its_depth(
+    browser: webdriver.Chrome, hasher: SecretHasher, artifacts: Path
+) -> None:
+    async with running_server(hasher) as server:
+        base = f"http://127.0.0.1:{server.http_port}"
+        await asyncio.to_thread(queue_journey, browser, base, artifacts)
+        [waiting] = server.broker.statistics().queues
+        assert (waiting.name, waiting.depth) == ("jobs", 1)
+
+
+def admin_journey(browser: webdriver.Chrome, base: str, artifacts: Path) -> None:
+    log_in(browser, base)
+    go_to(browser, "connections")
+    row = "#connection-table tbody tr[data-id]"
+    text_is(browser, f"{row} td:nth-child(2)", "alice")
+    browser.find_element(By.CSS_SELECTOR, f"{row} button.close").click()
+    wait_until(browser, expected_conditions.alert_is_present()).accept()
+    text_is(browser, "#connection-table td.empty", "No open connections.")
+
+    go_to(browser, "users")
+    text_is(browser, '#user-table tr[data-name="alice"] td:nth-child(3)', "active")
+    assert browser.find_element(By.CSS_SELECTOR, f'#user-table tr[data-name="{ADMIN}"]')
+    browser.find_element(By.CSS_SELECTOR, '#user-table tr[data-name="alice"] button.toggle').click()
+    wait_until(browser, expected_conditions.alert_is_present()).accept()
+    text_is(browser, '#user-table tr[data-name="alice"] td:nth-child(3)', "disabled")
+    browser.save_screenshot(str(artifacts / "dashboard-users.png"))
+    assert console_errors(browser) == []
+
+
+async def test_an_admin_closes_a_connection_and_disables_a_user(
+    browser: webdriver.Chrome, hasher: SecretHasher, artifacts: Path
+) -> None:
+    async with running_server(hasher) as server:
+        base = f"http://127.0.0.1:{server.http_port}"
+        async with httpx.AsyncClient(base_url=base + "/api/v1") as http:
+            registered = await http.post(
+                "/users", json={"username": "alice", "password": USER_PASSWORD}
+            )
+            assert registered.status_code == 201
+        alice = await Client.connected(server.stomp_port, login="alice", passcode=USER_PASSWORD)
+        await asyncio.to_thread(admin_journey, browser, base, artifacts)
+        error = await alice.expect(Error)
+        assert error.message == ErrorCode.CONNECTION_CLOSED_BY_ADMIN.message
+        late = await Client.open(server.stomp_port, login="alice", passcode=USER_PASSWORD)
+        assert (await late.expect(Error)).message in (
+            ErrorCode.ACCOUNT_DISABLED.message,
+            ErrorCode.AUTH_FAILED.message,
+        )
+
+
+def phone_journey(browser: webdriver.Chrome, base: str, artifacts: Path) -> str:
+    browser.set_window_size(390, 844)
+    log_in(browser, base)
+    text_is(browser, '[data-stat="queues"] dd', "1")
+    assert not browser.find_element(By.ID, "nav").is_displayed()  # folded into the menu
+    assert fits_the_width(browser)
+    go_to(browser, "queues")
+    browser.find_element(
+        By.CSS_SELECTOR, '#queue-table tr[data-name="a-queue-with-a-long-name-for-a-phone"] button'
+    ).click()
+    element(browser, "#queue-detail .publish-body")
+    assert fits_the_width(browser)  # the table scrolls inside its card, the page does not
+    browser.save_screenshot(str(artifacts / "dashboard-phone.png"))
+
+    token: str = browser.execute_script("return sessionStorage.getItem('buzon.token')")
+    go_to(browser, "overview")
+    if not browser.find_element(By.ID, "logout").is_displayed():
+        browser.find_element(By.ID, "menu-toggle").click()
+    browser.find_element(By.ID, "logout").click()
+    element(browser, "#login-form")
+    assert browser.execute_script("return sessionStorage.getItem('buzon.token')") is None
+    assert console_errors(browser) == []
+    return token
+
+
+async def test_on_a_phone_and_logging_out_revokes_the_token(
+    browser: webdriver.Chrome, hasher: SecretHasher, artifacts: Path
+) -> None:
+    async with running_server(hasher) as server:
+        base = f"http://127.0.0.1:{server.http_port}"
+        async with httpx.AsyncClient(base_url=base + "/api/v1") as http:
+            login = await http.post("/sessions", json={"username": ADMIN, "password": PASSWORD})
+            auth = {"Authorization": f"Bearer {login.json()['token']}"}
+            created = await http.post(
+                "/queues", json={"name": "a-queue-with-a-long-name-for-a-phone"}, headers=auth
+            )
+            assert created.status_code == 201
+            token = await asyncio.to_thread(phone_journey, browser, base, artifacts)
+            after = await http.get("/users/me", headers={"Authorization": f"Bearer {token}"})
+            assert after.status_code == 401
