@@ -235,12 +235,24 @@ def test_errors_are_one_line(alice: Messenger, args: tuple[str, ...], expected: 
     assert expected in alice.fails(*args)
 
 
+def test_a_logged_in_user_needs_no_password(alice: Messenger, bob: Messenger) -> None:
+    """After ``buzon user login`` the messaging commands log in over STOMP with its token."""
+    published = alice.ok("publish", "--queue", "tok", "with the token", password=False)
+    assert published.startswith("published 1 message to /queue/tok")
+    assert alice.ok("consume", "tok", "--max", "1", password=False) == "with the token\n"
+    # the token is Alice's: as someone else, a password is still needed
+    as_bob = alice.fails("publish", "--queue", "tok", "x", "--username", BOB, password=False)
+    assert "--password-stdin" in as_bob
+
+
 def test_login_problems_are_one_line(alice: Messenger, tmp_path: Path) -> None:
-    no_password = alice.fails("publish", "--queue", "err", "x", password=False)
-    assert "--password-stdin" in no_password
     wrong = alice.fails("consume", "err", "--password-stdin", stdin="wrong\n", password=False)
     assert wrong.startswith("buzon: authentication failed")
     stranger = Messenger(Cli(alice.cli.url, tmp_path / "nobody"), alice.stomp_url)
+    no_password = stranger.fails(
+        "publish", "--queue", "err", "x", "--username", ALICE, password=False
+    )
+    assert "--password-stdin" in no_password
     assert "give --username, or run: buzon user login" in stranger.fails("consume", "err")
     published = stranger.ok("publish", "--queue", "err", "as alice", "--username", ALICE)
     assert published.startswith("published 1 message to /queue/err")

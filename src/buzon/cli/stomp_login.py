@@ -1,8 +1,8 @@
 """How every messaging command logs in over STOMP.
 
-The broker checks a user name and a password on every STOMP connection (the bearer token
-that ``buzon user login`` keeps is for the HTTP API only), so the messaging commands
-(``publish``, ``consume``, ``subscribe``, ``shell``) find:
+The broker checks a user name and a password (or that user's bearer token) on every STOMP
+connection, so the messaging commands (``publish``, ``consume``, ``subscribe``, ``shell``)
+find:
 
 - where: ``--stomp-url``, else ``$BUZON_STOMP_URL``, else port 61613 on the host of the
   HTTP URL (``--url``, ``$BUZON_URL``), or ``stomp+ssl`` on port 61614 when that URL is
@@ -10,8 +10,9 @@ that ``buzon user login`` keeps is for the HTTP API only), so the messaging comm
 - who: ``--username``, else the user named in the STOMP URL, else the user logged in with
   ``buzon user login`` to that HTTP URL;
 - the password: the first line of stdin with ``--password-stdin``, else
-  ``$BUZON_PASSWORD``, else asked at the terminal. Never an argument and never in the URL,
-  where other local users would read it in the process list.
+  ``$BUZON_PASSWORD``, else the still-valid token of ``buzon user login`` when it is the
+  same user on the same host, else asked at the terminal. Never an argument and never in
+  the URL, where other local users would read it in the process list.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -143,11 +145,28 @@ def _stomp_password(from_stdin: bool) -> str:
     return read_secret("password", stdin_flag="--password-stdin", from_stdin=from_stdin)
 
 
+def _saved_token(args: argparse.Namespace, stomp_url: str, username: str) -> str | None:
+    """The token ``buzon user login`` kept for ``username``, if still valid and the STOMP
+    address is on the host that issued it (a token never goes to another server)."""
+    http_url = url_of(args)
+    if urlsplit(http_url).hostname != parse_stomp_url(stomp_url).host:
+        return None
+    login = Credentials().get(http_url)
+    if login is None or login.username != username or login.expires_at <= datetime.now(UTC):
+        return None
+    return login.token
+
+
 def stomp_login(args: argparse.Namespace) -> StompLogin:
-    """Resolve the STOMP URL, user and password of a messaging command."""
+    """Resolve the STOMP URL, user and password (or saved token) of a messaging command."""
     url, named = stomp_address(args)
     username = _stomp_user(args, named)
-    return StompLogin(url, username, _stomp_password(args.password_stdin), ca_file_of(args, url))
+    secret = None
+    if not args.password_stdin and not os.environ.get("BUZON_PASSWORD"):
+        secret = _saved_token(args, url, username)
+    if secret is None:
+        secret = _stomp_password(args.password_stdin)
+    return StompLogin(url, username, secret, ca_file_of(args, url))
 
 
 def access_key(args: argparse.Namespace) -> str | None:
