@@ -323,7 +323,8 @@
 
   function niceCeiling(value) {
     const power = 10 ** Math.floor(Math.log10(value));
-    for (const step of [1, 2, 2.5, 5, 10]) if (step * power >= value) return step * power;
+    // tops whose quarters (the grid lines) are round numbers too
+    for (const step of [1, 2, 4, 6, 8, 10]) if (step * power >= value) return step * power;
     return 10 * power;
   }
 
@@ -381,8 +382,9 @@
       g.fillText(label, Math.min(x(-minutes * 60), width - 16), height - pad.bottom + 6);
     }
 
-    const plot = (data, name) => {
+    const plot = (data, name, dash) => {
       g.strokeStyle = color(name);
+      g.setLineDash(dash);
       g.lineWidth = 2;
       g.lineJoin = "round";
       g.beginPath();
@@ -395,8 +397,9 @@
       }
       g.stroke();
     };
-    plot(delivered, "--series-out");
-    plot(published, "--series-in");
+    // delivered dashed on top: when every message goes straight out, the lines coincide
+    plot(published, "--series-in", []);
+    plot(delivered, "--series-out", [6, 4]);
   }
 
   // -- queues and channels --------------------------------------------------------------
