@@ -13,6 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 import trustme
+from websockets.asyncio.client import connect
+from websockets.typing import Subprotocol
 
 from buzon.auth import SecretHasher
 from buzon.server.app import BuzonServer
@@ -67,6 +69,19 @@ async def test_stomp_over_tls_speaks_the_same_stomp(server: BuzonServer, tls: Tl
     plain = await Client.connected(server.stomp_port)
     await plain.send(Send("/queue/secure", (), b"in clear", "r2"))
     assert isinstance(await plain.next_event(), Receipt)
+    # the connections listing tells them apart
+    assert sorted(c.transport_name for c in server.connections) == ["tcp", "tls"]
+
+
+async def test_stomp_over_websocket_on_https(server: BuzonServer, tls: TlsFiles) -> None:
+    url = f"wss://127.0.0.1:{server.https_port}/ws"
+    async with connect(url, ssl=trusting(tls), subprotocols=[Subprotocol("v12.stomp")]) as ws:
+        await ws.send(
+            f"CONNECT\naccept-version:1.2\nhost:/\nlogin:{ADMIN}\npasscode:{PASSWORD}\n\n\x00"
+        )
+        answer = await asyncio.wait_for(ws.recv(decode=False), 5)
+        assert answer.startswith(b"CONNECTED\n")
+        assert [c.transport_name for c in server.connections] == ["websocket+tls"]
 
 
 async def test_https_serves_the_api_and_plain_http_still_works(

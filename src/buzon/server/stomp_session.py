@@ -123,10 +123,13 @@ class StompSession(asyncio.Protocol):
 
     @property
     def transport_name(self) -> str:
-        """``websocket`` for STOMP over WebSocket (``/ws``), else ``tcp``."""
+        """``tcp``, ``tls``, ``websocket`` (``/ws``) or ``websocket+tls`` (``/ws`` on HTTPS)."""
         transport = self._transport
-        websocket = transport is not None and transport.get_extra_info("websocket", False)
-        return "websocket" if websocket else "tcp"
+        if transport is None:
+            return "tcp"
+        if transport.get_extra_info("websocket", False):
+            return "websocket+tls" if transport.get_extra_info("tls", False) else "websocket"
+        return "tcp" if transport.get_extra_info("ssl_object") is None else "tls"
 
     # -- transport callbacks -------------------------------------------------------------
 

@@ -71,7 +71,8 @@ class WebSocketTransport(asyncio.Transport):
     def __init__(self, websocket: WebSocket, session: StompSession) -> None:
         client = websocket.client
         peer = None if client is None else (client.host, client.port)
-        super().__init__({"peername": peer, "websocket": True})
+        tls = websocket.url.scheme == "wss"
+        super().__init__({"peername": peer, "websocket": True, "tls": tls})
         self._websocket = websocket
         self._session = session
         self._out: deque[bytes] = deque()

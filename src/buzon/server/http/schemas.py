@@ -245,7 +245,9 @@ class Connection(BaseModel):
     user: str | None
     peer: str
     protocol: str
-    transport: str = Field(description="tcp, or websocket for STOMP over WebSocket at /ws")
+    transport: str = Field(
+        description="tcp, tls (STOMP over TLS), websocket (/ws) or websocket+tls (/ws on HTTPS)"
+    )
     connected_at: datetime
     subscriptions: int
     published: int
