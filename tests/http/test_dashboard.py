@@ -11,6 +11,7 @@ import base64
 import hashlib
 import re
 from collections.abc import AsyncIterator
+from importlib.resources import files
 
 import httpx
 import pytest
@@ -22,7 +23,7 @@ from tests.http.helpers import Auth, error_of
 
 ASSETS = {
     "/": "text/html; charset=utf-8",
-    "/dashboard/app.js": "text/javascript; charset=utf-8",
+    "/dashboard/main.js": "text/javascript; charset=utf-8",
     "/dashboard/style.css": "text/css; charset=utf-8",
     "/dashboard/icon.svg": "image/svg+xml",
 }
@@ -33,6 +34,25 @@ async def site(server: BuzonServer) -> AsyncIterator[httpx.AsyncClient]:
     """A client on the broker's HTTP root (the dashboard), not on ``/api/v1``."""
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.http_port}") as client:
         yield client
+
+
+# `import "./x.js"`, `import {a} from "./x.js"`, `export {a} from "./x.js"`
+IMPORT = re.compile(r'^(?:import\s*|(?:import|export)\s[^;"]*?\sfrom\s*)"([^"]+)"', re.MULTILINE)
+
+
+async def script_modules(site: httpx.AsyncClient) -> list[str]:
+    """Every module the page's script loads: main.js and, transitively, what it imports."""
+    found = ["/dashboard/main.js"]
+    for path in found:
+        source = (await site.get(path)).text
+        assert "import(" not in source  # no dynamic import this crawl would miss
+        for specifier in IMPORT.findall(source):
+            # a sibling file, never another origin or folder
+            assert re.fullmatch(r"\./[a-z][a-z-]*\.js", specifier), (path, specifier)
+            module = "/dashboard/" + specifier[2:]
+            if module not in found:
+                found.append(module)
+    return found
 
 
 def assert_protected(response: httpx.Response) -> None:
@@ -49,7 +69,14 @@ def assert_protected(response: httpx.Response) -> None:
 async def test_the_dashboard_is_served_with_its_types_and_revalidated(
     site: httpx.AsyncClient,
 ) -> None:
-    for path, content_type in ASSETS.items():
+    modules = await script_modules(site)
+    shipped = {f.name for f in (files("buzon.server.http") / "dashboard").iterdir()}
+    # every module shipped is one the page loads: none left over, none missing
+    assert {m.removeprefix("/dashboard/") for m in modules} == {
+        name for name in shipped if name.endswith(".js")
+    }
+    scripts = dict.fromkeys(modules, "text/javascript; charset=utf-8")
+    for path, content_type in {**ASSETS, **scripts}.items():
         response = await site.get(path)
         assert response.status_code == 200, path
         assert response.headers["content-type"] == content_type
@@ -71,11 +98,11 @@ async def test_the_page_loads_nothing_from_elsewhere_and_runs_nothing_inline(
     assert links
     assert all(link.startswith(("/", "#")) for link in links), links
     scripts = re.findall(r"<script[^>]*>", page)
-    assert scripts == ['<script src="/dashboard/app.js" defer>']
+    assert scripts == ['<script type="module" src="/dashboard/main.js">']
     assert "<style" not in page
     assert " style=" not in page
     assert not re.search(r"\son[a-z]+=", page)  # no inline event handlers
-    for path in ("/dashboard/app.js", "/dashboard/style.css"):
+    for path in [*await script_modules(site), "/dashboard/style.css"]:
         text = (await site.get(path)).text
         assert "http://" not in text
         assert "https://" not in text

@@ -1,6 +1,8 @@
-"""The web dashboard at ``/``: one page, one script, one stylesheet and an icon.
+"""The web dashboard at ``/``: one page, its script (small ES modules), a stylesheet, an icon.
 
-The files ship in the package (``dashboard/``) and are read once, at import. The page is
+The files ship in the package (``dashboard/``) and every one of them is read once, at import,
+its content type chosen by its suffix; ``main.js`` is the entry module, which imports the
+others by relative path, so a new module needs no change here. The page is
 static: everything it shows comes from the JSON API under ``/api/v1``, called with the
 bearer token the person logged in with. The token lives in the tab's ``sessionStorage``
 and travels in the ``Authorization`` header, never in a cookie or a URL; a request
@@ -16,15 +18,17 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from importlib.resources import files
+from pathlib import PurePosixPath
 
 from fastapi import APIRouter, Request, Response
 from starlette.exceptions import HTTPException
 
+# Content type by suffix; a file with any other suffix in the folder is not served.
 _TYPES = {
-    "index.html": "text/html; charset=utf-8",
-    "app.js": "text/javascript; charset=utf-8",
-    "style.css": "text/css; charset=utf-8",
-    "icon.svg": "image/svg+xml",
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
 }
 
 
@@ -38,10 +42,13 @@ class _Asset:
 def _load() -> dict[str, _Asset]:
     folder = files("buzon.server.http") / "dashboard"
     assets = {}
-    for name, media_type in _TYPES.items():
-        body = (folder / name).read_bytes()
+    for entry in folder.iterdir():
+        media_type = _TYPES.get(PurePosixPath(entry.name).suffix)
+        if media_type is None or not entry.is_file():
+            continue
+        body = entry.read_bytes()
         etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
-        assets[name] = _Asset(body, media_type, etag)
+        assets[entry.name] = _Asset(body, media_type, etag)
     return assets
 
 

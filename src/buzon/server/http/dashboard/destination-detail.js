@@ -1,0 +1,129 @@
+// The detail panel of a queue or channel: facts, publish, peek, purge and delete.
+import { api, path } from "./api.js";
+import { $, h } from "./dom.js";
+import { count } from "./format.js";
+import { KINDS, singular } from "./kinds.js";
+import { parseHeaders, renderMessage } from "./message.js";
+import { act, notify } from "./notice.js";
+import { currentUser } from "./session.js";
+
+function mayManage(d) {
+  const me = currentUser();
+  return me.role === "admin" || d.owner === me.username;
+}
+
+// Refreshes the facts of an open panel in place (the forms keep what was typed).
+export function fillFacts(kind, destination) {
+  const facts = $(singular(kind) + "-detail").querySelector(".facts");
+  if (!facts) return;
+  facts.replaceChildren(...KINDS[kind].facts(destination).map(([label, value, key]) =>
+    h("div", { "data-fact": key }, h("dt", null, label), h("dd", null, value))));
+}
+
+// reload(): loads the view's table again; close(): closes this panel.
+export function renderDetail(kind, d, { reload, close }) {
+  const noun = singular(kind);
+  const panel = $(noun + "-detail");
+  const keyInput = d.protected && !mayManage(d)
+    ? h("input", {
+        type: "password",
+        class: "access-key",
+        placeholder: "access key",
+        autocomplete: "off",
+        maxlength: 1024,
+      })
+    : null;
+  const key = () => (keyInput ? keyInput.value : "");
+
+  const bodyInput = h("textarea", { rows: 3, class: "publish-body", "aria-label": "Message body" });
+  const headersInput = h("textarea", {
+    rows: 1, class: "publish-headers", "aria-label": "Headers",
+    placeholder: "headers, one per line: name: value",
+  });
+  const publishForm = h("form", { class: "publish" },
+    h("fieldset", null, h("legend", null, "Publish a test message"),
+      bodyInput, headersInput,
+      h("div", { class: "row" }, h("button", { type: "submit", class: "primary" }, "Publish"))));
+  publishForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    act(publishForm.querySelector("button"), async () => {
+      const headers = parseHeaders(headersInput.value);
+      const sent = await api("POST", path(kind, d.name, "messages"), {
+        body: { body: bodyInput.value, headers },
+        key: key(),
+      });
+      notify(`Published ${sent.message_id} to ${d.name}.`);
+      await reload();
+    });
+  });
+
+  const parts = [
+    h("div", { class: "detail-head" },
+      h("h3", null, `${noun[0].toUpperCase()}${noun.slice(1)} `, h("span", { class: "detail-name" }, d.name)),
+      h("button", { type: "button", class: "link", onclick: close }, "Close")),
+    h("p", { class: "muted" }, d.address, d.protected ? " · protected by an access key" : ""),
+    h("dl", { class: "facts" }),
+    keyInput && h("label", null, "Access key for publishing and reading ", keyInput),
+    publishForm,
+  ];
+
+  if (kind === "queues") {
+    parts.push(peekForm(d.name, key));
+  } else if (d.durable_subscriptions.length) {
+    parts.push(h("div", null, h("h4", null, "Durable subscriptions"),
+      h("ul", null, d.durable_subscriptions.map((s) =>
+        h("li", null, `${s.name} (${s.owner || "deleted user"}): ${count(s.backlog)} waiting`)))));
+  }
+
+  if (mayManage(d)) {
+    const actions = h("div", { class: "row" });
+    if (kind === "queues") {
+      const purge = h("button", { type: "button", class: "purge" }, "Purge");
+      purge.addEventListener("click", () => act(purge, async () => {
+        if (!confirm(`Purge queue ${d.name}? Its waiting messages are dropped.`)) return;
+        const result = await api("POST", path("queues", d.name, "purge"));
+        notify(`Purged ${count(result.purged)} messages from ${d.name}.`);
+        await reload();
+      }));
+      actions.append(purge);
+    }
+    const remove = h("button", { type: "button", class: "danger delete" }, `Delete ${noun}`);
+    remove.addEventListener("click", () => act(remove, async () => {
+      if (!confirm(`Delete ${noun} ${d.name}? Its messages are dropped and its consumers disconnected.`)) return;
+      await api("DELETE", path(kind, d.name));
+      close();
+      notify(`Deleted ${noun} ${d.name}.`);
+      await reload();
+    }));
+    actions.append(remove);
+    parts.push(actions);
+  }
+
+  panel.replaceChildren(...parts.filter(Boolean));
+  panel.hidden = false;
+  panel.parentElement.classList.add("open");
+  fillFacts(kind, d);
+}
+
+// Shows the head of a queue without consuming it.
+function peekForm(name, key) {
+  const limit = h("input", {
+    type: "number", min: 1, max: 100, value: 10, class: "peek-limit", "aria-label": "How many",
+  });
+  const results = h("ul", { class: "messages", "aria-live": "polite" });
+  const button = h("button", { type: "submit" }, "Peek");
+  const form = h("form", { class: "peek" },
+    h("fieldset", null, h("legend", null, "Peek at the head (nothing is consumed)"),
+      h("div", { class: "row" }, limit, button), results));
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    act(button, async () => {
+      const query = `?limit=${Number(limit.value) || 10}`;
+      const shown = await api("GET", path("queues", name, "messages") + query, { key: key() });
+      results.replaceChildren(...(shown.messages.length
+        ? shown.messages.map(renderMessage)
+        : [h("li", { class: "muted" }, "No message is waiting.")]));
+    });
+  });
+  return form;
+}

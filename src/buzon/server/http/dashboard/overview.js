@@ -1,0 +1,36 @@
+// The Overview view: the broker's numbers as cards, and the rate chart.
+import { api } from "./api.js";
+import { drawChart } from "./chart.js";
+import { $, h } from "./dom.js";
+import { bytes, count, duration, perSecond } from "./format.js";
+
+let history = [];
+
+export async function loadOverview() {
+  const [overview, recent] = await Promise.all([
+    api("GET", "/overview"),
+    api("GET", "/overview/history"),
+  ]);
+  const stats = [
+    ["connections", "Connections", count(overview.connections)],
+    ["queues", "Queues", count(overview.queues)],
+    ["channels", "Channels", count(overview.channels)],
+    ["users", "Users", count(overview.users)],
+    ["in", "Published / s", perSecond(overview.rates.published_per_s)],
+    ["out", "Delivered / s", perSecond(overview.rates.delivered_per_s)],
+    ["queued", "Queued", bytes(overview.messages.queued_bytes)],
+    ["memory", "Memory", bytes(overview.memory_bytes)],
+    ["store", "Store on disk", overview.store_bytes === null ? "in memory" : bytes(overview.store_bytes)],
+    ["uptime", "Up for", duration(overview.uptime_s)],
+    ["version", "Version", overview.version],
+  ];
+  $("overview-cards").replaceChildren(...stats.map(([key, label, value]) =>
+    h("dl", { class: "card stat", "data-stat": key }, h("dt", null, label), h("dd", null, value))));
+  history = recent.points;
+  redrawChart();
+}
+
+// Draws the last history loaded again, at the canvas's current size.
+export function redrawChart() {
+  drawChart($("rate-chart"), history);
+}
