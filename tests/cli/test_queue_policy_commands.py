@@ -1,7 +1,9 @@
-"""``buzon queue create`` with a policy, ``buzon queue purge``, and what ``info`` shows."""
+"""``buzon queue create`` with a policy, ``buzon queue purge`` and ``peek``, and what
+``info`` shows."""
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Callable
 
@@ -73,3 +75,48 @@ def test_purge_drops_waiting_messages_for_the_owner_only(
         "purged 4 waiting messages from queue purgeable"
     )
     assert admin_client.get_queue("purgeable").depth == 0
+
+
+def test_peek_shows_waiting_messages_and_leaves_them_waiting(
+    as_user: Callable[[str], Cli], admin_client: ManagementClient
+) -> None:
+    owner = as_user(OWNER)
+    owner.ok("queue", "create", "peekable")
+    first = admin_client.publish("/queue/peekable", "resize photo 42", headers={"size": "large"})
+    admin_client.publish("/queue/peekable", b"\x00\xff")
+    table = owner.ok("queue", "peek", "peekable")
+    assert first in table
+    assert "size=large" in table
+    assert "resize photo 42" in table
+    assert "(binary body, 2 bytes: use --json to see it)" in table
+    assert json.loads(owner.ok("queue", "peek", "peekable", "--limit", "1", "--json")) == [
+        {
+            "message_id": first,
+            "headers": {"size": "large"},
+            "body": "resize photo 42",
+            "redelivered": False,
+        }
+    ]
+    binary = json.loads(owner.ok("queue", "peek", "peekable", "--json"))[1]
+    assert base64.b64decode(binary["body_base64"]) == b"\x00\xff"
+    assert admin_client.get_queue("peekable").depth == 2
+    admin_client.purge_queue("peekable")
+    assert owner.ok("queue", "peek", "peekable").strip() == "no messages waiting in queue peekable"
+
+
+def test_peek_at_another_users_protected_queue_needs_its_key(
+    as_user: Callable[[str], Cli], admin_client: ManagementClient
+) -> None:
+    owner, other = as_user(OWNER), as_user(OTHER)
+    owner.ok("queue", "create", "sealed", "--access-key-stdin", stdin="sealed-key-1\n")
+    admin_client.publish("/queue/sealed", "the plan")
+    assert other.fails("queue", "peek", "sealed") == (
+        "buzon: access key required: /queue/sealed is protected by an access key"
+    )
+    assert other.fails("queue", "peek", "sealed", "--access-key", "not-the-key").startswith(
+        "buzon: wrong access key"
+    )
+    shown = other.ok("queue", "peek", "sealed", "--access-key-stdin", stdin="sealed-key-1\n")
+    assert "the plan" in shown
+    assert "the plan" in owner.ok("queue", "peek", "sealed")  # the owner needs no key
+    assert admin_client.get_queue("sealed").depth == 1

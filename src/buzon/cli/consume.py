@@ -137,19 +137,23 @@ def _print_text(message: BlockingMessage) -> None:
     print(body_text(message.body), flush=True)
 
 
+def body_json(body: bytes) -> dict[str, str]:
+    """A body for JSON output: ``body`` when it is UTF-8 text, else ``body_base64``."""
+    try:
+        return {"body": body.decode()}
+    except UnicodeDecodeError:
+        return {"body_base64": base64.b64encode(body).decode()}
+
+
 def _json_of(message: BlockingMessage) -> dict[str, object]:
-    """``message`` as JSON types: ``body`` when it is UTF-8 text, else ``body_base64``."""
-    record: dict[str, object] = {
+    """``message`` as JSON types (see :func:`body_json` for its body)."""
+    return {
         "message_id": message.message_id,
         "destination": message.destination,
         "headers": dict(message.headers),
+        **body_json(message.body),
+        "redelivered": message.redelivered,
     }
-    try:
-        record["body"] = message.body.decode()
-    except UnicodeDecodeError:
-        record["body_base64"] = base64.b64encode(message.body).decode()
-    record["redelivered"] = message.redelivered
-    return record
 
 
 def _print_json(message: BlockingMessage) -> None:

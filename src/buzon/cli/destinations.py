@@ -1,9 +1,10 @@
-"""``buzon queue`` and ``buzon channel``: create, list, inspect and delete (and purge).
+"""``buzon queue`` and ``buzon channel``: create, list, inspect and delete (and purge, peek).
 
 Queues and channels are the same kind of owned resource to the API, so one set of
 commands serves both, parameterised by :class:`DestinationKind`; only the counters each
 kind shows differ (a queue's depth and consumers, a channel's subscribers), and queues
-have a policy (set with ``create``'s options) and can be purged.
+have a policy (set with ``create``'s options), can be purged, and keep messages that
+``peek`` shows without consuming them.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import argparse
 from operator import attrgetter
 from typing import Any
 
+from buzon.cli.consume import body_json, body_text
 from buzon.cli.output import Column, print_fields, print_json, print_table
 from buzon.cli.session import add_action, logged_in, positive_int, read_secret
 from buzon.client import (
@@ -19,6 +21,7 @@ from buzon.client import (
     Destination,
     DestinationKind,
     Overflow,
+    PeekedMessage,
     QueueInfo,
     QueuePolicy,
 )
@@ -28,6 +31,16 @@ _COUNTERS = {
     DestinationKind.CHANNEL: ("subscribers",),
 }
 """The fields each kind adds to what every destination has."""
+
+DEFAULT_PEEK = 10
+"""Messages ``queue peek`` shows unless told otherwise (the API's own default)."""
+
+_PEEK_COLUMNS: list[Column[PeekedMessage]] = [
+    ("Message id", attrgetter("message_id")),
+    ("Redelivered", attrgetter("redelivered")),
+    ("Headers", lambda m: ", ".join(f"{k}={v}" for k, v in m.headers.items()) or None),
+    ("Body", lambda m: body_text(m.body)),
+]
 
 
 def register(commands: Any, kind: DestinationKind) -> None:
@@ -41,18 +54,7 @@ def register(commands: Any, kind: DestinationKind) -> None:
     actions = group.add_subparsers(dest="action", metavar="ACTION", required=True)
     create = add_action(actions, "create", _create, f"create a {kind}", prints_data=True)
     create.add_argument("name", metavar="NAME")
-    keys = create.add_mutually_exclusive_group()
-    keys.add_argument(
-        "--access-key",
-        metavar="KEY",
-        help="others must present KEY to publish or consume (visible in the process list:"
-        " prefer --access-key-stdin)",
-    )
-    keys.add_argument(
-        "--access-key-stdin",
-        action="store_true",
-        help="read the access key from the first line of stdin",
-    )
+    _access_key_options(create, "others must present KEY to publish or consume")
     listing = add_action(actions, "list", _list, f"list {plural}", prints_data=True)
     info = add_action(actions, "info", _info, f"show one {kind}", prints_data=True)
     summary = f"delete a {kind} and its messages (owner or admin)"
@@ -62,10 +64,46 @@ def register(commands: Any, kind: DestinationKind) -> None:
         _policy_options(create)
         summary = "drop a queue's waiting messages (owner or admin)"
         named.append(add_action(actions, "purge", _purge, summary, prints_data=False))
+        named.append(_peek_action(actions))
     for parser in named:
         parser.add_argument("name", metavar="NAME")
     for parser in (create, listing, *named):
         parser.set_defaults(kind=kind)
+
+
+def _access_key_options(parser: argparse.ArgumentParser, key_help: str) -> None:
+    keys = parser.add_mutually_exclusive_group()
+    keys.add_argument(
+        "--access-key",
+        metavar="KEY",
+        help=f"{key_help} (visible in the process list: prefer --access-key-stdin)",
+    )
+    keys.add_argument(
+        "--access-key-stdin",
+        action="store_true",
+        help="read the access key from the first line of stdin",
+    )
+
+
+def _access_key(args: argparse.Namespace) -> str | None:
+    if args.access_key_stdin:
+        return read_secret("access key", stdin_flag="--access-key-stdin", from_stdin=True)
+    key: str | None = args.access_key
+    return key
+
+
+def _peek_action(actions: Any) -> argparse.ArgumentParser:
+    summary = "show a queue's waiting messages, oldest first, without consuming them"
+    peek = add_action(actions, "peek", _peek, summary, prints_data=True)
+    peek.add_argument(
+        "--limit",
+        type=positive_int,
+        default=DEFAULT_PEEK,
+        metavar="N",
+        help=f"show at most N messages (default {DEFAULT_PEEK}, at most 100)",
+    )
+    _access_key_options(peek, "the key of another user's protected queue")
+    return peek
 
 
 def _policy_options(parser: argparse.ArgumentParser) -> None:
@@ -172,9 +210,7 @@ def _extra_fields(info: Destination) -> list[tuple[str, object]]:
 
 def _create(args: argparse.Namespace) -> int:
     kind: DestinationKind = args.kind
-    key: str | None = args.access_key
-    if args.access_key_stdin:
-        key = read_secret("access key", stdin_flag="--access-key-stdin", from_stdin=True)
+    key = _access_key(args)
     with logged_in(args) as client:
         info: Destination
         if kind is DestinationKind.QUEUE:
@@ -222,3 +258,24 @@ def _purge(args: argparse.Namespace) -> int:
         purged = client.purge_queue(args.name)
     print(f"purged {purged} waiting messages from queue {args.name}")
     return 0
+
+
+def _peek(args: argparse.Namespace) -> int:
+    key = _access_key(args)
+    with logged_in(args) as client:
+        waiting = client.peek(args.name, limit=args.limit, access_key=key)
+    if args.json:
+        print_json([_peeked_json(message) for message in waiting])
+    else:
+        print_table(waiting, _PEEK_COLUMNS, empty=f"no messages waiting in queue {args.name}")
+    return 0
+
+
+def _peeked_json(message: PeekedMessage) -> dict[str, object]:
+    """A peeked message as JSON types, its body as ``consume --json`` gives it."""
+    return {
+        "message_id": message.message_id,
+        "headers": message.headers,
+        **body_json(message.body),
+        "redelivered": message.redelivered,
+    }

@@ -30,8 +30,10 @@ from buzon.client.records import (
     ConnectionInfo,
     DestinationKind,
     Overview,
+    PeekedMessage,
     PulledMessage,
     QueueInfo,
+    RatePoint,
     Token,
     User,
     many,
@@ -40,9 +42,11 @@ from buzon.client.records import (
     parse_connection,
     parse_message_id,
     parse_overview,
+    parse_peeked,
     parse_pulled,
     parse_purged,
     parse_queue,
+    parse_rate_history,
     parse_settled,
     parse_token,
     parse_user,
@@ -336,6 +340,25 @@ class ManagementClient:
             timeout=self._timeout + wait_ms / 1000,
         )
 
+    def peek(
+        self, queue: str, *, limit: int = 10, access_key: str | None = None
+    ) -> list[PeekedMessage]:
+        """The oldest ``limit`` (1-100) messages waiting in ``queue``, left where they are.
+
+        Messages delivered and not yet acknowledged are not shown. Peeking needs the right
+        to consume: someone else's protected queue needs its ``access_key``.
+
+        Raises:
+            ApiError: ACCESS_KEY_REQUIRED or ACCESS_KEY_WRONG for a protected queue,
+                DESTINATION_NOT_FOUND, BAD_REQUEST for a ``limit`` out of range.
+        """
+        return self._call(
+            "GET",
+            f"{_path(DestinationKind.QUEUE, queue)}/messages?limit={limit:d}",
+            parse_peeked,
+            headers=_key_header(access_key),
+        )
+
     def ack(self, queue: str, *receipts: str) -> int:
         """Settle pulled messages for good; all receipts or none. Returns how many."""
         return self._settle(queue, "ack", receipts)
@@ -354,9 +377,25 @@ class ManagementClient:
         """Counts and message rates of the whole broker."""
         return self._call("GET", "/overview", parse_overview)
 
+    def rate_history(self) -> list[RatePoint]:
+        """Message rates second by second, oldest first (the last five minutes at most)."""
+        return self._call("GET", "/overview/history", parse_rate_history)
+
     def connections(self) -> list[ConnectionInfo]:
         """Open STOMP connections: all of them for an admin, else the caller's own."""
         return self._call("GET", "/connections", many(parse_connection))
+
+    def close_connection(self, connection_id: str) -> None:
+        """Close the STOMP connection ``connection_id`` (admins only).
+
+        The client gets an ERROR with CONNECTION_CLOSED_BY_ADMIN and is disconnected; its
+        unacknowledged messages go back to their queues. It may connect again.
+
+        Raises:
+            ApiError: ACCESS_DENIED for a caller who is not an admin, CONNECTION_NOT_FOUND
+                when no such connection is open.
+        """
+        self._call("DELETE", f"/connections/{_segment(connection_id)}", nothing)
 
     def healthz(self) -> str:
         """The broker's liveness status, ``"ok"`` (no authentication needed)."""

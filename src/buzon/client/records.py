@@ -64,6 +64,8 @@ class Destination:
         created_at: when it was created.
         published: messages published to it since the broker started.
         delivered: deliveries since the broker started.
+        published_per_s: messages published per second, over about the last 5 seconds.
+        delivered_per_s: deliveries per second, over about the last 5 seconds.
     """
 
     id: str
@@ -75,6 +77,8 @@ class Destination:
     created_at: datetime
     published: int
     delivered: int
+    published_per_s: float
+    delivered_per_s: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,17 +109,11 @@ class ChannelInfo(Destination):
     durable_subscriptions: tuple[DurableSubscriptionInfo, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class PulledMessage:
-    """A leased message: ack or nack it by ``receipt`` before ``lease_expires_at``."""
+class _Body:
+    """``text`` and ``json()`` for the message records, which hold the body as bytes."""
 
-    message_id: str
-    receipt: str
-    destination: str
-    headers: dict[str, str]
+    __slots__ = ()
     body: bytes
-    redelivered: bool
-    lease_expires_at: datetime
 
     @property
     def text(self) -> str:
@@ -128,8 +126,42 @@ class PulledMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class PulledMessage(_Body):
+    """A leased message: ack or nack it by ``receipt`` before ``lease_expires_at``."""
+
+    message_id: str
+    receipt: str
+    destination: str
+    headers: dict[str, str]
+    body: bytes
+    redelivered: bool
+    lease_expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PeekedMessage(_Body):
+    """A message waiting in a queue, seen without consuming it (``peek``).
+
+    Attributes:
+        message_id: its id.
+        headers: its headers (the first of repeated ones).
+        body: the body, decoded from base64 when the broker sent it so (binary bodies).
+        redelivered: it was delivered before and given back.
+    """
+
+    message_id: str
+    headers: dict[str, str]
+    body: bytes
+    redelivered: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Overview:
-    """Broker-wide counts, totals since start and current rates (messages per second)."""
+    """Broker-wide counts, totals since start and current rates (messages per second).
+
+    ``memory_bytes`` is the broker process's resident memory (None where the system does
+    not say), ``store_bytes`` what its store takes on disk (None for the memory store).
+    """
 
     version: str
     uptime_s: float
@@ -142,16 +174,31 @@ class Overview:
     queued_bytes: int
     published_per_s: float
     delivered_per_s: float
+    memory_bytes: int | None
+    store_bytes: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class RatePoint:
+    """The broker's message rates over one second ending ``at`` (see ``rate_history``)."""
+
+    at: datetime
+    published_per_s: float
+    delivered_per_s: float
 
 
 @dataclass(frozen=True, slots=True)
 class ConnectionInfo:
-    """An open STOMP connection; ``user`` is None before its login."""
+    """An open STOMP connection; ``user`` is None before its login.
+
+    ``transport`` is ``tcp``, ``tls``, ``websocket`` or ``websocket+tls``.
+    """
 
     id: str
     user: str | None
     peer: str
     protocol: str
+    transport: str
     connected_at: datetime
     subscriptions: int
     published: int
@@ -199,6 +246,8 @@ def common_fields(kind: DestinationKind, data: Any) -> dict[str, Any]:
         "created_at": parse_time(data["created_at"]),
         "published": int(data["published"]),
         "delivered": int(data["delivered"]),
+        "published_per_s": float(data["rates"]["published_per_s"]),
+        "delivered_per_s": float(data["rates"]["delivered_per_s"]),
     }
 
 
@@ -267,17 +316,39 @@ def parse_pulled(data: Any) -> list[PulledMessage]:
 
 
 def parse_pulled_message(data: Any) -> PulledMessage:
-    text = data["body"]
-    body = str(text).encode() if text is not None else base64.b64decode(data["body_base64"])
     return PulledMessage(
         message_id=str(data["message_id"]),
         receipt=str(data["receipt"]),
         destination=str(data["destination"]),
-        headers={str(k): str(v) for k, v in data["headers"].items()},
-        body=body,
+        headers=parse_headers(data["headers"]),
+        body=parse_body(data),
         redelivered=bool(data["redelivered"]),
         lease_expires_at=parse_time(data["lease_expires_at"]),
     )
+
+
+def parse_peeked(data: Any) -> list[PeekedMessage]:
+    return [
+        PeekedMessage(
+            message_id=str(item["message_id"]),
+            headers=parse_headers(item["headers"]),
+            body=parse_body(item),
+            redelivered=bool(item["redelivered"]),
+        )
+        for item in data["messages"]
+    ]
+
+
+def parse_headers(data: Any) -> dict[str, str]:
+    return {str(k): str(v) for k, v in data.items()}
+
+
+def parse_body(data: Any) -> bytes:
+    """``body`` (text) or else ``body_base64`` (binary), as the API sends messages."""
+    text = data["body"]
+    if text is not None:
+        return str(text).encode()
+    return base64.b64decode(data["body_base64"], validate=True)
 
 
 def parse_overview(data: Any) -> Overview:
@@ -294,7 +365,24 @@ def parse_overview(data: Any) -> Overview:
         queued_bytes=int(messages["queued_bytes"]),
         published_per_s=float(rates["published_per_s"]),
         delivered_per_s=float(rates["delivered_per_s"]),
+        memory_bytes=optional_int(data["memory_bytes"]),
+        store_bytes=optional_int(data["store_bytes"]),
     )
+
+
+def optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def parse_rate_history(data: Any) -> list[RatePoint]:
+    return [
+        RatePoint(
+            at=parse_time(point["at"]),
+            published_per_s=float(point["published_per_s"]),
+            delivered_per_s=float(point["delivered_per_s"]),
+        )
+        for point in data["points"]
+    ]
 
 
 def parse_connection(data: Any) -> ConnectionInfo:
@@ -303,6 +391,7 @@ def parse_connection(data: Any) -> ConnectionInfo:
         user=None if data["user"] is None else str(data["user"]),
         peer=str(data["peer"]),
         protocol=str(data["protocol"]),
+        transport=str(data["transport"]),
         connected_at=parse_time(data["connected_at"]),
         subscriptions=int(data["subscriptions"]),
         published=int(data["published"]),
