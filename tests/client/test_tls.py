@@ -19,11 +19,6 @@ from tests.certificates import TlsFiles, make_tls_files
 from tests.server.harness import ADMIN, PASSWORD, running_server
 
 
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
-    return make_tls_files(tmp_path_factory.mktemp("tls"))
-
-
 @pytest.fixture
 async def server(hasher: SecretHasher, tls: TlsFiles) -> AsyncIterator[BuzonServer]:
     async with running_server(

@@ -7,19 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 import stomp
-from tests.certificates import TlsFiles, make_tls_files
+from tests.certificates import TlsFiles
 from tests.interop.broker_process import broker_process
 from tests.interop.test_stomp_py import Collector
 
 PASSWORD = "tls-admin-password"
-
-
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
-    return make_tls_files(tmp_path_factory.mktemp("tls"))
 
 
 def serve(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -171,13 +171,18 @@ async def raw_exchange(port: int, data: bytes, within: float = TIMEOUT) -> tuple
         writer.close()
         with contextlib.suppress(ConnectionError):
             await writer.wait_closed()
+    return frames_in(received), closed
+
+
+def frames_in(data: bytes) -> list[Frame]:
+    """The complete frames in ``data`` (what a broker sent), heart-beats left out."""
     parser = FrameParser()
-    parser.feed(received)
+    parser.feed(data)
     frames: list[Frame] = []
     while (item := parser.next_frame()) is not NEED_DATA:
         if isinstance(item, Frame):
             frames.append(item)
-    return frames, closed
+    return frames
 
 
 def error_of(frames: list[Frame]) -> Frame:
@@ -186,4 +191,13 @@ def error_of(frames: list[Frame]) -> Frame:
     return errors[-1]
 
 
-__all__ = ["ADMIN", "PASSWORD", "Client", "Error", "error_of", "raw_exchange", "running_server"]
+__all__ = [
+    "ADMIN",
+    "PASSWORD",
+    "Client",
+    "Error",
+    "error_of",
+    "frames_in",
+    "raw_exchange",
+    "running_server",
+]

@@ -7,8 +7,8 @@ import contextlib
 import socket
 
 from buzon.auth import SecretHasher
-from buzon.stomp import NEED_DATA, Frame, FrameParser, Message, Receipt
-from tests.server.harness import Client, running_server
+from buzon.stomp import Message, Receipt
+from tests.server.harness import Client, frames_in, running_server
 from tests.server.test_messaging import subscribe, subscribed
 
 KIB = 1024
@@ -93,12 +93,7 @@ async def test_slow_channel_subscriber_is_cut_and_the_others_get_everything(
         async with asyncio.timeout(5):
             while chunk := await reader.read(65536):
                 data += chunk
-        parser = FrameParser()
-        parser.feed(data)
-        frames = []
-        while (item := parser.next_frame()) is not NEED_DATA:
-            if isinstance(item, Frame):
-                frames.append(item)
+        frames = frames_in(data)
         assert frames[-1].command.value == "ERROR"
         assert frames[-1].get("message") == "slow consumer"
         assert len(frames) - 1 < published

@@ -20,15 +20,10 @@ from buzon.auth import SecretHasher
 from buzon.server.app import BuzonServer
 from buzon.server.config import ConfigError, Settings
 from buzon.stomp import Connected, Receipt, Send
-from tests.certificates import TlsFiles, make_tls_files
+from tests.certificates import TlsFiles
 from tests.server.harness import ADMIN, PASSWORD, Client, running_server
 
 HANDSHAKE_TIMEOUT = 0.5
-
-
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
-    return make_tls_files(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.fixture

@@ -28,11 +28,9 @@ from buzon.server.config import ConfigError, Settings, load_settings
 from buzon.server.http.listener import WS_MAX_MESSAGE
 from buzon.server.stomp_session import StompSession
 from buzon.stomp import (
-    NEED_DATA,
     Command,
     Connected,
     Frame,
-    FrameParser,
     Message,
     Receipt,
     Role,
@@ -45,6 +43,7 @@ from tests.server.harness import (
     PASSWORD,
     TIMEOUT,
     Client,
+    frames_in,
     raw_exchange,
     running_server,
 )
@@ -103,13 +102,7 @@ class WsClient:
                     message = await self.ws.recv()
                     assert isinstance(message, bytes)
                     data += message
-        parser = FrameParser()
-        parser.feed(data)
-        frames = []
-        while (item := parser.next_frame()) is not NEED_DATA:
-            if isinstance(item, Frame):
-                frames.append(item)
-        return frames
+        return frames_in(data)
 
 
 @contextlib.asynccontextmanager
