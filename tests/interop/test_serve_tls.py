@@ -64,3 +64,11 @@ def test_stomp_py_over_tls_and_the_banner(tls: TlsFiles, tmp_path: Path) -> None
         conn.disconnect()
         assert message.body == "over tls, from stomp.py"
         assert broker.stop() == 0
+
+
+def test_no_plaintext_without_tls_is_one_readable_line(tmp_path: Path) -> None:
+    result = serve(tmp_path, "--no-plaintext")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "buzon: --no-plaintext needs --tls-cert and --tls-key: without TLS nothing would listen"
+    ]

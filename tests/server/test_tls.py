@@ -183,3 +183,31 @@ async def test_a_bad_certificate_or_key_is_one_readable_line_before_anything_sta
     assert message.startswith(expected.format(**names))
     assert "\n" not in message
     assert not (tmp_path / "data").exists()  # failed before the store was opened
+
+
+async def test_no_plaintext_leaves_only_the_tls_listeners(
+    hasher: SecretHasher, tls: TlsFiles
+) -> None:
+    async with running_server(
+        hasher,
+        tls_cert=tls.cert,
+        tls_key=tls.key,
+        stomp_tls_port=0,
+        https_port=0,
+        plaintext=False,
+    ) as server:
+        assert [url.split(":")[0] for url in server.urls()] == ["stomp+ssl", "https"]
+        with pytest.raises(RuntimeError, match="no plain STOMP listener"):
+            _ = server.stomp_port
+        client = await tls_client(server, tls)
+        await client.send(Send("/queue/only-tls", (), b"sealed", "r1"))
+        await client.receipt("r1")
+
+
+async def test_no_plaintext_without_a_certificate_is_refused(
+    hasher: SecretHasher, tmp_path: Path
+) -> None:
+    settings = Settings(stomp_port=0, http_port=0, plaintext=False, data_dir=tmp_path / "data")
+    with pytest.raises(ConfigError, match="--no-plaintext needs --tls-cert and --tls-key"):
+        await BuzonServer(settings, hasher=hasher).start()
+    assert not (tmp_path / "data").exists()

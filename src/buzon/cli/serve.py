@@ -66,14 +66,8 @@ async def _serve(settings: Settings) -> None:
     try:
         await server.start()
     except OSError as exc:
-        tls_ports = (
-            f", STOMP TLS port {settings.stomp_tls_port}, HTTPS port {settings.https_port}"
-            if settings.tls_cert is not None
-            else ""
-        )
         raise ConfigError(
-            detail=f"cannot listen on {settings.host} (STOMP port {settings.stomp_port},"
-            f" HTTP port {settings.http_port}{tls_ports}): {exc.strerror}"
+            detail=f"cannot listen on {settings.host} ({_ports(settings)}): {exc.strerror}"
         ) from None
     loop = asyncio.get_running_loop()
     stopping: list[asyncio.Task[None]] = []
@@ -91,19 +85,19 @@ async def _serve(settings: Settings) -> None:
             "  set BUZON_ADMIN_PASSWORD (and BUZON_ADMIN_USER) to choose your own",
             flush=True,
         )
-    tls_urls = (
-        f"  stomp+ssl://{settings.host}:{server.stomp_tls_port}"
-        f"  https://{settings.host}:{server.https_port}/api/v1"
-        if settings.tls_cert is not None
-        else ""
-    )
-    print(
-        f"buzon listening: stomp://{settings.host}:{server.stomp_port}"
-        f"  http://{settings.host}:{server.http_port}/api/v1{tls_urls}  (Ctrl-C stops)",
-        flush=True,
-    )
+    print(f"buzon listening: {'  '.join(server.urls())}  (Ctrl-C stops)", flush=True)
     tune_collector()  # start-up is done (see tuning)
     await server.wait_stopped()
+
+
+def _ports(settings: Settings) -> str:
+    """The ports ``settings`` asks to listen on, for an error message."""
+    ports = []
+    if settings.plaintext:
+        ports += [f"STOMP port {settings.stomp_port}", f"HTTP port {settings.http_port}"]
+    if settings.tls_cert is not None:
+        ports += [f"STOMP TLS port {settings.stomp_tls_port}", f"HTTPS port {settings.https_port}"]
+    return ", ".join(ports)
 
 
 def _run_loop(main: Coroutine[Any, Any, None]) -> None:

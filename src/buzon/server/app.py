@@ -127,11 +127,25 @@ class BuzonServer:
     def connections(self) -> frozenset[StompSession]:
         return frozenset(self._ctx.connections)
 
+    def urls(self) -> list[str]:
+        """Where clients reach this server: one URL per listener (the API's for HTTP)."""
+        host = f"[{self.settings.host}]" if ":" in self.settings.host else self.settings.host
+        urls = []
+        if self._listener is not None:
+            urls.append(f"stomp://{host}:{self.stomp_port}")
+        if self._http is not None:
+            urls.append(f"http://{host}:{self.http_port}/api/v1")
+        if self._tls_listener is not None:
+            urls.append(f"stomp+ssl://{host}:{self.stomp_tls_port}")
+        if self._https is not None:
+            urls.append(f"https://{host}:{self.https_port}/api/v1")
+        return urls
+
     @property
     def stomp_port(self) -> int:
         """The port actually bound (useful with ``stomp_port=0``)."""
         if self._listener is None or not self._listener.sockets:
-            raise RuntimeError("server not started")
+            raise RuntimeError("no plain STOMP listener (server not started, or --no-plaintext)")
         port: int = self._listener.sockets[0].getsockname()[1]
         return port
 
@@ -139,7 +153,7 @@ class BuzonServer:
     def http_port(self) -> int:
         """The HTTP port actually bound."""
         if self._http is None:
-            raise RuntimeError("server not started")
+            raise RuntimeError("no plain HTTP listener (server not started, or --no-plaintext)")
         return self._http.port
 
     @property
@@ -184,11 +198,12 @@ class BuzonServer:
             shutdown = "clean" if ctx.store.opened_cleanly else "unclean (marked redelivered)"
             log.info("recovered %d stored messages after a %s shutdown", recovered, shutdown)
         loop = asyncio.get_running_loop()
-        self._listener = await self._stomp_listener(settings.stomp_port, None)
         app = build_app(ctx)
-        self._http = HttpListener(app, settings.host, settings.http_port)
         try:
-            await self._http.start()
+            if settings.plaintext:
+                self._listener = await self._stomp_listener(settings.stomp_port, None)
+                self._http = HttpListener(app, settings.host, settings.http_port)
+                await self._http.start()
             if tls is not None:
                 self._tls_listener = await self._stomp_listener(settings.stomp_tls_port, tls)
                 self._https = HttpListener(app, settings.host, settings.https_port, tls=tls)

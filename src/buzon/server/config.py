@@ -39,6 +39,7 @@ class Settings:
     tls_key: Path | None = None
     stomp_tls_port: int = 61614
     https_port: int = 8543
+    plaintext: bool = True
     data_dir: Path = Path("buzon-data")
     storage: str = "sqlite"
     log_level: str = "info"
@@ -186,6 +187,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("tls_key", _path, "TLS private key, PEM, unencrypted"),
     Option("stomp_tls_port", _port, "STOMP over TLS port, beside the plain one (with TLS on)"),
     Option("https_port", _port, "HTTPS port for the same API, beside HTTP (with TLS on)"),
+    Option(
+        "plaintext",
+        _boolean,
+        "serve only the TLS listeners: no plain STOMP or HTTP (needs --tls-cert and --tls-key)",
+        switch=True,
+    ),
     Option("data_dir", _path, "where the SQLite database lives (created 0700)"),
     Option(
         "storage",

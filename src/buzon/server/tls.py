@@ -1,5 +1,8 @@
 """The server's TLS context: one certificate and key, shared by STOMP over TLS and HTTPS.
 
+With ``plaintext`` off (``--no-plaintext``) only the TLS listeners exist, which makes no
+sense without a certificate: that too is refused here.
+
 The files are read once, at start. Every way they can be wrong (only one of them given,
 unreadable, not PEM, a key that belongs to another certificate, a key with a passphrase)
 is reported as one :class:`ConfigError` line naming the file, before anything listens.
@@ -21,6 +24,11 @@ def server_context(settings: Settings) -> ssl.SSLContext | None:
     """
     cert, key = settings.tls_cert, settings.tls_key
     if cert is None and key is None:
+        if not settings.plaintext:
+            raise ConfigError(
+                detail="--no-plaintext needs --tls-cert and --tls-key: without TLS nothing"
+                " would listen"
+            )
         return None
     if cert is None or key is None:
         given, missing = ("tls-cert", "tls-key") if key is None else ("tls-key", "tls-cert")
