@@ -25,7 +25,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from buzon.auth import SecretHasher
 from buzon.errors import ErrorCode
-from buzon.stomp import Error
+from buzon.stomp import Error, Message, Send, Subscribe
 from tests.http.helpers import USER_PASSWORD
 from tests.server.harness import ADMIN, PASSWORD, Client, running_server
 
@@ -214,3 +214,54 @@ async def test_on_a_phone_and_logging_out_revokes_the_token(
             token = await asyncio.to_thread(phone_journey, browser, base, artifacts)
             after = await http.get("/users/me", headers={"Authorization": f"Bearer {token}"})
             assert after.status_code == 401
+
+
+def purge_and_delete_journey(browser: webdriver.Chrome, base: str) -> None:
+    log_in(browser, base)
+    go_to(browser, "queues")
+    browser.find_element(By.CSS_SELECTOR, '#queue-table tr[data-name="backlog"] button').click()
+    text_is(browser, '#queue-detail [data-fact="depth"] dd', "3")
+    browser.find_element(By.CSS_SELECTOR, "#queue-detail button.purge").click()
+    wait_until(browser, expected_conditions.alert_is_present()).accept()
+    text_is(browser, '#queue-table tr[data-name="backlog"] td.depth', "0")
+    browser.find_element(By.CSS_SELECTOR, "#queue-detail button.delete").click()
+    wait_until(browser, expected_conditions.alert_is_present()).accept()
+    wait_until(
+        browser,
+        lambda b: not b.find_elements(By.CSS_SELECTOR, '#queue-table tr[data-name="backlog"]'),
+    )
+
+    go_to(browser, "channels")
+    # the subscriber's SUBSCRIBE created it; it shows with that subscriber
+    text_is(browser, '#channel-table tr[data-name="news"] td.subscribers', "1")
+    browser.find_element(By.CSS_SELECTOR, '#channel-table tr[data-name="news"] button').click()
+    text_is(browser, "#channel-detail .detail-name", "news")
+    element(browser, "#channel-detail .publish-body").send_keys("extra, extra")
+    browser.find_element(By.CSS_SELECTOR, "#channel-detail .publish button").click()
+    browser.find_element(By.CSS_SELECTOR, "#channel-detail button.delete").click()
+    wait_until(browser, expected_conditions.alert_is_present()).accept()
+    wait_until(
+        browser,
+        lambda b: not b.find_elements(By.CSS_SELECTOR, '#channel-table tr[data-name="news"]'),
+    )
+    assert console_errors(browser) == []
+
+
+async def test_purge_and_delete_a_queue_and_use_a_channel(
+    browser: webdriver.Chrome, hasher: SecretHasher
+) -> None:
+    async with running_server(hasher) as server:
+        base = f"http://127.0.0.1:{server.http_port}"
+        subscriber = await Client.connected(server.stomp_port)
+        await subscriber.send(Subscribe("/topic/news", "s1", receipt="sub"))
+        await subscriber.receipt("sub")
+        publisher = await Client.connected(server.stomp_port)
+        for n in range(3):
+            await publisher.send(Send("/queue/backlog", (), b"job %d" % n, f"r{n}"))
+            await publisher.receipt(f"r{n}")
+        await asyncio.to_thread(purge_and_delete_journey, browser, base)
+        message = await subscriber.expect(Message)
+        assert message.body == b"extra, extra"  # published from the page
+        stats = server.broker.statistics()
+        assert [q.name for q in stats.queues] == []
+        assert [c.name for c in stats.channels] == []
