@@ -25,7 +25,7 @@ from buzon.auth import SecretHasher
 from buzon.server.app import BuzonServer
 from buzon.server.close_reasons import CloseReason
 from buzon.server.config import ConfigError, Settings, load_settings
-from buzon.server.http.listener import WS_MAX_MESSAGE
+from buzon.server.http.ws_protocol import MAX_MESSAGE, PRE_LOGIN_MESSAGE
 from buzon.server.stomp_session import StompSession
 from buzon.stomp import (
     Command,
@@ -260,12 +260,30 @@ async def test_oversized_message_closes_that_connection_only(hasher: SecretHashe
         async with ws_client(server.http_port) as client:
             session = only_session(server)
             with pytest.raises(ConnectionClosed):
-                await _send_and_wait(client, b"x" * (WS_MAX_MESSAGE + 1))
+                await _send_and_wait(client, b"x" * (MAX_MESSAGE + 1))
         await asyncio.wait_for(server.context.idle.wait(), TIMEOUT)
         assert session.close_reason is CloseReason.PROTOCOL_ERROR
         async with ws_client(server.http_port) as client:
             await client.send(send("/queue/after", b"still here", receipt="r"))
             await client.expect(Receipt)
+
+
+async def test_before_login_a_message_may_be_no_larger_than_a_connect_frame(
+    hasher: SecretHasher,
+) -> None:
+    """An anonymous peer cannot make the broker assemble a 16 MiB message; after login a
+    1 MiB frame goes through."""
+    async with running_server(hasher) as server:
+        async with ws_client(server.http_port, login=False) as anonymous:
+            with pytest.raises(ConnectionClosed):
+                await _send_and_wait(anonymous, b"x" * (PRE_LOGIN_MESSAGE + 1))
+            assert anonymous.ws.close_code == 1009  # message too big
+        async with ws_client(server.http_port) as client:
+            body = bytes(range(256)) * 4096  # 1 MiB
+            await client.send(send("/queue/big", body, receipt="r"))
+            await client.expect(Receipt)
+        [queue] = server.broker.statistics().queues
+        assert (queue.name, queue.depth, queue.bytes) == ("big", 1, len(body))
 
 
 @pytest.mark.parametrize(

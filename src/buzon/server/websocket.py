@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -52,6 +53,8 @@ class WebSocketTransport(asyncio.Transport):
     Args:
         websocket: the accepted WebSocket.
         session: the STOMP session to drive.
+        on_login: called once, when the session has logged in and before the next message
+            is asked for (the HTTP layer lifts the pre-login message cap with it).
     """
 
     __slots__ = (
@@ -60,6 +63,7 @@ class WebSocketTransport(asyncio.Transport):
         "_finished",
         "_high_water",
         "_low_water",
+        "_on_login",
         "_out",
         "_readable",
         "_session",
@@ -68,12 +72,19 @@ class WebSocketTransport(asyncio.Transport):
         "_writing_paused",
     )
 
-    def __init__(self, websocket: WebSocket, session: StompSession) -> None:
+    def __init__(
+        self,
+        websocket: WebSocket,
+        session: StompSession,
+        *,
+        on_login: Callable[[], None] | None = None,
+    ) -> None:
         client = websocket.client
         peer = None if client is None else (client.host, client.port)
         tls = websocket.url.scheme == "wss"
         super().__init__({"peername": peer, "websocket": True, "tls": tls})
         self._websocket = websocket
+        self._on_login = on_login
         self._session = session
         self._out: deque[bytes] = deque()
         self._buffered = 0
@@ -156,6 +167,9 @@ class WebSocketTransport(asyncio.Transport):
         try:
             while True:
                 await self._readable.wait()
+                if self._on_login is not None and self._session.session is not None:
+                    self._on_login()  # logged in: messages may now be as large as frames
+                    self._on_login = None
                 message = await websocket.receive()
                 if message["type"] == "websocket.disconnect":
                     self._peer_closed(message.get("code", _NORMAL_CLOSURE))

@@ -19,15 +19,14 @@ import uvicorn
 from fastapi import FastAPI
 
 from buzon.server.http.limits import MAX_REQUEST_HEAD
-from buzon.stomp import DEFAULT_LIMITS
+from buzon.server.http.ws_protocol import PRE_LOGIN_MESSAGE, CappedWebSocketProtocol
 
 # Seconds in-flight requests (long polls included) get to finish at shutdown.
 SHUTDOWN_GRACE = 2.0
-# STOMP over WebSocket (/ws): a message may be as large as the largest STOMP frame (smaller
-# limits before login are the STOMP parser's, as on TCP). No per-message compression, so
-# there is nothing to inflate past the cap. Pings find peers that vanished without a word,
-# also when the client turned STOMP heart-beats off.
-WS_MAX_MESSAGE = DEFAULT_LIMITS.max_frame
+# STOMP over WebSocket (/ws): a message may be as large as a CONNECT frame until login, then
+# as the largest STOMP frame (ws_protocol). No per-message compression, so there is nothing
+# to inflate past the cap. Pings find peers that vanished without a word, also when the
+# client turned STOMP heart-beats off.
 WS_PING_SECONDS = 20.0
 
 
@@ -115,8 +114,8 @@ class HttpListener:
             timeout_graceful_shutdown=int(SHUTDOWN_GRACE),
             server_header=False,
             proxy_headers=False,
-            ws="websockets-sansio",
-            ws_max_size=WS_MAX_MESSAGE,
+            ws=CappedWebSocketProtocol,
+            ws_max_size=PRE_LOGIN_MESSAGE,
             ws_per_message_deflate=False,
             ws_ping_interval=WS_PING_SECONDS,
             ws_ping_timeout=WS_PING_SECONDS,

@@ -22,6 +22,7 @@ from fastapi import APIRouter, WebSocket
 from buzon.errors import ErrorCode
 from buzon.server.context import ServerContext
 from buzon.server.http.errors import problem
+from buzon.server.http.ws_protocol import cap_raiser
 from buzon.server.stomp_session import StompSession
 from buzon.server.websocket import WebSocketTransport
 
@@ -53,7 +54,8 @@ async def stomp_over_websocket(websocket: WebSocket) -> None:
         )
         return
     await websocket.accept(subprotocol)
-    await WebSocketTransport(websocket, StompSession(ctx)).run()
+    raise_cap = cap_raiser(websocket.scope.get("extensions"))
+    await WebSocketTransport(websocket, StompSession(ctx), on_login=raise_cap).run()
 
 
 def origin_allowed(origin: str | None, host: str | None, allowed: Sequence[str]) -> bool:
