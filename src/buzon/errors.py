@@ -103,6 +103,20 @@ class ErrorCode(enum.Enum):
         return text
 
 
+GENERIC_BY_STATUS = {
+    400: ErrorCode.BAD_REQUEST,
+    401: ErrorCode.NOT_AUTHENTICATED,
+    403: ErrorCode.ACCESS_DENIED,
+    404: ErrorCode.NOT_FOUND,
+    405: ErrorCode.METHOD_NOT_ALLOWED,
+    413: ErrorCode.REQUEST_TOO_LARGE,
+    415: ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+    429: ErrorCode.LIMIT_EXCEEDED,
+    503: ErrorCode.SERVER_SHUTDOWN,
+}
+"""The code for an HTTP answer that names none (a framework's own 404, a proxy's page)."""
+
+
 class BuzonError(Exception):
     """Root of every error buzon raises on purpose.
 

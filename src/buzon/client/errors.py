@@ -12,20 +12,7 @@ these classes.
 
 from __future__ import annotations
 
-from buzon.errors import BuzonError, ErrorCode
-
-# Codes for answers that carry no buzon error body (a proxy's page, another server).
-_BY_STATUS = {
-    400: ErrorCode.BAD_REQUEST,
-    401: ErrorCode.NOT_AUTHENTICATED,
-    403: ErrorCode.ACCESS_DENIED,
-    404: ErrorCode.NOT_FOUND,
-    405: ErrorCode.METHOD_NOT_ALLOWED,
-    413: ErrorCode.REQUEST_TOO_LARGE,
-    415: ErrorCode.UNSUPPORTED_MEDIA_TYPE,
-    429: ErrorCode.LIMIT_EXCEEDED,
-    503: ErrorCode.SERVER_SHUTDOWN,
-}
+from buzon.errors import GENERIC_BY_STATUS, BuzonError, ErrorCode
 
 
 class ApiError(BuzonError):
@@ -65,7 +52,7 @@ class ApiError(BuzonError):
         error = body.get("error") if isinstance(body, dict) else None
         name = error.get("code") if isinstance(error, dict) else None
         if not isinstance(error, dict) or not isinstance(name, str):
-            code = _BY_STATUS.get(status, ErrorCode.INTERNAL_ERROR)
+            code = GENERIC_BY_STATUS.get(status, ErrorCode.INTERNAL_ERROR)
             return cls(code, f"HTTP {status} without a buzon error body", status=status)
         detail = str(error.get("detail") or "")
         known = ErrorCode.__members__.get(name)

@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
-from buzon.errors import AuthenticationFailed, BuzonError, ErrorCode
+from buzon.errors import GENERIC_BY_STATUS, AuthenticationFailed, BuzonError, ErrorCode
 
 log = logging.getLogger("buzon.http")
 
@@ -26,16 +26,6 @@ log = logging.getLogger("buzon.http")
 DEFAULT_RETRY_AFTER = 1
 
 _METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
-
-_BY_STATUS = {
-    400: ErrorCode.BAD_REQUEST,
-    401: ErrorCode.NOT_AUTHENTICATED,
-    403: ErrorCode.ACCESS_DENIED,
-    404: ErrorCode.NOT_FOUND,
-    405: ErrorCode.METHOD_NOT_ALLOWED,
-    413: ErrorCode.REQUEST_TOO_LARGE,
-    415: ErrorCode.UNSUPPORTED_MEDIA_TYPE,
-}
 
 
 def problem(
@@ -72,7 +62,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
-    code = _BY_STATUS.get(exc.status_code, ErrorCode.BAD_REQUEST)
+    code = GENERIC_BY_STATUS.get(exc.status_code, ErrorCode.BAD_REQUEST)
     detail = exc.detail if isinstance(exc.detail, str) else ""
     headers = dict(exc.headers or {})
     if exc.status_code == 405:
