@@ -193,7 +193,7 @@ async def test_a_fresh_store_counts_as_cleanly_closed(store: Store) -> None:
 
 
 async def test_only_a_store_that_keeps_files_reports_a_size_on_disk(store: Store) -> None:
-    size = await store.size_on_disk()
+    size = store.size_on_disk()
     if store.durable:
         assert size is not None
         assert size > 0

@@ -179,12 +179,12 @@ async def test_a_full_database_never_reports_a_lost_write_as_committed(tmp_path:
 
 async def test_size_on_disk_counts_the_database_its_log_and_index(tmp_path: Path) -> None:
     store = await opened(tmp_path / "data")
-    empty = await store.size_on_disk()
+    empty = store.size_on_disk()
     assert empty is not None
     big = StoredMessage("q", 1, "m-1", "/queue/q", (), b"x" * 1_000_000, None, False)
     store.submit(appends=[big])
     await store.messages()  # runs after the write
-    grown = await store.size_on_disk()
+    grown = store.size_on_disk()
     assert grown == sum(file.stat().st_size for file in (tmp_path / "data").iterdir())
     assert grown >= empty + 1_000_000
     await store.close()

@@ -58,6 +58,11 @@ class BrokerCollector(Collector):
                 "Store transactions (group commits) from BEGIN to a durable COMMIT",
                 ctx.store.commit_durations.snapshot(),
             )
+        size = ctx.store.size_on_disk()
+        if size is not None:
+            yield GaugeMetricFamily(
+                "buzon_store_bytes", "Bytes the store's files take on disk (database and log)", size
+            )
         lag = ctx.loop_lag.snapshot()
         yield _histogram(
             "buzon_event_loop_lag_seconds",

@@ -75,8 +75,9 @@ class Store(MessageLog, Protocol):
     async def close(self) -> None:
         """Release what the store holds; no call may follow."""
 
-    async def size_on_disk(self) -> int | None:
-        """Bytes the store's files take on disk now, or None for a store without files."""
+    def size_on_disk(self) -> int | None:
+        """Bytes the store's files take on disk now, or None for a store without files
+        (a few ``stat`` calls: cheap enough for the event loop)."""
 
     # -- users ---------------------------------------------------------------------------
 

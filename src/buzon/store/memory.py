@@ -44,7 +44,7 @@ class MemoryStore:
     async def close(self) -> None:
         """Nothing to release."""
 
-    async def size_on_disk(self) -> int | None:
+    def size_on_disk(self) -> int | None:
         """Nothing is on disk."""
         return None
 

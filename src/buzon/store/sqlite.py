@@ -159,7 +159,7 @@ class SQLiteStore:
         await thread.close()
         self._thread = None
 
-    async def size_on_disk(self) -> int | None:
+    def size_on_disk(self) -> int | None:
         """The database file with its write-ahead log and shared-memory index."""
         total = 0
         for suffix in ("", "-wal", "-shm"):

@@ -48,7 +48,7 @@ async def overview(ctx: Ctx, caller: CurrentCaller) -> Overview:
         ),
         rates=Rates(published_per_s=round(published, 3), delivered_per_s=round(delivered, 3)),
         memory_bytes=resident_bytes(),
-        store_bytes=await ctx.store.size_on_disk(),
+        store_bytes=ctx.store.size_on_disk(),
     )
 
 
