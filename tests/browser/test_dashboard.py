@@ -12,65 +12,51 @@ Content-Security-Policy violation (Chromium logs those as errors).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
 from selenium import webdriver
 from selenium.webdriver.common.by import By
-from selenium.webdriver.remote.webelement import WebElement
-from selenium.webdriver.support import expected_conditions
-from selenium.webdriver.support.ui import WebDriverWait
 
 from buzon.auth import SecretHasher
 from buzon.errors import ErrorCode
 from buzon.stomp import Error, Message, Send, Subscribe
+from tests.browser.waits import (
+    accept_confirm,
+    click,
+    displayed,
+    fill,
+    gone,
+    text_contains,
+    text_is,
+    until,
+    visible,
+)
 from tests.http.helpers import USER_PASSWORD
 from tests.server.harness import ADMIN, PASSWORD, Client, running_server
 
-WAIT_SECONDS = 5.0
 # Markup a publisher might send: shown as these characters, it can neither run nor format.
 HOSTILE_BODY = '<script>window.pwned = 1</script><b>bold?</b><img src=x onerror="window.pwned = 2">'
 HOSTILE_HEADER = "<i>italic?</i>"
-
-
-def wait_until(browser: webdriver.Chrome, condition: Callable[[webdriver.Chrome], Any]) -> Any:
-    return WebDriverWait(browser, WAIT_SECONDS).until(condition)
-
-
-def element(browser: webdriver.Chrome, css: str) -> WebElement:
-    """The visible element matching ``css``, once there is one."""
-    found: WebElement = wait_until(
-        browser, expected_conditions.visibility_of_element_located((By.CSS_SELECTOR, css))
-    )
-    return found
-
-
-def text_is(browser: webdriver.Chrome, css: str, expected: str) -> None:
-    wait_until(
-        browser, expected_conditions.text_to_be_present_in_element((By.CSS_SELECTOR, css), expected)
-    )
-    assert browser.find_element(By.CSS_SELECTOR, css).text == expected
 
 
 def log_in(
     browser: webdriver.Chrome, base: str, user: str = ADMIN, password: str = PASSWORD
 ) -> None:
     browser.get(base + "/")
-    element(browser, "#login-user").send_keys(user)
-    browser.find_element(By.ID, "login-password").send_keys(password)
-    browser.find_element(By.CSS_SELECTOR, "#login-form button[type=submit]").click()
+    fill(browser, "#login-user", user)
+    fill(browser, "#login-password", password)
+    click(browser, "#login-form button[type=submit]")
     # the name shows in the nav, which is folded away on a phone: read it, seen or not
-    wait_until(browser, lambda b: b.find_element(By.ID, "who").get_attribute("textContent") == user)
+    until(browser, lambda b: b.find_element(By.ID, "who").get_attribute("textContent") == user)
     assert password not in browser.current_url
 
 
 def go_to(browser: webdriver.Chrome, view: str) -> None:
-    if not browser.find_element(By.ID, "nav").is_displayed():  # phone width: open the menu
-        browser.find_element(By.ID, "menu-toggle").click()
-    element(browser, f'#nav a[data-view="{view}"]').click()
-    element(browser, f"#view-{view}")
+    if not displayed(browser, "#nav"):  # phone width: open the menu
+        click(browser, "#menu-toggle")
+    click(browser, f'#nav a[data-view="{view}"]')
+    visible(browser, f"#view-{view}")
 
 
 def console_errors(browser: webdriver.Chrome) -> list[str]:
@@ -89,23 +75,20 @@ def queue_journey(browser: webdriver.Chrome, base: str, artifacts: Path) -> None
     log_in(browser, base)
     text_is(browser, '[data-stat="queues"] dd', "0")
     go_to(browser, "queues")
-    element(browser, "#queue-name").send_keys("jobs")
-    browser.find_element(By.CSS_SELECTOR, "#queue-create button[type=submit]").click()
+    fill(browser, "#queue-name", "jobs")
+    click(browser, "#queue-create button[type=submit]")
     text_is(browser, '#queue-table tr[data-name="jobs"] td.depth', "0")
     text_is(browser, "#queue-detail .detail-name", "jobs")
 
-    element(browser, "#queue-detail .publish-body").send_keys(HOSTILE_BODY)
-    browser.find_element(By.CSS_SELECTOR, "#queue-detail .publish-headers").send_keys(
-        f"x-note: {HOSTILE_HEADER}"
-    )
-    browser.find_element(By.CSS_SELECTOR, "#queue-detail .publish button").click()
+    fill(browser, "#queue-detail .publish-body", HOSTILE_BODY)
+    fill(browser, "#queue-detail .publish-headers", f"x-note: {HOSTILE_HEADER}")
+    click(browser, "#queue-detail .publish button")
     text_is(browser, '#queue-table tr[data-name="jobs"] td.depth', "1")
     text_is(browser, '#queue-detail [data-fact="depth"] dd', "1")
 
-    browser.find_element(By.CSS_SELECTOR, "#queue-detail .peek button").click()
-    body = element(browser, "#queue-detail .message .body")
-    assert body.text == HOSTILE_BODY
-    assert element(browser, "#queue-detail .message-headers dd").text == HOSTILE_HEADER
+    click(browser, "#queue-detail .peek button")
+    text_is(browser, "#queue-detail .message .body", HOSTILE_BODY)
+    text_is(browser, "#queue-detail .message-headers dd", HOSTILE_HEADER)
     assert (
         browser.find_elements(By.CSS_SELECTOR, "#queue-detail .message b, .message i, .message img")
         == []
@@ -113,12 +96,14 @@ def queue_journey(browser: webdriver.Chrome, base: str, artifacts: Path) -> None
     assert browser.execute_script("return window.pwned") is None
     # peeking consumed nothing
     text_is(browser, '#queue-table tr[data-name="jobs"] td.depth', "1")
-    browser.execute_script("arguments[0].scrollIntoView({block: 'nearest'})", body)
+    browser.execute_script(
+        "document.querySelector('#queue-detail .message .body').scrollIntoView({block: 'nearest'})"
+    )
     browser.save_screenshot(str(artifacts / "dashboard-queues.png"))
 
     go_to(browser, "overview")
     text_is(browser, '[data-stat="queues"] dd', "1")
-    element(browser, "#rate-chart")
+    visible(browser, "#rate-chart")
     browser.save_screenshot(str(artifacts / "dashboard-overview.png"))
     assert fits_the_width(browser)
     assert console_errors(browser) == []
@@ -139,15 +124,15 @@ def admin_journey(browser: webdriver.Chrome, base: str, artifacts: Path) -> None
     go_to(browser, "connections")
     row = "#connection-table tbody tr[data-id]"
     text_is(browser, f"{row} td:nth-child(2)", "alice")
-    browser.find_element(By.CSS_SELECTOR, f"{row} button.close").click()
-    wait_until(browser, expected_conditions.alert_is_present()).accept()
+    click(browser, f"{row} button.close")
+    accept_confirm(browser)
     text_is(browser, "#connection-table td.empty", "No open connections.")
 
     go_to(browser, "users")
     text_is(browser, '#user-table tr[data-name="alice"] td:nth-child(3)', "active")
-    assert browser.find_element(By.CSS_SELECTOR, f'#user-table tr[data-name="{ADMIN}"]')
-    browser.find_element(By.CSS_SELECTOR, '#user-table tr[data-name="alice"] button.toggle').click()
-    wait_until(browser, expected_conditions.alert_is_present()).accept()
+    text_is(browser, f'#user-table tr[data-name="{ADMIN}"] td:nth-child(3)', "active")
+    click(browser, '#user-table tr[data-name="alice"] button.toggle')
+    accept_confirm(browser)
     text_is(browser, '#user-table tr[data-name="alice"] td:nth-child(3)', "disabled")
     browser.save_screenshot(str(artifacts / "dashboard-users.png"))
     assert console_errors(browser) == []
@@ -178,22 +163,20 @@ def phone_journey(browser: webdriver.Chrome, base: str, artifacts: Path) -> str:
     browser.set_window_size(390, 844)
     log_in(browser, base)
     text_is(browser, '[data-stat="queues"] dd', "1")
-    assert not browser.find_element(By.ID, "nav").is_displayed()  # folded into the menu
+    assert not displayed(browser, "#nav")  # folded into the menu
     assert fits_the_width(browser)
     go_to(browser, "queues")
-    browser.find_element(
-        By.CSS_SELECTOR, '#queue-table tr[data-name="a-queue-with-a-long-name-for-a-phone"] button'
-    ).click()
-    element(browser, "#queue-detail .publish-body")
+    click(browser, '#queue-table tr[data-name="a-queue-with-a-long-name-for-a-phone"] button')
+    visible(browser, "#queue-detail .publish-body")
     assert fits_the_width(browser)  # the table scrolls inside its card, the page does not
     browser.save_screenshot(str(artifacts / "dashboard-phone.png"))
 
     token: str = browser.execute_script("return sessionStorage.getItem('buzon.token')")
     go_to(browser, "overview")
-    if not browser.find_element(By.ID, "logout").is_displayed():
-        browser.find_element(By.ID, "menu-toggle").click()
-    browser.find_element(By.ID, "logout").click()
-    element(browser, "#login-form")
+    if not displayed(browser, "#logout"):
+        click(browser, "#menu-toggle")
+    click(browser, "#logout")
+    visible(browser, "#login-form")
     assert browser.execute_script("return sessionStorage.getItem('buzon.token')") is None
     assert console_errors(browser) == []
     return token
@@ -219,31 +202,26 @@ async def test_on_a_phone_and_logging_out_revokes_the_token(
 def purge_and_delete_journey(browser: webdriver.Chrome, base: str) -> None:
     log_in(browser, base)
     go_to(browser, "queues")
-    browser.find_element(By.CSS_SELECTOR, '#queue-table tr[data-name="backlog"] button').click()
+    click(browser, '#queue-table tr[data-name="backlog"] button')
     text_is(browser, '#queue-detail [data-fact="depth"] dd', "3")
-    browser.find_element(By.CSS_SELECTOR, "#queue-detail button.purge").click()
-    wait_until(browser, expected_conditions.alert_is_present()).accept()
+    click(browser, "#queue-detail button.purge")
+    accept_confirm(browser)
     text_is(browser, '#queue-table tr[data-name="backlog"] td.depth', "0")
-    browser.find_element(By.CSS_SELECTOR, "#queue-detail button.delete").click()
-    wait_until(browser, expected_conditions.alert_is_present()).accept()
-    wait_until(
-        browser,
-        lambda b: not b.find_elements(By.CSS_SELECTOR, '#queue-table tr[data-name="backlog"]'),
-    )
+    click(browser, "#queue-detail button.delete")
+    accept_confirm(browser)
+    gone(browser, '#queue-table tr[data-name="backlog"]')
 
     go_to(browser, "channels")
     # the subscriber's SUBSCRIBE created it; it shows with that subscriber
     text_is(browser, '#channel-table tr[data-name="news"] td.subscribers', "1")
-    browser.find_element(By.CSS_SELECTOR, '#channel-table tr[data-name="news"] button').click()
+    click(browser, '#channel-table tr[data-name="news"] button')
     text_is(browser, "#channel-detail .detail-name", "news")
-    element(browser, "#channel-detail .publish-body").send_keys("extra, extra")
-    browser.find_element(By.CSS_SELECTOR, "#channel-detail .publish button").click()
-    browser.find_element(By.CSS_SELECTOR, "#channel-detail button.delete").click()
-    wait_until(browser, expected_conditions.alert_is_present()).accept()
-    wait_until(
-        browser,
-        lambda b: not b.find_elements(By.CSS_SELECTOR, '#channel-table tr[data-name="news"]'),
-    )
+    fill(browser, "#channel-detail .publish-body", "extra, extra")
+    click(browser, "#channel-detail .publish button")
+    text_contains(browser, "#notice", "Published")
+    click(browser, "#channel-detail button.delete")
+    accept_confirm(browser)
+    gone(browser, '#channel-table tr[data-name="news"]')
     assert console_errors(browser) == []
 
 

@@ -15,14 +15,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from selenium import webdriver
-from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import WebDriverWait
 
 from buzon.auth import SecretHasher
+from tests.browser.waits import text_contains, texts_of
 from tests.server.harness import ADMIN, PASSWORD, Client, running_server
 from tests.server.test_messaging import send
-
-WAIT_SECONDS = 5.0
 
 PAGE = """<!doctype html>
 <html lang="en">
@@ -121,15 +118,11 @@ async def open_page(browser: webdriver.Chrome, site: str, broker_http_port: int)
 
 async def wait_for_text(browser: webdriver.Chrome, element_id: str, text: str) -> None:
     """Wait until the element's text contains ``text`` (Selenium blocks: off the loop)."""
-
-    def shown(driver: webdriver.Chrome) -> bool:
-        return text in driver.find_element(By.ID, element_id).text
-
-    await asyncio.to_thread(WebDriverWait(browser, WAIT_SECONDS).until, shown)
+    await asyncio.to_thread(text_contains, browser, f"#{element_id}", text)
 
 
-def received(browser: webdriver.Chrome) -> list[str]:
-    return [item.text for item in browser.find_elements(By.CSS_SELECTOR, "#received li")]
+async def received(browser: webdriver.Chrome) -> list[str]:
+    return await asyncio.to_thread(texts_of, browser, "#received li")
 
 
 async def test_browser_publishes_and_receives_over_websocket(
@@ -140,15 +133,15 @@ async def test_browser_publishes_and_receives_over_websocket(
             await open_page(browser, allowed, server.http_port)
             await wait_for_text(browser, "status", "connected v12.stomp 1.2")
             await wait_for_text(browser, "received", "hex 0001feff")
-            assert received(browser) == ["hola desde el navegador, buzón ✉", "hex 0001feff"]
+            assert await received(browser) == ["hola desde el navegador, buzón ✉", "hex 0001feff"]
 
             publisher = await Client.connected(server.stomp_port)
             await publisher.send(send("/queue/browser", "¡desde Python por TCP!".encode()))
             await wait_for_text(browser, "received", "¡desde Python por TCP!")
-            assert len(received(browser)) == 3
+            assert len(await received(browser)) == 3
             await asyncio.to_thread(browser.save_screenshot, str(artifacts / "websocket.png"))
 
             # The same page from an origin the broker does not name cannot open /ws.
             await open_page(browser, elsewhere, server.http_port)
             await wait_for_text(browser, "status", "closed")
-            assert received(browser) == []
+            assert await received(browser) == []
