@@ -89,7 +89,13 @@ class Session:
         return self._closed
 
     def publish(
-        self, destination: str, headers: Headers, body: bytes, *, transaction: str | None = None
+        self,
+        destination: str,
+        headers: Headers,
+        body: bytes,
+        *,
+        transaction: str | None = None,
+        create: bool = True,
     ) -> str:
         """Publish a message, or stage it in ``transaction``.
 
@@ -99,6 +105,8 @@ class Session:
             headers: user headers, passed to consumers as they are.
             body: the payload.
             transaction: an open transaction to stage the send in.
+            create: False never creates a missing destination, whatever the broker's
+                ``auto_create`` (a front end's per-frame opt-out).
 
         Returns:
             the new message id, or ``""`` when staged (ids are assigned at commit).
@@ -117,11 +125,12 @@ class Session:
                 self.principal,
                 Action.PUBLISH,
                 self._grants,
-                create=self._config.auto_create,
+                create=create and self._config.auto_create,
             )
-            self._transactions.stage(transaction, StagedPublish(destination, headers, body))
+            staged = StagedPublish(destination, headers, body, create)
+            self._transactions.stage(transaction, staged)
             return ""
-        target = self._resolve(destination, Action.PUBLISH)
+        target = self._resolve(destination, Action.PUBLISH, create)
         message = self._intake.prepare(target, headers, body)
         self._send(target, message, self._intake.accept(target, message))
         return message.id
@@ -133,6 +142,8 @@ class Session:
         ack_mode: AckMode = AckMode.AUTO,
         prefetch: int | None = None,
         durable_name: str | None = None,
+        *,
+        create: bool = True,
     ) -> None:
         """Start receiving from a queue or channel; a queue's backlog may arrive at once.
 
@@ -145,6 +156,7 @@ class Session:
             durable_name: for a channel, attach to this principal's durable subscription
                 of that name (created if new): its backlog kept what was published while
                 nobody was attached, and it keeps receiving after this session ends.
+            create: as for :meth:`publish`.
 
         Raises:
             BrokerError: ``DUPLICATE_SUBSCRIPTION``, ``LIMIT_EXCEEDED`` (too many
@@ -166,7 +178,7 @@ class Session:
                 ErrorCode.BAD_HEADER_VALUE,
                 f"prefetch must be between 1 and {self._config.max_prefetch}",
             )
-        target: Queue | Channel = self._resolve(destination, Action.CONSUME)
+        target: Queue | Channel = self._resolve(destination, Action.CONSUME, create)
         if durable_name is not None:
             if not isinstance(target, Channel):
                 raise BrokerError(
@@ -292,7 +304,7 @@ class Session:
         sends = []
         for op in staged:
             if isinstance(op, StagedPublish):
-                target = self._resolve(op.destination, Action.PUBLISH)
+                target = self._resolve(op.destination, Action.PUBLISH, op.create)
                 sends.append((target, self._intake.prepare(target, op.headers, op.body)))
         accepted: list[tuple[Queue | Channel, Message, Ticket | None]] = []
         try:
@@ -421,13 +433,13 @@ class Session:
                     "a message could not be stored, so it was not delivered",
                 )
 
-    def _resolve(self, destination: str, action: Action) -> Queue | Channel:
+    def _resolve(self, destination: str, action: Action, create: bool) -> Queue | Channel:
         return self._destinations.resolve(
             destination,
             self.principal,
             action,
             self._grants,
-            create=self._config.auto_create,
+            create=create and self._config.auto_create,
         )
 
     def _check_open(self) -> None:

@@ -23,6 +23,7 @@ class StagedPublish:
     destination: str
     headers: Headers
     body: bytes
+    create: bool = True  # False: the commit never creates the destination (auto-create:false)
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,6 +37,8 @@ from buzon.stomp import Abort, Ack, Begin, Commit, Event, Nack, Send, Subscribe,
 from buzon.stomp import Message as MessageFrame
 
 DEFAULT_URL = "stomp://127.0.0.1:61613"
+AUTO_CREATE = "auto-create"
+"""The SEND / SUBSCRIBE header that, set to ``false``, stops the broker creating on first use."""
 
 # Login refusals: reconnecting with the same credentials cannot help.
 _FATAL = frozenset(
@@ -158,6 +160,7 @@ class AsyncClient:
         confirm: bool = True,
         transaction: Transaction | None = None,
         timeout: float | None = None,
+        create: bool = True,
     ) -> None:
         """Publish to ``/queue/<name>`` or ``/topic/<name>``.
 
@@ -174,6 +177,8 @@ class AsyncClient:
                 persistent) before returning.
             transaction: stage it in this transaction.
             timeout: seconds to wait for the receipt (default: the client's timeout).
+            create: False sends ``auto-create:false``: a missing destination is an error
+                (DESTINATION_NOT_FOUND) even where the broker creates on first use.
 
         Raises:
             ApiError: the broker refused it (access key, missing destination, ...).
@@ -191,6 +196,8 @@ class AsyncClient:
             extra["access-key"] = access_key
         if persistent is not None:
             extra["persistent"] = "true" if persistent else "false"
+        if not create:
+            extra[AUTO_CREATE] = "false"
         tx = None if transaction is None else transaction.id
         pairs = tuple(extra.items())
         if not confirm:
@@ -210,6 +217,7 @@ class AsyncClient:
         buffer: int = 1000,
         headers: Mapping[str, str] | None = None,
         durable: str | None = None,
+        create: bool = True,
     ) -> Subscription:
         """Subscribe to a queue (each message to one consumer) or a channel (to all).
 
@@ -224,6 +232,8 @@ class AsyncClient:
             durable: for a channel, the name of your durable subscription: the broker
                 keeps what is published while you are away and hands it over on your
                 next subscribe with that name (``unsubscribe(forget=True)`` deletes it).
+            create: False: a missing destination is an error, as for :meth:`publish`
+                (also when resubscribing after a reconnect).
 
         Returns:
             the subscription, once the broker confirmed it.
@@ -239,6 +249,8 @@ class AsyncClient:
             extra["access-key"] = access_key
         if durable is not None:
             extra["subscription-name"] = durable
+        if not create:
+            extra[AUTO_CREATE] = "false"
         subscription = Subscription(
             self, f"s{next(self._ids)}", destination, ack, tuple(extra.items()), max(buffer, 1)
         )

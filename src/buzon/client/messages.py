@@ -9,6 +9,7 @@ taken half of it, reading resumes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -208,14 +209,25 @@ class Transaction:
             return
         if error is None:
             await self.commit()
-        else:
+            return
+        # The block's own error is the one to see: when the broker refused a frame with an
+        # ERROR, the connection (and the transaction with it) is gone, so the abort fails too.
+        with contextlib.suppress(BuzonError):
             await self.abort()
 
     async def publish(
-        self, destination: str, body: bytes | str, *, headers: Mapping[str, str] | None = None
+        self,
+        destination: str,
+        body: bytes | str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        create: bool = True,
     ) -> None:
-        """Stage a publish; nobody receives it before :meth:`commit`."""
-        await self.client.publish(destination, body, headers=headers, transaction=self)
+        """Stage a publish; nobody receives it before :meth:`commit` (``create`` as for
+        :meth:`AsyncClient.publish`)."""
+        await self.client.publish(
+            destination, body, headers=headers, transaction=self, create=create
+        )
 
     async def commit(self) -> None:
         """Apply everything staged, in order; waits for the broker's confirmation."""

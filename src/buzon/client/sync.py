@@ -156,9 +156,16 @@ class BlockingTransaction:
         self._runner.run(self.transaction.__aexit__(kind, error, traceback))
 
     def publish(
-        self, destination: str, body: bytes | str, *, headers: Mapping[str, str] | None = None
+        self,
+        destination: str,
+        body: bytes | str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        create: bool = True,
     ) -> None:
-        self._runner.run(self.transaction.publish(destination, body, headers=headers))
+        self._runner.run(
+            self.transaction.publish(destination, body, headers=headers, create=create)
+        )
 
     def commit(self) -> None:
         self._runner.run(self.transaction.commit())

@@ -14,6 +14,11 @@ this session was not granted yet must wait for an argon2id check, which runs off
 loop. :func:`key_to_check` says so before the handler runs; the connection then holds the
 frame, checks the key, grants it to the session, and handles the frame. Without a key the
 engine refuses with ACCESS_KEY_REQUIRED.
+
+Creation on first use: a SEND or SUBSCRIBE to a missing destination creates it when the
+broker's ``auto_create`` is on, unless the frame says ``auto-create:false`` (see
+:func:`may_create`); then it gets an ERROR with DESTINATION_NOT_FOUND, and a client that
+must not create by mistake (the ``buzon`` command) is not racing anyone's ``create``.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from buzon.stomp import (
 from buzon.store import DestinationRecord
 
 ACCESS_KEY_HEADER = "access-key"
+AUTO_CREATE_HEADER = "auto-create"
 
 # Headers a publisher may not set on the copies consumers receive: they belong to the
 # frame (routing, receipts, transactions, length), to the broker (ids, redelivery), or
@@ -55,6 +61,7 @@ RESERVED_HEADERS = frozenset(
         "redelivered",
         "prefetch-count",
         ACCESS_KEY_HEADER,
+        AUTO_CREATE_HEADER,
     }
 )
 
@@ -66,6 +73,19 @@ def parse_prefetch(value: str | None) -> int | None:
     if not (value.isascii() and value.isdigit()):
         raise BrokerError(ErrorCode.BAD_HEADER_VALUE, "prefetch-count must be a positive integer")
     return int(value)
+
+
+def may_create(event: Send | Subscribe) -> bool:
+    """Read ``auto-create``: ``false`` makes a missing destination an error for this frame
+    (DESTINATION_NOT_FOUND) even where the broker creates on first use; ``true`` or no
+    header leaves it to the broker's setting.
+    """
+    value = header(event.headers, AUTO_CREATE_HEADER)
+    if value is None or value == "true":
+        return True
+    if value == "false":
+        return False
+    raise BrokerError(ErrorCode.BAD_HEADER_VALUE, "auto-create must be true or false")
 
 
 def durable_name(event: Subscribe) -> str | None:
@@ -134,7 +154,13 @@ class Commands:
 
     def _send(self, event: Send) -> str | None:
         headers = tuple([h for h in event.headers if h[0] not in RESERVED_HEADERS])
-        self.session.publish(event.destination, headers, event.body, transaction=event.transaction)
+        self.session.publish(
+            event.destination,
+            headers,
+            event.body,
+            transaction=event.transaction,
+            create=may_create(event),
+        )
         self.published = True
         return event.receipt
 
@@ -160,6 +186,7 @@ class Commands:
             AckMode(event.ack),
             prefetch,
             durable_name=durable_name(event),
+            create=may_create(event),
         )
         return event.receipt
 
