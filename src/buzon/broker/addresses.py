@@ -8,7 +8,10 @@ from buzon.errors import BrokerError, ErrorCode
 from buzon.store.records import DestinationKind
 
 MAX_NAME_LENGTH = 200
-_NAME = re.compile(rf"[A-Za-z0-9_.:\-]{{1,{MAX_NAME_LENGTH}}}")
+# A name is one URL path segment of the HTTP API, so it must survive any client: no
+# character that needs escaping, and not only dots (clients resolve "." and ".." away).
+_NAME = re.compile(rf"(?!\.+\Z)[A-Za-z0-9_.:\-]{{1,{MAX_NAME_LENGTH}}}")
+_RULE = f"1-{MAX_NAME_LENGTH} letters, digits or -_.:, not only dots"
 # How much of a rejected destination an error detail repeats.
 _DETAIL_CHARS = 64
 
@@ -26,7 +29,7 @@ def check_name(name: str) -> None:
     if not _NAME.fullmatch(name):
         raise BrokerError(
             ErrorCode.BAD_DESTINATION,
-            f"{name[:_DETAIL_CHARS]!r}: names are 1-{MAX_NAME_LENGTH} letters, digits or -_.:",
+            f"{name[:_DETAIL_CHARS]!r}: names are {_RULE}",
         )
 
 
@@ -51,5 +54,5 @@ def parse_destination(destination: str) -> tuple[DestinationKind, str]:
     raise BrokerError(
         ErrorCode.BAD_DESTINATION,
         f"{destination[:_DETAIL_CHARS]!r}: expected /queue/<name> or /topic/<name>, the name"
-        f" 1-{MAX_NAME_LENGTH} letters, digits or -_.:",
+        f" {_RULE}",
     )

@@ -1,7 +1,8 @@
 """Destination addresses, the registry of queues and channels, and who may use which.
 
 A destination is addressed ``/queue/<name>`` or ``/topic/<name>``; the name is 1 to 200
-ASCII letters, digits, ``-``, ``_``, ``.`` or ``:``. Each queue and channel carries its
+ASCII letters, digits, ``-``, ``_``, ``.`` or ``:``, and not only dots (it is a path segment
+of the HTTP API, where ``.`` and ``..`` cannot be carried). Each queue and channel carries its
 :class:`DestinationRecord` (id, owner, access-key hash). :meth:`Destinations.resolve` is
 the one place that finds a destination for a command: it creates it on first use when
 asked to, and applies :func:`buzon.auth.access.decide`, so no front end can skip the check.
@@ -100,13 +101,19 @@ class Destinations:
         """The queue or channel at ``destination``, or None."""
         return self._targets.get(destination)
 
-    def add(self, record: DestinationRecord) -> Queue | Channel:
+    def add(self, record: DestinationRecord, *, restored: bool = False) -> Queue | Channel:
         """Create the queue or channel a record describes.
+
+        Args:
+            record: the destination.
+            restored: it was stored before (at start): its name is not checked again, so
+                a name that an earlier version allowed stays usable.
 
         Raises:
             BrokerError: ``DESTINATION_EXISTS``; ``BAD_DESTINATION`` for an invalid name.
         """
-        check_name(record.name)
+        if not restored:
+            check_name(record.name)
         key = address(record.kind, record.name)
         if key in self._targets:
             raise BrokerError(ErrorCode.DESTINATION_EXISTS, key)

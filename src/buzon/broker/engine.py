@@ -147,13 +147,16 @@ class Broker:
 
     # -- destinations as resources -------------------------------------------------------
 
-    def add_destination(self, record: DestinationRecord) -> Queue | Channel:
-        """Create a queue or channel from its record (explicit creation, or start-up).
+    def add_destination(
+        self, record: DestinationRecord, *, restored: bool = False
+    ) -> Queue | Channel:
+        """Create a queue or channel from its record (explicit creation, or start-up with
+        ``restored``, when the stored name is not checked again).
 
         Raises:
             BrokerError: ``DESTINATION_EXISTS``, ``BAD_DESTINATION``.
         """
-        return self._destinations.add(record)
+        return self._destinations.add(record, restored=restored)
 
     def delete_destination(self, kind: DestinationKind, name: str) -> DestinationRecord:
         """Delete a queue or channel: its messages are dropped and its subscribers' sessions
