@@ -94,7 +94,7 @@ class Resources:
         start, before the messages are recovered); return how many destinations."""
         records = await self._store.destinations()
         for record in records:
-            self._broker.add_destination(record)
+            self._broker.add_destination(record, restored=True)
         self._broker.restore_durables(await self._store.durable_subscriptions())
         return len(records)
 
