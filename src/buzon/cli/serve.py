@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import shlex
 import signal
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any
 
 from buzon.cli.logs import configure as configure_logging
 from buzon.cli.tuning import tune_allocator, tune_collector
-from buzon.server.config import OPTIONS, ConfigError, Settings, load_settings
+from buzon.server.config import OPTIONS, Settings, load_settings
 
 
 def register(commands: Any) -> None:
@@ -63,12 +64,7 @@ async def _serve(settings: Settings) -> None:
     from buzon.server.app import BuzonServer
 
     server = BuzonServer(settings)
-    try:
-        await server.start()
-    except OSError as exc:
-        raise ConfigError(
-            detail=f"cannot listen on {settings.host} ({_ports(settings)}): {exc.strerror}"
-        ) from None
+    await server.start()
     loop = asyncio.get_running_loop()
     stopping: list[asyncio.Task[None]] = []
 
@@ -85,19 +81,21 @@ async def _serve(settings: Settings) -> None:
             "  set BUZON_ADMIN_PASSWORD (and BUZON_ADMIN_USER) to choose your own",
             flush=True,
         )
+    elif server.admin_existed and settings.admin_password is None and settings.storage != "memory":
+        print(
+            f"admin login: {settings.admin_user}  (password chosen or shown when the account"
+            f" was created; lost it? run: {set_password_command(settings)})",
+            flush=True,
+        )
     print(f"buzon listening: {'  '.join(server.urls())}  (Ctrl-C stops)", flush=True)
     tune_collector()  # start-up is done (see tuning)
     await server.wait_stopped()
 
 
-def _ports(settings: Settings) -> str:
-    """The ports ``settings`` asks to listen on, for an error message."""
-    ports = []
-    if settings.plaintext:
-        ports += [f"STOMP port {settings.stomp_port}", f"HTTP port {settings.http_port}"]
-    if settings.tls_cert is not None:
-        ports += [f"STOMP TLS port {settings.stomp_tls_port}", f"HTTPS port {settings.https_port}"]
-    return ", ".join(ports)
+def set_password_command(settings: Settings) -> str:
+    """The command that sets a new password for the admin of ``settings``'s data directory."""
+    data_dir = shlex.quote(str(settings.data_dir))
+    return f"buzon user set-password {shlex.quote(settings.admin_user)} --data-dir {data_dir}"
 
 
 def _run_loop(main: Coroutine[Any, Any, None]) -> None:

@@ -1,13 +1,18 @@
-"""``buzon user``: register, log in and out, who am I; for admins list, disable, enable, delete."""
+"""``buzon user``: register, log in and out, who am I; for admins list, disable, enable,
+delete; and, on the broker's machine, set a lost password in its data directory."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from operator import attrgetter
 from typing import Any
 
+from buzon.auth import SecretHasher
+from buzon.auth.users import check_password
 from buzon.cli.output import Column, cell, print_fields, print_json, print_table
 from buzon.cli.session import (
+    CliError,
     Credentials,
     SavedLogin,
     add_action,
@@ -20,6 +25,8 @@ from buzon.cli.session import (
 )
 from buzon.client import ApiError, User
 from buzon.errors import ErrorCode
+from buzon.server.config import load_settings
+from buzon.store.offline import set_password_hash
 
 _USER_COLUMNS: list[Column[User]] = [
     ("User", attrgetter("username")),
@@ -59,6 +66,24 @@ def register(commands: Any) -> None:
     summary = "delete an account and revoke its tokens (admin); its queues and channels stay"
     parser = add_action(actions, "delete", _delete, summary, prints_data=False)
     parser.add_argument("name", metavar="NAME")
+    parser = actions.add_parser(
+        "set-password",
+        help="set a new password in a broker's data directory (no login needed)",
+        description="Set a new password for NAME directly in the broker's database, and"
+        " revoke NAME's tokens: the way back in when the admin password is lost. Run it on"
+        " the broker's machine, as the system user that owns the data directory. The"
+        " password is asked twice at a terminal, else read from the first line of stdin.",
+        allow_abbrev=False,
+    )
+    parser.add_argument("name", metavar="NAME")
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        metavar="DIR",
+        help="the broker's --data-dir (default: as buzon serve finds it: $BUZON_DATA_DIR,"
+        " data-dir in ./buzon.toml, else buzon-data)",
+    )
+    parser.set_defaults(handler=_set_password)
 
 
 def _credential_options(parser: argparse.ArgumentParser) -> None:
@@ -166,3 +191,29 @@ def _delete(args: argparse.Namespace) -> int:
         client.delete_user(args.name)
     print(f"deleted user {args.name}")
     return 0
+
+
+def _set_password(args: argparse.Namespace) -> int:
+    """Offline: hash with the broker's own argon2id settings, write, revoke the tokens."""
+    settings = load_settings({"data_dir": args.data_dir})
+    if settings.storage == "memory":
+        raise CliError(detail="this broker keeps its accounts in memory (storage = memory)")
+    password = _new_password()
+    check_password(args.name, password)
+    password_hash = SecretHasher().hash_now(password)
+    revoked = set_password_hash(settings.data_dir, args.name, password_hash)
+    tokens = "token" if revoked == 1 else "tokens"
+    print(
+        f"new password set for {args.name} in {settings.data_dir}; {revoked} login {tokens} revoked"
+    )
+    return 0
+
+
+def _new_password() -> str:
+    """Typed twice at a terminal, else the first line of stdin."""
+    if sys.stdin.isatty():
+        return read_secret("new password", stdin_flag="stdin", from_stdin=False, confirm=True)
+    line = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+    if not line:
+        raise CliError(detail="no new password on stdin (give it as the first line)")
+    return line

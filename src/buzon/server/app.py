@@ -20,7 +20,7 @@ from buzon.auth import AccessKeys, Accounts, SecretHasher, Tokens
 from buzon.broker import Broker, BrokerConfig, SlowConsumerPolicy
 from buzon.errors import BuzonError, ErrorCode
 from buzon.server.close_reasons import CloseReason
-from buzon.server.config import Settings
+from buzon.server.config import ListenError, Settings
 from buzon.server.context import ServerContext
 from buzon.server.durable import until_durable
 from buzon.server.http.app import build_app
@@ -72,6 +72,8 @@ class BuzonServer:
     Attributes:
         generated_password: the admin password made up at start, when none was configured
             and the admin account did not exist yet; None otherwise. Show it once.
+        admin_existed: whether the admin account was already there at start (its password
+            is then the one chosen or shown when it was created).
     """
 
     def __init__(
@@ -107,7 +109,9 @@ class BuzonServer:
             rates=RateMeter(),
         )
         accounts.on_blocked.append(self._close_connections_of)
+        accounts.on_demoted.append(self._close_demoted)
         self.generated_password: str | None = None
+        self.admin_existed = False
         self._listener: asyncio.Server | None = None
         self._http: HttpListener | None = None
         self._tls_listener: asyncio.Server | None = None
@@ -172,46 +176,32 @@ class BuzonServer:
         return self._https.port
 
     async def start(self) -> None:
-        """Open the store, create the first admin, bind the STOMP and HTTP listeners (and
-        their TLS twins when a certificate and key are set).
+        """Bind every listener (STOMP and HTTP, and their TLS twins when a certificate and
+        key are set), then open the store, restore what it holds and create the first
+        admin, then serve.
 
-        Returns once clients can connect.
+        Binding comes first, so that a port in use stops the start before anything exists
+        on disk (data directory, database, admin account). Returns once clients can
+        connect.
 
         Raises:
             ConfigError: the TLS certificate or key is missing, unreadable or invalid
                 (checked before anything else happens).
-            OSError: an address cannot be bound (in use, not permitted).
+            ListenError: an address cannot be bound (in use, not permitted); nothing was
+                created.
             AuthError: the configured admin name or password breaks the account rules.
         """
         ctx = self._ctx
-        settings = self.settings
-        tls = server_context(settings)
-        await ctx.store.open()
-        password = settings.admin_password
-        if await ctx.store.user_by_name(settings.admin_user) is None and password is None:
-            password = self.generated_password = secrets.token_urlsafe(GENERATED_PASSWORD_BYTES)
-        if password is not None:
-            await ctx.accounts.ensure_admin(settings.admin_user, password)
-        await ctx.resources.restore()
-        recovered = ctx.broker.recover(await ctx.store.messages(), ctx.store.opened_cleanly)
-        if recovered:
-            shutdown = "clean" if ctx.store.opened_cleanly else "unclean (marked redelivered)"
-            log.info("recovered %d stored messages after a %s shutdown", recovered, shutdown)
-        loop = asyncio.get_running_loop()
-        app = build_app(ctx)
+        tls = server_context(self.settings)
         try:
-            if settings.plaintext:
-                self._listener = await self._stomp_listener(settings.stomp_port, None)
-                self._http = HttpListener(app, settings.host, settings.http_port)
-                await self._http.start()
-            if tls is not None:
-                self._tls_listener = await self._stomp_listener(settings.stomp_tls_port, tls)
-                self._https = HttpListener(app, settings.host, settings.https_port, tls=tls)
-                await self._https.start()
+            await self._bind(tls)
+            await self._open_store()
+            await self._serve()
         except BaseException:
             self._stop_accepting()
             await self._unbind()
             raise
+        loop = asyncio.get_running_loop()
         self._housekeeping = [
             loop.create_task(self._every(LEASE_CHECK_PERIOD, self._expire_leases)),
             loop.create_task(self._every(EXPIRY_CHECK_PERIOD, self._expire_messages)),
@@ -220,20 +210,73 @@ class BuzonServer:
             loop.create_task(watch_loop_lag(ctx.loop_lag)),
         ]
 
+    async def _bind(self, tls: ssl.SSLContext | None) -> None:
+        """Claim every port, serving none yet."""
+        settings = self.settings
+        app = build_app(self._ctx)
+        if settings.plaintext:
+            self._listener = await self._stomp_listener(settings.stomp_port, None)
+            self._http = HttpListener(app, settings.host, settings.http_port)
+            self._bind_http(self._http, "HTTP", settings.http_port)
+        if tls is not None:
+            self._tls_listener = await self._stomp_listener(settings.stomp_tls_port, tls)
+            self._https = HttpListener(app, settings.host, settings.https_port, tls=tls)
+            self._bind_http(self._https, "HTTPS", settings.https_port)
+
+    def _bind_http(self, listener: HttpListener, name: str, port: int) -> None:
+        try:
+            listener.bind()
+        except OSError as exc:
+            raise ListenError(name, self.settings.host, port, exc) from None
+
+    async def _open_store(self) -> None:
+        """Open the store, bring back destinations and messages, then create the first
+        admin (last, so that ``buzon serve`` shows a generated password right after)."""
+        ctx = self._ctx
+        settings = self.settings
+        await ctx.store.open()
+        await ctx.resources.restore()
+        recovered = ctx.broker.recover(await ctx.store.messages(), ctx.store.opened_cleanly)
+        if recovered:
+            shutdown = "clean" if ctx.store.opened_cleanly else "unclean (marked redelivered)"
+            log.info("recovered %d stored messages after a %s shutdown", recovered, shutdown)
+        password = settings.admin_password
+        if await ctx.store.user_by_name(settings.admin_user) is None:
+            if password is None:
+                password = secrets.token_urlsafe(GENERATED_PASSWORD_BYTES)
+                self.generated_password = password
+            await ctx.accounts.ensure_admin(settings.admin_user, password)
+        else:
+            self.admin_existed = True
+
+    async def _serve(self) -> None:
+        """Start accepting on every bound listener."""
+        for listener in (self._listener, self._tls_listener):
+            if listener is not None:
+                await listener.start_serving()
+        for http in (self._http, self._https):
+            if http is not None:
+                await http.start()
+
     async def _stomp_listener(self, port: int, tls: ssl.SSLContext | None) -> asyncio.Server:
         """STOMP on ``port``, over TLS when ``tls`` is set (the TLS handshake gets the same
         time limit as the STOMP one, which starts once it is done)."""
         ctx = self._ctx
-        return await asyncio.get_running_loop().create_server(
-            lambda: StompSession(ctx),
-            host=self.settings.host,
-            port=port,
-            family=socket.AF_UNSPEC,
-            backlog=LISTEN_BACKLOG,
-            reuse_address=True,
-            ssl=tls,
-            ssl_handshake_timeout=None if tls is None else self.settings.handshake_timeout,
-        )
+        name = "STOMP" if tls is None else "STOMP TLS"
+        try:
+            return await asyncio.get_running_loop().create_server(
+                lambda: StompSession(ctx),
+                host=self.settings.host,
+                port=port,
+                family=socket.AF_UNSPEC,
+                backlog=LISTEN_BACKLOG,
+                reuse_address=True,
+                ssl=tls,
+                ssl_handshake_timeout=None if tls is None else self.settings.handshake_timeout,
+                start_serving=False,
+            )
+        except OSError as exc:
+            raise ListenError(name, self.settings.host, port, exc) from None
 
     def _stop_accepting(self) -> None:
         for listener in (self._listener, self._tls_listener):
@@ -316,4 +359,9 @@ class BuzonServer:
     def _close_connections_of(self, user_id: str) -> None:
         self._ctx.broker.close_sessions_of(
             user_id, ErrorCode.ACCOUNT_DISABLED, "the account was disabled or deleted"
+        )
+
+    def _close_demoted(self, user_id: str) -> None:
+        self._ctx.broker.close_sessions_of(
+            user_id, ErrorCode.PERMISSIONS_CHANGED, "the account is no longer an admin"
         )

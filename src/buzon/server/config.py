@@ -8,7 +8,9 @@ reported as one readable line (``ConfigError``), never a traceback.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
+import socket
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -26,6 +28,34 @@ class ConfigError(BuzonError):
 
     def __str__(self) -> str:
         return self.detail
+
+
+class ListenError(ConfigError):
+    """A listener cannot bind its address (in use, not permitted, unknown host).
+
+    Args:
+        listener: which one, as people call it ("STOMP", "HTTP", "STOMP TLS", "HTTPS").
+        host: the address it was told to listen on.
+        port: the port it was told to use.
+        cause: what the operating system said.
+    """
+
+    def __init__(self, listener: str, host: str, port: int, cause: OSError) -> None:
+        shown = f"[{host}]" if ":" in host else host
+        # asyncio and socket wrap the system's words in their own; keep the system's
+        if isinstance(cause, socket.gaierror) or not cause.errno:
+            reason = cause.strerror or str(cause)
+        else:
+            reason = os.strerror(cause.errno)
+        reason = reason[:1].lower() + reason[1:]
+        flag = "--" + listener.lower().replace(" tls", "-tls").replace(" ", "-") + "-port"
+        if cause.errno == errno.EADDRINUSE:
+            reason += f" (another program holds it: stop it, or choose another port with {flag})"
+        elif cause.errno == errno.EACCES:
+            reason += f" (ports below 1024 need privileges: choose {flag})"
+        elif isinstance(cause, socket.gaierror) or cause.errno == errno.EADDRNOTAVAIL:
+            reason += " (check --host)"
+        super().__init__(detail=f"cannot listen on {shown}:{port} for {listener}: {reason}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 import uvicorn
 from fastapi import FastAPI
 
+from buzon.server.http.h11_protocol import JsonErrorH11Protocol
 from buzon.server.http.limits import MAX_REQUEST_HEAD
 from buzon.server.http.ws_protocol import PRE_LOGIN_MESSAGE, CappedWebSocketProtocol
 
@@ -87,12 +88,15 @@ class HttpListener:
         port: int = self._socket.getsockname()[1]
         return port
 
-    async def start(self) -> None:
-        """Bind and start serving; returns once requests are accepted.
+    def bind(self) -> socket.socket:
+        """Bind the address without serving yet (connections wait in the backlog), so a
+        server can claim all its ports before it touches anything else.
 
         Raises:
             OSError: the address cannot be bound.
         """
+        if self._socket is not None:
+            return self._socket
         family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
         listening = socket.create_server((self._host, self._port), family=family, backlog=1024)
         # asyncio turns TCP_NODELAY on only for sockets whose ``proto`` says TCP, accepted
@@ -103,12 +107,21 @@ class HttpListener:
         self._socket = socket.socket(
             family, socket.SOCK_STREAM, socket.IPPROTO_TCP, fileno=listening.detach()
         )
+        return self._socket
+
+    async def start(self) -> None:
+        """Bind (unless :meth:`bind` did) and serve; returns once requests are accepted.
+
+        Raises:
+            OSError: the address cannot be bound.
+        """
+        bound = self.bind()
         config = uvicorn.Config(
             self._app,
             lifespan="off",
             log_config=None,
             access_log=False,
-            http="h11",
+            http=JsonErrorH11Protocol,
             h11_max_incomplete_event_size=MAX_REQUEST_HEAD,
             timeout_keep_alive=5,
             timeout_graceful_shutdown=int(SHUTDOWN_GRACE),
@@ -122,9 +135,7 @@ class HttpListener:
             ssl_context_factory=None if self._tls is None else _given(self._tls),
         )
         self._server = _EmbeddedServer(config)
-        self._task = asyncio.get_running_loop().create_task(
-            self._server.serve(sockets=[self._socket])
-        )
+        self._task = asyncio.get_running_loop().create_task(self._server.serve(sockets=[bound]))
         ready = asyncio.ensure_future(self._server.ready.wait())
         await asyncio.wait({ready, self._task}, return_when=asyncio.FIRST_COMPLETED)
         if not ready.done():
