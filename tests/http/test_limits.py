@@ -89,7 +89,7 @@ async def test_a_head_that_never_ends_is_cut_off(
         writer.close()
         with contextlib.suppress(ConnectionError):
             await writer.wait_closed()
-    assert answer.startswith(b"HTTP/1.1 400 ")
+    assert answer.startswith(b"HTTP/1.1 431 ")
     assert (await http.get("/healthz")).status_code == 200
 
 

@@ -5,9 +5,9 @@ as it arrives and refused as soon as it passes the cap. Either way the answer is
 the API's error body, and at most the cap (plus one read) is ever held.
 
 A request head (request line and headers) is at most :data:`MAX_REQUEST_HEAD`. h11 refuses
-a head that grows past it while still incomplete (uvicorn answers that with a plain-text
-400), but accepts any head that arrives whole in one read; :class:`HeadLimit` refuses those
-with 431 and the API's error body.
+a head that grows past it while still incomplete (``h11_protocol`` answers that with 431
+and the API's error body), but accepts any head that arrives whole in one read;
+:class:`HeadLimit` refuses those with 431 and the API's error body.
 """
 
 from __future__ import annotations
