@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from buzon.auth import Accounts, LoginLimits, Principal, SecretHasher, Tokens
+from buzon.auth import Accounts, Backoff, GuessLimits, Principal, SecretHasher, Tokens
 from buzon.auth.tokens import token_hash
 from buzon.errors import AuthenticationFailed, AuthError, ErrorCode, StoreError
 from buzon.store import MemoryStore, Role
@@ -32,7 +32,10 @@ def accounts(hasher: SecretHasher, clock: Clock) -> Accounts:
         store,
         hasher,
         Tokens(store, ttl=60.0, clock=clock),
-        limits=LoginLimits(per_user=3, per_address=5, window=60.0),
+        limits=GuessLimits(
+            per_key=Backoff(free=3, first=10.0, cap=60.0, forget=600.0),
+            per_address=Backoff(free=5, first=10.0, cap=60.0, forget=600.0),
+        ),
         clock=clock,
         monotonic=clock,
     )
@@ -97,30 +100,50 @@ async def test_wrong_password_and_unknown_user_fail_alike(accounts: Accounts) ->
     assert failures == [(ErrorCode.AUTH_FAILED, ""), (ErrorCode.AUTH_FAILED, "")]
 
 
-async def test_failures_are_limited_per_user_and_reset_by_time(
+async def test_failures_slow_the_user_from_that_address_only_with_growing_waits(
     accounts: Accounts, clock: Clock
 ) -> None:
     await accounts.register("alice", "alice-password")
-    for address in ("10.0.0.4", "10.0.0.5", "10.0.0.6"):
+    for _ in range(4):
         with pytest.raises(AuthenticationFailed):
-            await accounts.authenticate("alice", "guess", address)
-    # the right password from a fresh address is refused too while the user is locked
-    with pytest.raises(AuthenticationFailed) as locked:
-        await accounts.authenticate("alice", "alice-password", "10.0.0.7")
-    assert locked.value.code is ErrorCode.TOO_MANY_ATTEMPTS
-    assert locked.value.retry_after == pytest.approx(60.0)
-    clock.now += 61
-    assert (await accounts.authenticate("alice", "alice-password", "10.0.0.7")).name == "alice"
+            await accounts.authenticate("alice", "guess", "10.0.0.4")
+    waits = []
+    for _ in range(4):
+        with pytest.raises(AuthenticationFailed) as slowed:
+            await accounts.authenticate("alice", "alice-password", "10.0.0.4")
+        assert slowed.value.code is ErrorCode.TOO_MANY_ATTEMPTS
+        assert slowed.value.retry_after is not None
+        waits.append(slowed.value.retry_after)
+        clock.now += slowed.value.retry_after
+        with pytest.raises(AuthenticationFailed):
+            await accounts.authenticate("alice", "guess", "10.0.0.4")
+    assert waits == pytest.approx([10.0, 20.0, 40.0, 60.0])
+    # never locked out from everywhere: the right password from another address works,
+    # and so does her token from the guesser's address
+    token, _ = await accounts.login("alice", "alice-password", "10.0.0.7")
+    assert (await accounts.authenticate("alice", token, "10.0.0.4", token=True)).name == "alice"
+    clock.now += 60
+    assert (await accounts.authenticate("alice", "alice-password", "10.0.0.4")).name == "alice"
 
 
-async def test_failures_are_limited_per_address(accounts: Accounts) -> None:
-    for n in range(5):
-        with pytest.raises(AuthenticationFailed):
+async def test_an_address_over_its_budget_is_slowed_without_shutting_anyone_out(
+    accounts: Accounts,
+) -> None:
+    for n in range(7):
+        with pytest.raises(AuthenticationFailed) as failed:
             await accounts.authenticate(f"made-up-{n}", "guess", "10.9.9.9")
+        assert failed.value.code is ErrorCode.AUTH_FAILED
     await accounts.register("carol", "carol-password")
+    # carol never failed from there: her right password is checked and accepted
+    assert (await accounts.authenticate("carol", "carol-password", "10.9.9.9")).name == "carol"
+    # one failure of her own and the address's wait applies to her there, not elsewhere
+    with pytest.raises(AuthenticationFailed):
+        await accounts.authenticate("carol", "guess", "10.9.9.9")
     with pytest.raises(AuthenticationFailed) as limited:
         await accounts.authenticate("carol", "carol-password", "10.9.9.9")
     assert limited.value.code is ErrorCode.TOO_MANY_ATTEMPTS
+    assert limited.value.retry_after == pytest.approx(40.0)
+    assert (await accounts.authenticate("carol", "carol-password", "10.0.0.1")).name == "carol"
 
 
 async def test_tokens_expire_and_revoke(accounts: Accounts, clock: Clock) -> None:

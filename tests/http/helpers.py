@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -28,10 +29,15 @@ def unique(prefix: str) -> str:
 
 
 @contextlib.asynccontextmanager
-async def api(port: int) -> AsyncIterator[httpx.AsyncClient]:
-    """A client whose relative URLs are under ``/api/v1`` of the broker on ``port``."""
+async def api(port: int, source: str | None = None) -> AsyncIterator[httpx.AsyncClient]:
+    """A client whose relative URLs are under ``/api/v1`` of the broker on ``port``.
+
+    ``source`` is the local address to connect from: on Linux any 127.x.y.z is loopback,
+    so ``127.0.0.2`` is a second client address for the broker's per-address limits.
+    """
+    transport = None if source is None else httpx.AsyncHTTPTransport(local_address=source)
     async with httpx.AsyncClient(
-        base_url=f"http://127.0.0.1:{port}/api/v1", timeout=TIMEOUT
+        base_url=f"http://127.0.0.1:{port}/api/v1", timeout=TIMEOUT, transport=transport
     ) as client:
         yield client
 
@@ -118,6 +124,24 @@ def error_of(response: httpx.Response, code: ErrorCode) -> str:
     detail = error["detail"]
     assert isinstance(detail, str)
     return detail
+
+
+async def until_slowed(
+    attempt: Callable[[], Awaitable[httpx.Response]], wrong: ErrorCode, at_least: int = 4
+) -> httpx.Response:
+    """Repeat a wrong guess until the broker asks to wait ``at_least`` seconds; return that
+    429. Shorter waits on the way are waited out, so the failures climb the ladder."""
+    for _ in range(30):
+        response = await attempt()
+        if response.status_code != ErrorCode.TOO_MANY_ATTEMPTS.http_status:
+            error_of(response, wrong)
+            continue
+        error_of(response, ErrorCode.TOO_MANY_ATTEMPTS)
+        wait = int(response.headers["retry-after"])
+        if wait >= at_least:
+            return response
+        await asyncio.sleep(wait)
+    raise AssertionError(f"never asked to wait {at_least} s")
 
 
 def stomp_send(destination: str, body: bytes, receipt: str | None = None, **headers: str) -> Send:

@@ -3,17 +3,18 @@
 from buzon.auth.access import Action, Decision, Principal, decide
 from buzon.auth.keys import AccessKeys
 from buzon.auth.passwords import SecretHasher
-from buzon.auth.ratelimit import FailureLimiter
+from buzon.auth.ratelimit import Backoff, GuessLimiter, GuessLimits
 from buzon.auth.tokens import Tokens
-from buzon.auth.users import Accounts, LoginLimits, principal_of
+from buzon.auth.users import Accounts, principal_of
 
 __all__ = [
     "AccessKeys",
     "Accounts",
     "Action",
+    "Backoff",
     "Decision",
-    "FailureLimiter",
-    "LoginLimits",
+    "GuessLimiter",
+    "GuessLimits",
     "Principal",
     "SecretHasher",
     "Tokens",

@@ -1,21 +1,21 @@
 """Access keys: hashed at creation, checked off the event loop, wrong guesses limited.
 
 A key is checked once per connection and destination (the callers remember the grant), so
-the argon2id cost is paid once, not per message. Wrong keys count against the user in a
-:class:`FailureLimiter`, so guessing a key over many connections or HTTP requests is as
-slow as guessing a password.
+the argon2id cost is paid once, not per message. Wrong keys are limited like passwords
+(:class:`GuessLimiter`), per (destination, source address) and per source address, not per
+user: registering more accounts gives a guesser no more tries, and a guesser's address
+never delays the owner's users elsewhere.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 
 from buzon.auth.access import Principal
 from buzon.auth.passwords import SecretHasher
-from buzon.auth.ratelimit import FailureLimiter
-from buzon.errors import AccessDenied, AuthenticationFailed, AuthError, ErrorCode
+from buzon.auth.ratelimit import GuessLimiter, GuessLimits
+from buzon.errors import AccessDenied, AuthError, ErrorCode
 from buzon.store.records import DestinationRecord
 
 MIN_KEY = 8
@@ -27,21 +27,19 @@ class AccessKeys:
 
     Args:
         hasher: argon2id, off the event loop.
-        max_failures: wrong keys one user may present within ``window`` seconds.
-        window: seconds a wrong key counts.
-        monotonic: for the failure window.
+        limits: how fast wrong keys may be tried.
+        monotonic: for the waits.
     """
 
     def __init__(
         self,
         hasher: SecretHasher,
         *,
-        max_failures: int = 10,
-        window: float = 300.0,
+        limits: GuessLimits | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._hasher = hasher
-        self._failures = FailureLimiter(max_failures, window, clock=monotonic)
+        self._limiter = GuessLimiter(limits, clock=monotonic)
 
     async def hash(self, key: str) -> str:
         """Hash a new access key.
@@ -56,22 +54,22 @@ class AccessKeys:
             )
         return await self._hasher.hash(key)
 
-    async def check(self, principal: Principal, record: DestinationRecord, key: str) -> None:
-        """Accept ``key`` for ``record``, or raise.
+    async def check(
+        self, principal: Principal, record: DestinationRecord, key: str, address: str
+    ) -> None:
+        """Accept ``key`` for ``record`` from ``principal`` at ``address`` (a client IP).
 
         Raises:
-            AuthenticationFailed: TOO_MANY_ATTEMPTS after too many wrong keys.
+            AuthenticationFailed: TOO_MANY_ATTEMPTS after too many wrong keys for ``record``
+                from ``address``.
             AccessDenied: ACCESS_KEY_WRONG.
         """
-        wait = self._failures.retry_after(principal.id)
-        if wait is not None:
-            raise AuthenticationFailed(
-                ErrorCode.TOO_MANY_ATTEMPTS, f"retry in {math.ceil(wait)} s", wait
-            )
-        stored = record.key_hash
-        ok = len(key) <= MAX_KEY and await self._hasher.verify(stored, key)
-        if not ok or stored is None:
-            self._failures.failed(principal.id)
-            raise AccessDenied(
-                ErrorCode.ACCESS_KEY_WRONG, f"wrong access key for {record.kind} {record.name!r}"
-            )
+        async with self._limiter.attempt(record.id, address) as attempt:
+            stored = record.key_hash
+            ok = len(key) <= MAX_KEY and await self._hasher.verify(stored, key)
+            if not ok or stored is None:
+                raise AccessDenied(
+                    ErrorCode.ACCESS_KEY_WRONG,
+                    f"wrong access key for {record.kind} {record.name!r}",
+                )
+            attempt.succeeded()

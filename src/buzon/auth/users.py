@@ -1,10 +1,12 @@
 """Accounts: registration, login, tokens and the admin's user management.
 
-Every login, over STOMP or HTTP, goes through :meth:`Accounts.authenticate`: it checks the
-failure limits first, then runs one argon2id verification whether or not the user exists
-(an unknown name is checked against a dummy hash), so neither the answer nor its timing
-tells which of the two fields was wrong. Only a correct password learns that an account is
-disabled.
+Every login, over STOMP or HTTP, goes through :meth:`Accounts.authenticate`: a valid token
+of the named user (where tokens are accepted) signs in at once, never limited; anything else
+passes the failure limits (per user name and source address, see
+:mod:`buzon.auth.ratelimit`), then runs one argon2id verification whether or not the user
+exists (an unknown name is checked against a dummy hash), so neither the answer nor its
+timing tells which of the two fields was wrong. Only a correct password learns that an
+account is disabled.
 
 Disabling or deleting a user revokes their tokens and calls the ``on_blocked`` callbacks
 (the server closes their connections).
@@ -12,16 +14,15 @@ Disabling or deleting a user revokes their tokens and calls the ``on_blocked`` c
 
 from __future__ import annotations
 
-import math
 import re
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from buzon.auth.access import Principal
 from buzon.auth.passwords import SecretHasher
-from buzon.auth.ratelimit import FailureLimiter
+from buzon.auth.ratelimit import GuessLimiter, GuessLimits
 from buzon.auth.tokens import TOKEN_PREFIX, Tokens
 from buzon.errors import AccessDenied, AuthenticationFailed, AuthError, ErrorCode, StoreError
 from buzon.store.base import Store
@@ -38,23 +39,6 @@ MAX_PASSWORD = 1024
 """Far above any passphrase; bounds the work a single login can ask of argon2."""
 
 
-@dataclass(frozen=True, slots=True)
-class LoginLimits:
-    """How many failed logins are tolerated before attempts are refused for a while.
-
-    Attributes:
-        per_user: failures per user name within ``window`` (10: a person mistyping never
-            gets near it, an online guesser gets 10 tries per window).
-        per_address: failures per client address within ``window`` (50: one address may
-            front several people, e.g. behind NAT).
-        window: seconds a failure counts (300).
-    """
-
-    per_user: int = 10
-    per_address: int = 50
-    window: float = 300.0
-
-
 def principal_of(user: UserRecord) -> Principal:
     """The acting identity of a stored user."""
     return Principal(user.id, user.name, user.role)
@@ -68,9 +52,9 @@ class Accounts:
         hasher: argon2id, off the event loop.
         tokens: bearer tokens.
         registration_open: whether anyone may register (admins always may create users).
-        limits: failed-login limits.
+        limits: failed-login limits (per user name and source address, and per address).
         clock: Unix time, for ``created_at``.
-        monotonic: for the failure windows.
+        monotonic: for the waits between failed logins.
     """
 
     def __init__(
@@ -80,18 +64,16 @@ class Accounts:
         tokens: Tokens,
         *,
         registration_open: bool = True,
-        limits: LoginLimits | None = None,
+        limits: GuessLimits | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        limits = limits or LoginLimits()
         self._store = store
         self._hasher = hasher
         self.tokens = tokens
         self.registration_open = registration_open
         self._clock = clock
-        self._by_user = FailureLimiter(limits.per_user, limits.window, clock=monotonic)
-        self._by_address = FailureLimiter(limits.per_address, limits.window, clock=monotonic)
+        self.limiter = GuessLimiter(limits, clock=monotonic)
         self.on_blocked: list[Callable[[str], None]] = []
 
     # -- accounts ------------------------------------------------------------------------
@@ -161,7 +143,9 @@ class Accounts:
             password: the password; with ``token``, a bearer token of that user's (from
                 :meth:`login`) is taken instead, so a client that logged in over HTTP, or
                 opens thousands of connections, pays for one argon2 check rather than one
-                per connection. A password that merely looks like a token still works.
+                per connection. The token is looked up before any limit, so a valid one is
+                never refused for others' failures. A password that merely looks like a
+                token still works.
             address: the client's IP, for the failure limits.
             token: accept a bearer token as the password.
 
@@ -172,32 +156,27 @@ class Accounts:
         """
         name = name or ""
         password = password or ""
-        for limiter, key in ((self._by_user, name), (self._by_address, address)):
-            wait = limiter.retry_after(key)
-            if wait is not None:
-                raise AuthenticationFailed(
-                    ErrorCode.TOO_MANY_ATTEMPTS, f"retry in {math.ceil(wait)} s", wait
-                )
-        user = None
         if token and password.startswith(TOKEN_PREFIX):
             user_id = await self.tokens.user_id(password)
             user = None if user_id is None else await self._store.user_by_id(user_id)
             if user is not None and user.name == name:
                 return self._signed_in(user)
-        if len(name) <= 64 and len(password) <= MAX_PASSWORD:
-            user = await self._store.user_by_name(name)
-        ok = await self._hasher.verify(user.password_hash if user else None, password)
-        if user is None or not ok:
-            self._by_user.failed(name)
-            self._by_address.failed(address)
-            raise AuthenticationFailed()
+        # A name longer than any valid one is counted under its first 65 characters, which
+        # name no account: a limiter key costs at most that much memory.
+        async with self.limiter.attempt(name[:65], address) as attempt:
+            user = None
+            if len(name) <= 64 and len(password) <= MAX_PASSWORD:
+                user = await self._store.user_by_name(name)
+            ok = await self._hasher.verify(user.password_hash if user else None, password)
+            if user is None or not ok:
+                raise AuthenticationFailed()
+            attempt.succeeded()
         return self._signed_in(user)
 
     def _signed_in(self, user: UserRecord) -> Principal:
         """The principal of a user who proved who they are, unless disabled."""
         if user.disabled:
             raise AuthenticationFailed(ErrorCode.ACCOUNT_DISABLED)
-        self._by_user.succeeded(user.name)
         return principal_of(user)
 
     async def login(self, name: str, password: str, address: str) -> tuple[str, float]:

@@ -2,8 +2,11 @@
 
 The engine is synchronous and single-threaded by design: the server calls it from its event
 loop, every command runs to completion, and deliveries are handed to each session's sink.
-It imports nothing but the standard library and :mod:`buzon.errors`, so the same engine
-serves STOMP over TCP, STOMP over WebSocket, HTTP and in-process tests.
+Besides the standard library and broker/ it imports only :mod:`buzon.errors`,
+:mod:`buzon.auth.access` (the access decision) and :mod:`buzon.store` for its records,
+tickets and the ``MessageLog`` protocol it writes messages through without awaiting: no
+sockets, no STOMP text, no store implementation. So the same engine serves STOMP over TCP,
+STOMP over WebSocket, HTTP and in-process tests.
 """
 
 from __future__ import annotations

@@ -76,10 +76,12 @@ class Caller:
     Attributes:
         principal: who.
         token_hash: the hash of their bearer token, or None with Basic authentication.
+        address: the client's IP, for the limits on wrong access keys.
     """
 
     principal: Principal
     token_hash: str | None
+    address: str
 
 
 def context(request: Request) -> ServerContext:
@@ -97,13 +99,13 @@ async def _caller(
     bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
     basic: Annotated[HTTPBasicCredentials | None, Security(_basic)],
 ) -> Caller | None:
+    address = request.client.host if request.client else "?"
     if bearer is not None:
         principal = await ctx.accounts.principal_for_token(bearer.credentials)
-        return Caller(principal, token_hash(bearer.credentials))
+        return Caller(principal, token_hash(bearer.credentials), address)
     if basic is not None:
-        address = request.client.host if request.client else "?"
         principal = await ctx.accounts.authenticate(basic.username, basic.password, address)
-        return Caller(principal, None)
+        return Caller(principal, None, address)
     return None
 
 
@@ -162,7 +164,7 @@ async def grants_for(
         return frozenset({record.id})
     if key is None:
         return frozenset()
-    await ctx.keys.check(caller.principal, record, header_text(key))
+    await ctx.keys.check(caller.principal, record, header_text(key), caller.address)
     if pair is not None:
         remembered.add(pair)
     return frozenset({record.id})
