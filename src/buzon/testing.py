@@ -14,7 +14,8 @@ Sync (the broker runs on its own thread, so blocking clients can talk to it)::
         b.management.create_queue("reports")      # a ManagementClient logged in as admin
 
 With pytest, the ``buzon_broker`` fixture gives the sync form (it works in async tests
-too). Nothing in buzon imports this module: it sits on top of everything.
+too). It sits on top of everything: only :mod:`buzon.pytest_plugin` imports it, and only
+when the fixture is used.
 """
 
 from __future__ import annotations
