@@ -4,8 +4,9 @@ Commands are directional (a server only ever sends CONNECTED, MESSAGE, RECEIPT a
 a client only the others), so one table per role covers both what we send and what we
 receive: :data:`TRANSITIONS` maps ``role -> state -> command -> next state``. Anything not
 in it is illegal: a bug when we send it, a protocol violation when the peer does. Also here:
-which states parse input, and which states mean "flush, then close". The docs' state
-diagram can be generated from :data:`TRANSITIONS`.
+which states parse input, and which states mean "flush, then close". docs/stomp-states.md
+draws :data:`TRANSITIONS` (``python scripts/state_diagram.py`` writes it; a test checks that
+it matches the table).
 """
 
 from __future__ import annotations
