@@ -54,6 +54,7 @@ class ErrorCode(enum.Enum):
     ACCESS_DENIED = (403, "access denied")
     ACCESS_KEY_REQUIRED = (403, "access key required")
     ACCESS_KEY_WRONG = (403, "wrong access key")
+    PERMISSIONS_CHANGED = (401, "permissions changed, log in again")
     # users
     INVALID_USERNAME = (400, "invalid username")
     WEAK_PASSWORD = (400, "password does not meet the minimum")

@@ -9,7 +9,9 @@ timing tells which of the two fields was wrong. Only a correct password learns t
 account is disabled.
 
 Disabling or deleting a user revokes their tokens and calls the ``on_blocked`` callbacks
-(the server closes their connections).
+(the server closes their connections). Taking the admin role away calls the
+``on_demoted`` callbacks: the server closes their connections too, since what those
+connections subscribed to was allowed by the old role.
 """
 
 from __future__ import annotations
@@ -75,6 +77,7 @@ class Accounts:
         self._clock = clock
         self.limiter = GuessLimiter(limits, clock=monotonic)
         self.on_blocked: list[Callable[[str], None]] = []
+        self.on_demoted: list[Callable[[str], None]] = []
 
     # -- accounts ------------------------------------------------------------------------
 
@@ -217,6 +220,8 @@ class Accounts:
     ) -> UserRecord:
         """Enable or disable a user, or change their role (admins only).
 
+        Disabling calls ``on_blocked``; taking the admin role away calls ``on_demoted``.
+
         Raises:
             AccessDenied: ``by`` is not an admin.
             AuthError: USER_NOT_FOUND; LAST_ADMIN when it would leave no enabled admin.
@@ -233,6 +238,9 @@ class Accounts:
         await self._store.update_user(updated)
         if updated.disabled and not user.disabled:
             self._blocked(user.id)
+        elif user.role is Role.ADMIN and updated.role is not Role.ADMIN:
+            for callback in self.on_demoted:
+                callback(user.id)
         return updated
 
     async def delete(self, by: Principal, name: str) -> None:

@@ -11,6 +11,7 @@ STOMP over WebSocket, HTTP and in-process tests.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Collection, Iterable, Sequence
 
@@ -26,7 +27,7 @@ from buzon.broker.leases import Lease, Leases
 from buzon.broker.message import DeliverySink, Headers, Message
 from buzon.broker.queue import Queue
 from buzon.broker.session import Session
-from buzon.broker.stats import BrokerStats
+from buzon.broker.stats import BrokerStats, QueueStats
 from buzon.errors import BrokerError, ErrorCode, LocalProtocolError
 from buzon.store import (
     DestinationKind,
@@ -67,6 +68,7 @@ class Broker:
         self._intake = Intake(self._destinations, self.journal, clock)
         self.leases = Leases()
         self._sessions: dict[str, Session] = {}
+        self._tokens: dict[str, str] = {}  # session id -> hash of the token it logged in with
         self._last_session = 0
         self._closed = False
 
@@ -104,12 +106,16 @@ class Broker:
         pairs = [(records[key], backlog) for key, backlog in target.durables.items()]
         return sorted(pairs, key=lambda pair: pair[0].name)
 
-    def open_session(self, sink: DeliverySink, principal: Principal) -> Session:
+    def open_session(
+        self, sink: DeliverySink, principal: Principal, *, token: str | None = None
+    ) -> Session:
         """Start a session for an authenticated client.
 
         Args:
             sink: receives the session's deliveries (and the engine's request to end it).
             principal: who logged in.
+            token: the hash of the bearer token it logged in with, if any: revoking that
+                token ends the session (:meth:`close_sessions_with_token`).
 
         Returns:
             the new session, writable.
@@ -130,6 +136,8 @@ class Broker:
             self._forget,
         )
         self._sessions[session.id] = session
+        if token is not None:
+            self._tokens[session.id] = token
         return session
 
     def sessions(self) -> list[Session]:
@@ -137,8 +145,8 @@ class Broker:
         return list(self._sessions.values())
 
     def close_sessions_of(self, user_id: str, code: ErrorCode, detail: str) -> int:
-        """End every session of a user (disabled or deleted) and give back the messages
-        they hold by lease; return how many sessions ended.
+        """End every session of a user whose rights shrank (disabled, deleted, demoted)
+        and give back the messages they hold by lease; return how many sessions ended.
 
         Each sink is told why (``close_session``) before its session closes.
         """
@@ -146,6 +154,14 @@ class Broker:
         for session in doomed:
             session.end(code, detail)
         self.leases.release(user_id)
+        return len(doomed)
+
+    def close_sessions_with_token(self, token: str, code: ErrorCode, detail: str) -> int:
+        """End every session that logged in with a bearer token now revoked (by its hash);
+        return how many ended."""
+        doomed = [self._sessions[sid] for sid, used in self._tokens.items() if used == token]
+        for session in doomed:
+            session.end(code, detail)
         return len(doomed)
 
     # -- destinations as resources -------------------------------------------------------
@@ -163,12 +179,56 @@ class Broker:
 
     def delete_destination(self, kind: DestinationKind, name: str) -> DestinationRecord:
         """Delete a queue or channel: its messages are dropped and its subscribers' sessions
-        end with ``DESTINATION_DELETED``. Who may delete is the caller's to check.
+        end with ``DESTINATION_DELETED``; access-key grants to it are forgotten (one of the
+        same name created later is another destination). Who may delete is the caller's to
+        check.
 
         Raises:
             BrokerError: ``DESTINATION_NOT_FOUND``.
         """
-        return self._destinations.remove(kind, name).record
+        record = self._destinations.remove(kind, name).record
+        self._intake.refused.pop(record.id, None)
+        for session in self._sessions.values():
+            session.revoke(record.id)
+        return record
+
+    def update_destination(self, record: DestinationRecord) -> int:
+        """Replace the record of a live destination (same id): a new access key or
+        dead-letter grant. Who may change it is the caller's to check.
+
+        A new key (not a removed one, which only widens access) takes effect on open
+        sessions at once: their grants to it are forgotten, and each session that is not
+        the owner's or an admin's and was granted it or reads from it ends with
+        ``PERMISSIONS_CHANGED`` (its subscriptions were allowed by the old key).
+
+        Returns:
+            how many sessions ended.
+
+        Raises:
+            BrokerError: ``DESTINATION_NOT_FOUND`` (also when that name is now another
+                destination).
+        """
+        target = self.destination(record.kind, record.name)
+        if target is None or target.record.id != record.id:
+            raise BrokerError(
+                ErrorCode.DESTINATION_NOT_FOUND, f"{address(record.kind, record.name)[:80]}"
+            )
+        old = target.record
+        target.record = record
+        if record.key_hash is None or record.key_hash == old.key_hash:
+            return 0
+        doomed = [
+            session
+            for session in self._sessions.values()
+            if not (session.principal.is_admin or session.principal.id == record.owner_id)
+            and (session.granted(record.id) or session.uses(target.address))
+        ]
+        for session in self._sessions.values():
+            session.revoke(record.id)
+        detail = f"the access key of {target.address} changed: log in again with the new key"
+        for session in doomed:
+            session.end(ErrorCode.PERMISSIONS_CHANGED, detail)
+        return len(doomed)
 
     def destination(self, kind: DestinationKind, name: str) -> Queue | Channel | None:
         """The live queue or channel, or None."""
@@ -325,8 +385,10 @@ class Broker:
     def statistics(self) -> BrokerStats:
         """A snapshot of every queue, channel and session, and the broker-wide totals."""
         destinations = self._destinations
+        refused = self._intake.refused
         queues = tuple(
-            destinations.queues[name].statistics() for name in sorted(destinations.queues)
+            _with_refused(destinations.queues[name], refused)
+            for name in sorted(destinations.queues)
         )
         channels = tuple(
             destinations.channels[name].statistics() for name in sorted(destinations.channels)
@@ -358,3 +420,11 @@ class Broker:
 
     def _forget(self, session: Session) -> None:
         del self._sessions[session.id]
+        self._tokens.pop(session.id, None)
+
+
+def _with_refused(queue: Queue, refused: dict[str, int]) -> QueueStats:
+    """A queue's snapshot with the dead-letters the intake dropped for it."""
+    stats = queue.statistics()
+    count = refused.get(queue.record.id)
+    return stats if count is None else dataclasses.replace(stats, dead_letter_refused=count)

@@ -24,7 +24,7 @@ from buzon.broker.channel import Channel
 from buzon.broker.destinations import Destinations, new_record
 from buzon.broker.journal import Journal, stored
 from buzon.broker.message import Headers, Message
-from buzon.broker.policy import dead_letter_headers, expiry, publish_options
+from buzon.broker.policy import dead_letter_headers, expiry, may_feed, publish_options
 from buzon.broker.queue import Queue
 from buzon.errors import BrokerError
 from buzon.store import DestinationKind, StoredMessage, Ticket
@@ -41,7 +41,7 @@ class Intake:
         clock: Unix time, for expiry.
     """
 
-    __slots__ = ("_clock", "_destinations", "_id_prefix", "_seq", "journal")
+    __slots__ = ("_clock", "_destinations", "_id_prefix", "_seq", "journal", "refused")
 
     def __init__(
         self,
@@ -55,6 +55,9 @@ class Intake:
         # Message ids must not repeat across broker restarts that clients may straddle.
         self._id_prefix = secrets.token_hex(4)
         self._seq = 0
+        # by source queue id: retired messages dropped because that queue lost the right
+        # to publish to its dead-letter queue
+        self.refused: dict[str, int] = {}
         destinations.dead_letter = self.dead_letter
 
     def prepare(self, target: Target, headers: Headers, body: bytes) -> Message:
@@ -121,12 +124,16 @@ class Intake:
 
     def dead_letter(self, queue: Queue, message: Message, reason: str) -> bool:
         """Move a retired message to its queue's dead-letter queue (created if missing,
-        owned by the same user); drop it if that queue refuses it. Return whether it moved."""
+        owned by the same user); drop it if that queue refuses it, or if ``queue`` may no
+        longer publish there (counted in ``refused``). Return whether it moved."""
         name = queue.policy.dead_letter_queue
         if name is None or name == queue.name:
             return False
         destinations = self._destinations
         target = destinations.queues.get(name)
+        if target is not None and not may_feed(queue.record, target.record):
+            self.refused[queue.record.id] = self.refused.get(queue.record.id, 0) + 1
+            return False
         if target is None:
             owner = queue.record.owner_id
             record = new_record(DestinationKind.QUEUE, name, owner, None, self._clock())

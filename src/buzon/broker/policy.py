@@ -1,16 +1,25 @@
-"""What a queue's policy means for one message: persistence, expiry, room.
+"""What a queue's policy means for one message: persistence, expiry, room, dead-letters.
 
 Kept apart from the queue's dispatch so each rule reads in one place. The ``expires``
 header is the STOMP convention (ActiveMQ's): an absolute time in ms since the epoch, 0 for
 never; a queue's ``message_ttl_ms`` gives messages without one (or with a later one) a
 shorter life.
+
+Dead-lettering writes into another queue, so it needs the right to publish there, checked
+twice: when the policy is set (by the server, which verifies a presented key) and each
+time a message is moved (:func:`may_feed`). A right that came from a key or from being an
+admin is kept as a grant bound to the dead-letter queue's id and key hash: when that queue
+is deleted and created again, or its key changes, the grant no longer matches and the
+messages are dropped (and counted), never delivered.
 """
 
 from __future__ import annotations
 
+import hashlib
+
 from buzon.broker.message import Headers
 from buzon.errors import BrokerError, ErrorCode
-from buzon.store import QueuePolicy
+from buzon.store import DestinationRecord, QueuePolicy
 
 # Headers the broker adds to a dead-lettered message (first of repeated headers wins, so
 # they go in front of the original ones).
@@ -78,3 +87,20 @@ def dead_letter_headers(headers: Headers, reason: str, origin: str, message_id: 
         for name, value in headers
     )
     return ours + kept
+
+
+def feed_grant(target: DestinationRecord) -> str:
+    """The grant that lets another queue feed ``target`` as it is now: its id and a
+    fingerprint of its key hash (the hash is salted, so any new key gives a new grant)."""
+    key = target.key_hash or ""
+    return f"{target.id}:{hashlib.sha256(key.encode()).hexdigest()[:32]}"
+
+
+def may_feed(source: DestinationRecord, target: DestinationRecord) -> bool:
+    """Whether messages of ``source`` may be moved into ``target`` now: ``target`` is
+    public, has the same owner, or ``source`` holds the grant of ``target`` as it is."""
+    return (
+        target.key_hash is None
+        or target.owner_id == source.owner_id
+        or source.dead_letter_grant == feed_grant(target)
+    )

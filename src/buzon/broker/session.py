@@ -349,6 +349,19 @@ class Session:
         """Whether :meth:`grant` was called for that destination."""
         return destination_id in self._grants
 
+    def revoke(self, destination_id: str) -> None:
+        """Forget the grant of a destination (its key changed, or it was deleted)."""
+        if destination_id in self._grants:
+            self._grants -= {destination_id}
+
+    def uses(self, destination: str) -> bool:
+        """Whether a subscription of this session reads from ``destination`` (an address;
+        a durable subscription reads from its channel's)."""
+        return any(
+            isinstance(sub.target, Queue | Channel) and sub.target.address == destination
+            for sub in self._subs.values()
+        )
+
     def set_writable(self, writable: bool) -> None:
         """Say whether the transport can take more output now.
 

@@ -23,6 +23,9 @@ class QueueStats:
             or dropped from the head of a full queue (dead-lettered when configured).
         dead_lettered: those of the retired moved to the dead-letter queue (the others
             were dropped: no dead-letter queue, or it refused them).
+        dead_letter_refused: those of the retired dropped because this queue may no longer
+            publish to its dead-letter queue (its key changed, or it was created again by
+            someone else).
     """
 
     name: str
@@ -36,6 +39,7 @@ class QueueStats:
     bytes: int
     retired: int = 0
     dead_lettered: int = 0
+    dead_letter_refused: int = 0
 
 
 @dataclass(frozen=True, slots=True)

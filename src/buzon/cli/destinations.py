@@ -132,6 +132,19 @@ def _policy_options(parser: argparse.ArgumentParser) -> None:
     policy.add_argument(
         "--max-deliveries", type=positive_int, metavar="N", help="deliveries before dead-letter"
     )
+    keys = policy.add_mutually_exclusive_group()
+    keys.add_argument(
+        "--dead-letter-key",
+        metavar="KEY",
+        help="the access key of the dead-letter queue, when it is another user's protected"
+        " queue (visible in the process list: prefer --dead-letter-key-stdin)",
+    )
+    keys.add_argument(
+        "--dead-letter-key-stdin",
+        action="store_true",
+        help="read the dead-letter queue's key from stdin (the line after the access key's,"
+        " with --access-key-stdin)",
+    )
 
 
 def _policy_of(args: argparse.Namespace) -> QueuePolicy:
@@ -214,7 +227,17 @@ def _create(args: argparse.Namespace) -> int:
     with logged_in(args) as client:
         info: Destination
         if kind is DestinationKind.QUEUE:
-            info = client.create_queue(args.name, access_key=key, policy=_policy_of(args))
+            dead_letter_key: str | None = args.dead_letter_key
+            if args.dead_letter_key_stdin:
+                dead_letter_key = read_secret(
+                    "dead-letter queue's key", stdin_flag="--dead-letter-key-stdin", from_stdin=True
+                )
+            info = client.create_queue(
+                args.name,
+                access_key=key,
+                policy=_policy_of(args),
+                dead_letter_access_key=dead_letter_key,
+            )
         else:
             info = client.create_destination(kind, args.name, access_key=key)
     if args.json:

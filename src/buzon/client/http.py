@@ -218,7 +218,12 @@ class ManagementClient:
         self._call("DELETE", _path(kind, name), nothing)
 
     def create_queue(
-        self, name: str, *, access_key: str | None = None, policy: QueuePolicy | None = None
+        self,
+        name: str,
+        *,
+        access_key: str | None = None,
+        policy: QueuePolicy | None = None,
+        dead_letter_access_key: str | None = None,
     ) -> QueueInfo:
         """Create a queue; see :meth:`create_destination`.
 
@@ -227,8 +232,13 @@ class ManagementClient:
             access_key: others must present it to publish or consume.
             policy: durability, maximum length and overflow, message TTL, dead-letter
                 queue, maximum deliveries (the broker's defaults when None).
+            dead_letter_access_key: the key of the policy's dead-letter queue when that is
+                another user's protected queue (dead-lettering publishes there: without
+                it, or with a wrong one, the broker refuses with 403).
         """
         body: dict[str, Any] = {"name": name, "access_key": access_key}
+        if dead_letter_access_key is not None:
+            body["dead_letter_access_key"] = dead_letter_access_key
         if policy is not None:
             body["policy"] = dataclasses.asdict(policy)
         return self._call("POST", "/queues", parse_queue, body=body)

@@ -16,6 +16,7 @@ class CloseReason(enum.Enum):
     SERVER_ERROR = "server_error"  # a bug or the store failed
     AUTH_FAILED = "auth_failed"
     ACCOUNT_DISABLED = "account_disabled"
+    PERMISSIONS_CHANGED = "permissions_changed"  # role, password, token or access key
     DESTINATION_DELETED = "destination_deleted"
     HANDSHAKE_TIMEOUT = "handshake_timeout"
     IDLE_TIMEOUT = "idle_timeout"
@@ -29,6 +30,7 @@ _BY_ERROR = {
     ErrorCode.AUTH_FAILED: CloseReason.AUTH_FAILED,
     ErrorCode.TOO_MANY_ATTEMPTS: CloseReason.AUTH_FAILED,
     ErrorCode.ACCOUNT_DISABLED: CloseReason.ACCOUNT_DISABLED,
+    ErrorCode.PERMISSIONS_CHANGED: CloseReason.PERMISSIONS_CHANGED,
     ErrorCode.DESTINATION_DELETED: CloseReason.DESTINATION_DELETED,
     ErrorCode.HANDSHAKE_TIMEOUT: CloseReason.HANDSHAKE_TIMEOUT,
     ErrorCode.HEARTBEAT_TIMEOUT: CloseReason.IDLE_TIMEOUT,

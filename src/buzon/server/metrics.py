@@ -128,6 +128,10 @@ def _destinations(stats: BrokerStats) -> Iterator[Metric]:
     dead_lettered = counter(
         "buzon_messages_dead_lettered", "Retired queue messages moved to a dead-letter queue"
     )
+    refused = counter(
+        "buzon_messages_dead_letter_refused",
+        "Retired queue messages dropped: the queue may no longer publish to its dead-letter queue",
+    )
     dropped = counter("buzon_messages_dropped", "Channel deliveries dropped for slow subscribers")
     depth = gauge("buzon_queue_depth", "Queue messages waiting for a consumer")
     in_flight = gauge("buzon_queue_in_flight", "Queue messages delivered, not yet acknowledged")
@@ -141,6 +145,7 @@ def _destinations(stats: BrokerStats) -> Iterator[Metric]:
         redelivered.add_metric(labels, queue.redelivered)
         retired.add_metric(labels, queue.retired)
         dead_lettered.add_metric(labels, queue.dead_lettered)
+        refused.add_metric(labels, queue.dead_letter_refused)
         depth.add_metric(labels, queue.depth)
         in_flight.add_metric(labels, queue.in_flight)
         held.add_metric(labels, queue.bytes)
@@ -151,7 +156,8 @@ def _destinations(stats: BrokerStats) -> Iterator[Metric]:
         delivered.add_metric(labels, channel.delivered)
         dropped.add_metric(labels, channel.dropped)
         consumers.add_metric(labels, channel.subscribers)
-    yield from (published, delivered, acked, redelivered, retired, dead_lettered, dropped)
+    yield from (published, delivered, acked, redelivered, retired, dead_lettered, refused)
+    yield dropped
     yield from (depth, in_flight, held, consumers)
     yield GaugeMetricFamily(
         "buzon_queued_bytes",

@@ -21,7 +21,8 @@ from buzon.auth import AccessKeys, Action, Decision, Principal, decide
 from buzon.broker import Broker, Channel, Queue, address
 from buzon.broker.addresses import check_name
 from buzon.broker.destinations import new_record
-from buzon.errors import AccessDenied, BrokerError, ErrorCode
+from buzon.broker.policy import feed_grant
+from buzon.errors import AccessDenied, BrokerError, ErrorCode, RequestError
 from buzon.server.durable import until_durable
 from buzon.store import (
     DEFAULT_POLICY,
@@ -105,6 +106,9 @@ class Resources:
         name: str,
         access_key: str | None,
         policy: QueuePolicy = DEFAULT_POLICY,
+        dead_letter_key: str | None = None,
+        *,
+        client_address: str = "?",
     ) -> DestinationView:
         """Create a queue or channel owned by ``principal``.
 
@@ -114,11 +118,18 @@ class Resources:
             name: its name.
             access_key: others must present it to publish or consume.
             policy: for a queue, how it treats messages (ignored for channels).
+            dead_letter_key: the access key of the policy's dead-letter queue, when that is
+                someone else's protected queue (see :meth:`_dead_letter_grant`).
+            client_address: the client's IP, for the limits on wrong access keys.
 
         Raises:
             BrokerError: BAD_DESTINATION (also for a bad dead-letter queue name),
-                DESTINATION_EXISTS.
-            AuthError: WEAK_PASSWORD for an access key out of bounds.
+                DESTINATION_EXISTS; DESTINATION_NOT_FOUND for a dead-letter key given for a
+                queue that does not exist.
+            AuthError: WEAK_PASSWORD for an access key out of bounds; ACCESS_KEY_REQUIRED,
+                ACCESS_KEY_WRONG or TOO_MANY_ATTEMPTS when the owner may not publish to the
+                dead-letter queue.
+            RequestError: a dead-letter key without a dead-letter queue.
         """
         check_name(name)
         if kind is DestinationKind.CHANNEL:
@@ -126,9 +137,14 @@ class Resources:
         elif policy.dead_letter_queue is not None:
             check_name(policy.dead_letter_queue)
         self._refuse_existing(kind, name)
+        grant = await self._dead_letter_grant(
+            principal, principal.id, policy.dead_letter_queue, dead_letter_key, client_address
+        )
         key_hash = None if access_key is None else await self._keys.hash(access_key)
         record = dataclasses.replace(
-            new_record(kind, name, principal.id, key_hash, time.time()), policy=policy
+            new_record(kind, name, principal.id, key_hash, time.time()),
+            policy=policy,
+            dead_letter_grant=grant,
         )
         target = self._broker.add_destination(record)  # raises if it appeared meanwhile
         try:
@@ -137,6 +153,119 @@ class Resources:
             self._broker.delete_destination(kind, name)
             raise
         return self._view(target, {principal.id: principal.name})
+
+    async def update(
+        self,
+        principal: Principal,
+        kind: DestinationKind,
+        name: str,
+        *,
+        access_key: str | None = None,
+        remove_key: bool = False,
+        dead_letter_key: str | None = None,
+        client_address: str = "?",
+    ) -> DestinationView:
+        """Change a destination's access key, or present its dead-letter queue's key again
+        (after that key changed); only its owner or an admin may.
+
+        A new key ends the open connections that used the old one (see
+        :meth:`Broker.update_destination`); removing the key ends none.
+
+        Args:
+            principal: who asks.
+            kind: queue or channel.
+            name: its name.
+            access_key: the new access key.
+            remove_key: make it public (no key).
+            dead_letter_key: the dead-letter queue's current access key (queues only).
+            client_address: the client's IP, for the limits on wrong access keys.
+
+        Raises:
+            BrokerError: DESTINATION_NOT_FOUND.
+            AccessDenied: ACCESS_DENIED (not the owner or an admin), and as :meth:`create`
+                for the dead-letter key.
+            AuthError: WEAK_PASSWORD for an access key out of bounds.
+            RequestError: nothing to change, or a dead-letter key for a channel.
+        """
+        record = self.target(kind, name).record
+        if decide(principal, Action.DELETE, record) is Decision.DENY:
+            raise AccessDenied(
+                ErrorCode.ACCESS_DENIED,
+                f"only the owner or an admin may change {address(kind, name)}",
+            )
+        if access_key is None and not remove_key and dead_letter_key is None:
+            raise RequestError(ErrorCode.BAD_REQUEST, "nothing to change")
+        if dead_letter_key is not None and kind is DestinationKind.CHANNEL:
+            raise RequestError(ErrorCode.BAD_REQUEST, "channels have no dead-letter queue")
+        changed = record
+        if dead_letter_key is not None:
+            grant = await self._dead_letter_grant(
+                principal,
+                record.owner_id,
+                record.policy.dead_letter_queue,
+                dead_letter_key,
+                client_address,
+            )
+            changed = dataclasses.replace(changed, dead_letter_grant=grant)
+        if access_key is not None or remove_key:
+            key_hash = None if access_key is None else await self._keys.hash(access_key)
+            changed = dataclasses.replace(changed, key_hash=key_hash)
+        # by id: a destination deleted meanwhile stays deleted (the engine then refuses)
+        await self._store.update_destination(changed)
+        self._broker.update_destination(changed)
+        return await self.describe(kind, name)
+
+    async def _dead_letter_grant(
+        self,
+        principal: Principal,
+        owner_id: str,
+        name: str | None,
+        key: str | None,
+        client_address: str,
+    ) -> str | None:
+        """Check that a queue owned by ``owner_id``, set up by ``principal``, may
+        dead-letter into the queue ``name``; return the grant its record keeps, if one is
+        needed.
+
+        Dead-lettering publishes to that queue, so it needs the right to publish there:
+        the queue is public, or has the same owner, or ``principal`` is an admin, or
+        ``key`` is its access key (checked with argon2id, never stored). The two last
+        rights are kept as a grant bound to that queue's id and key (:func:`feed_grant`);
+        a queue that does not exist yet is created by the first dead letter, owned by
+        ``owner_id``.
+
+        Raises:
+            BrokerError: DESTINATION_NOT_FOUND for a key given for a missing queue.
+            AccessDenied: ACCESS_KEY_REQUIRED, ACCESS_KEY_WRONG.
+            AuthenticationFailed: TOO_MANY_ATTEMPTS.
+            RequestError: a key without a dead-letter queue.
+        """
+        if name is None:
+            if key is not None:
+                raise RequestError(
+                    ErrorCode.BAD_REQUEST, "dead_letter_access_key needs a dead_letter_queue"
+                )
+            return None
+        target = self._broker.destination(DestinationKind.QUEUE, name)
+        if target is None:
+            if key is not None:
+                raise BrokerError(
+                    ErrorCode.DESTINATION_NOT_FOUND,
+                    f"/queue/{name} does not exist (a dead-letter access key was given for it)",
+                )
+            return None
+        record = target.record
+        if record.key_hash is None or record.owner_id == owner_id:
+            return None
+        if not principal.is_admin:
+            if key is None:
+                raise AccessDenied(
+                    ErrorCode.ACCESS_KEY_REQUIRED,
+                    f"dead-lettering into /queue/{name} needs the right to publish there:"
+                    " its owner, an admin, or its access key (dead_letter_access_key)",
+                )
+            await self._keys.check(principal, record, key, client_address)
+        return feed_grant(record)
 
     async def delete(self, principal: Principal, kind: DestinationKind, name: str) -> None:
         """Delete a queue or channel: only its owner or an admin may.

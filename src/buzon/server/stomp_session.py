@@ -25,6 +25,7 @@ import time
 from typing import Any, cast
 
 from buzon import __version__
+from buzon.auth.tokens import TOKEN_PREFIX, token_hash
 from buzon.broker import Message as BrokerMessage
 from buzon.broker import Session
 from buzon.errors import AuthenticationFailed, AuthError, BrokerError, BuzonError, ErrorCode
@@ -296,7 +297,9 @@ class StompSession(asyncio.Protocol):
             return
         if self._lost or self._conn.close_expected():
             return
-        session = self._ctx.broker.open_session(self, principal)
+        passcode = event.passcode or ""
+        token = token_hash(passcode) if passcode.startswith(TOKEN_PREFIX) else None
+        session = self._ctx.broker.open_session(self, principal, token=token)
         self._commands = Commands(session)
         self._conn.accept(session=session.id, server=f"buzon/{__version__}")
         log.debug("%s logged in as %s", self.id, principal.name)

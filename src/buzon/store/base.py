@@ -140,6 +140,10 @@ class Store(MessageLog, Protocol):
     async def destinations(self) -> list[DestinationRecord]:
         """Every queue and channel, sorted by kind then name."""
 
+    async def update_destination(self, record: DestinationRecord) -> None:
+        """Replace the stored destination with the same id (its access key or dead-letter
+        grant changed; kind, name and owner never do); an unknown one is not an error."""
+
     async def delete_destination(self, destination_id: str) -> None:
         """Remove a destination record and its messages; an unknown one is not an error."""
 

@@ -111,6 +111,12 @@ class MemoryStore:
     async def destinations(self) -> list[DestinationRecord]:
         return [self._destinations[key] for key in sorted(self._destinations)]
 
+    async def update_destination(self, record: DestinationRecord) -> None:
+        key = (record.kind, record.name)
+        stored = self._destinations.get(key)
+        if stored is not None and stored.id == record.id:
+            self._destinations[key] = record
+
     async def delete_destination(self, destination_id: str) -> None:
         for key, record in list(self._destinations.items()):
             if record.id == destination_id:

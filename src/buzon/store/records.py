@@ -113,6 +113,9 @@ class DestinationRecord:
         key_hash: argon2id hash of the access key, or None when anyone may use it.
         created_at: Unix time of creation.
         policy: the queue's policy (channels keep the default).
+        dead_letter_grant: for a queue whose dead-letter queue is someone else's protected
+            queue, the proof that its owner may publish there, bound to that queue's id and
+            access key (see :mod:`buzon.broker.policy`); None otherwise.
     """
 
     id: str
@@ -122,6 +125,7 @@ class DestinationRecord:
     key_hash: str | None
     created_at: float
     policy: QueuePolicy = DEFAULT_POLICY
+    dead_letter_grant: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

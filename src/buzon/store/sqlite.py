@@ -266,7 +266,7 @@ class SQLiteStore:
         def run(db: sqlite3.Connection) -> None:
             try:
                 db.execute(
-                    "INSERT INTO destinations VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO destinations VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         record.id,
                         record.kind.value,
@@ -275,6 +275,7 @@ class SQLiteStore:
                         record.key_hash,
                         record.created_at,
                         json.dumps(dataclasses.asdict(record.policy)),
+                        record.dead_letter_grant,
                     ),
                 )
             except sqlite3.IntegrityError:
@@ -296,6 +297,15 @@ class SQLiteStore:
             return [_destination(row) for row in db.execute(_ALL_DESTINATIONS).fetchall()]
 
         return await self._db.read(run)
+
+    async def update_destination(self, record: DestinationRecord) -> None:
+        def run(db: sqlite3.Connection) -> None:
+            db.execute(
+                "UPDATE destinations SET key_hash = ?, dead_letter_grant = ? WHERE id = ?",
+                (record.key_hash, record.dead_letter_grant, record.id),
+            )
+
+        await self._db.write(run)
 
     async def delete_destination(self, destination_id: str) -> None:
         def run(db: sqlite3.Connection) -> None:
@@ -383,11 +393,13 @@ _USER_BY_NAME = (
 _USER_BY_ID = "SELECT id, name, password_hash, role, disabled, created_at FROM users WHERE id = ?"
 _ALL_USERS = "SELECT id, name, password_hash, role, disabled, created_at FROM users ORDER BY name"
 _DESTINATION_BY_NAME = (
-    "SELECT id, kind, name, owner_id, key_hash, created_at, policy FROM destinations"
+    "SELECT id, kind, name, owner_id, key_hash, created_at, policy, dead_letter_grant"
+    " FROM destinations"
     " WHERE kind = ? AND name = ?"
 )
 _ALL_DESTINATIONS = (
-    "SELECT id, kind, name, owner_id, key_hash, created_at, policy FROM destinations"
+    "SELECT id, kind, name, owner_id, key_hash, created_at, policy, dead_letter_grant"
+    " FROM destinations"
     " ORDER BY kind, name"
 )
 _ALL_DURABLES = (
@@ -410,8 +422,10 @@ def _user(row: tuple[str, str, str, str, int, float]) -> UserRecord:
     return UserRecord(user_id, name, password_hash, Role(role), bool(disabled), created_at)
 
 
-def _destination(row: tuple[str, str, str, str, str | None, float, str]) -> DestinationRecord:
-    destination_id, kind, name, owner_id, key_hash, created_at, policy = row
+def _destination(
+    row: tuple[str, str, str, str, str | None, float, str, str | None],
+) -> DestinationRecord:
+    destination_id, kind, name, owner_id, key_hash, created_at, policy, grant = row
     return DestinationRecord(
         destination_id,
         DestinationKind(kind),
@@ -420,6 +434,7 @@ def _destination(row: tuple[str, str, str, str, str | None, float, str]) -> Dest
         key_hash,
         created_at,
         _policy(json.loads(policy)),
+        grant,
     )
 
 

@@ -1,14 +1,21 @@
-"""Queues and channels as owned resources: create, list, inspect, delete."""
+"""Queues and channels as owned resources: create, list, inspect, change the key, delete.
+
+A queue whose dead-letter queue is someone else's protected queue is created with that
+queue's key in ``dead_letter_access_key`` (dead-lettering publishes there); after that key
+changes, its owner presents the new one with PATCH.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Response, status
+from fastapi import APIRouter, Path, Request, Response, status
 
+from buzon.server.context import ServerContext
 from buzon.server.http.schemas import (
     ChannelInfo,
+    DestinationPatch,
     DurableSubscription,
     NewDestination,
     NewQueue,
@@ -17,7 +24,7 @@ from buzon.server.http.schemas import (
     QueueInfo,
     Rates,
 )
-from buzon.server.http.security import Ctx, CurrentCaller
+from buzon.server.http.security import Caller, Ctx, CurrentCaller
 from buzon.server.http.timefmt import utc
 from buzon.server.rates import RateMeter
 from buzon.server.resources import DestinationView
@@ -72,12 +79,64 @@ async def list_queues(ctx: Ctx, caller: CurrentCaller) -> list[QueueInfo]:
 @router.post("/queues", status_code=status.HTTP_201_CREATED, tags=["queues"], summary="Create")
 async def create_queue(body: NewQueue, ctx: Ctx, caller: CurrentCaller) -> QueueInfo:
     """The caller owns the new queue; with an access key, others must present it. The
-    policy (durability, maximum length, TTL, dead-lettering) is fixed at creation."""
+    policy (durability, maximum length, TTL, dead-lettering) is fixed at creation. A
+    dead-letter queue must be one the caller may publish to: public, their own, any as an
+    admin, or someone else's protected queue whose key is in ``dead_letter_access_key``
+    (403 otherwise)."""
     policy = QueuePolicy(**body.policy.model_dump())
     view = await ctx.resources.create(
-        caller.principal, DestinationKind.QUEUE, body.name, body.access_key, policy
+        caller.principal,
+        DestinationKind.QUEUE,
+        body.name,
+        body.access_key,
+        policy,
+        body.dead_letter_access_key,
+        client_address=caller.address,
     )
     return queue_info(view, ctx.rates)
+
+
+async def _update(
+    kind: DestinationKind, name: str, body: DestinationPatch, caller: Caller, request: Request
+) -> DestinationView:
+    ctx: ServerContext = request.app.state.ctx
+    new_key = "access_key" in body.model_fields_set
+    view = await ctx.resources.update(
+        caller.principal,
+        kind,
+        name,
+        access_key=body.access_key,
+        remove_key=new_key and body.access_key is None,
+        dead_letter_key=body.dead_letter_access_key,
+        client_address=caller.address,
+    )
+    if new_key:
+        request.app.state.grants.forget(view.id)
+    return view
+
+
+@router.patch("/queues/{name}", tags=["queues"], summary="Change the access key (owner or admin)")
+async def update_queue(
+    name: Name, body: DestinationPatch, ctx: Ctx, caller: CurrentCaller, request: Request
+) -> QueueInfo:
+    """A new ``access_key`` takes effect at once: connections that used the old key, or
+    consume without being owner or admin, get an ERROR (``PERMISSIONS_CHANGED``) and are
+    closed, and remembered HTTP grants are forgotten. ``null`` removes the key.
+    ``dead_letter_access_key`` presents the dead-letter queue's key again after it changed
+    (until then, messages dead-lettered there are dropped and counted)."""
+    view = await _update(DestinationKind.QUEUE, name, body, caller, request)
+    return queue_info(view, ctx.rates)
+
+
+@router.patch(
+    "/channels/{name}", tags=["channels"], summary="Change the access key (owner or admin)"
+)
+async def update_channel(
+    name: Name, body: DestinationPatch, ctx: Ctx, caller: CurrentCaller, request: Request
+) -> ChannelInfo:
+    """As for queues: a new key closes the connections that used the old one."""
+    view = await _update(DestinationKind.CHANNEL, name, body, caller, request)
+    return channel_info(view, ctx.rates)
 
 
 @router.post("/queues/{name}/purge", tags=["queues"], summary="Purge (owner or admin)")

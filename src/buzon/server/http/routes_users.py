@@ -47,10 +47,14 @@ async def login(body: Credentials, ctx: Ctx, request: Request) -> Session:
 
 @router.delete("/sessions/current", status_code=status.HTTP_204_NO_CONTENT, summary="Log out")
 async def logout(ctx: Ctx, caller: CurrentCaller) -> Response:
-    """Revoke the bearer token this request carries."""
+    """Revoke the bearer token this request carries; STOMP and WebSocket connections that
+    logged in with it as their passcode are closed."""
     if caller.token_hash is None:
         raise AuthenticationFailed(ErrorCode.NOT_AUTHENTICATED, "log out with a bearer token")
     await ctx.accounts.tokens.revoke(caller.token_hash)
+    ctx.broker.close_sessions_with_token(
+        caller.token_hash, ErrorCode.PERMISSIONS_CHANGED, "the token was revoked (logged out)"
+    )
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -69,7 +73,9 @@ async def list_users(ctx: Ctx, caller: CurrentCaller) -> list[User]:
 
 @router.patch("/users/{name}", summary="Disable, enable or change the role of a user (admin)")
 async def update_user(name: UserName, body: UserPatch, ctx: Ctx, caller: CurrentCaller) -> User:
-    """Disabling a user closes their open connections; their tokens stop working."""
+    """Disabling a user closes their open connections; their tokens stop working. Taking
+    the admin role away closes their open connections too (ERROR ``PERMISSIONS_CHANGED``)
+    and gives back the messages they pulled: what they held was allowed by the old role."""
     record = await ctx.accounts.update(
         caller.principal, name, disabled=body.disabled, role=body.role
     )

@@ -107,6 +107,27 @@ class Policy(Request):
 
 class NewQueue(NewDestination):
     policy: Policy = Field(default_factory=Policy)
+    dead_letter_access_key: str | None = Field(
+        None,
+        max_length=1024,
+        description="the access key of the policy's dead_letter_queue, when that is someone"
+        " else's protected queue (dead-lettering publishes there; checked, never stored)",
+    )
+
+
+class DestinationPatch(Request):
+    access_key: str | None = Field(
+        None,
+        min_length=8,
+        max_length=1024,
+        description="a new access key (null: remove it); open connections that used the old"
+        " one are closed",
+    )
+    dead_letter_access_key: str | None = Field(
+        None,
+        max_length=1024,
+        description="queues: the dead-letter queue's current access key, after it changed",
+    )
 
 
 class Rates(BaseModel):

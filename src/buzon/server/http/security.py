@@ -142,6 +142,11 @@ class TokenGrants:
         if len(self._granted) > self._bound:
             self._granted.popitem(last=False)
 
+    def forget(self, destination_id: str) -> None:
+        """Drop every grant to a destination (its key changed, or it was deleted)."""
+        for pair in [pair for pair in self._granted if pair[1] == destination_id]:
+            del self._granted[pair]
+
 
 async def grants_for(
     ctx: ServerContext,
