@@ -89,6 +89,7 @@ def drain(admin: ManagementClient, queue: str) -> list[PulledMessage]:
 def test_publish_takes_an_argument_a_file_or_stdin_lines(
     alice: Messenger, admin_client: ManagementClient, tmp_path: Path
 ) -> None:
+    admin_client.create_queue("pub-sources")
     summary = alice.ok("publish", "--queue", "pub-sources", "hello", "--header", "kind=greeting")
     assert re.fullmatch(r"published 1 message to /queue/pub-sources in [\d.]+ m?s.*\n", summary)
     binary = tmp_path / "photo.bin"
@@ -111,6 +112,8 @@ def test_publish_takes_an_argument_a_file_or_stdin_lines(
 def test_count_repeats_and_rate_paces_the_run(
     alice: Messenger, admin_client: ManagementClient
 ) -> None:
+    admin_client.create_channel("pub-unheard")
+    admin_client.create_queue("pub-paced")
     summary = alice.ok("publish", "--channel", "pub-unheard", "x", "--count", "50")
     assert summary.startswith("published 50 messages to /topic/pub-unheard")
     summary = alice.ok("publish", "--queue", "pub-paced", "tick", "--count", "5", "--rate", "40")
@@ -235,8 +238,11 @@ def test_errors_are_one_line(alice: Messenger, args: tuple[str, ...], expected: 
     assert expected in alice.fails(*args)
 
 
-def test_a_logged_in_user_needs_no_password(alice: Messenger, bob: Messenger) -> None:
+def test_a_logged_in_user_needs_no_password(
+    alice: Messenger, bob: Messenger, admin_client: ManagementClient
+) -> None:
     """After ``buzon user login`` the messaging commands log in over STOMP with its token."""
+    admin_client.create_queue("tok")
     published = alice.ok("publish", "--queue", "tok", "with the token", password=False)
     assert published.startswith("published 1 message to /queue/tok")
     assert alice.ok("consume", "tok", "--max", "1", password=False) == "with the token\n"
@@ -245,7 +251,10 @@ def test_a_logged_in_user_needs_no_password(alice: Messenger, bob: Messenger) ->
     assert "--password-stdin" in as_bob
 
 
-def test_login_problems_are_one_line(alice: Messenger, tmp_path: Path) -> None:
+def test_login_problems_are_one_line(
+    alice: Messenger, admin_client: ManagementClient, tmp_path: Path
+) -> None:
+    admin_client.create_queue("err")
     wrong = alice.fails("consume", "err", "--password-stdin", stdin="wrong\n", password=False)
     assert wrong.startswith("buzon: authentication failed")
     stranger = Messenger(Cli(alice.cli.url, tmp_path / "nobody"), alice.stomp_url)

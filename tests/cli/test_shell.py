@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import re
+import select
+import signal
 import subprocess
 import sys
 import time
@@ -51,7 +55,8 @@ def test_publisher_registers_logs_in_creates_connects_and_sends(
         *("2", "sh-pub", "not-the-password"),  # log in before registering
         *("1", "sh-pub", PASSWORD, PASSWORD),  # register
         *("2", "sh-pub", PASSWORD),  # log in
-        *("4", "1", "sh-orders", "y", "orders-key"),  # create a protected queue
+        *("4", "1", "sh-orders", "y", "orders-key", "orders-kee"),  # the key, mistyped
+        *("4", "1", "sh-orders", "y", "orders-key", "orders-key"),  # create a protected queue
         "9",  # send before connecting
         *("7", "1", "sh-orders"),  # connect to it
         *("9", "hello from the shell"),  # send
@@ -65,6 +70,7 @@ def test_publisher_registers_logs_in_creates_connects_and_sends(
     assert "error: authentication failed" in out
     assert "registered sh-pub; choose 'log in' to use the account" in out
     assert "logged in as sh-pub" in out
+    assert "  the two access keys differ; no queue was created\n" in out
     assert "created queue sh-orders (/queue/sh-orders), protected by an access key" in out
     assert "error: connect to a queue or a channel first (choose 'connect')" in out
     assert "sent to /queue/sh-orders; the broker confirmed it" in out
@@ -91,7 +97,7 @@ def test_consumer_pulls_gives_back_acknowledges_and_watches_a_channel(
     answers = [
         "2",  # consumer menu
         "x",  # not a number
-        *("5", "sh-missing"),  # pull from a queue that does not exist
+        *("5", "sh-inbx"),  # pull from a queue that does not exist (a typo)
         *("5", "sh-inbox", "inbox-key", "2", "n"),  # pull two, give them back
         *("5", "sh-inbox", "inbox-key", "", "y"),  # pull one (the default), acknowledge it
         *("6", "sh-live", "2", PASSWORD),  # watch two messages; the STOMP password is asked
@@ -108,7 +114,10 @@ def test_consumer_pulls_gives_back_acknowledges_and_watches_a_channel(
     out = finish(shell)
 
     assert "'x' is not on this menu: type a number from 0 to 6 and press Enter" in out
-    assert "error: destination not found" in out
+    assert (
+        "error: no queue named 'sh-inbx'\ndid you mean 'sh-inbox'?\n"
+        "to create it: choose 'create a queue or a channel' in the publisher menu\n"
+    ) in out
     assert "  [1] first\n  [2] second\n" in out
     assert "gave 2 message(s) back to sh-inbox" in out
     assert "  [1] first (delivered before)\n" in out
@@ -117,3 +126,64 @@ def test_consumer_pulls_gives_back_acknowledges_and_watches_a_channel(
     assert "  [1] breaking 1\n  [2] breaking 2\nstopped watching /topic/sh-live after 2" in out
     queue = admin_client.get_queue("sh-inbox")
     assert (queue.depth, queue.in_flight) == (1, 0)
+
+
+def read_until(process: subprocess.Popen[str], text: str) -> str:
+    """What the shell printed up to and including ``text`` (a question, say)."""
+    assert process.stdout is not None
+    seen = b""
+    deadline = time.monotonic() + 20
+    while text.encode() not in seen:
+        assert time.monotonic() < deadline, f"{text!r} never came: {seen.decode()}"
+        ready, _, _ = select.select([process.stdout], [], [], 0.5)
+        if ready:
+            chunk = os.read(process.stdout.fileno(), 4096)
+            assert chunk, f"the shell ended before {text!r}: {seen.decode()}"
+            seen += chunk
+    return seen.decode()
+
+
+def consumer(broker: BrokerProcess, admin: ManagementClient, tmp_path: Path, name: str) -> Cli:
+    """A logged-in user with a queue ``name`` of two messages to pull."""
+    admin.create_queue(name)
+    for text in ("one", "two"):
+        admin.publish(f"/queue/{name}", text)
+    admin.register(name, PASSWORD)
+    cli = Cli(broker.url, tmp_path / "config")
+    cli.login(name, PASSWORD)
+    return cli
+
+
+def test_ctrl_d_at_the_question_gives_the_pulled_messages_back(
+    broker: BrokerProcess, admin_client: ManagementClient, tmp_path: Path
+) -> None:
+    cli = consumer(broker, admin_client, tmp_path, "sh-eof")
+    out = finish(start_shell(cli, broker, ["2", "5", "sh-eof", "2"]))  # stdin ends at the question
+
+    assert "  [1] one\n  [2] two\nAcknowledge them (they leave the queue)? [Y/n]: \n" in out
+    assert "gave 2 message(s) back to sh-eof" in out
+    queue = admin_client.get_queue("sh-eof")
+    assert (queue.depth, queue.in_flight) == (2, 0)  # at once, not when the lease runs out
+
+
+def test_ctrl_c_at_the_question_gives_them_back_and_the_table_shows_in_flight(
+    broker: BrokerProcess, admin_client: ManagementClient, tmp_path: Path
+) -> None:
+    cli = consumer(broker, admin_client, tmp_path, "sh-int")
+    shell = start_shell(cli, broker, ["2", "5", "sh-int", "1"])
+    shown = read_until(shell, "Acknowledge them (they leave the queue)? [Y/n]: ")
+    assert admin_client.get_queue("sh-int").in_flight == 1
+    shell.send_signal(signal.SIGINT)
+    shown += read_until(shell, "cancelled")
+    queue = admin_client.get_queue("sh-int")
+    assert (queue.depth, queue.in_flight) == (2, 0)
+    leased = admin_client.pull("sh-int")  # someone else holds one now
+    assert shell.stdin is not None
+    shell.stdin.write("4\n")  # list queues and channels
+    shell.stdin.flush()
+    out = shown + finish(shell)
+    admin_client.nack("sh-int", leased[0].receipt)
+
+    assert "gave 1 message(s) back to sh-int\n\ncancelled" in out
+    assert re.search(r"Waiting\s*┃\s*In flight", out), out
+    assert re.search(r"sh-int\s*│\s*admin\s*│\s*no\s*│\s*1\s*│\s*1\s*│", out), out

@@ -60,6 +60,7 @@ def test_log_in_publish_and_consume_over_tls_with_a_ca_file(
     login = ("--username", "admin", "--password-stdin")
     out = cli.ok("user", "login", *login, *ca, stdin=f"{ADMIN_PASSWORD}\n")
     assert out.startswith(f"logged in to {tls_broker.https_url} as admin")
+    cli.ok("queue", "create", "tls-jobs", *ca)
     messaging = cli.env(BUZON_STOMP_URL=tls_broker.stomp_ssl_url, BUZON_PASSWORD=ADMIN_PASSWORD)
     published = cli.run("publish", "--queue", "tls-jobs", "sealed", *ca, env=messaging)
     assert published.returncode == 0, published.stderr

@@ -6,6 +6,9 @@ whole queue at a ``--max 1`` consumer and drop what it did not print. The modes 
 when the ACK goes: by default as soon as a message arrives, before it is printed (at most
 once, like STOMP ``auto``); with ``--ack`` after it is printed (at least once: if buzon
 stops first, the broker hands the message out again).
+
+A name that is no queue (or channel) is an error, never a new destination: the SUBSCRIBE
+says ``auto-create:false`` (see ``missing``).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import os
 import sys
 from typing import Any
 
+from buzon.cli.missing import missing_for_command
 from buzon.cli.session import add_action, positive_int
 from buzon.cli.stomp_login import (
     access_key,
@@ -26,11 +30,13 @@ from buzon.cli.stomp_login import (
     stomp_login,
 )
 from buzon.client import (
+    ApiError,
     BlockingMessage,
     BlockingSubscription,
     BuzonConnectionError,
     DestinationKind,
 )
+from buzon.errors import ErrorCode
 
 DEFAULT_PREFETCH = 100
 """Messages the broker may send ahead of the acknowledgements (the broker's own default)."""
@@ -80,12 +86,17 @@ def _consume(args: argparse.Namespace) -> int:
     login = stomp_login(args)
     key = access_key(args)
     prefetch = min(args.prefetch, args.max or args.prefetch)
-    if sys.stderr.isatty():
-        print(f"waiting for messages on {address}; Ctrl-C stops", file=sys.stderr)
     with login.client() as client:
-        messages = client.subscribe(
-            address, ack="client-individual", prefetch=prefetch, access_key=key
-        )
+        try:
+            messages = client.subscribe(
+                address, ack="client-individual", prefetch=prefetch, access_key=key, create=False
+            )
+        except ApiError as exc:
+            if exc.code is not ErrorCode.DESTINATION_NOT_FOUND:
+                raise
+            raise missing_for_command(args, login, args.kind, args.name) from None
+        if sys.stderr.isatty():  # a person is watching; stdout stays the messages alone
+            print(f"waiting for messages on {address} (Ctrl-C to stop)", file=sys.stderr)
         _print_messages(messages, args)
     return 0
 

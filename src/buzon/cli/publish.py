@@ -3,7 +3,8 @@
 How the STOMP login is found is in ``stomp_login``. Every message asks for a receipt, so
 the command exits 0 only when the broker accepted all of them; up to ``WINDOW`` receipts
 are awaited at once, which keeps a long run fast without letting an unconfirmed backlog
-grow.
+grow. A name that is no queue (or channel) is an error, never a new destination: every
+SEND says ``auto-create:false`` (see ``missing``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import MofNCompleteColumn, Progress, TimeElapsedColumn
 
+from buzon.cli.missing import missing_for_command
 from buzon.cli.session import (
     CliError,
     add_action,
@@ -35,8 +37,8 @@ from buzon.cli.stomp_login import (
     address_of,
     stomp_login,
 )
-from buzon.client import AsyncClient, DestinationKind
-from buzon.errors import BuzonError
+from buzon.client import ApiError, AsyncClient, DestinationKind
+from buzon.errors import BuzonError, ErrorCode
 
 WINDOW = 256
 """Publishes awaiting their receipt at once: enough to hide the round trip on a LAN."""
@@ -137,7 +139,12 @@ def _publish(args: argparse.Namespace) -> int:
     login = stomp_login(args)
     run.key = access_key(args)
     total = None if body is None else args.count
-    elapsed = asyncio.run(_publish_run(login, run, _bodies(body, args.count), total))
+    try:
+        elapsed = asyncio.run(_publish_run(login, run, _bodies(body, args.count), total))
+    except ApiError as exc:
+        if exc.code is not ErrorCode.DESTINATION_NOT_FOUND:
+            raise
+        raise missing_for_command(args, login, kind, args.queue or args.channel) from None
     print(_summary(run, elapsed))
     return 0
 
@@ -161,6 +168,8 @@ async def _publish_run(
             try:
                 await _publish_all(client, run, bodies, advance)
             except BuzonError as exc:
+                if exc.code is ErrorCode.DESTINATION_NOT_FOUND and not run.confirmed:
+                    raise
                 noun = "message was" if run.confirmed == 1 else "messages were"
                 raise CliError(exc.code, f"{exc} ({run.confirmed} {noun} accepted)") from None
         return loop.time() - started
@@ -186,6 +195,7 @@ async def _publish_all(
                 headers=run.headers,
                 content_type=run.content_type,
                 access_key=run.key,
+                create=False,
             )
             pending.append(asyncio.create_task(publishing))
             if len(pending) >= WINDOW:

@@ -16,7 +16,13 @@ from operator import attrgetter
 from buzon.cli.consume import body_text
 from buzon.cli.output import Column, print_table
 from buzon.cli.shell_state import ShellState
-from buzon.client import BlockingSubscription, ChannelInfo, QueueInfo
+from buzon.client import (
+    BlockingSubscription,
+    ChannelInfo,
+    DestinationKind,
+    ManagementClient,
+    QueueInfo,
+)
 
 PULL_WAIT_MS = 2_000
 """How long a pull waits for a message to arrive in an empty queue."""
@@ -29,6 +35,7 @@ _QUEUE_COLUMNS: list[Column[QueueInfo]] = [
     ("Owner", attrgetter("owner")),
     ("Access key", attrgetter("protected")),
     ("Waiting", attrgetter("depth")),
+    ("In flight", attrgetter("in_flight")),
     ("Consumers", attrgetter("consumers")),
 ]
 _CHANNEL_COLUMNS: list[Column[ChannelInfo]] = [
@@ -48,35 +55,52 @@ def list_destinations(state: ShellState) -> None:
 
 
 def pull(state: ShellState) -> None:
-    """Lease messages from a queue, show them, then acknowledge them or give them back."""
+    """Lease messages from a queue, show them, then acknowledge them or give them back.
+
+    Whatever ends the action before the answer (Ctrl-C, Ctrl-D, an error) gives them back
+    at once: left alone they would stay in flight, invisible, until their lease ran out.
+    """
     name = state.prompt.text("Name of the queue")
     with state.management() as client:
-        key = state.ask_key(client.get_queue(name))
+        key = state.ask_key(state.find(client, DestinationKind.QUEUE, name))
         most = state.prompt.count("How many messages at most", default=1, most=PULL_MOST)
         messages = client.pull(name, max_messages=most or 1, wait_ms=PULL_WAIT_MS, access_key=key)
         if not messages:
             print(f"  no message arrived in {name} within {PULL_WAIT_MS // 1000} s")
             return
-        for number, message in enumerate(messages, 1):
-            again = " (delivered before)" if message.redelivered else ""
-            print(f"  [{number}] {body_text(message.body)}{again}")
         receipts = [message.receipt for message in messages]
-        if state.prompt.yes_no("Acknowledge them (they leave the queue)?", default=True):
+        try:
+            for number, message in enumerate(messages, 1):
+                again = " (delivered before)" if message.redelivered else ""
+                print(f"  [{number}] {body_text(message.body)}{again}")
+            acknowledge = state.prompt.yes_no(
+                "Acknowledge them (they leave the queue)?", default=True
+            )
+        except BaseException as stopped:
+            if isinstance(stopped, KeyboardInterrupt):
+                print()  # Ctrl-C left the cursor after the question
+            _give_back(client, name, receipts)
+            raise
+        if acknowledge:
             print(f"acknowledged {client.ack(name, *receipts)} message(s)")
         else:
-            print(f"gave {client.nack(name, *receipts)} message(s) back to {name}")
+            _give_back(client, name, receipts)
+
+
+def _give_back(client: ManagementClient, name: str, receipts: list[str]) -> None:
+    print(f"gave {client.nack(name, *receipts)} message(s) back to {name}")
 
 
 def watch(state: ShellState) -> None:
     """Subscribe to a channel and print what arrives until told to stop."""
     name = state.prompt.text("Name of the channel")
     with state.management() as management:
-        channel = management.get_channel(name)
+        channel = state.find(management, DestinationKind.CHANNEL, name)
     key = state.ask_key(channel)
     limit = state.prompt.count("Stop after how many messages", default=None, most=10**9)
     client = state.stomp_client()
     try:
-        subscription = client.subscribe(channel.address, access_key=key)
+        subscription = client.subscribe(channel.address, access_key=key, create=False)
         stop = "press Enter or Ctrl-C to stop" if state.prompt.interactive else "Ctrl-C stops"
         print(f"watching {channel.address}; {stop}", flush=True)
         seen = _show(subscription, limit, state.prompt.interactive)

@@ -54,6 +54,9 @@ def create(state: ShellState) -> None:
     key = None
     if state.prompt.yes_no("Protect it with an access key (others must give it)?", default=False):
         key = state.prompt.secret("Access key: ")
+        if state.prompt.secret("Access key again: ") != key:
+            print(f"  the two access keys differ; no {kind} was created")
+            return
     with state.management() as client:
         info = client.create_destination(kind, name, access_key=key)
     protected = ", protected by an access key" if info.protected else ""
@@ -81,7 +84,7 @@ def connect(state: ShellState) -> None:
         return
     name = state.prompt.text(f"Name of the {kind}")
     with state.management() as client:
-        destination = client.get_destination(kind, name)
+        destination = state.find(client, kind, name)
     key = state.ask_key(destination)
     state.disconnect()
     state.connection = state.stomp_client()
@@ -102,7 +105,7 @@ def send(state: ShellState) -> None:
         raise CliError(detail="connect to a queue or a channel first (choose 'connect')")
     text = state.prompt.text("Message")
     try:
-        connection.publish(target, text, access_key=state.target_key)
+        connection.publish(target, text, access_key=state.target_key, create=False)
     except ApiError as exc:
         state.disconnect()
         raise CliError(exc.code, f"{exc}; disconnected from {target}") from None

@@ -14,10 +14,19 @@ import os
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
+from buzon.cli.missing import known_names, missing
 from buzon.cli.session import CliError, Credentials, ca_file_of, logged_in, url_of
 from buzon.cli.shell_prompt import Prompter
 from buzon.cli.stomp_login import StompLogin, stomp_address
-from buzon.client import ApiError, Client, Destination, DestinationKind, ManagementClient
+from buzon.client import (
+    ApiError,
+    ChannelInfo,
+    Client,
+    Destination,
+    DestinationKind,
+    ManagementClient,
+    QueueInfo,
+)
 from buzon.errors import ErrorCode
 
 
@@ -107,6 +116,22 @@ class ShellState:
         options = [f"a {kind} ({_MODELS[kind]})" for kind in kinds]
         choice = self.prompt.choose("Which kind?", options, back="back")
         return None if choice is None else kinds[choice]
+
+    def find(
+        self, client: ManagementClient, kind: DestinationKind, name: str
+    ) -> QueueInfo | ChannelInfo:
+        """The queue or channel named ``name``.
+
+        Raises:
+            CliError: DESTINATION_NOT_FOUND, with close names and how to create it.
+        """
+        try:
+            return client.get_destination(kind, name)
+        except ApiError as exc:
+            if exc.code is not ErrorCode.DESTINATION_NOT_FOUND:
+                raise
+            how = "choose 'create a queue or a channel' in the publisher menu"
+            raise missing(kind, name, known_names(client), create_with=how) from None
 
     def ask_key(self, destination: Destination) -> str | None:
         """The access key for ``destination`` when another user's key protects it."""
