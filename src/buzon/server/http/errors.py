@@ -3,7 +3,8 @@
 This is the one place where errors become HTTP responses: buzon's own errors carry their
 ErrorCode (and so their status); FastAPI's validation errors become 400 BAD_REQUEST naming
 the first bad field; routing errors become 404 or 405; anything unexpected is logged and
-answered 500 INTERNAL_ERROR without details.
+answered 500 INTERNAL_ERROR without details. Bytes that are not HTTP never reach the app;
+``h11_protocol`` answers them with :func:`problem` too.
 """
 
 from __future__ import annotations
