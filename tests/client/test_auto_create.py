@@ -3,6 +3,8 @@ that frame, even on a broker that creates on first use, and nothing is created."
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from buzon.client import ApiError, Client
@@ -16,7 +18,7 @@ def names(broker: RunningBrokerSync) -> set[str]:
     return {d.address for d in [*management.list_queues(), *management.list_channels()]}
 
 
-def use(client: Client, call: str, destination: str, **options: object) -> None:
+def use(client: Client, call: str, destination: str, **options: Any) -> None:
     """Subscribe to ``destination`` or publish to it."""
     if call == "subscribe":
         client.subscribe(destination, **options)
@@ -24,7 +26,7 @@ def use(client: Client, call: str, destination: str, **options: object) -> None:
         client.publish(destination, "x", **options)
 
 
-def refused(client: Client, call: str, destination: str, **options: object) -> ErrorCode:
+def refused(client: Client, call: str, destination: str, **options: Any) -> ErrorCode:
     """The code of the ERROR that :func:`use` got."""
     with pytest.raises(ApiError) as caught:
         use(client, call, destination, **options)
