@@ -14,10 +14,12 @@ unacknowledged and pending messages of that subscription.
 Durable subscriptions are different: each has a backlog, a bounded queue in ``durables``
 that receives every message of the channel whether or not its owner is connected; the
 owner's SUBSCRIBE attaches to that queue, so it gets queue semantics (acks, redelivery).
+A backlog is an ordinary fan-out target: it sits in the same snapshot as the live
+subscriptions and is fed by the same loop, so whatever reaches one reaches the others.
 
 A publish made from inside a delivery of the same channel (an in-process sink that answers
-on the channel it listens to) is queued and fanned out after the current message, so no
-subscriber sees the second message before the first.
+on the channel it listens to, or a durable subscriber's) is queued and fanned out to every
+target after the current message, so no target sees the second message before the first.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ class Channel:
         "_policy",
         "_published",
         "_snapshot",
-        "_subs",
+        "_targets",
         "address",
         "deleted",
         "durables",
@@ -66,14 +68,15 @@ class Channel:
         self.name = record.name
         self.address = address(record.kind, record.name)
         self.deleted = False
-        # durable subscription id -> its backlog; fed on every publish
+        # durable subscription id -> its backlog (also a target); see add_durable
         self.durables: dict[str, Queue] = {}
         self._max_pending = config.channel_max_pending
         self._max_pending_bytes = config.channel_max_pending_bytes
         self._policy = config.slow_consumer_policy
-        # dict as an ordered set: fan-out order is subscription order
-        self._subs: dict[Subscription, None] = {}
-        self._snapshot: tuple[Subscription, ...] = ()
+        # live subscriptions and durable backlogs; a dict as an ordered set: fan-out
+        # order is the order they joined
+        self._targets: dict[Subscription | Queue, None] = {}
+        self._snapshot: tuple[Subscription | Queue, ...] = ()
         self._fanning_out = False
         self._later: deque[Message] = deque()
         self._published = 0
@@ -94,22 +97,29 @@ class Channel:
                 self._fan_out(later.popleft())
         finally:
             self._fanning_out = False
-        for backlog in self.durables.values():
-            backlog.admit(message)
-            backlog.publish(message)
+
+    def add_durable(self, durable_id: str, backlog: Queue) -> None:
+        """Feed a durable subscription's backlog every message published from now on."""
+        self.durables[durable_id] = backlog
+        self._join(backlog)
+
+    def remove_durable(self, durable_id: str) -> Queue | None:
+        """Stop feeding a durable subscription's backlog; return it (None if unknown)."""
+        backlog = self.durables.pop(durable_id, None)
+        if backlog is not None:
+            self._leave(backlog)
+        return backlog
 
     # -- Target: what sessions call ------------------------------------------------------
 
     def attach(self, sub: Subscription) -> None:
         """Add a subscription; it receives messages published from now on."""
-        self._subs[sub] = None
-        self._snapshot = tuple(self._subs)
+        self._join(sub)
 
     def detach(self, sub: Subscription) -> None:
         """Remove a subscription, dropping its pending and unacked messages."""
         sub.active = False
-        del self._subs[sub]
-        self._snapshot = tuple(self._subs)
+        self._leave(sub)
         self._dropped += len(sub.pending)
         sub.pending.clear()
         sub.pending_bytes = 0
@@ -142,22 +152,35 @@ class Channel:
         """The channel is deleted: end every subscription (DESTINATION_DELETED), the
         durable ones' backlogs included."""
         self.deleted = True
-        for sub in self._snapshot:
-            sub.consumer.kill(ErrorCode.DESTINATION_DELETED, f"{self.address} was deleted")
-        for backlog in self.durables.values():
-            backlog.delete()
+        for target in self._snapshot:
+            if isinstance(target, Queue):
+                target.delete()
+            else:
+                target.consumer.kill(ErrorCode.DESTINATION_DELETED, f"{self.address} was deleted")
 
     # -- internals -----------------------------------------------------------------------
 
+    def _join(self, target: Subscription | Queue) -> None:
+        self._targets[target] = None
+        self._snapshot = tuple(self._targets)
+
+    def _leave(self, target: Subscription | Queue) -> None:
+        del self._targets[target]
+        self._snapshot = tuple(self._targets)
+
     def _fan_out(self, message: Message) -> None:
-        for sub in self._snapshot:
-            if not sub.active:
+        for target in self._snapshot:
+            if isinstance(target, Queue):
+                # a durable backlog: it drops its oldest when full, so admit never refuses
+                target.admit(message)
+                target.publish(message)
+            elif not target.active:
                 continue  # left during this fan-out
-            if sub.pending or not sub.can_take:
-                self._hold(sub, message)
+            elif target.pending or not target.can_take:
+                self._hold(target, message)
             else:
                 self._delivered += 1
-                sub.deliver(message, False)
+                target.deliver(message, False)
 
     def _hold(self, sub: Subscription, message: Message) -> None:
         pending = sub.pending
@@ -183,7 +206,7 @@ class Channel:
         """A snapshot of this channel's counters."""
         return ChannelStats(
             name=self.name,
-            subscribers=len(self._subs),
+            subscribers=len(self._targets) - len(self.durables),
             published=self._published,
             delivered=self._delivered,
             dropped=self._dropped,

@@ -171,7 +171,7 @@ class Destinations:
             self._journal,
             clock=self._clock,
         )
-        channel.durables[record.id] = backlog
+        channel.add_durable(record.id, backlog)
         self.durable_records[record.id] = record
         return backlog
 
@@ -181,7 +181,7 @@ class Destinations:
         if record is None:
             return
         for channel in self.channels.values():
-            backlog = channel.durables.pop(durable_id, None)
+            backlog = channel.remove_durable(durable_id)
             if backlog is not None:
                 backlog.delete()
         for callback in self.on_durable:
