@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import time
 
 import pytest
 
@@ -173,3 +175,40 @@ async def test_connections_over_the_limit_are_refused(hasher: SecretHasher) -> N
         assert closed
         await first.close()
         await second.close()
+
+
+def _push_until_refused(port: int, first: bytes, seconds: float) -> tuple[int, float]:
+    """Send ``first``, then keep sending for up to ``seconds`` until the broker stops taking
+    bytes (a write that blocks) or cuts the connection; the bytes it took, and when it cut."""
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(first)
+        sock.settimeout(0.5)
+        pushed = 0
+        chunk = b"x" * 65536
+        while time.monotonic() - started < seconds:
+            try:
+                pushed += sock.send(chunk)
+            except TimeoutError:
+                continue  # the broker is not reading: keep the pressure on until it cuts
+            except OSError:
+                return pushed, time.monotonic() - started
+        return pushed, float("inf")
+
+
+async def test_after_error_the_broker_reads_nothing_more_and_cuts_the_peer(
+    hasher: SecretHasher,
+) -> None:
+    async with running_server(hasher) as server:
+        oversized = b"CONNECT\naccept-version:1.2\nx:" + b"a" * 100_000
+        pushed, cut_after = await asyncio.to_thread(
+            _push_until_refused, server.stomp_port, oversized, 10.0
+        )
+        # Only what the kernel buffers: the broker stopped reading when it sent ERROR.
+        assert pushed < 32 * 1024 * 1024
+        assert cut_after < 5.0
+        for _ in range(100):  # the slot is free again once the broker saw the close
+            if not server.connections:
+                break
+            await asyncio.sleep(0.02)
+        assert not server.connections

@@ -356,7 +356,20 @@ def test_disconnect_then_input_is_ignored_and_the_receipt_still_goes_out() -> No
     assert state_of(pair.client) is ConnState.CLOSED
     pair.server.receive_eof()
     assert pair.server.next_event() is None
-    assert state_of(pair.server) is ConnState.CLOSED
+    assert pair.server.close_expected()
+
+
+def test_a_receipt_owed_for_disconnect_survives_the_peers_half_close() -> None:
+    pair = ConnectionPair()
+    pair.login()
+    pair.client.send(Disconnect(receipt="bye"))
+    assert pair.events(pair.server) == [Disconnect("bye")]
+    pair.server.receive_eof()
+    assert pair.server.next_event() is None
+    assert pair.server.close_expected()
+    assert state_of(pair.server) is ConnState.DISCONNECTING
+    pair.server.send(Receipt("bye"))
+    assert [type(e) for e in pair.events(pair.client)] == [Receipt]
 
 
 def test_eof_still_delivers_complete_frames_then_closes() -> None:

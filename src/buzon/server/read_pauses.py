@@ -1,9 +1,9 @@
 """Why a connection stopped reading: several reasons at once, each lifted on its own.
 
 A connection stops reading while a login or an access key is verified, while its peer does
-not read what it is sent, while the broker holds too many queued bytes, and while the
-server stops. Each reason is one bit, so one resume cannot undo another: the transport
-resumes reading only when no reason is left.
+not read what it is sent, while the broker holds too many queued bytes, while the server
+stops, and once it sent ERROR. Each reason is one bit, so one resume cannot undo another:
+the transport resumes reading only when no reason is left.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ MEMORY = 8
 """The broker's queued bytes are over the high-water mark (publishers only)."""
 SHUTDOWN = 16
 """The server is stopping."""
+CLOSING = 32
+"""The connection sent ERROR and is closing: nothing more it receives matters."""
 
 
 class ReadPauses:

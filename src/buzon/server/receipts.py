@@ -21,25 +21,36 @@ class ReceiptGate:
     """The receipts of one connection.
 
     Args:
+        owner: the connection's id (names the gate in logs).
         send: queue a RECEIPT with that id.
         flush: write what was queued.
         fail: end the connection with an error (a write failed).
     """
 
-    __slots__ = ("_fail", "_flush", "_last", "_send", "_waiting")
+    __slots__ = ("_fail", "_flush", "_last", "_send", "_waiting", "owner")
 
     def __init__(
         self,
+        owner: str,
         send: Callable[[str], None],
         flush: Callable[[], None],
         fail: Callable[[BuzonError], None],
     ) -> None:
+        self.owner = owner
         self._send = send
         self._flush = flush
         self._fail = fail
         self._last: Ticket = DONE
         # receipts waiting for a write, oldest first; created when the first one waits
         self._waiting: deque[tuple[str, Ticket]] | None = None
+
+    def __repr__(self) -> str:
+        return f"ReceiptGate({self.owner})"
+
+    @property
+    def pending(self) -> bool:
+        """Whether a receipt still waits for a write."""
+        return bool(self._waiting)
 
     def wrote(self, ticket: Ticket) -> None:
         """The connection's latest frame caused writes; ``ticket`` is the latest of them."""

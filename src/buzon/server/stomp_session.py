@@ -31,13 +31,14 @@ from buzon.broker import Session
 from buzon.errors import AuthenticationFailed, AuthError, BrokerError, BuzonError, ErrorCode
 from buzon.server.close_reasons import CloseReason, reason_for
 from buzon.server.context import ServerContext
-from buzon.server.read_pauses import ACCESS, LOGIN, MEMORY, PEER, SHUTDOWN, ReadPauses
+from buzon.server.read_pauses import ACCESS, CLOSING, LOGIN, MEMORY, PEER, SHUTDOWN, ReadPauses
 from buzon.server.receipts import ReceiptGate
 from buzon.server.stomp_commands import Commands, key_to_check
 from buzon.stomp import (
     Ack,
     Commit,
     Connect,
+    ConnState,
     Disconnect,
     Nack,
     Receipt,
@@ -55,8 +56,13 @@ log = logging.getLogger("buzon.server")
 FLUSH_BYTES = 64 * 1024
 # Per-delivery framing overhead estimate (command and standard headers), for the above.
 FRAME_OVERHEAD = 160
-# A connection that was told to close but does not read its last bytes is cut after this.
+# A connection that was told to close but does not read its last bytes is cut after this;
+# it is also how long a DISCONNECT's RECEIPT may wait for the connection's earlier writes.
 CLOSE_GRACE_SECONDS = 2.0
+# After ERROR the broker reads nothing more; the peer has this long to read the ERROR.
+ERROR_LINGER_SECONDS = 1.0
+# States in which a RECEIPT may still leave (once FAILED or CLOSED, owed receipts are void).
+_RECEIPT_STATES = frozenset({ConnState.CONNECTED, ConnState.DISCONNECTING})
 
 # Frames whose writes their RECEIPT vouches for: the message of a SEND, the settlement of
 # an ACK or NACK, what a COMMIT applies. (A SUBSCRIBE's auto-acked deliveries also remove
@@ -78,6 +84,7 @@ class StompSession(asyncio.Protocol):
         "_held",
         "_loop",
         "_lost",
+        "_overdue",
         "_pauses",
         "_receipts",
         "_timer",
@@ -104,6 +111,7 @@ class StompSession(asyncio.Protocol):
         self._commands: Commands | None = None
         self._held: Send | Subscribe | None = None  # waits for its access-key check
         self._timer: asyncio.TimerHandle | None = None
+        self._overdue: asyncio.TimerHandle | None = None  # bounds a DISCONNECT's receipts
         self._pauses = ReadPauses()
         self._unflushed = 0
         self._flush_scheduled = False
@@ -167,7 +175,8 @@ class StompSession(asyncio.Protocol):
             self.close_reason = CloseReason.CONNECTION_LOST
         self._conn.receive_eof()
         self._process()
-        return None
+        # True keeps our side open: receipts still owed leave before we close (_flush).
+        return self._owes_receipts() or None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
@@ -176,6 +185,8 @@ class StompSession(asyncio.Protocol):
             self.close_reason = CloseReason.CONNECTION_LOST
         if self._timer is not None:
             self._timer.cancel()
+        if self._overdue is not None:
+            self._overdue.cancel()
         if self.session is not None:
             self.session.close()
         self._ctx.remove_connection(self)
@@ -271,11 +282,26 @@ class StompSession(asyncio.Protocol):
     def _receipt_gate(self) -> ReceiptGate:
         gate = self._receipts
         if gate is None:
-            gate = self._receipts = ReceiptGate(self._send_receipt, self._flush, self._failed)
+            gate = self._receipts = ReceiptGate(
+                self.id, self._send_receipt, self._flush, self._failed
+            )
         return gate
 
     def _send_receipt(self, receipt: str) -> None:
+        if self._lost or self._closing or self._conn.state not in _RECEIPT_STATES:
+            log.debug("%s receipt %s dropped: the connection is gone", self.id, receipt)
+            return
         self._conn.send(Receipt(receipt_id=receipt))
+
+    def _owes_receipts(self) -> bool:
+        """Whether the client said DISCONNECT and a receipt still waits for a write."""
+        gate = self._receipts
+        return (
+            gate is not None
+            and gate.pending
+            and not self._closing
+            and self._conn.state is ConnState.DISCONNECTING
+        )
 
     def _failed(self, error: BuzonError) -> None:
         self.fail(error.code, error.detail)
@@ -359,7 +385,7 @@ class StompSession(asyncio.Protocol):
 
     def fail(self, code: ErrorCode, detail: str = "", receipt_id: str | None = None) -> None:
         """Send ERROR with ``code`` and close (used for server-side decisions)."""
-        if self._lost or self._conn.close_expected():
+        if self._lost or self._closing:
             return
         self._failure = code
         self._conn.fail(code, detail, receipt_id)
@@ -383,10 +409,23 @@ class StompSession(asyncio.Protocol):
         transport = self._transport
         if transport is None or self._lost:
             return
+        if self._closing:
+            return  # our side is shut: what is still queued has nowhere to go
         data = self._conn.data_to_send()
         if data and not transport.is_closing():
             transport.write(data)
-        if self._conn.close_expected() and not self._closing:
+        if not self._conn.close_expected():
+            return
+        if not self._owes_receipts():
+            self._close(transport)
+        elif self._overdue is None:
+            # The receipts wait for the connection's earlier writes, but not forever.
+            self._overdue = self._loop.call_later(CLOSE_GRACE_SECONDS, self._receipts_overdue)
+
+    def _receipts_overdue(self) -> None:
+        transport = self._transport
+        if transport is not None and not self._lost and not self._closing:
+            log.info("%s closed before its writes were durable: receipts not sent", self.id)
             self._close(transport)
 
     def _close(self, transport: asyncio.Transport) -> None:
@@ -398,17 +437,24 @@ class StompSession(asyncio.Protocol):
         self._linger(transport)
 
     def _linger(self, transport: asyncio.Transport) -> None:
-        """Half-close, keep reading (and dropping) what the peer still sends, then cut.
+        """Half-close after our last bytes, give the peer a moment to read them, then cut.
 
-        Closing a socket that holds unread input makes the kernel send RST, and a RST can
-        make the peer's kernel discard our ERROR before the peer reads it. So we send FIN
-        after our last bytes, read until the peer closes too (the connection parses
-        nothing once it failed or disconnected), and abort after CLOSE_GRACE_SECONDS.
+        After DISCONNECT we keep reading (and dropping) what the peer still sends until it
+        closes too, because closing a socket that holds unread input makes the kernel send
+        RST, which can make the peer's kernel discard our last frames before the peer read
+        them; the connection is aborted after CLOSE_GRACE_SECONDS. After ERROR nothing the
+        peer sends matters, and a hostile peer could keep us reading: we stop reading at
+        once and abort after ERROR_LINGER_SECONDS.
         """
-        self._pauses.clear()
+        if self._conn.state is ConnState.FAILED:
+            self._pauses.pause(CLOSING)
+            grace = ERROR_LINGER_SECONDS
+        else:
+            self._pauses.clear()
+            grace = CLOSE_GRACE_SECONDS
         if transport.is_closing():
             return
-        if not transport.can_write_eof():
+        if self._conn.peer_closed or not transport.can_write_eof():
             transport.close()
         else:
             try:
@@ -416,7 +462,7 @@ class StompSession(asyncio.Protocol):
             except OSError:  # the peer is already gone: nothing left to wait for
                 transport.abort()
                 return
-        self._loop.call_later(CLOSE_GRACE_SECONDS, transport.abort)
+        self._loop.call_later(grace, transport.abort)
 
     def _throttle_if_needed(self) -> None:
         broker = self._ctx.broker

@@ -47,6 +47,14 @@ from buzon.stomp.states import (
 # States in which a server may send MESSAGE (what the transition table allows).
 _DELIVERING = frozenset({ConnState.CONNECTED, ConnState.DISCONNECTING})
 
+# States the peer's EOF does not end: a failed connection stays FAILED, and a server that
+# received DISCONNECT still owes its RECEIPT (the client closes only once it has it, but
+# may half-close its side first).
+_EOF_KEEPS = {
+    Role.SERVER: frozenset({ConnState.FAILED, ConnState.DISCONNECTING}),
+    Role.CLIENT: frozenset({ConnState.FAILED}),
+}
+
 # Plain dict copies of the tables, shared by every connection once logged in: a dict
 # lookup is cheaper than a mappingproxy's, and a table per connection costs memory.
 _ENCODERS = dict(ENCODERS)
@@ -88,6 +96,7 @@ class StompConnection:
         self._machine = StateMachine(role)
         self._parsing = PARSING_STATES[role]
         self._buffering = BUFFERING_STATES[role]
+        self._eof_keeps = _EOF_KEEPS[role]
         self._parser = FrameParser(pre_login_limits)
         self._limits = limits
         self._heart_beat = heart_beat
@@ -180,7 +189,7 @@ class StompConnection:
             except FrameError as exc:
                 self.fail(exc.code, exc.detail, first_header(headers, "receipt"))
                 return None
-        if self._eof and machine.state is not ConnState.FAILED:
+        if self._eof and machine.state not in self._eof_keeps:
             machine.end(ConnState.CLOSED)
         return None
 
@@ -343,6 +352,11 @@ class StompConnection:
         data = b"".join(out)
         out.clear()
         return data
+
+    @property
+    def peer_closed(self) -> bool:
+        """Whether the peer closed its side (:meth:`receive_eof`)."""
+        return self._eof
 
     def close_expected(self) -> bool:
         """True once the transport should be flushed (:meth:`data_to_send`) and closed."""

@@ -3,13 +3,20 @@
 The engine is synchronous, so it cannot await a store write. It gets a :class:`Ticket`
 instead and attaches callbacks; the store resolves the ticket on the event loop once the
 write is durable (or failed). Callbacks run in the order they were added, on the loop.
+
+One ticket is shared by every write of an event-loop turn, so its callbacks belong to many
+connections and HTTP requests at once: each runs whatever the others do. A callback that
+raises is logged (its ``repr`` names its owner) and the rest still run.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from buzon.errors import BuzonError
+
+log = logging.getLogger("buzon.store")
 
 
 class Ticket:
@@ -37,7 +44,10 @@ class Ticket:
         self.error = error
         callbacks, self._callbacks = self._callbacks, []
         for callback in callbacks:
-            callback(self)
+            try:
+                callback(self)
+            except Exception:
+                log.exception("completion callback %r failed; the others still run", callback)
 
 
 def resolved() -> Ticket:
