@@ -92,10 +92,12 @@ def test_without_the_ca_both_protocols_fail_with_one_line(
 
 
 def test_an_https_broker_url_means_stomp_over_tls_by_default(
-    monkeypatch: pytest.MonkeyPatch,
+    tls_broker: TlsBroker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Both addresses come from the broker's GET /info: TLS for an https URL."""
     monkeypatch.delenv("BUZON_STOMP_URL", raising=False)
-    secure = argparse.Namespace(stomp_url=None, url="https://broker.example:8543")
-    plain = argparse.Namespace(stomp_url=None, url="http://broker.example:8180")
-    assert stomp_address(secure) == ("stomp+ssl://broker.example:61614", None)
-    assert stomp_address(plain) == ("stomp://broker.example:61613", None)
+    ca = str(tls_broker.files.ca)
+    secure = argparse.Namespace(stomp_url=None, url=tls_broker.https_url, ca_file=ca)
+    plain = argparse.Namespace(stomp_url=None, url=tls_broker.process.url, ca_file=None)
+    assert stomp_address(secure) == (tls_broker.stomp_ssl_url, None)
+    assert stomp_address(plain) == (f"stomp://127.0.0.1:{tls_broker.process.port}", None)

@@ -11,7 +11,13 @@ import httpx
 import pytest
 
 from buzon.auth import SecretHasher
-from buzon.client import ApiError, AsyncClient, BuzonConnectionError, SubscriptionClosed
+from buzon.client import (
+    ApiError,
+    AsyncClient,
+    BuzonConnectionError,
+    LoginRefused,
+    SubscriptionClosed,
+)
 from buzon.errors import ErrorCode
 from buzon.server.app import BuzonServer
 from buzon.server.config import Settings
@@ -211,9 +217,12 @@ async def test_durable_subscriptions_keep_messages_while_away_until_forgotten(
 async def test_errors_name_the_broker_without_credentials(server: BuzonServer) -> None:
     client = AsyncClient(url(server, passcode="wrong-password"))
     assert client.url == f"stomp://127.0.0.1:{server.stomp_port}"
-    with pytest.raises(ApiError) as refused:
+    with pytest.raises(LoginRefused) as refused:
         await client.connect()
-    assert str(refused.value) == "authentication failed"
+    assert refused.value.code is ErrorCode.AUTH_FAILED
+    assert str(refused.value) == (
+        f"127.0.0.1:{server.stomp_port} refused the login: authentication failed"
+    )
 
 
 async def test_client_ack_mode_is_cumulative(server: BuzonServer) -> None:

@@ -20,6 +20,7 @@ def test_client_names_are_pinned() -> None:
         "Destination",
         "DestinationKind",
         "DurableSubscriptionInfo",
+        "LoginRefused",
         "ManagementClient",
         "Message",
         "Overflow",

@@ -4,14 +4,17 @@ The broker checks a user name and a password (or that user's bearer token) on ev
 connection, so the messaging commands (``publish``, ``consume``, ``subscribe``, ``shell``)
 find:
 
-- where: ``--stomp-url``, else ``$BUZON_STOMP_URL``, else port 61613 on the host of the
-  HTTP URL (``--url``, ``$BUZON_URL``), or ``stomp+ssl`` on port 61614 when that URL is
-  ``https``; a TLS address trusts ``--ca-file`` (``$BUZON_CA_FILE``) when given;
+- where: ``--stomp-url``, else ``$BUZON_STOMP_URL``, else the address the broker at the
+  HTTP URL (``--url``, ``$BUZON_URL``) announces at ``GET /api/v1/info``: its plain STOMP
+  listener, or its ``stomp+ssl`` one when that URL is ``https`` (a broker too old to
+  announce it: port 61613, or ``stomp+ssl`` on 61614, on that URL's host); a TLS address
+  trusts ``--ca-file`` (``$BUZON_CA_FILE``) when given;
 - who: ``--username``, else the user named in the STOMP URL, else the user logged in with
   ``buzon user login`` to that HTTP URL;
 - the password: the first line of stdin with ``--password-stdin``, else
   ``$BUZON_PASSWORD``, else the still-valid token of ``buzon user login`` when it is the
-  same user on the same host, else asked at the terminal. Never an argument and never in
+  same user and the STOMP address is that broker's (announced by it, or given on its
+  host), else asked at the terminal. Never an argument and never in
   the URL, where other local users would read it in the process list.
 """
 
@@ -21,11 +24,20 @@ import argparse
 import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from http import HTTPStatus
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from buzon.cli.session import CliError, Credentials, ca_file_of, login_hint, read_secret, url_of
-from buzon.client import AsyncClient, Client, DestinationKind
+from buzon.cli.session import (
+    CliError,
+    Credentials,
+    ca_file_of,
+    login_hint,
+    management_client,
+    read_secret,
+    url_of,
+)
+from buzon.client import ApiError, AsyncClient, Client, DestinationKind
 from buzon.client.urls import DEFAULT_PORTS, parse_stomp_url
 from buzon.errors import ErrorCode
 
@@ -57,8 +69,8 @@ def add_stomp_url_option(parser: argparse.ArgumentParser) -> None:
         "--stomp-url",
         metavar="URL",
         help="the broker's STOMP address, stomp://HOST:PORT or stomp+ssl://HOST:PORT"
-        f" (default: $BUZON_STOMP_URL, else port {DEFAULT_PORTS['stomp']} on the host of --url,"
-        f" or stomp+ssl on port {DEFAULT_PORTS['stomp+ssl']} when --url is https)",
+        " (default: $BUZON_STOMP_URL, else the one the broker at --url announces; stomp+ssl"
+        " when --url is https)",
     )
 
 
@@ -103,11 +115,9 @@ def stomp_address(args: argparse.Namespace) -> tuple[str, str | None]:
         CliError: the URL carries a password.
         RequestError: it is not a ``stomp://`` or ``stomp+ssl://`` URL.
     """
-    given: str | None = args.stomp_url or os.environ.get("BUZON_STOMP_URL")
+    given = _given_stomp_url(args)
     if not given:
-        http = urlsplit(url_of(args))
-        scheme = "stomp+ssl" if http.scheme == "https" else "stomp"
-        return f"{scheme}://{_bracketed(http.hostname)}:{DEFAULT_PORTS[scheme]}", None
+        return _announced_address(args), None
     address = parse_stomp_url(given)
     if address.passcode is not None:
         raise CliError(
@@ -116,6 +126,35 @@ def stomp_address(args: argparse.Namespace) -> tuple[str, str | None]:
         )
     scheme = "stomp+ssl" if address.tls else "stomp"
     return f"{scheme}://{_bracketed(address.host)}:{address.port}", address.login
+
+
+def _given_stomp_url(args: argparse.Namespace) -> str | None:
+    given: str | None = args.stomp_url or os.environ.get("BUZON_STOMP_URL")
+    return given
+
+
+def _announced_address(args: argparse.Namespace) -> str:
+    """The STOMP listener the broker at the HTTP URL announces, TLS when that URL is.
+
+    Raises:
+        BuzonConnectionError: the HTTP URL does not answer (its address is in the message).
+        ApiError: something that is not a buzon broker answered there.
+    """
+    http = urlsplit(url_of(args))
+    scheme = "stomp+ssl" if http.scheme == "https" else "stomp"
+    try:
+        with management_client(args) as client:
+            announced = client.stomp_urls()
+    except ApiError as exc:
+        if exc.status != HTTPStatus.NOT_FOUND:
+            raise
+        announced = []  # a buzon from before GET /info: its default port, on the same host
+    for url in announced:
+        if urlsplit(url).scheme == scheme:
+            return url
+    if announced:
+        return announced[0]
+    return f"{scheme}://{_bracketed(http.hostname)}:{DEFAULT_PORTS[scheme]}"
 
 
 def _bracketed(host: str | None) -> str:
@@ -147,9 +186,11 @@ def _stomp_password(from_stdin: bool) -> str:
 
 def _saved_token(args: argparse.Namespace, stomp_url: str, username: str) -> str | None:
     """The token ``buzon user login`` kept for ``username``, if still valid and the STOMP
-    address is on the host that issued it (a token never goes to another server)."""
+    address is that broker's: the one it announced, or one given on the host that issued
+    the token (a token never goes to another server)."""
     http_url = url_of(args)
-    if urlsplit(http_url).hostname != parse_stomp_url(stomp_url).host:
+    given = _given_stomp_url(args) is not None
+    if given and urlsplit(http_url).hostname != parse_stomp_url(stomp_url).host:
         return None
     login = Credentials().get(http_url)
     if login is None or login.username != username or login.expires_at <= datetime.now(UTC):
@@ -176,6 +217,3 @@ def access_key(args: argparse.Namespace) -> str | None:
         return read_secret("access key", stdin_flag="--access-key-stdin", from_stdin=True)
     key: str | None = args.access_key
     return key
-
-
-# -- the command ---------------------------------------------------------------------------

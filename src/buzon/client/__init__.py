@@ -19,13 +19,14 @@ Management over HTTP::
         client.create_queue("jobs")
 
 Errors: :class:`ApiError` when the broker refuses (its ``code`` is a
-:class:`buzon.errors.ErrorCode`), :class:`BuzonConnectionError` when it cannot be reached,
+:class:`buzon.errors.ErrorCode`; :class:`LoginRefused` for a refused STOMP login),
+:class:`BuzonConnectionError` when it cannot be reached,
 :class:`SubscriptionClosed` when a subscription ended normally; all derive from
 :class:`buzon.errors.BuzonError`.
 """
 
 from buzon.client.aio import AsyncClient
-from buzon.client.errors import ApiError, BuzonConnectionError
+from buzon.client.errors import ApiError, BuzonConnectionError, LoginRefused
 from buzon.client.http import ManagementClient, broker_url
 from buzon.client.messages import Message, Subscription, SubscriptionClosed, Transaction
 from buzon.client.records import (
@@ -58,6 +59,7 @@ __all__ = [
     "Destination",
     "DestinationKind",
     "DurableSubscriptionInfo",
+    "LoginRefused",
     "ManagementClient",
     "Message",
     "Overflow",

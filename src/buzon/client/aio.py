@@ -27,7 +27,7 @@ import random
 import ssl as ssl_module
 from collections.abc import Callable, Mapping
 
-from buzon.client.errors import ApiError, BuzonConnectionError
+from buzon.client.errors import ApiError, BuzonConnectionError, LoginRefused
 from buzon.client.messages import AckMode, Message, Subscription, Transaction
 from buzon.client.protocol import StompProtocol
 from buzon.client.tls import CaFile, client_context, failure_reason
@@ -126,7 +126,7 @@ class AsyncClient:
         """Connect and log in.
 
         Raises:
-            ApiError: the broker refused the login (AUTH_FAILED, ...).
+            LoginRefused: the broker refused the login (AUTH_FAILED, ...).
             BuzonConnectionError: the broker cannot be reached in time.
         """
         await self._open()
@@ -361,6 +361,8 @@ class AsyncClient:
             protocol.abort()
             reason = "timed out" if isinstance(exc, TimeoutError) else failure_reason(exc)
             raise BuzonConnectionError(self.url, reason) from None
+        except ApiError as refused:
+            raise LoginRefused(address.host_port, refused) from None
         self._generation += 1
         self._protocol = protocol
         self._paused.clear()

@@ -4,6 +4,7 @@ Two cases, kept apart because the caller's reaction differs::
 
     BuzonError
     ├── ApiError                the broker answered, and refused: look at ``code``
+    │   └── LoginRefused        ... a STOMP login (CONNECT), naming the address that refused
     └── BuzonConnectionError    no answer at all: wrong URL, broker down, network, timeout
 
 Neither module here imports a transport, so the HTTP client and the STOMP client can share
@@ -80,3 +81,31 @@ class BuzonConnectionError(BuzonError):
 
     def __str__(self) -> str:
         return f"cannot reach the broker at {self.url}: {self.detail}"
+
+
+class LoginRefused(ApiError):
+    """A STOMP listener answered CONNECT with an ERROR: wrong password, disabled account,
+    too many attempts, too many connections, or a server that is not buzon saying no in
+    its own words. ``code`` is the broker's (INTERNAL_ERROR when it sent none of ours).
+
+    Args:
+        address: ``host:port`` of the listener that refused.
+        refused: the broker's ERROR.
+    """
+
+    def __init__(self, address: str, refused: ApiError) -> None:
+        super().__init__(
+            refused.code,
+            refused.detail,
+            status=refused.status,
+            code_name=refused.code_name,
+            retry_after=refused.retry_after,
+        )
+        self.address = address
+
+    def __str__(self) -> str:
+        if self.code is ErrorCode.INTERNAL_ERROR:  # not one of our codes: the server's words
+            reason = self.detail or "no reason given"
+        else:
+            reason = f"{self.code.message}: {self.detail}" if self.detail else self.code.message
+        return f"{self.address} refused the login: {' '.join(reason.split())}"

@@ -411,6 +411,11 @@ class ManagementClient:
         """The broker's liveness status, ``"ok"`` (no authentication needed)."""
         return self._call("GET", "/healthz", lambda data: str(data["status"]))
 
+    def stomp_urls(self) -> list[str]:
+        """The broker's STOMP listeners as URLs to connect to, plain ``stomp://`` first
+        (``GET /info``, no authentication needed)."""
+        return self._call("GET", "/info", lambda data: [str(url) for url in data["stomp"]])
+
     # -- transport ---------------------------------------------------------------------
 
     def _call(

@@ -39,6 +39,11 @@ def error_from_frame(event: Error) -> ApiError:
         event.message, ErrorCode.INTERNAL_ERROR
     )
     detail = event.body.decode("utf-8", "replace")
+    if code is ErrorCode.INTERNAL_ERROR and event.message != code.message:
+        # not one of ours (another broker): its message header is its reason
+        said = [event.message] if event.message else []
+        said += [] if detail.strip() in ("", event.message) else [detail.strip()]
+        detail = ": ".join(said)
     return ApiError(code, detail, status=code.http_status, code_name=name or code.name)
 
 

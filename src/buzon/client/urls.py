@@ -36,8 +36,13 @@ class StompAddress:
     def display(self) -> str:
         """The URL without its credentials, for messages and logs."""
         scheme = "stomp+ssl" if self.tls else "stomp"
+        return f"{scheme}://{self.host_port}"
+
+    @property
+    def host_port(self) -> str:
+        """``host:port`` (``[v6]:port``), for messages."""
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{scheme}://{host}:{self.port}"
+        return f"{host}:{self.port}"
 
 
 def parse_stomp_url(url: str) -> StompAddress:

@@ -222,6 +222,10 @@ class BuzonServer:
             self._tls_listener = await self._stomp_listener(settings.stomp_tls_port, tls)
             self._https = HttpListener(app, settings.host, settings.https_port, tls=tls)
             self._bind_http(self._https, "HTTPS", settings.https_port)
+        if self._listener is not None:
+            self._ctx.stomp_ports["stomp"] = self.stomp_port
+        if self._tls_listener is not None:
+            self._ctx.stomp_ports["stomp+ssl"] = self.stomp_tls_port
 
     def _bind_http(self, listener: HttpListener, name: str, port: int) -> None:
         try:
