@@ -149,7 +149,7 @@ async def test_a_correct_guess_forgets_the_keys_failures() -> None:
     assert limiter.retry_after("alice", "10.0.0.1") is None
 
 
-async def test_simultaneous_guesses_of_one_key_take_turns() -> None:
+async def test_simultaneous_guesses_of_one_key_get_no_more_tries_than_one_after_another() -> None:
     """Many connections at once get no more tries than one connection would."""
     limiter = GuessLimiter(LIMITS, clock=Clock())
 
@@ -164,14 +164,22 @@ async def test_simultaneous_guesses_of_one_key_take_turns() -> None:
     outcomes = await asyncio.gather(*(wrong() for _ in range(20)))
     assert outcomes.count(None) == PER_KEY.free + 1
 
+    checking, most = 0, 0
+
     async def right() -> float | None:
-        async with limiter.attempt("bob", "10.0.0.1") as attempt:
+        nonlocal checking, most
+        async with limiter.attempt("bob", "10.0.0.9") as attempt:
+            checking += 1
+            most = max(most, checking)
             await asyncio.sleep(0)
+            checking -= 1
             attempt.succeeded()
         return None
 
-    # a client opening a pool of connections with the right password is never refused
+    # a client opening a pool of connections with the right password is never refused,
+    # and its logins overlap as far as they could all fail for free
     assert await asyncio.gather(*(right() for _ in range(20))) == [None] * 20
+    assert most == PER_KEY.free + 1
 
 
 async def test_an_attempt_cut_short_counts_as_failed() -> None:

@@ -14,9 +14,11 @@ gets in, however many made-up names were tried there (people behind one NAT or p
 price is one verification per new name from such an address; each costs an argon2id run
 (at most two at once), and a made-up name gains the guesser nothing.
 
-Attempts on one key run one after another, so a guesser opening many connections at once
-gets no more tries than one connection would. An attempt counts as failed unless it is
-marked as a success, including one cut short when its peer went away.
+Attempts on one key overlap only while all of them failing would still cost no wait (a
+client opening a pool of connections with its password); past that they take turns, so a
+guesser opening many connections at once gets no more tries than one connection would. An
+attempt counts as failed unless it is marked as a success, including one cut short when its
+peer went away.
 
 Memory is bounded: each table keeps at most ``max_keys`` keys and forgets the one whose
 last failure is oldest, and IPv6 peers are counted per /64 network (what one host
@@ -166,11 +168,27 @@ class Attempt:
 
 
 class _Turn:
-    __slots__ = ("lock", "users")
+    """The attempts of one key: how many are being checked, who waits to start, and how
+    many hold this record (it is dropped when none does)."""
+
+    __slots__ = ("checking", "users", "waiting")
 
     def __init__(self) -> None:
-        self.lock = asyncio.Lock()
+        self.checking = 0
         self.users = 0
+        self.waiting: list[asyncio.Future[None]] = []
+
+    async def wait(self) -> None:
+        """Until an attempt of this key ends."""
+        ended = asyncio.get_running_loop().create_future()
+        self.waiting.append(ended)
+        await ended
+
+    def ended(self) -> None:
+        for waiter in self.waiting:
+            if not waiter.done():
+                waiter.set_result(None)
+        self.waiting.clear()
 
 
 class GuessLimiter:
@@ -213,32 +231,40 @@ class GuessLimiter:
         """
         source = source_of(address)
         key = (subject, source)
-        async with self._turn(key):
+        turn = self._turns.get(key)
+        if turn is None:
+            turn = self._turns[key] = _Turn()
+        turn.users += 1
+        try:
+            while turn.checking and not self._may_overlap(key, source, turn.checking):
+                await turn.wait()
             wait = self.retry_after(subject, address)
             if wait is not None:
                 raise AuthenticationFailed(
                     ErrorCode.TOO_MANY_ATTEMPTS, f"retry in {math.ceil(wait)} s", wait
                 )
             attempt = Attempt()
+            turn.checking += 1
             try:
                 yield attempt
             finally:
+                turn.checking -= 1
                 if attempt.ok:
                     self.keys.forget(key)
                 else:
                     self.keys.failed(key)
                     self.addresses.failed(source)
-
-    @contextlib.asynccontextmanager
-    async def _turn(self, key: tuple[str, str]) -> AsyncIterator[None]:
-        turn = self._turns.get(key)
-        if turn is None:
-            turn = self._turns[key] = _Turn()
-        turn.users += 1
-        try:
-            async with turn.lock:
-                yield
+                turn.ended()
         finally:
             turn.users -= 1
             if not turn.users:
                 del self._turns[key]
+
+    def _may_overlap(self, key: tuple[str, str], source: str, checking: int) -> bool:
+        """Whether one more attempt may start beside ``checking`` others: only if all of
+        them failing would still cost no wait, so overlapping gains nothing over turns."""
+        own = self.keys.get(key)
+        if self.keys.backoff.delay(checking + (own[0] if own else 0)) > 0:
+            return False
+        shared = self.addresses.get(source)
+        return self.addresses.backoff.delay(checking + (shared[0] if shared else 0)) == 0
