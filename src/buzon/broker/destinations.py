@@ -67,6 +67,7 @@ class Destinations:
         "channels",
         "dead_letter",
         "durable_records",
+        "expiring",
         "on_created",
         "on_durable",
         "queues",
@@ -92,6 +93,8 @@ class Destinations:
         # called with a durable subscription's record when it is created (True) or dropped
         self.on_durable: list[Callable[[DurableSubscriptionRecord, bool], None]] = []
         self.durable_records: dict[str, DurableSubscriptionRecord] = {}
+        # the queues and backlogs holding waiting messages that can expire
+        self.expiring: set[Queue] = set()
         self.dead_letter: DeadLetter = _drop
         # counters of deleted destinations, so broker-wide totals never go back
         self.retired_published = 0
@@ -125,6 +128,7 @@ class Destinations:
                 self._journal,
                 clock=self._clock,
                 dead_letter=lambda queue, message, reason: self.dead_letter(queue, message, reason),
+                expiring=self.expiring,
             )
         else:
             target = self.channels[record.name] = Channel(record, self._config)
@@ -170,6 +174,7 @@ class Destinations:
             self._gauge,
             self._journal,
             clock=self._clock,
+            expiring=self.expiring,
         )
         channel.add_durable(record.id, backlog)
         self.durable_records[record.id] = record

@@ -282,8 +282,9 @@ class Broker:
         return target.purge()
 
     def expire_messages(self, now: float) -> int:
-        """Retire expired waiting messages in every queue; return how many."""
-        return sum(queue.expire(now) for queue in self._destinations.queues.values())
+        """Retire expired waiting messages (of queues and durable subscriptions' backlogs);
+        return how many. Only queues holding messages that can expire are visited."""
+        return sum(queue.expire(now) for queue in list(self._destinations.expiring))
 
     def recover(self, messages: Iterable[StoredMessage], cleanly: bool) -> int:
         """Restore logged messages into their queues at start (see :class:`Intake`)."""

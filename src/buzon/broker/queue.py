@@ -1,9 +1,20 @@
 """Queue: competing consumers, each message to exactly one of them.
 
 Strategy. Waiting messages sit in ``_ready``, a deque kept sorted by publish sequence: new
-messages have the highest sequence and go to the right end; messages that come back
-(consumer gone, NACK) are merged in by sequence, so the queue always hands out the oldest
-message first and returned messages keep their original order.
+messages have the highest sequence and go to the right end. Messages that come back
+(consumer gone, NACK) go back to its left end when they are all older than its head (the
+usual case), otherwise into ``_back``, a heap by sequence; the queue hands out whichever of
+the two heads is older, so it always hands out the oldest message first and returned
+messages keep their original order, without the backlog being copied.
+
+Expiry. Every waiting message that can expire is in ``_expiring`` (by sequence) and has an
+``(expires_at, seq)`` entry in the heap ``_expiry``. Entries are not removed when their
+message leaves (handed out, settled, retired): the sweep skips entries whose message is no
+longer in ``_expiring``, and the heap is rebuilt from ``_expiring`` when dead entries make up
+most of it. A sweep touches only the messages whose time has come, and only queues with
+something that can expire are swept (``expiring``, shared by a broker's queues). A message
+that expires at the head leaves at once; one further back leaves the count at once and the
+structure when the hand-out reaches it (its sequence is in ``_gone``).
 
 Consumers that can take a message right now are in ``_ring``, a deque used round-robin: the
 dispatcher takes the consumer at the left, hands it one message and puts it back at the right
@@ -36,7 +47,7 @@ from __future__ import annotations
 import heapq
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from operator import attrgetter
 
 from buzon.broker.addresses import address
@@ -50,6 +61,8 @@ from buzon.errors import BrokerError, ErrorCode
 from buzon.store import DestinationRecord, MessageKey, Overflow
 
 _by_seq = attrgetter("seq")
+# Dead entries the expiry heap may hold beyond twice the living ones before it is rebuilt.
+_DEAD_ENTRIES = 64
 
 DeadLetter = Callable[["Queue", Message, str], bool]
 """Moves a retired message to its queue's dead-letter queue (``queue, message, reason``);
@@ -71,10 +84,13 @@ class Queue:
         clock: Unix time, for expiry.
         dead_letter: what to do with a retired message when the policy names a
             dead-letter queue.
+        expiring: the queues a broker's expiry sweep visits; this queue is in it while it
+            has waiting messages that can expire.
     """
 
     __slots__ = (
         "_acked",
+        "_back",
         "_bounded",
         "_bytes",
         "_clock",
@@ -82,13 +98,18 @@ class Queue:
         "_dead_lettered",
         "_delivered",
         "_deliveries",
+        "_depth",
         "_dispatching",
+        "_expiring",
+        "_expiry",
         "_gauge",
+        "_gone",
         "_in_flight",
         "_incoming",
         "_journal",
         "_journaling",
         "_published",
+        "_queues_expiring",
         "_ready",
         "_ready_bytes",
         "_redelivered",
@@ -112,6 +133,7 @@ class Queue:
         *,
         clock: Callable[[], float] = time.time,
         dead_letter: DeadLetter = _no_dead_letters,
+        expiring: set[Queue] | None = None,
     ) -> None:
         self.record = record
         self.policy = record.policy
@@ -127,7 +149,13 @@ class Queue:
         self._clock = clock
         self._dead_letter = dead_letter
         self._ready: deque[Message] = deque()
+        self._back: list[tuple[int, Message]] = []  # returned behind the head, by seq
+        self._gone: set[int] = set()  # seqs expired in place, still in _ready or _back
+        self._depth = 0  # waiting messages: those in _ready and _back, minus _gone
         self._ready_bytes = 0
+        self._expiring: dict[int, Message] = {}  # seq -> waiting message that can expire
+        self._expiry: list[tuple[float, int]] = []  # (expires_at, seq), dead entries too
+        self._queues_expiring = expiring if expiring is not None else set()
         self._incoming = 0  # admitted, waiting for the journal before they arrive
         self._ring: deque[Subscription] = deque()
         self._subs: set[Subscription] = set()
@@ -161,7 +189,7 @@ class Queue:
             return
         if policy.overflow is Overflow.REJECT_PUBLISH and over_limit(
             policy,
-            len(self._ready) + self._incoming + 1,
+            self._depth + self._incoming + 1,
             self._ready_bytes + len(message.body),
         ):
             raise BrokerError(ErrorCode.QUEUE_FULL, f"{self.address} is at its maximum length")
@@ -176,7 +204,7 @@ class Queue:
             self._dispatch()
         if self.policy.overflow is Overflow.DROP_HEAD:
             self._drop_heads()
-        if self._waiters and self._ready:
+        if self._waiters and self._depth:
             self._wake()
 
     def withdraw(self) -> None:
@@ -195,7 +223,10 @@ class Queue:
         self._bytes += size
         self._ready_bytes += size
         self._gauge.add(size)
+        self._depth += 1
         self._ready.append(message)
+        if message.expires_at is not None:
+            self._watch(message, message.expires_at)
 
     # -- Target: what sessions call ------------------------------------------------------
 
@@ -220,7 +251,7 @@ class Queue:
         if not sub.in_ring and sub.can_take:
             sub.in_ring = True
             self._ring.append(sub)
-            if self._ready:
+            if self._depth:
                 self._dispatch()
 
     def settle(self, sub: Subscription, messages: Sequence[Message]) -> None:
@@ -264,7 +295,7 @@ class Queue:
         now = self._clock()
         most = self.policy.max_deliveries
         shown: list[tuple[Message, bool]] = []
-        for message in self._ready:
+        for message in self._waiting():
             if len(shown) == limit:
                 break
             if (message.expires_at is not None and message.expires_at <= now) or (
@@ -290,7 +321,7 @@ class Queue:
 
         Runs it now if that is already so. It must not raise.
         """
-        if self._ready or self.deleted:
+        if self._depth or self.deleted:
             callback()
         else:
             self._waiters.append(callback)
@@ -304,24 +335,29 @@ class Queue:
 
     def purge(self) -> int:
         """Drop every waiting message (not those in flight); return how many."""
-        dropped = len(self._ready)
-        while self._ready:
+        dropped = self._depth
+        while self._depth:
             self._release(self._pop())
         return dropped
 
     def expire(self, now: float) -> int:
-        """Retire waiting messages whose time has come; return how many."""
-        keep: deque[Message] = deque()
+        """Retire waiting messages whose time has come; return how many.
+
+        Costs the heap entries that are due (and their messages), whatever the backlog.
+        """
+        expiry = self._expiry
+        expiring = self._expiring
         expired = 0
-        while self._ready:
-            message = self._pop()
-            if message.expires_at is not None and message.expires_at <= now:
-                self._retire(message, "expired")
-                expired += 1
-            else:
-                keep.append(message)
-                self._ready_bytes += len(message.body)
-        self._ready = keep
+        while expiry and expiry[0][0] <= now:
+            message = expiring.pop(heapq.heappop(expiry)[1], None)
+            if message is None:
+                continue  # handed out, settled or retired since
+            self._take_out(message)
+            self._retire(message, "expired")
+            expired += 1
+        if not expiring:  # only dead entries left, if any
+            expiry.clear()
+            self._queues_expiring.discard(self)
         return expired
 
     def redelivered_keys(self) -> list[MessageKey]:
@@ -329,16 +365,23 @@ class Queue:
         at a clean shutdown, so they come back marked after the restart)."""
         return [
             (self.record.id, m.seq)
-            for m in self._ready
+            for m in self._waiting()
             if m.persistent and m.seq in self._redelivered
         ]
 
     def delete(self) -> None:
         """The queue is deleted: drop waiting messages and end every subscription."""
         self.deleted = True
-        for message in self._ready:
+        for message in list(self._waiting()):
             self._drop(message)
         self._ready.clear()
+        self._back.clear()
+        self._gone.clear()
+        self._depth = 0
+        self._ready_bytes = 0
+        self._expiring.clear()
+        self._expiry.clear()
+        self._queues_expiring.discard(self)
         self._redelivered.clear()
         self._wake()
         for sub in list(self._subs):
@@ -347,9 +390,64 @@ class Queue:
     # -- internals -----------------------------------------------------------------------
 
     def _pop(self) -> Message:
-        message = self._ready.popleft()
+        """Remove and return the oldest waiting message (the caller checked there is one)."""
+        ready = self._ready
+        back = self._back
+        gone = self._gone
+        while True:
+            if back and (not ready or back[0][0] < ready[0].seq):
+                message = heapq.heappop(back)[1]
+            else:
+                message = ready.popleft()
+            if not gone or message.seq not in gone:
+                break
+            gone.discard(message.seq)  # expired in place: already counted out
+        self._depth -= 1
         self._ready_bytes -= len(message.body)
+        if message.expires_at is not None:
+            del self._expiring[message.seq]
         return message
+
+    def _take_out(self, message: Message) -> None:
+        """Remove a waiting message that is leaving from anywhere in the backlog: at once
+        from a head, otherwise by marking it for :meth:`_pop` to skip."""
+        ready = self._ready
+        back = self._back
+        if ready and ready[0] is message:
+            ready.popleft()
+        elif back and back[0][1] is message:
+            heapq.heappop(back)
+        else:
+            self._gone.add(message.seq)
+        self._depth -= 1
+        self._ready_bytes -= len(message.body)
+        if not self._depth:  # only marked messages left: let them go now
+            ready.clear()
+            back.clear()
+            self._gone.clear()
+
+    def _waiting(self) -> Iterator[Message]:
+        """The waiting messages, oldest first."""
+        gone = self._gone
+        returned = [message for _, message in sorted(self._back)]
+        for message in heapq.merge(self._ready, returned, key=_by_seq):
+            if not gone or message.seq not in gone:
+                yield message
+
+    def _watch(self, message: Message, expires_at: float) -> None:
+        """Put a waiting message that can expire under the expiry sweep's eye."""
+        expiring = self._expiring
+        expiring[message.seq] = message
+        expiry = self._expiry
+        if not expiry:
+            self._queues_expiring.add(self)
+        heapq.heappush(expiry, (expires_at, message.seq))
+        if len(expiry) > 2 * len(expiring) + _DEAD_ENTRIES:
+            # Most entries are of messages gone since: rebuild from the living.
+            expiry[:] = [
+                (at, seq) for seq, m in expiring.items() if (at := m.expires_at) is not None
+            ]
+            heapq.heapify(expiry)
 
     def _next(self) -> Message | None:
         """The oldest waiting message that may still be delivered, or None.
@@ -357,7 +455,7 @@ class Queue:
         Expired messages and those delivered ``max_deliveries`` times are retired on the way.
         """
         policy = self.policy
-        while self._ready:
+        while self._depth:
             message = self._pop()
             if message.expires_at is not None and message.expires_at <= self._clock():
                 self._retire(message, "expired")
@@ -381,7 +479,7 @@ class Queue:
         return again
 
     def _drop_heads(self) -> None:
-        while self._ready and over_limit(self.policy, len(self._ready), self._ready_bytes):
+        while self._depth and over_limit(self.policy, self._depth, self._ready_bytes):
             self._retire(self._pop(), "max-length")
 
     def _retire(self, message: Message, reason: str) -> None:
@@ -421,16 +519,20 @@ class Queue:
         returned = sorted(messages, key=_by_seq)
         self._redelivered.update(message.seq for message in returned)
         self._ready_bytes += sum(len(message.body) for message in returned)
+        self._depth += len(returned)
         ready = self._ready
         if not ready or returned[-1].seq < ready[0].seq:
             ready.extendleft(reversed(returned))
         else:
-            merged = list(heapq.merge(ready, returned, key=_by_seq))
-            ready.clear()
-            ready.extend(merged)
+            back = self._back
+            for message in returned:
+                heapq.heappush(back, (message.seq, message))
+        for message in returned:
+            if message.expires_at is not None:
+                self._watch(message, message.expires_at)
         if self._ring:
             self._dispatch()
-        if self._waiters and self._ready:
+        if self._waiters and self._depth:
             self._wake()
 
     def _dispatch(self) -> None:
@@ -439,7 +541,7 @@ class Queue:
         self._dispatching = True
         ring = self._ring
         try:
-            while self._ready and ring:
+            while self._depth and ring:
                 sub = ring.popleft()
                 sub.in_ring = False
                 if not sub.can_take:
@@ -467,7 +569,7 @@ class Queue:
         """A snapshot of this queue's counters."""
         return QueueStats(
             name=self.name,
-            depth=len(self._ready),
+            depth=self._depth,
             in_flight=self._in_flight,
             consumers=len(self._subs),
             published=self._published,
