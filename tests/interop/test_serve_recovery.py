@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import pty
 import re
+import select
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +18,8 @@ from buzon.client import ApiError, ManagementClient
 from buzon.errors import ErrorCode
 from tests.cli.helpers import one_error_line
 from tests.interop.broker_process import broker_process
+
+pytestmark = pytest.mark.timeout(180)  # two broker starts and a few commands, on a busy machine
 
 GENERATED = re.compile(r"password \(generated, shown once\): (\S+)")
 
@@ -30,6 +36,35 @@ def _buzon(
         cwd=cwd,
         env=env,
     )
+
+
+def _at_a_terminal(args: list[str], answers: list[str]) -> str:
+    """Run ``buzon ARGS`` on a pseudo-terminal, typing each answer after a prompt; return
+    everything it showed (typed passwords are not echoed)."""
+    pid, terminal = pty.fork()
+    if pid == 0:  # the child: buzon, its stdin, stdout and stderr the terminal
+        os.execv(sys.executable, [sys.executable, "-m", "buzon", *args])  # noqa: S606
+    shown = b""
+    deadline = time.monotonic() + 60
+    pending = list(answers)
+    while time.monotonic() < deadline:
+        if pending and shown.endswith(b": "):  # a prompt, waiting
+            os.write(terminal, pending.pop(0).encode() + b"\n")
+            shown += b"\n"
+        readable, _, _ = select.select([terminal], [], [], deadline - time.monotonic())
+        if not readable:
+            break
+        try:
+            chunk = os.read(terminal, 1024)
+        except OSError:  # the child closed the terminal: it has exited
+            break
+        if not chunk:
+            break
+        shown += chunk
+    _, status = os.waitpid(pid, 0)
+    os.close(terminal)
+    assert os.waitstatus_to_exitcode(status) == 0, shown
+    return shown.decode().replace("\r", "").strip()
 
 
 @pytest.mark.parametrize(("flag", "listener"), [("--stomp-port", "STOMP"), ("--http-port", "HTTP")])
@@ -86,12 +121,13 @@ def test_set_password_resets_a_lost_admin_password_and_its_tokens(tmp_path: Path
             with pytest.raises(ApiError) as refused:
                 client.whoami()
             assert refused.value.code is ErrorCode.NOT_AUTHENTICATED
-        # also while this broker runs: the next login uses the newest password
-        again = _buzon(
-            "user", "set-password", "admin", "--data-dir", str(data_dir), cwd=tmp_path,
-            stdin="a-third-admin-password\n",
-        )  # fmt: skip
-        assert again.returncode == 0, again.stderr
+        # also while this broker runs, typed twice at a terminal: the next login uses it,
+        # and the token of the login above is revoked
+        typed = _at_a_terminal(
+            ["user", "set-password", "admin", "--data-dir", str(data_dir)],
+            ["a-third-admin-password", "a-third-admin-password"],
+        )
+        assert typed.endswith(f"new password set for admin in {data_dir}; 1 login token revoked")
         with ManagementClient(broker.url) as client:
             with pytest.raises(ApiError):
                 client.login("admin", "a-new-admin-password")
