@@ -1,15 +1,17 @@
 """The engine's side of rights that change: dead-letter grants checked at every move,
-access-key grants and subscriptions that end when a key changes, token-bound sessions."""
+access-key grants and subscriptions that end when a key changes, token-bound sessions, and
+logins a password change made stale."""
 
 from __future__ import annotations
 
 import dataclasses
 
+from buzon.auth import Accounts, SecretHasher, Tokens
 from buzon.broker import AckMode, Broker, BrokerConfig
 from buzon.broker.destinations import new_record
 from buzon.broker.policy import feed_grant
 from buzon.errors import ErrorCode
-from buzon.store import DestinationKind, DestinationRecord, QueuePolicy
+from buzon.store import DestinationKind, DestinationRecord, MemoryStore, QueuePolicy
 from tests.broker.helpers import RecordingSink, open_peer, user
 
 
@@ -140,3 +142,30 @@ def test_revoking_a_token_ends_exactly_the_sessions_that_logged_in_with_it() -> 
     assert with_token.closed
     assert not other_token.closed
     assert not with_password.closed
+
+
+async def test_a_login_goes_stale_when_its_password_changes_behind_the_brokers_back(
+    hasher: SecretHasher,
+) -> None:
+    store = MemoryStore()
+    accounts = Accounts(store, hasher, Tokens(store, ttl=60.0))
+    await accounts.ensure_admin("root", "root-password")
+    root = await accounts.authenticate("root", "root-password", "10.0.0.1")
+    await accounts.register("erin", "erin-password")
+    before = await accounts.authenticate("erin", "erin-password", "10.0.0.1")
+    record = await store.user_by_name("erin")
+    assert record is not None
+    # what `buzon user set-password` does from another process
+    await store.update_user(
+        dataclasses.replace(record, password_hash=await hasher.hash("new-password"))
+    )
+    after = await accounts.authenticate("erin", "new-password", "10.0.0.1")
+    assert await accounts.revalidate([before, after, root]) == [
+        (ErrorCode.PERMISSIONS_CHANGED, "the password changed"),
+        None,
+        None,
+    ]
+    await accounts.delete(root, "erin")
+    assert await accounts.revalidate([after]) == [
+        (ErrorCode.ACCOUNT_DISABLED, "the account was disabled or deleted")
+    ]

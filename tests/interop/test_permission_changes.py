@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import itertools
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -24,6 +26,7 @@ from websockets.typing import Subprotocol
 
 from buzon.client import ApiError, ManagementClient
 from buzon.errors import ErrorCode
+from buzon.server.app import REVALIDATE_PERIOD
 from buzon.stomp import NEED_DATA, Frame, FrameParser
 from buzon.store import QueuePolicy
 from tests.cli.helpers import Cli
@@ -363,3 +366,29 @@ def test_logging_out_closes_the_connections_that_logged_in_with_that_token(
     assert (
         with_other.request("SUBSCRIBE", id="s", destination="/queue/a").command.value == "RECEIPT"
     )
+
+
+def test_a_password_set_offline_closes_the_connections_of_the_old_login(
+    tmp_path: Path, connections: ExitStack
+) -> None:
+    data = tmp_path / "data"
+    env = {"BUZON_ADMIN_PASSWORD": ADMIN_PASSWORD}
+    with broker_process("--data-dir", str(data), env=env) as broker:
+        erin_name, erin = new_user(broker, "erin")
+        by_password = stomp(broker, connections, erin_name)
+        by_token = stomp(broker, connections, erin_name, erin, ws=True)
+        changed = subprocess.run(
+            [sys.executable, "-m", "buzon", "user", "set-password", erin_name, "--data-dir", data],
+            input="a brand new password\n",
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert changed.returncode == 0, changed.stderr
+        for connection in (by_password, by_token):
+            assert "password changed" in told_permissions_changed(connection)
+        after = stomp(broker, connections, erin_name, "a brand new password")
+        time.sleep(REVALIDATE_PERIOD + 1)  # a later check leaves the new login alone
+        subscribed = after.request("SUBSCRIBE", id="s", destination="/queue/a")
+        assert subscribed.command.value == "RECEIPT"
+        assert broker.stop() == 0

@@ -9,7 +9,7 @@ checked by the callers (they cache the answer per connection), never here.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from buzon.store.records import DestinationRecord, Role
 
@@ -40,11 +40,15 @@ class Principal:
         id: the user's stable id (what ownership refers to).
         name: the login name (for logs and listings).
         role: admin or user.
+        credential: a fingerprint of the password hash the user had when they logged in
+            (None when not from a login): once the password changes it no longer
+            matches, and the connections of that login are closed.
     """
 
     id: str
     name: str
     role: Role
+    credential: str | None = field(default=None, compare=False, repr=False)
 
     @property
     def is_admin(self) -> bool:

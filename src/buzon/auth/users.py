@@ -16,10 +16,11 @@ connections subscribed to was allowed by the old role.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from buzon.auth.access import Principal
@@ -43,7 +44,13 @@ MAX_PASSWORD = 1024
 
 def principal_of(user: UserRecord) -> Principal:
     """The acting identity of a stored user."""
-    return Principal(user.id, user.name, user.role)
+    return Principal(user.id, user.name, user.role, password_fingerprint(user.password_hash))
+
+
+def password_fingerprint(password_hash: str) -> str:
+    """What a principal remembers of the password hash it logged in against (the hash is
+    salted, so any new password, even the same one, changes it)."""
+    return hashlib.sha256(password_hash.encode()).hexdigest()[:32]
 
 
 class Accounts:
@@ -257,6 +264,16 @@ class Accounts:
         await self._store.delete_user(user.id)
         self._blocked(user.id)
 
+    async def revalidate(
+        self, principals: Sequence[Principal]
+    ) -> list[tuple[ErrorCode, str] | None]:
+        """Why each principal of an open connection must log in again, as the store says
+        now, or None: for changes made outside this process (``buzon user set-password``
+        on the data directory), which no callback announces.
+        """
+        users = {user.id: user for user in await self._store.users()}
+        return [_stale(principal, users.get(principal.id)) for principal in principals]
+
     async def _named(self, name: str) -> UserRecord:
         user = await self._store.user_by_name(name)
         if user is None:
@@ -288,6 +305,16 @@ def check_password(name: str, password: str) -> None:
         )
     if password.casefold() == name.casefold():
         raise AuthError(ErrorCode.WEAK_PASSWORD, "the password must differ from the username")
+
+
+def _stale(principal: Principal, user: UserRecord | None) -> tuple[ErrorCode, str] | None:
+    if user is None or user.disabled:
+        return ErrorCode.ACCOUNT_DISABLED, "the account was disabled or deleted"
+    if principal.is_admin and user.role is not Role.ADMIN:
+        return ErrorCode.PERMISSIONS_CHANGED, "the account is no longer an admin"
+    if principal.credential not in (None, password_fingerprint(user.password_hash)):
+        return ErrorCode.PERMISSIONS_CHANGED, "the password changed"
+    return None
 
 
 def _require_admin(principal: Principal) -> None:

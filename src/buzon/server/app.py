@@ -45,6 +45,8 @@ LEASE_CHECK_PERIOD = 0.25
 EXPIRY_CHECK_PERIOD = 1.0  # expired messages are never delivered; the sweep frees them
 RATE_SAMPLE_PERIOD = 1.0
 TOKEN_PURGE_PERIOD = 3600.0
+# Logins changed by another process (``buzon user set-password``) close within this.
+REVALIDATE_PERIOD = 5.0
 
 
 def broker_config(settings: Settings) -> BrokerConfig:
@@ -207,6 +209,7 @@ class BuzonServer:
             loop.create_task(self._every(EXPIRY_CHECK_PERIOD, self._expire_messages)),
             loop.create_task(self._every(RATE_SAMPLE_PERIOD, self._sample_rates)),
             loop.create_task(self._every(TOKEN_PURGE_PERIOD, self._purge_tokens)),
+            loop.create_task(self._every(REVALIDATE_PERIOD, self._revalidate_logins)),
             loop.create_task(watch_loop_lag(ctx.loop_lag)),
         ]
 
@@ -364,6 +367,17 @@ class BuzonServer:
         self._ctx.broker.close_sessions_of(
             user_id, ErrorCode.ACCOUNT_DISABLED, "the account was disabled or deleted"
         )
+
+    async def _revalidate_logins(self) -> None:
+        """End the sessions whose login the store no longer backs (see
+        :meth:`Accounts.revalidate`)."""
+        sessions = self._ctx.broker.sessions()
+        if not sessions:
+            return
+        verdicts = await self._ctx.accounts.revalidate([s.principal for s in sessions])
+        for session, why in zip(sessions, verdicts, strict=True):
+            if why is not None and not session.closed:
+                session.end(*why)
 
     def _close_demoted(self, user_id: str) -> None:
         self._ctx.broker.close_sessions_of(
