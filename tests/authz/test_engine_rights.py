@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
+
 from buzon.auth import Accounts, SecretHasher, Tokens
 from buzon.broker import AckMode, Broker, BrokerConfig
 from buzon.broker.destinations import new_record
 from buzon.broker.policy import feed_grant
-from buzon.errors import ErrorCode
+from buzon.errors import BrokerError, ErrorCode
 from buzon.store import DestinationKind, DestinationRecord, MemoryStore, QueuePolicy
 from tests.broker.helpers import RecordingSink, open_peer, user
 
@@ -169,3 +171,19 @@ async def test_a_login_goes_stale_when_its_password_changes_behind_the_brokers_b
     assert await accounts.revalidate([after]) == [
         (ErrorCode.ACCOUNT_DISABLED, "the account was disabled or deleted")
     ]
+
+
+def test_a_new_key_gives_back_what_others_pulled_with_the_old_one() -> None:
+    broker = Broker()
+    qa = queue_record("qa", "alice", "hash-1")
+    broker.add_destination(qa)
+    open_peer(broker, "alice").publish("/queue/qa", b"theirs", b"mine")
+    [theirs] = broker.pull(user("carol"), "qa", 1, 60.0, 0.0, grants={qa.id})
+    [mine] = broker.pull(user("alice"), "qa", 1, 60.0, 0.0)
+    broker.update_destination(dataclasses.replace(qa, key_hash="hash-2"))
+    with pytest.raises(BrokerError) as gone:
+        broker.settle(user("carol"), "qa", [theirs.receipt], requeue=False)
+    assert gone.value.code is ErrorCode.UNKNOWN_RECEIPT
+    broker.settle(user("alice"), "qa", [mine.receipt], requeue=False)  # the owner's stays
+    [again] = broker.pull(user("alice"), "qa", 1, 60.0, 0.0)
+    assert (again.message.body, again.redelivered) == (b"theirs", True)

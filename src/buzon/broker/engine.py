@@ -199,7 +199,8 @@ class Broker:
         A new key (not a removed one, which only widens access) takes effect on open
         sessions at once: their grants to it are forgotten, and each session that is not
         the owner's or an admin's and was granted it or reads from it ends with
-        ``PERMISSIONS_CHANGED`` (its subscriptions were allowed by the old key).
+        ``PERMISSIONS_CHANGED`` (its subscriptions were allowed by the old key); messages
+        of a queue leased by anyone but its owner go back to it.
 
         Returns:
             how many sessions ended.
@@ -228,6 +229,8 @@ class Broker:
         detail = f"the access key of {target.address} changed: log in again with the new key"
         for session in doomed:
             session.end(ErrorCode.PERMISSIONS_CHANGED, detail)
+        if isinstance(target, Queue):
+            self.leases.release_from(target, record.owner_id)
         return len(doomed)
 
     def destination(self, kind: DestinationKind, name: str) -> Queue | Channel | None:

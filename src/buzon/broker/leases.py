@@ -122,6 +122,19 @@ class Leases:
             lease.queue.return_taken([lease.message])
         return len(mine)
 
+    def release_from(self, queue: Queue, keep: str) -> int:
+        """Return the messages of ``queue`` leased by anyone but ``keep`` (its owner) to
+        it: their right came from an access key that changed; return how many."""
+        theirs = [
+            lease
+            for lease in self._leases.values()
+            if lease.queue is queue and lease.holder != keep
+        ]
+        for lease in theirs:
+            del self._leases[lease.receipt]
+            lease.queue.return_taken([lease.message])
+        return len(theirs)
+
     def next_deadline(self) -> float | None:
         """When :meth:`expire` next has something to do, or None."""
         deadlines = self._deadlines
