@@ -247,3 +247,29 @@ async def test_purge_and_delete_a_queue_and_use_a_channel(
         stats = server.broker.statistics()
         assert [q.name for q in stats.queues] == []
         assert [c.name for c in stats.channels] == []
+
+
+def names_the_forms_accept(browser: webdriver.Chrome, base: str) -> dict[str, bool]:
+    log_in(browser, base)
+    go_to(browser, "queues")
+    verdicts = {}
+    for name in ("..", ".", "v1..v2", ".hidden"):
+        verdicts[name] = all(
+            browser.execute_script(
+                "const field = document.querySelector(arguments[0]);"
+                "field.value = arguments[1]; return field.checkValidity();",
+                selector,
+                name,
+            )
+            for selector in ("#queue-name", "#queue-dlq", "#channel-name")
+        )
+    return verdicts
+
+
+async def test_the_forms_refuse_names_made_only_of_dots(
+    browser: webdriver.Chrome, hasher: SecretHasher
+) -> None:
+    async with running_server(hasher) as server:
+        base = f"http://127.0.0.1:{server.http_port}"
+        verdicts = await asyncio.to_thread(names_the_forms_accept, browser, base)
+        assert verdicts == {"..": False, ".": False, "v1..v2": True, ".hidden": True}

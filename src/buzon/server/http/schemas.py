@@ -69,7 +69,7 @@ class NewDestination(Request):
         min_length=1,
         max_length=200,
         pattern=_NAME_PATTERN,
-        description="letters, digits, '-', '_', '.', ':'",
+        description="letters, digits, '-', '_', '.', ':'; not only dots (a URL cannot carry them)",
     )
     access_key: str | None = Field(
         None,
@@ -98,7 +98,10 @@ class Policy(Request):
         min_length=1,
         max_length=200,
         pattern=_NAME_PATTERN,
-        description="where expired, dropped and too-often-delivered messages go",
+        description=(
+            "where expired, dropped and too-often-delivered messages go (a queue name, not only"
+            " dots)"
+        ),
     )
     max_deliveries: int | None = Field(
         None, ge=1, strict=True, description="deliveries before a message is dead-lettered"
