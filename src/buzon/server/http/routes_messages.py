@@ -111,7 +111,10 @@ def _checked_headers(headers: dict[str, str]) -> tuple[tuple[str, str], ...]:
         if not 0 < len(name) <= MAX_HEADER_NAME or len(value) > MAX_HEADER_VALUE:
             raise RequestError(ErrorCode.BAD_REQUEST, f"header {name[:40]!r} is empty or too long")
         if name in RESERVED_HEADERS:
-            raise RequestError(ErrorCode.BAD_REQUEST, f"header {name!r} is set by the broker")
+            raise RequestError(
+                ErrorCode.BAD_REQUEST,
+                f"header {name!r} is reserved (set by the broker or the protocol)",
+            )
     return tuple(headers.items())
 
 
