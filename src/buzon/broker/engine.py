@@ -11,7 +11,6 @@ STOMP over WebSocket, HTTP and in-process tests.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable, Collection, Iterable, Sequence
 
@@ -27,7 +26,7 @@ from buzon.broker.leases import Lease, Leases
 from buzon.broker.message import DeliverySink, Headers, Message
 from buzon.broker.queue import Queue
 from buzon.broker.session import Session
-from buzon.broker.stats import BrokerStats, QueueStats
+from buzon.broker.stats import BrokerStats
 from buzon.errors import BrokerError, ErrorCode, LocalProtocolError
 from buzon.store import (
     DestinationKind,
@@ -187,7 +186,6 @@ class Broker:
             BrokerError: ``DESTINATION_NOT_FOUND``.
         """
         record = self._destinations.remove(kind, name).record
-        self._intake.refused.pop(record.id, None)
         for session in self._sessions.values():
             session.revoke(record.id)
         return record
@@ -389,10 +387,8 @@ class Broker:
     def statistics(self) -> BrokerStats:
         """A snapshot of every queue, channel and session, and the broker-wide totals."""
         destinations = self._destinations
-        refused = self._intake.refused
         queues = tuple(
-            _with_refused(destinations.queues[name], refused)
-            for name in sorted(destinations.queues)
+            destinations.queues[name].statistics() for name in sorted(destinations.queues)
         )
         channels = tuple(
             destinations.channels[name].statistics() for name in sorted(destinations.channels)
@@ -425,10 +421,3 @@ class Broker:
     def _forget(self, session: Session) -> None:
         del self._sessions[session.id]
         self._tokens.pop(session.id, None)
-
-
-def _with_refused(queue: Queue, refused: dict[str, int]) -> QueueStats:
-    """A queue's snapshot with the dead-letters the intake dropped for it."""
-    stats = queue.statistics()
-    count = refused.get(queue.record.id)
-    return stats if count is None else dataclasses.replace(stats, dead_letter_refused=count)

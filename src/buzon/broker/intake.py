@@ -41,7 +41,7 @@ class Intake:
         clock: Unix time, for expiry.
     """
 
-    __slots__ = ("_clock", "_destinations", "_id_prefix", "_seq", "journal", "refused")
+    __slots__ = ("_clock", "_destinations", "_id_prefix", "_seq", "journal")
 
     def __init__(
         self,
@@ -55,9 +55,6 @@ class Intake:
         # Message ids must not repeat across broker restarts that clients may straddle.
         self._id_prefix = secrets.token_hex(4)
         self._seq = 0
-        # by source queue id: retired messages dropped because that queue lost the right
-        # to publish to its dead-letter queue
-        self.refused: dict[str, int] = {}
         destinations.dead_letter = self.dead_letter
 
     def prepare(self, target: Target, headers: Headers, body: bytes) -> Message:
@@ -125,14 +122,14 @@ class Intake:
     def dead_letter(self, queue: Queue, message: Message, reason: str) -> bool:
         """Move a retired message to its queue's dead-letter queue (created if missing,
         owned by the same user); drop it if that queue refuses it, or if ``queue`` may no
-        longer publish there (counted in ``refused``). Return whether it moved."""
+        longer publish there (counted by ``queue``). Return whether it moved."""
         name = queue.policy.dead_letter_queue
         if name is None or name == queue.name:
             return False
         destinations = self._destinations
         target = destinations.queues.get(name)
         if target is not None and not may_feed(queue.record, target.record):
-            self.refused[queue.record.id] = self.refused.get(queue.record.id, 0) + 1
+            queue.dead_letter_refused += 1
             return False
         if target is None:
             owner = queue.record.owner_id

@@ -119,6 +119,7 @@ class Queue:
         "_subs",
         "_waiters",
         "address",
+        "dead_letter_refused",
         "deleted",
         "name",
         "policy",
@@ -173,6 +174,9 @@ class Queue:
         self._redeliveries = 0
         self._retired = 0
         self._dead_lettered = 0
+        # retired messages dropped because this queue may no longer publish to its
+        # dead-letter queue (counted by the dead-letter mover, see Intake.dead_letter)
+        self.dead_letter_refused = 0
 
     # -- arriving ------------------------------------------------------------------------
 
@@ -579,4 +583,5 @@ class Queue:
             bytes=self._bytes,
             retired=self._retired,
             dead_lettered=self._dead_lettered,
+            dead_letter_refused=self.dead_letter_refused,
         )
