@@ -88,6 +88,16 @@ def test_a_port_in_use_stops_serve_before_anything_is_created(
     assert list(tmp_path.iterdir()) == []  # no buzon-data, no database, no admin
 
 
+def test_an_admin_password_that_breaks_the_rules_stops_serve_before_anything_is_created(
+    tmp_path: Path,
+) -> None:
+    env = {**os.environ, "BUZON_ADMIN_PASSWORD": "short"}
+    result = _buzon("serve", "--stomp-port", "0", "--http-port", "0", cwd=tmp_path, env=env)
+    assert result.returncode == 2
+    assert "passwords are 8 to 1024 characters" in one_error_line(result)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_set_password_resets_a_lost_admin_password_and_its_tokens(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     no_password = {"BUZON_ADMIN_PASSWORD": ""}
@@ -152,3 +162,18 @@ def test_set_password_problems_are_one_line(
     assert result.returncode == 2
     assert expected in one_error_line(result)
     assert not (tmp_path / "absent").exists()  # never creates a data directory
+
+
+def test_set_password_refuses_bytes_that_are_not_utf8(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "buzon", "user", "set-password", "admin", "--data-dir", "absent"],
+        input=b"\xff\xfelong-enough-password\n",
+        capture_output=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    text = subprocess.CompletedProcess(
+        result.args, result.returncode, result.stdout.decode(), result.stderr.decode()
+    )
+    assert result.returncode == 2
+    assert one_error_line(text) == "buzon: the new password is not UTF-8 text"
