@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 
 from buzon.auth import AccessKeys, Accounts, SecretHasher, Tokens
+from buzon.auth.users import check_password, check_username
 from buzon.broker import Broker, BrokerConfig, SlowConsumerPolicy
 from buzon.errors import BuzonError, ErrorCode
 from buzon.server.close_reasons import CloseReason
@@ -191,10 +192,15 @@ class BuzonServer:
                 (checked before anything else happens).
             ListenError: an address cannot be bound (in use, not permitted); nothing was
                 created.
-            AuthError: the configured admin name or password breaks the account rules.
+            AuthError: the configured admin name or password breaks the account rules
+                (checked before anything else happens, like the TLS files).
         """
         ctx = self._ctx
-        tls = server_context(self.settings)
+        settings = self.settings
+        tls = server_context(settings)
+        check_username(settings.admin_user)
+        if settings.admin_password is not None:
+            check_password(settings.admin_user, settings.admin_password)
         try:
             await self._bind(tls)
             await self._open_store()
