@@ -43,6 +43,9 @@ async def raw_answer(port: int, request: bytes) -> httpx.Response:
     "request_bytes",
     [
         pytest.param(b"NOT AN HTTP REQUEST\r\n\r\n", id="bad request line"),
+        pytest.param(
+            b"NOT AN HTTP REQUEST\r\n\r\n" + b"x" * (17 * 1024), id="bad request line, then 17 KiB"
+        ),
         pytest.param(b"GET /api/v1/healthz HTTP/1.1\r\nX-Nul: a\0b\r\n\r\n", id="nul in value"),
         pytest.param(b"GET /api/v1/healthz HTTP/1.1\r\nBad Name: x\r\n\r\n", id="bad header"),
         pytest.param(b"GET /api/v1/healthz HTTP/1.1\r\nHost: x\r\nno colon\r\n\r\n", id="no colon"),

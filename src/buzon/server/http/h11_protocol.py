@@ -9,6 +9,7 @@ connection: after a framing error nothing more on it can be trusted.
 
 from __future__ import annotations
 
+import sys
 from http import HTTPStatus
 
 import h11
@@ -23,8 +24,13 @@ class JsonErrorH11Protocol(H11Protocol):
     """Give uvicorn ``http=JsonErrorH11Protocol``."""
 
     def send_400_response(self, msg: str) -> None:
-        # h11 keeps what it could not parse: past the cap, the head was too long to finish.
-        if len(self.conn.trailing_data[0]) > MAX_REQUEST_HEAD:
+        # uvicorn calls this while it handles h11's error, which hints 431 only for a head
+        # still unfinished at the cap (a bad request with more bytes behind it is a 400)
+        error = sys.exception()
+        if (
+            isinstance(error, h11.RemoteProtocolError)
+            and error.error_status_hint == HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE
+        ):
             code = ErrorCode.HEADERS_TOO_LARGE
             detail = f"request heads are at most {MAX_REQUEST_HEAD} bytes"
         else:
