@@ -65,8 +65,8 @@ def register(commands: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Greet, then run the main menu until quit, Ctrl-D or the end of piped answers."""
-    state = ShellState(args, Prompter())
-    stomp_url, _ = stomp_address(args)
+    stomp_url, _ = stomp_address(args)  # asks the broker once (GET /info) for the session
+    state = ShellState(args, Prompter(), stomp_url)
     print(f"buzon shell: broker {state.url} (STOMP {stomp_url})")
     print("Type the number of a choice and press Enter; Ctrl-C cancels an action, Ctrl-D leaves.")
     try:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from buzon.cli.missing import known_names, missing
 from buzon.cli.session import CliError, Credentials, ca_file_of, logged_in, url_of
 from buzon.cli.shell_prompt import Prompter
-from buzon.cli.stomp_login import StompLogin, stomp_address
+from buzon.cli.stomp_login import StompLogin
 from buzon.client import (
     ApiError,
     ChannelInfo,
@@ -37,6 +37,7 @@ class ShellState:
     Attributes:
         args: the command line (``--url``, ``--stomp-url``).
         prompt: how questions are asked.
+        stomp_url: the broker's STOMP address, found once when the session starts.
         password: the login's password, for STOMP; in memory only.
         connection: the publisher's STOMP connection, after "connect".
         target: the queue or channel address that connection publishes to.
@@ -45,6 +46,7 @@ class ShellState:
 
     args: argparse.Namespace
     prompt: Prompter
+    stomp_url: str
     password: str | None = None
     connection: Client | None = None
     target: str | None = None
@@ -87,7 +89,7 @@ class ShellState:
     def stomp_client(self) -> Client:
         """A connected STOMP client for the logged-in user; a refused password is forgotten."""
         user = self.require_user()
-        url, _ = stomp_address(self.args)
+        url = self.stomp_url
         if self.password is None:
             self.password = os.environ.get("BUZON_PASSWORD") or self.prompt.secret(
                 f"Password of {user} (for the STOMP connection): "
