@@ -82,6 +82,16 @@ def test_the_suggestions_come_with_a_saved_login_and_without_one(
     assert everything(admin_client) == before
 
 
+def test_the_suggestions_come_when_url_names_the_broker_by_another_host_name(
+    user: Messenger, admin_client: ManagementClient, broker: BrokerProcess
+) -> None:
+    admin_client.create_queue("receipts")
+    by_name = Cli(broker.url.replace("127.0.0.1", "localhost"), user.cli.config_dir.parent / "l")
+    env = {k: v for k, v in by_name.env(BUZON_PASSWORD=PASSWORD).items() if k != "BUZON_STOMP_URL"}
+    result = by_name.run("consume", "receipt", "--username", USER, env=env)
+    assert refusal(result)[1] == "did you mean 'receipts'?"  # STOMP came from GET /info
+
+
 def test_subscribe_and_publish_refuse_a_missing_name_too(
     user: Messenger, admin_client: ManagementClient, broker: BrokerProcess
 ) -> None:

@@ -19,7 +19,7 @@ from collections.abc import Collection, Mapping
 from urllib.parse import urlsplit
 
 from buzon.cli.session import DEFAULT_URL, CliError, Credentials, ca_file_of, url_of
-from buzon.cli.stomp_login import StompLogin
+from buzon.cli.stomp_login import StompLogin, same_broker
 from buzon.client import DestinationKind, ManagementClient, broker_url
 from buzon.client.urls import parse_stomp_url
 from buzon.errors import BuzonError, ErrorCode
@@ -78,11 +78,13 @@ def _http_client(args: argparse.Namespace, login: StompLogin) -> ManagementClien
 
     It uses the saved ``buzon user login`` token when that is what STOMP was given, else
     the password (HTTP Basic). A secret goes nowhere it did not already go: None when the
-    HTTP URL is on another host than the STOMP address, or is plain where STOMP used TLS.
+    STOMP address is not that broker's (:func:`same_broker`), or the HTTP URL is plain where
+    STOMP used TLS.
     """
     url = url_of(args)
-    http, stomp = urlsplit(url), parse_stomp_url(login.url)
-    if http.hostname != stomp.host or (stomp.tls and http.scheme != "https"):
+    if not same_broker(args, login.url) or (
+        parse_stomp_url(login.url).tls and urlsplit(url).scheme != "https"
+    ):
         return None
     saved = Credentials().get(url)
     ca_file = ca_file_of(args, url)

@@ -184,14 +184,20 @@ def _stomp_password(from_stdin: bool) -> str:
     return read_secret("password", stdin_flag="--password-stdin", from_stdin=from_stdin)
 
 
+def same_broker(args: argparse.Namespace, stomp_url: str) -> bool:
+    """Whether ``stomp_url`` is the broker's at the HTTP URL: the address it announced, or
+    one given on its host. A secret for one may go to the other, never to another server."""
+    if _given_stomp_url(args) is None:
+        return True
+    return urlsplit(url_of(args)).hostname == parse_stomp_url(stomp_url).host
+
+
 def _saved_token(args: argparse.Namespace, stomp_url: str, username: str) -> str | None:
     """The token ``buzon user login`` kept for ``username``, if still valid and the STOMP
-    address is that broker's: the one it announced, or one given on the host that issued
-    the token (a token never goes to another server)."""
-    http_url = url_of(args)
-    given = _given_stomp_url(args) is not None
-    if given and urlsplit(http_url).hostname != parse_stomp_url(stomp_url).host:
+    address is that broker's (:func:`same_broker`)."""
+    if not same_broker(args, stomp_url):
         return None
+    http_url = url_of(args)
     login = Credentials().get(http_url)
     if login is None or login.username != username or login.expires_at <= datetime.now(UTC):
         return None
