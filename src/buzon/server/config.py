@@ -48,7 +48,7 @@ class ListenError(ConfigError):
         else:
             reason = os.strerror(cause.errno)
         reason = reason[:1].lower() + reason[1:]
-        flag = "--" + listener.lower().replace(" tls", "-tls").replace(" ", "-") + "-port"
+        flag = "--" + listener.lower().replace(" ", "-") + "-port"
         if cause.errno == errno.EADDRINUSE:
             reason += f" (another program holds it: stop it, or choose another port with {flag})"
         elif cause.errno == errno.EACCES:
