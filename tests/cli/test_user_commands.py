@@ -109,6 +109,20 @@ def test_wrong_password_is_one_line_and_stores_nothing(cli_for: MakeCli) -> None
     assert not (eve.config_dir / "credentials.json").exists()
 
 
+def test_a_password_that_is_not_utf8_is_one_line(cli_for: MakeCli) -> None:
+    gina = cli_for("gina")
+    login = ["user", "login", "--username", "admin", "--password-stdin", "--url", gina.url]
+    result = subprocess.run(
+        [sys.executable, "-m", "buzon", *login],
+        input=b"\xff\xfenot-utf8\n",
+        capture_output=True,
+        timeout=30,
+        env=gina.env(),
+    )
+    assert (result.returncode, result.stderr) == (2, b"buzon: the password is not UTF-8 text\n")
+    assert not (gina.config_dir / "credentials.json").exists()
+
+
 def test_passwords_never_come_from_arguments_or_a_missing_terminal(cli_for: MakeCli) -> None:
     frank = cli_for("frank")
     as_argument = frank.run("user", "login", "--username", "admin", "--password", ADMIN_PASSWORD)

@@ -254,9 +254,18 @@ def read_secret(label: str, *, stdin_flag: str, from_stdin: bool, confirm: bool 
     """A password or key: one line of stdin, or typed at a terminal without echo.
 
     Raises:
-        CliError: stdin is empty, there is no terminal to ask on, or the two typed
-            values differ.
+        CliError: stdin is empty, there is no terminal to ask on, the two typed values
+            differ, or the value is not UTF-8 text (what logins and frames carry).
     """
+    try:
+        value = _read_secret(label, stdin_flag, from_stdin=from_stdin, confirm=confirm)
+        value.encode()  # bytes that are not UTF-8 arrive as lone surrogates, or raise above
+    except UnicodeError:
+        raise CliError(detail=f"the {label} is not UTF-8 text") from None
+    return value
+
+
+def _read_secret(label: str, stdin_flag: str, *, from_stdin: bool, confirm: bool) -> str:
     if from_stdin:
         line = sys.stdin.readline()
         if not line:
