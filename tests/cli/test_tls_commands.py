@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import http.server
 import json
 import re
+import socket
+import ssl
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,3 +105,36 @@ def test_an_https_broker_url_means_stomp_over_tls_by_default(
     plain = argparse.Namespace(stomp_url=None, url=tls_broker.process.url, ca_file=None)
     assert stomp_address(secure) == (tls_broker.stomp_ssl_url, None)
     assert stomp_address(plain) == (f"stomp://127.0.0.1:{tls_broker.process.port}", None)
+
+
+def test_an_https_url_never_falls_back_to_plain_stomp(tmp_path: Path) -> None:
+    """TLS ended by a proxy in front of a plain broker: its GET /info announces only a plain
+    STOMP listener, which would carry the password unencrypted; nothing connects to it."""
+    files = make_tls_files(tmp_path)
+    plain_stomp = socket.create_server(("127.0.0.1", 0))
+    plain_stomp.settimeout(0)
+    info = json.dumps(
+        {"version": "0", "stomp": [f"stomp://127.0.0.1:{plain_stomp.getsockname()[1]}"]}
+    )
+
+    class Info(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(info.encode())
+
+    with plain_stomp, http.server.ThreadingHTTPServer(("127.0.0.1", 0), Info) as proxy:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(files.cert, files.key)
+        proxy.socket = context.wrap_socket(proxy.socket, server_side=True)
+        threading.Thread(target=proxy.serve_forever, daemon=True).start()
+        cli = Cli(f"https://127.0.0.1:{proxy.server_address[1]}", tmp_path / "config")
+        env = {
+            k: v for k, v in cli.env(BUZON_PASSWORD="secret-pass").items() if k != "BUZON_STOMP_URL"
+        }
+        result = cli.run("consume", "x", "--username", "admin", "--ca-file", str(files.ca), env=env)
+        proxy.shutdown()
+        with pytest.raises(BlockingIOError):  # nobody knocked
+            plain_stomp.accept()
+    assert "announces no TLS STOMP listener" in one_error_line(result)

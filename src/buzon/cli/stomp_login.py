@@ -139,6 +139,7 @@ def _announced_address(args: argparse.Namespace) -> str:
     Raises:
         BuzonConnectionError: the HTTP URL does not answer (its address is in the message).
         ApiError: something that is not a buzon broker answered there.
+        CliError: the URL is https and the broker announces plain STOMP only.
     """
     http = urlsplit(url_of(args))
     scheme = "stomp+ssl" if http.scheme == "https" else "stomp"
@@ -152,6 +153,12 @@ def _announced_address(args: argparse.Namespace) -> str:
     for url in announced:
         if urlsplit(url).scheme == scheme:
             return url
+    if announced and scheme == "stomp+ssl":  # TLS ends in front of it (a proxy), say
+        raise CliError(
+            detail=f"the broker at {url_of(args)} announces no TLS STOMP listener, only"
+            f" {announced[0]}: give --stomp-url to use it (the password would cross the"
+            " network unencrypted)"
+        )
     if announced:
         return announced[0]
     return f"{scheme}://{_bracketed(http.hostname)}:{DEFAULT_PORTS[scheme]}"
