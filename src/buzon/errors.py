@@ -78,6 +78,7 @@ class ErrorCode(enum.Enum):
     SLOW_CONSUMER = (429, "slow consumer")
     # storage
     STORAGE_UNAVAILABLE = (503, "storage unavailable")
+    STORAGE_FULL = (507, "storage full")
     STORAGE_CORRUPT = (500, "the data directory is damaged")
     STORAGE_TOO_NEW = (500, "the data directory is from a newer buzon")
     # HTTP requests

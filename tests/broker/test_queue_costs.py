@@ -8,6 +8,7 @@ docs/durability.md are checked alongside: what comes out still comes out oldest 
 
 from __future__ import annotations
 
+import gc
 import sys
 from collections.abc import Callable
 from types import FrameType
@@ -38,11 +39,14 @@ def steps(call: Callable[[], object]) -> int:
         return trace
 
     previous = sys.gettrace()
+    # the collector may run finalizers of other tests' objects in the middle: not our work
+    gc.disable()
     sys.settrace(trace)
     try:
         call()
     finally:
         sys.settrace(previous)
+        gc.enable()
     return count
 
 

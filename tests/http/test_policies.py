@@ -20,6 +20,8 @@ POLICY = {
     "message_ttl_ms": None,
     "dead_letter_queue": None,
     "max_deliveries": None,
+    "backlog_window": 500,
+    "backlog_window_bytes": None,
 }
 
 

@@ -171,9 +171,7 @@ class Channel:
     def _fan_out(self, message: Message) -> None:
         for target in self._snapshot:
             if isinstance(target, Queue):
-                # a durable backlog: it drops its oldest when full, so admit never refuses
-                target.admit(message)
-                target.publish(message)
+                target.fan_in(message)  # a durable subscription's backlog
             elif not target.active:
                 continue  # left during this fan-out
             elif target.pending or not target.can_take:

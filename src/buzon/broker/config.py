@@ -6,6 +6,12 @@ import enum
 from dataclasses import dataclass
 
 
+MAX_BACKLOG_WINDOW = 1_000_000
+"""The largest backlog window (messages): beyond it, paging no longer bounds memory much."""
+MAX_BACKLOG_WINDOW_BYTES = 1024 * 1024 * 1024
+"""The largest backlog window in bytes (1 GiB)."""
+
+
 class SlowConsumerPolicy(enum.StrEnum):
     """What happens when a channel subscription's pending backlog passes its bound."""
 
@@ -48,6 +54,12 @@ class BrokerConfig:
         durable_backlog_max: messages a durable channel subscription keeps while its owner
             is away (10 000); past it the oldest are dropped, so an abandoned subscription
             cannot fill the disk.
+        backlog_window: waiting messages a durable queue (or durable subscription) holds
+            in memory when the store pages; the rest stay on disk until the window drains.
+            10 000 keeps a window's worth of 128-byte messages under 10 MiB while giving
+            consumers far more than one read's worth ahead.
+        backlog_window_bytes: body bytes of that window (8 MiB), so large messages do not
+            make the window big: with 1 MiB messages it holds 8.
         auto_create: SEND or SUBSCRIBE to a destination that does not exist creates it,
             owned by that user, without an access key. On by default: it is what STOMP
             users expect; turn it off to make creation an explicit, owned act.
@@ -69,6 +81,8 @@ class BrokerConfig:
     max_transaction_operations: int = 10_000
     auto_create: bool = True
     durable_backlog_max: int = 10_000
+    backlog_window: int = 10_000
+    backlog_window_bytes: int = 8 * 1024 * 1024
 
     def __post_init__(self) -> None:
         for name in (
@@ -81,9 +95,15 @@ class BrokerConfig:
             "max_open_transactions",
             "max_transaction_operations",
             "durable_backlog_max",
+            "backlog_window",
+            "backlog_window_bytes",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        if self.backlog_window > MAX_BACKLOG_WINDOW:
+            raise ValueError(f"backlog_window must be at most {MAX_BACKLOG_WINDOW}")
+        if self.backlog_window_bytes > MAX_BACKLOG_WINDOW_BYTES:
+            raise ValueError(f"backlog_window_bytes must be at most {MAX_BACKLOG_WINDOW_BYTES}")
         if self.default_prefetch > self.max_prefetch:
             raise ValueError("default_prefetch must not exceed max_prefetch")
         if not 0 <= self.queue_low_water_bytes <= self.queue_high_water_bytes:

@@ -19,11 +19,13 @@ from collections.abc import Callable, Container
 
 from buzon.auth.access import Action, Decision, Principal, decide
 from buzon.broker.addresses import address, check_name, parse_destination
+from buzon.broker.backlog import BacklogHost
 from buzon.broker.channel import Channel
 from buzon.broker.config import BrokerConfig
 from buzon.broker.flow import QueuedBytes
 from buzon.broker.journal import Journal
 from buzon.broker.message import Message
+from buzon.broker.paged_backlog import Paging
 from buzon.broker.queue import DeadLetter, Queue
 from buzon.errors import AccessDenied, BrokerError, ErrorCode
 from buzon.store import (
@@ -50,6 +52,8 @@ class Destinations:
         gauge: passed to new queues (producer flow control).
         clock: Unix time, for records of destinations created on first use and expiry.
         journal: where queues log the removal of persistent messages.
+        paging: how durable queues and durable subscriptions page (None: they keep every
+            waiting message in memory).
 
     Attributes:
         dead_letter: what queues do with retired messages (set by the intake).
@@ -61,15 +65,16 @@ class Destinations:
     __slots__ = (
         "_clock",
         "_config",
-        "_gauge",
         "_journal",
         "_targets",
         "channels",
         "dead_letter",
         "durable_records",
         "expiring",
+        "gauge",
         "on_created",
         "on_durable",
+        "paging",
         "queues",
         "retired_delivered",
         "retired_published",
@@ -81,9 +86,11 @@ class Destinations:
         gauge: QueuedBytes,
         clock: Callable[[], float] = time.time,
         journal: Journal | None = None,
+        paging: Paging | None = None,
     ) -> None:
         self._config = config
-        self._gauge = gauge
+        self.gauge = gauge
+        self.paging = paging
         self._clock = clock
         self._journal = journal if journal is not None else Journal(None)
         self._targets: dict[str, Queue | Channel] = {}
@@ -94,7 +101,7 @@ class Destinations:
         self.on_durable: list[Callable[[DurableSubscriptionRecord, bool], None]] = []
         self.durable_records: dict[str, DurableSubscriptionRecord] = {}
         # the queues and backlogs holding waiting messages that can expire
-        self.expiring: set[Queue] = set()
+        self.expiring: set[BacklogHost] = set()
         self.dead_letter: DeadLetter = _drop
         # counters of deleted destinations, so broker-wide totals never go back
         self.retired_published = 0
@@ -124,11 +131,12 @@ class Destinations:
         if record.kind is DestinationKind.QUEUE:
             target = self.queues[record.name] = Queue(
                 record,
-                self._gauge,
+                self.gauge,
                 self._journal,
                 clock=self._clock,
                 dead_letter=lambda queue, message, reason: self.dead_letter(queue, message, reason),
                 expiring=self.expiring,
+                paging=self.paging,
             )
         else:
             target = self.channels[record.name] = Channel(record, self._config)
@@ -171,10 +179,11 @@ class Destinations:
                 record.created_at,
                 policy,
             ),
-            self._gauge,
+            self.gauge,
             self._journal,
             clock=self._clock,
             expiring=self.expiring,
+            paging=self.paging,
         )
         channel.add_durable(record.id, backlog)
         self.durable_records[record.id] = record

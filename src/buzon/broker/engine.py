@@ -24,6 +24,7 @@ from buzon.broker.intake import Intake
 from buzon.broker.journal import Journal
 from buzon.broker.leases import Lease, Leases
 from buzon.broker.message import DeliverySink, Headers, Message
+from buzon.broker.paged_backlog import Paging
 from buzon.broker.queue import Queue
 from buzon.broker.session import Session
 from buzon.broker.stats import BrokerStats
@@ -33,6 +34,8 @@ from buzon.store import (
     DestinationRecord,
     DurableSubscriptionRecord,
     MessageLog,
+    PagedLog,
+    StoredBacklog,
     StoredMessage,
     Ticket,
 )
@@ -47,6 +50,9 @@ class Broker:
         config: limits and defaults; see :class:`BrokerConfig`.
         clock: Unix time, for destinations created on first use and for expiry.
         log: where persistent messages are written (the store); None keeps nothing.
+        pager: the store again, when durable queues should page (keep a bounded window
+            in memory and the rest there, see ``paged_backlog``); None keeps every waiting
+            message in memory.
 
     Attributes:
         journal: the engine's writes to ``log``; ``journal.last`` is the ticket a front
@@ -59,11 +65,15 @@ class Broker:
         *,
         clock: Callable[[], float] = time.time,
         log: MessageLog | None = None,
+        pager: PagedLog | None = None,
     ) -> None:
         self.config = config
         self._gauge = QueuedBytes(config.queue_high_water_bytes, config.queue_low_water_bytes)
         self.journal = Journal(log)
-        self._destinations = Destinations(config, self._gauge, clock, self.journal)
+        paging = None
+        if pager is not None:
+            paging = Paging(pager, config.backlog_window, config.backlog_window_bytes)
+        self._destinations = Destinations(config, self._gauge, clock, self.journal, paging)
         self._intake = Intake(self._destinations, self.journal, clock)
         self.leases = Leases()
         self._sessions: dict[str, Session] = {}
@@ -290,6 +300,21 @@ class Broker:
     def recover(self, messages: Iterable[StoredMessage], cleanly: bool) -> int:
         """Restore logged messages into their queues at start (see :class:`Intake`)."""
         return self._intake.recover(messages, cleanly)
+
+    def restore(self, found: Iterable[StoredBacklog], cleanly: bool) -> int:
+        """Give queues the heads of their stored backlogs at start (see :class:`Intake`);
+        return how many messages are now in memory."""
+        return self._intake.restore(found, cleanly)
+
+    @property
+    def storage_full(self) -> bool:
+        """Whether persistent publishes are refused with STORAGE_FULL (the server sets it
+        while the store's volume is below its free-space floor)."""
+        return self._gauge.storage_full
+
+    @storage_full.setter
+    def storage_full(self, full: bool) -> None:
+        self._gauge.storage_full = full
 
     # -- pulling with leases (HTTP consumers) ----------------------------------------------
 

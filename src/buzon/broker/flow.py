@@ -12,17 +12,23 @@ from collections.abc import Callable
 
 
 class QueuedBytes:
-    """Running total of body bytes in every queue (waiting and in flight).
+    """Running total of body bytes that queues hold in memory (waiting and in flight; a
+    paged backlog's tail is on disk and not counted).
 
     Args:
         high_water: above this many bytes producers should be paused.
         low_water: under this many bytes paused producers are resumed.
+
+    Attributes:
+        storage_full: the store's volume is below its free-space floor (set by the
+            server): persistent publishes are refused and nothing is spilled to disk.
     """
 
-    __slots__ = ("_callbacks", "_high_water", "_low_water", "total")
+    __slots__ = ("_callbacks", "_high_water", "_low_water", "storage_full", "total")
 
     def __init__(self, high_water: int, low_water: int) -> None:
         self.total = 0
+        self.storage_full = False
         self._high_water = high_water
         self._low_water = low_water
         self._callbacks: list[Callable[[], None]] = []

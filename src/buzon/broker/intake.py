@@ -20,14 +20,15 @@ import secrets
 import time
 from collections.abc import Callable, Iterable
 
+from buzon.broker.backlog import from_store
 from buzon.broker.channel import Channel
 from buzon.broker.destinations import Destinations, new_record
 from buzon.broker.journal import Journal, stored
 from buzon.broker.message import Headers, Message
 from buzon.broker.policy import dead_letter_headers, expiry, may_feed, publish_options
 from buzon.broker.queue import Queue
-from buzon.errors import BrokerError
-from buzon.store import DestinationKind, StoredMessage, Ticket
+from buzon.errors import BrokerError, ErrorCode
+from buzon.store import DestinationKind, StoredBacklog, StoredMessage, Ticket
 
 Target = Queue | Channel
 
@@ -80,27 +81,46 @@ class Intake:
         """Admit ``message`` and log it if it is persistent; return the log's ticket.
 
         Raises:
-            BrokerError: QUEUE_FULL (nothing was logged).
+            BrokerError: QUEUE_FULL, STORAGE_FULL (nothing was logged).
         """
+        if message.persistent and self.storage_full:
+            raise _storage_full()
         if isinstance(target, Queue):
             target.admit(message)
             if message.persistent:
                 return self.journal.append(target.record.id, message)
         elif message.persistent and target.durables:
-            # one log record per durable subscription's backlog, written together
+            # one log record per durable subscription's backlog, written together; each
+            # backlog expects it (a paged one reads nothing beyond it until it arrives)
+            for backlog in target.durables.values():
+                backlog.admit(message)
             return self.journal.write(appends=[stored(key, message) for key in target.durables])
         return None
+
+    @property
+    def storage_full(self) -> bool:
+        """Whether the store's volume is below its free-space floor (persistent publishes
+        are refused until it is not)."""
+        return self._destinations.gauge.storage_full
 
     def arrive(self, target: Target, message: Message, ticket: Ticket | None) -> bool:
         """Hand an accepted message to its destination; False if its write failed (or the
         destination was deleted meanwhile), in which case it is never delivered."""
         failed = ticket is not None and ticket.error is not None
         if failed or target.deleted:
-            if isinstance(target, Queue):
-                target.withdraw()
+            self.withdraw(target, message)
             return not failed
         target.publish(message)
         return True
+
+    def withdraw(self, target: Target, message: Message) -> None:
+        """An accepted message will not arrive after all (its write failed, or the commit
+        it belongs to failed): what admitted it forgets it."""
+        if isinstance(target, Queue):
+            target.withdraw(message)
+        elif message.persistent:
+            for backlog in target.durables.values():
+                backlog.withdraw(message)
 
     def publish(self, target: Target, headers: Headers, body: bytes) -> tuple[str, Ticket | None]:
         """Prepare, accept and deliver once durable; for callers without a session (HTTP).
@@ -157,10 +177,7 @@ class Intake:
         After a crash (``cleanly`` false) every message counts as delivered before, since
         it may have been. Messages of queues that no longer exist are removed from the log.
         """
-        destinations = self._destinations
-        by_id = {queue.record.id: queue for queue in destinations.queues.values()}
-        for channel in destinations.channels.values():
-            by_id.update(channel.durables)
+        by_id = self._by_id()
         restored = 0
         orphans = []
         for item in messages:
@@ -169,20 +186,50 @@ class Intake:
             if queue is None:
                 orphans.append((item.queue_id, item.seq))
                 continue
-            message = Message(
-                item.message_id,
-                item.destination,
-                item.headers,
-                item.body,
-                item.seq,
-                True,
-                item.expires_at,
-            )
-            queue.recover([(message, item.redelivered or not cleanly)])
+            queue.recover([(from_store(item), item.redelivered or not cleanly)])
             restored += 1
         if orphans:
             self.journal.write(removals=orphans)
         return restored
+
+    def restore(self, found: Iterable[StoredBacklog], cleanly: bool) -> int:
+        """Give each queue the head of what the store holds for it at start (the rest of a
+        paged backlog is counted in the background); numbering continues after the highest
+        stored seq, and what belongs to no queue any more is removed from the store.
+
+        Returns:
+            how many messages were restored into memory.
+        """
+        by_id = self._by_id()
+        restored = 0
+        orphans: list[StoredBacklog] = []
+        for item in found:
+            self._seq = max(self._seq, item.high_seq)
+            queue = by_id.get(item.queue_id)
+            if queue is None:
+                orphans.append(item)
+                continue
+            queue.restore(item, cleanly)
+            restored += len(item.head)
+        for orphan in orphans:
+            self.forget_stored(orphan)
+        return restored
+
+    def forget_stored(self, orphan: StoredBacklog) -> None:
+        """Remove from the store the messages of a queue that no longer exists."""
+        pager = self._destinations.paging
+        if pager is not None:
+            pager.pager.purge_tail(orphan.queue_id, -1, orphan.high_seq, ())
+        else:
+            self.journal.write(removals=[(orphan.queue_id, m.seq) for m in orphan.head])
+
+    def _by_id(self) -> dict[str, Queue]:
+        """Every queue and durable subscription backlog, by the id its messages carry."""
+        destinations = self._destinations
+        by_id = {queue.record.id: queue for queue in destinations.queues.values()}
+        for channel in destinations.channels.values():
+            by_id.update(channel.durables)
+        return by_id
 
     def mark_redelivered(self) -> Ticket:
         """At a clean shutdown: log which waiting messages were delivered before, and retry
@@ -194,3 +241,11 @@ class Intake:
         keys = [key for queue in queues for key in queue.redelivered_keys()]
         self.journal.retry_removals()
         return self.journal.write(redelivered=keys)
+
+
+def _storage_full() -> BrokerError:
+    return BrokerError(
+        ErrorCode.STORAGE_FULL,
+        "the broker's disk is below its free-space floor: persistent messages are refused"
+        " until space is freed",
+    )

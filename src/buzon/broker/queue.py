@@ -1,20 +1,8 @@
 """Queue: competing consumers, each message to exactly one of them.
 
-Strategy. Waiting messages sit in ``_ready``, a deque kept sorted by publish sequence: new
-messages have the highest sequence and go to the right end. Messages that come back
-(consumer gone, NACK) go back to its left end when they are all older than its head (the
-usual case), otherwise into ``_back``, a heap by sequence; the queue hands out whichever of
-the two heads is older, so it always hands out the oldest message first and returned
-messages keep their original order, without the backlog being copied.
-
-Expiry. Every waiting message that can expire is in ``_expiring`` (by sequence) and has an
-``(expires_at, seq)`` entry in the heap ``_expiry``. Entries are not removed when their
-message leaves (handed out, settled, retired): the sweep skips entries whose message is no
-longer in ``_expiring``, and the heap is rebuilt from ``_expiring`` when dead entries make up
-most of it. A sweep touches only the messages whose time has come, and only queues with
-something that can expire are swept (``expiring``, shared by a broker's queues). A message
-that expires at the head leaves at once; one further back leaves the count at once and the
-structure when the hand-out reaches it (its sequence is in ``_gone``).
+A queue is a dispatcher in front of a backlog (``backlog``): the backlog holds the waiting
+messages and says which is next; the queue decides which consumer gets it, applies the
+policy (length bounds, expiry, delivery limits, dead letters) and keeps the counters.
 
 Consumers that can take a message right now are in ``_ring``, a deque used round-robin: the
 dispatcher takes the consumer at the left, hands it one message and puts it back at the right
@@ -24,15 +12,19 @@ out of the ring and is put back by whatever gives it credit again (ACK, NACK,
 Removal from the ring is lazy when a session stops being writable (it may happen inside a
 delivery, from the sink) and eager on unsubscribe (so the ring never grows with churn).
 
+The dispatcher hands out only *resident* messages (in memory). A paged backlog may hold
+waiting messages that are still in the store; it reads them back by itself and calls
+:meth:`Queue.backlog_ready` when they arrive.
+
 HTTP consumers pull instead: :meth:`Queue.take` hands waiting messages out in the same
 order, in flight until :meth:`Queue.ack_taken` or :meth:`Queue.return_taken`. A puller
 waiting for messages registers a one-shot :meth:`Queue.call_when_ready`.
 
 Policy. Every message handed out comes through :meth:`Queue._next`, which retires expired
 messages and those delivered ``max_deliveries`` times already (to the dead-letter queue if
-one is set). :meth:`Queue.admit` enforces ``max_length`` before a publish is accepted.
-Persistent messages are removed from the journal when they leave (settled, retired,
-purged); they entered it before the queue saw them.
+one is set). :meth:`Queue.admit` enforces ``max_length`` before a publish is accepted, and
+remembers the admitted message until it arrives (``_incoming``: a paged backlog never reads
+past a message still being written).
 
 Deleting a queue drops its waiting messages, ends every subscription (the sessions get
 DESTINATION_DELETED) and drops in-flight messages as they come back instead of requeueing.
@@ -44,25 +36,21 @@ keeps the stack flat when a consumer acks every delivery synchronously.
 
 from __future__ import annotations
 
-import heapq
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from operator import attrgetter
+from collections.abc import Callable, Iterable, Sequence
 
 from buzon.broker.addresses import address
+from buzon.broker.backlog import BacklogHost, MemoryBacklog
 from buzon.broker.flow import QueuedBytes
 from buzon.broker.journal import Journal
 from buzon.broker.message import Message
+from buzon.broker.paged_backlog import PagedBacklog, Paging
 from buzon.broker.policy import over_limit
 from buzon.broker.stats import QueueStats
 from buzon.broker.subscription import Subscription
 from buzon.errors import BrokerError, ErrorCode
-from buzon.store import DestinationRecord, MessageKey, Overflow
-
-_by_seq = attrgetter("seq")
-# Dead entries the expiry heap may hold beyond twice the living ones before it is rebuilt.
-_DEAD_ENTRIES = 64
+from buzon.store import DestinationRecord, MessageKey, Overflow, StoredBacklog
 
 DeadLetter = Callable[["Queue", Message, str], bool]
 """Moves a retired message to its queue's dead-letter queue (``queue, message, reason``);
@@ -79,40 +67,31 @@ class Queue:
 
     Args:
         record: what the queue is (name, id, owner, key, policy).
-        gauge: the broker-wide count of queued bytes, for producer flow control.
+        gauge: the broker-wide count of resident bytes, for producer flow control.
         journal: where persistent messages are logged.
         clock: Unix time, for expiry.
         dead_letter: what to do with a retired message when the policy names a
             dead-letter queue.
         expiring: the queues a broker's expiry sweep visits; this queue is in it while it
             has waiting messages that can expire.
+        paging: when given and the queue is durable, its backlog pages: a bounded window
+            in memory, the rest in the store (the policy may set its own window).
     """
 
     __slots__ = (
         "_acked",
-        "_back",
+        "_backlog",
         "_bounded",
         "_bytes",
         "_clock",
         "_dead_letter",
         "_dead_lettered",
         "_delivered",
-        "_deliveries",
-        "_depth",
         "_dispatching",
-        "_expiring",
-        "_expiry",
-        "_gauge",
-        "_gone",
         "_in_flight",
         "_incoming",
-        "_journal",
-        "_journaling",
+        "_limits_deliveries",
         "_published",
-        "_queues_expiring",
-        "_ready",
-        "_ready_bytes",
-        "_redelivered",
         "_redeliveries",
         "_retired",
         "_ring",
@@ -134,37 +113,42 @@ class Queue:
         *,
         clock: Callable[[], float] = time.time,
         dead_letter: DeadLetter = _no_dead_letters,
-        expiring: set[Queue] | None = None,
+        expiring: set[BacklogHost] | None = None,
+        paging: Paging | None = None,
     ) -> None:
         self.record = record
-        self.policy = record.policy
+        policy = self.policy = record.policy
         self.name = record.name
         self.address = address(record.kind, record.name)
         self.deleted = False
-        self._gauge = gauge
-        self._journal = journal if journal is not None else Journal(None)
-        self._journaling = self._journal.enabled
-        self._bounded = record.policy.max_length is not None or (
-            record.policy.max_length_bytes is not None
-        )
+        journal = journal if journal is not None else Journal(None)
+        expiring = expiring if expiring is not None else set()
+        # admitted, waiting for the journal before they arrive: seqs in admission order
+        self._incoming: dict[int, None] = {}
+        self._backlog: MemoryBacklog
+        if paging is not None and policy.durable:
+            self._backlog = PagedBacklog(
+                self,
+                record.id,
+                gauge,
+                journal,
+                expiring,
+                paging=Paging(
+                    paging.pager,
+                    policy.backlog_window or paging.window,
+                    policy.backlog_window_bytes or paging.window_bytes,
+                ),
+                incoming=self._incoming,
+            )
+        else:
+            self._backlog = MemoryBacklog(self, record.id, gauge, journal, expiring)
+        self._bounded = policy.max_length is not None or policy.max_length_bytes is not None
+        self._limits_deliveries = policy.max_deliveries is not None
         self._clock = clock
         self._dead_letter = dead_letter
-        self._ready: deque[Message] = deque()
-        self._back: list[tuple[int, Message]] = []  # returned behind the head, by seq
-        self._gone: set[int] = set()  # seqs expired in place, still in _ready or _back
-        self._depth = 0  # waiting messages: those in _ready and _back, minus _gone
-        self._ready_bytes = 0
-        self._expiring: dict[int, Message] = {}  # seq -> waiting message that can expire
-        self._expiry: list[tuple[float, int]] = []  # (expires_at, seq), dead entries too
-        self._queues_expiring = expiring if expiring is not None else set()
-        self._incoming = 0  # admitted, waiting for the journal before they arrive
         self._ring: deque[Subscription] = deque()
         self._subs: set[Subscription] = set()
         self._waiters: list[Callable[[], None]] = []
-        # seqs of messages handed out before and given back; checked at delivery
-        self._redelivered: set[int] = set()
-        # deliveries so far, per seq (kept only when the policy limits them)
-        self._deliveries: dict[int, int] = {}
         self._dispatching = False
         self._in_flight = 0
         self._bytes = 0
@@ -178,6 +162,11 @@ class Queue:
         # dead-letter queue (counted by the dead-letter mover, see Intake.dead_letter)
         self.dead_letter_refused = 0
 
+    @property
+    def paged(self) -> bool:
+        """Whether this queue's backlog keeps its tail in the store."""
+        return isinstance(self._backlog, PagedBacklog)
+
     # -- arriving ------------------------------------------------------------------------
 
     def admit(self, message: Message) -> None:
@@ -188,49 +177,76 @@ class Queue:
                 overflow policy refuses publishes.
         """
         policy = self.policy
-        if not self._bounded:
-            self._incoming += 1
-            return
-        if policy.overflow is Overflow.REJECT_PUBLISH and over_limit(
-            policy,
-            self._depth + self._incoming + 1,
-            self._ready_bytes + len(message.body),
-        ):
-            raise BrokerError(ErrorCode.QUEUE_FULL, f"{self.address} is at its maximum length")
-        self._incoming += 1
+        if self._bounded and policy.overflow is Overflow.REJECT_PUBLISH:
+            backlog = self._backlog
+            if over_limit(
+                policy,
+                backlog.depth + len(self._incoming) + 1,
+                backlog.waiting_bytes + len(message.body),
+            ):
+                raise BrokerError(ErrorCode.QUEUE_FULL, f"{self.address} is at its maximum length")
+        self._incoming[message.seq] = None
 
     def publish(self, message: Message) -> None:
         """Enqueue an admitted message and hand it out if a consumer can take it."""
-        self._incoming -= 1
-        self._published += 1
-        self._enqueue(message)
-        if self._ring:
-            self._dispatch()
-        if self.policy.overflow is Overflow.DROP_HEAD:
-            self._drop_heads()
-        if self._waiters and self._depth:
-            self._wake()
+        self._arrive(message, logged=message.persistent)
 
-    def withdraw(self) -> None:
+    def fan_in(self, message: Message) -> None:
+        """A channel's message for this durable subscription's backlog: admitted (and
+        logged, when persistent) before its write, or, for a backlog created since or a
+        transient message, admitted now."""
+        if message.seq in self._incoming:
+            self._arrive(message, logged=message.persistent)
+        else:
+            self.admit(message)  # a durable backlog drops its oldest: it never refuses
+            self._arrive(message, logged=False)
+
+    def withdraw(self, message: Message) -> None:
         """An admitted message will not arrive after all (its journal write failed)."""
-        self._incoming -= 1
+        self._incoming.pop(message.seq, None)
+        self._backlog.resume()
 
     def recover(self, messages: Iterable[tuple[Message, bool]]) -> None:
         """Restore logged messages at start, oldest first; ``True`` marks redelivered ones."""
         for message, redelivered in messages:
-            self._enqueue(message)
-            if redelivered:
-                self._redelivered.add(message.seq)
+            self._bytes += len(message.body)
+            self._backlog.restore(message, redelivered)
 
-    def _enqueue(self, message: Message) -> None:
-        size = len(message.body)
-        self._bytes += size
-        self._ready_bytes += size
-        self._gauge.add(size)
-        self._depth += 1
-        self._ready.append(message)
-        if message.expires_at is not None:
-            self._watch(message, message.expires_at)
+    def restore(self, found: StoredBacklog, cleanly: bool) -> None:
+        """Take what the store holds for this queue at start (see ``paged_backlog``)."""
+        self._backlog.restore_head(found, cleanly)
+        self._bytes = self._backlog.waiting_bytes
+
+    def _arrive(self, message: Message, *, logged: bool) -> None:
+        self._incoming.pop(message.seq, None)
+        self._published += 1
+        self._bytes += len(message.body)
+        backlog = self._backlog
+        backlog.add(message, logged=logged)
+        if self._ring and backlog.resident:
+            self._dispatch()
+        if self.policy.overflow is Overflow.DROP_HEAD:
+            self._drop_heads()
+        if self._waiters and backlog.resident:
+            self._wake()
+
+    # -- BacklogHost: what a paged backlog reports ---------------------------------------
+
+    def backlog_ready(self) -> None:
+        """Messages read back from the store are resident: hand them out."""
+        if self._ring:
+            self._dispatch()
+        if self.policy.overflow is Overflow.DROP_HEAD:
+            self._drop_heads()
+        if self._waiters and self._backlog.resident:
+            self._wake()
+
+    def backlog_expired(self, messages: Sequence[Message]) -> None:
+        """Tail messages expired in the store: retire them (they were never in memory)."""
+        for message in messages:
+            self._bytes -= len(message.body)
+            self._retired += 1
+            self._to_dead_letters(message, "expired")
 
     # -- Target: what sessions call ------------------------------------------------------
 
@@ -255,7 +271,7 @@ class Queue:
         if not sub.in_ring and sub.can_take:
             sub.in_ring = True
             self._ring.append(sub)
-            if self._depth:
+            if self._backlog.resident:
                 self._dispatch()
 
     def settle(self, sub: Subscription, messages: Sequence[Message]) -> None:
@@ -271,7 +287,7 @@ class Queue:
     # -- pulling (HTTP consumers) --------------------------------------------------------
 
     def take(self, limit: int) -> list[tuple[Message, bool]]:
-        """Hand out up to ``limit`` waiting messages, oldest first, to a puller.
+        """Hand out up to ``limit`` resident waiting messages, oldest first, to a puller.
 
         They stay in flight until :meth:`ack_taken` or :meth:`return_taken`.
 
@@ -288,7 +304,7 @@ class Queue:
         return taken
 
     def peek(self, limit: int) -> list[tuple[Message, bool]]:
-        """The first ``limit`` waiting messages, oldest first, left where they are.
+        """The first ``limit`` resident waiting messages, oldest first, left where they are.
 
         Messages the next hand-out would retire instead (expired, delivered
         ``max_deliveries`` times) are skipped, so a consumer gets what was shown.
@@ -298,15 +314,16 @@ class Queue:
         """
         now = self._clock()
         most = self.policy.max_deliveries
+        backlog = self._backlog
         shown: list[tuple[Message, bool]] = []
-        for message in self._waiting():
+        for message in backlog.waiting():
             if len(shown) == limit:
                 break
             if (message.expires_at is not None and message.expires_at <= now) or (
-                most is not None and self._deliveries.get(message.seq, 0) >= most
+                most is not None and backlog.deliveries(message) >= most
             ):
                 continue
-            shown.append((message, message.seq in self._redelivered))
+            shown.append((message, backlog.is_redelivered(message)))
         return shown
 
     def ack_taken(self, messages: Sequence[Message]) -> None:
@@ -321,11 +338,12 @@ class Queue:
         self._give_back(messages)
 
     def call_when_ready(self, callback: Callable[[], None]) -> None:
-        """Run ``callback`` once, when a message waits undelivered (or the queue is deleted).
+        """Run ``callback`` once, when a message waits in memory, ready to hand out (or
+        the queue is deleted).
 
         Runs it now if that is already so. It must not raise.
         """
-        if self._depth or self.deleted:
+        if self._backlog.resident or self.deleted:
             callback()
         else:
             self._waiters.append(callback)
@@ -339,157 +357,85 @@ class Queue:
 
     def purge(self) -> int:
         """Drop every waiting message (not those in flight); return how many."""
-        dropped = self._depth
-        while self._depth:
-            self._release(self._pop())
+        dropped, size = self._backlog.purge()
+        self._bytes -= size
         return dropped
 
     def expire(self, now: float) -> int:
-        """Retire waiting messages whose time has come; return how many.
+        """Retire waiting messages whose time has come; return how many (those of a paged
+        backlog's tail leave later, through :meth:`backlog_expired`).
 
-        Costs the heap entries that are due (and their messages), whatever the backlog.
+        Costs the messages that are due, whatever the backlog.
         """
-        expiry = self._expiry
-        expiring = self._expiring
-        expired = 0
-        while expiry and expiry[0][0] <= now:
-            message = expiring.pop(heapq.heappop(expiry)[1], None)
-            if message is None:
-                continue  # handed out, settled or retired since
-            self._take_out(message)
+        due = self._backlog.expire(now)
+        for message in due:
             self._retire(message, "expired")
-            expired += 1
-        if not expiring:  # only dead entries left, if any
-            expiry.clear()
-            self._queues_expiring.discard(self)
-        return expired
+        return len(due)
 
     def redelivered_keys(self) -> list[MessageKey]:
         """Log keys of waiting persistent messages that were delivered before (to mark them
         at a clean shutdown, so they come back marked after the restart)."""
-        return [
-            (self.record.id, m.seq)
-            for m in self._waiting()
-            if m.persistent and m.seq in self._redelivered
-        ]
+        return self._backlog.redelivered_keys()
 
     def delete(self) -> None:
         """The queue is deleted: drop waiting messages and end every subscription."""
         self.deleted = True
-        for message in list(self._waiting()):
-            self._drop(message)
-        self._ready.clear()
-        self._back.clear()
-        self._gone.clear()
-        self._depth = 0
-        self._ready_bytes = 0
-        self._expiring.clear()
-        self._expiry.clear()
-        self._queues_expiring.discard(self)
-        self._redelivered.clear()
+        self._bytes -= self._backlog.waiting_bytes
+        self._backlog.delete()
         self._wake()
         for sub in list(self._subs):
             sub.consumer.kill(ErrorCode.DESTINATION_DELETED, f"{self.address} was deleted")
 
     # -- internals -----------------------------------------------------------------------
 
-    def _pop(self) -> Message:
-        """Remove and return the oldest waiting message (the caller checked there is one)."""
-        ready = self._ready
-        back = self._back
-        gone = self._gone
-        while True:
-            if back and (not ready or back[0][0] < ready[0].seq):
-                message = heapq.heappop(back)[1]
-            else:
-                message = ready.popleft()
-            if not gone or message.seq not in gone:
-                break
-            gone.discard(message.seq)  # expired in place: already counted out
-        self._depth -= 1
-        self._ready_bytes -= len(message.body)
-        if message.expires_at is not None:
-            del self._expiring[message.seq]
-        return message
-
-    def _take_out(self, message: Message) -> None:
-        """Remove a waiting message that is leaving from anywhere in the backlog: at once
-        from a head, otherwise by marking it for :meth:`_pop` to skip."""
-        ready = self._ready
-        back = self._back
-        if ready and ready[0] is message:
-            ready.popleft()
-        elif back and back[0][1] is message:
-            heapq.heappop(back)
-        else:
-            self._gone.add(message.seq)
-        self._depth -= 1
-        self._ready_bytes -= len(message.body)
-        if not self._depth:  # only marked messages left: let them go now
-            ready.clear()
-            back.clear()
-            self._gone.clear()
-
-    def _waiting(self) -> Iterator[Message]:
-        """The waiting messages, oldest first."""
-        gone = self._gone
-        returned = [message for _, message in sorted(self._back)]
-        for message in heapq.merge(self._ready, returned, key=_by_seq):
-            if not gone or message.seq not in gone:
-                yield message
-
-    def _watch(self, message: Message, expires_at: float) -> None:
-        """Put a waiting message that can expire under the expiry sweep's eye."""
-        expiring = self._expiring
-        expiring[message.seq] = message
-        expiry = self._expiry
-        if not expiry:
-            self._queues_expiring.add(self)
-        heapq.heappush(expiry, (expires_at, message.seq))
-        if len(expiry) > 2 * len(expiring) + _DEAD_ENTRIES:
-            # Most entries are of messages gone since: rebuild from the living.
-            expiry[:] = [
-                (at, seq) for seq, m in expiring.items() if (at := m.expires_at) is not None
-            ]
-            heapq.heapify(expiry)
-
     def _next(self) -> Message | None:
-        """The oldest waiting message that may still be delivered, or None.
+        """The oldest resident waiting message that may still be delivered, or None.
 
         Expired messages and those delivered ``max_deliveries`` times are retired on the way.
         """
         policy = self.policy
-        while self._depth:
-            message = self._pop()
+        backlog = self._backlog
+        while True:
+            message = backlog.pop()
+            if message is None:
+                return None
             if message.expires_at is not None and message.expires_at <= self._clock():
                 self._retire(message, "expired")
             elif (
-                policy.max_deliveries is not None
-                and self._deliveries.get(message.seq, 0) >= policy.max_deliveries
+                self._limits_deliveries
+                and policy.max_deliveries is not None
+                and backlog.deliveries(message) >= policy.max_deliveries
             ):
                 self._retire(message, "max-deliveries")
             else:
                 return message
-        return None
 
     def _count_delivery(self, message: Message) -> bool:
         """Count one more delivery of ``message``; return whether it is a redelivery."""
         self._delivered += 1
-        if self.policy.max_deliveries is not None:
-            self._deliveries[message.seq] = self._deliveries.get(message.seq, 0) + 1
-        again = bool(self._redelivered) and message.seq in self._redelivered
+        backlog = self._backlog
+        if self._limits_deliveries:
+            backlog.count_delivery(message)
+        again = backlog.is_redelivered(message)
         if again:
             self._redeliveries += 1
         return again
 
     def _drop_heads(self) -> None:
-        while self._depth and over_limit(self.policy, self._depth, self._ready_bytes):
-            self._retire(self._pop(), "max-length")
+        backlog = self._backlog
+        while backlog.depth and over_limit(self.policy, backlog.depth, backlog.waiting_bytes):
+            message = backlog.pop()
+            if message is None:
+                return  # the head is still being read from the store
+            self._retire(message, "max-length")
 
     def _retire(self, message: Message, reason: str) -> None:
         """``message`` leaves without being delivered (expired, over its limits)."""
         self._retired += 1
         self._release(message)
+        self._to_dead_letters(message, reason)
+
+    def _to_dead_letters(self, message: Message, reason: str) -> None:
         if self.policy.dead_letter_queue is not None and self._dead_letter(self, message, reason):
             self._dead_lettered += 1
 
@@ -498,45 +444,23 @@ class Queue:
         for callback in waiters:
             callback()
 
-    def _drop(self, message: Message) -> None:
-        size = len(message.body)
-        self._bytes -= size
-        self._gauge.remove(size)
-
     def _release(self, message: Message) -> None:
         """Forget ``message`` (settled or retired): bytes, bookkeeping, its log record."""
-        self._drop(message)
-        seq = message.seq
-        if self._redelivered:
-            self._redelivered.discard(seq)
-        if self._deliveries:
-            self._deliveries.pop(seq, None)
-        if self._journaling and message.persistent and not self.deleted:
-            self._journal.remove(self.record.id, seq)
+        self._bytes -= len(message.body)
+        self._backlog.forget(message)
 
     def _give_back(self, messages: Sequence[Message]) -> None:
         self._in_flight -= len(messages)
+        backlog = self._backlog
         if self.deleted:
             for message in messages:
-                self._drop(message)
+                self._bytes -= len(message.body)
+                backlog.drop(message)
             return
-        returned = sorted(messages, key=_by_seq)
-        self._redelivered.update(message.seq for message in returned)
-        self._ready_bytes += sum(len(message.body) for message in returned)
-        self._depth += len(returned)
-        ready = self._ready
-        if not ready or returned[-1].seq < ready[0].seq:
-            ready.extendleft(reversed(returned))
-        else:
-            back = self._back
-            for message in returned:
-                heapq.heappush(back, (message.seq, message))
-        for message in returned:
-            if message.expires_at is not None:
-                self._watch(message, message.expires_at)
+        backlog.give_back(messages)
         if self._ring:
             self._dispatch()
-        if self._waiters and self._depth:
+        if self._waiters and backlog.resident:
             self._wake()
 
     def _dispatch(self) -> None:
@@ -544,8 +468,9 @@ class Queue:
             return  # the loop further up the stack sees the new state
         self._dispatching = True
         ring = self._ring
+        backlog = self._backlog
         try:
-            while self._depth and ring:
+            while backlog.resident and ring:
                 sub = ring.popleft()
                 sub.in_ring = False
                 if not sub.can_take:
@@ -573,7 +498,7 @@ class Queue:
         """A snapshot of this queue's counters."""
         return QueueStats(
             name=self.name,
-            depth=self._depth,
+            depth=self._backlog.depth,
             in_flight=self._in_flight,
             consumers=len(self._subs),
             published=self._published,

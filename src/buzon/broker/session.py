@@ -311,9 +311,8 @@ class Session:
             for target, message in sends:
                 accepted.append((target, message, self._intake.accept(target, message)))
         except BrokerError:
-            for target, _, _ in accepted:
-                if isinstance(target, Queue):
-                    target.withdraw()
+            for target, message, _ in accepted:
+                self._intake.withdraw(target, message)
             raise
         self._transactions.finish(transaction)
         published = iter(accepted)

@@ -1,6 +1,6 @@
 """Persistence behind one interface: the Store contract and its implementations."""
 
-from buzon.store.base import MessageKey, MessageLog, Store
+from buzon.store.base import MessageKey, MessageLog, PagedLog, Store
 from buzon.store.memory import MemoryStore
 from buzon.store.records import (
     DEFAULT_POLICY,
@@ -8,9 +8,12 @@ from buzon.store.records import (
     DestinationRecord,
     DurableSubscriptionRecord,
     Overflow,
+    Page,
     QueuePolicy,
     Role,
+    StoredBacklog,
     StoredMessage,
+    TailCount,
     TokenRecord,
     UserRecord,
 )
@@ -26,10 +29,14 @@ __all__ = [
     "MessageKey",
     "MessageLog",
     "Overflow",
+    "Page",
+    "PagedLog",
     "QueuePolicy",
     "Role",
     "Store",
+    "StoredBacklog",
     "StoredMessage",
+    "TailCount",
     "Ticket",
     "TokenRecord",
     "UserRecord",

@@ -17,6 +17,7 @@ from buzon.store.records import (
     DestinationKind,
     DestinationRecord,
     DurableSubscriptionRecord,
+    StoredBacklog,
     StoredMessage,
     TokenRecord,
     UserRecord,
@@ -25,6 +26,19 @@ from buzon.store.tickets import Ticket
 
 MessageKey = tuple[str, int]
 """``(queue_id, seq)``: what names one stored message."""
+
+
+def head_of(messages: list[StoredMessage], limit: int, max_bytes: int) -> list[StoredMessage]:
+    """The first of ``messages``: at most ``limit`` and, past the first, ``max_bytes`` of
+    bodies (one message is always taken, however large, so a page is never empty)."""
+    taken: list[StoredMessage] = []
+    size = 0
+    for message in messages[:limit]:
+        size += len(message.body)
+        if taken and size > max_bytes:
+            break
+        taken.append(message)
+    return taken
 
 
 class MessageLog(Protocol):
@@ -48,6 +62,45 @@ class MessageLog(Protocol):
             removals: messages to forget (acknowledged, expired, dropped, purged).
             redelivered: messages to mark as delivered before.
         """
+        ...
+
+
+class PagedLog(MessageLog, Protocol):
+    """The store as the home of backlogs larger than memory (see ``broker/paged_backlog``).
+
+    A paged backlog keeps the head of a queue in memory and leaves the rest, its tail, in
+    the store. The tail is addressed by seq ranges: ``after < seq <= upto``. Every call is
+    queued behind the writes submitted before it (so it sees them) and returns a ticket
+    whose ``result`` is what it read; calls on one store complete in the order made.
+    """
+
+    def spill(self, messages: Sequence[StoredMessage]) -> Ticket:
+        """Keep transient messages that do not fit in a backlog's window until they are
+        read back (they are never kept across a restart)."""
+        ...
+
+    def read_page(self, queue_id: str, after: int, upto: int, limit: int, max_bytes: int) -> Ticket:
+        """Read the oldest stored messages of a range, persistent and spilled alike.
+
+        At most ``limit`` messages and, past the first, ``max_bytes`` of bodies. Spilled
+        messages read are forgotten by the store (they now live in memory only). The
+        result is a :class:`~buzon.store.records.Page`.
+        """
+        ...
+
+    def count_tail(self, queue_id: str, after: int, upto: int, limit: int) -> Ticket:
+        """Count up to ``limit`` stored messages of a range, oldest first; the result is a
+        :class:`~buzon.store.records.TailCount` (``last_seq`` is ``after`` when none)."""
+        ...
+
+    def expire_tail(self, queue_id: str, after: int, upto: int, now: float, limit: int) -> Ticket:
+        """Forget up to ``limit`` messages of a range whose ``expires_at <= now`` (found by
+        an index, never a scan of the range); the result is the list of them, and the
+        earliest ``expires_at`` left in the range (or None), as a tuple."""
+        ...
+
+    def purge_tail(self, queue_id: str, after: int, upto: int, keep: Sequence[int]) -> Ticket:
+        """Forget every message of a range but those whose seq is in ``keep``."""
         ...
 
 
@@ -166,3 +219,11 @@ class Store(MessageLog, Protocol):
 
     async def messages(self) -> list[StoredMessage]:
         """Every stored message (after all submitted writes), by queue id, then seq."""
+
+    async def backlogs(self, limit: int, max_bytes: int) -> list[StoredBacklog]:
+        """For every queue with stored messages, its head: at most ``limit`` messages and,
+        past the first, ``max_bytes`` of bodies. Costs the heads, not the backlogs."""
+
+    def free_space(self) -> tuple[int, int] | None:
+        """Free and total bytes of the volume holding the store's files (a ``statvfs``),
+        or None for a store without files."""

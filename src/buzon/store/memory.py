@@ -11,16 +11,19 @@ import dataclasses
 from collections.abc import Sequence
 
 from buzon.errors import ErrorCode, StoreError
-from buzon.store.base import MessageKey
+from buzon.store.base import MessageKey, head_of
 from buzon.store.records import (
     DestinationKind,
     DestinationRecord,
     DurableSubscriptionRecord,
+    Page,
+    StoredBacklog,
     StoredMessage,
+    TailCount,
     TokenRecord,
     UserRecord,
 )
-from buzon.store.tickets import DONE, Ticket
+from buzon.store.tickets import DONE, Ticket, resolved
 
 
 class MemoryStore:
@@ -37,6 +40,7 @@ class MemoryStore:
         self._destinations: dict[tuple[DestinationKind, str], DestinationRecord] = {}
         self._durables: dict[str, DurableSubscriptionRecord] = {}
         self._messages: dict[MessageKey, StoredMessage] = {}
+        self._spilled: dict[MessageKey, StoredMessage] = {}
 
     async def open(self) -> None:
         """Nothing to prepare."""
@@ -163,6 +167,78 @@ class MemoryStore:
     async def messages(self) -> list[StoredMessage]:
         return [self._messages[key] for key in sorted(self._messages)]
 
+    async def backlogs(self, limit: int, max_bytes: int) -> list[StoredBacklog]:
+        found: dict[str, list[StoredMessage]] = {}
+        for key in sorted(self._messages):
+            found.setdefault(key[0], []).append(self._messages[key])
+        heads = []
+        for queue_id, stored in found.items():
+            head = head_of(stored, limit, max_bytes)
+            heads.append(StoredBacklog(queue_id, head, stored[-1].seq, len(head) < len(stored)))
+        return heads
+
+    def free_space(self) -> tuple[int, int] | None:
+        """Nothing is on disk."""
+        return None
+
+    # -- paged backlogs (see PagedLog) ---------------------------------------------------
+
+    def spill(self, messages: Sequence[StoredMessage]) -> Ticket:
+        for message in messages:
+            self._spilled[(message.queue_id, message.seq)] = message
+        return DONE
+
+    def read_page(self, queue_id: str, after: int, upto: int, limit: int, max_bytes: int) -> Ticket:
+        in_range = self._range(queue_id, after, upto)
+        page = head_of(in_range, limit, max_bytes)
+        for message in page:
+            self._spilled.pop((queue_id, message.seq), None)
+        return resolved(Page(page, len(page) == len(in_range)))
+
+    def count_tail(self, queue_id: str, after: int, upto: int, limit: int) -> Ticket:
+        counted = self._range(queue_id, after, upto)[:limit]
+        expiries = [m.expires_at for m in counted if m.expires_at is not None]
+        return resolved(
+            TailCount(
+                len(counted),
+                sum(len(m.body) for m in counted),
+                counted[-1].seq if counted else after,
+                min(expiries) if expiries else None,
+            )
+        )
+
+    def expire_tail(self, queue_id: str, after: int, upto: int, now: float, limit: int) -> Ticket:
+        in_range = self._range(queue_id, after, upto)
+        due = sorted(
+            (m for m in in_range if m.expires_at is not None and m.expires_at <= now),
+            key=lambda m: (m.expires_at, m.seq),
+        )[:limit]
+        for message in due:
+            self._forget((queue_id, message.seq))
+        later = [m.expires_at for m in self._range(queue_id, after, upto) if m.expires_at]
+        return resolved((due, min(later) if later else None))
+
+    def purge_tail(self, queue_id: str, after: int, upto: int, keep: Sequence[int]) -> Ticket:
+        kept = set(keep)
+        for message in self._range(queue_id, after, upto):
+            if message.seq not in kept:
+                self._forget((queue_id, message.seq))
+        return DONE
+
+    def _range(self, queue_id: str, after: int, upto: int) -> list[StoredMessage]:
+        found = [
+            m
+            for stored in (self._messages, self._spilled)
+            for (owner, seq), m in stored.items()
+            if owner == queue_id and after < seq <= upto
+        ]
+        return sorted(found, key=lambda m: m.seq)
+
+    def _forget(self, key: MessageKey) -> None:
+        self._messages.pop(key, None)
+        self._spilled.pop(key, None)
+
     def _forget_messages(self, queue_id: str) -> None:
-        for key in [key for key in self._messages if key[0] == queue_id]:
-            del self._messages[key]
+        for stored in (self._messages, self._spilled):
+            for key in [key for key in stored if key[0] == queue_id]:
+                del stored[key]

@@ -86,6 +86,10 @@ class QueuePolicy:
         dead_letter_queue: where expired, dropped and too-often-delivered messages go.
         max_deliveries: deliveries after which a message is dead-lettered (or dropped)
             instead of delivered again.
+        backlog_window: waiting messages a durable queue holds in memory (the rest stay
+            in the store); None: the broker's ``--backlog-window``.
+        backlog_window_bytes: body bytes of those; None: the broker's
+            ``--backlog-window-bytes``.
     """
 
     durable: bool = True
@@ -95,6 +99,8 @@ class QueuePolicy:
     message_ttl_ms: int | None = None
     dead_letter_queue: str | None = None
     max_deliveries: int | None = None
+    backlog_window: int | None = None
+    backlog_window_bytes: int | None = None
 
 
 DEFAULT_POLICY = QueuePolicy()
@@ -141,6 +147,8 @@ class StoredMessage:
         body: the body.
         expires_at: Unix time after which it is never delivered, or None.
         redelivered: it was (or may have been) delivered before.
+        persistent: False for a transient message spilled out of a full window of a paged
+            backlog: kept only until it is read back, and forgotten at the next start.
     """
 
     queue_id: str
@@ -151,6 +159,55 @@ class StoredMessage:
     body: bytes
     expires_at: float | None
     redelivered: bool
+    persistent: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """What one ranged read of a backlog's tail returned.
+
+    Attributes:
+        messages: the messages read, oldest first.
+        exhausted: no message of the range is left after them (False when the read
+            stopped at its count or byte bound).
+    """
+
+    messages: list[StoredMessage]
+    exhausted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TailCount:
+    """One step of counting a stored tail at start.
+
+    Attributes:
+        messages: how many the step found.
+        bytes: their body bytes.
+        last_seq: the highest seq it counted (where the next step starts).
+        first_expiry: the earliest ``expires_at`` among them, or None.
+    """
+
+    messages: int
+    bytes: int
+    last_seq: int
+    first_expiry: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBacklog:
+    """A queue's stored messages as found at start: its head and the extent of the rest.
+
+    Attributes:
+        queue_id: the queue (or durable subscription) they belong to.
+        head: its first messages, oldest first (bounded by the reader's window).
+        high_seq: the highest seq stored for it.
+        more: whether messages beyond ``head`` are stored.
+    """
+
+    queue_id: str
+    head: list[StoredMessage]
+    high_seq: int
+    more: bool
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,23 +16,26 @@ import json
 import os
 import sqlite3
 import stat
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from buzon.durations import Durations
 from buzon.errors import BuzonError, ErrorCode, StoreError
-from buzon.store.base import MessageKey
+from buzon.store.base import MessageKey, head_of
 from buzon.store.migrate import migrate
 from buzon.store.records import (
     DestinationKind,
     DestinationRecord,
     DurableSubscriptionRecord,
     Overflow,
+    Page,
     QueuePolicy,
     Role,
+    StoredBacklog,
     StoredMessage,
+    TailCount,
     TokenRecord,
     UserRecord,
 )
@@ -49,6 +52,7 @@ class _Batch:
     appends: list[StoredMessage] = field(default_factory=list)
     removals: list[MessageKey] = field(default_factory=list)
     redelivered: list[MessageKey] = field(default_factory=list)
+    spills: list[StoredMessage] = field(default_factory=list)
     ticket: Ticket = field(default_factory=Ticket)
 
     def run(self, db: sqlite3.Connection) -> None:
@@ -56,6 +60,11 @@ class _Batch:
             db.executemany(
                 "INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [_message_row(m) for m in self.appends],
+            )
+        if self.spills:
+            db.executemany(
+                "INSERT INTO spilled VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [_message_row(m)[:7] for m in self.spills],
             )
         if self.removals:
             db.executemany("DELETE FROM messages WHERE queue_id = ? AND seq = ?", self.removals)
@@ -66,10 +75,14 @@ class _Batch:
             )
 
     def finish(self, ok: bool, value: Any) -> None:
-        error = None if ok else value
-        if error is not None and not isinstance(error, BuzonError):
-            error = StoreError(ErrorCode.STORAGE_UNAVAILABLE, str(error)[:200])
-        self.ticket.resolve(error)
+        self.ticket.resolve(None if ok else _as_buzon_error(value))
+
+
+def _as_buzon_error(error: BaseException) -> BuzonError:
+    """What a failed job raised, as the error its ticket carries."""
+    if isinstance(error, BuzonError):
+        return error
+    return StoreError(ErrorCode.STORAGE_UNAVAILABLE, str(error)[:200])
 
 
 def prepare_data_dir(data_dir: Path) -> Path:
@@ -109,7 +122,11 @@ def _setup(connection: sqlite3.Connection) -> None:
 
 
 def _take_clean_flag(db: sqlite3.Connection) -> bool:
-    """Whether the previous run closed cleanly; from now on, the run counts as unclean."""
+    """Whether the previous run closed cleanly; from now on, the run counts as unclean.
+
+    Transient messages spilled by the previous run are forgotten here: they never outlive
+    the process that took them."""
+    db.execute("DELETE FROM spilled")
     row = db.execute("SELECT value FROM meta WHERE key = 'clean'").fetchone()
     db.execute("INSERT OR REPLACE INTO meta VALUES ('clean', '0')")
     return row is None or row[0] == "1"
@@ -158,6 +175,11 @@ class SQLiteStore:
         )
         await thread.close()
         self._thread = None
+
+    def free_space(self) -> tuple[int, int] | None:
+        """Free (for an unprivileged writer) and total bytes of the data directory's volume."""
+        found = os.statvfs(self.data_dir)
+        return found.f_bavail * found.f_frsize, found.f_blocks * found.f_frsize
 
     def size_on_disk(self) -> int | None:
         """The database file with its write-ahead log and shared-memory index."""
@@ -357,16 +379,21 @@ class SQLiteStore:
         Everything submitted during one turn of the event loop goes to the database as
         one job (one ``executemany`` per kind of write) and shares one ticket.
         """
+        batch = self._pending_batch()
+        batch.appends.extend(appends)
+        batch.removals.extend(removals)
+        batch.redelivered.extend(redelivered)
+        return batch.ticket
+
+    def _pending_batch(self) -> _Batch:
+        """The batch of this event-loop turn (started, and its flush scheduled, if none)."""
         batch = self._batch
         if batch is None:
             if self._thread is None:
                 raise StoreError(ErrorCode.STORAGE_UNAVAILABLE, "the store is not open")
             batch = self._batch = _Batch()
             asyncio.get_running_loop().call_soon(self._flush)
-        batch.appends.extend(appends)
-        batch.removals.extend(removals)
-        batch.redelivered.extend(redelivered)
-        return batch.ticket
+        return batch
 
     def _flush(self) -> None:
         batch, self._batch = self._batch, None
@@ -385,6 +412,104 @@ class SQLiteStore:
             return [_stored_message(row) for row in db.execute(_ALL_MESSAGES).fetchall()]
 
         return await self._db.read(run)
+
+    async def backlogs(self, limit: int, max_bytes: int) -> list[StoredBacklog]:
+        """Each queue's head; queue ids are found by skipping through the primary key, so
+        this costs a few index lookups per queue, whatever the backlogs hold."""
+
+        def run(db: sqlite3.Connection) -> list[StoredBacklog]:
+            found: list[StoredBacklog] = []
+            queue_id = ""
+            while True:
+                row = db.execute(_NEXT_QUEUE, (queue_id,)).fetchone()
+                if row is None:
+                    return found
+                queue_id = row[0]
+                (high,) = db.execute(_HIGH_SEQ, (queue_id,)).fetchone()
+                rows = db.execute(_RANGE_OF_MESSAGES, (queue_id, -1, high, limit + 1))
+                stored = [_stored_message(row) for row in rows.fetchall()]
+                head = head_of(stored, limit, max_bytes)
+                found.append(StoredBacklog(queue_id, head, high, len(head) < len(stored)))
+
+        return await self._db.read(run)
+
+    # -- paged backlogs (see PagedLog) ---------------------------------------------------
+
+    def spill(self, messages: Sequence[StoredMessage]) -> Ticket:
+        """Queue spilled transient messages with the other message writes of this turn."""
+        batch = self._pending_batch()
+        batch.spills.extend(messages)
+        return batch.ticket
+
+    def read_page(self, queue_id: str, after: int, upto: int, limit: int, max_bytes: int) -> Ticket:
+        def run(db: sqlite3.Connection) -> Page:
+            found: list[StoredMessage] = []
+            for table, extra in _TAIL_TABLES:
+                rows = db.execute(
+                    _RANGE.format(table=table, extra=extra), (queue_id, after, upto, limit)
+                )
+                found.extend(_stored_message(row) for row in rows.fetchall())
+            found.sort(key=lambda message: message.seq)
+            page = head_of(found, limit, max_bytes)
+            if page and any(not message.persistent for message in page):
+                db.execute(_FORGET_SPILLED, (queue_id, after, page[-1].seq))
+            return Page(page, len(page) == len(found) and len(found) < limit)
+
+        return self._operation(run, write=True)
+
+    def count_tail(self, queue_id: str, after: int, upto: int, limit: int) -> Ticket:
+        def run(db: sqlite3.Connection) -> TailCount:
+            count, size, last, first_expiry = db.execute(
+                _COUNT, (queue_id, after, upto, limit)
+            ).fetchone()
+            return TailCount(count, int(size), after if last is None else last, first_expiry)
+
+        return self._operation(run, write=False)
+
+    def expire_tail(self, queue_id: str, after: int, upto: int, now: float, limit: int) -> Ticket:
+        def run(db: sqlite3.Connection) -> tuple[list[StoredMessage], float | None]:
+            due: list[StoredMessage] = []
+            later: list[float] = []
+            for table, extra in _TAIL_TABLES:
+                rows = db.execute(
+                    _EXPIRE.format(table=table, extra=extra),
+                    (queue_id, queue_id, now, after, upto, limit),
+                )
+                due.extend(_stored_message(row) for row in rows.fetchall())
+                (first,) = db.execute(
+                    _FIRST_EXPIRY.format(table=table), (queue_id, after, upto)
+                ).fetchone()
+                if first is not None:
+                    later.append(first)
+            due.sort(key=lambda message: message.seq)
+            return due, min(later) if later else None
+
+        return self._operation(run, write=True)
+
+    def purge_tail(self, queue_id: str, after: int, upto: int, keep: Sequence[int]) -> Ticket:
+        kept = json.dumps(list(keep))
+
+        def run(db: sqlite3.Connection) -> None:
+            for table, _ in _TAIL_TABLES:
+                db.execute(_PURGE.format(table=table), (queue_id, after, upto, kept))
+
+        return self._operation(run, write=True)
+
+    def _operation(self, run: Callable[[sqlite3.Connection], Any], *, write: bool) -> Ticket:
+        """Queue ``run`` behind every write submitted so far; its ticket carries the result."""
+        ticket = Ticket()
+
+        def finish(ok: bool, value: Any) -> None:
+            if ok:
+                ticket.resolve(result=value)
+            else:
+                ticket.resolve(_as_buzon_error(value))
+
+        try:
+            self._db.post(run, finish, write=write)
+        except StoreError as exc:
+            ticket.resolve(exc)
+        return ticket
 
 
 _USER_BY_NAME = (
@@ -409,6 +534,39 @@ _ALL_DURABLES = (
 _ALL_MESSAGES = (
     "SELECT queue_id, seq, message_id, destination, headers, body, expires_at, redelivered"
     " FROM messages ORDER BY queue_id, seq"
+)
+# A backlog's tail lives in two tables: ``messages`` and ``spilled`` (transient messages,
+# never delivered before). Each table with the columns of a stored message it gives.
+_TAIL_TABLES = (
+    ("messages", "redelivered, 1"),
+    ("spilled", "0, 0"),
+)
+_RANGE = (
+    "SELECT queue_id, seq, message_id, destination, headers, body, expires_at, {extra}"
+    " FROM {table} WHERE queue_id = ? AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?"
+)
+_NEXT_QUEUE = "SELECT queue_id FROM messages WHERE queue_id > ? ORDER BY queue_id LIMIT 1"
+_HIGH_SEQ = "SELECT max(seq) FROM messages WHERE queue_id = ?"
+_COUNT = (
+    "SELECT count(*), total(length(body)), max(seq), min(expires_at) FROM"
+    " (SELECT seq, body, expires_at FROM messages"
+    "  WHERE queue_id = ? AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?)"
+)
+_RANGE_OF_MESSAGES = _RANGE.format(table="messages", extra="redelivered, 1")
+_FORGET_SPILLED = "DELETE FROM spilled WHERE queue_id = ? AND seq > ? AND seq <= ?"
+_EXPIRE = (
+    "DELETE FROM {table} WHERE queue_id = ? AND seq IN"
+    " (SELECT seq FROM {table} WHERE queue_id = ? AND expires_at <= ? AND seq > ? AND seq <= ?"
+    "  ORDER BY expires_at LIMIT ?)"
+    " RETURNING queue_id, seq, message_id, destination, headers, body, expires_at, {extra}"
+)
+_FIRST_EXPIRY = (
+    "SELECT min(expires_at) FROM {table}"
+    " WHERE queue_id = ? AND expires_at IS NOT NULL AND seq > ? AND seq <= ?"
+)
+_PURGE = (
+    "DELETE FROM {table} WHERE queue_id = ? AND seq > ? AND seq <= ?"
+    " AND seq NOT IN (SELECT value FROM json_each(?))"
 )
 
 
@@ -460,7 +618,7 @@ def _message_row(message: StoredMessage) -> tuple[object, ...]:
 
 
 def _stored_message(row: tuple[Any, ...]) -> StoredMessage:
-    queue_id, seq, message_id, destination, headers, body, expires_at, redelivered = row
+    queue_id, seq, message_id, destination, headers, body, expires_at, redelivered = row[:8]
     return StoredMessage(
         queue_id,
         seq,
@@ -470,4 +628,5 @@ def _stored_message(row: tuple[Any, ...]) -> StoredMessage:
         bytes(body),
         expires_at,
         bool(redelivered),
+        bool(row[8]) if len(row) > 8 else True,
     )

@@ -116,17 +116,21 @@ class SqliteThread:
         await asyncio.to_thread(self._thread.join)
 
     def post(
-        self, run: Callable[[sqlite3.Connection], Any], finish: Callable[[bool, Any], None]
+        self,
+        run: Callable[[sqlite3.Connection], Any],
+        finish: Callable[[bool, Any], None],
+        *,
+        write: bool = True,
     ) -> None:
-        """Queue a write without awaiting: ``finish(succeeded, result_or_error)`` runs on
-        the calling event loop once it is committed or failed.
+        """Queue a job without awaiting: ``finish(succeeded, result_or_error)`` runs on
+        the calling event loop once it is committed (or, for a read, done) or failed.
 
         Raises:
             StoreError: STORAGE_UNAVAILABLE once the store is closed.
         """
         if self._closed:
             raise StoreError(ErrorCode.STORAGE_UNAVAILABLE, "the store is closed")
-        self._jobs.put(_Job(run, True, finish, asyncio.get_running_loop()))
+        self._jobs.put(_Job(run, write, finish, asyncio.get_running_loop()))
 
     def _submit(self, run: Callable[[sqlite3.Connection], T], *, write: bool) -> asyncio.Future[T]:
         if self._closed:
@@ -237,7 +241,9 @@ class SqliteThread:
 
 def _as_store_error(exc: BaseException) -> BaseException:
     if isinstance(exc, sqlite3.Error):
-        return StoreError(ErrorCode.STORAGE_UNAVAILABLE, str(exc)[:200])
+        full = getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+        code = ErrorCode.STORAGE_FULL if full else ErrorCode.STORAGE_UNAVAILABLE
+        return StoreError(code, str(exc)[:200])
     return exc
 
 

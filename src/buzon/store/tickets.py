@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from buzon.errors import BuzonError
 
@@ -20,13 +21,15 @@ log = logging.getLogger("buzon.store")
 
 
 class Ticket:
-    """A write in progress: ``done`` once resolved, with ``error`` set if it failed."""
+    """A store operation in progress: ``done`` once resolved, with ``error`` set if it
+    failed and ``result`` set to what a read returned (None for a plain write)."""
 
-    __slots__ = ("_callbacks", "done", "error")
+    __slots__ = ("_callbacks", "done", "error", "result")
 
     def __init__(self) -> None:
         self.done = False
         self.error: BuzonError | None = None
+        self.result: Any = None
         self._callbacks: list[Callable[[Ticket], object]] = []
 
     def add_callback(self, callback: Callable[[Ticket], object]) -> None:
@@ -36,12 +39,14 @@ class Ticket:
         else:
             self._callbacks.append(callback)
 
-    def resolve(self, error: BuzonError | None = None) -> None:
-        """Mark the write durable (``error`` None) or failed; run the callbacks. Once only."""
+    def resolve(self, error: BuzonError | None = None, result: Any = None) -> None:
+        """Mark the operation done (``error`` None, with its ``result``) or failed; run the
+        callbacks. Once only."""
         if self.done:
             return
         self.done = True
         self.error = error
+        self.result = result
         callbacks, self._callbacks = self._callbacks, []
         for callback in callbacks:
             try:
@@ -50,10 +55,10 @@ class Ticket:
                 log.exception("completion callback %r failed; the others still run", callback)
 
 
-def resolved() -> Ticket:
-    """A ticket that is already done: for writes that needed nothing (memory, no-op)."""
+def resolved(result: Any = None) -> Ticket:
+    """A ticket that is already done: for operations that needed no I/O (memory, no-op)."""
     ticket = Ticket()
-    ticket.resolve()
+    ticket.resolve(result=result)
     return ticket
 
 

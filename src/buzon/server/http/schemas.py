@@ -12,6 +12,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from buzon.auth.users import MAX_PASSWORD, MIN_PASSWORD, USERNAME, USERNAME_RULE
+from buzon.broker.config import MAX_BACKLOG_WINDOW, MAX_BACKLOG_WINDOW_BYTES
 from buzon.store import Overflow, Role
 
 # Bounds on what one request may carry; a message's headers have the STOMP frame's limits.
@@ -105,6 +106,21 @@ class Policy(Request):
     )
     max_deliveries: int | None = Field(
         None, ge=1, strict=True, description="deliveries before a message is dead-lettered"
+    )
+    backlog_window: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_BACKLOG_WINDOW,
+        strict=True,
+        description="waiting messages held in memory, the rest on disk (null: the broker's"
+        " --backlog-window)",
+    )
+    backlog_window_bytes: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_BACKLOG_WINDOW_BYTES,
+        strict=True,
+        description="body bytes of those (null: the broker's --backlog-window-bytes)",
     )
 
 
