@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 from stomp_load import Result
 
 QUICK = 10
+# The backlog scenario (benchmarks/backlog.py): its own runner, and run only when asked for.
+BACKLOG = "backlog"
+BACKLOG_MESSAGES = 10_000_000
 KIB = 1024
 MIB = 1024 * KIB
 # Message bytes a size point of the scaling axis sends in all, and keeps in flight at most
@@ -31,11 +34,14 @@ class Case:
     scenario: str
     options: dict[str, int]
     persistent: bool = False
+    # buzon on SQLite though no message says persistent: its defaults (durable queues, and
+    # messages persistent unless they say otherwise), against RabbitMQ's
+    defaults: bool = False
 
     @property
     def storage(self) -> str:
-        """buzon's ``--storage``: persistent messages go to SQLite, on disk."""
-        return "sqlite" if self.persistent else "memory"
+        """buzon's ``--storage``: persistent messages, and buzon's defaults, go to SQLite."""
+        return "sqlite" if self.persistent or self.defaults else "memory"
 
     @property
     def connections(self) -> int:
@@ -106,6 +112,14 @@ def comparison_cases(quick: bool) -> list[Case]:
             queue,
         ),
         Case(
+            "queue-defaults",
+            f"queue with each broker's defaults: durable queue, buzon persistent on SQLite,"
+            f" RabbitMQ transient; 1 producer, {queue['consumers']} consumers, {queue['size']} B",
+            "queue",
+            queue,
+            defaults=True,
+        ),
+        Case(
             "fanout",
             f"fan-out: 1 publisher, {fanout['subscribers']} subscribers, {fanout['size']} B",
             "fanout",
@@ -132,6 +146,17 @@ def comparison_cases(quick: bool) -> list[Case]:
             "idle",
             idle,
         ),
+    ]
+
+
+def backlog_args(messages: int = BACKLOG_MESSAGES) -> list[str]:
+    """``backlog.py``'s arguments, but for the broker and the output: ``messages`` persistent
+    128-byte messages filled with no consumer, a receipt every 1,000, then drained by 4
+    consumers; the probe at one message every 50 ms and at 1,000 msgs/s."""
+    return [
+        *("--messages", str(messages)),
+        *("--consumers", "4", "--size", "128", "--prefetch", "1000"),
+        *("--receipt-every", "1000", "--window", "4", "--probe-rates", "20,1000"),
     ]
 
 

@@ -13,10 +13,16 @@ result as markdown (docs/performance.md).
   (never tmpfs), so a confirmation means fsynced for both.
 - RabbitMQ is a private node started here (``rabbitmq.py``) when Debian's package is
   installed; without it, buzon runs alone and the report says so.
+- The backlog scenario (``backlog.py``: fill a queue with nobody consuming, restart the
+  broker, drain) runs only when ``--only`` names it, as its full size (``--messages``,
+  10,000,000 by default) takes hours; it starts and restarts its brokers itself, and its
+  section of the document comes with a plot of their memory over time, an SVG file written
+  beside the document (``backlog-rss.svg``).
 
 Usage:
     python benchmarks/compare.py [--runs 3] [--quick] [--only queue,latency] [--no-rabbitmq]
                                  [--scaling] [--output docs/performance.md]
+    python benchmarks/compare.py --only backlog --messages 1000000 --runs 1
 """
 
 from __future__ import annotations
@@ -38,7 +44,18 @@ from typing import Protocol
 
 import machine
 import rabbitmq
-from cases import QUICK, Case, Outcome, comparison_cases, scaling_axes
+from backlog import BacklogResult
+from backlog_report import BacklogOutcome, rss_svg
+from cases import (
+    BACKLOG,
+    BACKLOG_MESSAGES,
+    QUICK,
+    Case,
+    Outcome,
+    backlog_args,
+    comparison_cases,
+    scaling_axes,
+)
 from goals import BUZON, RABBITMQ
 from loadgen import Target, raise_file_limit, start_broker
 from report import Report, render
@@ -46,7 +63,9 @@ from stomp_load import Login, Result
 
 ROOT = Path(__file__).resolve().parents[1]
 LOADGEN = ROOT / "benchmarks" / "loadgen.py"
+BACKLOG_SCRIPT = ROOT / "benchmarks" / "backlog.py"
 RUN_TIMEOUT_S = 1800  # one loadgen run; its own waits time out well before this
+BACKLOG_IMAGE = "backlog-rss.svg"  # the plot, written beside the document
 
 
 class Broker(Protocol):
@@ -149,31 +168,73 @@ def run_all(
     return results
 
 
-def parse_args() -> argparse.Namespace:
+def run_backlog(
+    messages: int, brokers: list[str], runs: int, base_dir: str, work_dir: Path
+) -> dict[str, BacklogOutcome]:
+    """``backlog.py`` ``runs`` times against each broker, interleaved like ``run_all``. It
+    starts, restarts and stops its broker itself; its steps time out on their own, well
+    before the bound here (five times the longest a step may take, by its default)."""
+    args = backlog_args(messages)
+    timeout = 5 * (60 + messages / 2000) + 300
+    outcomes = {broker: BacklogOutcome([], []) for broker in brokers}
+    for run in range(1, runs + 1):
+        for broker in brokers if run % 2 else brokers[::-1]:
+            json_path = work_dir / f"backlog-{broker}-{run}.json"
+            command = [sys.executable, str(BACKLOG_SCRIPT), "--broker", broker.lower(), *args]
+            command += ["--base-dir", base_dir, "--json", str(json_path)]
+            started = time.monotonic()
+            try:
+                try:
+                    done = subprocess.run(
+                        command, capture_output=True, text=True, timeout=timeout, check=False
+                    )
+                except subprocess.TimeoutExpired as expired:
+                    raise RunFailed(f"no result within {timeout:.0f} s") from expired
+                if done.returncode != 0 or not json_path.exists():
+                    output = done.stderr.strip() or done.stdout.strip() or "no output"
+                    raise RunFailed(f"exit code {done.returncode}: {output.splitlines()[-1]}")
+            except RunFailed as failure:
+                line = f"FAILED: {failure}"
+                outcomes[broker].failures.append(f"run {run}: {' '.join(line.split())[:300]}")
+            else:
+                record = json.loads(json_path.read_text().splitlines()[-1])
+                outcomes[broker].runs.append(BacklogResult.from_json(record))
+                line = done.stdout.strip().splitlines()[-1]
+            took = time.monotonic() - started
+            print(f"[run {run}/{runs}] backlog  {line}  ({took:.0f} s)", flush=True)
+    return outcomes
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    names = [case.name for case in comparison_cases(quick=False)]
+    cases = [case.name for case in comparison_cases(quick=False)]
+    names = [*cases, BACKLOG]
     parser.add_argument("--runs", type=int, default=3, help="runs per scenario and broker")
     parser.add_argument("--quick", action="store_true", help=f"1/{QUICK} of the messages")
-    parser.add_argument("--only", default=",".join(names), help="comma-separated scenarios")
+    parser.add_argument(
+        "--only",
+        default=",".join(cases),
+        help=f"comma-separated scenarios (default: all but {BACKLOG}, which takes hours)",
+    )
+    parser.add_argument(
+        "--messages",
+        type=int,
+        default=BACKLOG_MESSAGES,
+        help=f"{BACKLOG}: messages waiting at the end of the fill",
+    )
     parser.add_argument("--no-rabbitmq", action="store_true", help="measure buzon alone")
     parser.add_argument("--scaling", action="store_true", help="also buzon's scaling tables")
     parser.add_argument("--output", default=str(ROOT / "docs" / "performance.md"))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error("--runs must be at least 1")
+    if (args.messages // QUICK if args.quick else args.messages) < 1:
+        parser.error(f"--messages {args.messages} leaves no message to send")
     args.only = [name.strip() for name in args.only.split(",") if name.strip()]
     unknown = sorted(set(args.only) - set(names))
     if unknown:
         parser.error(f"unknown scenario(s) {', '.join(unknown)}; choose from {', '.join(names)}")
     return args
-
-
-def disk_dir() -> str:
-    """Where brokers keep their data: the temporary directory unless it is in memory."""
-    base = tempfile.gettempdir()
-    if machine.fs_type(base) in {"tmpfs", "ramfs"}:
-        base = str(ROOT.parent)
-    return base
 
 
 def rabbitmq_broker(args: argparse.Namespace, base_dir: str) -> tuple[RabbitMQ | None, str]:
@@ -189,19 +250,32 @@ def main() -> None:
     args = parse_args()
     raise_file_limit()  # the brokers inherit it: idle connections need a descriptor each
     started, clock = datetime.now().astimezone(), time.monotonic()
-    base_dir = disk_dir()
+    base_dir = machine.disk_dir()
     rabbit, absent = rabbitmq_broker(args, base_dir)
     brokers: list[Broker] = [Buzon(base_dir), *([rabbit] if rabbit else [])]
     print(f"measuring buzon alone: RabbitMQ {absent}" if absent else "buzon and RabbitMQ")
     cases = [case for case in comparison_cases(args.quick) if case.name in args.only]
     axes = scaling_axes(args.quick) if args.scaling else []
+    backlog = args.messages // QUICK if args.quick else args.messages
     with tempfile.TemporaryDirectory(prefix="compare-runs-") as work:
         results = run_all(cases, brokers, args.runs, Path(work))
+        backlogs = (
+            run_backlog(backlog, [b.name for b in brokers], args.runs, base_dir, Path(work))
+            if BACKLOG in args.only
+            else {}
+        )
         for axis in axes:
             print(f"scaling: {axis.title}", flush=True)
             axis_cases = [case for _, case in axis.points]
             results.update(run_all(axis_cases, [Buzon(base_dir)], args.runs, Path(work)))
     node = rabbit.node if rabbit else None
+    theirs = backlogs[RABBITMQ].runs if RABBITMQ in backlogs else []
+    if node is None and theirs:  # RabbitMQ ran the backlog only: its versions from there
+        node = rabbitmq.Node(0, 0, theirs[0].version, theirs[0].erlang)
+    output = Path(args.output)
+    firsts = [outcome.runs[0] for outcome in backlogs.values() if outcome.runs]
+    if firsts:
+        (output.parent / BACKLOG_IMAGE).write_text(rss_svg(firsts, backlog))
     report = Report(
         command=shlex.join(["python", "benchmarks/compare.py", *sys.argv[1:]]),
         runs=args.runs,
@@ -214,9 +288,13 @@ def main() -> None:
         machine=machine.facts(base_dir, node),
         started=started,
         elapsed_s=time.monotonic() - clock,
+        backlog=backlogs,
+        backlog_messages=backlog,
+        backlog_args=backlog_args(backlog),
+        backlog_image=BACKLOG_IMAGE,
     )
-    Path(args.output).write_text(render(report))
-    print(f"wrote {args.output} in {report.elapsed_s / 60:.1f} minutes")
+    output.write_text(render(report))
+    print(f"wrote {output} in {report.elapsed_s / 60:.1f} minutes")
 
 
 if __name__ == "__main__":

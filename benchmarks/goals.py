@@ -10,6 +10,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from cases import MIB, Case, Outcome
 from stomp_load import Result
@@ -80,6 +81,7 @@ def comparison_rows(cases: list[Case], results: dict[tuple[str, str], Outcome]) 
 
     rows = [
         Row("queue", "delivered msgs/s", rate, 0, "≥ 2x RabbitMQ", at_least_times(2)),
+        Row("queue-defaults", "delivered msgs/s", rate, 0, "≥ 2x RabbitMQ", at_least_times(2)),
         Row("fanout", "deliveries/s", rate, 0, "≥ 4x RabbitMQ", at_least_times(4)),
         Row(
             "latency",
@@ -133,12 +135,22 @@ def comparison_rows(cases: list[Case], results: dict[tuple[str, str], Outcome]) 
     return [row for row in rows if row.case in names]
 
 
-def verdict(row: Row, ours: float | None, theirs: float | None) -> str:
+class Judged(Protocol):
+    """A row with a goal: this table's, or the backlog section's."""
+
+    @property
+    def judge(self) -> Judge: ...
+
+    @property
+    def lower_is_better(self) -> bool: ...
+
+
+def verdict(row: Judged, ours: float | None, theirs: float | None) -> str:
     met = "no buzon run" if ours is None else row.judge(ours, theirs)
     return f"n/a ({met})" if isinstance(met, str) else "yes" if met else "**no**"
 
 
-def ratio(row: Row, ours: float | None, theirs: float | None) -> str:
+def ratio(row: Judged, ours: float | None, theirs: float | None) -> str:
     """buzon's median over RabbitMQ's; where lower is better, which one is better."""
     if ours is None or not theirs:
         return "-"

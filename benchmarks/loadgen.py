@@ -39,13 +39,16 @@ import json
 import os
 import re
 import resource
+import select
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import httpx
 
@@ -233,11 +236,11 @@ def serve_command(storage: str, data_dir: str, connections: int) -> list[str]:
     ]
 
 
-def start_broker(
-    storage: str, data_dir: str, connections: int, host: str = "127.0.0.1"
-) -> tuple[subprocess.Popen[str], Target]:
-    """Start ``serve_command``; its admin logs in with a bearer token (one argon2 check in
-    all, however many connections the scenario opens)."""
+def spawn_broker(
+    storage: str, data_dir: str, connections: int, timeout: float = 60
+) -> tuple[subprocess.Popen[str], int, str]:
+    """Start ``serve_command``; return it, its STOMP port and its API's URL once it has
+    printed them (within ``timeout`` seconds, else it is killed)."""
     env = {"BUZON_ADMIN_PASSWORD": PASSWORD, "BUZON_LOG_LEVEL": "warning"}
     process = subprocess.Popen(
         serve_command(storage, data_dir, connections),
@@ -246,22 +249,49 @@ def start_broker(
         env={**os.environ, **env},
     )
     assert process.stdout is not None
+    # read the pipe's bytes directly, so that the wait is bounded (a text-mode line read
+    # would block for as long as the broker prints nothing)
+    fd, printed = process.stdout.fileno(), b""
+    deadline = time.monotonic() + timeout
     try:
-        for line in process.stdout:
-            found = re.search(r"stomp://[^:]+:(\d+)\s+(http://\S+/api/v1)", line)
+        while (remaining := deadline - time.monotonic()) > 0:
+            if not select.select([fd], [], [], remaining)[0]:
+                continue
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                raise SystemExit(f"broker exited before it listened: {printed.decode()[-500:]}")
+            printed += chunk
+            found = re.search(rb"stomp://[^:]+:(\d+)\s+(http://\S+/api/v1)", printed)
             if found:
-                response = httpx.post(
-                    f"{found.group(2)}/sessions",
-                    json={"username": "admin", "password": PASSWORD},
-                )
-                response.raise_for_status()
-                who = Login("admin", response.json()["token"])
-                return process, Target(host, int(found.group(1)), process.pid, who)
-        raise SystemExit("broker did not start")
+                return process, int(found.group(1)), found.group(2).decode()
+        raise SystemExit(f"broker did not print its addresses within {timeout:.0f} s")
     except BaseException:
         process.kill()
         process.wait()
         raise
+
+
+def start_broker(
+    storage: str, data_dir: str, connections: int, host: str = "127.0.0.1", timeout: float = 60
+) -> tuple[subprocess.Popen[str], Target]:
+    """``spawn_broker``, then its admin logs in with a bearer token (one argon2 check in
+    all, however many connections the scenario opens)."""
+    process, port, api = spawn_broker(storage, data_dir, connections, timeout)
+    try:
+        return process, Target(host, port, process.pid, token_login(api))
+    except BaseException:
+        process.kill()
+        process.wait()
+        raise
+
+
+def token_login(api: str) -> Login:
+    """The admin's STOMP login: a bearer token from the HTTP API at ``api``."""
+    response = httpx.post(
+        f"{api}/sessions", json={"username": "admin", "password": PASSWORD}, timeout=30
+    )
+    response.raise_for_status()
+    return Login("admin", response.json()["token"])
 
 
 def parse_args() -> argparse.Namespace:
@@ -364,15 +394,16 @@ def raise_file_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def run_loop() -> None:
+def run_loop(entry: Callable[[], Coroutine[Any, Any, None]] = main) -> None:
+    """Run ``entry`` (this load generator's ``main`` unless given) on uvloop if installed."""
     raise_file_limit()
     tune_allocator()  # as buzon serve does: large messages must not make the kernel the limit
     try:
         import uvloop
-
-        uvloop.run(main())
     except ImportError:
-        asyncio.run(main())
+        asyncio.run(entry())
+    else:
+        uvloop.run(entry())
 
 
 if __name__ == "__main__":

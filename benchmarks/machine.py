@@ -8,6 +8,7 @@ import importlib.metadata
 import os
 import platform
 import subprocess
+import tempfile
 from pathlib import Path
 
 import rabbitmq
@@ -24,6 +25,15 @@ def fs_type(path: str) -> str:
             if inside and len(mount_point) >= len(best):
                 best, kind = mount_point, fstype
     return kind
+
+
+def disk_dir() -> str:
+    """Where brokers keep their data: the temporary directory unless it is in memory (then
+    the directory above the checkout)."""
+    base = tempfile.gettempdir()
+    if fs_type(base) in {"tmpfs", "ramfs"}:
+        base = str(Path(__file__).resolve().parents[2])
+    return base
 
 
 def first_value(path: str, key: str) -> str:

@@ -86,9 +86,9 @@ def processes(name: str) -> dict[int, bytes]:
     return found
 
 
-def stomp_ready(port: int) -> bool:
-    """True once the STOMP listener answers a CONNECT with CONNECTED."""
-    login, passcode = LOGIN
+def stomp_ready(port: int, who: tuple[str, str] = LOGIN) -> bool:
+    """True once the STOMP listener answers a CONNECT (as ``who``) with CONNECTED."""
+    login, passcode = who
     connect = f"CONNECT\naccept-version:1.2\nhost:/\nlogin:{login}\npasscode:{passcode}\n\n\x00"
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
@@ -160,45 +160,83 @@ def stop_pid(pid: int, timeout: float = 30) -> None:
             wait_gone(pid, 5)
 
 
-@contextlib.contextmanager
-def private_node(base_dir: str, timeout: float = 90) -> Iterator[Node]:
-    """Start a node with its state under ``base_dir``; stop it and delete that state after."""
-    home = Path(tempfile.mkdtemp(prefix="rabbitmq-bench-", dir=base_dir))
+@dataclass(frozen=True)
+class Home:
+    """A node's directory, environment and STOMP port: all a restart of it needs."""
+
+    path: Path
+    env: dict[str, str]
+    stomp_port: int
+
+
+def make_home(base_dir: str) -> Home:
+    path = Path(tempfile.mkdtemp(prefix="rabbitmq-bench-", dir=base_dir))
     stomp_port = free_port()
-    env = write_config(home, free_port(), stomp_port)
-    epmd_before = set(processes("epmd"))
-    stdout_path = home / "stdout.log"
-    with open(stdout_path, "w") as stdout:
+    return Home(path, write_config(path, free_port(), stomp_port), stomp_port)
+
+
+def launch(home: Home, timeout: float = 90) -> tuple[subprocess.Popen[bytes], Node]:
+    """Run the start script on ``home``; return once the node answers a STOMP CONNECT.
+    A node that does not come up within ``timeout`` seconds is stopped."""
+    stdout_path = home.path / "stdout.log"
+    started_at = stdout_path.stat().st_size if stdout_path.exists() else 0
+    with open(stdout_path, "a") as stdout:  # a restart appends to the first start's log
         wrapper = subprocess.Popen(
             [str(SERVER)],
-            env={**os.environ, **env},
-            cwd=home,
+            env={**os.environ, **home.env},
+            cwd=home.path,
             stdout=stdout,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # a Ctrl-C in the terminal goes to the runner only
         )
-    beam_pid = None
     try:
         deadline = time.monotonic() + timeout
-        while not stomp_ready(stomp_port):
+        while not stomp_ready(home.stomp_port):
             if wrapper.poll() is not None or time.monotonic() > deadline:
-                tail = stdout_path.read_text()[-2000:]
+                tail = stdout_path.read_text()[started_at:][-2000:]
                 raise StartFailed(
-                    f"RabbitMQ did not accept a STOMP CONNECT on port {stomp_port} within"
+                    f"RabbitMQ did not accept a STOMP CONNECT on port {home.stomp_port} within"
                     f" {timeout:.0f} s (start script exit code {wrapper.poll()}):\n{tail}"
                 )
-            time.sleep(0.2)
-        beam_pid = find_beam(home)
-        version, erlang = banner_versions(stdout_path.read_text())
-        yield Node(stomp_port, beam_pid, version, erlang)
+            time.sleep(0.05)
+        version, erlang = banner_versions(stdout_path.read_text()[started_at:])
+        return wrapper, Node(home.stomp_port, find_beam(home.path), version, erlang)
+    except BaseException:
+        halt(wrapper, None)
+        raise
+
+
+def halt(wrapper: subprocess.Popen[bytes], beam_pid: int | None) -> None:
+    """Stop a node's ``beam.smp`` (SIGTERM, then SIGKILL), then its start script; a start
+    that failed half-way, with no beam found, loses its whole process group."""
+    if beam_pid is not None:
+        stop_pid(beam_pid)
+    try:
+        wrapper.wait(10 if beam_pid else 0)
+    except subprocess.TimeoutExpired:
+        os.killpg(wrapper.pid, signal.SIGKILL)
+        wrapper.wait()
+
+
+@contextlib.contextmanager
+def node_home(base_dir: str) -> Iterator[Home]:
+    """A fresh home under ``base_dir``; deleted after, with any ``epmd`` started meanwhile."""
+    home = make_home(base_dir)
+    epmd_before = set(processes("epmd"))
+    try:
+        yield home
     finally:
-        if beam_pid is not None:
-            stop_pid(beam_pid)
-        try:
-            wrapper.wait(10 if beam_pid else 0)
-        except subprocess.TimeoutExpired:  # a start that failed half-way: its whole group
-            os.killpg(wrapper.pid, signal.SIGKILL)
-            wrapper.wait()
         for epmd in set(processes("epmd")) - epmd_before:
             stop_pid(epmd, 5)
-        shutil.rmtree(home, ignore_errors=True)
+        shutil.rmtree(home.path, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def private_node(base_dir: str, timeout: float = 90) -> Iterator[Node]:
+    """Start a node with its state under ``base_dir``; stop it and delete that state after."""
+    with node_home(base_dir) as home:
+        wrapper, node = launch(home, timeout)
+        try:
+            yield node
+        finally:
+            halt(wrapper, node.beam_pid)

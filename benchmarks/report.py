@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
-from cases import QUICK, Axis, Case, Outcome
+from backlog_report import BacklogOutcome, section
+from cases import BACKLOG_MESSAGES, QUICK, Axis, Case, Outcome
 from goals import BUZON, RABBITMQ, Metric, comparison_rows, median, ratio, verdict
 from loadgen import PASSWORD, SPARE_CONNECTIONS, serve_command
 from rabbitmq import CONFIG, INSTALL, SERVER, Node
@@ -34,6 +35,12 @@ class Report:
     machine: list[tuple[str, str]]
     started: datetime
     elapsed_s: float
+    # the backlog scenario, when it ran: its outcome per broker, its messages, the
+    # arguments every run got and the file name of its plot (beside the document)
+    backlog: dict[str, BacklogOutcome] = field(default_factory=dict)
+    backlog_messages: int = 0
+    backlog_args: list[str] = field(default_factory=list)
+    backlog_image: str = ""
 
 
 def plural(count: int, noun: str) -> str:
@@ -192,7 +199,8 @@ def commands(report: Report) -> list[str]:
         "Every run starts a fresh broker and stops it afterwards:",
         "",
         f"- buzon: `{env} python {shlex.join(serve)}`, where `STORAGE` is `sqlite` for the"
-        " persistent scenarios and `memory` for the others, and `CONNECTIONS` is"
+        " persistent scenarios, the backlog and the one with each broker's defaults, and"
+        " `memory` for the others, and `CONNECTIONS` is"
         f" {SPARE_CONNECTIONS} more than the scenario opens. The load generator logs in over"
         " HTTP once and uses the token as its STOMP passcode.",
     ]
@@ -204,6 +212,8 @@ def commands(report: Report) -> list[str]:
             f" configuration, on free ports: `{config}`. Its CPU and memory are those of its"
             " `beam.smp` process."
         )
+    if not all_cases(report):
+        return lines
     lines += [
         "",
         "Each scenario, once per run and broker (`PORT` and `PID` are the broker's; `LOGIN`"
@@ -261,7 +271,42 @@ def render(report: Report) -> str:
     lines = intro(report)
     lines += ["", "## Machine", "", "| | |", "|---|---|"]
     lines += [f"| {name} | {value} |" for name, value in report.machine]
-    lines += ["", "## buzon and RabbitMQ", ""]
+    if report.cases:
+        lines += ["", *tables(report)]
+    if report.backlog:
+        lines += ["", *backlog_section(report)]
+    if report.axes:
+        lines += ["", *scaling(report)]
+    failures = [
+        f"- {name}, {broker}: {reason}"
+        for (name, broker), outcome in report.results.items()
+        for reason in outcome.failures
+    ]
+    failures += [
+        f"- backlog, {broker}: {reason}"
+        for broker, outcome in report.backlog.items()
+        for reason in outcome.failures
+    ]
+    if failures:
+        lines += ["", "## Failed runs", "", *failures]
+    lines += ["", *commands(report), "", *reproduce()]
+    return "\n".join(lines) + "\n"
+
+
+def backlog_section(report: Report) -> list[str]:
+    return section(
+        report.backlog,
+        report.backlog_messages,
+        report.command,
+        report.backlog_args,
+        report.backlog_image,
+        report.rabbitmq_absent,
+    )
+
+
+def tables(report: Report) -> list[str]:
+    """The comparison of the scenarios run through the load generator."""
+    lines = ["## buzon and RabbitMQ", ""]
     if report.rabbitmq_absent:
         lines += [f"RabbitMQ was not run: {report.rabbitmq_absent}.", ""]
     lines += [
@@ -284,17 +329,7 @@ def render(report: Report) -> str:
         "",
         *memory_table(report),
     ]
-    if report.axes:
-        lines += ["", *scaling(report)]
-    failures = [
-        f"- {name}, {broker}: {reason}"
-        for (name, broker), outcome in report.results.items()
-        for reason in outcome.failures
-    ]
-    if failures:
-        lines += ["", "## Failed runs", "", *failures]
-    lines += ["", *commands(report), "", *reproduce()]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def reproduce() -> list[str]:
@@ -312,5 +347,7 @@ def reproduce() -> list[str]:
         "",
         "Without RabbitMQ installed, or with `--no-rabbitmq`, the runner measures buzon alone."
         f" `--quick` divides message and connection counts by {QUICK} (a smoke test, not a"
-        " measurement); `--only queue,latency` picks scenarios.",
+        " measurement); `--only queue,latency` picks scenarios. The backlog scenario runs only"
+        " when picked: `--only backlog --messages 1000000` (the default is"
+        f" {BACKLOG_MESSAGES:,} messages, and a run of it takes hours).",
     ]

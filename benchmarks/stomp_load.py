@@ -201,8 +201,10 @@ async def produce(
     size: int,
     receipt_every: int,
     window: int,
+    stall: float | None = None,
 ) -> None:
-    """Send ``count`` messages, keeping at most ``window`` receipts outstanding."""
+    """Send ``count`` messages, keeping at most ``window`` receipts outstanding; with
+    ``stall``, a receipt that takes longer than that many seconds raises TimeoutError."""
     assert client.transport is not None
     body = b"x" * size
     outstanding = 0
@@ -219,10 +221,10 @@ async def produce(
             batch.clear()
             outstanding += 1
             while outstanding >= window:
-                await client.receipts.get()
+                await asyncio.wait_for(client.receipts.get(), stall)
                 outstanding -= 1
     while outstanding:
-        await client.receipts.get()
+        await asyncio.wait_for(client.receipts.get(), stall)
         outstanding -= 1
 
 
