@@ -5,11 +5,12 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-
 MAX_BACKLOG_WINDOW = 1_000_000
 """The largest backlog window (messages): beyond it, paging no longer bounds memory much."""
 MAX_BACKLOG_WINDOW_BYTES = 1024 * 1024 * 1024
 """The largest backlog window in bytes (1 GiB)."""
+DEFAULT_BACKLOG_WINDOW = 10_000
+DEFAULT_BACKLOG_WINDOW_BYTES = 8 * 1024 * 1024
 
 
 class SlowConsumerPolicy(enum.StrEnum):
@@ -81,8 +82,8 @@ class BrokerConfig:
     max_transaction_operations: int = 10_000
     auto_create: bool = True
     durable_backlog_max: int = 10_000
-    backlog_window: int = 10_000
-    backlog_window_bytes: int = 8 * 1024 * 1024
+    backlog_window: int = DEFAULT_BACKLOG_WINDOW
+    backlog_window_bytes: int = DEFAULT_BACKLOG_WINDOW_BYTES
 
     def __post_init__(self) -> None:
         for name in (

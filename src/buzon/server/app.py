@@ -21,7 +21,7 @@ from buzon.auth.users import check_password, check_username
 from buzon.broker import Broker, BrokerConfig, SlowConsumerPolicy
 from buzon.errors import BuzonError, ErrorCode
 from buzon.server.close_reasons import CloseReason
-from buzon.server.config import ListenError, Settings
+from buzon.server.config import ListenError, Settings, disk_floor
 from buzon.server.context import ServerContext
 from buzon.server.durable import until_durable
 from buzon.server.http.app import build_app
@@ -44,6 +44,7 @@ GENERATED_PASSWORD_BYTES = 24
 # Housekeeping periods, in seconds.
 LEASE_CHECK_PERIOD = 0.25
 EXPIRY_CHECK_PERIOD = 1.0  # expired messages are never delivered; the sweep frees them
+DISK_CHECK_PERIOD = 1.0  # a full disk stops persistent publishes within this
 RATE_SAMPLE_PERIOD = 1.0
 TOKEN_PURGE_PERIOD = 3600.0
 # Logins changed by another process (``buzon user set-password``) close within this.
@@ -60,6 +61,8 @@ def broker_config(settings: Settings) -> BrokerConfig:
         channel_max_pending=settings.channel_max_pending,
         slow_consumer_policy=SlowConsumerPolicy(settings.slow_consumer_policy),
         auto_create=settings.auto_create,
+        backlog_window=settings.backlog_window,
+        backlog_window_bytes=settings.backlog_window_bytes,
     )
 
 
@@ -100,7 +103,8 @@ class BuzonServer:
         )
         keys = AccessKeys(hasher)
         # a store that forgets everything at exit is not worth logging messages to
-        broker = Broker(broker_config(settings), log=store if store.durable else None)
+        durable = store if store.durable else None
+        broker = Broker(broker_config(settings), log=durable, pager=durable)
         self._ctx = ServerContext(
             settings=settings,
             store=store,
@@ -213,6 +217,7 @@ class BuzonServer:
         self._housekeeping = [
             loop.create_task(self._every(LEASE_CHECK_PERIOD, self._expire_leases)),
             loop.create_task(self._every(EXPIRY_CHECK_PERIOD, self._expire_messages)),
+            loop.create_task(self._every(DISK_CHECK_PERIOD, self._check_disk)),
             loop.create_task(self._every(RATE_SAMPLE_PERIOD, self._sample_rates)),
             loop.create_task(self._every(TOKEN_PURGE_PERIOD, self._purge_tokens)),
             loop.create_task(self._every(REVALIDATE_PERIOD, self._revalidate_logins)),
@@ -249,10 +254,18 @@ class BuzonServer:
         settings = self.settings
         await ctx.store.open()
         await ctx.resources.restore()
-        recovered = ctx.broker.recover(await ctx.store.messages(), ctx.store.opened_cleanly)
-        if recovered:
+        found = await ctx.store.backlogs(settings.backlog_window, settings.backlog_window_bytes)
+        recovered = ctx.broker.restore(found, ctx.store.opened_cleanly)
+        if found:
             shutdown = "clean" if ctx.store.opened_cleanly else "unclean (marked redelivered)"
-            log.info("recovered %d stored messages after a %s shutdown", recovered, shutdown)
+            log.info(
+                "restored %d queues with stored messages (%d in memory, the rest counted in"
+                " the background) after a %s shutdown",
+                len(found),
+                recovered,
+                shutdown,
+            )
+        self._check_disk()
         password = settings.admin_password
         if await ctx.store.user_by_name(settings.admin_user) is None:
             if password is None:
@@ -359,6 +372,28 @@ class BuzonServer:
 
     def _expire_messages(self) -> None:
         self._ctx.broker.expire_messages(time.time())
+
+    def _check_disk(self) -> None:
+        """Refuse persistent publishes while the store's volume is below its floor, and
+        accept them again, by itself, once space returns."""
+        ctx = self._ctx
+        space = ctx.store.free_space()
+        if space is None:
+            return
+        free, total = space
+        floor = disk_floor(self.settings.min_free_disk, total)
+        full = free < floor
+        if full != ctx.broker.storage_full:
+            ctx.broker.storage_full = full
+            if full:
+                log.warning(
+                    "free disk %d bytes is under the floor of %d: persistent publishes get"
+                    " ERROR storage full until space is freed",
+                    free,
+                    floor,
+                )
+            else:
+                log.info("free disk %d bytes is above the floor again: publishing resumes", free)
 
     def _sample_rates(self) -> None:
         stats = self._ctx.broker.statistics()

@@ -18,6 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from buzon.broker import SlowConsumerPolicy
+from buzon.broker.config import (
+    DEFAULT_BACKLOG_WINDOW,
+    DEFAULT_BACKLOG_WINDOW_BYTES,
+    MAX_BACKLOG_WINDOW,
+    MAX_BACKLOG_WINDOW_BYTES,
+)
 from buzon.errors import BuzonError, ErrorCode
 
 
@@ -87,6 +93,9 @@ class Settings:
     http_max_body: int = 16 * 1024 * 1024
     ws_origins: tuple[str, ...] = ()
     max_queued_bytes: int = 512 * 1024 * 1024
+    backlog_window: int = DEFAULT_BACKLOG_WINDOW
+    backlog_window_bytes: int = DEFAULT_BACKLOG_WINDOW_BYTES
+    min_free_disk: str = "auto"
     default_prefetch: int = 100
     channel_max_pending: int = 10_000
     slow_consumer_policy: str = SlowConsumerPolicy.DISCONNECT.value
@@ -149,6 +158,48 @@ def _positive_float(text: str) -> float:
     if not value > 0:
         raise ValueError("must be more than 0")
     return value
+
+
+def _bounded_int(most: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = int(text)
+        if not 1 <= value <= most:
+            raise ValueError(f"must be 1..{most}")
+        return value
+
+    return parse
+
+
+def _disk_floor(text: str) -> str:
+    """``auto``, a number of bytes, or a percentage of the volume (``5%``)."""
+    value = text.strip().lower()
+    if value == "auto":
+        return value
+    number = value.removesuffix("%")
+    try:
+        amount = float(number) if value.endswith("%") else int(number)
+    except ValueError:
+        raise ValueError("must be auto, a number of bytes or a percentage like 5%") from None
+    if value.endswith("%") and not 0 <= amount < 100:
+        raise ValueError("a percentage must be 0 or more and under 100")
+    if amount < 0:
+        raise ValueError("must be 0 or more")
+    return value
+
+
+AUTO_FLOOR_BYTES = 1024 * 1024 * 1024
+AUTO_FLOOR_SHARE = 0.05
+
+
+def disk_floor(setting: str, total: int) -> int:
+    """Free bytes under which persistent publishes are refused, for a volume of ``total``
+    bytes. ``auto``: the smaller of 1 GiB and 5% of the volume (so a small volume is not
+    full from the start, and a large one keeps room for SQLite to finish a checkpoint)."""
+    if setting == "auto":
+        return min(AUTO_FLOOR_BYTES, int(total * AUTO_FLOOR_SHARE))
+    if setting.endswith("%"):
+        return int(total * float(setting[:-1]) / 100)
+    return int(setting)
 
 
 def _log_level(text: str) -> str:
@@ -269,6 +320,22 @@ OPTIONS: tuple[Option, ...] = (
         "max_queued_bytes",
         _positive_int,
         "message bytes all queues may hold; above it publishers are paused until they drain",
+    ),
+    Option(
+        "backlog_window",
+        _bounded_int(MAX_BACKLOG_WINDOW),
+        "waiting messages a durable queue keeps in memory; the rest stay on disk",
+    ),
+    Option(
+        "backlog_window_bytes",
+        _bounded_int(MAX_BACKLOG_WINDOW_BYTES),
+        "body bytes of that window, at most",
+    ),
+    Option(
+        "min_free_disk",
+        _disk_floor,
+        "free disk under which persistent publishes get ERROR storage full: bytes, a"
+        " percentage (5%) or auto",
     ),
     Option("http_max_body", _positive_int, "largest HTTP request body, in bytes"),
     Option(

@@ -104,7 +104,7 @@ class PagedLog(MessageLog, Protocol):
         ...
 
 
-class Store(MessageLog, Protocol):
+class Store(PagedLog, Protocol):
     """Persistence for users, tokens, destinations, durable subscriptions and messages.
 
     Attributes:

@@ -43,7 +43,9 @@ class MemoryStore:
         self._spilled: dict[MessageKey, StoredMessage] = {}
 
     async def open(self) -> None:
-        """Nothing to prepare."""
+        """Forget spilled transient messages, as every store does at start (a memory store
+        opened again within one process, as tests do, behaves like a restarted one)."""
+        self._spilled.clear()
 
     async def close(self) -> None:
         """Nothing to release."""
