@@ -6,7 +6,8 @@ Against one broker it starts itself on a real disk: ``buzon serve --storage sqli
 defaults otherwise), or a private RabbitMQ node with the STOMP plugin (``rabbitmq.py``):
 
 1. fill: with no consumer attached, one producer sends ``--messages`` persistent messages
-   of ``--size`` bytes to one queue (durable on both brokers), pipelined: a receipt every
+   of ``--size`` bytes to one queue (durable on both brokers: RabbitMQ's STOMP plugin declares
+   the queue of a ``persistent:true`` SEND durable), pipelined: a receipt every
    ``--receipt-every`` messages, ``--window`` of them outstanding. The rate runs from the
    first send to the last receipt.
 2. stop: SIGTERM to the broker process, timed until it has exited.
@@ -20,7 +21,8 @@ During the fill and during the drain, ``probe.py`` (a process of its own) sends 
 messages through queues of their own at each of ``--probe-rates`` msgs/s and times each
 send-to-delivery. The broker's resident memory (VmRSS: ``/proc/PID/statm``'s resident field)
 is sampled every 20 ms for each phase's peak and every ``--sample-every`` seconds for the
-plot, restart included.
+plot: across the restart, the old process until it exits, the new one from when it is known
+(buzon: once it prints its addresses; RabbitMQ: once it answers).
 
 Every wait is bounded: a step fails after ``--timeout`` seconds, or when ``--stall`` seconds
 pass without a receipt (fill) or a delivery (drain). The result is printed and, with

@@ -227,7 +227,8 @@ def section(
         f" buzon {versions.get(BUZON, '')} runs `buzon serve --storage sqlite`, its defaults"
         " otherwise; RabbitMQ"
         f" {versions.get(RABBITMQ, '')} keeps a classic durable queue with persistent"
-        f" messages, reached through its STOMP plugin. Medians of {runs} run(s) per broker.",
+        f" messages, reached through its STOMP plugin. Medians of {runs} run"
+        f"{'' if runs == 1 else 's'} per broker.",
         "",
     ]
     if rabbitmq_absent:
