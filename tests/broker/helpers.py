@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from buzon.auth import Principal
 from buzon.broker import AckMode, Broker, Message, Session
 from buzon.errors import ErrorCode, StoreError
-from buzon.store import MessageKey, Role, StoredMessage, Ticket
+from buzon.store import MemoryStore, MessageKey, Role, StoredMessage, Ticket
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,3 +139,49 @@ class HeldLog:
                 ticket.resolve()
             else:
                 ticket.resolve(StoreError(error, "simulated"))
+
+
+class HeldStore:
+    """The memory store, every call held until :meth:`step` runs it (in call order)."""
+
+    def __init__(self) -> None:
+        self.store = MemoryStore()
+        self.held: deque[tuple[Callable[[], Ticket], Ticket]] = deque()
+
+    def _hold(self, call: Callable[[], Ticket]) -> Ticket:
+        ticket = Ticket()
+        self.held.append((call, ticket))
+        return ticket
+
+    def submit(
+        self,
+        appends: Sequence[StoredMessage] = (),
+        removals: Sequence[MessageKey] = (),
+        redelivered: Sequence[MessageKey] = (),
+    ) -> Ticket:
+        return self._hold(lambda: self.store.submit(appends, removals, redelivered))
+
+    def spill(self, messages: Sequence[StoredMessage]) -> Ticket:
+        return self._hold(lambda: self.store.spill(messages))
+
+    def read_page(self, queue_id: str, after: int, upto: int, limit: int, max_bytes: int) -> Ticket:
+        return self._hold(lambda: self.store.read_page(queue_id, after, upto, limit, max_bytes))
+
+    # counts and expiries go two messages at a time, so they take several steps here too
+    def count_tail(self, queue_id: str, after: int, upto: int, limit: int) -> Ticket:
+        return self._hold(lambda: self.store.count_tail(queue_id, after, upto, 2))
+
+    def expire_tail(self, queue_id: str, after: int, upto: int, now: float, limit: int) -> Ticket:
+        return self._hold(lambda: self.store.expire_tail(queue_id, after, upto, now, 2))
+
+    def purge_tail(self, queue_id: str, after: int, upto: int, keep: Sequence[int]) -> Ticket:
+        return self._hold(lambda: self.store.purge_tail(queue_id, after, upto, keep))
+
+    def step(self) -> None:
+        call, ticket = self.held.popleft()
+        done = call()
+        ticket.resolve(done.error, done.result)
+
+    def flush(self) -> None:
+        while self.held:
+            self.step()

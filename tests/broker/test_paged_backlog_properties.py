@@ -16,8 +16,6 @@ a live message waits (nothing is stranded in the tail).
 from __future__ import annotations
 
 import asyncio
-from collections import deque
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from hypothesis import HealthCheck, settings
@@ -26,56 +24,11 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from buzon.broker import AckMode, Broker, BrokerConfig
 from buzon.broker.destinations import new_record
-from buzon.store import DestinationKind, MemoryStore, MessageKey, StoredMessage, Ticket
-from tests.broker.helpers import Peer, open_peer
+from buzon.store import DestinationKind
+from tests.broker.helpers import HeldStore, Peer, open_peer
 
 Q = "/queue/paged"
 PREFETCH = 2
-
-
-class HeldStore:
-    """The memory store, every call held until :meth:`step` runs it (in call order)."""
-
-    def __init__(self) -> None:
-        self.store = MemoryStore()
-        self.held: deque[tuple[Callable[[], Ticket], Ticket]] = deque()
-
-    def _hold(self, call: Callable[[], Ticket]) -> Ticket:
-        ticket = Ticket()
-        self.held.append((call, ticket))
-        return ticket
-
-    def submit(
-        self,
-        appends: Sequence[StoredMessage] = (),
-        removals: Sequence[MessageKey] = (),
-        redelivered: Sequence[MessageKey] = (),
-    ) -> Ticket:
-        return self._hold(lambda: self.store.submit(appends, removals, redelivered))
-
-    def spill(self, messages: Sequence[StoredMessage]) -> Ticket:
-        return self._hold(lambda: self.store.spill(messages))
-
-    def read_page(self, queue_id: str, after: int, upto: int, limit: int, max_bytes: int) -> Ticket:
-        return self._hold(lambda: self.store.read_page(queue_id, after, upto, limit, max_bytes))
-
-    def count_tail(self, queue_id: str, after: int, upto: int, limit: int) -> Ticket:
-        return self._hold(lambda: self.store.count_tail(queue_id, after, upto, 2))
-
-    def expire_tail(self, queue_id: str, after: int, upto: int, now: float, limit: int) -> Ticket:
-        return self._hold(lambda: self.store.expire_tail(queue_id, after, upto, now, 2))
-
-    def purge_tail(self, queue_id: str, after: int, upto: int, keep: Sequence[int]) -> Ticket:
-        return self._hold(lambda: self.store.purge_tail(queue_id, after, upto, keep))
-
-    def step(self) -> None:
-        call, ticket = self.held.popleft()
-        done = call()
-        ticket.resolve(done.error, done.result)
-
-    def flush(self) -> None:
-        while self.held:
-            self.step()
 
 
 class Clock:

@@ -27,10 +27,14 @@ PASSWORD = "durability-pass-1"
 Q = "/queue/safe"
 
 
+# a window of a few messages makes the broker page all the time (a backlog bigger than RAM)
+TINY_WINDOW = ("--backlog-window", "3")
+
+
 @contextlib.contextmanager
-def broker(data_dir: Path) -> Iterator[BrokerProcess]:
+def broker(data_dir: Path, *args: str) -> Iterator[BrokerProcess]:
     with broker_process(
-        "--data-dir", str(data_dir), env={"BUZON_ADMIN_PASSWORD": PASSWORD}
+        "--data-dir", str(data_dir), *args, env={"BUZON_ADMIN_PASSWORD": PASSWORD}
     ) as process:
         yield process
 
@@ -105,11 +109,12 @@ async def until_broken(*work: asyncio.Future[None] | asyncio.Task[None]) -> None
             raise result
 
 
+@pytest.mark.parametrize("window", [(), TINY_WINDOW], ids=["default-window", "tiny-window"])
 async def test_kill_9_during_publishing_and_acking_loses_nothing_confirmed(
-    tmp_path: Path,
+    tmp_path: Path, window: tuple[str, ...]
 ) -> None:
     ledger = Ledger()
-    with broker(tmp_path) as process:
+    with broker(tmp_path, *window) as process:
         busy = asyncio.Event()  # set once enough was confirmed and acked: then kill
         ledger.on_progress = lambda: len(ledger.confirmed) >= 1_000 and len(ledger.acked) >= 200
         ledger.progressed = busy
@@ -120,20 +125,54 @@ async def test_kill_9_during_publishing_and_acking_loses_nothing_confirmed(
         process.process.wait(10)
         await until_broken(producing, consuming)
     assert integrity(tmp_path) == "ok"
-    with broker(tmp_path) as process:
+    with broker(tmp_path, *window) as process:
         await consume(process, ledger, idle=1)
     assert violations(ledger) == [], summary(ledger)
     assert summary(ledger)["lost"] == 0
     assert ledger.confirmed  # the run did confirm messages before the kill
 
 
-async def test_a_clean_restart_keeps_everything_confirmed_in_order(tmp_path: Path) -> None:
+async def test_kill_9_while_a_paged_backlog_fills_and_while_it_drains(tmp_path: Path) -> None:
+    """No consumer while 3,000 messages go in (all but 3 of them only on disk); kill -9
+    during the fill, then again while it drains; the rest comes out in order."""
     ledger = Ledger()
-    with broker(tmp_path) as process:
+    with broker(tmp_path, *TINY_WINDOW) as process:
+        filled = asyncio.Event()
+        ledger.on_progress = lambda: len(ledger.confirmed) >= 1_500
+        ledger.progressed = filled
+        producing = asyncio.ensure_future(produce(process, ledger, "p", 3_000))
+        await asyncio.wait_for(filled.wait(), 30)
+        process.process.send_signal(signal.SIGKILL)
+        process.process.wait(10)
+        await until_broken(producing)
+    with broker(tmp_path, *TINY_WINDOW) as process:
+        drained = asyncio.Event()
+        ledger.on_progress = lambda: len(ledger.acked) >= 500
+        ledger.progressed = drained
+        consuming = asyncio.ensure_future(consume(process, ledger, idle=5))
+        await asyncio.wait_for(drained.wait(), 30)
+        process.process.send_signal(signal.SIGKILL)
+        process.process.wait(10)
+        await until_broken(consuming)
+    assert integrity(tmp_path) == "ok"
+    with broker(tmp_path, *TINY_WINDOW) as process:
+        await consume(process, ledger, idle=1)
+    assert violations(ledger) == [], summary(ledger)
+    assert summary(ledger)["lost"] == 0
+    first_time = [body for body, again in ledger.deliveries if not again]
+    assert first_time == sorted(first_time, key=lambda body: int(body.split("-")[1]))
+
+
+@pytest.mark.parametrize("window", [(), TINY_WINDOW], ids=["default-window", "tiny-window"])
+async def test_a_clean_restart_keeps_everything_confirmed_in_order(
+    tmp_path: Path, window: tuple[str, ...]
+) -> None:
+    ledger = Ledger()
+    with broker(tmp_path, *window) as process:
         await produce(process, ledger, "p", 300)
         assert process.stop(signal.SIGTERM) == 0
     assert integrity(tmp_path) == "ok"
-    with broker(tmp_path) as process:
+    with broker(tmp_path, *window) as process:
         await consume(process, ledger, idle=1)
     assert violations(ledger) == [], summary(ledger)
     assert [body for body, _ in ledger.deliveries] == ledger.published

@@ -179,9 +179,12 @@ class PagedBacklog(MemoryBacklog):
     # -- handing out ---------------------------------------------------------------------
 
     def pop(self) -> Message | None:
+        if not self.resident and self.has_tail:
+            self._refill()  # a store that answers at once fills the window right here
+        message = super().pop()
         if self.resident < self._low and self.has_tail:
             self._refill()
-        return super().pop()
+        return message
 
     # -- maintenance ---------------------------------------------------------------------
 
@@ -335,7 +338,7 @@ class PagedBacklog(MemoryBacklog):
         if count.first_expiry is not None and count.first_expiry < self._tail_expiry:
             self._tail_expiry = count.first_expiry
             self._queues_expiring.add(self._host)
-        if count.messages < COUNT_STEP:
+        if not count.messages or count.last_seq >= self._recovered_high:
             self._counting = False
         else:
             self._count_next()
