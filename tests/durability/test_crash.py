@@ -15,6 +15,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from buzon.client import ApiError, AsyncClient, BuzonConnectionError
@@ -222,7 +223,7 @@ async def test_a_full_disk_refuses_publishes_keeps_serving_and_loses_nothing(
         filler.write_bytes(b"\0" * (os.statvfs(small_disk).f_bavail * 4096 - 1_500_000))
         async with client(process) as producer:
             refusal = await publish_until_refused(producer, ledger, body)
-            assert refusal.code is ErrorCode.STORAGE_UNAVAILABLE
+            assert refusal.code is ErrorCode.STORAGE_FULL
         # the broker keeps serving: logins and reads work while the disk is full
         async with client(process) as reader:
             sub = await reader.subscribe(Q, ack="client-individual", prefetch=1)
@@ -249,3 +250,64 @@ async def test_a_full_disk_refuses_publishes_keeps_serving_and_loses_nothing(
     problems = violations(ledger)
     assert problems == [], summary(ledger)
     assert integrity(data_dir) == "ok"
+
+
+def http_publish(process: BrokerProcess, body: str) -> httpx.Response:
+    with httpx.Client(base_url=f"{process.url}/api/v1", timeout=5) as http:
+        made = http.post("/sessions", json={"username": "admin", "password": PASSWORD})
+        token = made.json()["token"]
+        return http.post(
+            "/queues/safe/messages",
+            json={"body": body},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+
+
+async def publish_until(process: BrokerProcess, ledger: Ledger, refused: bool) -> ApiError | None:
+    """Publish (one connection each: an ERROR closes it) until the broker refuses, or
+    accepts, as asked; within ten seconds."""
+    deadline = asyncio.get_running_loop().time() + 10
+    for _ in range(1_000):
+        assert asyncio.get_running_loop().time() < deadline, "the broker never changed its mind"
+        name = f"{'try' if refused else 'ok'}-{len(ledger.published)}"
+        ledger.published.append(name)
+        async with client(process) as producer:
+            try:
+                await producer.publish(Q, name)
+            except ApiError as error:
+                ledger.refused.add(name)
+                if refused:
+                    return error
+            else:
+                ledger.confirmed.add(name)
+                if not refused:
+                    return None
+        await asyncio.sleep(0.1)
+    raise AssertionError("unreachable")
+
+
+async def test_under_the_free_disk_floor_persistent_publishes_wait_for_space_to_return(
+    small_disk: Path,
+) -> None:
+    data_dir = small_disk / "data"
+    filler = small_disk / "filler"
+    ledger = Ledger()
+    with broker(data_dir, "--min-free-disk", "2000000") as process:
+        await publish_until(process, ledger, refused=False)
+        free = os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize
+        filler.write_bytes(b"\0" * (free - 1_000_000))  # 1 MB left: under the 2 MB floor
+        refusal = await publish_until(process, ledger, refused=True)
+        assert refusal is not None
+        assert refusal.code is ErrorCode.STORAGE_FULL
+        refused = http_publish(process, "over http")
+        assert refused.status_code == 507
+        assert refused.json()["error"]["code"] == "STORAGE_FULL"
+        async with client(process) as producer:  # what needs no disk still goes through
+            await producer.publish("/queue/memo", "transient", persistent=False)
+        filler.unlink()
+        await publish_until(process, ledger, refused=False)  # resumes by itself
+        assert process.stop(signal.SIGTERM) == 0
+    with broker(data_dir) as process:
+        await consume(process, ledger, idle=1)
+    assert violations(ledger) == [], summary(ledger)
+    assert summary(ledger)["lost"] == 0

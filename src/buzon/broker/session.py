@@ -440,8 +440,9 @@ class Session:
                 return
             outbox.popleft()
             if not self._intake.arrive(target, message, ticket) and not self._closed:
+                error = None if ticket is None else ticket.error
                 self._consumer.kill(
-                    ErrorCode.STORAGE_UNAVAILABLE,
+                    ErrorCode.STORAGE_UNAVAILABLE if error is None else error.code,
                     "a message could not be stored, so it was not delivered",
                 )
 

@@ -9,8 +9,9 @@ with the number of concurrent writers instead of collapsing to one fsync per mes
 Each write runs under its own SAVEPOINT: a write that raises (a uniqueness rule, say) is
 rolled back alone and its caller gets the error, the others in the group still commit.
 Some errors (a full disk) make SQLite roll back the whole transaction: then every write of
-that transaction fails with STORAGE_UNAVAILABLE, and the next write starts a new one. A
-failing COMMIT fails every write of its transaction the same way. Either way nothing
+that transaction fails (STORAGE_FULL when the disk is full, else STORAGE_UNAVAILABLE), and
+the next write starts a new one. A failing COMMIT fails every write of its transaction the
+same way. Either way nothing
 reported as committed was lost, so nothing was confirmed wrongly.
 
 A group is bounded (``MAX_GROUP`` jobs) so one commit never holds a huge transaction.
@@ -197,8 +198,12 @@ class SqliteThread:
             result = self._run_one(connection, job)
             if job.write and not connection.in_transaction:
                 # SQLite rolled the whole transaction back (a full disk does): every write
-                # of it is undone, not only this one.
-                self._fail(results, open_writes, "the transaction was rolled back")
+                # of it is undone, not only this one, and fails for the same reason.
+                error = result[2]
+                code = (
+                    error.code if isinstance(error, StoreError) else ErrorCode.STORAGE_UNAVAILABLE
+                )
+                self._fail(results, open_writes, code, "the transaction was rolled back")
                 open_writes = []
             elif job.write and result[1]:
                 open_writes.append(len(results))
@@ -209,14 +214,20 @@ class SqliteThread:
             except sqlite3.Error as exc:
                 if connection.in_transaction:
                     connection.execute("ROLLBACK")
-                self._fail(results, open_writes, f"commit failed: {exc}")
+                failed = _as_store_error(exc)
+                code = (
+                    failed.code if isinstance(failed, StoreError) else ErrorCode.STORAGE_UNAVAILABLE
+                )
+                self._fail(results, open_writes, code, f"commit failed: {exc}")
             self._commit_durations.record(time.perf_counter() - began)
         for job, ok, value in results:
             job.loop.call_soon_threadsafe(job.finish, ok, value)
 
     @staticmethod
-    def _fail(results: list[tuple[_Job, bool, Any]], indexes: list[int], why: str) -> None:
-        failure = StoreError(ErrorCode.STORAGE_UNAVAILABLE, why)
+    def _fail(
+        results: list[tuple[_Job, bool, Any]], indexes: list[int], code: ErrorCode, why: str
+    ) -> None:
+        failure = StoreError(code, why)
         for index in indexes:
             results[index] = (results[index][0], False, failure)
 
@@ -245,6 +256,13 @@ def _as_store_error(exc: BaseException) -> BaseException:
         code = ErrorCode.STORAGE_FULL if full else ErrorCode.STORAGE_UNAVAILABLE
         return StoreError(code, str(exc)[:200])
     return exc
+
+
+def _code(error: object) -> ErrorCode:
+    """Why a transaction failed, for every write in it: a full disk, or unavailable."""
+    if isinstance(error, StoreError) and error.code is ErrorCode.STORAGE_FULL:
+        return ErrorCode.STORAGE_FULL
+    return ErrorCode.STORAGE_UNAVAILABLE
 
 
 def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
