@@ -297,9 +297,9 @@ class PagedBacklog(MemoryBacklog):
                 self._tail_bytes = 0
         elif page.messages:
             self._cursor = page.messages[-1].seq
+        self._refill()  # the store reads the next page while these are handed out
         if page.messages:
             self._host.backlog_ready()
-        self._refill()
 
     def _expired(self, epoch: int, ticket: Ticket) -> None:
         if epoch != self._epoch:

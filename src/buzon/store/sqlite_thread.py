@@ -51,6 +51,7 @@ class _Job:
     write: bool
     finish: Callable[[bool, Any], None]  # called on ``loop`` with (succeeded, result or error)
     loop: asyncio.AbstractEventLoop
+    early: bool = False  # a read whose result may leave before its group commits
 
 
 _STOP = None
@@ -122,16 +123,26 @@ class SqliteThread:
         finish: Callable[[bool, Any], None],
         *,
         write: bool = True,
+        early: bool = False,
     ) -> None:
         """Queue a job without awaiting: ``finish(succeeded, result_or_error)`` runs on
         the calling event loop once it is committed (or, for a read, done) or failed.
+
+        Args:
+            run: the job; it runs after every job posted before it.
+            finish: gets its outcome, on the calling loop.
+            write: it changes the database (it then finishes after its group's commit).
+            early: a read whose result goes back as soon as it ran, even while its group's
+                transaction is still to commit. Only for reads that cannot see a row an
+                uncommitted write of that group touched (a paged backlog's tail, which
+                never reaches a message still being written).
 
         Raises:
             StoreError: STORAGE_UNAVAILABLE once the store is closed.
         """
         if self._closed:
             raise StoreError(ErrorCode.STORAGE_UNAVAILABLE, "the store is closed")
-        self._jobs.put(_Job(run, write, finish, asyncio.get_running_loop()))
+        self._jobs.put(_Job(run, write, finish, asyncio.get_running_loop(), early))
 
     def _submit(self, run: Callable[[sqlite3.Connection], T], *, write: bool) -> asyncio.Future[T]:
         if self._closed:
@@ -196,6 +207,9 @@ class SqliteThread:
                     results.append((job, False, _as_store_error(exc)))
                     continue
             result = self._run_one(connection, job)
+            if job.early:
+                job.loop.call_soon_threadsafe(job.finish, result[1], result[2])
+                continue
             if job.write and not connection.in_transaction:
                 # SQLite rolled the whole transaction back (a full disk does): every write
                 # of it is undone, not only this one, and fails for the same reason.
@@ -209,19 +223,26 @@ class SqliteThread:
                 open_writes.append(len(results))
             results.append(result)
         if connection.in_transaction:
-            try:
-                connection.execute("COMMIT")
-            except sqlite3.Error as exc:
-                if connection.in_transaction:
-                    connection.execute("ROLLBACK")
-                failed = _as_store_error(exc)
-                code = (
-                    failed.code if isinstance(failed, StoreError) else ErrorCode.STORAGE_UNAVAILABLE
-                )
-                self._fail(results, open_writes, code, f"commit failed: {exc}")
-            self._commit_durations.record(time.perf_counter() - began)
+            self._commit(connection, results, open_writes, began)
         for job, ok, value in results:
             job.loop.call_soon_threadsafe(job.finish, ok, value)
+
+    def _commit(
+        self,
+        connection: sqlite3.Connection,
+        results: list[tuple[_Job, bool, Any]],
+        open_writes: list[int],
+        began: float,
+    ) -> None:
+        """Commit the group's transaction; a failed commit fails each of its writes."""
+        try:
+            connection.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            code = _code(_as_store_error(exc))
+            self._fail(results, open_writes, code, f"commit failed: {exc}")
+        self._commit_durations.record(time.perf_counter() - began)
 
     @staticmethod
     def _fail(
