@@ -8,7 +8,7 @@ import pytest
 
 from buzon.broker import AckMode, Broker, BrokerConfig
 from buzon.broker.destinations import new_record
-from buzon.errors import ErrorCode
+from buzon.errors import BrokerError, ErrorCode
 from buzon.store import DestinationKind, QueuePolicy, StoredMessage
 from tests.broker.helpers import HeldLog, open_peer
 
@@ -126,3 +126,25 @@ def test_non_durable_queues_write_nothing(broker: Broker, log: HeldLog) -> None:
     open_peer(broker, "alice").publish("/queue/fast", b"quick")
     assert consumer.bodies() == [b"quick"]
     assert log.pending == []
+
+
+def test_under_the_disk_floor_only_what_would_be_written_is_refused(
+    broker: Broker, log: HeldLog
+) -> None:
+    consumer = open_peer(broker, "carol").subscribe(Q)
+    news = open_peer(broker, "dave").subscribe("/topic/news")
+    producer = open_peer(broker, "alice")
+    broker.storage_full = True
+    with pytest.raises(BrokerError) as refused:
+        producer.publish(Q, b"needs disk")
+    assert refused.value.code is ErrorCode.STORAGE_FULL
+    producer.session.publish(Q, (("persistent", "false"),), b"memory only")
+    producer.publish("/topic/news", b"no durable subscription: nothing to write")
+    log.resolve()
+    assert consumer.bodies() == [b"memory only"]
+    assert news.bodies() == [b"no durable subscription: nothing to write"]
+    assert log.kept == {}
+    broker.storage_full = False  # space came back
+    producer.publish(Q, b"stored")
+    log.resolve()
+    assert consumer.bodies() == [b"memory only", b"stored"]

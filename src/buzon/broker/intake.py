@@ -83,8 +83,12 @@ class Intake:
         Raises:
             BrokerError: QUEUE_FULL, STORAGE_FULL (nothing was logged).
         """
-        if message.persistent and self.storage_full:
-            raise _storage_full()
+        if (
+            message.persistent
+            and self.storage_full
+            and (isinstance(target, Queue) or target.durables)
+        ):
+            raise _storage_full()  # it would be written, and the disk is under its floor
         if isinstance(target, Queue):
             target.admit(message)
             if message.persistent:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import sqlite3
@@ -635,6 +636,13 @@ def _message_row(message: StoredMessage) -> tuple[object, ...]:
     )
 
 
+@functools.lru_cache(maxsize=256)
+def _headers(text: str) -> tuple[tuple[str, str], ...]:
+    """Stored headers as a tuple. Pages read thousands of rows, most of them with the same
+    few header sets (one publisher's), so each distinct text is parsed once."""
+    return tuple((name, value) for name, value in json.loads(text))
+
+
 def _stored_message(row: tuple[Any, ...]) -> StoredMessage:
     queue_id, seq, message_id, destination, headers, body, expires_at, redelivered = row[:8]
     return StoredMessage(
@@ -642,8 +650,7 @@ def _stored_message(row: tuple[Any, ...]) -> StoredMessage:
         seq,
         message_id,
         destination,
-        # most messages carry no headers: skip the parser for them (pages read thousands)
-        () if headers == "[]" else tuple((name, value) for name, value in json.loads(headers)),
+        _headers(headers),
         body,  # a BLOB column reads as bytes already
         expires_at,
         bool(redelivered),
