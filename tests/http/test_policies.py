@@ -65,6 +65,10 @@ async def test_bad_policies_are_refused(http: httpx.AsyncClient, admin: Auth) ->
         {"overflow": "explode"},
         {"dead_letter_queue": "bad name"},
         {"unknown": 1},
+        {"backlog_window": 0},
+        {"backlog_window": -1},
+        {"backlog_window": 10**12},
+        {"backlog_window_bytes": 0},
     ):
         answer = await http.post("/queues", json={"name": "q", "policy": policy}, headers=admin)
         error_of(answer, ErrorCode.BAD_REQUEST)

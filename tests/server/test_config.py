@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from buzon.server.config import ConfigError, load_settings
+from buzon.server.config import ConfigError, disk_floor, load_settings
 
 
 def flags(**given: str) -> dict[str, str | None]:
@@ -43,6 +43,17 @@ def test_flags_beat_environment_beat_file(tmp_path: Path) -> None:
         ({"handshake_timeout": "0"}, "invalid --handshake-timeout '0': must be more than 0"),
         ({"log_level": "loud"}, "invalid --log-level 'loud': must be one of"),
         ({"slow_consumer_policy": "panic"}, "invalid --slow-consumer-policy 'panic'"),
+        ({"backlog_window": "0"}, "invalid --backlog-window '0': must be 1..1000000"),
+        ({"backlog_window": "-5"}, "invalid --backlog-window '-5': must be 1..1000000"),
+        ({"backlog_window": "10000000000"}, "invalid --backlog-window '10000000000': must be"),
+        ({"backlog_window": "many"}, "invalid --backlog-window 'many': not a number"),
+        (
+            {"backlog_window_bytes": "0"},
+            "invalid --backlog-window-bytes '0': must be 1..1073741824",
+        ),
+        ({"min_free_disk": "lots"}, "invalid --min-free-disk 'lots': must be auto, a number of"),
+        ({"min_free_disk": "100%"}, "invalid --min-free-disk '100%': a percentage must be"),
+        ({"min_free_disk": "-1"}, "invalid --min-free-disk '-1': must be 0 or more"),
     ],
 )
 def test_bad_values_are_named_in_one_line(
@@ -70,3 +81,19 @@ def test_unknown_or_broken_config_file_is_reported(tmp_path: Path) -> None:
         load_settings({}, environ={}, config_file=config)
     with pytest.raises(ConfigError, match="does not exist"):
         load_settings({}, environ={}, config_file=tmp_path / "absent.toml")
+
+
+@pytest.mark.parametrize(
+    ("setting", "total", "floor"),
+    [
+        ("auto", 4 * 1024**2, 4 * 1024**2 // 20),  # a small volume: 5% of it
+        ("auto", 1024**4, 1024**3),  # a large one: 1 GiB
+        ("10%", 1_000_000, 100_000),
+        ("123456", 1_000_000, 123_456),
+        ("0", 1_000_000, 0),
+    ],
+)
+def test_the_free_disk_floor_is_bytes_a_share_or_the_smaller_of_1_gib_and_5_percent(
+    setting: str, total: int, floor: int
+) -> None:
+    assert disk_floor(setting, total) == floor

@@ -6,6 +6,7 @@ adding a factory to ``STORES``.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -19,10 +20,13 @@ from buzon.store import (
     DurableSubscriptionRecord,
     MemoryStore,
     Overflow,
+    Page,
     QueuePolicy,
     Role,
     Store,
     StoredMessage,
+    TailCount,
+    Ticket,
     TokenRecord,
     UserRecord,
 )
@@ -199,3 +203,128 @@ async def test_only_a_store_that_keeps_files_reports_a_size_on_disk(store: Store
         assert size > 0
     else:
         assert size is None
+
+
+# -- paged backlogs: ranged reads, spills, counting, expiry and purge of a tail --------
+
+
+async def done(ticket: Ticket) -> object:
+    """The result of a store operation, once it completes (in order with the others)."""
+    finished = asyncio.Event()
+    ticket.add_callback(lambda _: finished.set())
+    await asyncio.wait_for(finished.wait(), 5)
+    assert ticket.error is None, ticket.error
+    return ticket.result
+
+
+def expiring(queue_id: str, seq: int, expires_at: float) -> StoredMessage:
+    return dataclasses.replace(stored(queue_id, seq), expires_at=expires_at)
+
+
+async def test_a_page_reads_a_range_oldest_first_persistent_and_spilled_alike(
+    store: Store,
+) -> None:
+    store.submit(appends=[stored("q", seq) for seq in (1, 2, 4, 7)] + [stored("other", 3)])
+    store.spill([dataclasses.replace(stored("q", 5), persistent=False)])
+    page = await done(store.read_page("q", 1, 7, 10, 1 << 20))
+    assert isinstance(page, Page)
+    assert [(m.seq, m.persistent) for m in page.messages] == [
+        (2, True),
+        (4, True),
+        (5, False),
+        (7, True),
+    ]
+    assert page.exhausted
+    assert page.messages[0].headers == (("n", "2"), ("tricky", "a:b\nc"))
+    # a spilled message read back lives in memory only now: it is not read twice
+    again = await done(store.read_page("q", 1, 7, 10, 1 << 20))
+    assert isinstance(again, Page)
+    assert [m.seq for m in again.messages] == [2, 4, 7]
+
+
+async def test_a_page_stops_at_its_count_or_its_bytes_but_takes_one_message_always(
+    store: Store,
+) -> None:
+    store.submit(appends=[stored("q", seq, b"x" * 100) for seq in range(1, 11)])
+    by_count = await done(store.read_page("q", 0, 10, 3, 1 << 20))
+    by_bytes = await done(store.read_page("q", 0, 10, 10, 250))
+    one = await done(store.read_page("q", 0, 10, 10, 1))
+    assert isinstance(by_count, Page)
+    assert isinstance(by_bytes, Page)
+    assert isinstance(one, Page)
+    assert ([m.seq for m in by_count.messages], by_count.exhausted) == ([1, 2, 3], False)
+    assert ([m.seq for m in by_bytes.messages], by_bytes.exhausted) == ([1, 2], False)
+    assert [m.seq for m in one.messages] == [1]
+
+
+async def test_a_tail_is_counted_in_steps(store: Store) -> None:
+    store.submit(appends=[stored("q", seq, b"12345") for seq in range(1, 8)])
+    store.submit(appends=[expiring("q", 9, 50.0), expiring("q", 10, 40.0)])
+    first = await done(store.count_tail("q", 1, 10, 4))
+    assert first == TailCount(4, 20, 5, None)
+    second = await done(store.count_tail("q", 5, 10, 4))
+    assert second == TailCount(4, 12, 10, 40.0)
+    assert await done(store.count_tail("q", 10, 10, 4)) == TailCount(0, 0, 10, None)
+
+
+async def test_expired_tail_messages_are_deleted_and_returned_with_the_next_expiry(
+    store: Store,
+) -> None:
+    store.submit(
+        appends=[
+            expiring("q", 1, 10.0),
+            expiring("q", 2, 30.0),
+            stored("q", 3),
+            expiring("q", 4, 20.0),
+            expiring("q", 5, 5.0),
+        ]
+    )
+    store.spill([dataclasses.replace(expiring("q", 6, 15.0), persistent=False)])
+    result = await done(store.expire_tail("q", 1, 6, 25.0, 10))
+    assert isinstance(result, tuple)
+    due, next_expiry = result
+    assert [(m.seq, m.persistent) for m in due] == [(4, True), (5, True), (6, False)]
+    assert next_expiry == 30.0
+    assert [m.seq for m in await store.messages()] == [1, 2, 3]  # 1 is outside the range
+
+
+async def test_a_purge_of_a_tail_keeps_what_it_is_told_to_and_what_is_outside_it(
+    store: Store,
+) -> None:
+    store.submit(appends=[stored("q", seq) for seq in range(1, 7)] + [stored("other", 4)])
+    store.spill([dataclasses.replace(stored("q", 7), persistent=False)])
+    await done(store.purge_tail("q", 2, 7, [5]))
+    assert [(m.queue_id, m.seq) for m in await store.messages()] == [
+        ("other", 4),
+        ("q", 1),
+        ("q", 2),
+        ("q", 5),
+    ]
+    page = await done(store.read_page("q", 0, 10, 10, 1 << 20))
+    assert isinstance(page, Page)
+    assert [m.seq for m in page.messages] == [1, 2, 5]
+
+
+async def test_backlogs_give_each_queue_its_head_and_the_extent_of_the_rest(
+    store: Store,
+) -> None:
+    store.submit(appends=[stored("big", seq) for seq in range(1, 6)] + [stored("small", 9)])
+    found = {item.queue_id: item for item in await store.backlogs(2, 1 << 20)}
+    assert [m.seq for m in found["big"].head] == [1, 2]
+    assert (found["big"].high_seq, found["big"].more) == (5, True)
+    assert [m.seq for m in found["small"].head] == [9]
+    assert (found["small"].high_seq, found["small"].more) == (9, False)
+
+
+async def test_spilled_messages_do_not_outlive_a_restart(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "data")
+    await store.open()
+    store.spill([dataclasses.replace(stored("q", 1), persistent=False)])
+    store.submit(appends=[stored("q", 2)])
+    await store.close()
+    store = SQLiteStore(tmp_path / "data")
+    await store.open()
+    page = await done(store.read_page("q", 0, 10, 10, 1 << 20))
+    assert isinstance(page, Page)
+    assert [m.seq for m in page.messages] == [2]
+    await store.close()

@@ -95,7 +95,7 @@ class PagedLog(MessageLog, Protocol):
 
     def expire_tail(self, queue_id: str, after: int, upto: int, now: float, limit: int) -> Ticket:
         """Forget up to ``limit`` messages of a range whose ``expires_at <= now`` (found by
-        an index, never a scan of the range); the result is the list of them, and the
+        an index, never a scan of the range); the result is the list of them (oldest first), and the
         earliest ``expires_at`` left in the range (or None), as a tuple."""
         ...
 

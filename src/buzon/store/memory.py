@@ -215,6 +215,7 @@ class MemoryStore:
             (m for m in in_range if m.expires_at is not None and m.expires_at <= now),
             key=lambda m: (m.expires_at, m.seq),
         )[:limit]
+        due.sort(key=lambda m: m.seq)
         for message in due:
             self._forget((queue_id, message.seq))
         later = [m.expires_at for m in self._range(queue_id, after, upto) if m.expires_at]
