@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sqlite3
 import stat
@@ -63,6 +64,28 @@ async def test_a_damaged_database_is_reported_and_left_alone(tmp_path: Path) -> 
         await opened(data_dir)
     assert caught.value.code is ErrorCode.STORAGE_CORRUPT
     assert database.read_bytes() == bytes(damaged)  # never recreated
+
+
+async def test_a_large_database_skips_the_full_check_but_not_the_schema(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    data_dir = tmp_path / "data"
+    store = await opened(data_dir)
+    await store.add_user(user("alice"))
+    await store.close()
+    reopened = SQLiteStore(data_dir, full_check_limit=0)  # every database counts as large
+    with caplog.at_level(logging.INFO, logger="buzon.store"):
+        await reopened.open()
+    assert await reopened.user_by_name("alice") is not None
+    await reopened.close()
+    assert "skipping the full integrity check" in caplog.text
+    database = data_dir / DATABASE_FILE
+    damaged = bytearray(database.read_bytes())
+    damaged[100:4096] = os.urandom(4096 - 100)  # the schema page
+    database.write_bytes(bytes(damaged))
+    with pytest.raises(StoreError) as caught:
+        await SQLiteStore(data_dir, full_check_limit=0).open()
+    assert caught.value.code is ErrorCode.STORAGE_CORRUPT
 
 
 async def test_a_truncated_database_is_reported(tmp_path: Path) -> None:

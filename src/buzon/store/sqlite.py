@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import functools
 import json
+import logging
 import os
 import sqlite3
 import stat
@@ -44,6 +45,8 @@ from buzon.store.sqlite_thread import COMMIT_BUCKETS, SqliteThread
 from buzon.store.tickets import Ticket
 
 DATABASE_FILE = "buzon.db"
+
+log = logging.getLogger("buzon.store")
 
 
 @dataclass(slots=True)
@@ -110,13 +113,24 @@ def prepare_data_dir(data_dir: Path) -> Path:
     return data_dir / DATABASE_FILE
 
 
-def _setup(connection: sqlite3.Connection) -> None:
+FULL_CHECK_LIMIT = 256 * 1024 * 1024
+"""Databases up to this size get ``PRAGMA quick_check`` at every start (it reads every page:
+about a second per 250 MiB here). A larger one, a big backlog, would keep the broker from
+accepting connections for many seconds; it gets the schema read instead, and the operator
+runs the full check offline (docs/durability.md)."""
+
+
+def _setup(connection: sqlite3.Connection, *, full_check: bool = True) -> None:
     """Pragmas, integrity check and migrations; runs on the database thread."""
     try:
         (mode,) = connection.execute("PRAGMA journal_mode=WAL").fetchone()
         connection.execute("PRAGMA synchronous=FULL")
         connection.execute("PRAGMA foreign_keys=ON")
-        (check,) = connection.execute("PRAGMA quick_check").fetchone()
+        if full_check:
+            (check,) = connection.execute("PRAGMA quick_check").fetchone()
+        else:
+            connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            check = "ok"
     except sqlite3.DatabaseError as exc:
         raise StoreError(ErrorCode.STORAGE_CORRUPT, f"{exc}; restore it from a backup") from None
     if check != "ok" or mode != "wal":
@@ -142,12 +156,15 @@ class SQLiteStore:
 
     Args:
         data_dir: the directory (created 0700 if missing).
+        full_check_limit: the largest database checked whole at open (see
+            ``FULL_CHECK_LIMIT``).
     """
 
     durable = True
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, *, full_check_limit: int = FULL_CHECK_LIMIT) -> None:
         self.data_dir = data_dir
+        self._full_check_limit = full_check_limit
         self.opened_cleanly = True
         self.commit_durations = Durations(COMMIT_BUCKETS)
         self._thread: SqliteThread | None = None
@@ -163,7 +180,16 @@ class SQLiteStore:
         path = prepare_data_dir(self.data_dir)
         old_umask = os.umask(0o077)  # the database, its WAL and shared-memory files: 0600
         try:
-            thread = SqliteThread(path, _setup, self.commit_durations)
+            size = path.stat().st_size if path.exists() else 0
+            full_check = size <= self._full_check_limit
+            if not full_check:
+                log.info(
+                    "the database is %d MiB: skipping the full integrity check at start"
+                    " (run PRAGMA quick_check on a stopped broker's buzon.db to do it)",
+                    size >> 20,
+                )
+            setup = functools.partial(_setup, full_check=full_check)
+            thread = SqliteThread(path, setup, self.commit_durations)
             await thread.start()
         finally:
             os.umask(old_umask)
