@@ -143,6 +143,17 @@ class PagedBacklog(MemoryBacklog):
     def add(self, message: Message, *, logged: bool) -> None:
         seq = message.seq
         size = len(message.body)
+        if (
+            not self._tail
+            and not self._counting
+            and self.resident < self._window
+            and self.resident_bytes + size <= self._window_bytes
+        ):
+            # the usual case when consumers keep up: no tail, room in the window
+            self._enqueue(message)
+            if seq > self._cursor:
+                self._cursor = seq
+            return
         if self._belongs_to_tail(seq, size) and (logged or self._spill(message)):
             self._tail += 1
             self._tail_bytes += size
@@ -179,10 +190,12 @@ class PagedBacklog(MemoryBacklog):
     # -- handing out ---------------------------------------------------------------------
 
     def pop(self) -> Message | None:
-        if not self.resident and self.has_tail:
+        if not self._tail and not self._counting:
+            return super().pop()  # everything waiting is in memory
+        if not self.resident:
             self._refill()  # a store that answers at once fills the window right here
         message = super().pop()
-        if self.resident < self._low and self.has_tail:
+        if self.resident < self._low:
             self._refill()
         return message
 
