@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from buzon.auth import Principal
 from buzon.broker import AckMode, Broker, Message, Session
 from buzon.errors import ErrorCode, StoreError
-from buzon.store import MemoryStore, MessageKey, Role, StoredMessage, Ticket
+from buzon.store import MemoryStore, MessageKey, Role, StoredBacklog, StoredMessage, Ticket
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +93,16 @@ def user(name: str, role: Role = Role.USER) -> Principal:
 def open_peer(broker: Broker, principal: str = "alice", role: Role = Role.USER) -> Peer:
     sink = RecordingSink()
     return Peer(broker.open_session(sink, user(principal, role)), sink)
+
+
+def found(messages: Sequence[StoredMessage]) -> list[StoredBacklog]:
+    """What a store would give at start for these stored messages, whole, per queue."""
+    by_queue: dict[str, list[StoredMessage]] = {}
+    for message in sorted(messages, key=lambda m: (m.queue_id, m.seq)):
+        by_queue.setdefault(message.queue_id, []).append(message)
+    return [
+        StoredBacklog(queue_id, head, head[-1].seq, False) for queue_id, head in by_queue.items()
+    ]
 
 
 def numbered(count: int, start: int = 1) -> list[bytes]:

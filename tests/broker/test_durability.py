@@ -10,7 +10,7 @@ from buzon.broker import AckMode, Broker, BrokerConfig
 from buzon.broker.destinations import new_record
 from buzon.errors import BrokerError, ErrorCode
 from buzon.store import DestinationKind, QueuePolicy, StoredMessage
-from tests.broker.helpers import HeldLog, open_peer
+from tests.broker.helpers import HeldLog, found, open_peer
 
 Q = "/queue/durable"
 
@@ -88,7 +88,7 @@ def test_recovery_restores_order_and_marks(log: HeldLog) -> None:
         return StoredMessage(queue_id, seq, f"m-{seq}", Q, (), str(seq).encode(), None, redelivered)
 
     messages = [logged(3, False), logged(5, True), logged(9, False, "deleted-queue")]
-    assert broker.recover(messages, cleanly=True) == 2
+    assert broker.restore(found(messages), cleanly=True) == 2
     consumer = open_peer(broker).subscribe(Q)
     assert consumer.bodies() == [b"3", b"5"]
     assert consumer.flags() == [False, True]
@@ -104,7 +104,7 @@ def test_after_a_crash_every_recovered_message_counts_as_redelivered(log: HeldLo
     record = new_record(DestinationKind.QUEUE, "durable", "id-alice", None, 0.0)
     broker.add_destination(record)
     message = StoredMessage(record.id, 1, "m-1", Q, (), b"x", None, False)
-    broker.recover([message], cleanly=False)
+    broker.restore(found([message]), cleanly=False)
     assert open_peer(broker).subscribe(Q).flags() == [True]
 
 

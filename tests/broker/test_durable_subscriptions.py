@@ -7,7 +7,7 @@ import pytest
 from buzon.broker import AckMode, Broker, BrokerConfig
 from buzon.errors import BrokerError, ErrorCode
 from buzon.store import DestinationKind, DurableSubscriptionRecord, StoredMessage
-from tests.broker.helpers import HeldLog, Peer, open_peer
+from tests.broker.helpers import HeldLog, Peer, found, open_peer
 
 T = "/topic/audit"
 
@@ -101,7 +101,7 @@ def test_backlogs_are_logged_per_subscription_and_recovered() -> None:
     restarted.add_destination(channel.record)
     assert restarted.restore_durables(created) == 2
     messages: list[StoredMessage] = list(log.kept.values())
-    assert restarted.recover(messages, cleanly=True) == 2
+    assert restarted.restore(found(messages), cleanly=True) == 2
     assert durable(open_peer(restarted, "alice")).bodies() == [b"kept twice"]
     names = [(r.name, q.statistics().depth) for r, q in restarted.durable_subscriptions("audit")]
     assert names == [("trail", 0), ("trail", 1)]

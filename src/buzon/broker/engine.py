@@ -36,7 +36,6 @@ from buzon.store import (
     MessageLog,
     PagedLog,
     StoredBacklog,
-    StoredMessage,
     Ticket,
 )
 
@@ -296,10 +295,6 @@ class Broker:
         """Retire expired waiting messages (of queues and durable subscriptions' backlogs);
         return how many. Only queues holding messages that can expire are visited."""
         return sum(queue.expire(now) for queue in list(self._destinations.expiring))
-
-    def recover(self, messages: Iterable[StoredMessage], cleanly: bool) -> int:
-        """Restore logged messages into their queues at start (see :class:`Intake`)."""
-        return self._intake.recover(messages, cleanly)
 
     def restore(self, found: Iterable[StoredBacklog], cleanly: bool) -> int:
         """Give queues the heads of their stored backlogs at start (see :class:`Intake`);

@@ -20,7 +20,6 @@ import secrets
 import time
 from collections.abc import Callable, Iterable
 
-from buzon.broker.backlog import from_store
 from buzon.broker.channel import Channel
 from buzon.broker.destinations import Destinations, new_record
 from buzon.broker.journal import Journal, stored
@@ -28,7 +27,7 @@ from buzon.broker.message import Headers, Message
 from buzon.broker.policy import dead_letter_headers, expiry, may_feed, publish_options
 from buzon.broker.queue import Queue
 from buzon.errors import BrokerError, ErrorCode
-from buzon.store import DestinationKind, StoredBacklog, StoredMessage, Ticket
+from buzon.store import DestinationKind, StoredBacklog, Ticket
 
 Target = Queue | Channel
 
@@ -174,27 +173,6 @@ class Intake:
         else:
             ticket.add_callback(lambda done: self.arrive(target, moved, done))
         return True
-
-    def recover(self, messages: Iterable[StoredMessage], cleanly: bool) -> int:
-        """Put logged messages back into their queues at start; return how many.
-
-        After a crash (``cleanly`` false) every message counts as delivered before, since
-        it may have been. Messages of queues that no longer exist are removed from the log.
-        """
-        by_id = self._by_id()
-        restored = 0
-        orphans = []
-        for item in messages:
-            self._seq = max(self._seq, item.seq)
-            queue = by_id.get(item.queue_id)
-            if queue is None:
-                orphans.append((item.queue_id, item.seq))
-                continue
-            queue.recover([(from_store(item), item.redelivered or not cleanly)])
-            restored += 1
-        if orphans:
-            self.journal.write(removals=orphans)
-        return restored
 
     def restore(self, found: Iterable[StoredBacklog], cleanly: bool) -> int:
         """Give each queue the head of what the store holds for it at start (the rest of a

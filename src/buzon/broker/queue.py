@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 
 from buzon.broker.addresses import address
 from buzon.broker.backlog import BacklogHost, MemoryBacklog
@@ -205,12 +205,6 @@ class Queue:
         """An admitted message will not arrive after all (its journal write failed)."""
         self._incoming.pop(message.seq, None)
         self._backlog.resume()
-
-    def recover(self, messages: Iterable[tuple[Message, bool]]) -> None:
-        """Restore logged messages at start, oldest first; ``True`` marks redelivered ones."""
-        for message, redelivered in messages:
-            self._bytes += len(message.body)
-            self._backlog.restore(message, redelivered)
 
     def restore(self, found: StoredBacklog, cleanly: bool) -> None:
         """Take what the store holds for this queue at start (see ``paged_backlog``)."""
