@@ -252,15 +252,26 @@ async def test_a_full_disk_refuses_publishes_keeps_serving_and_loses_nothing(
     assert integrity(data_dir) == "ok"
 
 
+def admin_token(http: httpx.Client) -> str:
+    made = http.post("/sessions", json={"username": "admin", "password": PASSWORD})
+    token: str = made.json()["token"]
+    return token
+
+
 def http_publish(process: BrokerProcess, body: str) -> httpx.Response:
     with httpx.Client(base_url=f"{process.url}/api/v1", timeout=5) as http:
-        made = http.post("/sessions", json={"username": "admin", "password": PASSWORD})
-        token = made.json()["token"]
         return http.post(
             "/queues/safe/messages",
             json={"body": body},
-            headers={"Authorization": f"Bearer {token}"},
+            headers={"Authorization": f"Bearer {admin_token(http)}"},
         )
+
+
+def scrape_metrics(process: BrokerProcess) -> str:
+    with httpx.Client(base_url=f"{process.url}/api/v1", timeout=5) as http:
+        token = admin_token(http)
+    with httpx.Client(base_url=process.url, timeout=5) as http:
+        return http.get("/metrics", headers={"Authorization": f"Bearer {token}"}).text
 
 
 async def publish_until(process: BrokerProcess, ledger: Ledger, refused: bool) -> ApiError | None:
@@ -302,6 +313,7 @@ async def test_under_the_free_disk_floor_persistent_publishes_wait_for_space_to_
         refused = http_publish(process, "over http")
         assert refused.status_code == 507
         assert refused.json()["error"]["code"] == "STORAGE_FULL"
+        assert "buzon_storage_full 1.0" in scrape_metrics(process)
         async with client(process) as producer:  # what needs no disk still goes through
             await producer.publish("/queue/memo", "transient", persistent=False)
         filler.unlink()

@@ -117,12 +117,14 @@ async def test_store_commit_latency_is_measured_with_sqlite(
     on_disk = value(samples, "buzon_store_bytes")  # what the files hold: tests/store
     assert on_disk is not None
     assert on_disk > 0
+    assert value(samples, "buzon_storage_full") == 0  # the real disk is over its floor
 
 
 async def test_a_memory_store_reports_no_commit_latency(server: BuzonServer, admin: Auth) -> None:
     samples = await scrape(server.http_port, admin)
     assert value(samples, "buzon_store_commit_seconds_count") is None
     assert value(samples, "buzon_store_bytes") is None
+    assert value(samples, "buzon_storage_full") is None
 
 
 async def test_a_blocked_event_loop_shows_as_lag(server: BuzonServer, admin: Auth) -> None:

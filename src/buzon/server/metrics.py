@@ -63,6 +63,11 @@ class BrokerCollector(Collector):
             yield GaugeMetricFamily(
                 "buzon_store_bytes", "Bytes the store's files take on disk (database and log)", size
             )
+            yield GaugeMetricFamily(
+                "buzon_storage_full",
+                "1 while free disk is under --min-free-disk (persistent publishes refused)",
+                int(ctx.broker.storage_full),
+            )
         lag = ctx.loop_lag.snapshot()
         yield _histogram(
             "buzon_event_loop_lag_seconds",
@@ -161,7 +166,7 @@ def _destinations(stats: BrokerStats) -> Iterator[Metric]:
     yield from (depth, in_flight, held, consumers)
     yield GaugeMetricFamily(
         "buzon_queued_bytes",
-        "Body bytes all queues hold (what the water marks compare)",
+        "Body bytes queues hold in memory (what the water marks compare)",
         stats.queued_bytes,
     )
     yield CounterMetricFamily(
