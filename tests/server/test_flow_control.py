@@ -8,10 +8,11 @@ import socket
 
 from buzon.auth import SecretHasher
 from buzon.stomp import Message, Receipt
-from tests.server.harness import Client, frames_in, running_server
+from tests.server.harness import PASSWORD, Client, frames_in, running_server
 from tests.server.test_messaging import subscribe, subscribed
 
 KIB = 1024
+LOGIN = f"CONNECT\naccept-version:1.2\nhost:/\nlogin:admin\npasscode:{PASSWORD}\n\n\x00".encode()
 
 
 def sends(destination: str, count: int, size: int, receipt_every: int = 1) -> bytes:
@@ -106,3 +107,33 @@ async def test_slow_channel_subscriber_is_cut_and_the_others_get_everything(
         assert [dict(m.headers)["n"] for m in received] == [
             str(n % batch) for n in range(published)
         ]
+
+
+async def test_a_burst_larger_than_one_turn_arrives_whole_and_in_order_despite_a_half_close(
+    hasher: SecretHasher,
+) -> None:
+    """A connection handles a bounded number of frames per event-loop turn (so one busy
+    publisher cannot hold everyone up); the rest of a burst follows in later turns, and a
+    peer that half-closes right after its burst still gets every receipt."""
+    count = 2_000  # many turns' worth, in one write
+    async with running_server(hasher) as server:
+        consumer = await subscribed(server.stomp_port, "/queue/burst")
+        burst = LOGIN + sends("/queue/burst", count, 8, receipt_every=count)
+        burst += b"DISCONNECT\nreceipt:bye\n\n\x00"
+        with socket.create_connection(("127.0.0.1", server.stomp_port)) as raw:
+            raw.setblocking(False)
+            loop = asyncio.get_running_loop()
+            await loop.sock_sendall(raw, burst)
+            raw.shutdown(socket.SHUT_WR)
+            received = b""
+            async with asyncio.timeout(10):
+                while chunk := await loop.sock_recv(raw, 65536):
+                    received += chunk
+        answers = frames_in(received)
+        receipts = [f.get("receipt-id") for f in answers if f.command.value == "RECEIPT"]
+        assert receipts == [str(count - 1), "bye"]
+        numbers = []
+        while len(numbers) < count:
+            delivered = await consumer.expect(Message)
+            numbers.append(int(dict(delivered.headers)["n"]))
+        assert numbers == list(range(count))

@@ -2,7 +2,8 @@
 
 A connection stops reading while a login or an access key is verified, while its peer does
 not read what it is sent, while the broker holds too many queued bytes, while the server
-stops, and once it sent ERROR. Each reason is one bit, so one resume cannot undo another:
+stops, once it sent ERROR, and between two event-loop turns when one read brought more
+frames than a turn handles. Each reason is one bit, so one resume cannot undo another:
 the transport resumes reading only when no reason is left.
 """
 
@@ -22,6 +23,9 @@ SHUTDOWN = 16
 """The server is stopping."""
 CLOSING = 32
 """The connection sent ERROR and is closing: nothing more it receives matters."""
+TURN = 64
+"""The connection handled its share of frames for this event-loop turn; the rest of what it
+sent waits for the next turn, so one busy publisher cannot hold up everyone else."""
 
 
 class ReadPauses:
