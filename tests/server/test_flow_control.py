@@ -132,7 +132,7 @@ async def test_a_burst_larger_than_one_turn_arrives_whole_and_in_order_despite_a
         answers = frames_in(received)
         receipts = [f.get("receipt-id") for f in answers if f.command.value == "RECEIPT"]
         assert receipts == [str(count - 1), "bye"]
-        numbers = []
+        numbers: list[int] = []
         while len(numbers) < count:
             delivered = await consumer.expect(Message)
             numbers.append(int(dict(delivered.headers)["n"]))
