@@ -12,7 +12,7 @@ import os
 import signal
 import sqlite3
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -110,21 +110,38 @@ async def until_broken(*work: asyncio.Future[None] | asyncio.Task[None]) -> None
             raise result
 
 
+async def kill_9_once(
+    process: BrokerProcess,
+    ledger: Ledger,
+    ready: Callable[[], bool],
+    *work: asyncio.Future[None],
+) -> None:
+    """Kill the broker with SIGKILL as soon as ``ready`` holds for the ledger, then wait
+    for the clients doing ``work`` to notice."""
+    reached = asyncio.Event()
+    ledger.on_progress = ready
+    ledger.progressed = reached
+    await asyncio.wait_for(reached.wait(), 30)
+    process.process.send_signal(signal.SIGKILL)
+    process.process.wait(10)
+    await until_broken(*work)
+
+
 @pytest.mark.parametrize("window", [(), TINY_WINDOW], ids=["default-window", "tiny-window"])
 async def test_kill_9_during_publishing_and_acking_loses_nothing_confirmed(
     tmp_path: Path, window: tuple[str, ...]
 ) -> None:
     ledger = Ledger()
     with broker(tmp_path, *window) as process:
-        busy = asyncio.Event()  # set once enough was confirmed and acked: then kill
-        ledger.on_progress = lambda: len(ledger.confirmed) >= 1_000 and len(ledger.acked) >= 200
-        ledger.progressed = busy
         producing = asyncio.ensure_future(produce(process, ledger, "p", 5_000))
         consuming = asyncio.ensure_future(consume(process, ledger, idle=5))
-        await asyncio.wait_for(busy.wait(), 30)
-        process.process.send_signal(signal.SIGKILL)
-        process.process.wait(10)
-        await until_broken(producing, consuming)
+        await kill_9_once(
+            process,
+            ledger,
+            lambda: len(ledger.confirmed) >= 1_000 and len(ledger.acked) >= 200,
+            producing,
+            consuming,
+        )
     assert integrity(tmp_path) == "ok"
     with broker(tmp_path, *window) as process:
         await consume(process, ledger, idle=1)
@@ -138,23 +155,11 @@ async def test_kill_9_while_a_paged_backlog_fills_and_while_it_drains(tmp_path: 
     during the fill, then again while it drains; the rest comes out in order."""
     ledger = Ledger()
     with broker(tmp_path, *TINY_WINDOW) as process:
-        filled = asyncio.Event()
-        ledger.on_progress = lambda: len(ledger.confirmed) >= 1_500
-        ledger.progressed = filled
         producing = asyncio.ensure_future(produce(process, ledger, "p", 3_000))
-        await asyncio.wait_for(filled.wait(), 30)
-        process.process.send_signal(signal.SIGKILL)
-        process.process.wait(10)
-        await until_broken(producing)
+        await kill_9_once(process, ledger, lambda: len(ledger.confirmed) >= 1_500, producing)
     with broker(tmp_path, *TINY_WINDOW) as process:
-        drained = asyncio.Event()
-        ledger.on_progress = lambda: len(ledger.acked) >= 500
-        ledger.progressed = drained
         consuming = asyncio.ensure_future(consume(process, ledger, idle=5))
-        await asyncio.wait_for(drained.wait(), 30)
-        process.process.send_signal(signal.SIGKILL)
-        process.process.wait(10)
-        await until_broken(consuming)
+        await kill_9_once(process, ledger, lambda: len(ledger.acked) >= 500, consuming)
     assert integrity(tmp_path) == "ok"
     with broker(tmp_path, *TINY_WINDOW) as process:
         await consume(process, ledger, idle=1)
