@@ -132,6 +132,18 @@ def _policy_options(parser: argparse.ArgumentParser) -> None:
     policy.add_argument(
         "--max-deliveries", type=positive_int, metavar="N", help="deliveries before dead-letter"
     )
+    policy.add_argument(
+        "--backlog-window",
+        type=positive_int,
+        metavar="N",
+        help="waiting messages kept in memory, the rest on disk (default: the broker's)",
+    )
+    policy.add_argument(
+        "--backlog-window-bytes",
+        type=positive_int,
+        metavar="BYTES",
+        help="body bytes of that window (default: the broker's)",
+    )
     keys = policy.add_mutually_exclusive_group()
     keys.add_argument(
         "--dead-letter-key",
@@ -156,6 +168,8 @@ def _policy_of(args: argparse.Namespace) -> QueuePolicy:
         message_ttl_ms=args.ttl,
         dead_letter_queue=args.dead_letter_queue,
         max_deliveries=args.max_deliveries,
+        backlog_window=args.backlog_window,
+        backlog_window_bytes=args.backlog_window_bytes,
     )
 
 
@@ -175,6 +189,16 @@ def describe_policy(policy: QueuePolicy) -> str:
         parts.append(f"at most {policy.max_deliveries} deliveries")
     if policy.dead_letter_queue is not None:
         parts.append(f"dead letters to {policy.dead_letter_queue}")
+    window = [
+        f"{n} {unit}"
+        for n, unit in (
+            (policy.backlog_window, "messages"),
+            (policy.backlog_window_bytes, "bytes"),
+        )
+        if n is not None
+    ]
+    if window:
+        parts.append(f"at most {' and '.join(window)} in memory")
     return ", ".join(parts)
 
 

@@ -263,7 +263,7 @@ def parse_queue(data: Any) -> QueueInfo:
 
 def parse_policy(data: Any) -> QueuePolicy:
     def count(name: str) -> int | None:
-        value = data[name]
+        value = data.get(name)  # a broker older than a field does not send it
         return None if value is None else int(value)
 
     dead_letter = data["dead_letter_queue"]
@@ -275,6 +275,8 @@ def parse_policy(data: Any) -> QueuePolicy:
         message_ttl_ms=count("message_ttl_ms"),
         dead_letter_queue=None if dead_letter is None else str(dead_letter),
         max_deliveries=count("max_deliveries"),
+        backlog_window=count("backlog_window"),
+        backlog_window_bytes=count("backlog_window_bytes"),
     )
 
 
