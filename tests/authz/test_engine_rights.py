@@ -14,15 +14,7 @@ from buzon.broker.destinations import new_record
 from buzon.broker.policy import feed_grant
 from buzon.errors import BrokerError, ErrorCode
 from buzon.store import DestinationKind, DestinationRecord, MemoryStore, QueuePolicy
-from tests.broker.helpers import RecordingSink, open_peer, user
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.broker.helpers import Clock, RecordingSink, open_peer, user
 
 
 def queue_record(name: str, owner: str, key_hash: str | None = None) -> DestinationRecord:

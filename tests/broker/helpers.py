@@ -85,6 +85,16 @@ class Peer:
             self.session.publish(destination, (), body, transaction=transaction)
 
 
+class Clock:
+    """Unix time that a test moves by hand (``clock.now += 10``)."""
+
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def user(name: str, role: Role = Role.USER) -> Principal:
     """A principal whose id is derived from its name (tests only)."""
     return Principal(f"id-{name}", name, role)

@@ -13,7 +13,7 @@ import dataclasses
 from buzon.broker import AckMode, Broker, BrokerConfig
 from buzon.broker.destinations import new_record
 from buzon.store import DestinationKind, QueuePolicy
-from tests.broker.helpers import HeldStore, Peer, numbered, open_peer
+from tests.broker.helpers import Clock, HeldStore, Peer, numbered, open_peer
 
 Q = "/queue/big"
 WINDOW = 4
@@ -110,18 +110,18 @@ def test_a_purge_drops_the_tail_in_the_store_too() -> None:
 
 def test_expired_tail_messages_leave_through_the_store_and_reach_the_dead_letter_queue() -> None:
     held = HeldStore()
-    now = [1_000.0]
+    clock = Clock()
     config = BrokerConfig(backlog_window=WINDOW)
-    broker = Broker(config, clock=lambda: now[0], log=held, pager=held)
+    broker = Broker(config, clock=clock, log=held, pager=held)
     policy = QueuePolicy(message_ttl_ms=5_000, dead_letter_queue="dead")
     broker.add_destination(dataclasses.replace(RECORD, policy=policy))
     fill(broker, held, 20)
-    now[0] += 10
-    expired_in_memory = broker.expire_messages(now[0])
+    clock.now += 10
+    expired_in_memory = broker.expire_messages(clock.now)
     assert expired_in_memory == WINDOW
     held.flush()  # the store deletes the tail's expired messages, two at a time here
     while broker.statistics().queues[0].depth:
-        broker.expire_messages(now[0])
+        broker.expire_messages(clock.now)
         held.flush()
     (big,) = [queue for queue in broker.statistics().queues if queue.name == "big"]
     assert (big.depth, big.retired, big.dead_lettered) == (0, 20, 20)

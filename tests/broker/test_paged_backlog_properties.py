@@ -25,18 +25,10 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from buzon.broker import AckMode, Broker, BrokerConfig
 from buzon.broker.destinations import new_record
 from buzon.store import DestinationKind
-from tests.broker.helpers import HeldStore, Peer, open_peer
+from tests.broker.helpers import Clock, HeldStore, Peer, open_peer
 
 Q = "/queue/paged"
 PREFETCH = 2
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @dataclass

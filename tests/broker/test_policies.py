@@ -10,17 +10,9 @@ from buzon.broker import AckMode, Broker, BrokerConfig
 from buzon.broker.destinations import new_record
 from buzon.errors import BrokerError, ErrorCode
 from buzon.store import DestinationKind, Overflow, QueuePolicy
-from tests.broker.helpers import Peer, open_peer
+from tests.broker.helpers import Clock, Peer, open_peer
 
 Q = "/queue/strict"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def strict_queue(broker: Broker, **policy: object) -> None:

@@ -15,18 +15,10 @@ from types import FrameType
 from typing import Any
 
 from buzon.broker import AckMode, Broker
-from tests.broker.helpers import Peer, numbered, open_peer, user
+from tests.broker.helpers import Clock, Peer, numbered, open_peer, user
 
 Q = "/queue/costly"
 SIZES = (100, 10_000)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def steps(call: Callable[[], object]) -> int:

@@ -18,19 +18,11 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from buzon.broker import Broker
 from buzon.broker.leases import Lease
 from buzon.store import DestinationKind
-from tests.broker.helpers import RecordingSink, user
+from tests.broker.helpers import Clock, RecordingSink, user
 
 NAME = "expiring"
 Q = f"/queue/{NAME}"
 LEASE_SECONDS = 1e9  # leases never run out here: only the queue's own expiry is tested
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class ExpiryMachine(RuleBasedStateMachine):

@@ -84,7 +84,7 @@ class Intake:
         """
         if (
             message.persistent
-            and self.storage_full
+            and self._destinations.gauge.storage_full
             and (isinstance(target, Queue) or target.durables)
         ):
             raise _storage_full()  # it would be written, and the disk is under its floor
@@ -99,12 +99,6 @@ class Intake:
                 backlog.admit(message)
             return self.journal.write(appends=[stored(key, message) for key in target.durables])
         return None
-
-    @property
-    def storage_full(self) -> bool:
-        """Whether the store's volume is below its free-space floor (persistent publishes
-        are refused until it is not)."""
-        return self._destinations.gauge.storage_full
 
     def arrive(self, target: Target, message: Message, ticket: Ticket | None) -> bool:
         """Hand an accepted message to its destination; False if its write failed (or the
@@ -194,10 +188,10 @@ class Intake:
             queue.restore(item, cleanly)
             restored += len(item.head)
         for orphan in orphans:
-            self.forget_stored(orphan)
+            self._forget_stored(orphan)
         return restored
 
-    def forget_stored(self, orphan: StoredBacklog) -> None:
+    def _forget_stored(self, orphan: StoredBacklog) -> None:
         """Remove from the store the messages of a queue that no longer exists."""
         pager = self._destinations.paging
         if pager is not None:

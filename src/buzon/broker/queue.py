@@ -90,7 +90,6 @@ class Queue:
         "_dispatching",
         "_in_flight",
         "_incoming",
-        "_limits_deliveries",
         "_published",
         "_redeliveries",
         "_retired",
@@ -143,7 +142,6 @@ class Queue:
         else:
             self._backlog = MemoryBacklog(self, record.id, gauge, journal, expiring)
         self._bounded = policy.max_length is not None or policy.max_length_bytes is not None
-        self._limits_deliveries = policy.max_deliveries is not None
         self._clock = clock
         self._dead_letter = dead_letter
         self._ring: deque[Subscription] = deque()
@@ -396,8 +394,7 @@ class Queue:
             if message.expires_at is not None and message.expires_at <= self._clock():
                 self._retire(message, "expired")
             elif (
-                self._limits_deliveries
-                and policy.max_deliveries is not None
+                policy.max_deliveries is not None
                 and backlog.deliveries(message) >= policy.max_deliveries
             ):
                 self._retire(message, "max-deliveries")
@@ -408,7 +405,7 @@ class Queue:
         """Count one more delivery of ``message``; return whether it is a redelivery."""
         self._delivered += 1
         backlog = self._backlog
-        if self._limits_deliveries:
+        if self.policy.max_deliveries is not None:
             backlog.count_delivery(message)
         again = backlog.is_redelivered(message)
         if again:
