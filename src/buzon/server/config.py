@@ -170,17 +170,23 @@ def _bounded_int(most: int) -> Callable[[str], int]:
     return parse
 
 
+def _floor_parts(value: str) -> tuple[float, bool]:
+    """A floor setting other than ``auto`` as (amount, whether it is a percentage)."""
+    if value.endswith("%"):
+        return float(value[:-1]), True
+    return int(value), False
+
+
 def _disk_floor(text: str) -> str:
     """``auto``, a number of bytes, or a percentage of the volume (``5%``)."""
     value = text.strip().lower()
     if value == "auto":
         return value
-    number = value.removesuffix("%")
     try:
-        amount = float(number) if value.endswith("%") else int(number)
+        amount, share = _floor_parts(value)
     except ValueError:
         raise ValueError("must be auto, a number of bytes or a percentage like 5%") from None
-    if value.endswith("%") and not 0 <= amount < 100:
+    if share and not 0 <= amount < 100:
         raise ValueError("a percentage must be 0 or more and under 100")
     if amount < 0:
         raise ValueError("must be 0 or more")
@@ -197,9 +203,8 @@ def disk_floor(setting: str, total: int) -> int:
     full from the start, and a large one keeps room for SQLite to finish a checkpoint)."""
     if setting == "auto":
         return min(AUTO_FLOOR_BYTES, int(total * AUTO_FLOOR_SHARE))
-    if setting.endswith("%"):
-        return int(total * float(setting[:-1]) / 100)
-    return int(setting)
+    amount, share = _floor_parts(setting)
+    return int(total * amount / 100) if share else int(amount)
 
 
 def _log_level(text: str) -> str:

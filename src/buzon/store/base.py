@@ -226,4 +226,4 @@ class Store(PagedLog, Protocol):
 
     def free_space(self) -> tuple[int, int] | None:
         """Free and total bytes of the volume holding the store's files (a ``statvfs``),
-        or None for a store without files."""
+        or None for a store without files (or when the system cannot tell)."""

@@ -208,8 +208,12 @@ class SQLiteStore:
         self._thread = None
 
     def free_space(self) -> tuple[int, int] | None:
-        """Free (for an unprivileged writer) and total bytes of the data directory's volume."""
-        found = os.statvfs(self.data_dir)
+        """Free (for an unprivileged writer) and total bytes of the data directory's volume;
+        None when the system cannot tell (SQLite still reports a full disk by itself)."""
+        try:
+            found = os.statvfs(self.data_dir)
+        except OSError:
+            return None
         return found.f_bavail * found.f_frsize, found.f_blocks * found.f_frsize
 
     def size_on_disk(self) -> int | None:
