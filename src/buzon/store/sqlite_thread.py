@@ -213,10 +213,7 @@ class SqliteThread:
             if job.write and not connection.in_transaction:
                 # SQLite rolled the whole transaction back (a full disk does): every write
                 # of it is undone, not only this one, and fails for the same reason.
-                error = result[2]
-                code = (
-                    error.code if isinstance(error, StoreError) else ErrorCode.STORAGE_UNAVAILABLE
-                )
+                code = _code(result[2])
                 self._fail(results, open_writes, code, "the transaction was rolled back")
                 open_writes = []
             elif job.write and result[1]:
