@@ -10,7 +10,7 @@ from buzon.broker import AckMode, Broker, BrokerConfig
 from buzon.broker.destinations import new_record
 from buzon.errors import BrokerError, ErrorCode
 from buzon.store import DestinationKind, QueuePolicy, StoredMessage
-from tests.broker.helpers import HeldLog, found, open_peer
+from tests.broker.helpers import Clock, HeldLog, found, open_peer
 
 Q = "/queue/durable"
 
@@ -148,3 +148,20 @@ def test_under_the_disk_floor_only_what_would_be_written_is_refused(
     producer.publish(Q, b"stored")
     log.resolve()
     assert consumer.bodies() == [b"memory only", b"stored"]
+
+
+def test_under_the_disk_floor_a_dead_letter_still_moves(log: HeldLog) -> None:
+    clock = Clock()
+    broker = Broker(BrokerConfig(), clock=clock, log=log)
+    record = new_record(DestinationKind.QUEUE, "durable", "id-alice", None, 0.0)
+    policy = QueuePolicy(message_ttl_ms=1_000, dead_letter_queue="dead")
+    broker.add_destination(dataclasses.replace(record, policy=policy))
+    open_peer(broker, "alice").publish(Q, b"short-lived")
+    log.resolve()
+    broker.storage_full = True  # publishers are refused from now on, moves are not
+    clock.now += 5
+    assert broker.expire_messages(clock.now) == 1
+    log.resolve()
+    dead = open_peer(broker, "alice").subscribe("/queue/dead")
+    assert dead.bodies() == [b"short-lived"]
+    assert [m.destination for m in log.kept.values()] == ["/queue/dead"]

@@ -76,14 +76,22 @@ class Intake:
             f"{self._id_prefix}-{seq}", target.address, headers, body, seq, persistent, expires_at
         )
 
-    def accept(self, target: Target, message: Message) -> Ticket | None:
+    def accept(self, target: Target, message: Message, *, moved: bool = False) -> Ticket | None:
         """Admit ``message`` and log it if it is persistent; return the log's ticket.
+
+        Args:
+            target: where it goes.
+            message: from :meth:`prepare`.
+            moved: the broker moves it from one queue to another (a dead letter): the disk
+                floor, which stops publishers, does not stop it (the move frees what it
+                writes, and refusing it would lose the message).
 
         Raises:
             BrokerError: QUEUE_FULL, STORAGE_FULL (nothing was logged).
         """
         if (
             message.persistent
+            and not moved
             and self._destinations.gauge.storage_full
             and (isinstance(target, Queue) or target.durables)
         ):
@@ -159,7 +167,7 @@ class Intake:
         headers = dead_letter_headers(message.headers, reason, message.destination, message.id)
         moved = self.prepare(target, headers, message.body)
         try:
-            ticket = self.accept(target, moved)
+            ticket = self.accept(target, moved, moved=True)
         except BrokerError:
             return False  # the dead-letter queue is full and refuses: the message is dropped
         if ticket is None or ticket.done:
