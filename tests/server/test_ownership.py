@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 
-from buzon.auth import SecretHasher
+from buzon.auth import Principal, SecretHasher
+from buzon.errors import AccessDenied, ErrorCode
 from buzon.stomp import Error, Message, Send, Subscribe
+from buzon.store import DestinationKind, Role
 from tests.server.harness import ADMIN, PASSWORD, Client, running_server
 from tests.server.test_messaging import send, subscribe
 
@@ -125,3 +128,23 @@ async def test_an_access_key_for_a_missing_destination_does_not_create_it(
         assert error.message == "destination not found"
         assert b"access key" in error.body
         assert server.broker.statistics().queues == ()
+
+
+async def test_a_key_that_changed_while_it_was_checked_grants_nothing(
+    hasher: SecretHasher,
+) -> None:
+    """A key check takes an argon2 hash's time; a new key set meanwhile must not be
+    overtaken by a grant for the old one (the change already ended the old key's users)."""
+    async with running_server(hasher) as server:
+        resources = server.context.resources
+        owner = Principal("id-owner", "owner", Role.USER)
+        guest = Principal("id-guest", "guest", Role.USER)
+        await resources.create(owner, DestinationKind.QUEUE, "vault", "old-key-123")
+        checked = resources.target(DestinationKind.QUEUE, "vault").record  # as a check saw it
+        await resources.update(owner, DestinationKind.QUEUE, "vault", access_key="new-key-456")
+        with pytest.raises(AccessDenied) as refused:
+            await resources.check_key(guest, checked, "old-key-123", "127.0.0.1")
+        assert refused.value.code is ErrorCode.ACCESS_KEY_WRONG
+        assert "changed" in refused.value.detail
+        live = resources.target(DestinationKind.QUEUE, "vault").record
+        await resources.check_key(guest, live, "new-key-456", "127.0.0.1")  # the new one works

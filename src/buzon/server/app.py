@@ -101,7 +101,6 @@ class BuzonServer:
             Tokens(store, settings.token_ttl),
             registration_open=settings.registration,
         )
-        keys = AccessKeys(hasher)
         # a store that forgets everything at exit is not worth logging messages to
         durable = store if store.durable else None
         broker = Broker(broker_config(settings), log=durable, pager=durable)
@@ -110,9 +109,8 @@ class BuzonServer:
             store=store,
             hasher=hasher,
             accounts=accounts,
-            keys=keys,
             broker=broker,
-            resources=Resources(store, broker, keys),
+            resources=Resources(store, broker, AccessKeys(hasher)),
             rates=RateMeter(),
         )
         accounts.on_blocked.append(self._close_connections_of)

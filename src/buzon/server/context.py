@@ -9,7 +9,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from buzon.auth import AccessKeys, Accounts, SecretHasher
+from buzon.auth import Accounts, SecretHasher
 from buzon.broker import Broker
 from buzon.durations import Durations
 from buzon.server.config import Settings
@@ -31,7 +31,6 @@ class ServerContext:
     store: Store
     hasher: SecretHasher
     accounts: Accounts
-    keys: AccessKeys
     broker: Broker
     resources: Resources
     rates: RateMeter

@@ -87,6 +87,8 @@ class Resources:
         self._broker = broker
         self._keys = keys
         self._writes: set[asyncio.Task[None]] = set()
+        # record changes apply one at a time, each to the record as it is then
+        self._updating = asyncio.Lock()
         broker.on_created.append(self._store_later)
         broker.on_durable.append(self._store_durable_later)
 
@@ -197,23 +199,48 @@ class Resources:
             raise RequestError(ErrorCode.BAD_REQUEST, "nothing to change")
         if dead_letter_key is not None and kind is DestinationKind.CHANNEL:
             raise RequestError(ErrorCode.BAD_REQUEST, "channels have no dead-letter queue")
-        changed = record
+        fields: dict[str, str | None] = {}
         if dead_letter_key is not None:
-            grant = await self._dead_letter_grant(
+            fields["dead_letter_grant"] = await self._dead_letter_grant(
                 principal,
                 record.owner_id,
                 record.policy.dead_letter_queue,
                 dead_letter_key,
                 client_address,
             )
-            changed = dataclasses.replace(changed, dead_letter_grant=grant)
         if access_key is not None or remove_key:
-            key_hash = None if access_key is None else await self._keys.hash(access_key)
-            changed = dataclasses.replace(changed, key_hash=key_hash)
-        # by id: a destination deleted meanwhile stays deleted (the engine then refuses)
-        await self._store.update_destination(changed)
-        self._broker.update_destination(changed)
+            fields["key_hash"] = None if access_key is None else await self._keys.hash(access_key)
+        async with self._updating:
+            # Only this request's fields, on the record as it is now: another change made
+            # during the checks above (a new key, say) is kept, not written back over.
+            live = self.target(kind, name).record
+            if live.id != record.id:
+                raise BrokerError(
+                    ErrorCode.DESTINATION_NOT_FOUND, f"{address(kind, name)[:80]} was replaced"
+                )
+            changed = dataclasses.replace(live, **fields)  # type: ignore[arg-type]
+            await self._store.update_destination(changed)
+            self._broker.update_destination(changed)
         return await self.describe(kind, name)
+
+    async def check_key(
+        self, principal: Principal, record: DestinationRecord, key: str, address: str
+    ) -> None:
+        """Check an access key presented for ``record`` (see :meth:`AccessKeys.check`), and
+        that the key is still the one checked: it may change during the slow check, and a
+        grant given for the old key would outlive the change that was meant to end it.
+
+        Raises:
+            AccessDenied: ACCESS_KEY_WRONG (wrong, or changed meanwhile).
+            AuthenticationFailed: TOO_MANY_ATTEMPTS.
+        """
+        await self._keys.check(principal, record, key, address)
+        live = self._broker.destination(record.kind, record.name)
+        if live is None or live.record.id != record.id or live.record.key_hash != record.key_hash:
+            raise AccessDenied(
+                ErrorCode.ACCESS_KEY_WRONG,
+                f"the access key of {record.kind} {record.name!r} changed while it was checked",
+            )
 
     async def _dead_letter_grant(
         self,

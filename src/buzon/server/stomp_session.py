@@ -376,7 +376,7 @@ class StompSession(asyncio.Protocol):
         if session is None:
             return
         try:
-            await self._ctx.keys.check(session.principal, record, key, self.peer_host)
+            await self._ctx.resources.check_key(session.principal, record, key, self.peer_host)
         except BuzonError as exc:
             self._held = None
             self.fail(exc.code, exc.detail, event.receipt)

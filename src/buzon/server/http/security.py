@@ -169,7 +169,7 @@ async def grants_for(
         return frozenset({record.id})
     if key is None:
         return frozenset()
-    await ctx.keys.check(caller.principal, record, header_text(key), caller.address)
+    await ctx.resources.check_key(caller.principal, record, header_text(key), caller.address)
     if pair is not None:
         remembered.add(pair)
     return frozenset({record.id})
