@@ -326,6 +326,8 @@ def test_fail_queues_one_error_and_later_failures_are_ignored() -> None:
     assert error.body == b""
     assert error.get("content-type") is None
     assert server.state is ConnState.FAILED
+    assert server.ended
+    assert not server.delivering  # no MESSAGE or RECEIPT may follow the ERROR
 
 
 def test_fail_detail_is_cut_short() -> None:

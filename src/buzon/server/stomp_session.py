@@ -74,9 +74,6 @@ FRAME_OVERHEAD = 160
 CLOSE_GRACE_SECONDS = 2.0
 # After ERROR the broker reads nothing more; the peer has this long to read the ERROR.
 ERROR_LINGER_SECONDS = 1.0
-# States in which a RECEIPT may still leave (once FAILED or CLOSED, owed receipts are void).
-_RECEIPT_STATES = frozenset({ConnState.CONNECTED, ConnState.DISCONNECTING})
-
 # Frames whose writes their RECEIPT vouches for: the message of a SEND, the settlement of
 # an ACK or NACK, what a COMMIT applies. (A SUBSCRIBE's auto-acked deliveries also remove
 # messages from the log; a failure there is retried at shutdown, not the subscriber's.)
@@ -317,7 +314,7 @@ class StompSession(asyncio.Protocol):
         return gate
 
     def _send_receipt(self, receipt: str) -> None:
-        if self._lost or self._closing or self._conn.state not in _RECEIPT_STATES:
+        if self._lost or self._closing or not self._conn.delivering:
             log.debug("%s receipt %s dropped: the connection is gone", self.id, receipt)
             return
         self._conn.send(Receipt(receipt_id=receipt))
@@ -414,8 +411,8 @@ class StompSession(asyncio.Protocol):
 
     def fail(self, code: ErrorCode, detail: str = "", receipt_id: str | None = None) -> None:
         """Send ERROR with ``code`` and close (used for server-side decisions)."""
-        if self._lost or self._closing:
-            return
+        if self._lost or self._closing or self._conn.ended:
+            return  # the first failure was reported, and is the close reason
         self._failure = code
         self._conn.fail(code, detail, receipt_id)
         self._flush()

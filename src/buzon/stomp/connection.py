@@ -122,6 +122,16 @@ class StompConnection:
         return self._machine.state
 
     @property
+    def delivering(self) -> bool:
+        """Whether frames for a logged-in peer (MESSAGE, RECEIPT) may still be sent."""
+        return self._machine.state in _DELIVERING
+
+    @property
+    def ended(self) -> bool:
+        """Whether it is FAILED or CLOSED (a later failure is not reported)."""
+        return self._machine.state in FINAL_STATES
+
+    @property
     def version(self) -> str:
         """The protocol version of the session (the server role knows it once CONNECT arrived)."""
         return self._version
