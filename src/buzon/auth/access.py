@@ -9,6 +9,7 @@ checked by the callers (they cache the answer per connection), never here.
 from __future__ import annotations
 
 import enum
+import hashlib
 from dataclasses import dataclass, field
 
 from buzon.store.records import DestinationRecord, Role
@@ -30,6 +31,14 @@ class Decision(enum.Enum):
     NEED_KEY = "need-key"
     """Allowed once the destination's access key was presented and checked."""
     DENY = "deny"
+
+
+def fingerprint(secret_hash: str) -> str:
+    """A short fingerprint of a stored secret's hash (a password's, an access key's).
+
+    What is kept to notice that a secret changed: the hash is salted, so any new secret,
+    even the same text set again, gives a new fingerprint."""
+    return hashlib.sha256(secret_hash.encode()).hexdigest()[:32]
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,14 +16,13 @@ connections subscribed to was allowed by the old role.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
-from buzon.auth.access import Principal
+from buzon.auth.access import Principal, fingerprint
 from buzon.auth.passwords import SecretHasher
 from buzon.auth.ratelimit import GuessLimiter, GuessLimits
 from buzon.auth.tokens import TOKEN_PREFIX, Tokens
@@ -44,13 +43,7 @@ MAX_PASSWORD = 1024
 
 def principal_of(user: UserRecord) -> Principal:
     """The acting identity of a stored user."""
-    return Principal(user.id, user.name, user.role, password_fingerprint(user.password_hash))
-
-
-def password_fingerprint(password_hash: str) -> str:
-    """What a principal remembers of the password hash it logged in against (the hash is
-    salted, so any new password, even the same one, changes it)."""
-    return hashlib.sha256(password_hash.encode()).hexdigest()[:32]
+    return Principal(user.id, user.name, user.role, fingerprint(user.password_hash))
 
 
 class Accounts:
@@ -312,7 +305,7 @@ def _stale(principal: Principal, user: UserRecord | None) -> tuple[ErrorCode, st
         return ErrorCode.ACCOUNT_DISABLED, "the account was disabled or deleted"
     if principal.is_admin and user.role is not Role.ADMIN:
         return ErrorCode.PERMISSIONS_CHANGED, "the account is no longer an admin"
-    if principal.credential not in (None, password_fingerprint(user.password_hash)):
+    if principal.credential not in (None, fingerprint(user.password_hash)):
         return ErrorCode.PERMISSIONS_CHANGED, "the password changed"
     return None
 

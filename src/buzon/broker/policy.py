@@ -15,8 +15,7 @@ messages are dropped (and counted), never delivered.
 
 from __future__ import annotations
 
-import hashlib
-
+from buzon.auth.access import fingerprint
 from buzon.broker.message import Headers
 from buzon.errors import BrokerError, ErrorCode
 from buzon.store import DestinationRecord, QueuePolicy
@@ -92,8 +91,7 @@ def dead_letter_headers(headers: Headers, reason: str, origin: str, message_id: 
 def feed_grant(target: DestinationRecord) -> str:
     """The grant that lets another queue feed ``target`` as it is now: its id and a
     fingerprint of its key hash (the hash is salted, so any new key gives a new grant)."""
-    key = target.key_hash or ""
-    return f"{target.id}:{hashlib.sha256(key.encode()).hexdigest()[:32]}"
+    return f"{target.id}:{fingerprint(target.key_hash or '')}"
 
 
 def may_feed(source: DestinationRecord, target: DestinationRecord) -> bool:
