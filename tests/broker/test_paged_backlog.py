@@ -131,3 +131,21 @@ def test_expired_tail_messages_leave_through_the_store_and_reach_the_dead_letter
     assert {dict(d.message.headers)["x-dead-letter-reason"] for d in consumer.deliveries} == {
         "expired"
     }
+
+
+def test_when_the_whole_window_expires_the_tail_is_read_in() -> None:
+    held = HeldStore()
+    clock = Clock()
+    broker = Broker(BrokerConfig(backlog_window=WINDOW), clock=clock, log=held, pager=held)
+    broker.add_destination(RECORD)
+    producer = open_peer(broker, "alice")
+    soon = (("expires", str(int((clock.now + 1) * 1000))),)
+    for body in numbered(WINDOW):
+        producer.session.publish(Q, soon, body)  # the window: all short-lived
+    producer.publish(Q, b"lasting-1", b"lasting-2")  # the tail
+    held.flush()
+    clock.now += 5
+    assert broker.expire_messages(clock.now) == WINDOW
+    held.flush()
+    consumer = open_peer(broker, "carol").subscribe(Q, AckMode.CLIENT_INDIVIDUAL, prefetch=10)
+    assert consumer.bodies() == [b"lasting-1", b"lasting-2"]

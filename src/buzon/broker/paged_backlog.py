@@ -214,11 +214,11 @@ class PagedBacklog(MemoryBacklog):
 
     def expire(self, now: float) -> list[Message]:
         due = super().expire(now)
-        if self._retry:
-            self._retry = False
-            if self._counting:
-                self._count_next()
-            self._refill()
+        retry, self._retry = self._retry, False
+        if retry and self._counting:
+            self._count_next()
+        if due or retry:
+            self._refill()  # what expired in the window left room for the tail
         if self._tail_expiry <= now and self._tail and self._op is None and not self._counting:
             upto = self._safe_upto()
             if upto > self._cursor:
