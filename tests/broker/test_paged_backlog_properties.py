@@ -202,7 +202,7 @@ class PagedQueueMachine(RuleBasedStateMachine):
 
 
 PagedQueueMachine.TestCase.settings = settings(
-    max_examples=150,
+    max_examples=400,
     stateful_step_count=60,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],

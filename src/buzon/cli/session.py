@@ -269,7 +269,7 @@ def _read_secret(label: str, stdin_flag: str, *, from_stdin: bool, confirm: bool
     if from_stdin:
         line = sys.stdin.readline()
         if not line:
-            raise CliError(detail=f"{stdin_flag}: nothing on stdin")
+            raise CliError(detail=f"no {label} on stdin (give it as the first line)")
         return line.removesuffix("\n").removesuffix("\r")
     if not sys.stdin.isatty():
         raise CliError(detail=f"no terminal to ask for the {label}; pipe it in with {stdin_flag}")

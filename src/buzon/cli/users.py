@@ -211,13 +211,8 @@ def _set_password(args: argparse.Namespace) -> int:
 
 def _new_password() -> str:
     """Typed twice at a terminal, else the first line of stdin (UTF-8 text, as logins send)."""
-    if sys.stdin.isatty():
-        return read_secret("new password", stdin_flag="stdin", from_stdin=False, confirm=True)
-    try:
-        line = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
-        line.encode()  # bytes that are not UTF-8 arrive as lone surrogates, or raise above
-    except UnicodeError:
-        raise CliError(detail="the new password is not UTF-8 text") from None
-    if not line:
+    piped = not sys.stdin.isatty()
+    password = read_secret("new password", stdin_flag="stdin", from_stdin=piped, confirm=True)
+    if not password:
         raise CliError(detail="no new password on stdin (give it as the first line)")
-    return line
+    return password
