@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import heapq
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from buzon.broker.message import Message
@@ -116,24 +116,20 @@ class Leases:
     def release(self, holder: str) -> int:
         """Return every message ``holder`` holds to its queue (the user was disabled or
         deleted); return how many."""
-        mine = [lease for lease in self._leases.values() if lease.holder == holder]
-        for lease in mine:
-            del self._leases[lease.receipt]
-            lease.queue.return_taken([lease.message])
-        return len(mine)
+        return self._give_back(lambda lease: lease.holder == holder)
 
     def release_from(self, queue: Queue, keep: str) -> int:
         """Return the messages of ``queue`` leased by anyone but ``keep`` (its owner) to
         it: their right came from an access key that changed; return how many."""
-        theirs = [
-            lease
-            for lease in self._leases.values()
-            if lease.queue is queue and lease.holder != keep
-        ]
-        for lease in theirs:
+        return self._give_back(lambda lease: lease.queue is queue and lease.holder != keep)
+
+    def _give_back(self, chosen: Callable[[Lease], bool]) -> int:
+        """Return the leased messages ``chosen`` picks to their queues; return how many."""
+        picked = [lease for lease in self._leases.values() if chosen(lease)]
+        for lease in picked:
             del self._leases[lease.receipt]
             lease.queue.return_taken([lease.message])
-        return len(theirs)
+        return len(picked)
 
     def next_deadline(self) -> float | None:
         """When :meth:`expire` next has something to do, or None."""
