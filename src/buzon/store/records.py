@@ -227,3 +227,28 @@ class DurableSubscriptionRecord:
     owner_id: str
     name: str
     created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRecord:
+    """One broker process of a cluster (nodes sharing one PostgreSQL database).
+
+    Attributes:
+        id: this run's id (a node started again gets a new one); messages it claimed
+            carry it.
+        name: ``--node-name`` (by default the host name and STOMP port).
+        listeners: the URLs clients reach it at.
+        started_at: Unix time it started.
+        heartbeat_at: Unix time of its last heartbeat (by the database's clock).
+        connections: client connections it had then.
+        alive: it stopped neither cleanly nor by going silent longer than the node
+            timeout.
+    """
+
+    id: int
+    name: str
+    listeners: tuple[str, ...]
+    started_at: float
+    heartbeat_at: float
+    connections: int
+    alive: bool
