@@ -30,17 +30,20 @@ from buzon.store import (
     TokenRecord,
     UserRecord,
 )
+from buzon.store.postgres import PostgresStore
 from buzon.store.sqlite import SQLiteStore
 
-STORES: dict[str, Callable[[Path], Store]] = {
-    "memory": lambda _: MemoryStore(),
-    "sqlite": lambda tmp_path: SQLiteStore(tmp_path / "data"),
+STORES: dict[str, Callable[[pytest.FixtureRequest, Path], Store]] = {
+    "memory": lambda _, __: MemoryStore(),
+    "sqlite": lambda _, tmp_path: SQLiteStore(tmp_path / "data"),
+    # a fresh database of the test process's own PostgreSQL server
+    "postgresql": lambda request, _: PostgresStore(request.getfixturevalue("database_url")),
 }
 
 
 @pytest.fixture(params=sorted(STORES))
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    made = STORES[request.param](tmp_path)
+    made = STORES[request.param](request, tmp_path)
     await made.open()
     yield made
     await made.close()

@@ -149,6 +149,9 @@ class StoredMessage:
         redelivered: it was (or may have been) delivered before.
         persistent: False for a transient message spilled out of a full window of a paged
             backlog: kept only until it is read back, and forgotten at the next start.
+        claimed: written as already claimed by the node that writes it (a cluster node
+            whose own consumers take it: see ``broker/claimed_backlog``); other stores
+            ignore it.
     """
 
     queue_id: str
@@ -160,6 +163,7 @@ class StoredMessage:
     expires_at: float | None
     redelivered: bool
     persistent: bool = True
+    claimed: bool = False
 
 
 @dataclass(frozen=True, slots=True)

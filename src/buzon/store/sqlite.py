@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import functools
 import json
 import logging
@@ -31,15 +30,19 @@ from buzon.store.records import (
     DestinationKind,
     DestinationRecord,
     DurableSubscriptionRecord,
-    Overflow,
     Page,
-    QueuePolicy,
-    Role,
     StoredBacklog,
     StoredMessage,
     TailCount,
     TokenRecord,
     UserRecord,
+)
+from buzon.store.rows import (
+    destination_record,
+    headers_text,
+    parse_headers,
+    policy_text,
+    user_record,
 )
 from buzon.store.sqlite_thread import COMMIT_BUCKETS, SqliteThread
 from buzon.store.tickets import Ticket
@@ -263,7 +266,7 @@ class SQLiteStore:
 
     async def users(self) -> list[UserRecord]:
         def run(db: sqlite3.Connection) -> list[UserRecord]:
-            return [_user(row) for row in db.execute(_ALL_USERS).fetchall()]
+            return [user_record(row) for row in db.execute(_ALL_USERS).fetchall()]
 
         return await self._db.read(run)
 
@@ -331,7 +334,7 @@ class SQLiteStore:
                         record.owner_id,
                         record.key_hash,
                         record.created_at,
-                        json.dumps(dataclasses.asdict(record.policy)),
+                        policy_text(record.policy),
                         record.dead_letter_grant,
                     ),
                 )
@@ -345,13 +348,13 @@ class SQLiteStore:
     async def destination(self, kind: DestinationKind, name: str) -> DestinationRecord | None:
         def run(db: sqlite3.Connection) -> DestinationRecord | None:
             row = db.execute(_DESTINATION_BY_NAME, (kind.value, name)).fetchone()
-            return None if row is None else _destination(row)
+            return None if row is None else destination_record(row)
 
         return await self._db.read(run)
 
     async def destinations(self) -> list[DestinationRecord]:
         def run(db: sqlite3.Connection) -> list[DestinationRecord]:
-            return [_destination(row) for row in db.execute(_ALL_DESTINATIONS).fetchall()]
+            return [destination_record(row) for row in db.execute(_ALL_DESTINATIONS).fetchall()]
 
         return await self._db.read(run)
 
@@ -621,36 +624,7 @@ _PURGE = (
 
 def _one_user(db: sqlite3.Connection, query: str, value: str) -> UserRecord | None:
     row = db.execute(query, (value,)).fetchone()
-    return None if row is None else _user(row)
-
-
-def _user(row: tuple[str, str, str, str, int, float]) -> UserRecord:
-    user_id, name, password_hash, role, disabled, created_at = row
-    return UserRecord(user_id, name, password_hash, Role(role), bool(disabled), created_at)
-
-
-def _destination(
-    row: tuple[str, str, str, str, str | None, float, str, str | None],
-) -> DestinationRecord:
-    destination_id, kind, name, owner_id, key_hash, created_at, policy, grant = row
-    return DestinationRecord(
-        destination_id,
-        DestinationKind(kind),
-        name,
-        owner_id,
-        key_hash,
-        created_at,
-        _policy(json.loads(policy)),
-        grant,
-    )
-
-
-def _policy(fields: dict[str, Any]) -> QueuePolicy:
-    known = {f.name for f in dataclasses.fields(QueuePolicy)}
-    values = {key: value for key, value in fields.items() if key in known}
-    if "overflow" in values:
-        values["overflow"] = Overflow(values["overflow"])
-    return QueuePolicy(**values)
+    return None if row is None else user_record(row)
 
 
 def _message_row(message: StoredMessage) -> tuple[object, ...]:
@@ -659,18 +633,11 @@ def _message_row(message: StoredMessage) -> tuple[object, ...]:
         message.seq,
         message.message_id,
         message.destination,
-        json.dumps(message.headers),
+        headers_text(message.headers),
         message.body,
         message.expires_at,
         int(message.redelivered),
     )
-
-
-@functools.lru_cache(maxsize=256)
-def _headers(text: str) -> tuple[tuple[str, str], ...]:
-    """Stored headers as a tuple. Pages read thousands of rows, most of them with the same
-    few header sets (one publisher's), so each distinct text is parsed once."""
-    return tuple((name, value) for name, value in json.loads(text))
 
 
 def _stored_message(row: tuple[Any, ...]) -> StoredMessage:
@@ -680,7 +647,7 @@ def _stored_message(row: tuple[Any, ...]) -> StoredMessage:
         seq,
         message_id,
         destination,
-        _headers(headers),
+        parse_headers(headers),
         body,  # a BLOB column reads as bytes already
         expires_at,
         bool(redelivered),

@@ -1,0 +1,1052 @@
+"""PostgresStore: the Store contract on PostgreSQL, shared by the nodes of a cluster.
+
+Every node of a cluster opens the same database; everything they share lives there
+(``pg_migrations/``): users, tokens, destinations, durable subscriptions, messages, the
+nodes themselves and the feed that carries channel messages between nodes.
+
+Writes. The engine's message writes (``submit``, ``spill``), the claims and the other
+ticket operations go through one connection, in the order they were made. Message writes
+made while a transaction is in flight wait and form the next one (group commit, as the
+SQLite store does): one multi-row statement per kind of write (``unnest`` of arrays), one
+COMMIT, and one ``NOTIFY`` per transaction naming the queues that got messages any node may
+claim (never one per message: NOTIFY serialises commits). A ticket resolves once its
+transaction committed, so a RECEIPT means committed in PostgreSQL (replicated too, with a
+synchronous standby).
+
+Failures. When the database cannot be reached, a transaction fails as a whole: its tickets
+get STORAGE_UNAVAILABLE (a publisher gets an ERROR, never a receipt). Removals, redelivery
+marks and claim releases are idempotent; those of a failed transaction are kept and go with
+the next one, so an acknowledgement made during an outage is written once the database is
+back. The connection is made again with back-off on the next write.
+
+Claims (see ``broker/claimed_backlog``). A message row with ``claimed_by`` NULL waits for any
+node; a node claims the oldest ones with ``FOR UPDATE SKIP LOCKED`` (two nodes never claim
+the same row, and neither waits for the other), and releases what it will not deliver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+import asyncpg
+
+from buzon.durations import Durations
+from buzon.errors import BuzonError, ErrorCode, StoreError
+from buzon.store.base import MessageKey, head_of
+from buzon.store.records import (
+    DestinationKind,
+    DestinationRecord,
+    DurableSubscriptionRecord,
+    NodeRecord,
+    Page,
+    StoredBacklog,
+    StoredMessage,
+    TailCount,
+    TokenRecord,
+    UserRecord,
+)
+from buzon.store.rows import (
+    destination_record,
+    headers_text,
+    parse_headers,
+    policy_text,
+    user_record,
+)
+from buzon.store.sqlite_thread import COMMIT_BUCKETS
+from buzon.store.tickets import Ticket
+
+log = logging.getLogger("buzon.store")
+
+SCHEMA = "buzon"
+"""The schema buzon keeps its tables in (created in the database it is given)."""
+MIGRATION_LOCK = 0x62757A6F6E
+"""The advisory lock nodes take to migrate: one runs the migrations, the others wait."""
+MESSAGES_CHANNEL = "buzon_messages"
+"""NOTIFY channel: queue ids that got claimable messages (``*``: look at every queue)."""
+FEED_CHANNEL = "buzon_feed"
+"""NOTIFY channel: new rows in the channel feed."""
+CATALOG_CHANNEL = "buzon_catalog"
+"""NOTIFY channel: a user, token, destination or durable subscription changed."""
+MAX_NOTIFY = 7000
+"""Longest payload sent (PostgreSQL's limit is 8000 bytes); past it, ``*``."""
+CONNECT_TIMEOUT = 5.0
+RECONNECT_BACKOFF = (0.1, 0.25, 0.5, 1.0, 2.0)
+"""Seconds between attempts to reach the database again (the last repeats)."""
+SLOTS = 1024
+"""Node slots: a message seq carries its node's slot in its low 10 bits."""
+
+_NAME = re.compile(r"(\d{4})_[a-z0-9_]+\.sql")
+_MESSAGE_COLUMNS = (
+    "queue_id, seq, message_id, destination, headers, body, expires_at, redelivered, persistent"
+)
+
+
+def unavailable(error: BaseException) -> StoreError:
+    """A driver or network error as the error callers see."""
+    if isinstance(error, StoreError):
+        return error
+    text = str(error) or type(error).__name__
+    return StoreError(ErrorCode.STORAGE_UNAVAILABLE, f"PostgreSQL: {text[:200]}")
+
+
+_DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+
+
+def migrations() -> list[tuple[int, str]]:
+    """``(version, sql)`` of every PostgreSQL migration shipped with buzon, in order."""
+    found = []
+    for entry in resources.files("buzon.store.pg_migrations").iterdir():
+        match = _NAME.fullmatch(entry.name)
+        if match:
+            found.append((int(match.group(1)), entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+async def migrate(connection: asyncpg.Connection) -> int:
+    """Create the schema and bring it up to date, under an advisory lock: nodes starting at
+    once run the migrations one at a time (the first does the work, the others find it
+    done). Returns the version.
+
+    Raises:
+        StoreError: STORAGE_TOO_NEW when the database is newer than this buzon.
+    """
+    known = migrations()
+    newest = known[-1][0]
+    async with connection.transaction():
+        await connection.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+        await connection.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+        await connection.execute(
+            f"CREATE TABLE IF NOT EXISTS {SCHEMA}.schema_version"
+            " (version integer NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        current = await connection.fetchval(
+            f"SELECT coalesce(max(version), 0) FROM {SCHEMA}.schema_version"
+        )
+        if current > newest:
+            raise StoreError(
+                ErrorCode.STORAGE_TOO_NEW,
+                f"schema version {current}, this buzon knows up to {newest}: upgrade buzon",
+            )
+        for version, sql in known:
+            if version > current:
+                await connection.execute(f"SET LOCAL search_path = {SCHEMA}")
+                await connection.execute(sql)
+                await connection.execute(
+                    f"INSERT INTO {SCHEMA}.schema_version (version) VALUES ($1)", version
+                )
+    return int(max(current, newest))
+
+
+@dataclass(slots=True)
+class _Batch:
+    """Message writes that go to the database in one transaction, with one ticket."""
+
+    appends: list[StoredMessage] = field(default_factory=list)
+    claimed: list[bool] = field(default_factory=list)
+    removals: list[MessageKey] = field(default_factory=list)
+    redelivered: list[MessageKey] = field(default_factory=list)
+    releases: list[tuple[str, int, bool]] = field(default_factory=list)
+    feed: list[StoredMessage] = field(default_factory=list)
+    ticket: Ticket = field(default_factory=Ticket)
+
+
+@dataclass(slots=True)
+class _Operation:
+    """A ticket operation run on the write connection, in order with the batches."""
+
+    run: Callable[[asyncpg.Connection], Awaitable[Any]]
+    ticket: Ticket
+
+
+class PostgresStore:
+    """A :class:`~buzon.store.base.Store` in a PostgreSQL database (schema ``buzon``).
+
+    Args:
+        url: ``postgresql://user@host:port/db`` (a password comes best from ``PGPASSWORD``
+            or ``~/.pgpass``; ``sslmode`` and the other libpq parameters are honoured).
+        pool_size: connections for the calls that are not message writes.
+
+    Attributes:
+        node_id: this node's run id, once :meth:`register_node` ran (claims carry it).
+    """
+
+    durable = True
+
+    def __init__(self, url: str, *, pool_size: int = 4) -> None:
+        self.url = url
+        self.opened_cleanly = True
+        self.commit_durations = Durations(COMMIT_BUCKETS)
+        self.node_id: int = 0
+        self._pool_size = pool_size
+        self._pool: asyncpg.Pool | None = None
+        self._connection: asyncpg.Connection | None = None
+        self._failures = 0
+        self._retry_at = 0.0
+        self._batch: _Batch | None = None
+        self._jobs: list[_Batch | _Operation] = []
+        self._wake = asyncio.Event()
+        self._worker: asyncio.Task[None] | None = None
+        self._carried: _Batch = _Batch()  # idempotent writes of failed transactions
+        self._size = 0
+        self._closing = False
+
+    # -- life ----------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Connect, create or migrate the schema, start the writer.
+
+        Raises:
+            StoreError: STORAGE_UNAVAILABLE (cannot connect), STORAGE_TOO_NEW.
+        """
+        try:
+            connection = await self._connect()
+            try:
+                await migrate(connection)
+            finally:
+                await connection.close()
+            self._pool = await asyncpg.create_pool(
+                self.url,
+                min_size=1,
+                max_size=self._pool_size,
+                timeout=CONNECT_TIMEOUT,
+                server_settings=_SETTINGS,
+            )
+            self._size = await self._pool.fetchval(_SCHEMA_SIZE)
+        except _DRIVER_ERRORS as exc:
+            await self._close_pool()
+            raise unavailable(exc) from None
+        self._worker = asyncio.get_running_loop().create_task(self._work())
+
+    async def close(self) -> None:
+        """Write what is pending, then disconnect."""
+        if self._worker is None:
+            return
+        with contextlib.suppress(BuzonError):
+            await self.wait(self._operation(_nothing))
+        self._closing = True
+        self._wake.set()
+        self._worker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._worker
+        self._worker = None
+        if self._connection is not None:
+            with contextlib.suppress(*_DRIVER_ERRORS):
+                await self._connection.close(timeout=2)
+            self._connection = None
+        await self._close_pool()
+
+    async def _close_pool(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            with contextlib.suppress(*_DRIVER_ERRORS):
+                await asyncio.wait_for(pool.close(), 5)
+
+    async def _connect(self) -> asyncpg.Connection:
+        return await asyncpg.connect(self.url, timeout=CONNECT_TIMEOUT, server_settings=_SETTINGS)
+
+    def free_space(self) -> tuple[int, int] | None:
+        """None: the database's disk is PostgreSQL's to watch (it reports a full disk)."""
+        return None
+
+    def size_on_disk(self) -> int | None:
+        """The size of buzon's tables and indexes as last measured (at open, then at each
+        :meth:`heartbeat`)."""
+        return self._size
+
+    @staticmethod
+    async def wait(ticket: Ticket) -> Any:
+        """Await a ticket (for async callers); raise its error."""
+        if not ticket.done:
+            future = asyncio.get_running_loop().create_future()
+            ticket.add_callback(lambda _: None if future.done() else future.set_result(None))
+            await future
+        if ticket.error is not None:
+            raise ticket.error
+        return ticket.result
+
+    # -- the pool ------------------------------------------------------------------------
+
+    async def _fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        try:
+            return list(await self._ready_pool().fetch(query, *args))
+        except _DRIVER_ERRORS as exc:
+            raise unavailable(exc) from None
+
+    async def _execute(self, query: str, *args: Any) -> str:
+        try:
+            result: str = await self._ready_pool().execute(query, *args)
+            return result
+        except asyncpg.UniqueViolationError:
+            raise
+        except _DRIVER_ERRORS as exc:
+            raise unavailable(exc) from None
+
+    def _ready_pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise StoreError(ErrorCode.STORAGE_UNAVAILABLE, "the store is not open")
+        return self._pool
+
+    async def _notify_catalog(self, what: str) -> None:
+        """Tell the other nodes a record changed (they reload it within a second)."""
+        await self._execute("SELECT pg_notify($1, $2)", CATALOG_CHANNEL, what)
+
+    # -- users ---------------------------------------------------------------------------
+
+    async def add_user(self, user: UserRecord) -> None:
+        try:
+            await self._execute(
+                "INSERT INTO users VALUES ($1, $2, $3, $4, $5, $6)",
+                user.id,
+                user.name,
+                user.password_hash,
+                user.role.value,
+                user.disabled,
+                user.created_at,
+            )
+        except asyncpg.UniqueViolationError:
+            raise StoreError(ErrorCode.USERNAME_TAKEN, f"{user.name!r} is taken") from None
+        await self._notify_catalog(f"user:{user.id}")
+
+    async def user_by_name(self, name: str) -> UserRecord | None:
+        rows = await self._fetch(_USERS + " WHERE name = $1", name)
+        return user_record(tuple(rows[0])) if rows else None
+
+    async def user_by_id(self, user_id: str) -> UserRecord | None:
+        rows = await self._fetch(_USERS + " WHERE id = $1", user_id)
+        return user_record(tuple(rows[0])) if rows else None
+
+    async def users(self) -> list[UserRecord]:
+        return [user_record(tuple(row)) for row in await self._fetch(_USERS + " ORDER BY name")]
+
+    async def update_user(self, user: UserRecord) -> None:
+        result = await self._execute(
+            "UPDATE users SET password_hash = $2, role = $3, disabled = $4 WHERE id = $1",
+            user.id,
+            user.password_hash,
+            user.role.value,
+            user.disabled,
+        )
+        if result == "UPDATE 0":
+            raise StoreError(ErrorCode.USER_NOT_FOUND, f"no user with id {user.id!r}")
+        await self._notify_catalog(f"user:{user.id}")
+
+    async def delete_user(self, user_id: str) -> None:
+        result = await self._execute("DELETE FROM users WHERE id = $1", user_id)
+        if result == "DELETE 0":
+            raise StoreError(ErrorCode.USER_NOT_FOUND, f"no user with id {user_id!r}")
+        await self._notify_catalog(f"user:{user_id}")
+
+    # -- tokens --------------------------------------------------------------------------
+
+    async def add_token(self, token: TokenRecord) -> None:
+        await self._execute(
+            "INSERT INTO tokens VALUES ($1, $2, $3, $4)",
+            token.token_hash,
+            token.user_id,
+            token.created_at,
+            token.expires_at,
+        )
+
+    async def token(self, token_hash: str) -> TokenRecord | None:
+        rows = await self._fetch(
+            "SELECT token_hash, user_id, created_at, expires_at FROM tokens WHERE token_hash = $1",
+            token_hash,
+        )
+        return TokenRecord(*rows[0]) if rows else None
+
+    async def delete_token(self, token_hash: str) -> None:
+        await self._execute("DELETE FROM tokens WHERE token_hash = $1", token_hash)
+        await self._notify_catalog(f"token:{token_hash}")
+
+    async def delete_expired_tokens(self, now: float) -> int:
+        result = await self._execute("DELETE FROM tokens WHERE expires_at <= $1", now)
+        return int(result.split()[-1])
+
+    # -- destinations --------------------------------------------------------------------
+
+    async def add_destination(self, record: DestinationRecord) -> None:
+        try:
+            await self._execute(
+                "INSERT INTO destinations VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                record.id,
+                record.kind.value,
+                record.name,
+                record.owner_id,
+                record.key_hash,
+                record.created_at,
+                policy_text(record.policy),
+                record.dead_letter_grant,
+            )
+        except asyncpg.UniqueViolationError:
+            raise StoreError(
+                ErrorCode.DESTINATION_EXISTS, f"{record.kind} {record.name!r} exists"
+            ) from None
+        await self._notify_catalog("destinations")
+
+    async def destination(self, kind: DestinationKind, name: str) -> DestinationRecord | None:
+        rows = await self._fetch(_DESTINATIONS + " WHERE kind = $1 AND name = $2", kind.value, name)
+        return destination_record(tuple(rows[0])) if rows else None
+
+    async def destinations(self) -> list[DestinationRecord]:
+        rows = await self._fetch(_DESTINATIONS + " ORDER BY kind, name")
+        return [destination_record(tuple(row)) for row in rows]
+
+    async def update_destination(self, record: DestinationRecord) -> None:
+        await self._execute(
+            "UPDATE destinations SET key_hash = $2, policy = $3, dead_letter_grant = $4"
+            " WHERE id = $1",
+            record.id,
+            record.key_hash,
+            policy_text(record.policy),
+            record.dead_letter_grant,
+        )
+        await self._notify_catalog("destinations")
+
+    async def delete_destination(self, destination_id: str) -> None:
+        """Through the write connection: after the message writes submitted before."""
+
+        async def run(db: asyncpg.Connection) -> None:
+            async with db.transaction():
+                await db.execute("DELETE FROM destinations WHERE id = $1", destination_id)
+                await db.execute("DELETE FROM messages WHERE queue_id = $1", destination_id)
+                await db.execute("SELECT pg_notify($1, 'destinations')", CATALOG_CHANNEL)
+
+        await self.wait(self._operation(run))
+
+    # -- durable subscriptions -----------------------------------------------------------
+
+    async def add_durable_subscription(self, record: DurableSubscriptionRecord) -> None:
+        try:
+            await self._execute(
+                "INSERT INTO durable_subscriptions VALUES ($1, $2, $3, $4, $5)",
+                record.id,
+                record.channel_id,
+                record.owner_id,
+                record.name,
+                record.created_at,
+            )
+        except asyncpg.UniqueViolationError:
+            raise StoreError(
+                ErrorCode.DESTINATION_EXISTS, f"durable subscription {record.name!r} exists"
+            ) from None
+        await self._notify_catalog("destinations")
+
+    async def durable_subscriptions(self) -> list[DurableSubscriptionRecord]:
+        rows = await self._fetch(
+            "SELECT id, channel_id, owner_id, name, created_at FROM durable_subscriptions"
+            " ORDER BY channel_id, owner_id, name"
+        )
+        return [DurableSubscriptionRecord(*row) for row in rows]
+
+    async def delete_durable_subscription(self, subscription_id: str) -> None:
+        async def run(db: asyncpg.Connection) -> None:
+            async with db.transaction():
+                await db.execute("DELETE FROM durable_subscriptions WHERE id = $1", subscription_id)
+                await db.execute("DELETE FROM messages WHERE queue_id = $1", subscription_id)
+                await db.execute("SELECT pg_notify($1, 'destinations')", CATALOG_CHANNEL)
+
+        await self.wait(self._operation(run))
+
+    # -- messages: the write connection ---------------------------------------------------
+
+    def submit(
+        self,
+        appends: Sequence[StoredMessage] = (),
+        removals: Sequence[MessageKey] = (),
+        redelivered: Sequence[MessageKey] = (),
+    ) -> Ticket:
+        """Queue message writes (see :meth:`MessageLog.submit`): they commit with the other
+        writes made until the transaction in flight ends."""
+        batch = self._pending_batch()
+        batch.appends.extend(appends)
+        batch.claimed.extend(message.claimed for message in appends)
+        batch.removals.extend(removals)
+        batch.redelivered.extend(redelivered)
+        return batch.ticket
+
+    def spill(self, messages: Sequence[StoredMessage]) -> Ticket:
+        """Transient messages go to the same table, marked not persistent."""
+        batch = self._pending_batch()
+        batch.appends.extend(messages)
+        batch.claimed.extend(message.claimed for message in messages)
+        return batch.ticket
+
+    def release(self, keys: Sequence[tuple[str, int, bool]]) -> Ticket:
+        """Give claimed messages back to every node: ``(queue_id, seq, redelivered)``."""
+        batch = self._pending_batch()
+        batch.releases.extend(keys)
+        return batch.ticket
+
+    def feed(self, channel_id: str, message: StoredMessage) -> Ticket:
+        """Send a channel message to the subscribers of the other nodes."""
+        batch = self._pending_batch()
+        batch.feed.append(message)
+        return batch.ticket
+
+    def _pending_batch(self) -> _Batch:
+        batch = self._batch
+        if batch is None:
+            if self._worker is None:
+                raise StoreError(ErrorCode.STORAGE_UNAVAILABLE, "the store is not open")
+            batch = self._batch = _Batch()
+            self._wake.set()
+        return batch
+
+    def _operation(self, run: Callable[[asyncpg.Connection], Awaitable[Any]]) -> Ticket:
+        """Run ``run`` on the write connection after everything submitted before it."""
+        ticket = Ticket()
+        if self._worker is None:
+            ticket.resolve(StoreError(ErrorCode.STORAGE_UNAVAILABLE, "the store is not open"))
+            return ticket
+        if self._batch is not None:
+            self._jobs.append(self._batch)
+            self._batch = None
+        self._jobs.append(_Operation(run, ticket))
+        self._wake.set()
+        return ticket
+
+    async def _work(self) -> None:
+        """The writer: batches and operations, one at a time, in order."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while True:
+                if self._jobs:
+                    job = self._jobs.pop(0)
+                elif self._batch is not None:
+                    job, self._batch = self._batch, None
+                else:
+                    break
+                if isinstance(job, _Batch):
+                    await self._commit(job)
+                else:
+                    await self._run(job)
+
+    async def _writer(self) -> asyncpg.Connection:
+        """The write connection, made again (with back-off) after a failure."""
+        connection = self._connection
+        if connection is not None and not connection.is_closed():
+            return connection
+        now = time.monotonic()
+        if now < self._retry_at:
+            raise StoreError(ErrorCode.STORAGE_UNAVAILABLE, "PostgreSQL is unreachable")
+        try:
+            self._connection = await self._connect()
+        except _DRIVER_ERRORS as exc:
+            pause = RECONNECT_BACKOFF[min(self._failures, len(RECONNECT_BACKOFF) - 1)]
+            self._failures += 1
+            self._retry_at = time.monotonic() + pause
+            raise unavailable(exc) from None
+        if self._failures:
+            log.info("connected to PostgreSQL again")
+        self._failures = 0
+        return self._connection
+
+    def _lost(self, error: BaseException) -> StoreError:
+        """A write failed: drop the connection if it broke; the error its tickets get."""
+        connection = self._connection
+        if connection is not None and (
+            connection.is_closed() or not isinstance(error, asyncpg.PostgresError)
+        ):
+            connection.terminate()
+            self._connection = None
+        if self._failures == 0:
+            log.warning("a PostgreSQL write failed: %s", error)
+        return unavailable(error)
+
+    async def _run(self, job: _Operation) -> None:
+        try:
+            connection = await self._writer()
+            result = await job.run(connection)
+        except asyncio.CancelledError:
+            job.ticket.resolve(StoreError(ErrorCode.STORAGE_UNAVAILABLE, "the store closed"))
+            raise
+        except (*_DRIVER_ERRORS, StoreError) as exc:
+            job.ticket.resolve(self._lost(exc))
+            return
+        job.ticket.resolve(result=result)
+
+    async def _commit(self, batch: _Batch) -> None:
+        carried, self._carried = self._carried, _Batch()
+        batch.removals.extend(carried.removals)
+        batch.redelivered.extend(carried.redelivered)
+        batch.releases.extend(carried.releases)
+        started = time.perf_counter()
+        try:
+            connection = await self._writer()
+            async with connection.transaction():
+                await _write(connection, batch, self.node_id)
+            self.commit_durations.record(time.perf_counter() - started)
+        except asyncio.CancelledError:
+            batch.ticket.resolve(StoreError(ErrorCode.STORAGE_UNAVAILABLE, "the store closed"))
+            raise
+        except (*_DRIVER_ERRORS, StoreError) as exc:
+            error = self._lost(exc)
+            kept = self._carried
+            kept.removals.extend(batch.removals)
+            kept.redelivered.extend(batch.redelivered)
+            kept.releases.extend(batch.releases)
+            batch.ticket.resolve(error)
+            return
+        batch.ticket.resolve()
+
+    # -- messages: reads and ranged operations -------------------------------------------
+
+    async def messages(self) -> list[StoredMessage]:
+        async def run(db: asyncpg.Connection) -> list[StoredMessage]:
+            rows = await db.fetch(
+                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE persistent ORDER BY queue_id, seq"
+            )
+            return [_stored(row) for row in rows]
+
+        result: list[StoredMessage] = await self.wait(self._operation(run))
+        return result
+
+    async def backlogs(self, limit: int, max_bytes: int) -> list[StoredBacklog]:
+        """Each queue's head; queue ids are found by skipping through the primary key."""
+
+        async def run(db: asyncpg.Connection) -> list[StoredBacklog]:
+            found: list[StoredBacklog] = []
+            queue_id = ""
+            while True:
+                queue_id = await db.fetchval(
+                    "SELECT queue_id FROM messages WHERE queue_id > $1 ORDER BY queue_id LIMIT 1",
+                    queue_id,
+                )
+                if queue_id is None:
+                    return found
+                high = await db.fetchval(
+                    "SELECT max(seq) FROM messages WHERE queue_id = $1", queue_id
+                )
+                rows = await db.fetch(_RANGE, queue_id, -1, high, limit + 1)
+                stored = [_stored(row) for row in rows]
+                head = head_of(stored, limit, max_bytes)
+                found.append(StoredBacklog(queue_id, head, high, len(head) < len(stored)))
+
+        result: list[StoredBacklog] = await self.wait(self._operation(run))
+        return result
+
+    def read_page(self, queue_id: str, after: int, upto: int, limit: int, max_bytes: int) -> Ticket:
+        async def run(db: asyncpg.Connection) -> Page:
+            rows = await db.fetch(_RANGE, queue_id, after, upto, limit)
+            found = [_stored(row) for row in rows]
+            page = head_of(found, limit, max_bytes)
+            spilled = [m.seq for m in page if not m.persistent]
+            if spilled:
+                await db.execute(
+                    "DELETE FROM messages WHERE queue_id = $1 AND seq = any($2::bigint[])",
+                    queue_id,
+                    spilled,
+                )
+            return Page(page, len(page) == len(found) and len(found) < limit)
+
+        return self._operation(run)
+
+    def count_tail(self, queue_id: str, after: int, upto: int, limit: int) -> Ticket:
+        async def run(db: asyncpg.Connection) -> TailCount:
+            row = await db.fetchrow(_COUNT, queue_id, after, upto, limit)
+            count, size, last, first = tuple(row) if row is not None else (0, 0, None, None)
+            return TailCount(count, int(size), after if last is None else last, first)
+
+        return self._operation(run)
+
+    def expire_tail(self, queue_id: str, after: int, upto: int, now: float, limit: int) -> Ticket:
+        async def run(db: asyncpg.Connection) -> tuple[list[StoredMessage], float | None]:
+            async with db.transaction():
+                rows = await db.fetch(_EXPIRE_RANGE, queue_id, now, after, upto, limit)
+                first = await db.fetchval(_FIRST_EXPIRY, queue_id, after, upto)
+            return sorted((_stored(row) for row in rows), key=lambda m: m.seq), first
+
+        return self._operation(run)
+
+    def purge_tail(self, queue_id: str, after: int, upto: int, keep: Sequence[int]) -> Ticket:
+        kept = list(keep)
+
+        async def run(db: asyncpg.Connection) -> None:
+            await db.execute(
+                "DELETE FROM messages WHERE queue_id = $1 AND seq > $2 AND seq <= $3"
+                " AND NOT seq = any($4::bigint[])",
+                queue_id,
+                after,
+                upto,
+                kept,
+            )
+
+        return self._operation(run)
+
+    # -- claims (see broker/claimed_backlog) ----------------------------------------------
+
+    def claim(self, queue_id: str, limit: int, max_bytes: int) -> Ticket:
+        """Claim the oldest unclaimed messages of a queue for this node (at most ``limit``,
+        and past the first ``max_bytes`` of bodies); the result is a :class:`Page` whose
+        ``exhausted`` says none were left. Expired ones are claimed too: the queue retires
+        them (to its dead-letter queue)."""
+        node = self.node_id
+
+        async def run(db: asyncpg.Connection) -> Page:
+            rows = await db.fetch(_CLAIM, queue_id, limit, node, max_bytes)
+            found = sorted((_stored(row) for row in rows), key=lambda m: m.seq)
+            return Page(found, len(found) < limit and sum(len(m.body) for m in found) < max_bytes)
+
+        return self._operation(run)
+
+    def expire_unclaimed(self, queue_id: str, now: float, limit: int) -> Ticket:
+        """Delete up to ``limit`` unclaimed messages of a queue whose time has come (any node
+        may, each row once: SKIP LOCKED); the result is them, oldest first, and the earliest
+        ``expires_at`` left unclaimed, as a tuple."""
+
+        async def run(db: asyncpg.Connection) -> tuple[list[StoredMessage], float | None]:
+            async with db.transaction():
+                rows = await db.fetch(_EXPIRE_UNCLAIMED, queue_id, now, limit)
+                first = await db.fetchval(
+                    "SELECT min(expires_at) FROM messages WHERE queue_id = $1"
+                    " AND claimed_by IS NULL AND expires_at IS NOT NULL",
+                    queue_id,
+                )
+            return sorted((_stored(row) for row in rows), key=lambda m: m.seq), first
+
+        return self._operation(run)
+
+    def purge_unclaimed(self, queue_id: str) -> Ticket:
+        """Delete every unclaimed message of a queue; the result is how many."""
+
+        async def run(db: asyncpg.Connection) -> int:
+            result: str = await db.execute(
+                "DELETE FROM messages WHERE queue_id = $1 AND claimed_by IS NULL", queue_id
+            )
+            return int(result.split()[-1])
+
+        return self._operation(run)
+
+    async def unclaimed(self) -> dict[str, tuple[int, int, float | None]]:
+        """Per queue with unclaimed messages: how many, their body bytes, and the earliest
+        ``expires_at`` among them."""
+        rows = await self._fetch(
+            "SELECT queue_id, count(*), sum(length(body)), min(expires_at) FROM messages"
+            " WHERE claimed_by IS NULL GROUP BY queue_id"
+        )
+        return {row[0]: (row[1], int(row[2]), row[3]) for row in rows}
+
+    # -- nodes -----------------------------------------------------------------------------
+
+    async def register_node(self, name: str, listeners: Sequence[str]) -> tuple[int, int, int]:
+        """Join the cluster: a new run id, a free slot, and the lowest seq this run may use
+        (above anything an earlier run in that slot numbered). Returns ``(id, slot, seq)``."""
+        try:
+            async with self._ready_pool().acquire() as db, db.transaction():
+                await db.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK + 1)
+                used = {
+                    row[0]
+                    for row in await db.fetch("SELECT slot FROM nodes WHERE stopped_at IS NULL")
+                }
+                slot = next((n for n in range(SLOTS) if n not in used), None)
+                if slot is None:
+                    raise StoreError(ErrorCode.STORAGE_UNAVAILABLE, f"more than {SLOTS} nodes")
+                high = await db.fetchval(
+                    "SELECT coalesce(max(seq_high), 0) FROM nodes WHERE slot = $1", slot
+                )
+                node_id = await db.fetchval(
+                    "INSERT INTO nodes (name, slot, listeners) VALUES ($1, $2, $3) RETURNING id",
+                    name,
+                    slot,
+                    json.dumps(list(listeners)),
+                )
+        except _DRIVER_ERRORS as exc:
+            raise unavailable(exc) from None
+        self.node_id = node_id
+        return node_id, slot, high
+
+    async def heartbeat(self, connections: int, seq_high: int) -> None:
+        """Say this node is alive (and how busy); also re-measures the schema's size.
+
+        Raises:
+            StoreError: STORAGE_UNAVAILABLE; NODE_STOPPED-like STORAGE_UNAVAILABLE when the
+                others declared this node dead (it must drop what it claimed).
+        """
+        try:
+            async with self._ready_pool().acquire() as db:
+                alive = await db.fetchval(
+                    "UPDATE nodes SET heartbeat_at = now(), connections = $2, seq_high = $3"
+                    " WHERE id = $1 AND stopped_at IS NULL RETURNING true",
+                    self.node_id,
+                    connections,
+                    seq_high,
+                )
+                self._size = await db.fetchval(_SCHEMA_SIZE)
+        except _DRIVER_ERRORS as exc:
+            raise unavailable(exc) from None
+        if not alive:
+            raise StoreError(
+                ErrorCode.STORAGE_UNAVAILABLE, "the other nodes declared this node dead"
+            )
+
+    async def reap(self, silence: float) -> list[int]:
+        """Declare dead the nodes silent for ``silence`` seconds and give their claimed
+        messages back to every node, marked redelivered; return the dead nodes' ids."""
+        try:
+            async with self._ready_pool().acquire() as db, db.transaction():
+                dead = [
+                    row[0]
+                    for row in await db.fetch(
+                        "UPDATE nodes SET stopped_at = now() WHERE stopped_at IS NULL"
+                        " AND heartbeat_at < now() - make_interval(secs => $1) RETURNING id",
+                        silence,
+                    )
+                ]
+                if dead:
+                    await db.execute(
+                        "UPDATE messages SET claimed_by = NULL, redelivered = true"
+                        " WHERE claimed_by = any($1::bigint[])",
+                        dead,
+                    )
+                    await db.execute("SELECT pg_notify($1, '*')", MESSAGES_CHANNEL)
+        except _DRIVER_ERRORS as exc:
+            raise unavailable(exc) from None
+        return dead
+
+    async def leave(self) -> None:
+        """A clean stop: give back what this node claimed and say it stopped."""
+
+        async def run(db: asyncpg.Connection) -> None:
+            async with db.transaction():
+                await db.execute(
+                    "UPDATE messages SET claimed_by = NULL WHERE claimed_by = $1", self.node_id
+                )
+                await db.execute("UPDATE nodes SET stopped_at = now() WHERE id = $1", self.node_id)
+                await db.execute("SELECT pg_notify($1, '*')", MESSAGES_CHANNEL)
+
+        await self.wait(self._operation(run))
+
+    async def nodes(self) -> list[NodeRecord]:
+        """Every node run that is alive, and those that stopped in the last hour."""
+        rows = await self._fetch(
+            "SELECT id, name, listeners, extract(epoch FROM started_at),"
+            " extract(epoch FROM heartbeat_at), connections, stopped_at IS NULL FROM nodes"
+            " WHERE stopped_at IS NULL OR stopped_at > now() - interval '1 hour'"
+            " ORDER BY name, id"
+        )
+        return [
+            NodeRecord(
+                row[0],
+                row[1],
+                tuple(json.loads(row[2])),
+                float(row[3]),
+                float(row[4]),
+                row[5],
+                row[6],
+            )
+            for row in rows
+        ]
+
+    # -- the channel feed -------------------------------------------------------------------
+
+    async def read_feed(self, after: int, limit: int) -> list[tuple[int, int, str, StoredMessage]]:
+        """Feed rows with ids above ``after``, oldest first: ``(id, origin, channel_id,
+        message)``."""
+        rows = await self._fetch(
+            "SELECT id, origin, channel_id, message_id, destination, headers, body, expires_at"
+            " FROM channel_feed WHERE id > $1 ORDER BY id LIMIT $2",
+            after,
+            limit,
+        )
+        return [
+            (
+                row[0],
+                row[1],
+                row[2],
+                StoredMessage(
+                    row[2], 0, row[3], row[4], parse_headers(row[5]), row[6], row[7], False, False
+                ),
+            )
+            for row in rows
+        ]
+
+    async def feed_position(self) -> int:
+        """The id of the newest feed row (a node starts reading after it)."""
+        rows = await self._fetch("SELECT coalesce(max(id), 0) FROM channel_feed")
+        position: int = rows[0][0]
+        return position
+
+    async def trim_feed(self, age: float) -> None:
+        """Forget feed rows older than ``age`` seconds."""
+        await self._execute(
+            "DELETE FROM channel_feed WHERE created_at < now() - make_interval(secs => $1)", age
+        )
+
+    async def listen(self, callback: Callable[[str, str], None]) -> asyncpg.Connection:
+        """A connection that calls ``callback(channel, payload)`` for every notification of
+        the cluster's channels (the caller closes it; a broken one is made again by the
+        caller)."""
+        try:
+            connection = await self._connect()
+            for channel in (MESSAGES_CHANNEL, FEED_CHANNEL, CATALOG_CHANNEL):
+                await connection.add_listener(
+                    channel, lambda _c, _p, chan, payload: callback(chan, payload)
+                )
+        except _DRIVER_ERRORS as exc:
+            raise unavailable(exc) from None
+        return connection
+
+
+async def _nothing(db: asyncpg.Connection) -> None:
+    """An operation that only waits for the ones before it."""
+
+
+async def _write(connection: asyncpg.Connection, batch: _Batch, node: int) -> None:
+    """The statements of one batch, inside its transaction, notifications last."""
+    notify: set[str] = set()
+    if batch.appends:
+        rows = [
+            _row(message, node if claimed else None)
+            for message, claimed in zip(batch.appends, batch.claimed, strict=True)
+        ]
+        await connection.execute(_INSERT, *_columns(rows, 10))
+        notify.update(
+            m.queue_id
+            for m, claimed in zip(batch.appends, batch.claimed, strict=True)
+            if not claimed
+        )
+    if batch.removals:
+        await connection.execute(_DELETE_KEYS, *_columns(batch.removals, 2))
+    if batch.redelivered:
+        await connection.execute(_MARK_KEYS, *_columns(batch.redelivered, 2))
+    if batch.releases:
+        await connection.execute(_RELEASE_KEYS, *_columns(batch.releases, 3), node)
+        notify.update(queue_id for queue_id, _, _ in batch.releases)
+    if batch.feed:
+        rows = [_feed_row(message, node) for message in batch.feed]
+        await connection.execute(_FEED_INSERT, *_columns(rows, 7))
+        await connection.execute("SELECT pg_notify($1, '')", FEED_CHANNEL)
+    if notify:
+        payload = ",".join(sorted(notify))
+        await connection.execute(
+            "SELECT pg_notify($1, $2)",
+            MESSAGES_CHANNEL,
+            "*" if len(payload) > MAX_NOTIFY else payload,
+        )
+
+
+def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """Rows as one array per column (what ``unnest`` takes: one statement for them all)."""
+    columns: list[list[Any]] = [[] for _ in range(width)]
+    for row in rows:
+        for column, value in zip(columns, row, strict=True):
+            column.append(value)
+    return columns
+
+
+def _feed_row(message: StoredMessage, node: int) -> tuple[Any, ...]:
+    """A channel message as a feed row; its ``queue_id`` carries the channel id."""
+    return (
+        node,
+        message.queue_id,
+        message.message_id,
+        message.destination,
+        headers_text(message.headers),
+        message.body,
+        message.expires_at,
+    )
+
+
+def _row(message: StoredMessage, claimed_by: int | None) -> tuple[Any, ...]:
+    return (
+        message.queue_id,
+        message.seq,
+        message.message_id,
+        message.destination,
+        headers_text(message.headers),
+        message.body,
+        message.expires_at,
+        message.redelivered,
+        message.persistent,
+        claimed_by,
+    )
+
+
+def _stored(row: asyncpg.Record) -> StoredMessage:
+    return StoredMessage(
+        row[0], row[1], row[2], row[3], parse_headers(row[4]), row[5], row[6], row[7], row[8]
+    )
+
+
+_SETTINGS = {"search_path": SCHEMA, "application_name": "buzon"}
+_USERS = "SELECT id, name, password_hash, role, disabled, created_at FROM users"
+_DESTINATIONS = (
+    "SELECT id, kind, name, owner_id, key_hash, created_at, policy, dead_letter_grant"
+    " FROM destinations"
+)
+_SCHEMA_SIZE = (
+    "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_class c"
+    f" JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = '{SCHEMA}'"
+    " AND c.relkind = 'r'"
+)
+_INSERT = (
+    f"INSERT INTO messages ({_MESSAGE_COLUMNS}, claimed_by)"
+    " SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[],"
+    " $6::bytea[], $7::float8[], $8::bool[], $9::bool[], $10::bigint[])"
+)
+_FEED_INSERT = (
+    "INSERT INTO channel_feed"
+    " (origin, channel_id, message_id, destination, headers, body, expires_at)"
+    " SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[],"
+    " $6::bytea[], $7::float8[])"
+)
+_DELETE_KEYS = (
+    "DELETE FROM messages m USING unnest($1::text[], $2::bigint[]) AS k(queue_id, seq)"
+    " WHERE m.queue_id = k.queue_id AND m.seq = k.seq"
+)
+_MARK_KEYS = (
+    "UPDATE messages m SET redelivered = true"
+    " FROM unnest($1::text[], $2::bigint[]) AS k(queue_id, seq)"
+    " WHERE m.queue_id = k.queue_id AND m.seq = k.seq"
+)
+_RELEASE_KEYS = (
+    "UPDATE messages m SET claimed_by = NULL, redelivered = m.redelivered OR k.again"
+    " FROM unnest($1::text[], $2::bigint[], $3::bool[]) AS k(queue_id, seq, again)"
+    " WHERE m.queue_id = k.queue_id AND m.seq = k.seq AND m.claimed_by = $4"
+)
+_RANGE = (
+    f"SELECT {_MESSAGE_COLUMNS} FROM messages"
+    " WHERE queue_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq LIMIT $4"
+)
+_COUNT = (
+    "SELECT count(*), coalesce(sum(length(body)), 0), max(seq), min(expires_at) FROM"
+    " (SELECT seq, body, expires_at FROM messages"
+    "  WHERE queue_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq LIMIT $4) AS step"
+)
+_EXPIRE_RANGE = (
+    "DELETE FROM messages WHERE queue_id = $1 AND seq IN"
+    " (SELECT seq FROM messages WHERE queue_id = $1 AND expires_at <= $2 AND seq > $3"
+    "  AND seq <= $4 ORDER BY expires_at LIMIT $5)"
+    f" RETURNING {_MESSAGE_COLUMNS}"
+)
+_FIRST_EXPIRY = (
+    "SELECT min(expires_at) FROM messages"
+    " WHERE queue_id = $1 AND expires_at IS NOT NULL AND seq > $2 AND seq <= $3"
+)
+# The running sum bounds a claim by bytes (the first row always fits).
+_CLAIM = (
+    "WITH picked AS ("
+    "  SELECT seq, sum(length(body)) OVER (ORDER BY seq) AS running FROM ("
+    "   SELECT seq, body FROM messages WHERE queue_id = $1 AND claimed_by IS NULL"
+    "   ORDER BY seq LIMIT $2 FOR UPDATE SKIP LOCKED) AS oldest)"
+    " UPDATE messages m SET claimed_by = $3 FROM picked"
+    " WHERE m.queue_id = $1 AND m.seq = picked.seq"
+    " AND (picked.running <= $4 OR picked.seq = (SELECT min(seq) FROM picked))"
+    f" RETURNING m.{_MESSAGE_COLUMNS.replace(', ', ', m.')}"
+)
+_EXPIRE_UNCLAIMED = (
+    "DELETE FROM messages m WHERE m.queue_id = $1 AND m.seq IN"
+    " (SELECT seq FROM messages WHERE queue_id = $1 AND claimed_by IS NULL"
+    "  AND expires_at <= $2 ORDER BY expires_at LIMIT $3 FOR UPDATE SKIP LOCKED)"
+    f" RETURNING m.{_MESSAGE_COLUMNS.replace(', ', ', m.')}"
+)
