@@ -238,6 +238,7 @@ class BuzonServer:
             self._ctx.stomp_ports["stomp"] = self.stomp_port
         if self._tls_listener is not None:
             self._ctx.stomp_ports["stomp+ssl"] = self.stomp_tls_port
+        self._ctx.listeners = tuple(self.urls())
 
     def _bind_http(self, listener: HttpListener, name: str, port: int) -> None:
         try:

@@ -78,6 +78,7 @@ class Settings:
     plaintext: bool = True
     data_dir: Path = Path("buzon-data")
     storage: str = "sqlite"
+    node_name: str = ""  # empty: the host name and the STOMP port
     log_level: str = "info"
     log_format: str = "text"
     admin_user: str = "admin"

@@ -37,6 +37,8 @@ class ServerContext:
     started_at: float = field(default_factory=time.time)
     # the bound STOMP ports by URL scheme ("stomp", "stomp+ssl"), for GET /api/v1/info
     stomp_ports: dict[str, int] = field(default_factory=dict)
+    # where clients reach this node: one URL per bound listener (the API's for HTTP)
+    listeners: tuple[str, ...] = ()
     connections: set[StompSession] = field(default_factory=set)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     closing: bool = False
