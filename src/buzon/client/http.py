@@ -29,6 +29,7 @@ from buzon.client.records import (
     ChannelInfo,
     ConnectionInfo,
     DestinationKind,
+    NodeInfo,
     Overview,
     PeekedMessage,
     PulledMessage,
@@ -39,6 +40,7 @@ from buzon.client.records import (
     many,
     nothing,
     parse_channel,
+    parse_cluster,
     parse_connection,
     parse_message_id,
     parse_overview,
@@ -406,6 +408,15 @@ class ManagementClient:
                 when no such connection is open.
         """
         self._call("DELETE", f"/connections/{_segment(connection_id)}", nothing)
+
+    def cluster(self) -> list[NodeInfo]:
+        """The nodes of the broker's cluster, by name (admins only); a broker on SQLite or
+        memory storage is a cluster of one, itself.
+
+        Raises:
+            ApiError: ACCESS_DENIED for a caller who is not an admin.
+        """
+        return self._call("GET", "/cluster", parse_cluster)
 
     def healthz(self) -> str:
         """The broker's liveness status, ``"ok"`` (no authentication needed)."""

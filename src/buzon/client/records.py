@@ -205,6 +205,29 @@ class ConnectionInfo:
     delivered: int
 
 
+@dataclass(frozen=True, slots=True)
+class NodeInfo:
+    """One broker process of the cluster (a broker on SQLite is a cluster of one).
+
+    Attributes:
+        name: its ``--node-name`` (by default the host name and the STOMP port).
+        alive: False once it stopped, or stayed silent longer than the node timeout.
+        listeners: where clients reach it, as URLs (``stomp://``, ``http://…/api/v1``).
+        heartbeat_at: its last heartbeat.
+        started_at: when it started.
+        connections: its open STOMP connections at that heartbeat.
+        id: this run's id (a restarted node gets a new one).
+    """
+
+    name: str
+    alive: bool
+    listeners: tuple[str, ...]
+    heartbeat_at: datetime
+    started_at: datetime
+    connections: int
+    id: int
+
+
 def many(parse: Callable[[Any], _T]) -> Callable[[Any], list[_T]]:
     def parse_list(data: Any) -> list[_T]:
         if not isinstance(data, list):
@@ -399,3 +422,18 @@ def parse_connection(data: Any) -> ConnectionInfo:
         published=int(data["published"]),
         delivered=int(data["delivered"]),
     )
+
+
+def parse_cluster(data: Any) -> list[NodeInfo]:
+    return [
+        NodeInfo(
+            name=str(node["name"]),
+            alive=bool(node["alive"]),
+            listeners=tuple(str(url) for url in node["listeners"]),
+            heartbeat_at=parse_time(node["heartbeat_at"]),
+            started_at=parse_time(node["started_at"]),
+            connections=int(node["connections"]),
+            id=int(node["id"]),
+        )
+        for node in data["nodes"]
+    ]

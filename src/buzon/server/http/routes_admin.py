@@ -1,5 +1,5 @@
 """The broker as a whole: overview with rates and their history, open connections
-(an admin may close one), health."""
+(an admin may close one), the cluster's nodes, health."""
 
 from __future__ import annotations
 
@@ -12,9 +12,12 @@ from fastapi import APIRouter, Path, Response, status
 
 from buzon import __version__
 from buzon.errors import AccessDenied, ErrorCode, RequestError
+from buzon.server.cluster_view import cluster_nodes
 from buzon.server.http.schemas import (
+    Cluster,
     Connection,
     Health,
+    Node,
     Overview,
     RateHistory,
     RatePoint,
@@ -115,6 +118,28 @@ async def close_connection(
             connection.close_session(ErrorCode.CONNECTION_CLOSED_BY_ADMIN, "")
             return Response(status_code=status.HTTP_204_NO_CONTENT)
     raise RequestError(ErrorCode.CONNECTION_NOT_FOUND, f"no open connection {connection_id!r}")
+
+
+@router.get("/cluster", summary="The cluster's nodes (admin)")
+async def cluster(ctx: Ctx, caller: CurrentCaller) -> Cluster:
+    """Each node's listeners, last heartbeat, connections and whether it is alive. A
+    broker on SQLite or memory storage is a cluster of one: itself."""
+    if not caller.principal.is_admin:
+        raise AccessDenied(ErrorCode.ACCESS_DENIED, "only an admin may see the cluster's nodes")
+    return Cluster(
+        nodes=[
+            Node(
+                name=node.name,
+                alive=node.alive,
+                listeners=list(node.listeners),
+                heartbeat_at=utc(node.heartbeat_at),
+                started_at=utc(node.started_at),
+                connections=node.connections,
+                id=node.id,
+            )
+            for node in await cluster_nodes(ctx)
+        ]
+    )
 
 
 @router.get("/healthz", summary="Liveness (no authentication)")

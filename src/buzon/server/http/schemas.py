@@ -294,6 +294,27 @@ class Connection(BaseModel):
     delivered: int
 
 
+class Node(BaseModel):
+    name: str = Field(description="--node-name, by default the host name and the STOMP port")
+    alive: bool = Field(
+        description="false once it stopped, or stayed silent longer than the node timeout"
+    )
+    listeners: list[str] = Field(
+        description="where clients reach it: stomp://, http://…/api/v1, and their TLS twins"
+    )
+    heartbeat_at: datetime = Field(description="its last heartbeat")
+    started_at: datetime
+    connections: int = Field(description="its open STOMP connections at that heartbeat")
+    id: int = Field(description="this run's id; the node gets a new one when it restarts")
+
+
+class Cluster(BaseModel):
+    nodes: list[Node] = Field(
+        description="the nodes sharing this broker's database (those stopped lately too), by"
+        " name; with SQLite or memory storage, this broker alone"
+    )
+
+
 class Health(BaseModel):
     status: str
 
