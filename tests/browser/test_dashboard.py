@@ -103,6 +103,8 @@ def queue_journey(browser: webdriver.Chrome, base: str, artifacts: Path) -> None
 
     go_to(browser, "overview")
     text_is(browser, '[data-stat="queues"] dd', "1")
+    # an admin sees the cluster's nodes: this broker alone, on its in-memory store
+    text_is(browser, "#node-table tr[data-name] td.status", "alive")
     visible(browser, "#rate-chart")
     browser.save_screenshot(str(artifacts / "dashboard-overview.png"))
     assert fits_the_width(browser)
