@@ -19,8 +19,13 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
-BIN_DIRS = ("/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/16/bin", "/usr/lib/postgresql/17/bin")
+BIN_DIRS = (
+    "/usr/lib/postgresql/15/bin",
+    "/usr/lib/postgresql/16/bin",
+    "/usr/lib/postgresql/17/bin",
+)
 OWNER = "buzon"
 """The ordinary role that owns the test databases."""
 
@@ -81,7 +86,21 @@ class PostgresServer:
 
     def start(self, timeout: float = 30.0) -> None:
         """Start the server and wait until it accepts connections (same port every time)."""
-        self._process = subprocess.Popen(
+        with open(self.root / "server.log", "ab") as server_log:
+            self._process = self._spawn(server_log)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"PostgreSQL did not start: see {self.root / 'server.log'}")
+            try:
+                self.psql("postgres", "SELECT 1")
+                return
+            except subprocess.CalledProcessError:
+                time.sleep(0.05)
+        raise RuntimeError("PostgreSQL did not accept connections in time")
+
+    def _spawn(self, server_log: IO[bytes]) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
             [
                 *self._as_user,
                 str(self.bin_dir / "postgres"),
@@ -99,19 +118,9 @@ class PostgresServer:
                 "shared_buffers=128MB",
             ],
             stdout=subprocess.DEVNULL,
-            stderr=open(self.root / "server.log", "ab"),  # noqa: SIM115 (the child keeps it)
+            stderr=server_log,
             start_new_session=True,
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise RuntimeError(f"PostgreSQL did not start: see {self.root / 'server.log'}")
-            try:
-                self.psql("postgres", "SELECT 1")
-                return
-            except subprocess.CalledProcessError:
-                time.sleep(0.05)
-        raise RuntimeError("PostgreSQL did not accept connections in time")
 
     def stop(self, sig: int = signal.SIGINT, timeout: float = 30.0) -> None:
         """Stop the server (SIGINT: fast shutdown; SIGKILL: a crash) and wait for it."""

@@ -78,23 +78,27 @@ class Channel:
         self._targets: dict[Subscription | Queue, None] = {}
         self._snapshot: tuple[Subscription | Queue, ...] = ()
         self._fanning_out = False
-        self._later: deque[Message] = deque()
+        self._later: deque[tuple[Message, bool]] = deque()
         self._published = 0
         self._delivered = 0
         self._dropped = 0
 
-    def publish(self, message: Message) -> None:
-        """Deliver ``message`` to every current subscription, or queue it for them."""
+    def publish(self, message: Message, *, local: bool = False) -> None:
+        """Deliver ``message`` to every current subscription, or queue it for them.
+
+        ``local``: only this node's live subscriptions get it (a message another node of a
+        cluster published: that node fed the durable subscriptions' shared backlogs).
+        """
         self._published += 1
         if self._fanning_out:
-            self._later.append(message)
+            self._later.append((message, local))
             return
         self._fanning_out = True
         try:
-            self._fan_out(message)
+            self._fan_out(message, local)
             later = self._later
             while later:
-                self._fan_out(later.popleft())
+                self._fan_out(*later.popleft())
         finally:
             self._fanning_out = False
 
@@ -168,10 +172,11 @@ class Channel:
         del self._targets[target]
         self._snapshot = tuple(self._targets)
 
-    def _fan_out(self, message: Message) -> None:
+    def _fan_out(self, message: Message, local: bool) -> None:
         for target in self._snapshot:
             if isinstance(target, Queue):
-                target.fan_in(message)  # a durable subscription's backlog
+                if not local:
+                    target.fan_in(message)  # a durable subscription's backlog
             elif not target.active:
                 continue  # left during this fan-out
             elif target.pending or not target.can_take:

@@ -189,8 +189,9 @@ class Destinations:
         self.durable_records[record.id] = record
         return backlog
 
-    def drop_durable(self, durable_id: str) -> None:
-        """Delete a durable subscription: its backlog goes, its consumers get an ERROR."""
+    def drop_durable(self, durable_id: str, *, announce: bool = True) -> None:
+        """Delete a durable subscription: its backlog goes, its consumers get an ERROR
+        (``announce``: tell ``on_durable``, so the store forgets it too)."""
         record = self.durable_records.pop(durable_id, None)
         if record is None:
             return
@@ -198,8 +199,9 @@ class Destinations:
             backlog = channel.remove_durable(durable_id)
             if backlog is not None:
                 backlog.delete()
-        for callback in self.on_durable:
-            callback(record, False)
+        if announce:
+            for callback in self.on_durable:
+                callback(record, False)
 
     def created(self, record: DestinationRecord) -> None:
         """Tell ``on_created`` about a destination the engine made by itself."""

@@ -12,7 +12,7 @@ STOMP over WebSocket, HTTP and in-process tests.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 
 from buzon.auth.access import Action, Principal
 from buzon.broker.addresses import address
@@ -52,6 +52,9 @@ class Broker:
         pager: the store again, when durable queues should page (keep a bounded window
             in memory and the rest there, see ``paged_backlog``); None keeps every waiting
             message in memory.
+        shared: the store is shared by the nodes of a cluster (``pager`` is a
+            ``ClaimLog``): every queue lives there and this node claims what its consumers
+            take (see ``claimed_backlog``).
 
     Attributes:
         journal: the engine's writes to ``log``; ``journal.last`` is the ticket a front
@@ -65,13 +68,14 @@ class Broker:
         clock: Callable[[], float] = time.time,
         log: MessageLog | None = None,
         pager: PagedLog | None = None,
+        shared: bool = False,
     ) -> None:
         self.config = config
         self._gauge = QueuedBytes(config.queue_high_water_bytes, config.queue_low_water_bytes)
         self.journal = Journal(log)
         paging = None
         if pager is not None:
-            paging = Paging(pager, config.backlog_window, config.backlog_window_bytes)
+            paging = Paging(pager, config.backlog_window, config.backlog_window_bytes, shared)
         self._destinations = Destinations(config, self._gauge, clock, self.journal, paging)
         self._intake = Intake(self._destinations, self.journal, clock)
         self.leases = Leases()
@@ -425,6 +429,57 @@ class Broker:
             + sum(q.delivered for q in queues)
             + sum(c.delivered for c in channels),
         )
+
+    # -- a cluster: several nodes on one shared store --------------------------------------
+
+    def number_messages(self, floor: int, stride: int) -> None:
+        """Number messages above ``floor``, ``stride`` apart (see :meth:`Intake.number`)."""
+        self._intake.number(floor, stride)
+
+    @property
+    def last_seq(self) -> int:
+        """The seq of the last message numbered here."""
+        return self._intake.seq
+
+    def feed_channels(self, feed: Callable[[Channel, Message], None]) -> None:
+        """Hand every channel message published here to ``feed`` too (once delivered here),
+        for the other nodes' subscribers."""
+        self._intake.feed = feed
+
+    def deliver_remote(self, channel_id: str, message: Message) -> None:
+        """A channel message another node published: to this node's live subscribers."""
+        for channel in self._destinations.channels.values():
+            if channel.record.id == channel_id:
+                channel.publish(message, local=True)
+                return
+
+    def shared_queues(self) -> list[Queue]:
+        """Every queue and durable subscription backlog."""
+        destinations = self._destinations
+        queues = list(destinations.queues.values())
+        for channel in destinations.channels.values():
+            queues.extend(channel.durables.values())
+        return queues
+
+    def messages_available(self, queue_ids: Collection[str] | None) -> None:
+        """Other nodes wrote messages any node may claim to these queues (None: any)."""
+        for queue in self.shared_queues():
+            if queue_ids is None or queue.record.id in queue_ids:
+                queue.available()
+
+    def refresh_unclaimed(self, counts: Mapping[str, tuple[int, int, float | None]]) -> None:
+        """The cluster's count of unclaimed messages per queue id (absent: none)."""
+        for queue in self.shared_queues():
+            queue.refresh(*counts.get(queue.record.id, (0, 0, None)))
+
+    def drop_durable(self, durable_id: str) -> None:
+        """A durable subscription was deleted elsewhere (another node): drop it here."""
+        self._destinations.drop_durable(durable_id, announce=False)
+
+    def restore_durable(self, record: DurableSubscriptionRecord) -> bool:
+        """A durable subscription created elsewhere: give it its backlog here (False when
+        its channel is not known here)."""
+        return self.restore_durables([record]) == 1
 
     def close(self) -> None:
         """Close every session without calling any sink; later sessions are refused."""

@@ -41,7 +41,7 @@ class Intake:
         clock: Unix time, for expiry.
     """
 
-    __slots__ = ("_clock", "_destinations", "_id_prefix", "_seq", "journal")
+    __slots__ = ("_clock", "_destinations", "_id_prefix", "_seq", "_stride", "feed", "journal")
 
     def __init__(
         self,
@@ -55,7 +55,23 @@ class Intake:
         # Message ids must not repeat across broker restarts that clients may straddle.
         self._id_prefix = secrets.token_hex(4)
         self._seq = 0
+        self._stride = 1
+        # a cluster's channel feed: sends each channel message published here to the
+        # other nodes' subscribers
+        self.feed: Callable[[Channel, Message], None] | None = None
         destinations.dead_letter = self.dead_letter
+
+    @property
+    def seq(self) -> int:
+        """The last seq given."""
+        return self._seq
+
+    def number(self, floor: int, stride: int) -> None:
+        """Give seqs above ``floor`` from now on, ``stride`` apart (the nodes of a cluster
+        each keep their own residue, so their seqs never collide)."""
+        if floor > self._seq:
+            self._seq = floor
+        self._stride = stride
 
     def prepare(self, target: Target, headers: Headers, body: bytes) -> Message:
         """A new message for ``target``, numbered, with its persistence and expiry.
@@ -63,7 +79,7 @@ class Intake:
         Raises:
             BrokerError: BAD_HEADER_VALUE for an ``expires`` header that is not a number.
         """
-        self._seq += 1
+        self._seq += self._stride
         seq = self._seq
         persistent, expires = publish_options(headers)
         policy = target.record.policy
@@ -97,15 +113,18 @@ class Intake:
         ):
             raise _storage_full()  # it would be written, and the disk is under its floor
         if isinstance(target, Queue):
-            target.admit(message)
+            claimed = target.admit(message)
             if message.persistent:
-                return self.journal.append(target.record.id, message)
+                return self.journal.append(target.record.id, message, claimed=claimed)
         elif message.persistent and target.durables:
             # one log record per durable subscription's backlog, written together; each
             # backlog expects it (a paged one reads nothing beyond it until it arrives)
-            for backlog in target.durables.values():
-                backlog.admit(message)
-            return self.journal.write(appends=[stored(key, message) for key in target.durables])
+            return self.journal.write(
+                appends=[
+                    stored(key, message, claimed=backlog.admit(message))
+                    for key, backlog in target.durables.items()
+                ]
+            )
         return None
 
     def arrive(self, target: Target, message: Message, ticket: Ticket | None) -> bool:
@@ -116,6 +135,8 @@ class Intake:
             self.withdraw(target, message)
             return not failed
         target.publish(message)
+        if self.feed is not None and not isinstance(target, Queue):
+            self.feed(target, message)
         return True
 
     def withdraw(self, target: Target, message: Message) -> None:

@@ -21,8 +21,11 @@ from buzon.broker.message import Message
 from buzon.store import DONE, MessageKey, MessageLog, StoredMessage, Ticket
 
 
-def stored(queue_id: str, message: Message, redelivered: bool = False) -> StoredMessage:
-    """The log record of ``message`` in the queue ``queue_id``."""
+def stored(
+    queue_id: str, message: Message, redelivered: bool = False, *, claimed: bool = False
+) -> StoredMessage:
+    """The log record of ``message`` in the queue ``queue_id`` (``claimed``: by this node,
+    in a cluster)."""
     return StoredMessage(
         queue_id,
         message.seq,
@@ -32,6 +35,8 @@ def stored(queue_id: str, message: Message, redelivered: bool = False) -> Stored
         message.body,
         message.expires_at,
         redelivered,
+        message.persistent,
+        claimed,
     )
 
 
@@ -60,11 +65,11 @@ class Journal:
         """Whether writes go anywhere (False: every write is done at once, and skipped)."""
         return self._log is not None
 
-    def append(self, queue_id: str, message: Message) -> Ticket:
+    def append(self, queue_id: str, message: Message, *, claimed: bool = False) -> Ticket:
         """Log a new message of a queue; its ticket says when it is durable."""
         if self._log is None:
             return DONE
-        return self.write(appends=[stored(queue_id, message)])
+        return self.write(appends=[stored(queue_id, message, claimed=claimed)])
 
     def remove(self, queue_id: str, seq: int) -> None:
         """Forget a settled message (kept for a retry if the write fails)."""

@@ -58,11 +58,15 @@ class Paging:
         pager: the store.
         window: most waiting messages a queue holds in memory.
         window_bytes: most body bytes of those (one message always fits, however large).
+        shared: the store is shared by the nodes of a cluster (a ``ClaimLog``): every
+            queue's messages live there, and each node claims what its consumers take
+            (see ``claimed_backlog``).
     """
 
     pager: PagedLog
     window: int
     window_bytes: int
+    shared: bool = False
 
 
 class PagedBacklog(MemoryBacklog):

@@ -39,9 +39,11 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from typing import cast
 
 from buzon.broker.addresses import address
 from buzon.broker.backlog import BacklogHost, MemoryBacklog
+from buzon.broker.claimed_backlog import ClaimedBacklog
 from buzon.broker.flow import QueuedBytes
 from buzon.broker.journal import Journal
 from buzon.broker.message import Message
@@ -50,7 +52,11 @@ from buzon.broker.policy import over_limit
 from buzon.broker.stats import QueueStats
 from buzon.broker.subscription import Subscription
 from buzon.errors import BrokerError, ErrorCode
-from buzon.store import DestinationRecord, MessageKey, Overflow, StoredBacklog
+from buzon.store import ClaimLog, DestinationRecord, MessageKey, Overflow, StoredBacklog
+
+PULL_DEMAND = 100
+"""Messages a waiting HTTP puller or an auto-ack subscription counts for when a shared
+queue claims (neither has a credit window of its own)."""
 
 DeadLetter = Callable[["Queue", Message, str], bool]
 """Moves a retired message to its queue's dead-letter queue (``queue, message, reason``);
@@ -94,6 +100,7 @@ class Queue:
         "_redeliveries",
         "_retired",
         "_ring",
+        "_shared",
         "_subs",
         "_waiters",
         "address",
@@ -125,7 +132,20 @@ class Queue:
         # admitted, waiting for the journal before they arrive: seqs in admission order
         self._incoming: dict[int, None] = {}
         self._backlog: MemoryBacklog
-        if paging is not None and policy.durable:
+        self._shared: ClaimedBacklog | None = None
+        if paging is not None and paging.shared:
+            self._backlog = self._shared = ClaimedBacklog(
+                self,
+                record.id,
+                gauge,
+                journal,
+                expiring,
+                claims=cast(ClaimLog, paging.pager),
+                window=policy.backlog_window or paging.window,
+                window_bytes=policy.backlog_window_bytes or paging.window_bytes,
+                demand=self.demand,
+            )
+        elif paging is not None and policy.durable:
             self._backlog = PagedBacklog(
                 self,
                 record.id,
@@ -167,8 +187,12 @@ class Queue:
 
     # -- arriving ------------------------------------------------------------------------
 
-    def admit(self, message: Message) -> None:
+    def admit(self, message: Message) -> bool:
         """Accept a message that will arrive (through :meth:`publish`) once logged.
+
+        Returns:
+            whether to write it as claimed by this node (a queue shared by a cluster's
+            nodes, whose consumers here can take it: see ``claimed_backlog``).
 
         Raises:
             BrokerError: QUEUE_FULL when the queue is at its maximum length and its
@@ -184,6 +208,7 @@ class Queue:
             ):
                 raise BrokerError(ErrorCode.QUEUE_FULL, f"{self.address} is at its maximum length")
         self._incoming[message.seq] = None
+        return self._shared is not None and self._shared.reserve(message.seq)
 
     def publish(self, message: Message) -> None:
         """Enqueue an admitted message and hand it out if a consumer can take it."""
@@ -202,6 +227,8 @@ class Queue:
     def withdraw(self, message: Message) -> None:
         """An admitted message will not arrive after all (its journal write failed)."""
         self._incoming.pop(message.seq, None)
+        if self._shared is not None:
+            self._shared.unreserve(message.seq)
         self._backlog.resume()
 
     def restore(self, found: StoredBacklog, cleanly: bool) -> None:
@@ -223,6 +250,16 @@ class Queue:
             self._wake()
 
     # -- BacklogHost: what a paged backlog reports ---------------------------------------
+
+    def available(self) -> None:
+        """Another node wrote messages any node may claim (a shared queue only)."""
+        if self._shared is not None:
+            self._shared.available()
+
+    def refresh(self, count: int, size: int, first_expiry: float | None) -> None:
+        """The cluster's count of this queue's unclaimed messages (a shared queue only)."""
+        if self._shared is not None:
+            self._shared.refresh(count, size, first_expiry)
 
     def backlog_ready(self) -> None:
         """Messages read back from the store are resident: hand them out."""
@@ -257,6 +294,8 @@ class Queue:
         returned = sub.take_all()
         if returned:
             self._give_back(returned)
+        elif self._shared is not None and not self._subs and not self._waiters:
+            self._shared.shed()
 
     def resume(self, sub: Subscription) -> None:
         """Put ``sub`` back in the ring if it can take messages, and dispatch."""
@@ -265,6 +304,8 @@ class Queue:
             self._ring.append(sub)
             if self._backlog.resident:
                 self._dispatch()
+        if self._shared is not None:
+            self._shared.resume()  # more credit: claim more
 
     def settle(self, sub: Subscription, messages: Sequence[Message]) -> None:
         """Forget acknowledged messages for good, then refill ``sub``'s window."""
@@ -329,6 +370,15 @@ class Queue:
         """Handed-out messages come back (NACK, lease expired), marked redelivered."""
         self._give_back(messages)
 
+    def demand(self) -> int:
+        """How many messages this node's consumers could take now: the free credit of its
+        subscriptions (a page's worth for auto-ack ones) and of its waiting pullers."""
+        wanted = PULL_DEMAND * len(self._waiters)
+        for sub in self._subs:
+            if sub.active and sub.consumer.writable:
+                wanted += PULL_DEMAND if sub.auto else sub.window - len(sub.unacked)
+        return wanted
+
     def call_when_ready(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` once, when a message waits in memory, ready to hand out (or
         the queue is deleted).
@@ -339,6 +389,8 @@ class Queue:
             callback()
         else:
             self._waiters.append(callback)
+            if self._shared is not None:
+                self._shared.resume()
 
     def cancel_call(self, callback: Callable[[], None]) -> None:
         """Forget a callback given to :meth:`call_when_ready` that has not run."""
@@ -453,6 +505,8 @@ class Queue:
             self._dispatch()
         if self._waiters and backlog.resident:
             self._wake()
+        if self._shared is not None and not self._subs and not self._waiters:
+            self._shared.shed()  # nobody here takes them: let another node's consumers
 
     def _dispatch(self) -> None:
         if self._dispatching:
@@ -496,7 +550,8 @@ class Queue:
             delivered=self._delivered,
             acked=self._acked,
             redelivered=self._redeliveries,
-            bytes=self._bytes,
+            # a shared queue's waiting bytes are mostly counted in the store
+            bytes=self._bytes if self._shared is None else self._backlog.waiting_bytes,
             retired=self._retired,
             dead_lettered=self._dead_lettered,
             dead_letter_refused=self.dead_letter_refused,

@@ -1,6 +1,6 @@
 """Persistence behind one interface: the Store contract and its implementations."""
 
-from buzon.store.base import MessageKey, MessageLog, PagedLog, Store
+from buzon.store.base import ClaimLog, MessageKey, MessageLog, PagedLog, Store
 from buzon.store.memory import MemoryStore
 from buzon.store.records import (
     DEFAULT_POLICY,
@@ -21,6 +21,7 @@ from buzon.store.records import (
 from buzon.store.tickets import DONE, Ticket
 
 __all__ = [
+    "ClaimLog",
     "DEFAULT_POLICY",
     "DONE",
     "DestinationKind",

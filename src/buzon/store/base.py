@@ -104,6 +104,37 @@ class PagedLog(MessageLog, Protocol):
         ...
 
 
+class ClaimLog(PagedLog, Protocol):
+    """The store as the home of queues shared by the nodes of a cluster (see
+    ``broker/claimed_backlog``).
+
+    A stored message is either claimed by one node (for its consumers) or unclaimed (any
+    node may claim it). ``submit`` writes a message claimed by this node when its
+    ``claimed`` is set, unclaimed otherwise; ``spill`` writes a transient one unclaimed.
+    Calls complete in the order made, after the writes submitted before them.
+    """
+
+    def claim(self, queue_id: str, limit: int, max_bytes: int) -> Ticket:
+        """Claim the oldest unclaimed messages of a queue (at most ``limit``, and past the
+        first ``max_bytes`` of bodies), never one another node claimed; the result is a
+        :class:`~buzon.store.records.Page` (``exhausted``: none were left)."""
+        ...
+
+    def release(self, keys: Sequence[tuple[str, int, bool]]) -> Ticket:
+        """Give claimed messages back to every node: ``(queue_id, seq, redelivered)``."""
+        ...
+
+    def expire_unclaimed(self, queue_id: str, now: float, limit: int) -> Ticket:
+        """Forget up to ``limit`` unclaimed messages of a queue with ``expires_at <= now``;
+        the result is them (oldest first) and the earliest ``expires_at`` left unclaimed
+        (or None), as a tuple."""
+        ...
+
+    def purge_unclaimed(self, queue_id: str) -> Ticket:
+        """Forget every unclaimed message of a queue; the result is how many."""
+        ...
+
+
 class Store(PagedLog, Protocol):
     """Persistence for users, tokens, destinations, durable subscriptions and messages.
 
