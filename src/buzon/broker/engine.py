@@ -472,6 +472,10 @@ class Broker:
         for queue in self.shared_queues():
             queue.refresh(*counts.get(queue.record.id, (0, 0, None)))
 
+    def durable_ids(self) -> set[str]:
+        """The ids of every durable subscription."""
+        return set(self._destinations.durable_records)
+
     def drop_durable(self, durable_id: str) -> None:
         """A durable subscription was deleted elsewhere (another node): drop it here."""
         self._destinations.drop_durable(durable_id, announce=False)

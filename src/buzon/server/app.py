@@ -21,6 +21,7 @@ from buzon.auth.users import check_password, check_username
 from buzon.broker import Broker, BrokerConfig, SlowConsumerPolicy
 from buzon.errors import BuzonError, ErrorCode
 from buzon.server.close_reasons import CloseReason
+from buzon.server.cluster import ClusterNode
 from buzon.server.config import ListenError, Settings, disk_floor
 from buzon.server.context import ServerContext
 from buzon.server.durable import until_durable
@@ -32,6 +33,7 @@ from buzon.server.resources import Resources
 from buzon.server.stomp_session import StompSession
 from buzon.server.tls import server_context
 from buzon.store import MemoryStore, Store
+from buzon.store.postgres import PostgresStore
 from buzon.store.sqlite import SQLiteStore
 
 log = logging.getLogger("buzon.server")
@@ -66,6 +68,15 @@ def broker_config(settings: Settings) -> BrokerConfig:
     )
 
 
+def open_store(settings: Settings) -> Store:
+    """The store the settings name (not opened yet)."""
+    if settings.storage == "memory":
+        return MemoryStore()
+    if settings.storage == "postgresql" and settings.database_url is not None:
+        return PostgresStore(settings.database_url)
+    return SQLiteStore(settings.data_dir)
+
+
 class BuzonServer:
     """A running broker: the engine, its STOMP-over-TCP and HTTP listeners, one event loop.
 
@@ -91,9 +102,7 @@ class BuzonServer:
     ) -> None:
         self.settings = settings
         if store is None:
-            store = (
-                MemoryStore() if settings.storage == "memory" else SQLiteStore(settings.data_dir)
-            )
+            store = open_store(settings)
         hasher = hasher if hasher is not None else SecretHasher()
         accounts = Accounts(
             store,
@@ -103,7 +112,8 @@ class BuzonServer:
         )
         # a store that forgets everything at exit is not worth logging messages to
         durable = store if store.durable else None
-        broker = Broker(broker_config(settings), log=durable, pager=durable)
+        shared = isinstance(store, PostgresStore)
+        broker = Broker(broker_config(settings), log=durable, pager=durable, shared=shared)
         self._ctx = ServerContext(
             settings=settings,
             store=store,
@@ -112,6 +122,11 @@ class BuzonServer:
             broker=broker,
             resources=Resources(store, broker, AccessKeys(hasher)),
             rates=RateMeter(),
+        )
+        self._cluster = (
+            ClusterNode(self._ctx, store, self._revalidate_logins)
+            if isinstance(store, PostgresStore)
+            else None
         )
         accounts.on_blocked.append(self._close_connections_of)
         accounts.on_demoted.append(self._close_demoted)
@@ -206,6 +221,8 @@ class BuzonServer:
         try:
             await self._bind(tls)
             await self._open_store()
+            if self._cluster is not None:
+                await self._cluster.join()
             await self._serve()
         except BaseException:
             self._stop_accepting()
@@ -253,7 +270,12 @@ class BuzonServer:
         settings = self.settings
         await ctx.store.open()
         await ctx.resources.restore()
-        found = await ctx.store.backlogs(settings.backlog_window, settings.backlog_window_bytes)
+        # a cluster's nodes claim the stored messages as their consumers take them
+        found = (
+            []
+            if self._cluster is not None
+            else await ctx.store.backlogs(settings.backlog_window, settings.backlog_window_bytes)
+        )
         recovered = ctx.broker.restore(found, ctx.store.opened_cleanly)
         if found:
             shutdown = "clean" if ctx.store.opened_cleanly else "unclean (marked redelivered)"
@@ -350,6 +372,8 @@ class BuzonServer:
         await self._unbind()
         ctx.broker.close()
         await ctx.resources.flush()
+        if self._cluster is not None:
+            await self._cluster.leave()
         await ctx.store.close()
         self._stopped.set()
         log.info("stopped")

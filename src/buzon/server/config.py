@@ -78,7 +78,9 @@ class Settings:
     plaintext: bool = True
     data_dir: Path = Path("buzon-data")
     storage: str = "sqlite"
+    database_url: str | None = None
     node_name: str = ""  # empty: the host name and the STOMP port
+    node_timeout: float = 10.0
     log_level: str = "info"
     log_format: str = "text"
     admin_user: str = "admin"
@@ -237,8 +239,22 @@ def _boolean(text: str) -> bool:
 
 def _storage(text: str) -> str:
     value = text.strip().lower()
-    if value not in {"sqlite", "memory"}:
-        raise ValueError("must be sqlite or memory")
+    if value not in {"sqlite", "memory", "postgresql"}:
+        raise ValueError("must be sqlite, memory or postgresql")
+    return value
+
+
+def _database_url(text: str) -> str:
+    scheme, sep, rest = text.strip().partition("://")
+    if scheme not in {"postgresql", "postgres"} or not sep or not rest:
+        raise ValueError("must look like postgresql://USER@HOST:PORT/DATABASE")
+    return text.strip()
+
+
+def _node_timeout(text: str) -> float:
+    value = float(text)
+    if not 2.0 <= value <= 300.0:
+        raise ValueError("must be 2 to 300 seconds")
     return value
 
 
@@ -284,7 +300,25 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "storage",
         _storage,
-        "sqlite (durable, the default) or memory (nothing survives a restart)",
+        "sqlite (durable, the default), memory (nothing survives a restart) or postgresql"
+        " (several nodes on one database: a cluster; needs --database-url)",
+    ),
+    Option(
+        "database_url",
+        _database_url,
+        "with --storage postgresql: postgresql://USER@HOST:PORT/DATABASE (the password"
+        " from PGPASSWORD or ~/.pgpass; sslmode=... for TLS)",
+    ),
+    Option(
+        "node_name",
+        _text,
+        "this node's name in a cluster (default: the host name and the STOMP port)",
+    ),
+    Option(
+        "node_timeout",
+        _node_timeout,
+        "seconds a cluster node may go silent before the others hand its unacked messages"
+        " to their consumers",
     ),
     Option("log_level", _log_level, "debug, info, warning or error"),
     Option("log_format", _log_format, "text (one readable line per event) or json (one object)"),
@@ -395,7 +429,12 @@ def load_settings(
         except ValueError as exc:
             shown = "(hidden)" if option.secret else repr(raw)
             raise ConfigError(detail=f"invalid {source} {shown}: {_reason(exc)}") from None
-    return dataclasses.replace(Settings(), **values)
+    settings = dataclasses.replace(Settings(), **values)
+    if settings.storage == "postgresql" and settings.database_url is None:
+        raise ConfigError(
+            detail="--storage postgresql needs --database-url postgresql://USER@HOST:PORT/DB"
+        )
+    return settings
 
 
 def _file_text(value: Any) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import time
 from collections.abc import Coroutine
@@ -87,6 +88,8 @@ class Resources:
         self._broker = broker
         self._keys = keys
         self._writes: set[asyncio.Task[None]] = set()
+        # ids of destinations and durable subscriptions made here and not stored yet
+        self._pending: set[str] = set()
         # record changes apply one at a time, each to the record as it is then
         self._updating = asyncio.Lock()
         broker.on_created.append(self._store_later)
@@ -100,6 +103,47 @@ class Resources:
             self._broker.add_destination(record, restored=True)
         self._broker.restore_durables(await self._store.durable_subscriptions())
         return len(records)
+
+    async def sync(self) -> None:
+        """Make the engine hold what the store holds: in a cluster another node created,
+        changed or deleted destinations or durable subscriptions. A changed access key
+        ends the sessions it no longer backs, as a change made here does; a deletion ends
+        the subscriptions. What this node made and has not stored yet is left alone."""
+        records = await self._store.destinations()
+        durables = await self._store.durable_subscriptions()
+        for record in records:
+            self._apply(record)
+        broker = self._broker
+        stored = {(record.kind, record.name) for record in records}
+        live: list[Queue | Channel] = [
+            *broker.destinations(DestinationKind.QUEUE),
+            *broker.destinations(DestinationKind.CHANNEL),
+        ]
+        for target in live:
+            known = target.record
+            if (known.kind, known.name) not in stored and known.id not in self._pending:
+                broker.delete_destination(known.kind, known.name)
+        held = broker.durable_ids()
+        for durable in durables:
+            if durable.id not in held:
+                broker.restore_durable(durable)
+        for durable_id in held - {durable.id for durable in durables} - self._pending:
+            broker.drop_durable(durable_id)
+
+    def _apply(self, record: DestinationRecord) -> None:
+        """One stored record into the engine: new, replaced (deleted and made again
+        elsewhere), or changed (its key or policy)."""
+        broker = self._broker
+        live = broker.destination(record.kind, record.name)
+        if live is None:
+            broker.add_destination(record, restored=True)
+        elif live.record.id != record.id:
+            if live.record.id in self._pending:
+                return  # made here at the same time: the store decides, then this
+            broker.delete_destination(record.kind, record.name)
+            broker.add_destination(record, restored=True)
+        elif live.record != record:
+            broker.update_destination(record)
 
     async def create(
         self,
@@ -149,11 +193,14 @@ class Resources:
             dead_letter_grant=grant,
         )
         target = self._broker.add_destination(record)  # raises if it appeared meanwhile
+        self._pending.add(record.id)
         try:
             await self._store.add_destination(record)
         except BaseException:
             self._broker.delete_destination(kind, name)
             raise
+        finally:
+            self._pending.discard(record.id)
         return self._view(target, {principal.id: principal.name})
 
     async def update(
@@ -391,22 +438,24 @@ class Resources:
 
     def _store_later(self, record: DestinationRecord) -> None:
         """Store the record of a destination created on first use (the engine is sync)."""
-        self._later(self._store.add_destination(record))
+        self._later(self._store.add_destination(record), record.id)
 
     def _store_durable_later(self, record: DurableSubscriptionRecord, created: bool) -> None:
         """Store (or forget) a durable subscription the engine created (or dropped)."""
         if created:
-            self._later(self._store.add_durable_subscription(record))
+            self._later(self._store.add_durable_subscription(record), record.id)
         else:
-            self._later(self._store.delete_durable_subscription(record.id))
+            self._later(self._store.delete_durable_subscription(record.id), record.id)
 
-    def _later(self, write: Coroutine[Any, Any, None]) -> None:
+    def _later(self, write: Coroutine[Any, Any, None], record_id: str) -> None:
         task = asyncio.get_running_loop().create_task(write)
         self._writes.add(task)
-        task.add_done_callback(self._stored)
+        self._pending.add(record_id)
+        task.add_done_callback(functools.partial(self._stored, record_id))
 
-    def _stored(self, task: asyncio.Task[None]) -> None:
+    def _stored(self, record_id: str, task: asyncio.Task[None]) -> None:
         self._writes.discard(task)
+        self._pending.discard(record_id)
         if not task.cancelled() and task.exception() is not None:
             log.error("storing a destination or subscription failed: %r", task.exception())
 

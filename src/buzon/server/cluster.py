@@ -1,0 +1,283 @@
+"""This server as one node of a cluster: several nodes sharing one PostgreSQL database.
+
+What the nodes share lives in the database (``store/postgres``); what each node does to
+stay in step with the others is here:
+
+- it joins as a new *run* (a row in ``nodes``) with a slot that numbers its messages apart
+  from everyone else's, and says it is alive every ``heartbeat`` seconds;
+- it listens for the others' notifications: messages any node may claim (its queues with
+  demand claim them), channel messages (delivered to its own subscribers), and changes to
+  users, tokens, destinations and durable subscriptions (applied within a second);
+- every second it counts the unclaimed messages per queue: queue depths across the
+  cluster, and a safety net for a notification lost while the listening connection was
+  being made again;
+- it declares dead the nodes silent longer than ``--node-timeout`` and hands their claimed
+  messages back to every node, marked redelivered (only after it has itself been
+  reachable that long: a database that was away for everyone must not make every node
+  look dead to the first one back);
+- at a clean stop it gives back what it claimed.
+
+A database that cannot be reached stops none of this for good: each job retries on its
+next turn, and the listening connection is made again with back-off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+import asyncpg
+
+from buzon.broker.backlog import from_store
+from buzon.broker.channel import Channel
+from buzon.broker.journal import stored
+from buzon.broker.message import Message
+from buzon.errors import BuzonError
+from buzon.server.cluster_view import node_name
+from buzon.server.context import ServerContext
+from buzon.store.postgres import (
+    CATALOG_CHANNEL,
+    FEED_CHANNEL,
+    MESSAGES_CHANNEL,
+    RECONNECT_BACKOFF,
+    SLOTS,
+    PostgresStore,
+)
+
+log = logging.getLogger("buzon.server")
+
+FEED_PAGE = 1_000
+"""Channel feed rows read per query."""
+FEED_KEEP = 60.0
+"""Seconds feed rows are kept (every live node reads them within milliseconds)."""
+COUNT_PERIOD = 1.0
+"""Seconds between counts of unclaimed messages (longer when a count is slow)."""
+
+
+def first_seq(slot: int, earlier: int) -> int:
+    """Where a run in ``slot`` starts numbering: above the clock in microseconds (so
+    nodes' seqs interleave roughly in time) and above the highest seq an earlier run in
+    that slot reached, with the slot as its residue."""
+    floor = max(int(time.time() * 1_000_000) * SLOTS, earlier + SLOTS)
+    return floor - floor % SLOTS + slot
+
+
+class ClusterNode:
+    """This process's membership of its cluster.
+
+    Args:
+        ctx: the server's shared state.
+        store: the shared store.
+        revalidate: ends the sessions whose login no longer holds (a user or a token
+            changed on another node).
+    """
+
+    def __init__(
+        self,
+        ctx: ServerContext,
+        store: PostgresStore,
+        revalidate: Callable[[], Coroutine[Any, Any, None]],
+    ) -> None:
+        self._ctx = ctx
+        self._store = store
+        self._revalidate = revalidate
+        self._timeout = ctx.settings.node_timeout
+        self._heartbeat = max(0.5, self._timeout / 5)
+        self._listener: asyncpg.Connection | None = None
+        self._feed_after = 0
+        self._feed_reading = False
+        self._feed_again = False
+        self._syncing = False
+        self._sync_again = False
+        self._healthy_since: float | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.name = ""
+
+    async def join(self) -> None:
+        """Register this run, number messages in its slot, start listening and the jobs.
+
+        Raises:
+            StoreError: STORAGE_UNAVAILABLE.
+        """
+        ctx = self._ctx
+        self.name = node_name(ctx)
+        node_id, slot, earlier = await self._store.register_node(self.name, ctx.listeners)
+        ctx.broker.number_messages(first_seq(slot, earlier), SLOTS)
+        ctx.broker.feed_channels(self._feed)
+        self._feed_after = await self._store.feed_position()
+        self._listener = await self._store.listen(self._notified)
+        self._healthy_since = time.monotonic()
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._every(self._heartbeat, self._beat)),
+            loop.create_task(self._every(self._heartbeat, self._reap)),
+            loop.create_task(self._counting()),
+            loop.create_task(self._every(FEED_KEEP / 4, self._trim)),
+        ]
+        log.info("joined the cluster as node %s (run %d, slot %d)", self.name, node_id, slot)
+
+    async def leave(self) -> None:
+        """Stop the jobs and give back what this node claimed (a clean stop)."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._listener is not None:
+            with contextlib.suppress(Exception):
+                await self._listener.close(timeout=2)
+            self._listener = None
+        try:
+            await self._store.leave()
+        except BuzonError as exc:
+            log.warning("could not give back this node's claims (the others will): %s", exc)
+
+    # -- notifications --------------------------------------------------------------------
+
+    def _notified(self, channel: str, payload: str) -> None:
+        broker = self._ctx.broker
+        if channel == MESSAGES_CHANNEL:
+            broker.messages_available(None if payload == "*" else set(payload.split(",")))
+        elif channel == FEED_CHANNEL:
+            self._ctx.spawn(self._read_feed())
+        elif channel == CATALOG_CHANNEL:
+            if payload == "destinations":
+                self._ctx.spawn(self._sync())
+            else:
+                self._ctx.spawn(self._revalidate())
+
+    async def _relisten(self) -> None:
+        """Make the listening connection again if it broke, then catch up on what may
+        have been missed meanwhile."""
+        listener = self._listener
+        if listener is not None and not listener.is_closed():
+            return
+        self._listener = await self._store.listen(self._notified)
+        log.info("listening to the cluster again")
+        self._ctx.broker.messages_available(None)
+        await self._sync()
+        await self._revalidate()
+        await self._read_feed()
+
+    # -- the channel feed -----------------------------------------------------------------
+
+    def _feed(self, channel: Channel, message: Message) -> None:
+        """A channel message published here goes to the other nodes too."""
+        self._store.feed(channel.record.id, stored(channel.record.id, message))
+
+    async def _read_feed(self) -> None:
+        """Deliver the other nodes' new channel messages to this node's subscribers."""
+        if self._feed_reading:
+            self._feed_again = True
+            return
+        self._feed_reading = True
+        try:
+            while True:
+                self._feed_again = False
+                rows = await self._store.read_feed(self._feed_after, FEED_PAGE)
+                me = self._store.node_id
+                for row_id, origin, channel_id, item in rows:
+                    self._feed_after = row_id
+                    if origin != me:
+                        self._ctx.broker.deliver_remote(channel_id, from_store(item))
+                if len(rows) < FEED_PAGE and not self._feed_again:
+                    return
+        except BuzonError as exc:
+            log.warning("reading the channel feed failed: %s", exc)
+        finally:
+            self._feed_reading = False
+
+    async def _trim(self) -> None:
+        await self._store.trim_feed(FEED_KEEP)
+
+    # -- the catalog ------------------------------------------------------------------------
+
+    async def _sync(self) -> None:
+        """Apply the stored destinations and durable subscriptions (another node changed
+        them); runs one at a time, again if asked meanwhile."""
+        if self._syncing:
+            self._sync_again = True
+            return
+        self._syncing = True
+        try:
+            while True:
+                self._sync_again = False
+                await self._ctx.resources.sync()
+                if not self._sync_again:
+                    return
+        except BuzonError as exc:
+            log.warning("reading the cluster's destinations failed: %s", exc)
+        finally:
+            self._syncing = False
+
+    # -- liveness ---------------------------------------------------------------------------
+
+    async def _beat(self) -> None:
+        ctx = self._ctx
+        try:
+            await self._store.heartbeat(len(ctx.connections), ctx.broker.last_seq)
+        except BuzonError as exc:
+            if self._healthy_since is not None:
+                log.warning("cluster heartbeat failed: %s", exc.detail)
+            self._healthy_since = None
+            if "declared this node dead" in exc.detail:
+                await self._rejoin()
+            return
+        if self._healthy_since is None:
+            self._healthy_since = time.monotonic()
+            log.info("cluster heartbeat resumed")
+        await self._relisten()
+
+    async def _rejoin(self) -> None:
+        """The others declared this node dead (it was silent too long) and gave away its
+        claims: join again as a new run. Messages it still holds may be delivered twice."""
+        node_id, slot, earlier = await self._store.register_node(self.name, self._ctx.listeners)
+        self._ctx.broker.number_messages(first_seq(slot, earlier), SLOTS)
+        self._healthy_since = time.monotonic()
+        log.warning(
+            "rejoined the cluster as run %d (slot %d) after being declared dead", node_id, slot
+        )
+
+    async def _reap(self) -> None:
+        since = self._healthy_since
+        if since is None or time.monotonic() - since < self._timeout:
+            return
+        dead = await self._store.reap(self._timeout)
+        if dead:
+            log.warning(
+                "nodes %s were silent for %.0f s: their unacked messages go to other consumers",
+                dead,
+                self._timeout,
+            )
+
+    async def _counting(self) -> None:
+        """Count unclaimed messages per queue every second (less often when slow)."""
+        while True:
+            started = time.monotonic()
+            try:
+                counts = await self._store.unclaimed()
+                self._ctx.broker.refresh_unclaimed(counts)
+            except BuzonError:
+                pass  # the heartbeat reports the database's absence
+            took = time.monotonic() - started
+            await asyncio.sleep(max(COUNT_PERIOD, 20 * took))
+
+    async def _every(self, period: float, job: Callable[[], Awaitable[None]]) -> None:
+        failures = 0
+        while True:
+            await asyncio.sleep(period)
+            try:
+                await job()
+                failures = 0
+            except BuzonError as exc:
+                failures += 1
+                if failures == 1:
+                    log.warning("cluster job %s failed: %s", job.__name__, exc.detail)
+                await asyncio.sleep(RECONNECT_BACKOFF[min(failures, len(RECONNECT_BACKOFF) - 1)])
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                failures += 1
+                if failures == 1:
+                    log.warning("cluster job %s failed: %s", job.__name__, exc)
+
