@@ -9,10 +9,14 @@ in autocommit mode on the broker's event loop (uvloop when installed), runs:
   (pipelined by both drivers; psycopg's inside an explicit transaction), and binary ``COPY``;
 - claim: ``UPDATE ... WHERE (queue_id, seq) IN (SELECT ... FOR UPDATE SKIP LOCKED) RETURNING``
   of the next n ready messages of one queue, until the queue is empty;
-- ack: batched deletes by key, the keys sent as two arrays (``unnest``).
+- ack: batched deletes by key, the keys sent as two arrays (``unnest``);
+- publish+ack: a group commit, one transaction inserting a batch (unnest) and acking as many
+  other messages, two ways: two statements in a transaction (psycopg pipelines BEGIN, both
+  and COMMIT in one round trip; asyncpg has no such pipeline and waits for each), and one
+  statement (the delete in a data-modifying ``WITH``: one round trip for both drivers).
 
-Every run checks its result (rows inserted, each message claimed once, the table empty after
-the acks). A figure is the median of the runs, which alternate between the drivers: messages
+Every run checks its result (rows inserted, each message claimed once, the acked messages
+gone). A figure is the median of the runs, which alternate between the drivers: messages
 per second, and the CPU time the client process (this one) and the server process of its
 connection used per 1,000 messages (the machine has 2 cores: a node's CPU is its ceiling).
 
@@ -90,17 +94,29 @@ ACK = (
     "DELETE FROM messages WHERE (queue_id, seq) IN"
     " (SELECT * FROM unnest($1::text[], $2::bigint[])) AND claimed_by = $3::bigint"
 )
+PUBLISH_ACK = """
+WITH acked AS (
+    DELETE FROM messages WHERE (queue_id, seq) IN (SELECT * FROM unnest($1::text[], $2::bigint[]))
+                           AND claimed_by = $3::bigint
+)
+INSERT INTO messages
+    (queue_id, seq, message_id, destination, headers, body, expires_at, redelivered, persistent)
+SELECT * FROM unnest($4::text[], $5::bigint[], $6::text[], $7::text[], $8::text[],
+                     $9::bytea[], $10::float8[], $11::boolean[], $12::boolean[])
+"""
 PRELOAD = """
 INSERT INTO messages (queue_id, seq, message_id, destination, headers, body, expires_at,
                       redelivered, persistent, claimed_by)
 SELECT $1::text, g, 'm-' || g, '/queue/bench', '{}', $2::bytea, NULL, false, true, $3::bigint
 FROM generate_series(1, $4::bigint) AS g
 """
-QUEUE, NODE = "queue-1", 7
+QUEUE, ACKED, NODE = "queue-1", "queue-2", 7
 BODY_SIZE = 128
 HEADERS = '{"content-type":"application/octet-stream","priority":"4"}'
 
 Row = tuple[str, int, str, str, str, bytes, float | None, bool, bool]
+Acks = tuple[list[str], list[int], int]
+"""Messages to ack: their queues and sequence numbers, and the node that holds them."""
 
 
 def psycopg_sql(sql: str) -> str:
@@ -153,7 +169,11 @@ class Driver(Protocol):
 
     async def claim(self, node: int, queue: str, n: int) -> Sequence[Any]: ...
 
-    async def ack(self, queues: list[str], seqs: list[int], node: int) -> int: ...
+    async def ack(self, queues: list[str], seqs: list[int], node: int) -> None: ...
+
+    async def publish_ack(self, arrays: list[list[Any]], acks: Acks) -> None: ...
+
+    async def publish_ack_one_statement(self, arrays: list[list[Any]], acks: Acks) -> None: ...
 
     async def close(self) -> None: ...
 
@@ -186,9 +206,16 @@ class Asyncpg:
     async def claim(self, node: int, queue: str, n: int) -> Sequence[Any]:
         return await self.conn.fetch(CLAIM, node, queue, n)
 
-    async def ack(self, queues: list[str], seqs: list[int], node: int) -> int:
-        status = await self.conn.execute(ACK, queues, seqs, node)
-        return int(status.rsplit(" ", 1)[1])
+    async def ack(self, queues: list[str], seqs: list[int], node: int) -> None:
+        await self.conn.execute(ACK, queues, seqs, node)
+
+    async def publish_ack(self, arrays: list[list[Any]], acks: Acks) -> None:
+        async with self.conn.transaction():
+            await self.conn.execute(INSERT_UNNEST, *arrays)
+            await self.conn.execute(ACK, *acks)
+
+    async def publish_ack_one_statement(self, arrays: list[list[Any]], acks: Acks) -> None:
+        await self.conn.execute(PUBLISH_ACK, *acks, *arrays)
 
     async def close(self) -> None:
         await self.conn.close()
@@ -228,16 +255,23 @@ class Psycopg:
         await self.cursor.execute(CLAIM_PG, (node, queue, n), prepare=True)
         return await self.cursor.fetchall()
 
-    async def ack(self, queues: list[str], seqs: list[int], node: int) -> int:
+    async def ack(self, queues: list[str], seqs: list[int], node: int) -> None:
         await self.cursor.execute(ACK_PG, (queues, seqs, node), prepare=True)
-        return self.cursor.rowcount
+
+    async def publish_ack(self, arrays: list[list[Any]], acks: Acks) -> None:
+        async with self.conn.pipeline(), self.conn.transaction():
+            await self.cursor.execute(INSERT_UNNEST_PG, arrays, prepare=True)
+            await self.cursor.execute(ACK_PG, acks, prepare=True)
+
+    async def publish_ack_one_statement(self, arrays: list[list[Any]], acks: Acks) -> None:
+        await self.cursor.execute(PUBLISH_ACK_PG, [*acks, *arrays], prepare=True)
 
     async def close(self) -> None:
         await self.conn.close()
 
 
 INSERT_UNNEST_PG, INSERT_ROW_PG = psycopg_sql(INSERT_UNNEST), psycopg_sql(INSERT_ROW)
-CLAIM_PG, ACK_PG = psycopg_sql(CLAIM), psycopg_sql(ACK)
+CLAIM_PG, ACK_PG, PUBLISH_ACK_PG = psycopg_sql(CLAIM), psycopg_sql(ACK), psycopg_sql(PUBLISH_ACK)
 CONNECT: dict[str, Callable[[str], Awaitable[Driver]]] = {
     "asyncpg": Asyncpg.connect,
     "psycopg": Psycopg.connect,
@@ -270,12 +304,13 @@ class Bench:
         self.admin, self.rows = admin, rows
 
     async def reset(self, path: str, messages: int) -> None:
-        """An empty table, or one holding ``messages`` ready (claim) or claimed (ack) ones."""
+        """An empty table, or one holding the ``messages`` that ``path`` claims or acks."""
         await self.admin.execute("TRUNCATE messages")
         if not path.startswith("insert"):
-            claimed_by = NODE if path == "ack" else None
+            queue = ACKED if path.startswith("publish+ack") else QUEUE
+            claimed_by = None if path == "claim" else NODE
             body = os.urandom(BODY_SIZE)
-            await self.admin.execute(PRELOAD, QUEUE, body, claimed_by, messages)
+            await self.admin.execute(PRELOAD, queue, body, claimed_by, messages)
         await self.admin.execute("ANALYZE messages")
         await self.admin.execute("CHECKPOINT")
 
@@ -283,54 +318,65 @@ class Bench:
         """One timed run of ``path`` over ``messages`` messages, checked."""
         await self.reset(path, messages)
         pid = driver.backend_pid()
-        work = plan(driver, path, batch, self.rows[:messages])
+        rows = self.rows[:messages]
+        batch_calls = [] if path == "claim" else calls(driver, path, batch, rows)
         client, server, start = time.process_time(), server_cpu(pid), time.perf_counter()
-        done = await work()
+        if path == "claim":
+            done = await claim_all(driver, batch)
+        else:
+            for method, args in batch_calls:
+                await method(*args)
+            done = len(rows)
         seconds = time.perf_counter() - start
         client, server = time.process_time() - client, server_cpu(pid) - server
         what = f"{driver.name} {path} {batch}"
         assert done == messages, f"{what}: {done} of {messages} messages"
-        left = await self.admin.fetchval("SELECT count(*) FROM messages")
+        left = await self.admin.fetchval("SELECT count(*) FROM messages WHERE queue_id = $1", QUEUE)
         assert left == (0 if path == "ack" else messages), f"{what}: {left} rows left"
+        unacked = await self.admin.fetchval(
+            "SELECT count(*) FROM messages WHERE queue_id <> $1", QUEUE
+        )
+        assert unacked == 0, f"{what}: {unacked} messages not acked"
         return Sample(driver.name, path, batch, messages, seconds, client, server)
 
 
-def plan(driver: Driver, path: str, batch: int, rows: list[Row]) -> Callable[[], Awaitable[int]]:
-    """``path`` over ``rows`` as a coroutine function returning how many messages it handled.
+Call = tuple[Callable[..., Awaitable[None]], tuple[Any, ...]]
+"""One batch's call: a driver method and its arguments."""
 
-    Its inputs (batches, column arrays, keys) are built here, before the clock starts: they
-    cost the same whichever driver sends them.
+
+def calls(driver: Driver, path: str, batch: int, rows: list[Row]) -> list[Call]:
+    """The calls that do ``path`` over ``rows``, one per batch (all but claim).
+
+    Their arguments (column arrays, keys) are built here, before the clock starts: they cost
+    the same whichever driver sends them.
     """
-    if path == "claim":
 
-        async def claim_all() -> int:
-            seen: set[int] = set()
-            while claimed := await driver.claim(NODE, QUEUE, batch):
-                seen.update(row[1] for row in claimed)
-            return len(seen)
+    def keys(queue: str, group: list[Row]) -> Acks:
+        return [queue] * len(group), [row[1] for row in group], NODE
 
-        return claim_all
-    groups = batches(rows, batch)
-    if path == "ack":
-        keys = [([QUEUE] * len(group), [row[1] for row in group]) for group in groups]
+    per_batch: dict[str, Callable[[list[Row]], Call]] = {
+        "insert unnest": lambda group: (driver.insert_unnest, (columns(group),)),
+        "insert executemany": lambda group: (driver.insert_many, (group,)),
+        "insert COPY": lambda group: (driver.insert_copy, (group,)),
+        "ack": lambda group: (driver.ack, keys(QUEUE, group)),
+        "publish+ack: transaction": lambda group: (
+            driver.publish_ack,
+            (columns(group), keys(ACKED, group)),
+        ),
+        "publish+ack: one statement": lambda group: (
+            driver.publish_ack_one_statement,
+            (columns(group), keys(ACKED, group)),
+        ),
+    }
+    return [per_batch[path](group) for group in batches(rows, batch)]
 
-        async def ack_all() -> int:
-            return sum([await driver.ack(queues, seqs, NODE) for queues, seqs in keys])
 
-        return ack_all
-    arrays = [columns(group) for group in groups] if path == "insert unnest" else []
-
-    async def insert_all() -> int:
-        if path == "insert unnest":
-            for columns_of_batch in arrays:
-                await driver.insert_unnest(columns_of_batch)
-        else:
-            send = driver.insert_many if path == "insert executemany" else driver.insert_copy
-            for group in groups:
-                await send(group)
-        return len(rows)
-
-    return insert_all
+async def claim_all(driver: Driver, batch: int) -> int:
+    """Claim until the queue is empty; how many distinct messages were claimed."""
+    seen: set[int] = set()
+    while claimed := await driver.claim(NODE, QUEUE, batch):
+        seen.update(row[1] for row in claimed)
+    return len(seen)
 
 
 PATHS = {
@@ -339,6 +385,8 @@ PATHS = {
     "insert COPY": (64, 256, 1024),
     "claim": (100, 500),
     "ack": (64, 256, 1024),
+    "publish+ack: transaction": (64, 256),
+    "publish+ack: one statement": (64, 256),
 }
 QUICK_PATHS = {path: sizes[:1] for path, sizes in PATHS.items()}
 
