@@ -68,9 +68,10 @@ def add_stomp_url_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--stomp-url",
         metavar="URL",
-        help="the broker's STOMP address, stomp://HOST:PORT or stomp+ssl://HOST:PORT"
-        " (default: $BUZON_STOMP_URL, else the one the broker at --url announces; stomp+ssl"
-        " when --url is https)",
+        help="the broker's STOMP address, stomp://HOST:PORT or stomp+ssl://HOST:PORT; several"
+        " brokers (the nodes of a cluster) as stomp://HOST:PORT,HOST:PORT, tried in that order"
+        " and failed over (default: $BUZON_STOMP_URL, else the one the broker at --url"
+        " announces; stomp+ssl when --url is https)",
     )
 
 
@@ -124,8 +125,7 @@ def stomp_address(args: argparse.Namespace) -> tuple[str, str | None]:
             detail="the STOMP URL must not hold a password (other users can read it);"
             " use --password-stdin or $BUZON_PASSWORD"
         )
-    scheme = "stomp+ssl" if address.tls else "stomp"
-    return f"{scheme}://{_bracketed(address.host)}:{address.port}", address.login
+    return address.display, address.login
 
 
 def _given_stomp_url(args: argparse.Namespace) -> str | None:
@@ -193,10 +193,12 @@ def _stomp_password(from_stdin: bool) -> str:
 
 def same_broker(args: argparse.Namespace, stomp_url: str) -> bool:
     """Whether ``stomp_url`` is the broker's at the HTTP URL: the address it announced, or
-    one given on its host. A secret for one may go to the other, never to another server."""
+    one given on its host (with several brokers, every one on its host). A secret for one
+    may go to the other, never to another server."""
     if _given_stomp_url(args) is None:
         return True
-    return urlsplit(url_of(args)).hostname == parse_stomp_url(stomp_url).host
+    host = urlsplit(url_of(args)).hostname
+    return all(address.host == host for address in parse_stomp_url(stomp_url).addresses)
 
 
 def _saved_token(args: argparse.Namespace, stomp_url: str, username: str) -> str | None:

@@ -16,6 +16,13 @@ broker redelivers them). A broker ERROR is never hidden: the operation that caus
 raises :class:`ApiError`, and so does every subscription of that connection, since STOMP
 ends the connection after an ERROR; the client then reconnects for new work unless the
 login itself was refused.
+
+Several brokers (``stomp://alice@h1:61613,h2:61613``, the nodes of a cluster) are tried in
+the URL's order, so the first one listed is the preferred one: :meth:`AsyncClient.connect`
+takes the first that accepts. After a lost connection the client starts with the broker
+after the one it lost (that one is likely still down) and goes round the list; one round
+where none accepts is one step of the backoff. A refused login does not fail over: the
+same credentials would be refused everywhere, so it is raised at once.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from buzon.client.errors import ApiError, BuzonConnectionError, LoginRefused
 from buzon.client.messages import AckMode, Message, Subscription, Transaction
 from buzon.client.protocol import StompProtocol
 from buzon.client.tls import CaFile, client_context, failure_reason
-from buzon.client.urls import parse_stomp_url
+from buzon.client.urls import StompAddress, parse_stomp_url
 from buzon.errors import BuzonError, ErrorCode
 from buzon.stomp import Abort, Ack, Begin, Commit, Event, Nack, Send, Subscribe, Unsubscribe
 from buzon.stomp import Message as MessageFrame
@@ -57,7 +64,8 @@ class AsyncClient:
     """A STOMP connection to buzon that survives broker restarts.
 
     Args:
-        url: ``stomp://[user:pass@]host[:port]`` or ``stomp+ssl://...``.
+        url: ``stomp://[user:pass@]host[:port]`` or ``stomp+ssl://...``; several brokers
+            as ``stomp://[user:pass@]host[:port],host[:port]...`` (tried in that order).
         login: user name (overrides the URL's).
         passcode: password (overrides the URL's).
         host: the STOMP virtual host.
@@ -91,7 +99,8 @@ class AsyncClient:
     ) -> None:
         address = parse_stomp_url(url)
         self.url = address.display  # never shows credentials
-        self._address = address
+        self._addresses = address.addresses
+        self._next = 0  # the index of the broker to try first
         self._login = login if login is not None else address.login
         self._passcode = passcode if passcode is not None else address.passcode
         self._host = host
@@ -101,6 +110,7 @@ class AsyncClient:
         self.timeout = timeout
         self._ssl = client_context(address.display, address.tls, ssl, ca_file)
         self._protocol: StompProtocol | None = None
+        self._broker: StompAddress | None = None
         self._ready = asyncio.Event()
         self._generation = 0
         self._subscriptions: dict[str, Subscription] = {}
@@ -122,12 +132,21 @@ class AsyncClient:
         """Whether a logged-in connection is up right now."""
         return self._ready.is_set()
 
+    @property
+    def broker(self) -> str | None:
+        """``host:port`` of the broker this client is connected to; None while it is not."""
+        return None if self._broker is None else self._broker.host_port
+
     async def connect(self) -> None:
         """Connect and log in.
 
+        With several brokers, the first one that accepts (in the URL's order).
+
         Raises:
-            LoginRefused: the broker refused the login (AUTH_FAILED, ...).
-            BuzonConnectionError: the broker cannot be reached in time.
+            LoginRefused: the broker refused the login (AUTH_FAILED, ...); with several, at
+                once for a wrong password, a disabled account or too many attempts, else
+                when every broker refused.
+            BuzonConnectionError: no broker can be reached in time (each one's reason).
         """
         await self._open()
 
@@ -139,6 +158,7 @@ class AsyncClient:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reconnecting
         protocol, self._protocol = self._protocol, None
+        self._broker = None
         self._ready.clear()
         if protocol is not None:
             await protocol.disconnect(self.timeout)
@@ -336,17 +356,57 @@ class AsyncClient:
     # -- connecting ------------------------------------------------------------------------
 
     async def _open(self) -> None:
+        """Connect to the first broker that accepts, going round the list from ``_next``.
+
+        Raises:
+            LoginRefused: at once for a refusal every broker would give (:data:`_FATAL`),
+                else the first refusal when no broker accepted.
+            BuzonConnectionError: no broker could be reached (each one's reason).
+        """
+        count = len(self._addresses)
+        unreachable: list[tuple[StompAddress, BuzonConnectionError]] = []
+        refused: LoginRefused | None = None
+        for step in range(count):
+            index = (self._next + step) % count
+            address = self._addresses[index]
+            try:
+                protocol = await self._open_one(address)
+            except BuzonConnectionError as failure:
+                unreachable.append((address, failure))
+                continue
+            except LoginRefused as refusal:
+                if refusal.code in _FATAL:
+                    raise
+                refused = refused or refusal
+                continue
+            self._next = index
+            self._attach(protocol, address)
+            return
+        if refused is not None:
+            raise refused
+        if count == 1:
+            raise unreachable[0][1]
+        reasons = "; ".join(
+            f"{address.host_port}: {failure.detail}" for address, failure in unreachable
+        )
+        raise BuzonConnectionError(self.url, reasons)
+
+    async def _open_one(self, address: StompAddress) -> StompProtocol:
+        """A logged-in connection to ``address``; its end is reported only once attached."""
+
+        def ended(reason: BuzonError | None) -> None:
+            self._on_end(protocol, reason)
+
         loop = asyncio.get_running_loop()
         protocol = StompProtocol(
-            url=self.url,
+            url=address.display,
             login=self._login,
             passcode=self._passcode,
             host=self._host,
             heart_beat=self._heart_beat,
             on_message=self._on_message,
-            on_end=self._on_end,
+            on_end=ended,
         )
-        address = self._address
         try:
             async with asyncio.timeout(self.timeout):
                 await loop.create_connection(
@@ -360,23 +420,33 @@ class AsyncClient:
         except (OSError, TimeoutError) as exc:
             protocol.abort()
             reason = "timed out" if isinstance(exc, TimeoutError) else failure_reason(exc)
-            raise BuzonConnectionError(self.url, reason) from None
+            raise BuzonConnectionError(address.display, reason) from None
         except ApiError as refused:
             raise LoginRefused(address.host_port, refused) from None
+        return protocol
+
+    def _attach(self, protocol: StompProtocol, address: StompAddress) -> None:
+        """Make ``protocol`` the connection and subscribe again on it."""
         self._generation += 1
         self._protocol = protocol
+        self._broker = address
         self._paused.clear()
         for subscription in self._subscriptions.values():
             subscription.forget_unacked()
             protocol.send(_subscribe_frame(subscription, None))
         self._ready.set()
 
-    def _on_end(self, reason: BuzonError | None) -> None:
+    def _on_end(self, protocol: StompProtocol, reason: BuzonError | None) -> None:
+        if protocol is not self._protocol:
+            return  # an attempt that never became the connection: _open reports it
         self._ready.clear()
         self._protocol = None
+        self._broker = None
         if self._closed or reason is None:
             return
         transient = not isinstance(reason, ApiError) or reason.code in _TRANSIENT
+        if transient:  # that broker went away: try it last
+            self._next = (self._next + 1) % len(self._addresses)
         if isinstance(reason, ApiError) and reason.code in _FATAL:
             self._fatal = reason
         if not transient or self._fatal is not None or not self._reconnect:

@@ -196,6 +196,11 @@ class Client:
     def connected(self) -> bool:
         return self._client.connected
 
+    @property
+    def broker(self) -> str | None:
+        """See :attr:`buzon.client.AsyncClient.broker`."""
+        return self._client.broker
+
     def connect(self) -> None:
         self._runner.run(self._client.connect())
 
