@@ -21,9 +21,9 @@ from buzon.store.records import (
 from buzon.store.tickets import DONE, Ticket
 
 __all__ = [
-    "ClaimLog",
     "DEFAULT_POLICY",
     "DONE",
+    "ClaimLog",
     "DestinationKind",
     "DestinationRecord",
     "DurableSubscriptionRecord",

@@ -583,8 +583,7 @@ class PostgresStore:
         started = time.perf_counter()
         try:
             connection = await self._writer()
-            async with connection.transaction():
-                await _write(connection, batch, self.node_id)
+            await _write(connection, batch, self.node_id)
             self.commit_durations.record(time.perf_counter() - started)
         except asyncio.CancelledError:
             batch.ticket.resolve(StoreError(ErrorCode.STORAGE_UNAVAILABLE, "the store closed"))
@@ -901,38 +900,74 @@ async def _nothing(db: asyncpg.Connection) -> None:
     """An operation that only waits for the ones before it."""
 
 
+class _Statement:
+    """One SQL statement made of data-modifying WITH parts and a final SELECT: a whole
+    batch in one round trip, atomic without BEGIN and COMMIT of its own."""
+
+    def __init__(self) -> None:
+        self.args: list[Any] = []
+        self._parts: list[str] = []
+        self._selects: list[str] = []
+
+    def _names(self, values: Sequence[Any]) -> list[str]:
+        names = []
+        for value in values:
+            self.args.append(value)
+            names.append(f"${len(self.args)}")
+        return names
+
+    def modify(self, template: str, values: Sequence[Any]) -> None:
+        """Add a part: ``template`` with ``{0}``, ``{1}``... for its values."""
+        self._parts.append(f"w{len(self._parts)} AS ({template.format(*self._names(values))})")
+
+    def notify(self, channel: str, payload: str) -> None:
+        first, second = self._names((channel, payload))
+        self._selects.append(f"pg_notify({first}, {second})")
+
+    @property
+    def text(self) -> str:
+        head = f"WITH {', '.join(self._parts)} " if self._parts else ""
+        return f"{head}SELECT {', '.join(self._selects) or '1'}"
+
+
 async def _write(connection: asyncpg.Connection, batch: _Batch, node: int) -> None:
-    """The statements of one batch, inside its transaction, notifications last."""
+    """One batch as one statement, notifications included (they go out at its commit)."""
+    statement = _Statement()
     notify: set[str] = set()
-    if batch.appends:
+    # appended and removed in the same batch: neither needs doing
+    both = {(m.queue_id, m.seq) for m in batch.appends}.intersection(batch.removals)
+    removed = set(batch.removals) - both
+    appends = [
+        (message, claimed)
+        for message, claimed in zip(batch.appends, batch.claimed, strict=True)
+        if not both or (message.queue_id, message.seq) not in both
+    ]
+    # marks of messages appended in the same batch go into their rows (the parts of one
+    # statement do not see each other's rows)
+    marks = set(batch.redelivered)
+    if appends:
         rows = [
-            _row(message, node if claimed else None)
-            for message, claimed in zip(batch.appends, batch.claimed, strict=True)
+            _row(message, node if claimed else None, (message.queue_id, message.seq) in marks)
+            for message, claimed in appends
         ]
-        await connection.execute(_INSERT, *_columns(rows, 10))
-        notify.update(
-            m.queue_id
-            for m, claimed in zip(batch.appends, batch.claimed, strict=True)
-            if not claimed
-        )
-    if batch.removals:
-        await connection.execute(_DELETE_KEYS, *_columns(batch.removals, 2))
-    if batch.redelivered:
-        await connection.execute(_MARK_KEYS, *_columns(batch.redelivered, 2))
+        statement.modify(_INSERT, _columns(rows, 10))
+        notify.update(message.queue_id for message, claimed in appends if not claimed)
+        marks.difference_update((message.queue_id, message.seq) for message, _ in appends)
+    if removed:
+        statement.modify(_DELETE_KEYS, _columns(sorted(removed), 2))
+    if marks:
+        statement.modify(_MARK_KEYS, _columns(sorted(marks), 2))
     if batch.releases:
-        await connection.execute(_RELEASE_KEYS, *_columns(batch.releases, 3), node)
+        statement.modify(_RELEASE_KEYS, [*_columns(batch.releases, 3), node])
         notify.update(queue_id for queue_id, _, _ in batch.releases)
     if batch.feed:
         rows = [_feed_row(message, node) for message in batch.feed]
-        await connection.execute(_FEED_INSERT, *_columns(rows, 7))
-        await connection.execute("SELECT pg_notify($1, '')", FEED_CHANNEL)
+        statement.modify(_FEED_INSERT, _columns(rows, 7))
+        statement.notify(FEED_CHANNEL, "")
     if notify:
         payload = ",".join(sorted(notify))
-        await connection.execute(
-            "SELECT pg_notify($1, $2)",
-            MESSAGES_CHANNEL,
-            "*" if len(payload) > MAX_NOTIFY else payload,
-        )
+        statement.notify(MESSAGES_CHANNEL, "*" if len(payload) > MAX_NOTIFY else payload)
+    await connection.execute(statement.text, *statement.args)
 
 
 def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
@@ -957,7 +992,7 @@ def _feed_row(message: StoredMessage, node: int) -> tuple[Any, ...]:
     )
 
 
-def _row(message: StoredMessage, claimed_by: int | None) -> tuple[Any, ...]:
+def _row(message: StoredMessage, claimed_by: int | None, marked: bool) -> tuple[Any, ...]:
     return (
         message.queue_id,
         message.seq,
@@ -966,7 +1001,7 @@ def _row(message: StoredMessage, claimed_by: int | None) -> tuple[Any, ...]:
         headers_text(message.headers),
         message.body,
         message.expires_at,
-        message.redelivered,
+        message.redelivered or marked,
         message.persistent,
         claimed_by,
     )
@@ -989,30 +1024,31 @@ _SCHEMA_SIZE = (
     f" JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = '{SCHEMA}'"
     " AND c.relkind = 'r'"
 )
+# Parts of a batch's statement (see _Statement): {n} are its values, as arrays.
 _INSERT = (
     f"INSERT INTO messages ({_MESSAGE_COLUMNS}, claimed_by)"
-    " SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[],"
-    " $6::bytea[], $7::float8[], $8::bool[], $9::bool[], $10::bigint[])"
+    " SELECT * FROM unnest({0}::text[], {1}::bigint[], {2}::text[], {3}::text[], {4}::text[],"
+    " {5}::bytea[], {6}::float8[], {7}::bool[], {8}::bool[], {9}::bigint[])"
 )
 _FEED_INSERT = (
     "INSERT INTO channel_feed"
     " (origin, channel_id, message_id, destination, headers, body, expires_at)"
-    " SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[],"
-    " $6::bytea[], $7::float8[])"
+    " SELECT * FROM unnest({0}::bigint[], {1}::text[], {2}::text[], {3}::text[], {4}::text[],"
+    " {5}::bytea[], {6}::float8[])"
 )
 _DELETE_KEYS = (
-    "DELETE FROM messages m USING unnest($1::text[], $2::bigint[]) AS k(queue_id, seq)"
+    "DELETE FROM messages m USING unnest({0}::text[], {1}::bigint[]) AS k(queue_id, seq)"
     " WHERE m.queue_id = k.queue_id AND m.seq = k.seq"
 )
 _MARK_KEYS = (
     "UPDATE messages m SET redelivered = true"
-    " FROM unnest($1::text[], $2::bigint[]) AS k(queue_id, seq)"
+    " FROM unnest({0}::text[], {1}::bigint[]) AS k(queue_id, seq)"
     " WHERE m.queue_id = k.queue_id AND m.seq = k.seq"
 )
 _RELEASE_KEYS = (
     "UPDATE messages m SET claimed_by = NULL, redelivered = m.redelivered OR k.again"
-    " FROM unnest($1::text[], $2::bigint[], $3::bool[]) AS k(queue_id, seq, again)"
-    " WHERE m.queue_id = k.queue_id AND m.seq = k.seq AND m.claimed_by = $4"
+    " FROM unnest({0}::text[], {1}::bigint[], {2}::bool[]) AS k(queue_id, seq, again)"
+    " WHERE m.queue_id = k.queue_id AND m.seq = k.seq AND m.claimed_by = {3}"
 )
 _RANGE = (
     f"SELECT {_MESSAGE_COLUMNS} FROM messages"
