@@ -81,6 +81,9 @@ MAX_NOTIFY = 7000
 CONNECT_TIMEOUT = 5.0
 RECONNECT_BACKOFF = (0.1, 0.25, 0.5, 1.0, 2.0)
 """Seconds between attempts to reach the database again (the last repeats)."""
+OUTAGE_WAIT = 10.0
+"""Seconds a message write waits for an unreachable database before it fails (publishers
+get their receipts late instead of errors across a restart or a failover)."""
 SLOTS = 1024
 """Node slots: a message seq carries its node's slot in its low 10 bits."""
 
@@ -99,6 +102,14 @@ def unavailable(error: BaseException) -> StoreError:
 
 
 _DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+
+
+def _reachable(error: BaseException) -> bool:
+    """Whether a failed write reached the database (it refused the write itself: trying
+    again would not help), as opposed to a connection that failed, broke or was shut."""
+    return isinstance(error, asyncpg.PostgresError) and not isinstance(
+        error, asyncpg.PostgresConnectionError | asyncpg.exceptions.OperatorInterventionError
+    )
 
 
 def migrations() -> list[tuple[int, str]]:
@@ -576,26 +587,37 @@ class PostgresStore:
         job.ticket.resolve(result=result)
 
     async def _commit(self, batch: _Batch) -> None:
+        """Write a batch. When the database cannot be reached, try again for up to
+        ``OUTAGE_WAIT`` seconds (a restart, a failover) before failing the batch: its
+        writers wait instead of getting errors. A retry cannot know whether the lost
+        attempt committed, so it skips rows that already exist."""
         carried, self._carried = self._carried, _Batch()
         batch.removals.extend(carried.removals)
         batch.redelivered.extend(carried.redelivered)
         batch.releases.extend(carried.releases)
-        started = time.perf_counter()
-        try:
-            connection = await self._writer()
-            await _write(connection, batch, self.node_id)
-            self.commit_durations.record(time.perf_counter() - started)
-        except asyncio.CancelledError:
-            batch.ticket.resolve(StoreError(ErrorCode.STORAGE_UNAVAILABLE, "the store closed"))
-            raise
-        except (*_DRIVER_ERRORS, StoreError) as exc:
-            error = self._lost(exc)
-            kept = self._carried
-            kept.removals.extend(batch.removals)
-            kept.redelivered.extend(batch.redelivered)
-            kept.releases.extend(batch.releases)
-            batch.ticket.resolve(error)
-            return
+        deadline = time.monotonic() + OUTAGE_WAIT
+        retry = False
+        while True:
+            started = time.perf_counter()
+            try:
+                connection = await self._writer()
+                await _write(connection, batch, self.node_id, retry=retry)
+                self.commit_durations.record(time.perf_counter() - started)
+                break
+            except asyncio.CancelledError:
+                batch.ticket.resolve(StoreError(ErrorCode.STORAGE_UNAVAILABLE, "the store closed"))
+                raise
+            except (*_DRIVER_ERRORS, StoreError) as exc:
+                error = self._lost(exc)
+                if _reachable(exc) or time.monotonic() >= deadline or self._closing:
+                    kept = self._carried
+                    kept.removals.extend(batch.removals)
+                    kept.redelivered.extend(batch.redelivered)
+                    kept.releases.extend(batch.releases)
+                    batch.ticket.resolve(error)
+                    return
+                retry = True
+                await asyncio.sleep(max(0.05, self._retry_at - time.monotonic()))
         batch.ticket.resolve()
 
     # -- messages: reads and ranged operations -------------------------------------------
@@ -930,8 +952,11 @@ class _Statement:
         return f"{head}SELECT {', '.join(self._selects) or '1'}"
 
 
-async def _write(connection: asyncpg.Connection, batch: _Batch, node: int) -> None:
-    """One batch as one statement, notifications included (they go out at its commit)."""
+async def _write(
+    connection: asyncpg.Connection, batch: _Batch, node: int, *, retry: bool = False
+) -> None:
+    """One batch as one statement, notifications included (they go out at its commit);
+    ``retry``: an earlier attempt may have committed, rows already there are skipped."""
     statement = _Statement()
     notify: set[str] = set()
     # appended and removed in the same batch: neither needs doing
@@ -950,7 +975,7 @@ async def _write(connection: asyncpg.Connection, batch: _Batch, node: int) -> No
             _row(message, node if claimed else None, (message.queue_id, message.seq) in marks)
             for message, claimed in appends
         ]
-        statement.modify(_INSERT, _columns(rows, 10))
+        statement.modify(_INSERT + (" ON CONFLICT DO NOTHING" if retry else ""), _columns(rows, 10))
         notify.update(message.queue_id for message, claimed in appends if not claimed)
         marks.difference_update((message.queue_id, message.seq) for message, _ in appends)
     if removed:
