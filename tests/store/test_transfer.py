@@ -1,0 +1,222 @@
+"""Copying a stopped broker's SQLite store into an empty PostgreSQL database
+(``buzon.store.transfer``), store to store: every record and waiting message arrives as it
+was, the SQLite store is left as it was, and what cannot be copied safely is refused."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import sqlite3
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from buzon.auth import SecretHasher
+from buzon.errors import ErrorCode
+from buzon.store import (
+    DestinationKind,
+    DestinationRecord,
+    DurableSubscriptionRecord,
+    Overflow,
+    QueuePolicy,
+    Role,
+    StoredMessage,
+    TokenRecord,
+    UserRecord,
+)
+from buzon.store.postgres import PostgresStore
+from buzon.store.sqlite import DATABASE_FILE, SQLiteStore
+from buzon.store.transfer import TransferError, copy_to_postgres
+
+JOBS = "queue-jobs"
+DURABLE = "durable-feed"
+
+
+def message(queue_id: str, seq: int, **changes: object) -> StoredMessage:
+    made = StoredMessage(
+        queue_id,
+        seq,
+        f"m-{queue_id}-{seq}",
+        "/queue/jobs" if queue_id == JOBS else "/topic/news",
+        (("priority", str(seq)), ("x-repeat", "a"), ("x-repeat", "b")),
+        bytes([seq % 256]) * (seq * 10),
+        None,
+        False,
+    )
+    return dataclasses.replace(made, **changes)  # type: ignore[arg-type]
+
+
+WAITING = [
+    message(JOBS, 1, redelivered=True),
+    message(JOBS, 2, expires_at=time.time() + 3600),
+    *(message(JOBS, seq) for seq in (4, 5, 9, 10)),
+    message(DURABLE, 3),
+    message(DURABLE, 6, body=b"\x00\xff binary"),
+]
+
+
+async def fill(data_dir: Path, hasher: SecretHasher) -> None:
+    """A broker's SQLite store with accounts, destinations and waiting messages; closed
+    cleanly, as ``buzon serve`` leaves it when stopped."""
+    store = SQLiteStore(data_dir)
+    await store.open()
+    now = time.time()
+    await store.add_user(
+        UserRecord("u-admin", "admin", hasher.hash_now("admin-pass"), Role.ADMIN, False, now)
+    )
+    await store.add_user(
+        UserRecord("u-alice", "alice", hasher.hash_now("alice-pass"), Role.USER, False, now)
+    )
+    await store.add_user(
+        UserRecord("u-bob", "bob", hasher.hash_now("bob-pass"), Role.USER, True, now)
+    )
+    await store.add_token(TokenRecord("live-token", "u-alice", now, now + 3600))
+    await store.add_token(TokenRecord("old-token", "u-alice", now - 7200, now - 3600))
+    policy = QueuePolicy(
+        max_length=50,
+        overflow=Overflow.DROP_HEAD,
+        message_ttl_ms=60_000,
+        dead_letter_queue="jobs-dead",
+        max_deliveries=3,
+    )
+    await store.add_destination(
+        DestinationRecord(
+            JOBS, DestinationKind.QUEUE, "jobs", "u-alice", hasher.hash_now("k1"), now, policy
+        )
+    )
+    await store.add_destination(
+        DestinationRecord(
+            "queue-dead",
+            DestinationKind.QUEUE,
+            "jobs-dead",
+            "u-admin",
+            hasher.hash_now("k2"),
+            now,
+            dead_letter_grant="grant-proof",
+        )
+    )
+    await store.add_destination(
+        DestinationRecord("channel-news", DestinationKind.CHANNEL, "news", "u-admin", None, now)
+    )
+    await store.add_durable_subscription(
+        DurableSubscriptionRecord(DURABLE, "channel-news", "u-alice", "feed", now)
+    )
+    await PostgresStore.wait(store.submit(appends=WAITING))
+    # a transient message a full window spilled: a restart forgets it, so does the copy
+    await PostgresStore.wait(store.spill([message(JOBS, 11, persistent=False)]))
+    await store.close()
+
+
+def dump(data_dir: Path) -> list[str]:
+    """The SQLite database's whole content, as SQL text."""
+    with contextlib.closing(sqlite3.connect(data_dir / DATABASE_FILE)) as db:
+        return list(db.iterdump())
+
+
+@pytest.fixture
+async def target(database_url: str) -> AsyncIterator[PostgresStore]:
+    """The target database, opened after the copy to see what it holds."""
+    store = PostgresStore(database_url)
+    yield store
+    await store.close()
+
+
+async def test_everything_waiting_arrives_as_it_was_and_the_source_is_unchanged(
+    tmp_path: Path, hasher: SecretHasher, database_url: str, target: PostgresStore
+) -> None:
+    data_dir = tmp_path / "data"
+    await fill(data_dir, hasher)
+    source = SQLiteStore(data_dir)
+    await source.open()
+    users, destinations = await source.users(), await source.destinations()
+    durables = await source.durable_subscriptions()
+    await source.close()
+    before = dump(data_dir)
+    steps: list[tuple[int, int]] = []
+
+    copied = await copy_to_postgres(
+        data_dir, database_url, progress=lambda done, total: steps.append((done, total)), page=3
+    )
+
+    assert (copied.users, copied.tokens, copied.destinations) == (3, 1, 3)
+    assert (copied.durable_subscriptions, copied.messages, copied.unclean) == (1, 8, False)
+    assert steps == [(3, 8), (6, 8), (8, 8)]  # pages of three, then the rest
+    await target.open()
+    assert await target.users() == users
+    assert await target.destinations() == destinations
+    assert await target.durable_subscriptions() == durables
+    # unclaimed (any node may claim them), seqs, headers, bodies, expiry, marks as they were
+    assert await target.messages() == sorted(WAITING, key=lambda m: (m.queue_id, m.seq))
+    assert await target.unclaimed() == {
+        JOBS: (6, sum(len(m.body) for m in WAITING[:6]), WAITING[1].expires_at),
+        DURABLE: (2, sum(len(m.body) for m in WAITING[6:]), None),
+    }
+    assert await target.token("live-token") is not None
+    assert await target.token("old-token") is None
+    assert dump(data_dir) == before
+
+
+async def test_an_unclean_last_run_marks_the_copied_messages_redelivered(
+    tmp_path: Path, hasher: SecretHasher, database_url: str, target: PostgresStore
+) -> None:
+    data_dir = tmp_path / "data"
+    await fill(data_dir, hasher)
+    # what a broker killed while running leaves behind: its run marked as not closed
+    with contextlib.closing(sqlite3.connect(data_dir / DATABASE_FILE)) as db, db:
+        db.execute("UPDATE meta SET value = '0' WHERE key = 'clean'")
+
+    copied = await copy_to_postgres(data_dir, database_url)
+
+    assert copied.unclean
+    await target.open()
+    stored = await target.messages()
+    assert len(stored) == len(WAITING)
+    assert all(m.redelivered for m in stored)
+
+
+async def test_a_database_that_holds_buzon_data_is_never_written_to(
+    tmp_path: Path, hasher: SecretHasher, database_url: str, target: PostgresStore
+) -> None:
+    data_dir = tmp_path / "data"
+    await fill(data_dir, hasher)
+    await copy_to_postgres(data_dir, database_url)
+
+    with pytest.raises(TransferError) as refused:
+        await copy_to_postgres(data_dir, database_url)
+
+    assert "already holds buzon data (3 users, 3 destinations" in str(refused.value)
+    assert "new, empty database" in str(refused.value)
+    await target.open()
+    assert len(await target.messages()) == len(WAITING)
+    assert len(await target.users()) == 3
+
+
+async def test_a_store_a_broker_has_open_is_refused(
+    tmp_path: Path, hasher: SecretHasher, database_url: str, target: PostgresStore
+) -> None:
+    data_dir = tmp_path / "data"
+    await fill(data_dir, hasher)
+    running = SQLiteStore(data_dir)  # as ``buzon serve`` holds it while it runs
+    await running.open()
+    try:
+        with pytest.raises(TransferError) as refused:
+            await copy_to_postgres(data_dir, database_url)
+    finally:
+        await running.close()
+
+    assert "a buzon serve is running on" in str(refused.value)
+    assert "stop the broker first" in str(refused.value)
+    await target.open()
+    assert await target.users() == []
+
+
+async def test_a_directory_without_a_buzon_database_is_refused(
+    tmp_path: Path, database_url: str
+) -> None:
+    with pytest.raises(TransferError) as refused:
+        await copy_to_postgres(tmp_path / "nothing-here", database_url)
+
+    assert str(refused.value).startswith(f"no buzon database in {tmp_path / 'nothing-here'}")
+    assert refused.value.code is ErrorCode.STORAGE_UNAVAILABLE
