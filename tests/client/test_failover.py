@@ -223,3 +223,27 @@ async def test_a_refusal_on_resubscribe_ends_the_subscription(
         with pytest.raises(ApiError) as ended:
             await sub.get(timeout=20)
         assert ended.value.code is ErrorCode.DESTINATION_NOT_FOUND
+
+
+async def test_a_transaction_begun_before_failover_fails_without_ending_the_rest(
+    nodes: list[BrokerProcess],
+) -> None:
+    """The new node never saw the BEGIN: naming the transaction there would get an ERROR,
+    which would end the new connection and every subscription with it."""
+    doomed, other = nodes
+    async with AsyncClient(listed(doomed.port, other.port), max_reconnect_delay=0.5) as client:
+        keep = await client.subscribe("/queue/keep")
+        async with client.transaction() as tx:
+            await tx.publish("/queue/keep", "staged")
+            doomed.stop(signal.SIGKILL)
+            await wait_for(lambda: client.broker == f"127.0.0.1:{other.port}")
+            with pytest.raises(BuzonConnectionError) as gone:
+                await tx.publish("/queue/keep", "after failover")
+            assert "the connection this transaction began on is gone" in str(gone.value)
+            with pytest.raises(BuzonConnectionError):
+                await tx.commit()
+        await client.publish("/queue/keep", "plain")
+        assert (await keep.get(timeout=10)).text == "plain"
+        async with client.transaction() as again:
+            await again.publish("/queue/keep", "in a new transaction")
+        assert (await keep.get(timeout=10)).text == "in a new transaction"

@@ -114,6 +114,7 @@ class AsyncClient:
         self._ready = asyncio.Event()
         self._generation = 0
         self._subscriptions: dict[str, Subscription] = {}
+        self._transactions: set[str] = set()  # ids of those begun on the current connection
         self._paused: set[Subscription] = set()
         self._ids = itertools.count(1)
         self._reconnecting: asyncio.Task[None] | None = None
@@ -221,9 +222,11 @@ class AsyncClient:
         tx = None if transaction is None else transaction.id
         pairs = tuple(extra.items())
         if not confirm:
-            await self._send(Send(destination, pairs, payload, None, tx))
+            await self._send(Send(destination, pairs, payload, None, tx), transaction)
             return
-        await self._request(lambda receipt: Send(destination, pairs, payload, receipt, tx), timeout)
+        await self._request(
+            lambda receipt: Send(destination, pairs, payload, receipt, tx), timeout, transaction
+        )
 
     # -- subscribing ---------------------------------------------------------------------
 
@@ -309,9 +312,9 @@ class AsyncClient:
         ack_id = message.ack_id
         tx = None if transaction is None else transaction.id
         if confirm:
-            await self._request(lambda receipt: kind(ack_id, tx, receipt), None)
+            await self._request(lambda receipt: kind(ack_id, tx, receipt), None, transaction)
         else:
-            await self._send(kind(ack_id, tx))
+            await self._send(kind(ack_id, tx), transaction)
 
     def transaction(self) -> Transaction:
         """A new transaction; use it as ``async with client.transaction() as tx:``."""
@@ -319,12 +322,21 @@ class AsyncClient:
 
     async def begin(self, transaction: Transaction) -> None:
         """Open ``transaction`` on the broker (done by ``async with``)."""
-        await self._request(lambda receipt: Begin(transaction.id, receipt), None)
+        await self._connection(None)  # after a reconnect in progress: on the new connection
+        self._transactions.add(transaction.id)
+        try:
+            await self._request(lambda receipt: Begin(transaction.id, receipt), None, transaction)
+        except BaseException:
+            self._transactions.discard(transaction.id)
+            raise
 
     async def finish(self, transaction: Transaction, *, commit: bool) -> None:
         """Commit or abort ``transaction`` and wait for the broker's confirmation."""
         kind = Commit if commit else Abort
-        await self._request(lambda receipt: kind(transaction.id, receipt), None)
+        try:
+            await self._request(lambda receipt: kind(transaction.id, receipt), None, transaction)
+        finally:
+            self._transactions.discard(transaction.id)
 
     # -- flow control --------------------------------------------------------------------
 
@@ -431,6 +443,7 @@ class AsyncClient:
         self._protocol = protocol
         self._broker = address
         self._paused.clear()
+        self._transactions.clear()
         for subscription in self._subscriptions.values():
             subscription.forget_unacked()
             protocol.send(_subscribe_frame(subscription, None))
@@ -495,11 +508,30 @@ class AsyncClient:
             raise BuzonConnectionError(self.url, "not connected")
         return protocol
 
-    async def _send(self, event: Event) -> None:
-        (await self._connection(None)).send(event)
+    def _check_transaction(self, transaction: Transaction | None) -> None:
+        """Refuse to name a transaction begun on a connection that is gone.
 
-    async def _request(self, make: Callable[[str], Event], timeout: float | None) -> None:
+        The broker dropped it with that connection; naming it on the new one would get an
+        ERROR, which would end the new connection and every subscription with it.
+        """
+        if transaction is not None and transaction.id not in self._transactions:
+            raise BuzonConnectionError(
+                self.url, "the connection this transaction began on is gone; nothing of it applies"
+            )
+
+    async def _send(self, event: Event, transaction: Transaction | None = None) -> None:
+        protocol = await self._connection(None)
+        self._check_transaction(transaction)
+        protocol.send(event)
+
+    async def _request(
+        self,
+        make: Callable[[str], Event],
+        timeout: float | None,
+        transaction: Transaction | None = None,
+    ) -> None:
         protocol = await self._connection(timeout)
+        self._check_transaction(transaction)
         receipt = protocol.next_receipt_id()
         protocol.send(make(receipt))
         done = protocol.expect_receipt(receipt)  # no RECEIPT can arrive before we yield
