@@ -9,7 +9,17 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from buzon import __version__
-from buzon.cli import cluster, connections, consume, destinations, publish, serve, shell, users
+from buzon.cli import (
+    cluster,
+    connections,
+    consume,
+    destinations,
+    migrate,
+    publish,
+    serve,
+    shell,
+    users,
+)
 from buzon.client import DestinationKind
 from buzon.errors import BuzonError
 
@@ -35,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
         destinations.register(commands, kind)
     connections.register(commands)
     cluster.register(commands)
+    migrate.register(commands)
     publish.register(commands)
     consume.register(commands)
     shell.register(commands)
