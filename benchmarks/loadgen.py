@@ -46,7 +46,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -227,23 +227,30 @@ async def run_scenario(args: argparse.Namespace, to: Target) -> Result:
     return await run_flow(args, to, args.scenario)
 
 
-def serve_command(storage: str, data_dir: str, connections: int) -> list[str]:
+def serve_command(
+    storage: str, data_dir: str, connections: int, extra_args: Sequence[str] = ()
+) -> list[str]:
     """``buzon serve`` on free ports, with room for ``connections`` connections and more."""
     return [
         *(sys.executable, "-m", "buzon", "serve", "--stomp-port", "0", "--http-port", "0"),
         *("--storage", storage, "--data-dir", data_dir),
         *("--max-connections", str(connections + SPARE_CONNECTIONS)),
+        *extra_args,
     ]
 
 
 def spawn_broker(
-    storage: str, data_dir: str, connections: int, timeout: float = 60
+    storage: str,
+    data_dir: str,
+    connections: int,
+    timeout: float = 60,
+    extra_args: Sequence[str] = (),
 ) -> tuple[subprocess.Popen[str], int, str]:
     """Start ``serve_command``; return it, its STOMP port and its API's URL once it has
     printed them (within ``timeout`` seconds, else it is killed)."""
     env = {"BUZON_ADMIN_PASSWORD": PASSWORD, "BUZON_LOG_LEVEL": "warning"}
     process = subprocess.Popen(
-        serve_command(storage, data_dir, connections),
+        serve_command(storage, data_dir, connections, extra_args),
         stdout=subprocess.PIPE,
         text=True,
         env={**os.environ, **env},

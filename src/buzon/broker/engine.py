@@ -11,6 +11,7 @@ STOMP over WebSocket, HTTP and in-process tests.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 
@@ -471,6 +472,24 @@ class Broker:
         """The cluster's count of unclaimed messages per queue id (absent: none)."""
         for queue in self.shared_queues():
             queue.refresh(*counts.get(queue.record.id, (0, 0, None)))
+
+    def adopt(self, record: DestinationRecord) -> str | None:
+        """Take the stored record of a destination this node created at the same time as
+        another node did (the other one was stored first): same subscribers, the stored
+        id from now on, and a changed key applied as :meth:`update_destination` does.
+        Returns the id it had (None when it is gone)."""
+        target = self._destinations.get(address(record.kind, record.name))
+        if target is None:
+            return None
+        old = target.record
+        # the stored id with the key this node knew, then the stored key as a key change
+        known = dataclasses.replace(record, key_hash=old.key_hash)
+        if isinstance(target, Queue):
+            target.rekey(known)
+        else:
+            target.record = known
+        self.update_destination(record)
+        return old.id
 
     def durable_ids(self) -> set[str]:
         """The ids of every durable subscription."""

@@ -251,6 +251,16 @@ class Queue:
 
     # -- BacklogHost: what a paged backlog reports ---------------------------------------
 
+    def rekey(self, record: DestinationRecord) -> None:
+        """Take another record of the same destination (another node created it at the
+        same time and stored it first): its id, owner, key and policy from now on."""
+        self.record = record
+        self.policy = record.policy
+        self._bounded = record.policy.max_length is not None or (
+            record.policy.max_length_bytes is not None
+        )
+        self._backlog.queue_id = record.id
+
     def available(self) -> None:
         """Another node wrote messages any node may claim (a shared queue only)."""
         if self._shared is not None:

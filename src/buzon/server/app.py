@@ -120,7 +120,12 @@ class BuzonServer:
             hasher=hasher,
             accounts=accounts,
             broker=broker,
-            resources=Resources(store, broker, AccessKeys(hasher)),
+            resources=Resources(
+                store,
+                broker,
+                AccessKeys(hasher),
+                store if isinstance(store, PostgresStore) else None,
+            ),
             rates=RateMeter(),
         )
         self._cluster = (

@@ -23,10 +23,11 @@ from buzon.broker import Broker, Channel, Queue, address
 from buzon.broker.addresses import check_name
 from buzon.broker.destinations import new_record
 from buzon.broker.policy import feed_grant
-from buzon.errors import AccessDenied, BrokerError, ErrorCode, RequestError
+from buzon.errors import AccessDenied, BrokerError, ErrorCode, RequestError, StoreError
 from buzon.server.durable import until_durable
 from buzon.store import (
     DEFAULT_POLICY,
+    ClaimLog,
     DestinationKind,
     DestinationRecord,
     DurableSubscriptionRecord,
@@ -81,15 +82,22 @@ class Resources:
         store: keeps the records (and the users, to show owners by name).
         broker: the engine with the live destinations.
         keys: hashes access keys.
+        claims: the store again when it is shared by the nodes of a cluster (a
+            destination two nodes create at once is settled there).
     """
 
-    def __init__(self, store: Store, broker: Broker, keys: AccessKeys) -> None:
+    def __init__(
+        self, store: Store, broker: Broker, keys: AccessKeys, claims: ClaimLog | None = None
+    ) -> None:
         self._store = store
         self._broker = broker
         self._keys = keys
         self._writes: set[asyncio.Task[None]] = set()
         # ids of destinations and durable subscriptions made here and not stored yet
         self._pending: set[str] = set()
+        # destinations created on first use, until stored
+        self._created: dict[str, DestinationRecord] = {}
+        self._claims = claims
         # record changes apply one at a time, each to the record as it is then
         self._updating = asyncio.Lock()
         broker.on_created.append(self._store_later)
@@ -438,7 +446,22 @@ class Resources:
 
     def _store_later(self, record: DestinationRecord) -> None:
         """Store the record of a destination created on first use (the engine is sync)."""
+        self._created[record.id] = record
         self._later(self._store.add_destination(record), record.id)
+
+    async def _adopt(self, lost: DestinationRecord) -> None:
+        """Another node stored the same destination first: take its record, and move
+        what this node wrote under its own id over to it."""
+        stored = await self._store.destination(lost.kind, lost.name)
+        if stored is None or self._claims is None:
+            return
+        old = self._broker.adopt(stored)
+        if old is not None and old != stored.id:
+            self._claims.move(old, stored.id)
+            log.info(
+                "%s was created by another node at the same time: adopted its record",
+                address(lost.kind, lost.name),
+            )
 
     def _store_durable_later(self, record: DurableSubscriptionRecord, created: bool) -> None:
         """Store (or forget) a durable subscription the engine created (or dropped)."""
@@ -455,8 +478,16 @@ class Resources:
 
     def _stored(self, record_id: str, task: asyncio.Task[None]) -> None:
         self._writes.discard(task)
+        error = None if task.cancelled() else task.exception()
+        if isinstance(error, StoreError) and error.code is ErrorCode.DESTINATION_EXISTS:
+            lost = self._created.pop(record_id, None)
+            if lost is not None:
+                # another node created it at the same time and stored it first
+                self._later(self._adopt(lost), record_id)
+                return
         self._pending.discard(record_id)
-        if not task.cancelled() and task.exception() is not None:
+        self._created.pop(record_id, None)
+        if error is not None:
             log.error("storing a destination or subscription failed: %r", task.exception())
 
     async def flush(self) -> None:

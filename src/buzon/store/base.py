@@ -134,6 +134,11 @@ class ClaimLog(PagedLog, Protocol):
         """Forget every unclaimed message of a queue; the result is how many."""
         ...
 
+    def move(self, old_queue_id: str, new_queue_id: str) -> Ticket:
+        """Give a queue's stored messages to another queue id (two nodes created one
+        destination at once; the one stored first keeps its id, the other adopts it)."""
+        ...
+
 
 class Store(PagedLog, Protocol):
     """Persistence for users, tokens, destinations, durable subscriptions and messages.

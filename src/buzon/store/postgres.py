@@ -748,6 +748,21 @@ class PostgresStore:
 
         return self._operation(run)
 
+    def move(self, old_queue_id: str, new_queue_id: str) -> Ticket:
+        """Give a queue's messages to another queue id, after the writes made before (so
+        none written under the old id is left behind)."""
+
+        async def run(db: asyncpg.Connection) -> None:
+            await db.execute(
+                "WITH moved AS (UPDATE messages SET queue_id = $2 WHERE queue_id = $1)"
+                " SELECT pg_notify($3, $2)",
+                old_queue_id,
+                new_queue_id,
+                MESSAGES_CHANNEL,
+            )
+
+        return self._operation(run)
+
     async def unclaimed(self) -> dict[str, tuple[int, int, float | None]]:
         """Per queue with unclaimed messages: how many, their body bytes, and the earliest
         ``expires_at`` among them."""
