@@ -36,7 +36,7 @@ from buzon.broker.backlog import from_store
 from buzon.broker.channel import Channel
 from buzon.broker.journal import stored
 from buzon.broker.message import Message
-from buzon.errors import BuzonError
+from buzon.errors import BuzonError, ErrorCode
 from buzon.server.cluster_view import node_name
 from buzon.server.context import ServerContext
 from buzon.store.postgres import (
@@ -143,8 +143,14 @@ class ClusterNode:
         elif channel == FEED_CHANNEL:
             self._ctx.spawn(self._read_feed())
         elif channel == CATALOG_CHANNEL:
-            if payload == "destinations":
+            kind, _, key = payload.partition(":")
+            if kind == "destinations":
                 self._ctx.spawn(self._sync())
+            elif kind == "token":
+                # logged out on another node: so are its connections here
+                broker.close_sessions_with_token(
+                    key, ErrorCode.PERMISSIONS_CHANGED, "the token was revoked (logged out)"
+                )
             else:
                 self._ctx.spawn(self._revalidate())
 
