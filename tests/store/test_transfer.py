@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from buzon.auth import SecretHasher
-from buzon.errors import ErrorCode
+from buzon.errors import ErrorCode, StoreError
 from buzon.store import (
     DestinationKind,
     DestinationRecord,
@@ -28,7 +28,7 @@ from buzon.store import (
 )
 from buzon.store.postgres import PostgresStore
 from buzon.store.sqlite import DATABASE_FILE, SQLiteStore
-from buzon.store.transfer import TransferError, copy_to_postgres
+from buzon.store.transfer import SqliteSource, TransferError, copy_to_postgres
 
 JOBS = "queue-jobs"
 DURABLE = "durable-feed"
@@ -142,7 +142,7 @@ async def test_everything_waiting_arrives_as_it_was_and_the_source_is_unchanged(
 
     assert (copied.users, copied.tokens, copied.destinations) == (3, 1, 3)
     assert (copied.durable_subscriptions, copied.messages, copied.unclean) == (1, 8, False)
-    assert steps == [(3, 8), (6, 8), (8, 8)]  # pages of three, then the rest
+    assert steps == [(0, 8), (3, 8), (6, 8), (8, 8)]  # pages of three, then the rest
     await target.open()
     assert await target.users() == users
     assert await target.destinations() == destinations
@@ -210,6 +210,23 @@ async def test_a_store_a_broker_has_open_is_refused(
     assert "stop the broker first" in str(refused.value)
     await target.open()
     assert await target.users() == []
+
+
+async def test_a_broker_started_during_a_copy_is_told_why_it_cannot_open(
+    tmp_path: Path, hasher: SecretHasher
+) -> None:
+    data_dir = tmp_path / "data"
+    await fill(data_dir, hasher)
+    # SqliteSource: what buzon migrate holds while it copies
+    with SqliteSource(data_dir), pytest.raises(StoreError) as refused:
+        await SQLiteStore(data_dir).open()
+
+    assert refused.value.code is ErrorCode.STORAGE_UNAVAILABLE  # not "damaged"
+    assert "locked by another process (buzon migrate copying it?)" in str(refused.value)
+    after = SQLiteStore(data_dir)
+    await after.open()
+    assert len(await after.messages()) == len(WAITING)
+    await after.close()
 
 
 async def test_a_directory_without_a_buzon_database_is_refused(

@@ -135,6 +135,13 @@ def _setup(connection: sqlite3.Connection, *, full_check: bool = True) -> None:
             connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
             check = "ok"
     except sqlite3.DatabaseError as exc:
+        if "locked" in str(exc):
+            # held whole by another process: buzon migrate copying it (see store/transfer)
+            raise StoreError(
+                ErrorCode.STORAGE_UNAVAILABLE,
+                "the database is locked by another process (buzon migrate copying it?):"
+                " start the broker once that has ended",
+            ) from None
         raise StoreError(ErrorCode.STORAGE_CORRUPT, f"{exc}; restore it from a backup") from None
     if check != "ok" or mode != "wal":
         raise StoreError(

@@ -59,7 +59,8 @@ PAGE_BYTES = 8 * 1024 * 1024
 T = TypeVar("T")
 
 Progress = Callable[[int, int], None]
-"""Called with ``(messages copied, messages to copy)`` after each batch is committed."""
+"""Called with ``(messages copied, messages to copy)`` before the first batch and after
+each batch is committed."""
 
 
 class TransferError(StoreError):
@@ -381,6 +382,8 @@ async def _copy_messages(
     copied = 0
     after = ("", -1)
     pending: tuple[Ticket, int] | None = None
+    if progress is not None:
+        progress(0, total)
     while True:
         found = await source.messages_after(after, page, page_bytes)
         if pending is not None:
