@@ -89,7 +89,7 @@ def test_a_migrated_installation_serves_logins_queues_and_waiting_messages_in_or
     assert "3 queues and channels, 1 durable subscription and 7 waiting messages" in summary
     assert f"from {data_dir} to {database_url} ({data_dir} is unchanged)" in summary
     again = one_error_line(migrate("--from", f"sqlite:{data_dir}", "--to", database_url))
-    assert "the PostgreSQL database already holds buzon data (3 users" in again
+    assert "the PostgreSQL database already holds buzon data (users: 3," in again
 
     cluster = ("--storage", "postgresql", "--database-url", database_url)
     # a password for a new admin, ignored: the admin already exists

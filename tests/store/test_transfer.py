@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from buzon.auth import SecretHasher
@@ -186,7 +187,7 @@ async def test_a_database_that_holds_buzon_data_is_never_written_to(
     with pytest.raises(TransferError) as refused:
         await copy_to_postgres(data_dir, database_url)
 
-    assert "already holds buzon data (3 users, 3 destinations" in str(refused.value)
+    assert "already holds buzon data (users: 3, destinations: 3," in str(refused.value)
     assert "new, empty database" in str(refused.value)
     await target.open()
     assert len(await target.messages()) == len(WAITING)
@@ -237,3 +238,36 @@ async def test_a_directory_without_a_buzon_database_is_refused(
 
     assert str(refused.value).startswith(f"no buzon database in {tmp_path / 'nothing-here'}")
     assert refused.value.code is ErrorCode.STORAGE_UNAVAILABLE
+
+
+async def test_a_copy_that_fails_part_way_says_how_to_start_again(
+    tmp_path: Path, hasher: SecretHasher, database_url: str
+) -> None:
+    data_dir = tmp_path / "data"
+    await fill(data_dir, hasher)
+    # a text PostgreSQL cannot store (SQLite can): the third page fails
+    with contextlib.closing(sqlite3.connect(data_dir / DATABASE_FILE)) as db, db:
+        db.execute("UPDATE messages SET message_id = ? WHERE seq = 9", ("nul\x00",))
+
+    with pytest.raises(TransferError) as failed:
+        await copy_to_postgres(data_dir, database_url, page=2)
+
+    assert str(failed.value).startswith("storage unavailable: PostgreSQL: ")
+    assert str(failed.value).endswith(
+        "; the PostgreSQL database now holds an incomplete copy: empty it (as its owner:"
+        " DROP SCHEMA buzon CASCADE) before running buzon migrate again"
+    )
+    with pytest.raises(TransferError) as refused:
+        await copy_to_postgres(data_dir, database_url)
+    assert "(users: 3, destinations: 3, durable subscriptions: 1, messages: 6)" in str(
+        refused.value
+    )
+    assert "empty it as its owner: DROP SCHEMA buzon CASCADE" in str(refused.value)
+    # what the line says to do works
+    connection = await asyncpg.connect(database_url)
+    await connection.execute("DROP SCHEMA buzon CASCADE")
+    await connection.close()
+    with contextlib.closing(sqlite3.connect(data_dir / DATABASE_FILE)) as db, db:
+        db.execute("UPDATE messages SET message_id = 'fixed' WHERE seq = 9")
+    copied = await copy_to_postgres(data_dir, database_url)
+    assert copied.messages == len(WAITING)

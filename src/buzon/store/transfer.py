@@ -350,10 +350,11 @@ async def _refuse_filled(target: PostgresStore) -> None:
     messages = sum(count for count, _, _ in (await target.unclaimed()).values())
     if users or destinations or durables or messages:
         raise TransferError(
-            detail=f"the PostgreSQL database already holds buzon data ({users} users,"
-            f" {destinations} destinations, {durables} durable subscriptions,"
-            f" {messages} messages): buzon migrate copies only into a new, empty database"
-            " (create one, and start no node on it before the copy)"
+            detail=f"the PostgreSQL database already holds buzon data (users: {users},"
+            f" destinations: {destinations}, durable subscriptions: {durables},"
+            f" messages: {messages}): buzon migrate copies only into a new, empty database"
+            " (create one, and start no node on it before the copy; if this is what a copy"
+            f" that did not finish left, empty it as its owner: DROP SCHEMA {SCHEMA} CASCADE)"
         )
 
 
