@@ -82,7 +82,8 @@ class Accounts:
     # -- accounts ------------------------------------------------------------------------
 
     async def ensure_admin(self, name: str, password: str) -> bool:
-        """Create the first admin unless a user of that name exists (never overwritten).
+        """Create the first admin unless a user of that name exists (never overwritten,
+        also when another node of a cluster creates it at the same moment).
 
         Returns:
             True if the account was created now.
@@ -92,7 +93,12 @@ class Accounts:
         """
         if await self._store.user_by_name(name) is not None:
             return False
-        await self._create(name, password, Role.ADMIN)
+        try:
+            await self._create(name, password, Role.ADMIN)
+        except StoreError as exc:
+            if exc.code is not ErrorCode.USERNAME_TAKEN:
+                raise
+            return False  # another node of a cluster created it at the same moment
         return True
 
     async def register(

@@ -326,4 +326,3 @@ class ClaimedBacklog(MemoryBacklog):
         """An operation failed (the store is unavailable): the next sweep tries again."""
         self._retry = True
         self._queues_expiring.add(self._host)
-

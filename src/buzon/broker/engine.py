@@ -376,10 +376,20 @@ class Broker:
         Raises:
             BrokerError: ``DESTINATION_NOT_FOUND``, ``UNKNOWN_RECEIPT``.
         """
+        self.settle_held(principal.id, queue, receipts, requeue=requeue)
+
+    def settle_held(
+        self, holder: str, queue: str, receipts: Sequence[str], *, requeue: bool
+    ) -> None:
+        """:meth:`settle` for the user ``holder`` (asked by another node of a cluster).
+
+        Raises:
+            BrokerError: ``DESTINATION_NOT_FOUND``, ``UNKNOWN_RECEIPT``.
+        """
         target = self._destinations.queues.get(queue)
         if target is None:
             raise BrokerError(ErrorCode.DESTINATION_NOT_FOUND, f"queue {queue[:80]!r}")
-        self.leases.settle(target, principal.id, receipts, requeue=requeue)
+        self.leases.settle(target, holder, receipts, requeue=requeue)
 
     def expire_leases(self, now: float) -> int:
         """Return messages whose lease ran out to their queues; return how many."""

@@ -53,6 +53,9 @@ class Leases:
     """
 
     def __init__(self, max_leases: int = 100_000) -> None:
+        # what every receipt starts with: in a cluster, the run id of the node that holds
+        # the lease and a dot (another node forwards a settlement there)
+        self.prefix = ""
         self._max_leases = max_leases
         self._leases: dict[str, Lease] = {}
         self._deadlines: list[tuple[float, str]] = []
@@ -74,7 +77,7 @@ class Leases:
         deadline = now + lease_seconds
         leases = []
         for message, redelivered in queue.take(min(limit, room)):
-            receipt = secrets.token_urlsafe(RECEIPT_BYTES)
+            receipt = self.prefix + secrets.token_urlsafe(RECEIPT_BYTES)
             lease = Lease(receipt, queue, message, redelivered, holder, deadline)
             self._leases[receipt] = lease
             heapq.heappush(self._deadlines, (deadline, receipt))

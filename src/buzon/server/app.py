@@ -133,6 +133,7 @@ class BuzonServer:
             if isinstance(store, PostgresStore)
             else None
         )
+        self._ctx.cluster = self._cluster
         accounts.on_blocked.append(self._close_connections_of)
         accounts.on_demoted.append(self._close_demoted)
         self.generated_password: str | None = None
@@ -297,7 +298,9 @@ class BuzonServer:
             if password is None:
                 password = secrets.token_urlsafe(GENERATED_PASSWORD_BYTES)
                 self.generated_password = password
-            await ctx.accounts.ensure_admin(settings.admin_user, password)
+            if not await ctx.accounts.ensure_admin(settings.admin_user, password):
+                self.generated_password = None  # another node created it just now
+                self.admin_existed = True
         else:
             self.admin_existed = True
 

@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import secrets
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 import asyncpg
@@ -36,12 +38,13 @@ from buzon.broker.backlog import from_store
 from buzon.broker.channel import Channel
 from buzon.broker.journal import stored
 from buzon.broker.message import Message
-from buzon.errors import BuzonError, ErrorCode
+from buzon.errors import BrokerError, BuzonError, ErrorCode
 from buzon.server.cluster_view import node_name
 from buzon.server.context import ServerContext
 from buzon.store.postgres import (
     CATALOG_CHANNEL,
     FEED_CHANNEL,
+    LEASES_CHANNEL,
     MESSAGES_CHANNEL,
     RECONNECT_BACKOFF,
     SLOTS,
@@ -54,6 +57,10 @@ FEED_PAGE = 1_000
 """Channel feed rows read per query."""
 FEED_KEEP = 60.0
 """Seconds feed rows are kept (every live node reads them within milliseconds)."""
+SETTLE_WAIT = 5.0
+"""Seconds a node waits for another to answer a forwarded settlement of pull leases."""
+MAX_RECEIPT = 64
+"""Longest receipt a node issues (a run id, a dot, 22 characters): longer ones are unknown."""
 COUNT_PERIOD = 1.0
 """Seconds between counts of unclaimed messages (longer when a count is slow)."""
 
@@ -95,6 +102,7 @@ class ClusterNode:
         self._sync_again = False
         self._healthy_since: float | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._asked: dict[str, asyncio.Future[tuple[str, str] | None]] = {}
         self.name = ""
 
     async def join(self) -> None:
@@ -107,6 +115,7 @@ class ClusterNode:
         self.name = node_name(ctx)
         node_id, slot, earlier = await self._store.register_node(self.name, ctx.listeners)
         ctx.broker.number_messages(first_seq(slot, earlier), SLOTS)
+        ctx.broker.leases.prefix = f"{node_id}."
         ctx.broker.feed_channels(self._feed)
         self._feed_after = await self._store.feed_position()
         self._listener = await self._store.listen(self._notified)
@@ -153,6 +162,88 @@ class ClusterNode:
                 )
             else:
                 self._ctx.spawn(self._revalidate())
+        elif channel == LEASES_CHANNEL:
+            self._leases_message(payload)
+
+    # -- pull leases held by other nodes ----------------------------------------------------
+
+    def holder_node(self, receipt: str) -> int | None:
+        """The run id of the node holding a pull lease, when it is another node's."""
+        node, dot, _ = receipt.partition(".")
+        if not dot or not node.isdigit() or int(node) == self._store.node_id:
+            return None
+        return int(node)
+
+    async def settle_remote(
+        self, node: int, holder: str, queue: str, receipts: Sequence[str], *, requeue: bool
+    ) -> None:
+        """Ask node ``node`` to settle the pull leases it holds for ``holder``; all or none.
+
+        Raises:
+            BrokerError: UNKNOWN_RECEIPT (also for a node that is gone: its leased messages
+                went back to the queue), DESTINATION_NOT_FOUND.
+            StoreError: STORAGE_UNAVAILABLE when the node did not answer in time.
+        """
+        if any(len(receipt) > MAX_RECEIPT for receipt in receipts):
+            raise BrokerError(ErrorCode.UNKNOWN_RECEIPT, "a receipt is not one buzon issued")
+        ask = secrets.token_hex(8)
+        request = {
+            "to": node,
+            "from": self._store.node_id,
+            "ask": ask,
+            "holder": holder,
+            "queue": queue,
+            "receipts": list(receipts),
+            "requeue": requeue,
+        }
+        answer: asyncio.Future[tuple[str, str] | None] = asyncio.get_running_loop().create_future()
+        self._asked[ask] = answer
+        try:
+            await self._store.notify(LEASES_CHANNEL, json.dumps(request))
+            async with asyncio.timeout(SETTLE_WAIT):
+                refused = await answer
+        except TimeoutError:
+            raise BrokerError(
+                ErrorCode.UNKNOWN_RECEIPT,
+                f"receipt {receipts[0][:40]!r}: the node holding it did not answer",
+            ) from None
+        finally:
+            self._asked.pop(ask, None)
+        if refused is not None:
+            code = ErrorCode.__members__.get(refused[0], ErrorCode.UNKNOWN_RECEIPT)
+            raise BrokerError(code, refused[1])
+
+    def _leases_message(self, payload: str) -> None:
+        try:
+            message = json.loads(payload)
+        except ValueError:
+            return
+        if not isinstance(message, dict) or message.get("to") != self._store.node_id:
+            return
+        if "answer" in message:
+            answer = self._asked.get(str(message.get("ask")))
+            if answer is not None and not answer.done():
+                refused = message["answer"]
+                answer.set_result(None if refused is None else (refused[0], refused[1]))
+            return
+        refused_by: tuple[str, str] | None = None
+        try:
+            self._ctx.broker.settle_held(
+                str(message["holder"]),
+                str(message["queue"]),
+                [str(receipt) for receipt in message["receipts"]],
+                requeue=bool(message["requeue"]),
+            )
+        except BrokerError as exc:
+            refused_by = (exc.code.name, exc.detail)
+        except (KeyError, TypeError):
+            return
+        reply = {"to": message.get("from"), "ask": message.get("ask"), "answer": refused_by}
+        self._ctx.spawn(self._reply(json.dumps(reply)))
+
+    async def _reply(self, payload: str) -> None:
+        with contextlib.suppress(BuzonError):
+            await self._store.notify(LEASES_CHANNEL, payload)
 
     async def _relisten(self) -> None:
         """Make the listening connection again if it broke, then catch up on what may
@@ -286,4 +377,3 @@ class ClusterNode:
                 failures += 1
                 if failures == 1:
                     log.warning("cluster job %s failed: %s", job.__name__, exc)
-

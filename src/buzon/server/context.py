@@ -20,6 +20,7 @@ from buzon.server.resources import Resources
 from buzon.store import Store
 
 if TYPE_CHECKING:
+    from buzon.server.cluster import ClusterNode
     from buzon.server.stomp_session import StompSession
 
 
@@ -40,6 +41,8 @@ class ServerContext:
     # where clients reach this node: one URL per bound listener (the API's for HTTP)
     listeners: tuple[str, ...] = ()
     connections: set[StompSession] = field(default_factory=set)
+    # this node's membership of a cluster (PostgreSQL storage), else None
+    cluster: ClusterNode | None = None
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     closing: bool = False
     # set whenever no connection is open; shutdown waits on it

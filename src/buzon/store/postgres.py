@@ -76,6 +76,9 @@ FEED_CHANNEL = "buzon_feed"
 """NOTIFY channel: new rows in the channel feed."""
 CATALOG_CHANNEL = "buzon_catalog"
 """NOTIFY channel: a user, token, destination or durable subscription changed."""
+LEASES_CHANNEL = "buzon_leases"
+"""NOTIFY channel: a node asks the node holding HTTP pull leases to settle them, and the
+answer (JSON objects naming the node each is for)."""
 MAX_NOTIFY = 7000
 """Longest payload sent (PostgreSQL's limit is 8000 bytes); past it, ``*``."""
 CONNECT_TIMEOUT = 5.0
@@ -308,7 +311,11 @@ class PostgresStore:
 
     async def _notify_catalog(self, what: str) -> None:
         """Tell the other nodes a record changed (they reload it within a second)."""
-        await self._execute("SELECT pg_notify($1, $2)", CATALOG_CHANNEL, what)
+        await self.notify(CATALOG_CHANNEL, what)
+
+    async def notify(self, channel: str, payload: str) -> None:
+        """Send a notification to every node (``payload`` under ``MAX_NOTIFY`` bytes)."""
+        await self._execute("SELECT pg_notify($1, $2)", channel, payload)
 
     # -- users ---------------------------------------------------------------------------
 
@@ -924,7 +931,7 @@ class PostgresStore:
         caller)."""
         try:
             connection = await self._connect()
-            for channel in (MESSAGES_CHANNEL, FEED_CHANNEL, CATALOG_CHANNEL):
+            for channel in (MESSAGES_CHANNEL, FEED_CHANNEL, CATALOG_CHANNEL, LEASES_CHANNEL):
                 await connection.add_listener(
                     channel, lambda _c, _p, chan, payload: callback(chan, payload)
                 )

@@ -24,7 +24,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Header, Path, Query, Request, status
 from pydantic import ValidationError
 
-from buzon.auth import Action
+from buzon.auth import Action, Principal
 from buzon.broker import Lease, Message, Queue
 from buzon.errors import BrokerError, ErrorCode, RequestError
 from buzon.server.context import ServerContext
@@ -187,6 +187,10 @@ async def peek(
     )
 
 
+CLAIM_WAIT = 1.0
+"""Seconds a pull waits at least, in a cluster, when the queue has waiting messages."""
+
+
 @router.post("/queues/{name}/pull", summary="Pull messages with a lease")
 async def pull(
     name: Name,
@@ -203,7 +207,12 @@ async def pull(
         ctx, caller, target.record, Action.CONSUME, key, request.app.state.grants
     )
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + asked.wait_ms / 1000
+    wait = asked.wait_ms / 1000
+    if ctx.cluster is not None and isinstance(target, Queue) and target.statistics().depth:
+        # in a cluster, waiting messages are claimed from the database on demand: give
+        # that round trip its time, so a pull without a wait still finds them
+        wait = max(wait, CLAIM_WAIT)
+    deadline = loop.time() + wait
     lease_seconds = asked.lease_ms / 1000
     while True:
         leases = ctx.broker.pull(
@@ -271,12 +280,35 @@ def _text_or_base64(body: bytes) -> tuple[str | None, str | None]:
 @router.post("/queues/{name}/ack", summary="Acknowledge pulled messages")
 async def ack(name: Name, body: Receipts, ctx: Ctx, caller: CurrentCaller) -> Settled:
     """All receipts or none: an unknown or expired receipt fails the whole request."""
-    ctx.broker.settle(caller.principal, name, body.receipts, requeue=False)
+    await _settle(ctx, caller.principal, name, body.receipts, requeue=False)
     return Settled(settled=len(body.receipts))
 
 
 @router.post("/queues/{name}/nack", summary="Return pulled messages to the queue")
 async def nack(name: Name, body: Receipts, ctx: Ctx, caller: CurrentCaller) -> Settled:
     """They are redelivered, marked redelivered, in their original order."""
-    ctx.broker.settle(caller.principal, name, body.receipts, requeue=True)
+    await _settle(ctx, caller.principal, name, body.receipts, requeue=True)
     return Settled(settled=len(body.receipts))
+
+
+async def _settle(
+    ctx: ServerContext, principal: Principal, name: str, receipts: list[str], *, requeue: bool
+) -> None:
+    """Settle leases here, and in a cluster those another node holds, through it (all or
+    none per node: the other nodes' first, then this one's)."""
+    cluster = ctx.cluster
+    if cluster is None:
+        ctx.broker.settle(principal, name, receipts, requeue=requeue)
+        return
+    elsewhere: dict[int, list[str]] = {}
+    here = []
+    for receipt in receipts:
+        node = cluster.holder_node(receipt)
+        if node is None:
+            here.append(receipt)
+        else:
+            elsewhere.setdefault(node, []).append(receipt)
+    for node, held in elsewhere.items():
+        await cluster.settle_remote(node, principal.id, name, held, requeue=requeue)
+    if here:
+        ctx.broker.settle(principal, name, here, requeue=requeue)

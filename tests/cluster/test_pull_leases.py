@@ -1,0 +1,42 @@
+"""HTTP pull leases across nodes: behind a load balancer, the ack of a pulled message may
+reach another node than the one that leased it; that node forwards it."""
+
+from __future__ import annotations
+
+from tests.cluster.nodes import Cluster, admin_api, create_everywhere, queue_settled
+
+
+async def test_a_lease_taken_on_one_node_is_settled_through_another(cluster: Cluster) -> None:
+    first, second = cluster.start("n1", "n2")
+    await create_everywhere([first, second], "queues", "pulled")
+    async with admin_api(first) as one, admin_api(second) as two:
+        for n in range(3):
+            sent = await one.post("/queues/pulled/messages", json={"body": f"m{n}"})
+            assert sent.status_code == 201, sent.text
+        pulled = await one.post("/queues/pulled/pull", json={"max": 3, "lease_ms": 60_000})
+        receipts = [message["receipt"] for message in pulled.json()["messages"]]
+        assert len(receipts) == 3
+
+        # nack one through the other node: it comes back, redelivered
+        nacked = await two.post("/queues/pulled/nack", json={"receipts": receipts[:1]})
+        assert nacked.status_code == 200, nacked.text
+        again = await two.post(
+            "/queues/pulled/pull", json={"max": 1, "lease_ms": 60_000, "wait_ms": 5_000}
+        )
+        [back] = again.json()["messages"]
+        assert (back["body"], back["redelivered"]) == ("m0", True)
+
+        # ack the rest through the node that did not lease them; the lease is gone after
+        acked = await two.post(
+            "/queues/pulled/ack", json={"receipts": [*receipts[1:], back["receipt"]]}
+        )
+        assert acked.status_code == 200, acked.text
+        twice = await two.post("/queues/pulled/ack", json={"receipts": receipts[1:2]})
+        assert twice.status_code == 404, twice.text
+        assert twice.json()["error"]["code"] == "UNKNOWN_RECEIPT"
+
+        # a receipt naming another node that holds no such lease is unknown there too
+        forged = await two.post("/queues/pulled/ack", json={"receipts": ["1.not-a-lease"]})
+        assert forged.status_code == 404, forged.text
+        assert forged.json()["error"]["code"] == "UNKNOWN_RECEIPT"
+    await queue_settled([first, second], "pulled")
