@@ -4,6 +4,8 @@ made by a real ``buzon serve`` on SQLite, moves to PostgreSQL, where a real ``bu
 
 from __future__ import annotations
 
+import asyncio
+import signal
 import subprocess
 import sys
 import time
@@ -13,6 +15,8 @@ import pytest
 
 from buzon.client import ApiError, Client, ManagementClient, PulledMessage, QueuePolicy
 from buzon.errors import ErrorCode
+from buzon.store import StoredMessage
+from buzon.store.postgres import PostgresStore
 from tests.cli.helpers import free_port, one_error_line
 from tests.interop.broker_process import BrokerProcess, broker_process
 
@@ -156,3 +160,36 @@ def test_an_unreachable_database_gets_one_line(tmp_path: Path) -> None:
     line = one_error_line(migrate("--from", f"sqlite:{data_dir}", "--to", nowhere))
 
     assert line.startswith("buzon: storage unavailable: PostgreSQL: ")
+
+
+def test_messages_of_a_broker_that_was_killed_are_copied_marked_redelivered(
+    tmp_path: Path, database_url: str
+) -> None:
+    data_dir = tmp_path / "data"
+    env = {"BUZON_ADMIN_PASSWORD": ADMIN_PASSWORD}
+    with broker_process("--data-dir", str(data_dir), env=env) as single:
+        with ManagementClient(single.url) as admin:
+            admin.login("admin", ADMIN_PASSWORD)
+            admin.create_queue("jobs")
+            admin.publish("/queue/jobs", "job 1")
+        single.stop(signal.SIGKILL)
+
+    moved = migrate("--from", f"sqlite:{data_dir}", "--to", database_url)
+
+    assert moved.returncode == 0, moved.stderr
+    lines = moved.stdout.splitlines()
+    assert "1 queue or channel, 0 durable subscriptions and 1 waiting message" in lines[0]
+    assert lines[1:] == [
+        "the broker's last run did not stop cleanly: the messages are marked redelivered"
+    ]
+    stored = asyncio.run(stored_messages(database_url))
+    assert [(m.body, m.redelivered) for m in stored] == [(b"job 1", True)]
+
+
+async def stored_messages(database_url: str) -> list[StoredMessage]:
+    store = PostgresStore(database_url)
+    await store.open()
+    try:
+        return await store.messages()
+    finally:
+        await store.close()
