@@ -33,6 +33,7 @@ cluster, exact on one node at rest.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import math
 from collections.abc import Callable
@@ -69,6 +70,7 @@ class ClaimedBacklog(MemoryBacklog):
         "_local_only",
         "_maybe",
         "_op",
+        "_pending_unclaimed",
         "_remote",
         "_remote_bytes",
         "_remote_expiry",
@@ -102,6 +104,9 @@ class ClaimedBacklog(MemoryBacklog):
         self._remote_bytes = 0
         self._remote_expiry = math.inf
         self._reserved: set[int] = set()  # admitted to be written claimed by this node
+        # admitted to be written unclaimed and not arrived yet: nothing newer may be
+        # reserved meanwhile, or it would overtake them
+        self._pending_unclaimed = 0
         self._local_only: set[int] = set()  # transient, held here, never written
         self._op: Ticket | None = None
         self._epoch = 0
@@ -120,16 +125,23 @@ class ClaimedBacklog(MemoryBacklog):
     def reserve(self, seq: int) -> bool:
         """A message is admitted: whether it should be written claimed by this node (its
         consumers can take it now and nothing older is known to wait unclaimed)."""
-        if self._maybe or self.deleted:
-            return False
-        if self._demand() <= self.resident + len(self._reserved):
+        if (
+            self._maybe
+            or self._pending_unclaimed
+            or self.deleted
+            or self._demand() <= self.resident + len(self._reserved)
+        ):
+            self._pending_unclaimed += 1
             return False
         self._reserved.add(seq)
         return True
 
     def unreserve(self, seq: int) -> None:
         """An admitted message will not arrive after all (its write failed)."""
-        self._reserved.discard(seq)
+        if seq in self._reserved:
+            self._reserved.discard(seq)
+        elif self._pending_unclaimed:
+            self._pending_unclaimed -= 1
 
     def add(self, message: Message, *, logged: bool) -> None:
         seq = message.seq
@@ -137,8 +149,10 @@ class ClaimedBacklog(MemoryBacklog):
             self._reserved.discard(seq)
             self._enqueue(message)
             return
+        if self._pending_unclaimed:
+            self._pending_unclaimed -= 1
         if not logged:
-            if not self._maybe and self._demand() > self.resident:
+            if not self._maybe and not self._pending_unclaimed and self._demand() > self.resident:
                 self._local_only.add(seq)
                 self._enqueue(message)
                 return
@@ -242,6 +256,23 @@ class ClaimedBacklog(MemoryBacklog):
 
     # -- internals -----------------------------------------------------------------------
 
+    def _take_in(self, message: Message, redelivered: bool) -> None:
+        """A claimed message joins the ones held here in seq order (one that is older than
+        some held already, released by another node, say, goes before them)."""
+        ready = self._ready
+        if ready and message.seq < ready[-1].seq:
+            size = len(message.body)
+            self.resident += 1
+            self.resident_bytes += size
+            self._gauge.add(size)
+            heapq.heappush(self._back, (message.seq, message))
+            if message.expires_at is not None:
+                self._watch(message, message.expires_at)
+        else:
+            self._enqueue(message)
+        if redelivered:
+            self._redelivered.add(message.seq)
+
     def _note_unclaimed(self, count: int, size: int, expires_at: float | None) -> None:
         self._remote += count
         self._remote_bytes += size
@@ -281,7 +312,7 @@ class ClaimedBacklog(MemoryBacklog):
         page: Page = ticket.result
         size = 0
         for item in page.messages:
-            self.restore(from_store(item), item.redelivered)
+            self._take_in(from_store(item), item.redelivered)
             size += len(item.body)
         self._remote = max(0, self._remote - len(page.messages))
         self._remote_bytes = max(0, self._remote_bytes - size)
