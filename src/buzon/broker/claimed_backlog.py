@@ -33,7 +33,6 @@ cluster, exact on one node at rest.
 
 from __future__ import annotations
 
-import heapq
 import logging
 import math
 from collections.abc import Callable
@@ -256,23 +255,6 @@ class ClaimedBacklog(MemoryBacklog):
 
     # -- internals -----------------------------------------------------------------------
 
-    def _take_in(self, message: Message, redelivered: bool) -> None:
-        """A claimed message joins the ones held here in seq order (one that is older than
-        some held already, released by another node, say, goes before them)."""
-        ready = self._ready
-        if ready and message.seq < ready[-1].seq:
-            size = len(message.body)
-            self.resident += 1
-            self.resident_bytes += size
-            self._gauge.add(size)
-            heapq.heappush(self._back, (message.seq, message))
-            if message.expires_at is not None:
-                self._watch(message, message.expires_at)
-        else:
-            self._enqueue(message)
-        if redelivered:
-            self._redelivered.add(message.seq)
-
     def _note_unclaimed(self, count: int, size: int, expires_at: float | None) -> None:
         self._remote += count
         self._remote_bytes += size
@@ -312,7 +294,7 @@ class ClaimedBacklog(MemoryBacklog):
         page: Page = ticket.result
         size = 0
         for item in page.messages:
-            self._take_in(from_store(item), item.redelivered)
+            self.restore(from_store(item), item.redelivered)
             size += len(item.body)
         self._remote = max(0, self._remote - len(page.messages))
         self._remote_bytes = max(0, self._remote_bytes - size)

@@ -1,0 +1,89 @@
+"""A queue shared by the nodes of a cluster (ClaimedBacklog), on a real PostgreSQL store,
+driven in-process: which messages a node writes claimed, and the order it hands them out."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from buzon.broker import AckMode, Broker, BrokerConfig
+from buzon.store.postgres import PostgresStore
+from tests.broker.helpers import open_peer
+
+WAIT = 10.0
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[PostgresStore]:
+    opened = PostgresStore(database_url)
+    await opened.open()
+    await opened.register_node("test-node", [])
+    yield opened
+    await opened.close()
+
+
+def shared_broker(store: PostgresStore) -> Broker:
+    return Broker(BrokerConfig(), log=store, pager=store, shared=True)
+
+
+async def until(check: Callable[[], bool], what: str) -> None:
+    """Wait until ``check()`` holds (the store answers on this loop, in its own time)."""
+    async with asyncio.timeout(WAIT):
+        while not check():  # noqa: ASYNC110 (what changes is the engine's state, polled)
+            await asyncio.sleep(0.01)
+    assert check(), what
+
+
+async def test_a_message_never_overtakes_an_older_one_still_being_written_unclaimed(
+    store: PostgresStore,
+) -> None:
+    broker = shared_broker(store)
+    consumer = open_peer(broker, "alice")
+    consumer.session.subscribe("s", "/queue/jobs", AckMode.CLIENT_INDIVIDUAL, prefetch=1)
+    producer = open_peer(broker, "alice")
+    producer.session.publish("/queue/jobs", (), b"1")
+    await until(lambda: len(consumer.deliveries) == 1, "the first delivery")
+    consumer.session.ack(consumer.deliveries[0].ack_id or "")
+    await store.messages()  # the claim the ack asked for found nothing left
+    # The consumer has room and nothing waits: the next message is written claimed here.
+    producer.session.publish("/queue/jobs", (), b"2")
+    await until(lambda: len(consumer.deliveries) == 2, "the second delivery")
+    # Its window is full: the next one is written unclaimed, for any node. Its write is
+    # in flight when the consumer gets room again and one more comes: that one may not be
+    # written claimed here (it would be handed out first).
+    producer.session.publish("/queue/jobs", (), b"3")
+    consumer.session.ack(consumer.deliveries[1].ack_id or "")
+    producer.session.publish("/queue/jobs", (), b"4")
+    for count in (3, 4):
+        await until(lambda: len(consumer.deliveries) == count, f"delivery {count}")  # noqa: B023
+        consumer.session.ack(consumer.deliveries[-1].ack_id or "")
+    assert consumer.bodies() == [b"1", b"2", b"3", b"4"]
+    await store.wait(broker.journal.last)
+    assert await store.messages() == []  # every acked row is gone
+
+
+async def test_messages_another_node_releases_are_claimed_here_marked_redelivered(
+    store: PostgresStore,
+) -> None:
+    """Another node's consumer left: what it held is released; told so, this node claims
+    it for its own consumer."""
+    broker = shared_broker(store)
+    producer = open_peer(broker, "alice")
+    for body in (b"1", b"2", b"3"):
+        producer.session.publish("/queue/jobs", (), body)
+    await store.wait(broker.journal.last)
+    rows = await store.messages()
+    # the first two are claimed outside this engine, as another node's would be
+    await store.wait(store.claim(rows[0].queue_id, 2, 1 << 20))
+    consumer = open_peer(broker, "bob")
+    consumer.session.subscribe("s", "/queue/jobs", AckMode.CLIENT_INDIVIDUAL, prefetch=10)
+    await until(lambda: len(consumer.deliveries) == 1, "the unclaimed message")
+    assert consumer.bodies() == [b"3"]
+    # that node lets them go: this node is told and claims them
+    await store.wait(store.release([(m.queue_id, m.seq, True) for m in rows[:2]]))
+    broker.messages_available(None)
+    await until(lambda: len(consumer.deliveries) == 3, "the released messages")
+    assert consumer.bodies() == [b"3", b"1", b"2"]
+    assert [d.redelivered for d in consumer.deliveries] == [False, True, True]
