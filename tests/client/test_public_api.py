@@ -23,6 +23,7 @@ def test_client_names_are_pinned() -> None:
         "LoginRefused",
         "ManagementClient",
         "Message",
+        "NodeInfo",
         "Overflow",
         "Overview",
         "PeekedMessage",
