@@ -4,11 +4,14 @@ driven in-process: which messages a node writes claimed, and the order it hands 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Callable
 
 import pytest
 
 from buzon.broker import AckMode, Broker, BrokerConfig
+from buzon.broker.destinations import new_record
+from buzon.store import DestinationKind, QueuePolicy
 from buzon.store.postgres import PostgresStore
 from tests.broker.helpers import open_peer
 
@@ -82,8 +85,37 @@ async def test_messages_another_node_releases_are_claimed_here_marked_redelivere
     await until(lambda: len(consumer.deliveries) == 1, "the unclaimed message")
     assert consumer.bodies() == [b"3"]
     # that node lets them go: this node is told and claims them
-    await store.wait(store.release([(m.queue_id, m.seq, True) for m in rows[:2]]))
+    await store.wait(store.release([(m.queue_id, m.seq, True, 1) for m in rows[:2]]))
     broker.messages_available(None)
     await until(lambda: len(consumer.deliveries) == 3, "the released messages")
     assert consumer.bodies() == [b"3", b"1", b"2"]
     assert [d.redelivered for d in consumer.deliveries] == [False, True, True]
+
+
+async def test_max_deliveries_counts_the_deliveries_made_before_a_release(
+    store: PostgresStore,
+) -> None:
+    """A message goes back to the database when its consumer leaves; the next claim (on
+    any node) carries on counting, so a poison message ends in the dead-letter queue."""
+    broker = shared_broker(store)
+    policy = QueuePolicy(max_deliveries=2, dead_letter_queue="poison")
+    record = dataclasses.replace(
+        new_record(DestinationKind.QUEUE, "jobs", "id-alice", None, 1.0), policy=policy
+    )
+    broker.add_destination(record)
+    open_peer(broker, "alice").session.publish("/queue/jobs", (), b"crashes its consumer")
+    for attempt in (1, 2):
+        consumer = open_peer(broker, "alice")
+        consumer.session.subscribe("s", "/queue/jobs", AckMode.CLIENT_INDIVIDUAL)
+        await until(lambda: len(consumer.deliveries) == 1, f"delivery {attempt}")  # noqa: B023
+        consumer.session.close()  # leaves without an ack: released, its count kept
+        await store.wait(broker.journal.last)
+        [row] = [m for m in await store.messages() if m.queue_id == record.id]
+        assert row.deliveries == attempt
+    watcher = open_peer(broker, "alice")
+    watcher.session.subscribe("d", "/queue/poison", AckMode.AUTO)
+    consumer = open_peer(broker, "alice")
+    consumer.session.subscribe("s", "/queue/jobs", AckMode.CLIENT_INDIVIDUAL)
+    await until(lambda: len(watcher.deliveries) == 1, "the dead letter")
+    assert consumer.deliveries == []
+    assert watcher.bodies() == [b"crashes its consumer"]

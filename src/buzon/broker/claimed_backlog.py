@@ -206,7 +206,7 @@ class ClaimedBacklog(MemoryBacklog):
         (those handed out before are marked redelivered)."""
         if not self.resident or self.deleted:
             return
-        keys: list[tuple[str, int, bool]] = []
+        keys: list[tuple[str, int, bool, int]] = []
         kept: list[Message] = []
         while self.resident:
             message = self.pop()
@@ -216,14 +216,17 @@ class ClaimedBacklog(MemoryBacklog):
             if message.seq in self._local_only:
                 kept.append(message)  # never written: it has nowhere else to wait
                 continue
-            keys.append((self.queue_id, message.seq, message.seq in self._redelivered))
-            self._redelivered.discard(message.seq)
-            self._deliveries.pop(message.seq, None)
+            seq = message.seq
+            keys.append(
+                (self.queue_id, seq, seq in self._redelivered, self._deliveries.pop(seq, 0))
+            )
+            self._redelivered.discard(seq)
             self._note_unclaimed(1, len(message.body), message.expires_at)
         for message in kept:
             self._enqueue(message)
         if keys:
             self._claims.release(keys)
+            self.available()  # they wait unclaimed now: a consumer here may claim them
 
     # -- maintenance ---------------------------------------------------------------------
 
@@ -295,6 +298,8 @@ class ClaimedBacklog(MemoryBacklog):
         size = 0
         for item in page.messages:
             self.restore(from_store(item), item.redelivered)
+            if item.deliveries:
+                self._deliveries[item.seq] = item.deliveries  # counted by other nodes
             size += len(item.body)
         self._remote = max(0, self._remote - len(page.messages))
         self._remote_bytes = max(0, self._remote_bytes - size)

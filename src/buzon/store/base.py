@@ -120,8 +120,9 @@ class ClaimLog(PagedLog, Protocol):
         :class:`~buzon.store.records.Page` (``exhausted``: none were left)."""
         ...
 
-    def release(self, keys: Sequence[tuple[str, int, bool]]) -> Ticket:
-        """Give claimed messages back to every node: ``(queue_id, seq, redelivered)``."""
+    def release(self, keys: Sequence[tuple[str, int, bool, int]]) -> Ticket:
+        """Give claimed messages back to every node: ``(queue_id, seq, redelivered,
+        deliveries)`` (how often each was delivered, for the next node to count on)."""
         ...
 
     def expire_unclaimed(self, queue_id: str, now: float, limit: int) -> Ticket:

@@ -84,6 +84,8 @@ MAX_NOTIFY = 7000
 CONNECT_TIMEOUT = 5.0
 RECONNECT_BACKOFF = (0.1, 0.25, 0.5, 1.0, 2.0)
 """Seconds between attempts to reach the database again (the last repeats)."""
+WRITERS = 2
+"""Write connections: a batch runs while the one before it commits (commits stay in order)."""
 OUTAGE_WAIT = 10.0
 """Seconds a message write waits for an unreachable database before it fails (publishers
 get their receipts late instead of errors across a restart or a failover)."""
@@ -92,7 +94,8 @@ SLOTS = 1024
 
 _NAME = re.compile(r"(\d{4})_[a-z0-9_]+\.sql")
 _MESSAGE_COLUMNS = (
-    "queue_id, seq, message_id, destination, headers, body, expires_at, redelivered, persistent"
+    "queue_id, seq, message_id, destination, headers, body, expires_at, redelivered, persistent,"
+    " deliveries"
 )
 
 
@@ -168,7 +171,7 @@ class _Batch:
     claimed: list[bool] = field(default_factory=list)
     removals: list[MessageKey] = field(default_factory=list)
     redelivered: list[MessageKey] = field(default_factory=list)
-    releases: list[tuple[str, int, bool]] = field(default_factory=list)
+    releases: list[tuple[str, int, bool, int]] = field(default_factory=list)
     feed: list[StoredMessage] = field(default_factory=list)
     ticket: Ticket = field(default_factory=Ticket)
 
@@ -202,7 +205,11 @@ class PostgresStore:
         self.node_id: int = 0
         self._pool_size = pool_size
         self._pool: asyncpg.Pool | None = None
-        self._connection: asyncpg.Connection | None = None
+        self._connections: list[asyncpg.Connection | None] = [None] * WRITERS
+        self._free = list(range(WRITERS))  # write connections not busy with a batch
+        self._slot_freed = asyncio.Event()
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._committed: asyncio.Future[None] | None = None  # the last batch handed out is done
         self._failures = 0
         self._retry_at = 0.0
         self._batch: _Batch | None = None
@@ -252,10 +259,14 @@ class PostgresStore:
         with contextlib.suppress(asyncio.CancelledError):
             await self._worker
         self._worker = None
-        if self._connection is not None:
-            with contextlib.suppress(*_DRIVER_ERRORS):
-                await self._connection.close(timeout=2)
-            self._connection = None
+        for task in list(self._in_flight):
+            task.cancel()
+        await asyncio.gather(*self._in_flight, return_exceptions=True)
+        for slot, connection in enumerate(self._connections):
+            if connection is not None:
+                with contextlib.suppress(*_DRIVER_ERRORS):
+                    await connection.close(timeout=2)
+                self._connections[slot] = None
         await self._close_pool()
 
     async def _close_pool(self) -> None:
@@ -498,8 +509,9 @@ class PostgresStore:
         batch.claimed.extend(message.claimed for message in messages)
         return batch.ticket
 
-    def release(self, keys: Sequence[tuple[str, int, bool]]) -> Ticket:
-        """Give claimed messages back to every node: ``(queue_id, seq, redelivered)``."""
+    def release(self, keys: Sequence[tuple[str, int, bool, int]]) -> Ticket:
+        """Give claimed messages back to every node: ``(queue_id, seq, redelivered,
+        deliveries)``."""
         batch = self._pending_batch()
         batch.releases.extend(keys)
         return batch.ticket
@@ -533,32 +545,66 @@ class PostgresStore:
         return ticket
 
     async def _work(self) -> None:
-        """The writer: batches and operations, one at a time, in order."""
+        """The writer: batches and operations in order. A batch may run while the one
+        before it commits (on the other write connection); an operation waits until every
+        batch before it is done."""
+        loop = asyncio.get_running_loop()
         while True:
             await self._wake.wait()
             self._wake.clear()
             while True:
-                if self._jobs:
-                    job = self._jobs.pop(0)
-                elif self._batch is not None:
-                    job, self._batch = self._batch, None
-                else:
+                head = self._jobs[0] if self._jobs else self._batch
+                if head is None:
                     break
-                if isinstance(job, _Batch):
-                    await self._commit(job)
+                if isinstance(head, _Operation):
+                    self._jobs.pop(0)
+                    await self._settled()
+                    await self._run(head)
+                    continue
+                slot = await self._slot()
+                # while it waited for a connection, the batch kept growing, or was queued
+                # before an operation: take whatever is first now
+                head = self._jobs[0] if self._jobs else self._batch
+                if not isinstance(head, _Batch):
+                    self._release_slot(slot)
+                    continue
+                if self._jobs:
+                    self._jobs.pop(0)
                 else:
-                    await self._run(job)
+                    self._batch = None
+                batch = head
+                previous, done = self._committed, loop.create_future()
+                self._committed = done
+                task = loop.create_task(self._commit(batch, slot, previous, done))
+                self._in_flight.add(task)
+                task.add_done_callback(self._in_flight.discard)
 
-    async def _writer(self) -> asyncpg.Connection:
-        """The write connection, made again (with back-off) after a failure."""
-        connection = self._connection
+    async def _slot(self) -> int:
+        """A free write connection's number (waits for one)."""
+        while not self._free:
+            self._slot_freed.clear()
+            await self._slot_freed.wait()
+        return self._free.pop()
+
+    def _release_slot(self, slot: int) -> None:
+        self._free.append(slot)
+        self._slot_freed.set()
+
+    async def _settled(self) -> None:
+        """Wait until every batch handed to a connection so far is done."""
+        if self._committed is not None:
+            await self._committed
+
+    async def _writer(self, slot: int) -> asyncpg.Connection:
+        """Write connection ``slot``, made again (with back-off) after a failure."""
+        connection = self._connections[slot]
         if connection is not None and not connection.is_closed():
             return connection
         now = time.monotonic()
         if now < self._retry_at:
             raise StoreError(ErrorCode.STORAGE_UNAVAILABLE, "PostgreSQL is unreachable")
         try:
-            self._connection = await self._connect()
+            connection = self._connections[slot] = await self._connect()
         except _DRIVER_ERRORS as exc:
             pause = RECONNECT_BACKOFF[min(self._failures, len(RECONNECT_BACKOFF) - 1)]
             self._failures += 1
@@ -567,33 +613,55 @@ class PostgresStore:
         if self._failures:
             log.info("connected to PostgreSQL again")
         self._failures = 0
-        return self._connection
+        return connection
 
-    def _lost(self, error: BaseException) -> StoreError:
+    def _lost(self, slot: int, error: BaseException) -> StoreError:
         """A write failed: drop the connection if it broke; the error its tickets get."""
-        connection = self._connection
+        connection = self._connections[slot]
         if connection is not None and (
             connection.is_closed() or not isinstance(error, asyncpg.PostgresError)
         ):
             connection.terminate()
-            self._connection = None
+            self._connections[slot] = None
         if self._failures == 0:
             log.warning("a PostgreSQL write failed: %s", error)
         return unavailable(error)
 
     async def _run(self, job: _Operation) -> None:
         try:
-            connection = await self._writer()
+            connection = await self._writer(0)
             result = await job.run(connection)
         except asyncio.CancelledError:
             job.ticket.resolve(StoreError(ErrorCode.STORAGE_UNAVAILABLE, "the store closed"))
             raise
         except (*_DRIVER_ERRORS, StoreError) as exc:
-            job.ticket.resolve(self._lost(exc))
+            job.ticket.resolve(self._lost(0, exc))
             return
         job.ticket.resolve(result=result)
 
-    async def _commit(self, batch: _Batch) -> None:
+    async def _commit(
+        self,
+        batch: _Batch,
+        slot: int,
+        previous: asyncio.Future[None] | None,
+        done: asyncio.Future[None],
+    ) -> None:
+        """Write a batch on connection ``slot``, commit it after ``previous`` (the batch
+        before it) is done, resolve its ticket, then say it is ``done``."""
+        error: StoreError | None = StoreError(ErrorCode.STORAGE_UNAVAILABLE, "the store closed")
+        try:
+            error = await self._attempts(batch, slot, previous)
+        finally:
+            self._release_slot(slot)
+            if previous is not None and not previous.done():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await previous
+            batch.ticket.resolve(error)
+            done.set_result(None)
+
+    async def _attempts(
+        self, batch: _Batch, slot: int, previous: asyncio.Future[None] | None
+    ) -> StoreError | None:
         """Write a batch. When the database cannot be reached, try again for up to
         ``OUTAGE_WAIT`` seconds (a restart, a failover) before failing the batch: its
         writers wait instead of getting errors. A retry cannot know whether the lost
@@ -607,25 +675,27 @@ class PostgresStore:
         while True:
             started = time.perf_counter()
             try:
-                connection = await self._writer()
-                await _write(connection, batch, self.node_id, retry=retry)
+                connection = await self._writer(slot)
+                if previous is None or previous.done():
+                    await _write(connection, batch, self.node_id, retry=retry)
+                else:
+                    # run now, commit once the batch before is done: a later batch's
+                    # messages never become visible (claimable) before an earlier one's
+                    async with connection.transaction():
+                        await _write(connection, batch, self.node_id, retry=retry)
+                        await previous
                 self.commit_durations.record(time.perf_counter() - started)
-                break
-            except asyncio.CancelledError:
-                batch.ticket.resolve(StoreError(ErrorCode.STORAGE_UNAVAILABLE, "the store closed"))
-                raise
+                return None
             except (*_DRIVER_ERRORS, StoreError) as exc:
-                error = self._lost(exc)
+                error = self._lost(slot, exc)
                 if _reachable(exc) or time.monotonic() >= deadline or self._closing:
                     kept = self._carried
                     kept.removals.extend(batch.removals)
                     kept.redelivered.extend(batch.redelivered)
                     kept.releases.extend(batch.releases)
-                    batch.ticket.resolve(error)
-                    return
+                    return error
                 retry = True
                 await asyncio.sleep(max(0.05, self._retry_at - time.monotonic()))
-        batch.ticket.resolve()
 
     # -- messages: reads and ranged operations -------------------------------------------
 
@@ -847,7 +917,9 @@ class PostgresStore:
                 ]
                 if dead:
                     await db.execute(
-                        "UPDATE messages SET claimed_by = NULL, redelivered = true"
+                        # what it held may have been delivered once more: counted so
+                        "UPDATE messages SET claimed_by = NULL, redelivered = true,"
+                        " deliveries = deliveries + 1"
                         " WHERE claimed_by = any($1::bigint[])",
                         dead,
                     )
@@ -997,7 +1069,7 @@ async def _write(
             _row(message, node if claimed else None, (message.queue_id, message.seq) in marks)
             for message, claimed in appends
         ]
-        statement.modify(_INSERT + (" ON CONFLICT DO NOTHING" if retry else ""), _columns(rows, 10))
+        statement.modify(_INSERT + (" ON CONFLICT DO NOTHING" if retry else ""), _columns(rows, 11))
         notify.update(message.queue_id for message, claimed in appends if not claimed)
         marks.difference_update((message.queue_id, message.seq) for message, _ in appends)
     if removed:
@@ -1005,8 +1077,8 @@ async def _write(
     if marks:
         statement.modify(_MARK_KEYS, _columns(sorted(marks), 2))
     if batch.releases:
-        statement.modify(_RELEASE_KEYS, [*_columns(batch.releases, 3), node])
-        notify.update(queue_id for queue_id, _, _ in batch.releases)
+        statement.modify(_RELEASE_KEYS, [*_columns(batch.releases, 4), node])
+        notify.update(queue_id for queue_id, _, _, _ in batch.releases)
     if batch.feed:
         rows = [_feed_row(message, node) for message in batch.feed]
         statement.modify(_FEED_INSERT, _columns(rows, 7))
@@ -1050,13 +1122,23 @@ def _row(message: StoredMessage, claimed_by: int | None, marked: bool) -> tuple[
         message.expires_at,
         message.redelivered or marked,
         message.persistent,
+        message.deliveries,
         claimed_by,
     )
 
 
 def _stored(row: asyncpg.Record) -> StoredMessage:
     return StoredMessage(
-        row[0], row[1], row[2], row[3], parse_headers(row[4]), row[5], row[6], row[7], row[8]
+        row[0],
+        row[1],
+        row[2],
+        row[3],
+        parse_headers(row[4]),
+        row[5],
+        row[6],
+        row[7],
+        row[8],
+        deliveries=row[9],
     )
 
 
@@ -1075,7 +1157,7 @@ _SCHEMA_SIZE = (
 _INSERT = (
     f"INSERT INTO messages ({_MESSAGE_COLUMNS}, claimed_by)"
     " SELECT * FROM unnest({0}::text[], {1}::bigint[], {2}::text[], {3}::text[], {4}::text[],"
-    " {5}::bytea[], {6}::float8[], {7}::bool[], {8}::bool[], {9}::bigint[])"
+    " {5}::bytea[], {6}::float8[], {7}::bool[], {8}::bool[], {9}::int[], {10}::bigint[])"
 )
 _FEED_INSERT = (
     "INSERT INTO channel_feed"
@@ -1093,9 +1175,11 @@ _MARK_KEYS = (
     " WHERE m.queue_id = k.queue_id AND m.seq = k.seq"
 )
 _RELEASE_KEYS = (
-    "UPDATE messages m SET claimed_by = NULL, redelivered = m.redelivered OR k.again"
-    " FROM unnest({0}::text[], {1}::bigint[], {2}::bool[]) AS k(queue_id, seq, again)"
-    " WHERE m.queue_id = k.queue_id AND m.seq = k.seq AND m.claimed_by = {3}"
+    "UPDATE messages m SET claimed_by = NULL, redelivered = m.redelivered OR k.again,"
+    " deliveries = k.deliveries"
+    " FROM unnest({0}::text[], {1}::bigint[], {2}::bool[], {3}::int[])"
+    " AS k(queue_id, seq, again, deliveries)"
+    " WHERE m.queue_id = k.queue_id AND m.seq = k.seq AND m.claimed_by = {4}"
 )
 _RANGE = (
     f"SELECT {_MESSAGE_COLUMNS} FROM messages"

@@ -152,6 +152,8 @@ class StoredMessage:
         claimed: written as already claimed by the node that writes it (a cluster node
             whose own consumers take it: see ``broker/claimed_backlog``); other stores
             ignore it.
+        deliveries: how often it was delivered before, as a cluster's store keeps it
+            between nodes (for ``max_deliveries``); other stores keep 0.
     """
 
     queue_id: str
@@ -164,6 +166,7 @@ class StoredMessage:
     redelivered: bool
     persistent: bool = True
     claimed: bool = False
+    deliveries: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,7 +40,8 @@ CREATE TABLE durable_subscriptions (
 );
 
 -- claimed_by: the node run (nodes.id) that holds the message for its consumers; NULL
--- while it waits for any node to claim it.
+-- while it waits for any node to claim it. deliveries: how often it was delivered, as
+-- last handed back by a node (a queue's max_deliveries counts across nodes).
 CREATE TABLE messages (
     queue_id    text NOT NULL,
     seq         bigint NOT NULL,
@@ -51,6 +52,7 @@ CREATE TABLE messages (
     expires_at  double precision,
     redelivered boolean NOT NULL DEFAULT false,
     persistent  boolean NOT NULL DEFAULT true,
+    deliveries  integer NOT NULL DEFAULT 0,
     claimed_by  bigint,
     PRIMARY KEY (queue_id, seq)
 );
