@@ -184,8 +184,8 @@ class ClaimedBacklog(MemoryBacklog):
 
     def pop(self) -> Message | None:
         message = super().pop()
-        if self._maybe and self._op is None:
-            self._claim()
+        if message is not None and self._maybe and self._op is None:
+            self._claim(handed=1)  # the popped one is on its way to a consumer's window
         return message
 
     def forget(self, message: Message) -> None:
@@ -272,11 +272,12 @@ class ClaimedBacklog(MemoryBacklog):
         self._remote_bytes = 0
         self._remote_expiry = math.inf
 
-    def _claim(self) -> None:
-        """Claim as many as this node's consumers can take, if any may be waiting."""
+    def _claim(self, handed: int = 0) -> None:
+        """Claim as many as this node's consumers can take, if any may be waiting
+        (``handed``: popped messages their consumers do not count yet)."""
         if self._op is not None or self.deleted or not self._maybe:
             return
-        want = min(self._demand() - self.resident, self._window)
+        want = min(self._demand() - self.resident - handed, self._window)
         if want <= 0:
             return
         room = max(self._window_bytes - self.resident_bytes, 1)
