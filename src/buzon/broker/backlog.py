@@ -228,8 +228,12 @@ class MemoryBacklog:
             self._redelivered.discard(seq)
         if self._deliveries:
             self._deliveries.pop(seq, None)
+        self._unlog(message)
+
+    def _unlog(self, message: Message) -> None:
+        """A message left for good: remove its store record, if it has one."""
         if self._journaling and message.persistent and not self.deleted:
-            self._journal.remove(self.queue_id, seq)
+            self._journal.remove(self.queue_id, message.seq)
 
     def drop(self, message: Message) -> None:
         """A message handed out comes back after the queue was deleted: let it go."""

@@ -188,14 +188,10 @@ class ClaimedBacklog(MemoryBacklog):
             self._claim(handed=1)  # the popped one is on its way to a consumer's window
         return message
 
-    def forget(self, message: Message) -> None:
-        """Settled or retired: its stored row goes (every claimed message has one)."""
-        self._gauge.remove(len(message.body))
+    def _unlog(self, message: Message) -> None:
+        """Every message claimed here has a stored row (transient ones too), but those
+        handed straight to a consumer here, never written."""
         seq = message.seq
-        if self._redelivered:
-            self._redelivered.discard(seq)
-        if self._deliveries:
-            self._deliveries.pop(seq, None)
         if self._local_only and seq in self._local_only:
             self._local_only.discard(seq)
         elif not self.deleted:

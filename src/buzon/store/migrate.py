@@ -17,10 +17,11 @@ from buzon.errors import ErrorCode, StoreError
 _NAME = re.compile(r"(\d{4})_[a-z0-9_]+\.sql")
 
 
-def migrations() -> list[tuple[int, str]]:
-    """``(version, sql)`` of every migration shipped with buzon, in order."""
+def migrations(package: str = "buzon.store.migrations") -> list[tuple[int, str]]:
+    """``(version, sql)`` of every migration shipped with buzon in ``package`` (SQLite's by
+    default), in order."""
     found = []
-    for entry in resources.files("buzon.store.migrations").iterdir():
+    for entry in resources.files(package).iterdir():
         match = _NAME.fullmatch(entry.name)
         if match:
             found.append((int(match.group(1)), entry.read_text(encoding="utf-8")))

@@ -30,11 +30,9 @@ import asyncio
 import contextlib
 import json
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Any
 
 import asyncpg
@@ -42,6 +40,7 @@ import asyncpg
 from buzon.durations import Durations
 from buzon.errors import BuzonError, ErrorCode, StoreError
 from buzon.store.base import MessageKey, head_of
+from buzon.store.migrate import migrations
 from buzon.store.records import (
     DestinationKind,
     DestinationRecord,
@@ -92,7 +91,6 @@ get their receipts late instead of errors across a restart or a failover)."""
 SLOTS = 1024
 """Node slots: a message seq carries its node's slot in its low 10 bits."""
 
-_NAME = re.compile(r"(\d{4})_[a-z0-9_]+\.sql")
 _MESSAGE_COLUMNS = (
     "queue_id, seq, message_id, destination, headers, body, expires_at, redelivered, persistent,"
     " deliveries"
@@ -118,16 +116,6 @@ def _reachable(error: BaseException) -> bool:
     )
 
 
-def migrations() -> list[tuple[int, str]]:
-    """``(version, sql)`` of every PostgreSQL migration shipped with buzon, in order."""
-    found = []
-    for entry in resources.files("buzon.store.pg_migrations").iterdir():
-        match = _NAME.fullmatch(entry.name)
-        if match:
-            found.append((int(match.group(1)), entry.read_text(encoding="utf-8")))
-    return sorted(found)
-
-
 async def migrate(connection: asyncpg.Connection) -> int:
     """Create the schema and bring it up to date, under an advisory lock: nodes starting at
     once run the migrations one at a time (the first does the work, the others find it
@@ -136,7 +124,7 @@ async def migrate(connection: asyncpg.Connection) -> int:
     Raises:
         StoreError: STORAGE_TOO_NEW when the database is newer than this buzon.
     """
-    known = migrations()
+    known = migrations("buzon.store.pg_migrations")
     newest = known[-1][0]
     async with connection.transaction():
         await connection.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
