@@ -34,17 +34,8 @@ class Cluster:
         self.nodes: dict[str, BrokerProcess] = {}
         self._exits: list[contextlib.AbstractContextManager[BrokerProcess]] = []
 
-    def start(
-        self, *names: str, extra: tuple[str, ...] = (), together: bool = False
-    ) -> list[BrokerProcess]:
-        """Start one node per name, all at once; return them once every one listens.
-
-        On an empty database the first node starts alone unless ``together``: it migrates
-        and creates the admin account, which nodes starting at the same moment race for
-        (see test_start.py).
-        """
-        if not self.nodes and not together and len(names) > 1:
-            return self.start(names[0], extra=extra) + self.start(*names[1:], extra=extra)
+    def start(self, *names: str, extra: tuple[str, ...] = ()) -> list[BrokerProcess]:
+        """Start one node per name, all at once; return them once every one listens."""
 
         def one(name: str) -> tuple[contextlib.AbstractContextManager[BrokerProcess], Any]:
             manager = broker_process(
