@@ -131,3 +131,34 @@ async def test_a_node_whose_consumer_is_at_its_prefetch_holds_no_message_back(
     finally:
         await asyncio.gather(busy.close(), producer.close(), idle.close())
     assert {f"job-{i}" for i in range(30)} - taken - others == set()
+
+
+async def test_one_consumer_gets_another_nodes_messages_in_publish_order(
+    cluster: Cluster,
+) -> None:
+    nodes = cluster.start("n1", "n2", "n3")
+    await create_everywhere(nodes, "queues", "ordered")
+    consumer, producer = client(nodes[0]), client(nodes[1])
+    await asyncio.gather(consumer.connect(), producer.connect())
+    try:
+        for i in range(100):  # the first half waits, the second arrives while it is consumed
+            await producer.publish("/queue/ordered", f"m{i}")
+        subscription = await consumer.subscribe(
+            "/queue/ordered", ack="client-individual", prefetch=10
+        )
+        received: list[str] = []
+
+        async def consume() -> None:
+            while len(received) < 200:
+                message = await subscription.get()
+                received.append(message.text)
+                await message.ack()
+
+        consuming = asyncio.create_task(consume())
+        for i in range(100, 200):
+            await producer.publish("/queue/ordered", f"m{i}")
+        async with asyncio.timeout(TIMEOUT):
+            await consuming
+    finally:
+        await asyncio.gather(consumer.close(), producer.close())
+    assert received == [f"m{i}" for i in range(200)]
