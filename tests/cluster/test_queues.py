@@ -6,8 +6,6 @@ import asyncio
 import collections
 import contextlib
 
-import pytest
-
 from buzon.client import AsyncClient
 from tests.cluster.nodes import TIMEOUT, Cluster, client, create_everywhere, queue_settled
 
@@ -99,12 +97,6 @@ async def test_a_queue_first_used_on_every_node_at_once_is_one_queue(cluster: Cl
     assert receipted - delivered == set(), f"receipted, never delivered (errors: {errors})"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ClaimedBacklog.pop claims at once, after the popped message left `resident` but"
-    " before the subscription counts it unacked: demand() - resident is one too high, so the"
-    " node claims one message more than its consumers' free credit and holds it",
-)
 async def test_a_node_whose_consumer_is_at_its_prefetch_holds_no_message_back(
     cluster: Cluster,
 ) -> None:
