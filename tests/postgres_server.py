@@ -131,13 +131,13 @@ class PostgresServer:
         os.killpg(process.pid, sig)
         process.wait(timeout)
         if sig == signal.SIGKILL:
-            # the server's children outlive a killed postmaster for a moment
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            pid_file = self.data / "postmaster.pid"
+            # the server's children outlive a killed postmaster for a moment: wait until the
+            # whole group is gone (its postmaster.pid stays behind; the next start copes)
             deadline = time.monotonic() + timeout
-            while pid_file.exists() and time.monotonic() < deadline:
-                time.sleep(0.05)
+            with contextlib.suppress(ProcessLookupError):
+                while time.monotonic() < deadline:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    time.sleep(0.05)
 
     def psql(self, database: str, sql: str) -> str:
         """Run SQL as the superuser; return its unaligned output."""

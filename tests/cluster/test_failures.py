@@ -8,6 +8,8 @@ import itertools
 import signal
 import time
 
+import pytest
+
 from buzon.client import ApiError, BuzonConnectionError
 from buzon.stomp import Send
 from tests.cluster.nodes import ADMIN, PASSWORD, TIMEOUT, Cluster, client, create_everywhere, within
@@ -88,7 +90,7 @@ class Publishers:
                     return
                 body = f"p{index}-{n}"
                 try:
-                    await sdk.publish(self._destination, body, timeout=5)
+                    await sdk.publish(self._destination, body, timeout=2)
                 except ApiError as exc:
                     self.failures[index][exc.code_name] += 1
                 except BuzonConnectionError:
@@ -98,11 +100,12 @@ class Publishers:
                     self.progress[index] += 1
 
 
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGKILL], ids=["fast-shutdown", "crash"])
 async def test_postgresql_restarted_under_load_loses_nothing_receipted(
-    cluster: Cluster, postgres: PostgresServer
+    cluster: Cluster, postgres: PostgresServer, stop: signal.Signals
 ) -> None:
-    """Publishers on every node while PostgreSQL stops (fast shutdown) and starts again on
-    the same port: what got a RECEIPT is all there afterwards, the nodes serve again
+    """Publishers on every node while PostgreSQL stops (fast shutdown, or killed) and
+    starts again on the same port: what got a RECEIPT is all there afterwards, the nodes serve again
     without a restart, and a connection that stayed idle through it still works."""
     nodes = cluster.start("n1", "n2", "n3")
     await create_everywhere(nodes, "queues", "load")
@@ -111,7 +114,7 @@ async def test_postgresql_restarted_under_load_loses_nothing_receipted(
     down = False
     try:
         await within(TIMEOUT, lambda: load.each_published(20), "every publisher gets receipts")
-        await asyncio.to_thread(postgres.stop, signal.SIGINT)
+        await asyncio.to_thread(postgres.stop, stop)
         down = True
         await within(20, load.each_failed, "every publisher is refused while PostgreSQL is down")
         before = min(load.progress)
