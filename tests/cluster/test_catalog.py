@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 import httpx
-import pytest
 
 from buzon.client import ApiError, AsyncClient, Subscription
 from tests.cluster.nodes import TIMEOUT, Cluster, api, login, within
@@ -99,12 +98,6 @@ async def test_an_access_key_changed_on_one_node_is_enforced_on_the_others(
     assert await publish(dave_later, NEW_KEY) == 201
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the HTTP grants a node remembers (app.state.grants, per token and destination) are"
-    " forgotten only by the node where the key changed (routes_destinations._update);"
-    " Resources.sync on the other nodes updates the record but keeps their grants",
-)
 async def test_a_key_changed_on_one_node_ends_what_the_old_key_granted_on_another(
     cluster: Cluster,
 ) -> None:

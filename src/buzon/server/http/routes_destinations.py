@@ -110,8 +110,6 @@ async def _update(
         dead_letter_key=body.dead_letter_access_key,
         client_address=caller.address,
     )
-    if new_key:
-        request.app.state.grants.forget(view.id)
     return view
 
 

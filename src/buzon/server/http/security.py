@@ -124,28 +124,32 @@ CurrentCaller = Annotated[Caller, Depends(_required)]
 """The caller; a request without credentials gets 401."""
 
 
+Grant = tuple[str, str, str]
+"""A token, a destination id and the hash of the access key it presented."""
+
+
 class TokenGrants:
-    """Which (token, destination) pairs presented the right access key; bounded LRU."""
+    """Which tokens presented which destination's access key; bounded LRU.
+
+    A grant names the key's hash: once the key changes (here, or on another node of a
+    cluster) or the destination is deleted and made again, the live record no longer
+    matches it, so it grants nothing and is forgotten in time.
+    """
 
     def __init__(self, bound: int = MAX_REMEMBERED_GRANTS) -> None:
         self._bound = bound
-        self._granted: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._granted: OrderedDict[Grant, None] = OrderedDict()
 
-    def __contains__(self, pair: tuple[str, str]) -> bool:
-        if pair in self._granted:
-            self._granted.move_to_end(pair)
+    def __contains__(self, grant: Grant) -> bool:
+        if grant in self._granted:
+            self._granted.move_to_end(grant)
             return True
         return False
 
-    def add(self, pair: tuple[str, str]) -> None:
-        self._granted[pair] = None
+    def add(self, grant: Grant) -> None:
+        self._granted[grant] = None
         if len(self._granted) > self._bound:
             self._granted.popitem(last=False)
-
-    def forget(self, destination_id: str) -> None:
-        """Drop every grant to a destination (its key changed, or it was deleted)."""
-        for pair in [pair for pair in self._granted if pair[1] == destination_id]:
-            del self._granted[pair]
 
 
 async def grants_for(
@@ -164,12 +168,14 @@ async def grants_for(
     """
     if decide(caller.principal, action, record) is not Decision.NEED_KEY:
         return frozenset()
-    pair = None if caller.token_hash is None else (caller.token_hash, record.id)
-    if pair is not None and pair in remembered:
+    grant = None
+    if caller.token_hash is not None and record.key_hash is not None:
+        grant = (caller.token_hash, record.id, record.key_hash)
+    if grant is not None and grant in remembered:
         return frozenset({record.id})
     if key is None:
         return frozenset()
     await ctx.resources.check_key(caller.principal, record, header_text(key), caller.address)
-    if pair is not None:
-        remembered.add(pair)
+    if grant is not None:
+        remembered.add(grant)
     return frozenset({record.id})
