@@ -68,6 +68,10 @@ def broker_config(settings: Settings) -> BrokerConfig:
     )
 
 
+def _name(job: Callable[[], object]) -> str:
+    return getattr(job, "__name__", repr(job))
+
+
 def open_store(settings: Settings) -> Store:
     """The store the settings name (not opened yet)."""
     if settings.storage == "memory":
@@ -389,14 +393,20 @@ class BuzonServer:
     # -- housekeeping --------------------------------------------------------------------
 
     async def _every(self, period: float, job: Callable[[], object]) -> None:
+        unavailable = False  # the store is away: said once, not every period
         while True:
             await asyncio.sleep(period)
             try:
                 result = job()
                 if asyncio.iscoroutine(result):
                     await result
+                unavailable = False
+            except BuzonError as exc:
+                if not unavailable:
+                    log.warning("housekeeping job %s failed: %s", _name(job), exc.detail)
+                unavailable = True
             except Exception:
-                log.exception("housekeeping job %s failed", getattr(job, "__name__", job))
+                log.exception("housekeeping job %s failed", _name(job))
 
     def _expire_leases(self) -> None:
         self._ctx.broker.expire_leases(asyncio.get_running_loop().time())

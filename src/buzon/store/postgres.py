@@ -625,6 +625,10 @@ class PostgresStore:
         except (*_DRIVER_ERRORS, StoreError) as exc:
             job.ticket.resolve(self._lost(0, exc))
             return
+        except Exception as exc:  # the writer must outlive anything one job raises
+            log.exception("a PostgreSQL operation failed unexpectedly")
+            job.ticket.resolve(self._lost(0, exc))
+            return
         job.ticket.resolve(result=result)
 
     async def _commit(
@@ -674,9 +678,12 @@ class PostgresStore:
                         await previous
                 self.commit_durations.record(time.perf_counter() - started)
                 return None
-            except (*_DRIVER_ERRORS, StoreError) as exc:
+            except Exception as exc:  # a batch's failure, whatever it is, fails that batch
+                unexpected = not isinstance(exc, (*_DRIVER_ERRORS, StoreError))
+                if unexpected:
+                    log.exception("a PostgreSQL write failed unexpectedly")
                 error = self._lost(slot, exc)
-                if _reachable(exc) or time.monotonic() >= deadline or self._closing:
+                if unexpected or _reachable(exc) or time.monotonic() >= deadline or self._closing:
                     kept = self._carried
                     kept.removals.extend(batch.removals)
                     kept.redelivered.extend(batch.redelivered)
