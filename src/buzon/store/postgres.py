@@ -83,8 +83,6 @@ MAX_NOTIFY = 7000
 CONNECT_TIMEOUT = 5.0
 RECONNECT_BACKOFF = (0.1, 0.25, 0.5, 1.0, 2.0)
 """Seconds between attempts to reach the database again (the last repeats)."""
-WRITERS = 2
-"""Write connections: a batch runs while the one before it commits (commits stay in order)."""
 OUTAGE_WAIT = 10.0
 """Seconds a message write waits for an unreachable database before it fails (publishers
 get their receipts late instead of errors across a restart or a failover)."""
@@ -193,11 +191,7 @@ class PostgresStore:
         self.node_id: int = 0
         self._pool_size = pool_size
         self._pool: asyncpg.Pool | None = None
-        self._connections: list[asyncpg.Connection | None] = [None] * WRITERS
-        self._free = list(range(WRITERS))  # write connections not busy with a batch
-        self._slot_freed = asyncio.Event()
-        self._in_flight: set[asyncio.Task[None]] = set()
-        self._committed: asyncio.Future[None] | None = None  # the last batch handed out is done
+        self._connection: asyncpg.Connection | None = None
         self._failures = 0
         self._retry_at = 0.0
         self._batch: _Batch | None = None
@@ -247,14 +241,10 @@ class PostgresStore:
         with contextlib.suppress(asyncio.CancelledError):
             await self._worker
         self._worker = None
-        for task in list(self._in_flight):
-            task.cancel()
-        await asyncio.gather(*self._in_flight, return_exceptions=True)
-        for slot, connection in enumerate(self._connections):
-            if connection is not None:
-                with contextlib.suppress(*_DRIVER_ERRORS):
-                    await connection.close(timeout=2)
-                self._connections[slot] = None
+        if self._connection is not None:
+            with contextlib.suppress(*_DRIVER_ERRORS):
+                await self._connection.close(timeout=2)
+            self._connection = None
         await self._close_pool()
 
     async def _close_pool(self) -> None:
@@ -533,66 +523,33 @@ class PostgresStore:
         return ticket
 
     async def _work(self) -> None:
-        """The writer: batches and operations in order. A batch may run while the one
-        before it commits (on the other write connection); an operation waits until every
-        batch before it is done."""
-        loop = asyncio.get_running_loop()
+        """The writer: batches and operations, one at a time, in order. While one runs,
+        the message writes submitted meanwhile grow the next batch (group commit)."""
         while True:
             await self._wake.wait()
             self._wake.clear()
             while True:
-                head = self._jobs[0] if self._jobs else self._batch
-                if head is None:
-                    break
-                if isinstance(head, _Operation):
-                    self._jobs.pop(0)
-                    await self._settled()
-                    await self._run(head)
-                    continue
-                slot = await self._slot()
-                # while it waited for a connection, the batch kept growing, or was queued
-                # before an operation: take whatever is first now
-                head = self._jobs[0] if self._jobs else self._batch
-                if not isinstance(head, _Batch):
-                    self._release_slot(slot)
-                    continue
                 if self._jobs:
-                    self._jobs.pop(0)
+                    job = self._jobs.pop(0)
+                elif self._batch is not None:
+                    job, self._batch = self._batch, None
                 else:
-                    self._batch = None
-                batch = head
-                previous, done = self._committed, loop.create_future()
-                self._committed = done
-                task = loop.create_task(self._commit(batch, slot, previous, done))
-                self._in_flight.add(task)
-                task.add_done_callback(self._in_flight.discard)
+                    break
+                if isinstance(job, _Batch):
+                    job.ticket.resolve(await self._commit(job))
+                else:
+                    await self._run(job)
 
-    async def _slot(self) -> int:
-        """A free write connection's number (waits for one)."""
-        while not self._free:
-            self._slot_freed.clear()
-            await self._slot_freed.wait()
-        return self._free.pop()
-
-    def _release_slot(self, slot: int) -> None:
-        self._free.append(slot)
-        self._slot_freed.set()
-
-    async def _settled(self) -> None:
-        """Wait until every batch handed to a connection so far is done."""
-        if self._committed is not None:
-            await self._committed
-
-    async def _writer(self, slot: int) -> asyncpg.Connection:
-        """Write connection ``slot``, made again (with back-off) after a failure."""
-        connection = self._connections[slot]
+    async def _writer(self) -> asyncpg.Connection:
+        """The write connection, made again (with back-off) after a failure."""
+        connection = self._connection
         if connection is not None and not connection.is_closed():
             return connection
         now = time.monotonic()
         if now < self._retry_at:
             raise StoreError(ErrorCode.STORAGE_UNAVAILABLE, "PostgreSQL is unreachable")
         try:
-            connection = self._connections[slot] = await self._connect()
+            connection = self._connection = await self._connect()
         except _DRIVER_ERRORS as exc:
             pause = RECONNECT_BACKOFF[min(self._failures, len(RECONNECT_BACKOFF) - 1)]
             self._failures += 1
@@ -603,61 +560,39 @@ class PostgresStore:
         self._failures = 0
         return connection
 
-    def _lost(self, slot: int, error: BaseException) -> StoreError:
+    def _lost(self, error: BaseException) -> StoreError:
         """A write failed: drop the connection if it broke; the error its tickets get."""
-        connection = self._connections[slot]
+        connection = self._connection
         if connection is not None and (
             connection.is_closed() or not isinstance(error, asyncpg.PostgresError)
         ):
             connection.terminate()
-            self._connections[slot] = None
+            self._connection = None
         if self._failures == 0:
             log.warning("a PostgreSQL write failed: %s", error)
         return unavailable(error)
 
     async def _run(self, job: _Operation) -> None:
         try:
-            connection = await self._writer(0)
+            connection = await self._writer()
             result = await job.run(connection)
         except asyncio.CancelledError:
             job.ticket.resolve(StoreError(ErrorCode.STORAGE_UNAVAILABLE, "the store closed"))
             raise
         except (*_DRIVER_ERRORS, StoreError) as exc:
-            job.ticket.resolve(self._lost(0, exc))
+            job.ticket.resolve(self._lost(exc))
             return
         except Exception as exc:  # the writer must outlive anything one job raises
             log.exception("a PostgreSQL operation failed unexpectedly")
-            job.ticket.resolve(self._lost(0, exc))
+            job.ticket.resolve(self._lost(exc))
             return
         job.ticket.resolve(result=result)
 
-    async def _commit(
-        self,
-        batch: _Batch,
-        slot: int,
-        previous: asyncio.Future[None] | None,
-        done: asyncio.Future[None],
-    ) -> None:
-        """Write a batch on connection ``slot``, commit it after ``previous`` (the batch
-        before it) is done, resolve its ticket, then say it is ``done``."""
-        error: StoreError | None = StoreError(ErrorCode.STORAGE_UNAVAILABLE, "the store closed")
-        try:
-            error = await self._attempts(batch, slot, previous)
-        finally:
-            self._release_slot(slot)
-            if previous is not None and not previous.done():
-                with contextlib.suppress(asyncio.CancelledError):
-                    await previous
-            batch.ticket.resolve(error)
-            done.set_result(None)
-
-    async def _attempts(
-        self, batch: _Batch, slot: int, previous: asyncio.Future[None] | None
-    ) -> StoreError | None:
-        """Write a batch. When the database cannot be reached, try again for up to
-        ``OUTAGE_WAIT`` seconds (a restart, a failover) before failing the batch: its
-        writers wait instead of getting errors. A retry cannot know whether the lost
-        attempt committed, so it skips rows that already exist."""
+    async def _commit(self, batch: _Batch) -> StoreError | None:
+        """Write a batch; return why it failed, or None. When the database cannot be
+        reached, try again for up to ``OUTAGE_WAIT`` seconds (a restart, a failover)
+        before failing the batch: its writers wait instead of getting errors. A retry
+        cannot know whether the lost attempt committed, so it skips rows already there."""
         carried, self._carried = self._carried, _Batch()
         batch.removals.extend(carried.removals)
         batch.redelivered.extend(carried.redelivered)
@@ -667,22 +602,18 @@ class PostgresStore:
         while True:
             started = time.perf_counter()
             try:
-                connection = await self._writer(slot)
-                if previous is None or previous.done():
-                    await _write(connection, batch, self.node_id, retry=retry)
-                else:
-                    # run now, commit once the batch before is done: a later batch's
-                    # messages never become visible (claimable) before an earlier one's
-                    async with connection.transaction():
-                        await _write(connection, batch, self.node_id, retry=retry)
-                        await previous
+                connection = await self._writer()
+                await _write(connection, batch, self.node_id, retry=retry)
                 self.commit_durations.record(time.perf_counter() - started)
                 return None
+            except asyncio.CancelledError:
+                batch.ticket.resolve(StoreError(ErrorCode.STORAGE_UNAVAILABLE, "the store closed"))
+                raise
             except Exception as exc:  # a batch's failure, whatever it is, fails that batch
                 unexpected = not isinstance(exc, (*_DRIVER_ERRORS, StoreError))
                 if unexpected:
                     log.exception("a PostgreSQL write failed unexpectedly")
-                error = self._lost(slot, exc)
+                error = self._lost(exc)
                 if unexpected or _reachable(exc) or time.monotonic() >= deadline or self._closing:
                     kept = self._carried
                     kept.removals.extend(batch.removals)
