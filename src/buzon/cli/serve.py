@@ -95,9 +95,12 @@ async def _serve(settings: Settings) -> None:
 
 
 def _set_password_command(settings: Settings) -> str:
-    """The command that sets a new password for the admin of ``settings``'s data directory."""
-    data_dir = shlex.quote(str(settings.data_dir))
-    return f"buzon user set-password {shlex.quote(settings.admin_user)} --data-dir {data_dir}"
+    """The command that sets a new password for the admin of ``settings``'s data directory
+    (or of its cluster's database, named as buzon serve was told it)."""
+    admin = shlex.quote(settings.admin_user)
+    if settings.storage == "postgresql":
+        return f"buzon user set-password {admin} --database-url URL"
+    return f"buzon user set-password {admin} --data-dir {shlex.quote(str(settings.data_dir))}"
 
 
 def _run_loop(main: Coroutine[Any, Any, None]) -> None:

@@ -4,6 +4,7 @@ delete; and, on the broker's machine, set a lost password in its data directory.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from operator import attrgetter
 from typing import Any
@@ -71,8 +72,10 @@ def register(commands: Any) -> None:
         help="set a new password in a broker's data directory (no login needed)",
         description="Set a new password for NAME directly in the broker's database, and"
         " revoke NAME's tokens: the way back in when the admin password is lost. Run it on"
-        " the broker's machine, as the system user that owns the data directory. The"
-        " password is asked twice at a terminal, else read from the first line of stdin.",
+        " the broker's machine, as the system user that owns the data directory, or, for a"
+        " cluster, with --database-url (or BUZON_DATABASE_URL) and the database's"
+        " credentials. The password is asked twice at a terminal, else read from the first"
+        " line of stdin.",
         allow_abbrev=False,
     )
     parser.add_argument("name", metavar="NAME")
@@ -82,6 +85,12 @@ def register(commands: Any) -> None:
         metavar="DIR",
         help="the broker's --data-dir (default: as buzon serve finds it: $BUZON_DATA_DIR,"
         " data-dir in ./buzon.toml, else buzon-data)",
+    )
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        metavar="URL",
+        help="a cluster's PostgreSQL database instead (postgresql://USER@HOST:PORT/DB)",
     )
     parser.set_defaults(handler=_set_password)
 
@@ -195,17 +204,23 @@ def _delete(args: argparse.Namespace) -> int:
 
 def _set_password(args: argparse.Namespace) -> int:
     """Offline: hash with the broker's own argon2id settings, write, revoke the tokens."""
-    settings = load_settings({"data_dir": args.data_dir})
+    settings = load_settings({"data_dir": args.data_dir, "database_url": args.database_url})
     if settings.storage == "memory":
         raise CliError(detail="this broker keeps its accounts in memory (storage = memory)")
     password = _new_password()
     check_password(args.name, password)
     password_hash = SecretHasher().hash_now(password)
-    revoked = set_password_hash(settings.data_dir, args.name, password_hash)
+    if settings.database_url is not None:  # a cluster's database, named anywhere
+        # imported here: the driver costs every other command its start-up time
+        from buzon.store.postgres import set_password_hash as set_cluster_password
+
+        revoked = asyncio.run(set_cluster_password(settings.database_url, args.name, password_hash))
+        where = "the cluster's database"
+    else:
+        revoked = set_password_hash(settings.data_dir, args.name, password_hash)
+        where = str(settings.data_dir)
     tokens = "token" if revoked == 1 else "tokens"
-    print(
-        f"new password set for {args.name} in {settings.data_dir}; {revoked} login {tokens} revoked"
-    )
+    print(f"new password set for {args.name} in {where}; {revoked} login {tokens} revoked")
     return 0
 
 

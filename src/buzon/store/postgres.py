@@ -938,6 +938,47 @@ class PostgresStore:
         return connection
 
 
+async def set_password_hash(url: str, name: str, password_hash: str) -> int:
+    """Give user ``name`` a new password hash and delete every token of theirs, in one
+    transaction, from outside any node (``buzon user set-password --database-url``); the
+    nodes are told, and close the connections that logged in with those tokens. Returns
+    how many tokens were deleted.
+
+    Raises:
+        StoreError: STORAGE_UNAVAILABLE, USER_NOT_FOUND.
+    """
+    try:
+        connection = await asyncpg.connect(url, timeout=CONNECT_TIMEOUT, server_settings=_SETTINGS)
+    except _DRIVER_ERRORS as exc:
+        raise unavailable(exc) from None
+    try:
+        async with connection.transaction():
+            user_id = await connection.fetchval(
+                "UPDATE users SET password_hash = $2 WHERE name = $1 RETURNING id",
+                name,
+                password_hash,
+            )
+            if user_id is None:
+                raise StoreError(ErrorCode.USER_NOT_FOUND, f"no user {name[:64]!r}")
+            tokens = await connection.fetch(
+                "DELETE FROM tokens WHERE user_id = $1 RETURNING token_hash", user_id
+            )
+            for (token_hash,) in tokens:
+                await connection.execute(
+                    "SELECT pg_notify($1, $2)", CATALOG_CHANNEL, f"token:{token_hash}"
+                )
+            await connection.execute("SELECT pg_notify($1, $2)", CATALOG_CHANNEL, f"user:{user_id}")
+    except asyncpg.UndefinedTableError:
+        raise StoreError(
+            ErrorCode.STORAGE_UNAVAILABLE, "no buzon schema in that database (start a node once)"
+        ) from None
+    except _DRIVER_ERRORS as exc:
+        raise unavailable(exc) from None
+    finally:
+        await connection.close()
+    return len(tokens)
+
+
 async def _nothing(db: asyncpg.Connection) -> None:
     """An operation that only waits for the ones before it."""
 
