@@ -24,6 +24,7 @@ next turn, and the listening connection is made again with back-off.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import logging
@@ -55,6 +56,8 @@ log = logging.getLogger("buzon.server")
 
 FEED_PAGE = 1_000
 """Channel feed rows read per query."""
+FEED_END = 2**62
+"""An id above any feed row's (the open end of a catch-up range)."""
 FEED_KEEP = 60.0
 """Seconds feed rows are kept (every live node reads them within milliseconds)."""
 SETTLE_WAIT = 5.0
@@ -95,9 +98,11 @@ class ClusterNode:
         self._timeout = ctx.settings.node_timeout
         self._heartbeat = max(0.5, self._timeout / 5)
         self._listener: asyncpg.Connection | None = None
-        self._feed_after = 0
+        self._feed_after = 0  # the newest feed row read (where a catch-up starts)
+        # (origin, first id, last id) announced and not read yet; origin None: any other
+        self._feed_ranges: collections.deque[tuple[int | None, int, int]] = collections.deque()
         self._feed_reading = False
-        self._feed_again = False
+        self._feed_seen: dict[int, int] = {}  # per node run: the newest of its rows delivered
         self._syncing = False
         self._sync_again = False
         self._healthy_since: float | None = None
@@ -150,7 +155,7 @@ class ClusterNode:
         if channel == MESSAGES_CHANNEL:
             broker.messages_available(None if payload == "*" else set(payload.split(",")))
         elif channel == FEED_CHANNEL:
-            self._ctx.spawn(self._read_feed())
+            self._feed_notified(payload)
         elif channel == CATALOG_CHANNEL:
             kind, _, key = payload.partition(":")
             if kind == "destinations":
@@ -256,6 +261,7 @@ class ClusterNode:
         self._ctx.broker.messages_available(None)
         await self._sync()
         await self._revalidate()
+        self._catch_up()
         await self._read_feed()
 
     # -- the channel feed -----------------------------------------------------------------
@@ -264,23 +270,42 @@ class ClusterNode:
         """A channel message published here goes to the other nodes too."""
         self._store.feed(channel.record.id, stored(channel.record.id, message))
 
+    def _feed_notified(self, payload: str) -> None:
+        """Another node committed feed rows: ``origin:first:last``."""
+        origin, _, span = payload.partition(":")
+        first, _, last = span.partition(":")
+        if not (origin.isdigit() and first.isdigit() and last.isdigit()):
+            return
+        if int(origin) != self._store.node_id:
+            self._feed_ranges.append((int(origin), int(first), int(last)))
+            self._ctx.spawn(self._read_feed())
+
+    def _catch_up(self) -> None:
+        """After the listening connection was made again: every row since the last read
+        (a row of a commit that came late in that gap may be missed)."""
+        self._feed_ranges.append((None, self._feed_after + 1, FEED_END))
+
     async def _read_feed(self) -> None:
-        """Deliver the other nodes' new channel messages to this node's subscribers."""
+        """Deliver the other nodes' channel messages to this node's subscribers, range by
+        range in the order their commits were announced (one reader at a time)."""
         if self._feed_reading:
-            self._feed_again = True
             return
         self._feed_reading = True
         try:
-            while True:
-                self._feed_again = False
-                rows = await self._store.read_feed(self._feed_after, FEED_PAGE)
-                me = self._store.node_id
-                for row_id, origin, channel_id, item in rows:
-                    self._feed_after = row_id
-                    if origin != me:
-                        self._ctx.broker.deliver_remote(channel_id, from_store(item))
-                if len(rows) < FEED_PAGE and not self._feed_again:
-                    return
+            while self._feed_ranges:
+                origin, first, last = self._feed_ranges.popleft()
+                while True:
+                    rows = await self._store.read_feed(origin, first, last, FEED_PAGE)
+                    for row_id, source, channel_id, item in rows:
+                        self._feed_after = max(self._feed_after, row_id)
+                        # a node's rows commit in id order: one at or below the last read
+                        # of that node was delivered (by a catch-up, say)
+                        if row_id > self._feed_seen.get(source, 0):
+                            self._feed_seen[source] = row_id
+                            self._ctx.broker.deliver_remote(channel_id, from_store(item))
+                    if len(rows) < FEED_PAGE:
+                        break
+                    first = rows[-1][0] + 1
         except BuzonError as exc:
             log.warning("reading the channel feed failed: %s", exc)
         finally:

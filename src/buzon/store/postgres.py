@@ -890,13 +890,20 @@ class PostgresStore:
 
     # -- the channel feed -------------------------------------------------------------------
 
-    async def read_feed(self, after: int, limit: int) -> list[tuple[int, int, str, StoredMessage]]:
-        """Feed rows with ids above ``after``, oldest first: ``(id, origin, channel_id,
-        message)``."""
+    async def read_feed(
+        self, origin: int | None, first: int, last: int, limit: int
+    ) -> list[tuple[int, int, str, StoredMessage]]:
+        """Feed rows of node run ``origin`` (None: of any other node) with ids from ``first``
+        to ``last``, oldest first, at most ``limit``: ``(id, origin, channel_id, message)``.
+        """
         rows = await self._fetch(
             "SELECT id, origin, channel_id, message_id, destination, headers, body, expires_at"
-            " FROM channel_feed WHERE id > $1 ORDER BY id LIMIT $2",
-            after,
+            " FROM channel_feed WHERE id >= $1 AND id <= $2"
+            " AND (origin = $3 OR ($3 IS NULL AND origin <> $4)) ORDER BY id LIMIT $5",
+            first,
+            last,
+            origin,
+            self.node_id,
             limit,
         )
         return [
@@ -999,13 +1006,24 @@ class _Statement:
             names.append(f"${len(self.args)}")
         return names
 
-    def modify(self, template: str, values: Sequence[Any]) -> None:
-        """Add a part: ``template`` with ``{0}``, ``{1}``... for its values."""
-        self._parts.append(f"w{len(self._parts)} AS ({template.format(*self._names(values))})")
+    def modify(self, template: str, values: Sequence[Any]) -> str:
+        """Add a part: ``template`` with ``{0}``, ``{1}``... for its values; return its name
+        (for a part whose ``RETURNING`` rows the final SELECT reads)."""
+        name = f"w{len(self._parts)}"
+        self._parts.append(f"{name} AS ({template.format(*self._names(values))})")
+        return name
 
     def notify(self, channel: str, payload: str) -> None:
         first, second = self._names((channel, payload))
         self._selects.append(f"pg_notify({first}, {second})")
+
+    def notify_ids(self, channel: str, prefix: str, part: str) -> None:
+        """Notify ``prefix:first:last``: the id range of the rows ``part`` inserted."""
+        first, second = self._names((channel, prefix))
+        self._selects.append(
+            f"pg_notify({first}, {second} || ':' || (SELECT min(id) FROM {part})"
+            f" || ':' || (SELECT max(id) FROM {part}))"
+        )
 
     @property
     def text(self) -> str:
@@ -1048,8 +1066,10 @@ async def _write(
         notify.update(queue_id for queue_id, _, _, _ in batch.releases)
     if batch.feed:
         rows = [_feed_row(message, node) for message in batch.feed]
-        statement.modify(_FEED_INSERT, _columns(rows, 7))
-        statement.notify(FEED_CHANNEL, "")
+        part = statement.modify(_FEED_INSERT, _columns(rows, 7))
+        # the other nodes read exactly these rows: ids of concurrent commits interleave,
+        # so "everything after the last id seen" could skip a row committed late
+        statement.notify_ids(FEED_CHANNEL, str(node), part)
     if notify:
         payload = ",".join(sorted(notify))
         statement.notify(MESSAGES_CHANNEL, "*" if len(payload) > MAX_NOTIFY else payload)
@@ -1130,7 +1150,7 @@ _FEED_INSERT = (
     "INSERT INTO channel_feed"
     " (origin, channel_id, message_id, destination, headers, body, expires_at)"
     " SELECT * FROM unnest({0}::bigint[], {1}::text[], {2}::text[], {3}::text[], {4}::text[],"
-    " {5}::bytea[], {6}::float8[])"
+    " {5}::bytea[], {6}::float8[]) RETURNING id"
 )
 _DELETE_KEYS = (
     "DELETE FROM messages m USING unnest({0}::text[], {1}::bigint[]) AS k(queue_id, seq)"
