@@ -11,9 +11,10 @@ import pytest
 
 from buzon.broker import AckMode, Broker, BrokerConfig
 from buzon.broker.destinations import new_record
-from buzon.store import DestinationKind, QueuePolicy
+from buzon.broker.queue import Queue
+from buzon.store import DestinationKind, Overflow, QueuePolicy
 from buzon.store.postgres import PostgresStore
-from tests.broker.helpers import open_peer
+from tests.broker.helpers import open_peer, user
 
 WAIT = 10.0
 
@@ -119,3 +120,58 @@ async def test_max_deliveries_counts_the_deliveries_made_before_a_release(
     await until(lambda: len(watcher.deliveries) == 1, "the dead letter")
     assert consumer.deliveries == []
     assert watcher.bodies() == [b"crashes its consumer"]
+
+
+async def test_a_drop_head_bound_holds_for_messages_no_node_holds(store: PostgresStore) -> None:
+    """Nobody consumes: the messages wait unclaimed in the store, and the oldest beyond
+    the bound go to the dead-letter queue (as a durable subscription's backlog bound)."""
+    broker = shared_broker(store)
+    policy = QueuePolicy(max_length=5, overflow=Overflow.DROP_HEAD, dead_letter_queue="gone")
+    record = dataclasses.replace(
+        new_record(DestinationKind.QUEUE, "jobs", "id-alice", None, 1.0), policy=policy
+    )
+    broker.add_destination(record)
+    producer = open_peer(broker, "alice")
+    for n in range(50):
+        producer.session.publish("/queue/jobs", (), str(n).encode())
+    await store.wait(broker.journal.last)
+    broker.refresh_unclaimed(await store.unclaimed())  # as a node does every second
+
+    async def stored_bodies() -> list[bytes]:
+        return [m.body for m in await store.messages() if m.queue_id == record.id]
+
+    async with asyncio.timeout(WAIT):
+        while len(await stored_bodies()) > 5:
+            broker.refresh_unclaimed(await store.unclaimed())
+    assert await stored_bodies() == [str(n).encode() for n in range(45, 50)]
+    watcher = open_peer(broker, "alice")
+    watcher.session.subscribe("d", "/queue/gone", AckMode.AUTO)
+    await until(lambda: len(watcher.deliveries) == 45, "the dropped heads, dead-lettered")
+    reasons = {dict(d.message.headers).get("x-dead-letter-reason") for d in watcher.deliveries}
+    assert reasons == {"max-length"}
+
+
+async def test_a_pull_keeps_only_what_it_took_the_rest_goes_back_to_every_node(
+    store: PostgresStore,
+) -> None:
+    broker = shared_broker(store)
+    producer = open_peer(broker, "alice")
+    for n in range(10):
+        producer.session.publish("/queue/jobs", (), str(n).encode())
+    await store.wait(broker.journal.last)
+    queue = broker.destination(DestinationKind.QUEUE, "jobs")
+    assert isinstance(queue, Queue)
+    ready = asyncio.Event()
+    queue.call_when_ready(ready.set)  # as a pull that waits does
+    await asyncio.wait_for(ready.wait(), WAIT)
+    [lease] = broker.pull(user("alice"), "jobs", 1, 30.0, 0.0)
+    assert lease.message.body == b"0"
+    await store.messages()  # after the release the pull caused
+    held = await store.wait(store.claim(queue.record.id, 100, 1 << 20))
+    assert [m.body for m in held.messages] == [str(n).encode() for n in range(1, 10)]
+
+    # and a clean stop hands the leased one back, marked redelivered
+    broker.close()
+    await store.messages()
+    [back] = (await store.wait(store.claim(queue.record.id, 100, 1 << 20))).messages
+    assert (back.body, back.redelivered) == (b"0", True)

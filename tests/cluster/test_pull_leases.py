@@ -13,6 +13,9 @@ async def test_a_lease_taken_on_one_node_is_settled_through_another(cluster: Clu
         for n in range(3):
             sent = await one.post("/queues/pulled/messages", json={"body": f"m{n}"})
             assert sent.status_code == 201, sent.text
+        # nobody holds them: they wait in the database, and any node's peek shows them
+        peeked = await two.get("/queues/pulled/messages", params={"limit": 10})
+        assert [m["body"] for m in peeked.json()["messages"]] == ["m0", "m1", "m2"]
         pulled = await one.post("/queues/pulled/pull", json={"max": 3, "lease_ms": 60_000})
         receipts = [message["receipt"] for message in pulled.json()["messages"]]
         assert len(receipts) == 3

@@ -79,6 +79,10 @@ class BacklogHost(Protocol):
         """Messages that were never resident expired and left the backlog (and the store):
         retire them (count them, dead-letter them)."""
 
+    def backlog_dropped(self, messages: Sequence[Message]) -> None:
+        """Messages that were never resident were dropped from the store's head to bring a
+        drop-head queue under its bounds: retire them (reason ``max-length``)."""
+
 
 class MemoryBacklog:
     """Every waiting message of one queue, in memory.

@@ -42,7 +42,7 @@ from buzon.broker.backlog import BacklogHost, MemoryBacklog, from_store
 from buzon.broker.flow import QueuedBytes
 from buzon.broker.journal import Journal, stored
 from buzon.broker.message import Message
-from buzon.store import ClaimLog, Page, Ticket
+from buzon.store import ClaimLog, Page, StoredMessage, Ticket
 
 log = logging.getLogger("buzon.broker")
 
@@ -59,6 +59,8 @@ class ClaimedBacklog(MemoryBacklog):
         window: most messages one claim takes.
         window_bytes: most body bytes one claim takes (past the first message).
         demand: how many more messages this node's consumers could take now.
+        idle: whether this node has no consumer of the queue at all (what arrives then is
+            released at once, for the other nodes' consumers).
     """
 
     __slots__ = (
@@ -66,6 +68,7 @@ class ClaimedBacklog(MemoryBacklog):
         "_demand",
         "_epoch",
         "_hints",
+        "_idle",
         "_local_only",
         "_maybe",
         "_op",
@@ -91,9 +94,11 @@ class ClaimedBacklog(MemoryBacklog):
         window: int,
         window_bytes: int,
         demand: Callable[[], int],
+        idle: Callable[[], bool],
     ) -> None:
         super().__init__(host, queue_id, gauge, journal, expiring)
         self._claims = claims
+        self._idle = idle
         self._window = window
         self._window_bytes = window_bytes
         self._demand = demand
@@ -146,7 +151,11 @@ class ClaimedBacklog(MemoryBacklog):
         seq = message.seq
         if seq in self._reserved:
             self._reserved.discard(seq)
+            if not logged:
+                self._local_only.add(seq)  # a transient one was never written
             self._enqueue(message)
+            if self._idle():
+                self.shed()  # its consumer left while it was being written
             return
         if self._pending_unclaimed:
             self._pending_unclaimed -= 1
@@ -175,6 +184,16 @@ class ClaimedBacklog(MemoryBacklog):
             self._queues_expiring.add(self._host)
         if count:
             self.available()
+
+    def trim(self, keep: int) -> None:
+        """Drop the oldest unclaimed messages so that at most ``keep`` messages of this
+        queue are stored (one trim in the cluster at a time); they are retired as
+        ``max-length``."""
+        if self._op is not None or self.deleted:
+            return
+        ticket = self._claims.trim_unclaimed(self.queue_id, keep)
+        self._op = ticket
+        ticket.add_callback(partial(self._trimmed, self._epoch))
 
     def resume(self) -> None:
         """Demand may have grown (a consumer subscribed, acked, or a write failed)."""
@@ -305,7 +324,10 @@ class ClaimedBacklog(MemoryBacklog):
             self._remote = 0
             self._remote_bytes = 0
         if page.messages:
+            idle = self._idle()  # before the wake-up: a puller woken now takes them later
             self._host.backlog_ready()
+            if idle:
+                self.shed()  # the consumers it was claimed for left meanwhile
         self._claim()
 
     def _release_late(self, page: Page) -> None:
@@ -330,6 +352,20 @@ class ClaimedBacklog(MemoryBacklog):
             self._queues_expiring.add(self._host)
         if items:
             self._host.backlog_expired([from_store(item) for item in items])
+        self._claim()
+
+    def _trimmed(self, epoch: int, ticket: Ticket) -> None:
+        if epoch != self._epoch:
+            return
+        self._op = None
+        if ticket.error is not None:
+            log.warning("trimming %s failed: %s", self.queue_id, ticket.error)
+            return  # the next count tries again
+        items: list[StoredMessage] = ticket.result
+        self._remote = max(0, self._remote - len(items))
+        self._remote_bytes = max(0, self._remote_bytes - sum(len(m.body) for m in items))
+        if items:
+            self._host.backlog_dropped([from_store(item) for item in items])
         self._claim()
 
     def _written(self, epoch: int, ticket: Ticket) -> None:

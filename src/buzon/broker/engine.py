@@ -524,6 +524,7 @@ class Broker:
             session.set_writable(False)
         for session in sessions:
             session.close()
+        self.leases.release_all()  # pulled, not settled: they come back redelivered
         self._intake.mark_redelivered()
 
     def _forget(self, session: Session) -> None:

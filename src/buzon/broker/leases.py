@@ -121,6 +121,11 @@ class Leases:
         deleted); return how many."""
         return self._give_back(lambda lease: lease.holder == holder)
 
+    def release_all(self) -> int:
+        """Return every leased message to its queue, marked redelivered (at a stop);
+        return how many."""
+        return self._give_back(lambda lease: True)
+
     def release_from(self, queue: Queue, keep: str) -> int:
         """Return the messages of ``queue`` leased by anyone but ``keep`` (its owner) to
         it: their right came from an access key that changed; return how many."""

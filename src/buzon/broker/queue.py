@@ -144,6 +144,7 @@ class Queue:
                 window=policy.backlog_window or paging.window,
                 window_bytes=policy.backlog_window_bytes or paging.window_bytes,
                 demand=self.demand,
+                idle=self._idle,
             )
         elif paging is not None and policy.durable:
             self._backlog = PagedBacklog(
@@ -270,6 +271,18 @@ class Queue:
         """The cluster's count of this queue's unclaimed messages (a shared queue only)."""
         if self._shared is not None:
             self._shared.refresh(count, size, first_expiry)
+            if self.policy.overflow is Overflow.DROP_HEAD:
+                self._drop_heads()
+
+    def _trim_shared(self, shared: ClaimedBacklog) -> None:
+        """A drop-head bound holds across the cluster: the oldest unclaimed messages go,
+        in the store (the size bound is turned into a count by the average size)."""
+        policy = self.policy
+        depth = shared.depth
+        keep = policy.max_length if policy.max_length is not None else depth
+        if policy.max_length_bytes is not None and depth:
+            keep = min(keep, policy.max_length_bytes * depth // max(shared.waiting_bytes, 1))
+        shared.trim(keep)
 
     def backlog_ready(self) -> None:
         """Messages read back from the store are resident: hand them out."""
@@ -282,10 +295,18 @@ class Queue:
 
     def backlog_expired(self, messages: Sequence[Message]) -> None:
         """Tail messages expired in the store: retire them (they were never in memory)."""
+        self._retire_stored(messages, "expired")
+
+    def backlog_dropped(self, messages: Sequence[Message]) -> None:
+        """Unclaimed messages dropped from the store's head (a drop-head queue over its
+        bounds, across the cluster): retire them."""
+        self._retire_stored(messages, "max-length")
+
+    def _retire_stored(self, messages: Sequence[Message], reason: str) -> None:
         for message in messages:
             self._bytes -= len(message.body)
             self._retired += 1
-            self._to_dead_letters(message, "expired")
+            self._to_dead_letters(message, reason)
 
     # -- Target: what sessions call ------------------------------------------------------
 
@@ -304,7 +325,7 @@ class Queue:
         returned = sub.take_all()
         if returned:
             self._give_back(returned)
-        elif self._shared is not None and not self._subs and not self._waiters:
+        elif self._shared is not None and self._idle():
             self._shared.shed()
 
     def resume(self, sub: Subscription) -> None:
@@ -344,6 +365,8 @@ class Queue:
                 break
             taken.append((message, self._count_delivery(message)))
         self._in_flight += len(taken)
+        if self._shared is not None and self._idle():
+            self._shared.shed()  # claimed for this pull beyond what it took
         return taken
 
     def peek(self, limit: int) -> list[tuple[Message, bool]]:
@@ -380,6 +403,10 @@ class Queue:
         """Handed-out messages come back (NACK, lease expired), marked redelivered."""
         self._give_back(messages)
 
+    def _idle(self) -> bool:
+        """No consumer here: no subscription, no waiting puller."""
+        return not self._subs and not self._waiters
+
     def demand(self) -> int:
         """How many messages this node's consumers could take now: the free credit of its
         subscriptions (a page's worth for auto-ack ones) and of its waiting pullers."""
@@ -406,6 +433,8 @@ class Queue:
         """Forget a callback given to :meth:`call_when_ready` that has not run."""
         if callback in self._waiters:
             self._waiters.remove(callback)
+            if self._shared is not None and self._idle():
+                self._shared.shed()  # the puller gave up: what was claimed for it goes
 
     # -- maintenance ---------------------------------------------------------------------
 
@@ -479,6 +508,8 @@ class Queue:
         while backlog.depth and over_limit(self.policy, backlog.depth, backlog.waiting_bytes):
             message = backlog.pop()
             if message is None:
+                if self._shared is not None:
+                    self._trim_shared(self._shared)  # the head waits in the store
                 return  # the head is still being read from the store
             self._retire(message, "max-length")
 
@@ -515,7 +546,7 @@ class Queue:
             self._dispatch()
         if self._waiters and backlog.resident:
             self._wake()
-        if self._shared is not None and not self._subs and not self._waiters:
+        if self._shared is not None and self._idle():
             self._shared.shed()  # nobody here takes them: let another node's consumers
 
     def _dispatch(self) -> None:

@@ -108,6 +108,7 @@ class ClusterNode:
         self._healthy_since: float | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._asked: dict[str, asyncio.Future[tuple[str, str] | None]] = {}
+        self._runs: set[int] = set()  # the run ids this process joined as
         self.name = ""
 
     async def join(self) -> None:
@@ -121,6 +122,7 @@ class ClusterNode:
         node_id, slot, earlier = await self._store.register_node(self.name, ctx.listeners)
         ctx.broker.number_messages(first_seq(slot, earlier), SLOTS)
         ctx.broker.leases.prefix = f"{node_id}."
+        self._runs.add(node_id)
         ctx.broker.feed_channels(self._feed)
         self._feed_after = await self._store.feed_position()
         self._listener = await self._store.listen(self._notified)
@@ -170,13 +172,18 @@ class ClusterNode:
         elif channel == LEASES_CHANNEL:
             self._leases_message(payload)
 
+    async def peek_unclaimed(self, queue_id: str, limit: int) -> list[tuple[Message, bool]]:
+        """The oldest messages of a queue that no node holds: ``(message, redelivered)``."""
+        found = await self._store.peek_unclaimed(queue_id, limit, time.time())
+        return [(from_store(item), item.redelivered) for item in found]
+
     # -- pull leases held by other nodes ----------------------------------------------------
 
     def holder_node(self, receipt: str) -> int | None:
         """The run id of the node holding a pull lease, when it is another node's."""
         node, dot, _ = receipt.partition(".")
-        if not dot or not node.isdigit() or int(node) == self._store.node_id:
-            return None
+        if not dot or not node.isdigit() or int(node) in self._runs:
+            return None  # this process's, leased by this run or one before a rejoin
         return int(node)
 
     async def settle_remote(
@@ -357,6 +364,8 @@ class ClusterNode:
         claims: join again as a new run. Messages it still holds may be delivered twice."""
         node_id, slot, earlier = await self._store.register_node(self.name, self._ctx.listeners)
         self._ctx.broker.number_messages(first_seq(slot, earlier), SLOTS)
+        self._ctx.broker.leases.prefix = f"{node_id}."
+        self._runs.add(node_id)
         self._healthy_since = time.monotonic()
         log.warning(
             "rejoined the cluster as run %d (slot %d) after being declared dead", node_id, slot

@@ -135,6 +135,12 @@ class ClaimLog(PagedLog, Protocol):
         """Forget every unclaimed message of a queue; the result is how many."""
         ...
 
+    def trim_unclaimed(self, queue_id: str, keep: int) -> Ticket:
+        """Forget the oldest unclaimed messages of a queue until at most ``keep`` of its
+        messages are stored (claimed ones count, and stay); trims of one queue run one
+        at a time across the nodes. The result is the forgotten messages, oldest first."""
+        ...
+
     def move(self, old_queue_id: str, new_queue_id: str) -> Ticket:
         """Give a queue's stored messages to another queue id (two nodes created one
         destination at once; the one stored first keeps its id, the other adopts it)."""

@@ -751,6 +751,18 @@ class PostgresStore:
 
         return self._operation(run)
 
+    def trim_unclaimed(self, queue_id: str, keep: int) -> Ticket:
+        """Under a lock on the queue (nodes trimming at once would each drop the excess),
+        drop its oldest unclaimed messages beyond ``keep`` stored ones."""
+
+        async def run(db: asyncpg.Connection) -> list[StoredMessage]:
+            async with db.transaction():
+                await db.execute("SELECT pg_advisory_xact_lock(hashtext($1))", queue_id)
+                rows = await db.fetch(_TRIM_UNCLAIMED, queue_id, keep)
+            return sorted((_stored(row) for row in rows), key=lambda m: m.seq)
+
+        return self._operation(run)
+
     def move(self, old_queue_id: str, new_queue_id: str) -> Ticket:
         """Give a queue's messages to another queue id, after the writes made before (so
         none written under the old id is left behind)."""
@@ -765,6 +777,17 @@ class PostgresStore:
             )
 
         return self._operation(run)
+
+    async def peek_unclaimed(self, queue_id: str, limit: int, now: float) -> list[StoredMessage]:
+        """The oldest unclaimed, unexpired messages of a queue, left where they are."""
+        rows = await self._fetch(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE queue_id = $1 AND claimed_by IS NULL"
+            " AND (expires_at IS NULL OR expires_at > $2) ORDER BY seq LIMIT $3",
+            queue_id,
+            now,
+            limit,
+        )
+        return [_stored(row) for row in rows]
 
     async def unclaimed(self) -> dict[str, tuple[int, int, float | None]]:
         """Per queue with unclaimed messages: how many, their body bytes, and the earliest
@@ -843,9 +866,9 @@ class PostgresStore:
                 ]
                 if dead:
                     await db.execute(
-                        # what it held may have been delivered once more: counted so
-                        "UPDATE messages SET claimed_by = NULL, redelivered = true,"
-                        " deliveries = deliveries + 1"
+                        # whether each was delivered there is not known: redelivered,
+                        # but only deliveries counted at a release count
+                        "UPDATE messages SET claimed_by = NULL, redelivered = true"
                         " WHERE claimed_by = any($1::bigint[])",
                         dead,
                     )
@@ -1196,6 +1219,13 @@ _CLAIM = (
     " UPDATE messages m SET claimed_by = $3 FROM picked"
     " WHERE m.queue_id = $1 AND m.seq = picked.seq"
     " AND (picked.running <= $4 OR picked.seq = (SELECT min(seq) FROM picked))"
+    f" RETURNING m.{_MESSAGE_COLUMNS.replace(', ', ', m.')}"
+)
+_TRIM_UNCLAIMED = (
+    "DELETE FROM messages m WHERE m.queue_id = $1 AND m.seq IN"
+    " (SELECT seq FROM messages WHERE queue_id = $1 AND claimed_by IS NULL ORDER BY seq"
+    "  LIMIT greatest(0, (SELECT count(*) FROM messages WHERE queue_id = $1) - $2)"
+    "  FOR UPDATE SKIP LOCKED)"
     f" RETURNING m.{_MESSAGE_COLUMNS.replace(', ', ', m.')}"
 )
 _EXPIRE_UNCLAIMED = (

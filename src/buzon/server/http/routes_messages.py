@@ -179,12 +179,12 @@ async def peek(
     grants = await grants_for(
         ctx, caller, target.record, Action.CONSUME, key, request.app.state.grants
     )
-    return Peeked(
-        messages=[
-            _peeked(message, redelivered)
-            for message, redelivered in ctx.broker.peek(caller.principal, name, limit, grants)
-        ]
-    )
+    shown = ctx.broker.peek(caller.principal, name, limit, grants)
+    if ctx.cluster is not None and len(shown) < limit:
+        # in a cluster, most waiting messages are in the database, held by no node
+        shown += await ctx.cluster.peek_unclaimed(target.record.id, limit - len(shown))
+        shown = sorted(shown, key=lambda pair: pair[0].seq)[:limit]
+    return Peeked(messages=[_peeked(message, redelivered) for message, redelivered in shown])
 
 
 CLAIM_WAIT = 1.0
