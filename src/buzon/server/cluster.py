@@ -47,6 +47,7 @@ from buzon.store.postgres import (
     FEED_CHANNEL,
     LEASES_CHANNEL,
     MESSAGES_CHANNEL,
+    PING_CHANNEL,
     RECONNECT_BACKOFF,
     SLOTS,
     PostgresStore,
@@ -106,6 +107,7 @@ class ClusterNode:
         self._syncing = False
         self._sync_again = False
         self._healthy_since: float | None = None
+        self._heard = time.monotonic()  # when the listener last heard anything
         self._tasks: list[asyncio.Task[None]] = []
         self._asked: dict[str, asyncio.Future[tuple[str, str] | None]] = {}
         self._runs: set[int] = set()  # the run ids this process joined as
@@ -153,6 +155,7 @@ class ClusterNode:
     # -- notifications --------------------------------------------------------------------
 
     def _notified(self, channel: str, payload: str) -> None:
+        self._heard = time.monotonic()
         broker = self._ctx.broker
         if channel == MESSAGES_CHANNEL:
             broker.messages_available(None if payload == "*" else set(payload.split(",")))
@@ -230,7 +233,7 @@ class ClusterNode:
             message = json.loads(payload)
         except ValueError:
             return
-        if not isinstance(message, dict) or message.get("to") != self._store.node_id:
+        if not isinstance(message, dict) or message.get("to") not in self._runs:
             return
         if "answer" in message:
             answer = self._asked.get(str(message.get("ask")))
@@ -258,18 +261,25 @@ class ClusterNode:
             await self._store.notify(LEASES_CHANNEL, payload)
 
     async def _relisten(self) -> None:
-        """Make the listening connection again if it broke, then catch up on what may
-        have been missed meanwhile."""
+        """Make the listening connection again if it broke, or went deaf (a cut that
+        closed nothing: the ping this node sends itself each heartbeat stopped coming
+        back), then catch up on what may have been missed meanwhile (in tasks of their
+        own: the heartbeat must not wait for them)."""
         listener = self._listener
-        if listener is not None and not listener.is_closed():
+        deaf = time.monotonic() - self._heard > 3 * self._heartbeat
+        if listener is not None and not listener.is_closed() and not deaf:
+            await self._store.notify(PING_CHANNEL, str(self._store.node_id))
             return
+        if listener is not None:
+            listener.terminate()
         self._listener = await self._store.listen(self._notified)
+        self._heard = time.monotonic()
         log.info("listening to the cluster again")
         self._ctx.broker.messages_available(None)
-        await self._sync()
-        await self._revalidate()
+        self._ctx.spawn(self._sync())
+        self._ctx.spawn(self._revalidate())
         self._catch_up()
-        await self._read_feed()
+        self._ctx.spawn(self._read_feed())
 
     # -- the channel feed -----------------------------------------------------------------
 

@@ -117,25 +117,34 @@ class Resources:
         changed or deleted destinations or durable subscriptions. A changed access key
         ends the sessions it no longer backs, as a change made here does; a deletion ends
         the subscriptions. What this node made and has not stored yet is left alone."""
+        broker = self._broker
+        # What this node knew before reading: only those may be found gone. One made here
+        # while the store was read is not in what was read, and must stay.
+        known_before = {
+            target.record.id
+            for kind in DestinationKind
+            for target in broker.destinations(kind)
+            if target.record.id not in self._pending
+        }
+        held_before = broker.durable_ids() - self._pending
         records = await self._store.destinations()
         durables = await self._store.durable_subscriptions()
         for record in records:
             self._apply(record)
-        broker = self._broker
-        stored = {(record.kind, record.name) for record in records}
+        stored = {record.id for record in records}
         live: list[Queue | Channel] = [
             *broker.destinations(DestinationKind.QUEUE),
             *broker.destinations(DestinationKind.CHANNEL),
         ]
         for target in live:
             known = target.record
-            if (known.kind, known.name) not in stored and known.id not in self._pending:
+            if known.id in known_before and known.id not in stored:
                 broker.delete_destination(known.kind, known.name)
         held = broker.durable_ids()
         for durable in durables:
             if durable.id not in held:
                 broker.restore_durable(durable)
-        for durable_id in held - {durable.id for durable in durables} - self._pending:
+        for durable_id in held_before - {durable.id for durable in durables}:
             broker.drop_durable(durable_id)
 
     def _apply(self, record: DestinationRecord) -> None:

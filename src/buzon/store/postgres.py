@@ -78,6 +78,8 @@ CATALOG_CHANNEL = "buzon_catalog"
 LEASES_CHANNEL = "buzon_leases"
 """NOTIFY channel: a node asks the node holding HTTP pull leases to settle them, and the
 answer (JSON objects naming the node each is for)."""
+PING_CHANNEL = "buzon_ping"
+"""NOTIFY channel: each node pings itself, to know its listening connection still hears."""
 MAX_NOTIFY = 7000
 """Longest payload sent (PostgreSQL's limit is 8000 bytes); past it, ``*``."""
 CONNECT_TIMEOUT = 5.0
@@ -221,6 +223,7 @@ class PostgresStore:
                 min_size=1,
                 max_size=self._pool_size,
                 timeout=CONNECT_TIMEOUT,
+                command_timeout=OUTAGE_WAIT,
                 server_settings=_SETTINGS,
             )
             self._size = await self._pool.fetchval(_SCHEMA_SIZE)
@@ -254,7 +257,12 @@ class PostgresStore:
                 await asyncio.wait_for(pool.close(), 5)
 
     async def _connect(self) -> asyncpg.Connection:
-        return await asyncpg.connect(self.url, timeout=CONNECT_TIMEOUT, server_settings=_SETTINGS)
+        return await asyncpg.connect(
+            self.url,
+            timeout=CONNECT_TIMEOUT,
+            command_timeout=OUTAGE_WAIT,  # a path cut without a reset must not hang a write
+            server_settings=_SETTINGS,
+        )
 
     def free_space(self) -> tuple[int, int] | None:
         """None: the database's disk is PostgreSQL's to watch (it reports a full disk)."""
@@ -864,14 +872,15 @@ class PostgresStore:
                         silence,
                     )
                 ]
-                if dead:
-                    await db.execute(
-                        # whether each was delivered there is not known: redelivered,
-                        # but only deliveries counted at a release count
-                        "UPDATE messages SET claimed_by = NULL, redelivered = true"
-                        " WHERE claimed_by = any($1::bigint[])",
-                        dead,
-                    )
+                # Whether each was delivered there is not known: redelivered, but only
+                # deliveries counted at a release count. Every stopped run's, not only the
+                # ones found dead now: a run declared dead may still claim until it learns
+                # it (its next heartbeat), and nothing else would ever free those.
+                freed = await db.execute(
+                    "UPDATE messages SET claimed_by = NULL, redelivered = true"
+                    " WHERE claimed_by IN (SELECT id FROM nodes WHERE stopped_at IS NOT NULL)"
+                )
+                if dead or freed != "UPDATE 0":
                     await db.execute("SELECT pg_notify($1, '*')", MESSAGES_CHANNEL)
         except _DRIVER_ERRORS as exc:
             raise unavailable(exc) from None
@@ -959,7 +968,13 @@ class PostgresStore:
         caller)."""
         try:
             connection = await self._connect()
-            for channel in (MESSAGES_CHANNEL, FEED_CHANNEL, CATALOG_CHANNEL, LEASES_CHANNEL):
+            for channel in (
+                MESSAGES_CHANNEL,
+                FEED_CHANNEL,
+                CATALOG_CHANNEL,
+                LEASES_CHANNEL,
+                PING_CHANNEL,
+            ):
                 await connection.add_listener(
                     channel, lambda _c, _p, chan, payload: callback(chan, payload)
                 )
