@@ -237,6 +237,7 @@ class BuzonServer:
         except BaseException:
             self._stop_accepting()
             await self._unbind()
+            await self._release_store()
             raise
         loop = asyncio.get_running_loop()
         self._housekeeping = [
@@ -336,6 +337,15 @@ class BuzonServer:
             )
         except OSError as exc:
             raise ListenError(name, self.settings.host, port, exc) from None
+
+    async def _release_store(self) -> None:
+        """A start that failed: stop the cluster jobs and close the store (an embedding
+        process goes on without them)."""
+        with contextlib.suppress(Exception):
+            if self._cluster is not None:
+                await self._cluster.leave()
+        with contextlib.suppress(Exception):
+            await self._ctx.store.close()
 
     def _stop_accepting(self) -> None:
         for listener in (self._listener, self._tls_listener):

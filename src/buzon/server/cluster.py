@@ -106,6 +106,8 @@ class ClusterNode:
         self._feed_seen: dict[int, int] = {}  # per node run: the newest of its rows delivered
         self._syncing = False
         self._sync_again = False
+        self._rechecking = False
+        self._recheck_again = False
         self._healthy_since: float | None = None
         self._heard = time.monotonic()  # when the listener last heard anything
         self._tasks: list[asyncio.Task[None]] = []
@@ -139,7 +141,10 @@ class ClusterNode:
         log.info("joined the cluster as node %s (run %d, slot %d)", self.name, node_id, slot)
 
     async def leave(self) -> None:
-        """Stop the jobs and give back what this node claimed (a clean stop)."""
+        """Stop the jobs and give back what this node claimed (a clean stop); nothing if
+        it never joined."""
+        if not self._runs:
+            return
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -171,7 +176,7 @@ class ClusterNode:
                     key, ErrorCode.PERMISSIONS_CHANGED, "the token was revoked (logged out)"
                 )
             else:
-                self._ctx.spawn(self._revalidate())
+                self._ctx.spawn(self._recheck_logins())
         elif channel == LEASES_CHANNEL:
             self._leases_message(payload)
 
@@ -277,7 +282,7 @@ class ClusterNode:
         log.info("listening to the cluster again")
         self._ctx.broker.messages_available(None)
         self._ctx.spawn(self._sync())
-        self._ctx.spawn(self._revalidate())
+        self._ctx.spawn(self._recheck_logins())
         self._catch_up()
         self._ctx.spawn(self._read_feed())
 
@@ -350,6 +355,24 @@ class ClusterNode:
             log.warning("reading the cluster's destinations failed: %s", exc)
         finally:
             self._syncing = False
+
+    async def _recheck_logins(self) -> None:
+        """A user changed on another node: check the logins of this node's sessions once,
+        however many changes were announced while a check ran (it reads every user)."""
+        if self._rechecking:
+            self._recheck_again = True
+            return
+        self._rechecking = True
+        try:
+            while True:
+                self._recheck_again = False
+                await self._revalidate()
+                if not self._recheck_again:
+                    return
+        except BuzonError as exc:
+            log.warning("checking logins against the cluster's users failed: %s", exc.detail)
+        finally:
+            self._rechecking = False
 
     # -- liveness ---------------------------------------------------------------------------
 

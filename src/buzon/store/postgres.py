@@ -957,10 +957,18 @@ class PostgresStore:
         return position
 
     async def trim_feed(self, age: float) -> None:
-        """Forget feed rows older than ``age`` seconds."""
-        await self._execute(
-            "DELETE FROM channel_feed WHERE created_at < now() - make_interval(secs => $1)", age
-        )
+        """Forget feed rows older than ``age`` seconds (one node at a time does it: the
+        others find the lock taken and skip their turn)."""
+        try:
+            async with self._ready_pool().acquire() as db, db.transaction():
+                if await db.fetchval("SELECT pg_try_advisory_xact_lock($1)", MIGRATION_LOCK + 2):
+                    await db.execute(
+                        "DELETE FROM channel_feed"
+                        " WHERE created_at < now() - make_interval(secs => $1)",
+                        age,
+                    )
+        except _DRIVER_ERRORS as exc:
+            raise unavailable(exc) from None
 
     async def listen(self, callback: Callable[[str, str], None]) -> asyncpg.Connection:
         """A connection that calls ``callback(channel, payload)`` for every notification of

@@ -86,3 +86,4 @@ CREATE TABLE channel_feed (
     expires_at  double precision,
     created_at  timestamptz NOT NULL DEFAULT now()
 );
+CREATE INDEX channel_feed_by_age ON channel_feed (created_at);
