@@ -329,7 +329,7 @@ class PostgresStore:
             )
         except asyncpg.UniqueViolationError:
             raise StoreError(ErrorCode.USERNAME_TAKEN, f"{user.name!r} is taken") from None
-        await self._notify_catalog(f"user:{user.id}")
+        # no notification: a new user has no session on any node to check again
 
     async def user_by_name(self, name: str) -> UserRecord | None:
         rows = await self._fetch(_USERS + " WHERE name = $1", name)
