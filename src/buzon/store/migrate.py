@@ -28,6 +28,15 @@ def migrations(package: str = "buzon.store.migrations") -> list[tuple[int, str]]
     return sorted(found)
 
 
+def refuse_newer(current: int, newest: int) -> None:
+    """Raise STORAGE_TOO_NEW for a database a newer buzon wrote (never downgraded)."""
+    if current > newest:
+        raise StoreError(
+            ErrorCode.STORAGE_TOO_NEW,
+            f"schema version {current}, this buzon knows up to {newest}: upgrade buzon",
+        )
+
+
 def migrate(connection: sqlite3.Connection) -> int:
     """Bring the schema up to date; return the version it is at.
 
@@ -37,11 +46,7 @@ def migrate(connection: sqlite3.Connection) -> int:
     known = migrations()
     newest = known[-1][0] if known else 0
     current: int = connection.execute("PRAGMA user_version").fetchone()[0]
-    if current > newest:
-        raise StoreError(
-            ErrorCode.STORAGE_TOO_NEW,
-            f"schema version {current}, this buzon knows up to {newest}: upgrade buzon",
-        )
+    refuse_newer(current, newest)
     for version, sql in known:
         if version > current:
             connection.execute("BEGIN IMMEDIATE")

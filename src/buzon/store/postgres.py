@@ -40,7 +40,7 @@ import asyncpg
 from buzon.durations import Durations
 from buzon.errors import BuzonError, ErrorCode, StoreError
 from buzon.store.base import MessageKey, head_of
-from buzon.store.migrate import migrations
+from buzon.store.migrate import migrations, refuse_newer
 from buzon.store.records import (
     DestinationKind,
     DestinationRecord,
@@ -136,11 +136,7 @@ async def migrate(connection: asyncpg.Connection) -> int:
         current = await connection.fetchval(
             f"SELECT coalesce(max(version), 0) FROM {SCHEMA}.schema_version"
         )
-        if current > newest:
-            raise StoreError(
-                ErrorCode.STORAGE_TOO_NEW,
-                f"schema version {current}, this buzon knows up to {newest}: upgrade buzon",
-            )
+        refuse_newer(current, newest)
         for version, sql in known:
             if version > current:
                 await connection.execute(f"SET LOCAL search_path = {SCHEMA}")
