@@ -8,6 +8,7 @@ import httpx
 
 from buzon.client import ApiError, AsyncClient, Subscription
 from tests.cluster.nodes import TIMEOUT, Cluster, api, login, within
+from tests.interop.broker_process import BrokerProcess
 
 PASSWORD = "correct horse battery"
 OLD_KEY = "old key 1234"
@@ -17,6 +18,22 @@ NEW_KEY = "new key 5678"
 async def register(http: httpx.AsyncClient, name: str) -> None:
     response = await http.post("/users", json={"username": name, "password": PASSWORD})
     assert response.status_code == 201, response.text
+
+
+async def carol_keeps_a_vault_for_dave(
+    home: BrokerProcess, elsewhere: BrokerProcess
+) -> tuple[str, str, str]:
+    """Carol and dave register on ``home``, where carol makes the protected queue ``vault``;
+    dave logs in twice on ``elsewhere``. Returns carol's token and dave's two."""
+    async with api(home) as http:
+        await register(http, "carol")
+        await register(http, "dave")
+        carol = await login(http, "carol", PASSWORD)
+    async with api(home, carol) as http:
+        created = await http.post("/queues", json={"name": "vault", "access_key": OLD_KEY})
+        assert created.status_code == 201, created.text
+    async with api(elsewhere) as http:
+        return carol, await login(http, "dave", PASSWORD), await login(http, "dave", PASSWORD)
 
 
 async def test_users_tokens_and_queues_made_on_one_node_hold_on_the_others(
@@ -58,16 +75,7 @@ async def test_an_access_key_changed_on_one_node_is_enforced_on_the_others(
     """Dave uses carol's queue with its key on n2 (STOMP) and n3 (HTTP); carol changes the
     key on n1: within a second the old key, and what it granted, no longer work anywhere."""
     n1, n2, n3 = cluster.start("n1", "n2", "n3")
-    async with api(n1) as http:
-        await register(http, "carol")
-        await register(http, "dave")
-        carol = await login(http, "carol", PASSWORD)
-    async with api(n1, carol) as http:
-        created = await http.post("/queues", json={"name": "vault", "access_key": OLD_KEY})
-        assert created.status_code == 201, created.text
-    async with api(n3) as http:
-        dave = await login(http, "dave", PASSWORD)
-        dave_later = await login(http, "dave", PASSWORD)
+    carol, dave, dave_later = await carol_keeps_a_vault_for_dave(n1, n3)
 
     async def publish(token: str, key: str | None) -> int:
         headers = {} if key is None else {"X-Access-Key": key}
@@ -104,16 +112,7 @@ async def test_a_key_changed_on_one_node_ends_what_the_old_key_granted_on_anothe
     """(Two nodes.) Dave's token presented the key on n2, which remembers it; carol changes
     the key on n1: that token no longer publishes on n2 with the old key, nor without one."""
     n1, n2 = cluster.start("n1", "n2")
-    async with api(n1) as http:
-        await register(http, "carol")
-        await register(http, "dave")
-        carol = await login(http, "carol", PASSWORD)
-    async with api(n1, carol) as http:
-        created = await http.post("/queues", json={"name": "vault", "access_key": OLD_KEY})
-        assert created.status_code == 201, created.text
-    async with api(n2) as http:
-        dave = await login(http, "dave", PASSWORD)
-        fresh = await login(http, "dave", PASSWORD)
+    carol, dave, fresh = await carol_keeps_a_vault_for_dave(n1, n2)
     async with api(n2, dave) as as_dave, api(n2, fresh) as as_fresh:
 
         async def publish(http: httpx.AsyncClient, key: str | None) -> int:
