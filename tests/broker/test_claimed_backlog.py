@@ -14,6 +14,7 @@ from buzon.broker.destinations import new_record
 from buzon.broker.queue import Queue
 from buzon.store import DestinationKind, Overflow, QueuePolicy
 from buzon.store.postgres import PostgresStore
+from buzon.store.tickets import settled
 from tests.broker.helpers import open_peer, user
 
 WAIT = 10.0
@@ -64,7 +65,7 @@ async def test_a_message_never_overtakes_an_older_one_still_being_written_unclai
         await until(lambda: len(consumer.deliveries) == count, f"delivery {count}")  # noqa: B023
         consumer.session.ack(consumer.deliveries[-1].ack_id or "")
     assert consumer.bodies() == [b"1", b"2", b"3", b"4"]
-    await store.wait(broker.journal.last)
+    await settled(broker.journal.last)
     assert await store.messages() == []  # every acked row is gone
 
 
@@ -77,16 +78,16 @@ async def test_messages_another_node_releases_are_claimed_here_marked_redelivere
     producer = open_peer(broker, "alice")
     for body in (b"1", b"2", b"3"):
         producer.session.publish("/queue/jobs", (), body)
-    await store.wait(broker.journal.last)
+    await settled(broker.journal.last)
     rows = await store.messages()
     # the first two are claimed outside this engine, as another node's would be
-    await store.wait(store.claim(rows[0].queue_id, 2, 1 << 20))
+    await settled(store.claim(rows[0].queue_id, 2, 1 << 20))
     consumer = open_peer(broker, "bob")
     consumer.session.subscribe("s", "/queue/jobs", AckMode.CLIENT_INDIVIDUAL, prefetch=10)
     await until(lambda: len(consumer.deliveries) == 1, "the unclaimed message")
     assert consumer.bodies() == [b"3"]
     # that node lets them go: this node is told and claims them
-    await store.wait(store.release([(m.queue_id, m.seq, True, 1) for m in rows[:2]]))
+    await settled(store.release([(m.queue_id, m.seq, True, 1) for m in rows[:2]]))
     broker.messages_available(None)
     await until(lambda: len(consumer.deliveries) == 3, "the released messages")
     assert consumer.bodies() == [b"3", b"1", b"2"]
@@ -110,7 +111,7 @@ async def test_max_deliveries_counts_the_deliveries_made_before_a_release(
         consumer.session.subscribe("s", "/queue/jobs", AckMode.CLIENT_INDIVIDUAL)
         await until(lambda: len(consumer.deliveries) == 1, f"delivery {attempt}")  # noqa: B023
         consumer.session.close()  # leaves without an ack: released, its count kept
-        await store.wait(broker.journal.last)
+        await settled(broker.journal.last)
         [row] = [m for m in await store.messages() if m.queue_id == record.id]
         assert row.deliveries == attempt
     watcher = open_peer(broker, "alice")
@@ -134,7 +135,7 @@ async def test_a_drop_head_bound_holds_for_messages_no_node_holds(store: Postgre
     producer = open_peer(broker, "alice")
     for n in range(50):
         producer.session.publish("/queue/jobs", (), str(n).encode())
-    await store.wait(broker.journal.last)
+    await settled(broker.journal.last)
     broker.refresh_unclaimed(await store.unclaimed())  # as a node does every second
 
     async def stored_bodies() -> list[bytes]:
@@ -158,7 +159,7 @@ async def test_a_pull_keeps_only_what_it_took_the_rest_goes_back_to_every_node(
     producer = open_peer(broker, "alice")
     for n in range(10):
         producer.session.publish("/queue/jobs", (), str(n).encode())
-    await store.wait(broker.journal.last)
+    await settled(broker.journal.last)
     queue = broker.destination(DestinationKind.QUEUE, "jobs")
     assert isinstance(queue, Queue)
     ready = asyncio.Event()
@@ -167,11 +168,11 @@ async def test_a_pull_keeps_only_what_it_took_the_rest_goes_back_to_every_node(
     [lease] = broker.pull(user("alice"), "jobs", 1, 30.0, 0.0)
     assert lease.message.body == b"0"
     await store.messages()  # after the release the pull caused
-    held = await store.wait(store.claim(queue.record.id, 100, 1 << 20))
+    held = await settled(store.claim(queue.record.id, 100, 1 << 20))
     assert [m.body for m in held.messages] == [str(n).encode() for n in range(1, 10)]
 
     # and a clean stop hands the leased one back, marked redelivered
     broker.close()
     await store.messages()
-    [back] = (await store.wait(store.claim(queue.record.id, 100, 1 << 20))).messages
+    [back] = (await settled(store.claim(queue.record.id, 100, 1 << 20))).messages
     assert (back.body, back.redelivered) == (b"0", True)

@@ -29,6 +29,7 @@ from buzon.store import (
 )
 from buzon.store.postgres import PostgresStore
 from buzon.store.sqlite import DATABASE_FILE, SQLiteStore
+from buzon.store.tickets import settled
 from buzon.store.transfer import SqliteSource, TransferError, copy_to_postgres
 
 JOBS = "queue-jobs"
@@ -104,9 +105,9 @@ async def fill(data_dir: Path, hasher: SecretHasher) -> None:
     await store.add_durable_subscription(
         DurableSubscriptionRecord(DURABLE, "channel-news", "u-alice", "feed", now)
     )
-    await PostgresStore.wait(store.submit(appends=WAITING))
+    await settled(store.submit(appends=WAITING))
     # a transient message a full window spilled: a restart forgets it, so does the copy
-    await PostgresStore.wait(store.spill([message(JOBS, 11, persistent=False)]))
+    await settled(store.spill([message(JOBS, 11, persistent=False)]))
     await store.close()
 
 

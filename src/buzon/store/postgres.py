@@ -61,7 +61,7 @@ from buzon.store.rows import (
     user_record,
 )
 from buzon.store.sqlite_thread import COMMIT_BUCKETS
-from buzon.store.tickets import Ticket
+from buzon.store.tickets import Ticket, settled
 
 log = logging.getLogger("buzon.store")
 
@@ -233,7 +233,7 @@ class PostgresStore:
         if self._worker is None:
             return
         with contextlib.suppress(BuzonError):
-            await self.wait(self._operation(_nothing))
+            await settled(self._operation(_nothing))
         self._closing = True
         self._wake.set()
         self._worker.cancel()
@@ -268,17 +268,6 @@ class PostgresStore:
         """The size of buzon's tables and indexes as last measured (at open, then at each
         :meth:`heartbeat`)."""
         return self._size
-
-    @staticmethod
-    async def wait(ticket: Ticket) -> Any:
-        """Await a ticket (for async callers); raise its error."""
-        if not ticket.done:
-            future = asyncio.get_running_loop().create_future()
-            ticket.add_callback(lambda _: None if future.done() else future.set_result(None))
-            await future
-        if ticket.error is not None:
-            raise ticket.error
-        return ticket.result
 
     # -- the pool ------------------------------------------------------------------------
 
@@ -431,7 +420,7 @@ class PostgresStore:
                 await db.execute("DELETE FROM messages WHERE queue_id = $1", destination_id)
                 await db.execute("SELECT pg_notify($1, 'destinations')", CATALOG_CHANNEL)
 
-        await self.wait(self._operation(run))
+        await settled(self._operation(run))
 
     # -- durable subscriptions -----------------------------------------------------------
 
@@ -465,7 +454,7 @@ class PostgresStore:
                 await db.execute("DELETE FROM messages WHERE queue_id = $1", subscription_id)
                 await db.execute("SELECT pg_notify($1, 'destinations')", CATALOG_CHANNEL)
 
-        await self.wait(self._operation(run))
+        await settled(self._operation(run))
 
     # -- messages: the write connection ---------------------------------------------------
 
@@ -636,7 +625,7 @@ class PostgresStore:
             )
             return [_stored(row) for row in rows]
 
-        result: list[StoredMessage] = await self.wait(self._operation(run))
+        result: list[StoredMessage] = await settled(self._operation(run))
         return result
 
     async def backlogs(self, limit: int, max_bytes: int) -> list[StoredBacklog]:
@@ -660,7 +649,7 @@ class PostgresStore:
                 head = head_of(stored, limit, max_bytes)
                 found.append(StoredBacklog(queue_id, head, high, len(head) < len(stored)))
 
-        result: list[StoredBacklog] = await self.wait(self._operation(run))
+        result: list[StoredBacklog] = await settled(self._operation(run))
         return result
 
     def read_page(self, queue_id: str, after: int, upto: int, limit: int, max_bytes: int) -> Ticket:
@@ -893,7 +882,7 @@ class PostgresStore:
                 await db.execute("UPDATE nodes SET stopped_at = now() WHERE id = $1", self.node_id)
                 await db.execute("SELECT pg_notify($1, '*')", MESSAGES_CHANNEL)
 
-        await self.wait(self._operation(run))
+        await settled(self._operation(run))
 
     async def nodes(self) -> list[NodeRecord]:
         """Every node run that is alive, and those that stopped in the last hour."""

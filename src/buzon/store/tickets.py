@@ -11,6 +11,7 @@ raises is logged (its ``repr`` names its owner) and the rest still run.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -53,6 +54,22 @@ class Ticket:
                 callback(self)
             except Exception:
                 log.exception("completion callback %r failed; the others still run", callback)
+
+
+async def settled(ticket: Ticket) -> Any:
+    """Wait for a ticket from a coroutine; return its result, or raise its error."""
+    if not ticket.done:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def wake(_: Ticket) -> None:
+            if not done.done():  # else the waiter was cancelled meanwhile
+                done.set_result(None)
+
+        ticket.add_callback(wake)
+        await done
+    if ticket.error is not None:
+        raise ticket.error
+    return ticket.result
 
 
 def resolved(result: Any = None) -> Ticket:

@@ -49,7 +49,7 @@ from buzon.store.records import (
 )
 from buzon.store.rows import destination_record, parse_headers, user_record
 from buzon.store.sqlite import DATABASE_FILE
-from buzon.store.tickets import Ticket
+from buzon.store.tickets import Ticket, settled
 
 PAGE_MESSAGES = 1_000
 """Messages read and written per batch."""
@@ -389,7 +389,7 @@ async def _copy_messages(
         found = await source.messages_after(after, page, page_bytes)
         if pending is not None:
             ticket, count = pending
-            await target.wait(ticket)
+            await settled(ticket)
             copied += count
             if progress is not None:
                 progress(copied, total)
