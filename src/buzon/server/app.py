@@ -14,7 +14,6 @@ import secrets
 import socket
 import ssl
 import time
-from collections.abc import Callable
 
 from buzon.auth import AccessKeys, Accounts, SecretHasher, Tokens
 from buzon.auth.users import check_password, check_username
@@ -28,6 +27,7 @@ from buzon.server.durable import until_durable
 from buzon.server.http.app import build_app
 from buzon.server.http.listener import HttpListener
 from buzon.server.loop_lag import watch_loop_lag
+from buzon.server.periodic import every
 from buzon.server.rates import RateMeter
 from buzon.server.resources import Resources
 from buzon.server.stomp_session import StompSession
@@ -66,10 +66,6 @@ def broker_config(settings: Settings) -> BrokerConfig:
         backlog_window=settings.backlog_window,
         backlog_window_bytes=settings.backlog_window_bytes,
     )
-
-
-def _name(job: Callable[[], object]) -> str:
-    return getattr(job, "__name__", repr(job))
 
 
 def open_store(settings: Settings) -> Store:
@@ -241,12 +237,12 @@ class BuzonServer:
             raise
         loop = asyncio.get_running_loop()
         self._housekeeping = [
-            loop.create_task(self._every(LEASE_CHECK_PERIOD, self._expire_leases)),
-            loop.create_task(self._every(EXPIRY_CHECK_PERIOD, self._expire_messages)),
-            loop.create_task(self._every(DISK_CHECK_PERIOD, self._check_disk)),
-            loop.create_task(self._every(RATE_SAMPLE_PERIOD, self._sample_rates)),
-            loop.create_task(self._every(TOKEN_PURGE_PERIOD, self._purge_tokens)),
-            loop.create_task(self._every(REVALIDATE_PERIOD, self._revalidate_logins)),
+            loop.create_task(every(LEASE_CHECK_PERIOD, self._expire_leases)),
+            loop.create_task(every(EXPIRY_CHECK_PERIOD, self._expire_messages)),
+            loop.create_task(every(DISK_CHECK_PERIOD, self._check_disk)),
+            loop.create_task(every(RATE_SAMPLE_PERIOD, self._sample_rates)),
+            loop.create_task(every(TOKEN_PURGE_PERIOD, self._purge_tokens)),
+            loop.create_task(every(REVALIDATE_PERIOD, self._revalidate_logins)),
             loop.create_task(watch_loop_lag(ctx.loop_lag)),
         ]
 
@@ -401,22 +397,6 @@ class BuzonServer:
         log.info("stopped")
 
     # -- housekeeping --------------------------------------------------------------------
-
-    async def _every(self, period: float, job: Callable[[], object]) -> None:
-        unavailable = False  # the store is away: said once, not every period
-        while True:
-            await asyncio.sleep(period)
-            try:
-                result = job()
-                if asyncio.iscoroutine(result):
-                    await result
-                unavailable = False
-            except BuzonError as exc:
-                if not unavailable:
-                    log.warning("housekeeping job %s failed: %s", _name(job), exc.detail)
-                unavailable = True
-            except Exception:
-                log.exception("housekeeping job %s failed", _name(job))
 
     def _expire_leases(self) -> None:
         self._ctx.broker.expire_leases(asyncio.get_running_loop().time())

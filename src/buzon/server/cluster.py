@@ -30,7 +30,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import asyncpg
@@ -42,13 +42,13 @@ from buzon.broker.message import Message
 from buzon.errors import BrokerError, BuzonError, ErrorCode
 from buzon.server.cluster_view import node_name
 from buzon.server.context import ServerContext
+from buzon.server.periodic import every
 from buzon.store.postgres import (
     CATALOG_CHANNEL,
     FEED_CHANNEL,
     LEASES_CHANNEL,
     MESSAGES_CHANNEL,
     PING_CHANNEL,
-    RECONNECT_BACKOFF,
     SLOTS,
     PostgresStore,
 )
@@ -133,10 +133,10 @@ class ClusterNode:
         self._healthy_since = time.monotonic()
         loop = asyncio.get_running_loop()
         self._tasks = [
-            loop.create_task(self._every(self._heartbeat, self._beat)),
-            loop.create_task(self._every(self._heartbeat, self._reap)),
+            loop.create_task(every(self._heartbeat, self._beat)),
+            loop.create_task(every(self._heartbeat, self._reap)),
             loop.create_task(self._counting()),
-            loop.create_task(self._every(FEED_KEEP / 4, self._trim)),
+            loop.create_task(every(FEED_KEEP / 4, self._trim)),
         ]
         log.info("joined the cluster as node %s (run %d, slot %d)", self.name, node_id, slot)
 
@@ -427,20 +427,3 @@ class ClusterNode:
                 pass  # the heartbeat reports the database's absence
             took = time.monotonic() - started
             await asyncio.sleep(max(COUNT_PERIOD, 20 * took))
-
-    async def _every(self, period: float, job: Callable[[], Awaitable[None]]) -> None:
-        failures = 0
-        while True:
-            await asyncio.sleep(period)
-            try:
-                await job()
-                failures = 0
-            except BuzonError as exc:
-                failures += 1
-                if failures == 1:
-                    log.warning("cluster job %s failed: %s", job.__name__, exc.detail)
-                await asyncio.sleep(RECONNECT_BACKOFF[min(failures, len(RECONNECT_BACKOFF) - 1)])
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                failures += 1
-                if failures == 1:
-                    log.warning("cluster job %s failed: %s", job.__name__, exc)
