@@ -303,7 +303,7 @@ class ClaimedBacklog(MemoryBacklog):
     def _claimed(self, epoch: int, hints: int, ticket: Ticket) -> None:
         if epoch != self._epoch:
             if ticket.error is None:
-                self._release_late(ticket.result)
+                self._drop_late(ticket.result)
             return
         self._op = None
         if ticket.error is not None:
@@ -330,7 +330,7 @@ class ClaimedBacklog(MemoryBacklog):
                 self.shed()  # the consumers it was claimed for left meanwhile
         self._claim()
 
-    def _release_late(self, page: Page) -> None:
+    def _drop_late(self, page: Page) -> None:
         """A claim that completed after a purge: its messages were waiting when the purge
         was asked for, so they go too (a deleted queue's rows are gone already)."""
         if page.messages and not self.deleted:

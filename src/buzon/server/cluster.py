@@ -246,17 +246,20 @@ class ClusterNode:
                 refused = message["answer"]
                 answer.set_result(None if refused is None else (refused[0], refused[1]))
             return
+        receipts = message.get("receipts")
+        if not isinstance(receipts, list) or not all(isinstance(r, str) for r in receipts):
+            return  # not a request a node sent: nothing to answer
         refused_by: tuple[str, str] | None = None
         try:
             self._ctx.broker.settle_held(
                 str(message["holder"]),
                 str(message["queue"]),
-                [str(receipt) for receipt in message["receipts"]],
+                receipts,
                 requeue=bool(message["requeue"]),
             )
         except BrokerError as exc:
             refused_by = (exc.code.name, exc.detail)
-        except (KeyError, TypeError):
+        except KeyError:
             return
         reply = {"to": message.get("from"), "ask": message.get("ask"), "answer": refused_by}
         self._ctx.spawn(self._reply(json.dumps(reply)))
