@@ -109,11 +109,12 @@ async def close_connection(
     connection_id: Annotated[str, Path(max_length=64)], ctx: Ctx, caller: CurrentCaller
 ) -> Response:
     """The client gets an ERROR (CONNECTION_CLOSED_BY_ADMIN) and is disconnected; its
-    unacknowledged messages go back to their queues. It may connect again."""
+    unacknowledged messages go back to their queues. It may connect again. A connection
+    already closing is no longer open, as in the listing."""
     if not caller.principal.is_admin:
         raise AccessDenied(ErrorCode.ACCESS_DENIED, "only an admin may close connections")
     for connection in ctx.connections:
-        if connection.id == connection_id:
+        if connection.id == connection_id and connection.close_reason is None:
             log.info("%s closed by admin %s", connection.id, caller.principal.name)
             connection.close_session(ErrorCode.CONNECTION_CLOSED_BY_ADMIN, "")
             return Response(status_code=status.HTTP_204_NO_CONTENT)
