@@ -131,16 +131,19 @@ class HeldLog:
         self.pending: list[tuple[Ticket, list[StoredMessage], list[MessageKey]]] = []
         self.kept: dict[MessageKey, StoredMessage] = {}
         self.redelivered: list[MessageKey] = []
+        self.schedules: list[tuple[MessageKey, float]] = []
 
     def submit(
         self,
         appends: Sequence[StoredMessage] = (),
         removals: Sequence[MessageKey] = (),
         redelivered: Sequence[MessageKey] = (),
+        schedules: Sequence[tuple[MessageKey, float]] = (),
     ) -> Ticket:
         ticket = Ticket()
         self.pending.append((ticket, list(appends), list(removals)))
         self.redelivered.extend(redelivered)
+        self.schedules.extend(schedules)
         return ticket
 
     def resolve(self, error: ErrorCode | None = None) -> None:
@@ -178,8 +181,9 @@ class HeldStore:
         appends: Sequence[StoredMessage] = (),
         removals: Sequence[MessageKey] = (),
         redelivered: Sequence[MessageKey] = (),
+        schedules: Sequence[tuple[MessageKey, float]] = (),
     ) -> Ticket:
-        return self._hold(lambda: self.store.submit(appends, removals, redelivered))
+        return self._hold(lambda: self.store.submit(appends, removals, redelivered, schedules))
 
     def spill(self, messages: Sequence[StoredMessage]) -> Ticket:
         return self._hold(lambda: self.store.spill(messages))

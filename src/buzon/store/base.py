@@ -49,6 +49,7 @@ class MessageLog(Protocol):
         appends: Sequence[StoredMessage] = (),
         removals: Sequence[MessageKey] = (),
         redelivered: Sequence[MessageKey] = (),
+        schedules: Sequence[tuple[MessageKey, float]] = (),
     ) -> Ticket:
         """Queue message writes; the ticket resolves once they are durable.
 
@@ -61,6 +62,8 @@ class MessageLog(Protocol):
             appends: new messages.
             removals: messages to forget (acknowledged, expired, dropped, purged).
             redelivered: messages to mark as delivered before.
+            schedules: stored messages returned for a later delivery (a retry with
+                back-off): each gets that ``deliver_at`` and is marked delivered before.
         """
         ...
 
@@ -69,7 +72,8 @@ class PagedLog(MessageLog, Protocol):
     """The store as the home of backlogs larger than memory (see ``broker/paged_backlog``).
 
     A paged backlog keeps the head of a queue in memory and leaves the rest, its tail, in
-    the store. The tail is addressed by seq ranges: ``after < seq <= upto``. Every call is
+    the store. The tail is addressed by seq ranges: ``after < seq <= upto``; scheduled
+    messages (``deliver_at`` set) are never part of it, whatever their seq. Every call is
     queued behind the writes submitted before it (so it sees them) and returns a ticket
     whose ``result`` is what it read; calls on one store complete in the order made.
     """

@@ -155,6 +155,7 @@ class MemoryStore:
         appends: Sequence[StoredMessage] = (),
         removals: Sequence[MessageKey] = (),
         redelivered: Sequence[MessageKey] = (),
+        schedules: Sequence[tuple[MessageKey, float]] = (),
     ) -> Ticket:
         stored = self._messages
         for appended in appends:
@@ -164,6 +165,11 @@ class MemoryStore:
         for key in redelivered:
             if key in stored:
                 stored[key] = dataclasses.replace(stored[key], redelivered=True)
+        for key, deliver_at in schedules:
+            if key in stored:
+                stored[key] = dataclasses.replace(
+                    stored[key], redelivered=True, deliver_at=deliver_at
+                )
         return DONE
 
     async def messages(self) -> list[StoredMessage]:
@@ -175,8 +181,12 @@ class MemoryStore:
             found.setdefault(key[0], []).append(self._messages[key])
         heads = []
         for queue_id, stored in found.items():
-            head = head_of(stored, limit, max_bytes)
-            heads.append(StoredBacklog(queue_id, head, stored[-1].seq, len(head) < len(stored)))
+            ready = [m for m in stored if m.deliver_at is None]
+            head = head_of(ready, limit, max_bytes)
+            scheduled = [m for m in stored if m.deliver_at is not None]
+            heads.append(
+                StoredBacklog(queue_id, head, stored[-1].seq, len(head) < len(ready), scheduled)
+            )
         return heads
 
     def free_space(self) -> tuple[int, int] | None:
@@ -233,7 +243,7 @@ class MemoryStore:
             m
             for stored in (self._messages, self._spilled)
             for (owner, seq), m in stored.items()
-            if owner == queue_id and after < seq <= upto
+            if owner == queue_id and after < seq <= upto and m.deliver_at is None
         ]
         return sorted(found, key=lambda m: m.seq)
 
