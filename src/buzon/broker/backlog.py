@@ -243,10 +243,23 @@ class MemoryBacklog:
         """A message handed out comes back after the queue was deleted: let it go."""
         self._gauge.remove(len(message.body))
 
-    def give_back(self, messages: Sequence[Message]) -> None:
-        """Handed-out messages return to their place, marked redelivered."""
+    def hold(self, message: Message) -> None:
+        """A message the queue keeps outside the backlog for now (scheduled) is in memory
+        all the same: count its bytes (it joins through :meth:`give_back`)."""
+        self._gauge.add(len(message.body))
+
+    def reschedule(self, keys: Sequence[tuple[MessageKey, float]]) -> None:
+        """Persistent messages handed out wait for a retry: their records say until when
+        (and that they were delivered), so a restart keeps them waiting."""
+        if self._journaling and not self.deleted:
+            self._journal.write(schedules=keys)
+
+    def give_back(self, messages: Sequence[Message], *, redelivered: bool = True) -> None:
+        """Handed-out (or scheduled) messages return to their place, marked redelivered
+        unless told otherwise (a delayed message whose time came)."""
         returned = sorted(messages, key=_by_seq)
-        self._redelivered.update(message.seq for message in returned)
+        if redelivered:
+            self._redelivered.update(message.seq for message in returned)
         self.resident_bytes += sum(len(message.body) for message in returned)
         self.resident += len(returned)
         ready = self._ready

@@ -111,12 +111,14 @@ class Ack:
 
 @dataclass(slots=True)
 class Nack:
-    """NACK: the message was not handled; the broker may redeliver it (fields as :class:`Ack`)."""
+    """NACK: the message was not handled; the broker may redeliver it (fields as
+    :class:`Ack`, plus every header of the frame, for what the broker makes of them)."""
 
     id: str
     transaction: str | None = None
     receipt: str | None = None
     subscription: str | None = None
+    headers: Headers = ()
 
 
 @dataclass(frozen=True, slots=True)
