@@ -286,12 +286,15 @@ class Queue:
         self._bytes = backlog.waiting_bytes
         if found.scheduled:
             schedule = self._later()
+            now = self._clock()
             for item in found.scheduled:
                 message = from_store(item)
                 backlog.hold(message)
                 self._bytes += len(message.body)
-                when = item.deliver_at if item.deliver_at is not None else 0.0
-                schedule.add(message, when, redelivered=item.redelivered)
+                when = item.deliver_at if item.deliver_at is not None else now
+                # after a crash, one whose time had come may have been delivered
+                again = item.redelivered or (not cleanly and when <= now)
+                schedule.add(message, when, redelivered=again)
 
     def _arrive(self, message: Message, *, logged: bool) -> None:
         self._incoming.pop(message.seq, None)
@@ -568,9 +571,10 @@ class Queue:
         for message in messages:
             self._release(message)
 
-    def return_taken(self, messages: Sequence[Message], refusal: Refusal = REQUEUE) -> None:
-        """Handed-out messages come back (NACK, lease expired), as :meth:`refuse` says."""
-        self.refuse(messages, refusal)
+    def return_taken(self, messages: Sequence[Message]) -> None:
+        """Handed-out messages come back at once, marked redelivered (a lease ran out,
+        its holder was disabled; a NACK goes through :meth:`refuse`)."""
+        self._give_back(messages)
 
     def _idle(self) -> bool:
         """No consumer here: no subscription, no waiting puller."""
