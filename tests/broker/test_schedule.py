@@ -7,7 +7,9 @@ server's loop timer does when the time comes.
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
+import random
 
 import pytest
 
@@ -15,7 +17,7 @@ from buzon.broker import AckMode, Broker, BrokerConfig, Queue, Refusal
 from buzon.broker.destinations import new_record
 from buzon.errors import BrokerError, ErrorCode
 from buzon.store import DestinationKind, MemoryStore, QueuePolicy
-from tests.broker.helpers import Clock, Peer, open_peer
+from tests.broker.helpers import Clock, HeldStore, Peer, open_peer
 
 Q = "/queue/work"
 RECORD = new_record(DestinationKind.QUEUE, "work", "id-alice", None, 0.0)
@@ -279,3 +281,107 @@ def test_a_paged_queue_never_reads_a_scheduled_message_with_its_tail() -> None:
     assert consumer.bodies() == [b"1", b"2", b"3", b"4", b"5", b"6"]
     later(broker, clock, 1)
     assert consumer.bodies() == [b"1", b"2", b"3", b"4", b"5", b"6", b"late"]
+
+
+def test_a_paged_queue_keeps_only_a_window_of_scheduled_messages_in_memory() -> None:
+    clock = Clock()
+    store = MemoryStore()
+    broker = make_broker(clock, store)
+    session = open_peer(broker, "alice").session
+    for n in range(50):
+        session.publish(Q, (("delay", str(1_000 + 100 * ((n * 37) % 50))),), str(n).encode())
+    queue = broker.destination(DestinationKind.QUEUE, "work")
+    assert isinstance(queue, Queue)
+    assert len(queue.scheduled(100)) == 3  # the window; the other 47 only in the store
+    assert stats(broker).scheduled == 50  # type: ignore[attr-defined]
+    consumer = open_peer(broker, "bob").subscribe(Q)
+    for _ in range(60):
+        later(broker, clock, 0.1)
+    expected = sorted(range(50), key=lambda n: (n * 37) % 50)
+    assert consumer.bodies() == [str(n).encode() for n in expected]
+    assert stats(broker).scheduled == 0  # type: ignore[attr-defined]
+
+
+def test_a_restart_reads_only_the_soonest_scheduled_messages_and_counts_the_rest() -> None:
+    clock = Clock()
+    store = MemoryStore()
+    broker = make_broker(clock, store)
+    session = open_peer(broker, "alice").session
+    for n in range(20):
+        session.publish(Q, (("delay", str(1_000 * (20 - n))),), str(n).encode())
+    broker.close()
+    again = make_broker(clock, store)
+    again.restore(asyncio.run(store.backlogs(3, 1 << 20)), cleanly=True)
+    queue = again.destination(DestinationKind.QUEUE, "work")
+    assert isinstance(queue, Queue)
+    assert [m.body for _, m in queue.scheduled(100)] == [b"19", b"18", b"17"]
+    assert stats(again).scheduled == 20  # type: ignore[attr-defined]
+    consumer = open_peer(again, "bob").subscribe(Q)
+    for _ in range(20):
+        later(again, clock, 1)
+    assert consumer.bodies() == [str(n).encode() for n in reversed(range(20))]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_scheduled_paging_loses_nothing_whatever_order_the_store_answers_in(seed: int) -> None:
+    """Random delays, delayed retries and clock steps over a store whose every operation
+    waits; every message is delivered exactly once per NACK plus once, never early."""
+    rng = random.Random(seed)
+    clock = Clock()
+    held = HeldStore()
+    broker = Broker(BrokerConfig(backlog_window=3), clock=clock, log=held, pager=held)
+    broker.add_destination(RECORD)
+    session = open_peer(broker, "alice").session
+    consumer = open_peer(broker, "bob").subscribe(Q, AckMode.CLIENT_INDIVIDUAL, prefetch=1000)
+    not_before: dict[bytes, float] = {}
+    nacks_left: dict[bytes, int] = {}
+    planned: dict[bytes, int] = {}
+    seen = 0
+    for n in range(60):
+        body = str(n).encode()
+        delay = rng.choice([0, 0, 200, 500, 1_500, 3_000])
+        not_before[body] = clock.now + delay / 1000
+        nacks_left[body] = rng.choice([0, 0, 1, 2])
+        planned[body] = 1 + nacks_left[body]
+        session.publish(Q, (("delay", str(delay)),), body)
+        for _ in range(rng.randrange(3)):
+            if held.held:
+                held.step()
+        if rng.random() < 0.3:
+            later(broker, clock, rng.choice([0.1, 0.3, 1.0]))
+        seen = _settle_new(consumer, seen, clock, not_before, nacks_left, rng)
+    for _ in range(400):
+        held.flush()
+        later(broker, clock, 0.25)
+        seen = _settle_new(consumer, seen, clock, not_before, nacks_left, rng)
+    counts = collections.Counter(consumer.bodies())
+    assert counts == planned
+    assert all(left == 0 for left in nacks_left.values())
+    assert stats(broker).scheduled == 0  # type: ignore[attr-defined]
+    held.flush()
+    assert asyncio.run(held.store.messages()) == []
+
+
+def _settle_new(
+    consumer: Peer,
+    seen: int,
+    clock: Clock,
+    not_before: dict[bytes, float],
+    nacks_left: dict[bytes, int],
+    rng: random.Random,
+) -> int:
+    """ACK or NACK (with a short delay) every delivery since ``seen``; check none came early."""
+    while seen < len(consumer.deliveries):
+        delivery = consumer.deliveries[seen]
+        seen += 1
+        body = delivery.message.body
+        assert clock.now >= not_before[body] - 1e-9, body
+        assert delivery.ack_id is not None
+        if nacks_left[body]:
+            nacks_left[body] -= 1
+            wait = rng.choice([100, 700, 2_000])
+            not_before[body] = clock.now + wait / 1000
+            consumer.session.nack(delivery.ack_id, refusal=Refusal(delay_ms=wait))
+        else:
+            consumer.session.ack(delivery.ack_id)
+    return seen
