@@ -20,7 +20,7 @@ from buzon.broker.channel import Channel
 from buzon.broker.config import BrokerConfig
 from buzon.broker.destinations import Destinations
 from buzon.broker.intake import Intake
-from buzon.broker.message import REQUEUE, DeliverySink, Headers, Message, Refusal
+from buzon.broker.message import DeliverySink, Headers, Message
 from buzon.broker.queue import Queue
 from buzon.broker.stats import SessionStats
 from buzon.broker.subscription import AckMode, Consumer, Subscription
@@ -82,11 +82,6 @@ class Session:
         self._grants: frozenset[str] = frozenset()  # rarely more than empty: no set each
         self._published = 0
         self._closed = False
-
-    @property
-    def max_delay_ms(self) -> int:
-        """The longest a message may be scheduled ahead on this broker."""
-        return self._config.max_delay_ms
 
     @property
     def closed(self) -> bool:
@@ -227,27 +222,23 @@ class Session:
                 for a transactional ACK.
             LocalProtocolError: the session is closed.
         """
-        self._settle(ack_id, transaction, None)
+        self._settle(ack_id, transaction, requeue=False)
 
-    def nack(
-        self, ack_id: str, *, transaction: str | None = None, refusal: Refusal = REQUEUE
-    ) -> None:
+    def nack(self, ack_id: str, *, transaction: str | None = None) -> None:
         """Refuse a delivery (cumulative in ack mode client, like :meth:`ack`).
 
-        Queue messages go back to the queue in their original order and are redelivered
-        (after the refusal's delay, or the queue's retry back-off), or are dead-lettered
-        when the refusal says not to requeue; channel messages are dropped.
+        Queue messages go back to the queue in their original order and are redelivered;
+        channel messages are dropped.
 
         Args:
             ack_id: from a delivery this session received and has not settled.
             transaction: stage the NACK in this open transaction instead.
-            refusal: what to do with the refused messages.
 
         Raises:
             BrokerError: as :meth:`ack`.
             LocalProtocolError: the session is closed.
         """
-        self._settle(ack_id, transaction, refusal)
+        self._settle(ack_id, transaction, requeue=True)
 
     def ack_id_for(self, subscription_id: str, message_id: str) -> str:
         """The ack id of the unsettled delivery of ``message_id`` on a subscription.
@@ -468,8 +459,7 @@ class Session:
         if self._closed:
             raise LocalProtocolError(detail=f"session {self.id} is closed")
 
-    def _settle(self, ack_id: str, transaction: str | None, refusal: Refusal | None) -> None:
-        """ACK (``refusal`` None) or NACK a delivery, now or in ``transaction``."""
+    def _settle(self, ack_id: str, transaction: str | None, *, requeue: bool) -> None:
         self._check_open()
         if transaction is not None:
             self._transactions.check(transaction)
@@ -477,22 +467,22 @@ class Session:
         if sub is None:
             raise BrokerError(ErrorCode.UNKNOWN_ACK_ID, f"ack id {ack_id[:_DETAIL_CHARS]!r}")
         if transaction is not None:
-            self._transactions.stage(transaction, StagedSettle(ack_id, refusal))
+            self._transactions.stage(transaction, StagedSettle(ack_id, requeue))
         else:
-            _settle_now(sub, ack_id, refusal)
+            _settle_now(sub, ack_id, requeue)
 
     def _apply_settle(self, operation: StagedSettle) -> None:
         sub = self._consumer.unacked.get(operation.ack_id)
         if sub is not None:  # else settled since it was staged
-            _settle_now(sub, operation.ack_id, operation.refusal)
+            _settle_now(sub, operation.ack_id, operation.requeue)
 
 
-def _settle_now(sub: Subscription, ack_id: str, refusal: Refusal | None) -> None:
+def _settle_now(sub: Subscription, ack_id: str, requeue: bool) -> None:
     messages = sub.take(ack_id)
-    if refusal is None:
-        sub.target.settle(sub, messages)
+    if requeue:
+        sub.target.reject(sub, messages)
     else:
-        sub.target.reject(sub, messages, refusal)
+        sub.target.settle(sub, messages)
 
 
 def _named(subscription_id: str) -> str:

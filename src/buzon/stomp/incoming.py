@@ -147,9 +147,8 @@ def decode_ack(headers: Headers, body: bytes) -> Ack:
 
 
 def decode_nack(headers: Headers, body: bytes) -> Nack:
-    """NACK: needs ``id``; its other headers (``requeue``, ``requeue-delay``, ``error``)
-    are kept for the broker."""
-    return Nack(*_settle_fields(headers), headers=headers)
+    """NACK: needs ``id``."""
+    return Nack(*_settle_fields(headers))
 
 
 def decode_ack_11(headers: Headers, body: bytes) -> Ack:
@@ -159,7 +158,7 @@ def decode_ack_11(headers: Headers, body: bytes) -> Ack:
 
 def decode_nack_11(headers: Headers, body: bytes) -> Nack:
     """NACK in STOMP 1.1: needs ``message-id`` and ``subscription``."""
-    return Nack(*_settle_fields_11(headers), headers=headers)
+    return Nack(*_settle_fields_11(headers))
 
 
 def decode_begin(headers: Headers, body: bytes) -> Begin:
