@@ -120,10 +120,11 @@ class ClaimLog(PagedLog, Protocol):
     ``claimed`` is set, unclaimed otherwise; ``spill`` writes a transient one unclaimed.
     Calls complete in the order made, after the writes submitted before them.
 
-    Scheduled messages (``deliver_at`` set) are held by the node that claimed them until
-    their time; the calls below about unclaimed messages leave them out, but
-    :meth:`claim_scheduled`. A node that dies or leaves lets go of its scheduled messages
-    with their ``deliver_at``.
+    Scheduled messages (``deliver_at`` set) are written claimed by the node that holds
+    them until their time; the calls below about unclaimed messages leave them out, but
+    :meth:`claim_scheduled`. A node that dies or leaves lets go of what it claimed: the
+    scheduled messages whose time has come become ready (``deliver_at`` cleared), the
+    others keep their ``deliver_at`` for the node that claims them next.
     """
 
     def claim(self, queue_id: str, limit: int, max_bytes: int) -> Ticket:
@@ -141,7 +142,8 @@ class ClaimLog(PagedLog, Protocol):
 
     def release(self, keys: Sequence[tuple[str, int, bool, int]]) -> Ticket:
         """Give claimed messages back to every node: ``(queue_id, seq, redelivered,
-        deliveries)`` (how often each was delivered, for the next node to count on)."""
+        deliveries)`` (how often each was delivered, for the next node to count on). They
+        are ready: a ``deliver_at`` kept from a schedule whose time came is cleared."""
         ...
 
     def expire_unclaimed(self, queue_id: str, now: float, limit: int) -> Ticket:

@@ -485,7 +485,8 @@ class PostgresStore:
 
     def release(self, keys: Sequence[tuple[str, int, bool, int]]) -> Ticket:
         """Give claimed messages back to every node: ``(queue_id, seq, redelivered,
-        deliveries)``."""
+        deliveries)``; they are ready (a node releases only what it held for consumers),
+        so a ``deliver_at`` they kept from their schedule is cleared."""
         batch = self._pending_batch()
         batch.releases.extend(keys)
         return batch.ticket
@@ -885,14 +886,14 @@ class PostgresStore:
                     )
                 ]
                 # Whether each was delivered there is not known: redelivered, but only
-                # deliveries counted at a release count (a scheduled one whose time has
-                # not come cannot have been: it keeps its mark, and its deliver_at, so it
-                # waits for that time on the node that takes it: claim_scheduled). Every
+                # deliveries counted at a release count. A scheduled one whose time has
+                # not come cannot have been: it keeps its mark and its deliver_at, and
+                # waits for that time on the node that takes it (claim_scheduled). Every
                 # stopped run's, not only the ones found dead now: a run declared dead may
                 # still claim until it learns it (its next heartbeat), and nothing else
                 # would ever free those.
                 freed = await db.execute(
-                    "UPDATE messages SET claimed_by = NULL, redelivered = redelivered"
+                    f"UPDATE messages SET {_LET_GO}, redelivered = redelivered"
                     " OR deliver_at IS NULL OR deliver_at <= extract(epoch FROM now())"
                     " WHERE claimed_by IN (SELECT id FROM nodes WHERE stopped_at IS NOT NULL)"
                 )
@@ -908,7 +909,7 @@ class PostgresStore:
         async def run(db: asyncpg.Connection) -> None:
             async with db.transaction():
                 await db.execute(
-                    "UPDATE messages SET claimed_by = NULL WHERE claimed_by = $1", self.node_id
+                    f"UPDATE messages SET {_LET_GO} WHERE claimed_by = $1", self.node_id
                 )
                 await db.execute("UPDATE nodes SET stopped_at = now() WHERE id = $1", self.node_id)
                 await db.execute("SELECT pg_notify($1, '*')", MESSAGES_CHANNEL)
@@ -1244,13 +1245,20 @@ _MARK_KEYS = (
     " FROM unnest({0}::text[], {1}::bigint[]) AS k(queue_id, seq)"
     " WHERE m.queue_id = k.queue_id AND m.seq = k.seq"
 )
+# A node lets go of messages it claimed (it stopped, or died): the ones whose time has come
+# are ready for any node; the others stay scheduled (see PostgresStore.claim_scheduled).
+_LET_GO = (
+    "claimed_by = NULL,"
+    " deliver_at = CASE WHEN deliver_at > extract(epoch FROM now()) THEN deliver_at END"
+)
 _SCHEDULE_KEYS = (
     "UPDATE messages m SET deliver_at = k.deliver_at, redelivered = true"
     " FROM unnest({0}::text[], {1}::bigint[], {2}::float8[]) AS k(queue_id, seq, deliver_at)"
     " WHERE m.queue_id = k.queue_id AND m.seq = k.seq"
 )
 _RELEASE_KEYS = (
-    "UPDATE messages m SET claimed_by = NULL, redelivered = m.redelivered OR k.again,"
+    "UPDATE messages m SET claimed_by = NULL, deliver_at = NULL,"
+    " redelivered = m.redelivered OR k.again,"
     " deliveries = k.deliveries"
     " FROM unnest({0}::text[], {1}::bigint[], {2}::bool[], {3}::int[])"
     " AS k(queue_id, seq, again, deliveries)"
