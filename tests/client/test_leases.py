@@ -32,12 +32,12 @@ def test_extend_postpones_the_redelivery_to_another_consumer() -> None:
 
 def test_keep_alive_holds_the_message_while_the_handler_runs() -> None:
     with broker_sync() as b, b.client() as mine, b.client() as theirs:
-        slow = mine.subscribe("/queue/work", ack="client-individual", ack_timeout=0.5)
+        slow = mine.subscribe("/queue/work", ack="client-individual", ack_timeout=1)
         other = theirs.subscribe("/queue/work", ack="client-individual")
         mine.publish("/queue/work", "slow job")
         message = slow.get(timeout=5)
-        with message.keep_alive(0.5):
-            time.sleep(1.5)  # three times the ack timeout
+        with message.keep_alive(1):
+            time.sleep(2.5)  # two and a half times the ack timeout
         message.ack(confirm=True)
         with pytest.raises(TimeoutError):
             other.get(timeout=0.3)

@@ -77,7 +77,7 @@ def test_a_lease_kept_by_send_then_lapsed_goes_to_the_other_consumer(
 ) -> None:
     slow, slow_frames = connect(broker)
     slow.subscribe(
-        "/queue/leased", id="s", ack="client-individual", headers={"ack-timeout-ms": "800"}
+        "/queue/leased", id="s", ack="client-individual", headers={"ack-timeout-ms": "2000"}
     )
     producer, _ = connect(broker)
     producer.send("/queue/leased", "long job", receipt="sent")
@@ -85,10 +85,10 @@ def test_a_lease_kept_by_send_then_lapsed_goes_to_the_other_consumer(
     other, other_frames = connect(broker)
     other.subscribe("/queue/leased", id="o", ack="client-individual")
 
-    for n in range(5):  # 2 s of work, 2.5 times the ack timeout, in plain SEND frames
-        time.sleep(0.4)
+    for n in range(6):  # 3 s of work, longer than the ack timeout, in plain SEND frames
+        time.sleep(0.5)
         if n % 2:
-            headers = {"ack": delivered.headers["ack"], "extend-ms": "800"}
+            headers = {"ack": delivered.headers["ack"], "extend-ms": "2000"}
         else:  # STOMP 1.1 style: by message id and subscription
             headers = {"message-id": delivered.headers["message-id"], "subscription": "s"}
         slow.send("/buzon/extend", "", headers=headers, receipt=f"extend-{n}")
