@@ -63,6 +63,17 @@ def test_an_unacked_delivery_goes_to_another_consumer_and_the_session_stays_open
     assert stats.in_flight == 1
 
 
+def test_the_consumer_that_timed_out_goes_behind_the_others() -> None:
+    broker, clock = leased_broker(ack_timeout_ms=1_000)
+    slow = consumer(broker, "slow")
+    fast = consumer(broker, "fast")
+    open_peer(broker).publish(Q, b"1", b"2")  # 1 to slow, 2 to fast: slow is next in turn
+    fast.session.ack(fast.ack_ids()[0])
+    advance(broker, clock, 1.0)  # 1 lapses while slow still has credit
+    assert fast.bodies() == [b"2", b"1"]
+    assert slow.bodies() == [b"1"]
+
+
 def test_the_only_consumer_gets_it_back_marked_redelivered() -> None:
     broker, clock = leased_broker(ack_timeout_ms=1_000)
     alone = consumer(broker, "alone")
