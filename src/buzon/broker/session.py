@@ -109,10 +109,12 @@ class Session:
                 ``auto_create`` (a front end's per-frame opt-out).
 
         Returns:
-            the new message id, or ``""`` when staged (ids are assigned at commit).
+            the new message id, or ``""`` when staged (ids are assigned at commit); for a
+            duplicate (an ``idempotency-key`` the queue saw within its window: nothing is
+            enqueued), the first message's id.
 
         Raises:
-            BrokerError: ``BAD_DESTINATION``, ``DESTINATION_NOT_FOUND``;
+            BrokerError: ``BAD_DESTINATION``, ``DESTINATION_NOT_FOUND``, ``BAD_HEADER_VALUE``;
                 ``UNKNOWN_TRANSACTION`` or ``LIMIT_EXCEEDED`` for a transactional send.
             AccessDenied: an access key protects it and none was granted (:meth:`grant`).
             LocalProtocolError: the session is closed.
@@ -131,6 +133,9 @@ class Session:
             self._transactions.stage(transaction, staged)
             return ""
         target = self._resolve(destination, Action.PUBLISH, create)
+        original = self._intake.duplicate(target, headers)
+        if original is not None:
+            return original
         message = self._intake.prepare(target, headers, body)
         self._send(target, message, self._intake.accept(target, message))
         return message.id
@@ -302,10 +307,14 @@ class Session:
         # Resolve, number and admit every send first: a destination deleted, protected or
         # full since staging makes the whole commit fail before anything is applied.
         sends = []
+        applied = []  # what is left once duplicate sends (idempotency keys) are dropped
         for op in staged:
             if isinstance(op, StagedPublish):
                 target = self._resolve(op.destination, Action.PUBLISH, op.create)
+                if self._intake.duplicate(target, op.headers) is not None:
+                    continue
                 sends.append((target, self._intake.prepare(target, op.headers, op.body)))
+            applied.append(op)
         accepted: list[tuple[Queue | Channel, Message, Ticket | None]] = []
         try:
             for target, message in sends:
@@ -316,7 +325,7 @@ class Session:
             raise
         self._transactions.finish(transaction)
         published = iter(accepted)
-        for operation in staged:
+        for operation in applied:
             if isinstance(operation, StagedPublish):
                 self._send(*next(published))
             else:
