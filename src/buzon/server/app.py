@@ -68,6 +68,7 @@ def broker_config(settings: Settings) -> BrokerConfig:
         auto_create=settings.auto_create,
         backlog_window=settings.backlog_window,
         backlog_window_bytes=settings.backlog_window_bytes,
+        dedup_max_keys=settings.dedup_max_keys,
     )
 
 
