@@ -122,7 +122,9 @@ class Intake:
             f"{self._id_prefix}-{seq}", target.address, headers, body, seq, persistent, expires_at
         )
 
-    def accept(self, target: Target, message: Message, *, moved: bool = False) -> Ticket | None:
+    def accept(
+        self, target: Target, message: Message, *, moved: bool = False, key: str | None = None
+    ) -> Ticket | None:
         """Admit ``message`` and log it if it is persistent; return the log's ticket.
 
         Args:
@@ -131,6 +133,8 @@ class Intake:
             moved: the broker moves it from one queue to another (a dead letter): the disk
                 floor, which stops publishers, does not stop it (the move frees what it
                 writes, and refusing it would lose the message).
+            key: its idempotency key, from :meth:`key_for`: remembered, and written with
+                the message.
 
         Raises:
             BrokerError: QUEUE_FULL, STORAGE_FULL (nothing was logged).
@@ -144,12 +148,12 @@ class Intake:
             raise _storage_full()  # it would be written, and the disk is under its floor
         if isinstance(target, Queue):
             claimed = target.admit(message)
-            key = None if moved else self._idempotency_record(target, message)
+            record = None if key is None else self._key_record(target, key, message)
             ticket = None
             if message.persistent:
-                ticket = self.journal.append(target.record.id, message, claimed=claimed, key=key)
-            if key is not None:
-                self.dedup.remember(key, ticket)
+                ticket = self.journal.append(target.record.id, message, claimed=claimed, key=record)
+            if record is not None:
+                self.dedup.remember(record, ticket)
             return ticket
         elif message.persistent and target.durables:
             # one log record per durable subscription's backlog, written together; each
@@ -183,15 +187,23 @@ class Intake:
             for backlog in target.durables.values():
                 backlog.withdraw(message)
 
-    def duplicate(self, target: Target, headers: Headers) -> str | None:
-        """If the publish's ``idempotency-key`` was seen by ``target`` within its window,
-        the id of the message it published (nothing is to be enqueued, and the command
-        depends on that message's write if still pending); else None.
+    def key_for(self, target: Target, headers: Headers) -> str | None:
+        """The ``idempotency-key`` of a publish to ``target``, if ``target`` is a queue that
+        remembers keys (its ``dedup_window_ms`` is not 0); else None.
 
         Raises:
-            BrokerError: BAD_HEADER_VALUE for an empty or oversized key.
+            BrokerError: BAD_HEADER_VALUE for an empty or oversized key (to any target).
         """
-        found = self._original(target, headers)
+        key = idempotency_key(headers)
+        if key is None or not isinstance(target, Queue) or not target.policy.dedup_window_ms:
+            return None
+        return key
+
+    def duplicate(self, target: Target, key: str) -> str | None:
+        """If ``target`` saw ``key`` within its window, the id of the message it published
+        (nothing is to be enqueued, and the command depends on that message's write if still
+        pending); else None."""
+        found = self._original(target, key)
         if found is None:
             return None
         message_id, ticket = found
@@ -199,14 +211,11 @@ class Intake:
             self.journal.depend(ticket)
         return message_id
 
-    def _original(self, target: Target, headers: Headers) -> tuple[str, Ticket | None] | None:
-        """The message and pending write of an earlier publish with the same key, counted
-        as a deduplicated publish of ``target``; None when this publish is new."""
-        key = idempotency_key(headers)
-        if key is None or not isinstance(target, Queue):
-            return None
+    def _original(self, target: Target, key: str) -> tuple[str, Ticket | None] | None:
+        """The message and pending write of an earlier publish of ``key``, counted as a
+        deduplicated publish of ``target``; None when this publish is new."""
         entry = self.dedup.find(target.record.id, key)
-        if entry is None:
+        if entry is None or not isinstance(target, Queue):
             return None
         target.deduplicated += 1
         return entry[0], entry[2]
@@ -221,27 +230,21 @@ class Intake:
         Raises:
             BrokerError: BAD_HEADER_VALUE, QUEUE_FULL.
         """
-        original = self._original(target, headers)
+        key = self.key_for(target, headers)
+        original = None if key is None else self._original(target, key)
         if original is not None:
             return Publication(*original, duplicate=True)
         message = self.prepare(target, headers, body)
-        ticket = self.accept(target, message)
+        ticket = self.accept(target, message, key=key)
         if ticket is None or ticket.done:
             self.arrive(target, message, ticket)
         else:
             ticket.add_callback(lambda done: self.arrive(target, message, done))
         return Publication(message.id, ticket)
 
-    def _idempotency_record(self, queue: Queue, message: Message) -> IdempotencyKey | None:
-        """The key to remember for a message entering ``queue``, if it has one and the
-        queue's window is not 0."""
-        window = queue.record.policy.dedup_window_ms
-        if not window:
-            return None
-        key = idempotency_key(message.headers)
-        if key is None:
-            return None
-        return self.dedup.record(queue.record.id, key, message.id, window)
+    def _key_record(self, queue: Queue, key: str, message: Message) -> IdempotencyKey:
+        """``key`` as remembered for ``message`` in ``queue``, until its window ends."""
+        return self.dedup.record(queue.record.id, key, message.id, queue.policy.dedup_window_ms)
 
     def dead_letter(self, queue: Queue, message: Message, reason: str) -> bool:
         """Move a retired message to its queue's dead-letter queue (created if missing,

@@ -133,11 +133,11 @@ class Session:
             self._transactions.stage(transaction, staged)
             return ""
         target = self._resolve(destination, Action.PUBLISH, create)
-        original = self._intake.duplicate(target, headers)
-        if original is not None:
+        key = self._intake.key_for(target, headers)
+        if key is not None and (original := self._intake.duplicate(target, key)) is not None:
             return original
         message = self._intake.prepare(target, headers, body)
-        self._send(target, message, self._intake.accept(target, message))
+        self._send(target, message, self._intake.accept(target, message, key=key))
         return message.id
 
     def subscribe(
@@ -311,14 +311,15 @@ class Session:
         for op in staged:
             if isinstance(op, StagedPublish):
                 target = self._resolve(op.destination, Action.PUBLISH, op.create)
-                if self._intake.duplicate(target, op.headers) is not None:
+                key = self._intake.key_for(target, op.headers)
+                if key is not None and self._intake.duplicate(target, key) is not None:
                     continue
-                sends.append((target, self._intake.prepare(target, op.headers, op.body)))
+                sends.append((target, self._intake.prepare(target, op.headers, op.body), key))
             applied.append(op)
         accepted: list[tuple[Queue | Channel, Message, Ticket | None]] = []
         try:
-            for target, message in sends:
-                accepted.append((target, message, self._intake.accept(target, message)))
+            for target, message, key in sends:
+                accepted.append((target, message, self._intake.accept(target, message, key=key)))
         except BrokerError:
             for target, message, _ in accepted:
                 self._intake.withdraw(target, message)
