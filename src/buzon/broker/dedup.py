@@ -45,7 +45,10 @@ def idempotency_key(headers: Headers) -> str | None:
     """
     for name, value in headers:
         if name == IDEMPOTENCY_HEADER:
-            if not 0 < len(value.encode()) <= MAX_KEY_BYTES:
+            size = len(value)  # characters: bytes too, unless it is not ASCII
+            if not 0 < size <= MAX_KEY_BYTES or (
+                not value.isascii() and len(value.encode()) > MAX_KEY_BYTES
+            ):
                 raise BrokerError(
                     ErrorCode.BAD_HEADER_VALUE,
                     f"{IDEMPOTENCY_HEADER} must be 1 to {MAX_KEY_BYTES} bytes of UTF-8",
@@ -92,25 +95,29 @@ class Dedup:
             return None
         return entry
 
-    def record(self, queue_id: str, key: str, message_id: str, window_ms: int) -> IdempotencyKey:
-        """The key of a message being published now, as the store keeps it."""
-        return IdempotencyKey(queue_id, key, message_id, self._clock() + window_ms / 1000)
-
-    def remember(self, key: IdempotencyKey, ticket: Ticket | None) -> None:
-        """Hold a new key; ``ticket``: the write of its message (None: not written)."""
-        keys = self._queues.get(key.queue_id)
+    def remember(
+        self,
+        queue_id: str,
+        key: str,
+        message_id: str,
+        expires_at: float,
+        ticket: Ticket | None = None,
+    ) -> None:
+        """Hold a new key of a queue until ``expires_at``; ``ticket``: the write of its
+        message (None: not written)."""
+        keys = self._queues.get(queue_id)
         if keys is None:
-            keys = self._queues[key.queue_id] = _QueueKeys()
+            keys = self._queues[queue_id] = _QueueKeys()
         else:
             self._prune(keys, self._clock())
         if self.size >= self.max_keys and keys.order:
             self._forget(keys, keys.order.popleft())
             self.evicted += 1
         pending = ticket is not None and not ticket.done
-        if key.key in keys.entries:
+        if key in keys.entries:
             self.size -= 1  # an expired entry not pruned yet (the clock went back)
-        keys.entries[key.key] = (key.message_id, key.expires_at, ticket if pending else None)
-        keys.order.append(key.key)
+        keys.entries[key] = (message_id, expires_at, ticket if pending else None)
+        keys.order.append(key)
         self.size += 1
         if pending:
             assert ticket is not None
@@ -118,13 +125,13 @@ class Dedup:
             if waiting is None:
                 waiting = self._pending[ticket] = []
                 ticket.add_callback(self._written)
-            waiting.append((keys, key.key))
+            waiting.append((keys, key))
 
     def restore(self, found: Iterable[IdempotencyKey]) -> int:
         """Hold the keys the store kept (by queue, oldest first); return how many."""
         restored = 0
         for key in found:
-            self.remember(key, None)
+            self.remember(key.queue_id, key.key, key.message_id, key.expires_at)
             restored += 1
         return restored
 

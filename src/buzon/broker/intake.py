@@ -148,13 +148,10 @@ class Intake:
             raise _storage_full()  # it would be written, and the disk is under its floor
         if isinstance(target, Queue):
             claimed = target.admit(message)
-            record = None if key is None else self._key_record(target, key, message)
-            ticket = None
+            if key is not None:
+                return self._accept_keyed(target, message, key, claimed)
             if message.persistent:
-                ticket = self.journal.append(target.record.id, message, claimed=claimed, key=record)
-            if record is not None:
-                self.dedup.remember(record, ticket)
-            return ticket
+                return self.journal.append(target.record.id, message, claimed=claimed)
         elif message.persistent and target.durables:
             # one log record per durable subscription's backlog, written together; each
             # backlog expects it (a paged one reads nothing beyond it until it arrives)
@@ -242,9 +239,19 @@ class Intake:
             ticket.add_callback(lambda done: self.arrive(target, message, done))
         return Publication(message.id, ticket)
 
-    def _key_record(self, queue: Queue, key: str, message: Message) -> IdempotencyKey:
-        """``key`` as remembered for ``message`` in ``queue``, until its window ends."""
-        return self.dedup.record(queue.record.id, key, message.id, queue.policy.dedup_window_ms)
+    def _accept_keyed(
+        self, queue: Queue, message: Message, key: str, claimed: bool
+    ) -> Ticket | None:
+        """Log an admitted message with its idempotency key (one write), and remember the
+        key until the queue's window ends."""
+        queue_id = queue.record.id
+        expires_at = self._clock() + queue.policy.dedup_window_ms / 1000
+        ticket = None
+        if message.persistent:
+            record = IdempotencyKey(queue_id, key, message.id, expires_at)
+            ticket = self.journal.append(queue_id, message, claimed=claimed, key=record)
+        self.dedup.remember(queue_id, key, message.id, expires_at, ticket)
+        return ticket
 
     def dead_letter(self, queue: Queue, message: Message, reason: str) -> bool:
         """Move a retired message to its queue's dead-letter queue (created if missing,
