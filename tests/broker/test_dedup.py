@@ -144,8 +144,10 @@ def test_a_committed_transaction_drops_sends_whose_key_was_seen(broker: Broker) 
     producer.session.publish(Q, (), b"a", transaction="tx")
     producer.session.publish(Q, keyed("seen"), b"again", transaction="tx")
     producer.session.publish(Q, keyed("new"), b"b", transaction="tx")
+    producer.session.publish(Q, keyed("new"), b"b again", transaction="tx")
     producer.session.commit("tx")
     assert consumer.bodies() == [b"first", b"a", b"b"]
+    assert queue_stats(broker)[2] == 1  # counted: the repeat of a key seen before the commit
 
 
 def test_the_broker_bounds_the_keys_it_holds(clock: Clock) -> None:

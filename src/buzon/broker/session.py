@@ -308,12 +308,15 @@ class Session:
         # full since staging makes the whole commit fail before anything is applied.
         sends = []
         applied = []  # what is left once duplicate sends (idempotency keys) are dropped
+        keyed: set[tuple[str, str]] = set()  # keys of this commit's sends
         for op in staged:
             if isinstance(op, StagedPublish):
                 target = self._resolve(op.destination, Action.PUBLISH, op.create)
                 key = self._intake.key_for(target, op.headers)
-                if key is not None and self._intake.duplicate(target, key) is not None:
-                    continue
+                if key is not None:
+                    if (target.record.id, key) in keyed or self._intake.duplicate(target, key):
+                        continue
+                    keyed.add((target.record.id, key))
                 sends.append((target, self._intake.prepare(target, op.headers, op.body), key))
             applied.append(op)
         accepted: list[tuple[Queue | Channel, Message, Ticket | None]] = []
