@@ -230,12 +230,18 @@ async def test_an_idempotency_key_written_again_replaces_the_old_one(store: Stor
 
 async def test_expired_idempotency_keys_are_not_read_and_are_pruned(store: Store) -> None:
     store.submit(
-        appends=[stored("q", 1), stored("q", 2)],
-        keys=[key("q", "old", "m-1", 100.0), key("q", "new", "m-2", 300.0)],
+        appends=[stored("q", 1), stored("q", 2), stored("r", 3)],
+        keys=[
+            key("q", "older", "m-1", 90.0),
+            key("q", "new", "m-2", 300.0),
+            key("r", "old", "m-3", 100.0),
+        ],
     )
     assert [k.key for k in await store.idempotency_keys(100.0)] == ["new"]
-    assert await store.prune_idempotency_keys(100.0) == 1
-    assert await store.prune_idempotency_keys(100.0) == 0
+    assert await store.prune_idempotency_keys(100.0, 1) == 1  # the soonest first
+    assert [k.key for k in await store.idempotency_keys(0.0)] == ["new", "old"]
+    assert await store.prune_idempotency_keys(100.0, 10) == 1
+    assert await store.prune_idempotency_keys(100.0, 10) == 0
     assert [k.key for k in await store.idempotency_keys(0.0)] == ["new"]
 
 

@@ -145,12 +145,6 @@ class Dedup:
                 del self._queues[queue_id]
         return before - self.size
 
-    def forget_queue(self, queue_id: str) -> None:
-        """Drop a deleted queue's keys."""
-        keys = self._queues.pop(queue_id, None)
-        if keys is not None:
-            self.size -= len(keys.entries)
-
     def _prune(self, keys: _QueueKeys, now: float) -> None:
         order = keys.order
         entries = keys.entries

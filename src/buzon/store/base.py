@@ -279,8 +279,10 @@ class Store(PagedLog, Protocol):
         """Every stored key with ``expires_at > now`` (after all submitted writes), by
         queue id then ``expires_at``."""
 
-    async def prune_idempotency_keys(self, now: float) -> int:
-        """Forget keys with ``expires_at <= now`` (found by an index); return how many."""
+    async def prune_idempotency_keys(self, now: float, limit: int) -> int:
+        """Forget up to ``limit`` keys with ``expires_at <= now``, soonest first (found by
+        an index, so that a busy queue's expired keys go in short transactions); return
+        how many."""
 
     def free_space(self) -> tuple[int, int] | None:
         """Free and total bytes of the volume holding the store's files (a ``statvfs``),

@@ -190,8 +190,9 @@ class MemoryStore:
         live = [key for key in self._keys.values() if key.expires_at > now]
         return sorted(live, key=lambda key: (key.queue_id, key.expires_at))
 
-    async def prune_idempotency_keys(self, now: float) -> int:
-        expired = [name for name, key in self._keys.items() if key.expires_at <= now]
+    async def prune_idempotency_keys(self, now: float, limit: int) -> int:
+        due = [(key.expires_at, name) for name, key in self._keys.items() if key.expires_at <= now]
+        expired = [name for _, name in sorted(due)[:limit]]
         for name in expired:
             del self._keys[name]
         return len(expired)

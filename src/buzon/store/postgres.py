@@ -645,8 +645,13 @@ class PostgresStore:
         result: list[IdempotencyKey] = await settled(self._operation(run))
         return result
 
-    async def prune_idempotency_keys(self, now: float) -> int:
-        result = await self._execute("DELETE FROM idempotency_keys WHERE expires_at <= $1", now)
+    async def prune_idempotency_keys(self, now: float, limit: int) -> int:
+        result = await self._execute(
+            "DELETE FROM idempotency_keys WHERE (queue_id, key) IN (SELECT queue_id, key"
+            " FROM idempotency_keys WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2)",
+            now,
+            limit,
+        )
         return int(result.split()[-1])
 
     async def backlogs(self, limit: int, max_bytes: int) -> list[StoredBacklog]:

@@ -50,6 +50,11 @@ from buzon.store.tickets import Ticket
 
 DATABASE_FILE = "buzon.db"
 
+_PRUNE_KEYS = (
+    "DELETE FROM idempotency_keys WHERE (queue_id, key) IN (SELECT queue_id, key"
+    " FROM idempotency_keys WHERE expires_at <= ? ORDER BY expires_at LIMIT ?)"
+)
+
 log = logging.getLogger("buzon.store")
 
 
@@ -479,9 +484,9 @@ class SQLiteStore:
 
         return await self._db.read(run)
 
-    async def prune_idempotency_keys(self, now: float) -> int:
+    async def prune_idempotency_keys(self, now: float, limit: int) -> int:
         def run(db: sqlite3.Connection) -> int:
-            return db.execute("DELETE FROM idempotency_keys WHERE expires_at <= ?", (now,)).rowcount
+            return db.execute(_PRUNE_KEYS, (now, limit)).rowcount
 
         return await self._db.write(run)
 
