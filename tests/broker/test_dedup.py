@@ -8,7 +8,7 @@ import pytest
 
 from buzon.broker import AckMode, Broker, BrokerConfig
 from buzon.broker.destinations import new_record
-from buzon.errors import BrokerError, ErrorCode
+from buzon.errors import BrokerError, ErrorCode, StoreError
 from buzon.store import DestinationKind, Overflow, QueuePolicy
 from tests.broker.helpers import Clock, HeldLog, open_peer, user
 
@@ -232,6 +232,21 @@ def test_a_duplicate_of_a_pending_message_is_confirmed_once_that_is_durable(
     assert not logged.journal.last.done
     log.resolve()
     assert consumer.bodies() == [b"1"]
+
+
+def test_a_duplicate_is_not_confirmed_when_the_original_write_fails(
+    logged: Broker, log: HeldLog
+) -> None:
+    open_peer(logged, "alice").session.publish(Q, keyed("k"), b"1")
+    open_peer(logged, "carol").session.publish(Q, (), b"written later")
+    open_peer(logged, "bob").session.publish(Q, keyed("k"), b"1")
+    confirmation = logged.journal.last  # what bob's RECEIPT waits for
+    (original, *_), (later, *_) = log.pending
+    original.resolve(StoreError(ErrorCode.STORAGE_UNAVAILABLE, "simulated"))
+    assert not confirmation.done  # writes before the RECEIPT are not all done yet
+    later.resolve()  # a later write may succeed where the original's failed
+    assert confirmation.done
+    assert confirmation.error is not None  # so bob gets no RECEIPT for a message not stored
 
 
 def test_a_duplicate_of_a_durable_message_waits_for_nothing(logged: Broker, log: HeldLog) -> None:

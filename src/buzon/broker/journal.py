@@ -83,9 +83,23 @@ class Journal:
     def depend(self, ticket: Ticket) -> None:
         """The current command relies on a write submitted earlier (a duplicate publish on
         its original's): count it as a write of this command, so that a front end waits
-        for :attr:`last` (which resolves no earlier than ``ticket``) before confirming."""
-        if not ticket.done:
-            self.writes += 1
+        for :attr:`last` before confirming; ``last`` becomes a ticket that resolves with
+        the latest write, failed if ``ticket`` failed (a later write may succeed where an
+        earlier one failed, and the command must not be confirmed then)."""
+        if ticket.done:
+            return
+        latest = self.last
+        joined = Ticket()
+
+        def settle(_: Ticket) -> None:
+            if ticket.done and latest.done:
+                joined.resolve(ticket.error or latest.error)
+
+        ticket.add_callback(settle)
+        if latest is not ticket:
+            latest.add_callback(settle)
+        self.last = joined
+        self.writes += 1
 
     def remove(self, queue_id: str, seq: int) -> None:
         """Forget a settled message (kept for a retry if the write fails)."""
