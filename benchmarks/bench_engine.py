@@ -23,7 +23,7 @@ import tracemalloc
 import uuid
 
 from buzon.auth import Principal
-from buzon.broker import AckMode, Broker, Message
+from buzon.broker import AckMode, Broker, Message, Session
 from buzon.errors import ErrorCode
 from buzon.store import Role
 
@@ -66,15 +66,20 @@ class CountingSink:
         raise AssertionError(f"unexpected close: {code.name} {detail}")
 
 
-def queue_run(messages: int, consumers: int) -> float:
-    """Deliveries per second for one queue run."""
+def consumed_queue(consumers: int) -> tuple[Broker, list[AckingSink], Session]:
+    """A broker whose queue ``/queue/bench`` has acking consumers, and a producer."""
     broker = Broker()
     sinks = []
     for n in range(consumers):
         sink = AckingSink(broker, f"consumer-{n}")
         sink.session.subscribe("s", "/queue/bench", AckMode.CLIENT_INDIVIDUAL)
         sinks.append(sink)
-    producer = broker.open_session(CountingSink(), user("producer"))
+    return broker, sinks, broker.open_session(CountingSink(), user("producer"))
+
+
+def queue_run(messages: int, consumers: int) -> float:
+    """Deliveries per second for one queue run."""
+    broker, sinks, producer = consumed_queue(consumers)
     publish = producer.publish
     start = time.perf_counter()
     for _ in range(messages):
@@ -91,13 +96,7 @@ def keyed_queue_run(messages: int, consumers: int, *, traced: bool = False) -> f
     """Deliveries per second for one queue run with a new idempotency key per publish; with
     ``traced``, instead the bytes Python holds per key once every message was acked (what
     the keys cost: their text, message ids and index entries), measured by tracemalloc."""
-    broker = Broker()
-    sinks = []
-    for n in range(consumers):
-        sink = AckingSink(broker, f"consumer-{n}")
-        sink.session.subscribe("s", "/queue/bench", AckMode.CLIENT_INDIVIDUAL)
-        sinks.append(sink)
-    producer = broker.open_session(CountingSink(), user("producer"))
+    broker, sinks, producer = consumed_queue(consumers)
     publish = producer.publish
     gc.collect()
     if traced:
