@@ -64,7 +64,7 @@ class BrokerConfig:
         backlog_window_bytes: body bytes of that window (8 MiB), so large messages do not
             make the window big: with 1 MiB messages it holds 8.
         dedup_max_keys: idempotency keys held in memory across the broker (1 000 000,
-            about 300 MB); past it a queue forgets its oldest keys before their window ends
+            300 to 750 MB); past it a queue forgets its oldest keys before their window ends
             (see ``dedup``).
         auto_create: SEND or SUBSCRIBE to a destination that does not exist creates it,
             owned by that user, without an access key. On by default: it is what STOMP

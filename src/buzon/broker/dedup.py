@@ -13,8 +13,10 @@ RECEIPT implies the key is on disk too; the index is loaded back from the store 
 A duplicate of a message whose write is still pending is confirmed only once that write is
 durable (the caller waits for it); if that write fails, the key is forgotten with it.
 
-Memory: an entry costs about 300 bytes (a 36-character key), and the index holds at most
-``max_keys`` of them across the broker (by default a million: about 300 MB). Past that, the
+Memory: an entry holds about 280 bytes of objects (a 36-character key,
+``benchmarks/bench_engine.py --keys``); a broker's RSS grows by 430 to 760 bytes per key
+held, as keys outlive the messages allocated beside them (``benchmarks/dedup_rss.py``). The
+index holds at most ``max_keys`` keys across the broker (by default a million). Past that, the
 queue adding a key forgets its own oldest one early (counted in :attr:`Dedup.evicted`); a
 retry carrying a forgotten key publishes again.
 """

@@ -376,7 +376,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "dedup_max_keys",
         _positive_int,
-        "publishers' idempotency keys held in memory (about 300 bytes each); past it a queue"
+        "publishers' idempotency keys held in memory (each costs 300 to 750 bytes); past it a queue"
         " forgets its oldest keys before their window ends",
     ),
     Option(
