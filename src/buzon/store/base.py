@@ -145,9 +145,10 @@ class ClaimLog(PagedLog, Protocol):
     """
 
     def claim(self, queue_id: str, limit: int, max_bytes: int) -> Ticket:
-        """Claim the oldest unclaimed messages of a queue (at most ``limit``, and past the
-        first ``max_bytes`` of bodies), never one another node claimed; the result is a
-        :class:`~buzon.store.records.Page` (``exhausted``: none were left)."""
+        """Claim the next unclaimed messages of a queue, highest priority first and oldest
+        first within a priority (at most ``limit``, and past the first ``max_bytes`` of
+        bodies), never one another node claimed; the result is a
+        :class:`~buzon.store.records.Page` in that order (``exhausted``: none were left)."""
         ...
 
     def release(self, keys: Sequence[tuple[str, int, bool, int]]) -> Ticket:
