@@ -168,7 +168,8 @@ def test_a_paged_queue_hands_out_by_priority_across_its_tails_and_a_restart() ->
     order = expected(MIXED)
     assert first == order[: len(first)]
     assert numbers(again) == order[len(first) - 1 :]  # the unacked one comes back first
-    assert again.flags()[0] and not any(again.flags()[1:])
+    assert again.flags()[0]
+    assert not any(again.flags()[1:])
     assert asyncio.run(held.store.messages()) == []
 
 
@@ -195,7 +196,8 @@ def test_a_queue_that_only_ever_sees_the_default_priority_keeps_its_plain_backlo
         send(producer, number, 4 if number % 2 else None)
     held.flush()
     (queue,) = broker.destinations(DestinationKind.QUEUE)
-    assert isinstance(queue, Queue) and queue.paged
+    assert isinstance(queue, Queue)
+    assert queue.paged
     assert type(queue._backlog).__name__ == "PagedBacklog"
     send(producer, 10, 5)
     held.flush()

@@ -339,7 +339,9 @@ async def test_tail_reads_and_counts_narrowed_to_a_priority_see_only_its_message
     nines = await done(store.read_page("q", 0, 10, 10, 1 << 20, priority=9))
     fours = await done(store.read_page("q", 0, 10, 2, 1 << 20, priority=4))
     everything = await done(store.read_page("q", 0, 10, 10, 1 << 20))
-    assert isinstance(nines, Page) and isinstance(fours, Page) and isinstance(everything, Page)
+    assert isinstance(nines, Page)
+    assert isinstance(fours, Page)
+    assert isinstance(everything, Page)
     assert ([m.seq for m in nines.messages], nines.exhausted) == ([1, 3, 6, 7], True)
     assert {m.priority for m in nines.messages} == {9}
     assert ([m.seq for m in fours.messages], fours.exhausted) == ([2, 5], False)
