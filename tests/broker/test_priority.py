@@ -16,7 +16,7 @@ from buzon.broker import AckMode, Broker, BrokerConfig
 from buzon.broker.destinations import new_record
 from buzon.broker.queue import Queue
 from buzon.errors import BrokerError, ErrorCode
-from buzon.store import DestinationKind, QueuePolicy
+from buzon.store import DestinationKind, Overflow, QueuePolicy
 from tests.broker.helpers import Clock, HeldStore, Peer, open_peer, user
 
 Q = "/queue/jobs"
@@ -220,3 +220,33 @@ def test_a_durable_queue_with_a_dead_letter_queue_keeps_priorities_of_expired_me
         (1, 1),
         (8, 2),
     ]
+
+
+def test_a_full_drop_head_queue_drops_the_oldest_of_the_lowest_priority() -> None:
+    broker = Broker(BrokerConfig())
+    policy = QueuePolicy(max_length=3, overflow=Overflow.DROP_HEAD, dead_letter_queue="dead")
+    broker.add_destination(dataclasses.replace(RECORD, policy=policy))
+    producer = open_peer(broker, "alice")
+    for number, priority in [(1, 9), (2, 0), (3, None), (4, 0), (5, 9), (6, 7)]:
+        send(producer, number, priority)
+    consumer = open_peer(broker, "carol").subscribe(Q, AckMode.AUTO)
+    assert numbers(consumer) == [1, 5, 6]
+    dead = open_peer(broker, "carol").subscribe("/queue/dead", AckMode.AUTO)
+    # dropped 2, 4 (the 0s), then 3; a dead letter keeps its priority
+    assert numbers(dead) == [3, 2, 4]
+
+
+def test_a_durable_subscription_backlog_is_a_queue_it_hands_out_by_priority() -> None:
+    broker = Broker(BrokerConfig(durable_backlog_max=3))
+    away = open_peer(broker, "alice")
+    away.session.subscribe("sub", "/topic/news", AckMode.AUTO, durable_name="mine")
+    plain = open_peer(broker, "bob").subscribe("/topic/news")
+    away.session.close()
+    producer = open_peer(broker, "carol")
+    for number, priority in [(1, 0), (2, None), (3, 9), (4, 0), (5, 8)]:
+        headers = () if priority is None else (("priority", str(priority)),)
+        producer.session.publish("/topic/news", headers, b"%d" % number)
+    assert numbers(plain) == [1, 2, 3, 4, 5]  # a live subscription gets them at once
+    back = open_peer(broker, "alice")
+    back.session.subscribe("sub", "/topic/news", AckMode.AUTO, durable_name="mine")
+    assert numbers(back) == [3, 5, 2]  # bounded to 3: the two 0s were dropped first

@@ -244,6 +244,11 @@ class MemoryBacklog:
             del self._expiring[message.seq]
         return message
 
+    def pop_least(self) -> Message | None:
+        """Remove and return the message a queue over its bounds drops first (drop-head):
+        the oldest resident one here, where every message has one priority."""
+        return self.pop()
+
     def count_delivery(self, message: Message) -> None:
         """Count one more delivery of ``message`` (when the policy limits deliveries)."""
         self._deliveries[message.seq] = self._deliveries.get(message.seq, 0) + 1

@@ -163,6 +163,15 @@ class LeveledBacklog:
                 return level.pop()
         return None
 
+    def pop_least(self) -> Message | None:
+        """The oldest resident message of the lowest level with waiting messages (what a
+        queue over its bounds drops first); None if there is none, or if that level's next
+        messages are still being read."""
+        for level in reversed(self._order):
+            if level.resident or level.has_tail:
+                return level.pop_least()
+        return None
+
     def count_delivery(self, message: Message) -> None:
         self._levels[message.priority].count_delivery(message)
 

@@ -525,7 +525,7 @@ class Queue:
     def _drop_heads(self) -> None:
         backlog = self._backlog
         while backlog.depth and over_limit(self.policy, backlog.depth, backlog.waiting_bytes):
-            message = backlog.pop()
+            message = backlog.pop_least()
             if message is None:
                 if self._shared is not None:
                     self._trim_shared(self._shared)  # the head waits in the store

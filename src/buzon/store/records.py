@@ -70,7 +70,8 @@ class Overflow(enum.StrEnum):
     REJECT_PUBLISH = "reject-publish"
     """Refuse the publish: the publisher gets an error and nothing is lost silently."""
     DROP_HEAD = "drop-head"
-    """Accept it and drop (or dead-letter) the oldest waiting message."""
+    """Accept it and drop (or dead-letter) the oldest waiting message of the lowest
+    priority waiting."""
 
 
 @dataclass(frozen=True, slots=True)
