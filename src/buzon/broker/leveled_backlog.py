@@ -206,7 +206,8 @@ class LeveledBacklog:
     def expire(self, now: float) -> list[Message]:
         due: list[Message] = []
         host = self._host
-        for priority, level in self._levels.items():
+        # a copy: a level's expiry may refill, and a delivery made then may add a level
+        for priority, level in list(self._levels.items()):
             flag = self._flags[priority]
             if host in flag:
                 due.extend(level.expire(now))

@@ -25,6 +25,11 @@ broker with millions of waiting messages accepts connections at once.
 Expiry costs what can expire: the window has its heap (see ``backlog``); for the tail, the
 earliest ``expires_at`` it may hold is kept, and when that time has come the sweep asks the
 store to delete what is due through an index.
+
+Priorities. A paged backlog holds the messages of one priority (``priority``, 4 unless the
+queue's messages have several: then ``leveled_backlog`` keeps one paged backlog per
+priority). Every store call it makes names that priority, so its tail is the range above,
+narrowed to the rows of its priority, and everything said here holds per priority.
 """
 
 from __future__ import annotations
