@@ -62,7 +62,7 @@ def from_store(item: StoredMessage) -> Message:
         item.seq,
         item.persistent,
         item.expires_at,
-        item.priority,
+        priority=item.priority,
     )
 
 

@@ -98,7 +98,7 @@ class Intake:
             seq,
             persistent,
             expires_at,
-            priority_of(headers),
+            priority=priority_of(headers),
         )
 
     def accept(self, target: Target, message: Message, *, moved: bool = False) -> Ticket | None:

@@ -59,7 +59,7 @@ class LeveledBacklog:
         base: the queue's backlog so far, which becomes the level of the default priority.
     """
 
-    __slots__ = ("_base", "_flags", "_host", "_levels", "_order", "_sweep", "deleted")
+    __slots__ = ("_base", "_flags", "_host", "_levels", "_order", "_sweep")
 
     def __init__(self, host: BacklogHost, base: MemoryBacklog) -> None:
         self._host = host
@@ -71,14 +71,13 @@ class LeveledBacklog:
         flag = _SweepFlag(self._sweep)
         base.join_sweep(flag)
         self._adopt(DEFAULT_PRIORITY, base, flag)
-        self.deleted = False
 
     def _adopt(self, priority: int, level: MemoryBacklog, flag: _SweepFlag) -> None:
         self._levels[priority] = level
         self._flags[priority] = flag
         self._order = [self._levels[p] for p in sorted(self._levels, reverse=True)]
 
-    def level(self, priority: int) -> MemoryBacklog:
+    def _level(self, priority: int) -> MemoryBacklog:
         """The level of ``priority`` (made, empty, if there was none)."""
         level = self._levels.get(priority)
         if level is None:
@@ -123,10 +122,6 @@ class LeveledBacklog:
     def waiting_bytes(self) -> int:
         return sum(level.waiting_bytes for level in self._order)
 
-    @property
-    def has_tail(self) -> bool:
-        return any(level.has_tail for level in self._order)
-
     def is_redelivered(self, message: Message) -> bool:
         return self._levels[message.priority].is_redelivered(message)
 
@@ -136,18 +131,15 @@ class LeveledBacklog:
     # -- arriving ------------------------------------------------------------------------
 
     def add(self, message: Message, *, logged: bool) -> None:
-        self.level(message.priority).add(message, logged=logged)
+        self._level(message.priority).add(message, logged=logged)
         # Its arrival may have unblocked the reads of other levels (they stay below
         # messages still being written, of any priority).
         for level in self._order:
             if level.has_tail:
                 level.resume()
 
-    def restore(self, message: Message, redelivered: bool) -> None:
-        self.level(message.priority).restore(message, redelivered)
-
     def restore_head(self, found: StoredBacklog, cleanly: bool) -> None:
-        self.level(found.priority).restore_head(found, cleanly)
+        self._level(found.priority).restore_head(found, cleanly)
 
     def resume(self) -> None:
         for level in self._order:
@@ -219,7 +211,6 @@ class LeveledBacklog:
         return [key for level in self._order for key in level.redelivered_keys()]
 
     def delete(self) -> None:
-        self.deleted = True
         for level in self._order:
             level.delete()
         self._sweep.discard(self._host)

@@ -178,7 +178,7 @@ class MemoryStore:
         for (queue_id, level), stored in sorted(found.items()):
             head = head_of(stored, limit, max_bytes)
             more = len(head) < len(stored)
-            heads.append(StoredBacklog(queue_id, head, stored[-1].seq, more, -level))
+            heads.append(StoredBacklog(queue_id, head, stored[-1].seq, more, priority=-level))
         return heads
 
     def free_space(self) -> tuple[int, int] | None:

@@ -655,7 +655,7 @@ class PostgresStore:
                     stored = [_stored(row) for row in rows]
                     head = head_of(stored, limit, max_bytes)
                     more = len(head) < len(stored)
-                    found.append(StoredBacklog(queue_id, head, high, more, priority))
+                    found.append(StoredBacklog(queue_id, head, high, more, priority=priority))
 
         result: list[StoredBacklog] = await settled(self._operation(run))
         return result

@@ -486,7 +486,7 @@ class SQLiteStore:
                     stored = [_stored_message(row) for row in rows.fetchall()]
                     head = head_of(stored, limit, max_bytes)
                     more = len(head) < len(stored)
-                    found.append(StoredBacklog(queue_id, head, high, more, priority))
+                    found.append(StoredBacklog(queue_id, head, high, more, priority=priority))
 
         return await self._db.read(run)
 
