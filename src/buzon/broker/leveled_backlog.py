@@ -178,7 +178,7 @@ class LeveledBacklog:
         for message in messages:
             by_level.setdefault(message.priority, []).append(message)
         for priority, returned in by_level.items():
-            self._levels[priority].give_back(returned)
+            self._level(priority).give_back(returned)
 
     # -- looking and maintenance ---------------------------------------------------------
 
