@@ -348,19 +348,21 @@ async def test_a_paged_dead_letter_queue_is_redriven_whole(
 ) -> None:
     """On SQLite with a window of 5 messages in memory, most of the 60 are on disk."""
     store = SQLiteStore(tmp_path)
-    async with running_server(hasher, store=store, backlog_window=5) as server:
-        async with api(server.http_port) as http:
-            admin = await admin_auth(http)
-            await failing_queue(http, admin, "orders", "orders.dlq")
-            bodies = [f"m{i}" for i in range(60)]
-            await dead_letter(http, admin, "orders", "orders.dlq", bodies)
+    async with (
+        running_server(hasher, store=store, backlog_window=5) as server,
+        api(server.http_port) as http,
+    ):
+        admin = await admin_auth(http)
+        await failing_queue(http, admin, "orders", "orders.dlq")
+        bodies = [f"m{i}" for i in range(60)]
+        await dead_letter(http, admin, "orders", "orders.dlq", bodies)
 
-            status = await finished(http, admin, await start(http, admin, "orders.dlq"))
+        status = await finished(http, admin, await start(http, admin, "orders.dlq"))
 
-            assert (status["state"], status["moved"], status["total"]) == ("done", 60, 60)
-            got = []
-            while len(got) < 60:
-                taken = await pull(http, admin, "orders", max=100, wait_ms=1000)
-                got += [m["body"] for m in taken]
-            assert got == bodies
-            assert await _depth(http, admin, "orders.dlq") == 0
+        assert (status["state"], status["moved"], status["total"]) == ("done", 60, 60)
+        got: list[str] = []
+        while len(got) < 60:
+            taken = await pull(http, admin, "orders", max=100, wait_ms=1000)
+            got += [m["body"] for m in taken]
+        assert got == bodies
+        assert await _depth(http, admin, "orders.dlq") == 0
