@@ -1,8 +1,6 @@
 """Redrive over HTTP: a dead-letter queue's messages moved back, paced, checked, cancelled.
 
-Each test dead-letters real messages the way a failing consumer does: a queue with
-``max_deliveries: 1`` hands a message out once, the consumer gives it back, and the next
-pull moves it to the dead-letter queue with its history headers.
+Each test dead-letters real messages the way a failing consumer does (``dead_letters``).
 """
 
 from __future__ import annotations
@@ -19,6 +17,7 @@ from buzon.auth import SecretHasher
 from buzon.errors import ErrorCode
 from buzon.server.app import BuzonServer
 from buzon.store.sqlite import SQLiteStore
+from tests.http.dead_letters import dead_letter, depth, failing_queue, until
 from tests.http.helpers import (
     KEY,
     Auth,
@@ -28,58 +27,11 @@ from tests.http.helpers import (
     error_of,
     inspect,
     new_user,
-    publish,
     pull,
     unique,
 )
 from tests.http.scrape import scrape, value
 from tests.server.harness import TIMEOUT, running_server
-
-
-async def failing_queue(http: httpx.AsyncClient, auth: Auth, name: str, dlq: str) -> None:
-    """A queue whose messages go to ``dlq`` after one delivery."""
-    policy = {"max_deliveries": 1, "dead_letter_queue": dlq}
-    response = await http.post("/queues", json={"name": name, "policy": policy}, headers=auth)
-    assert response.status_code == 201, response.text
-
-
-async def dead_letter(
-    http: httpx.AsyncClient, auth: Auth, name: str, dlq: str, bodies: list[str]
-) -> None:
-    """Publish ``bodies`` to the failing queue ``name``, fail each once, and wait until
-    all of them wait in ``dlq``."""
-    before = await _depth(http, auth, dlq)
-    for body in bodies:
-        await publish(http, auth, "queues", name, body, {"job": body})
-    failed = 0
-    while failed < len(bodies):  # a paged queue hands out what its window holds
-        taken = await pull(http, auth, name, max=100, wait_ms=1000)
-        receipts = [message["receipt"] for message in taken]
-        response = await http.post(
-            f"/queues/{name}/nack", json={"receipts": receipts}, headers=auth
-        )
-        assert response.status_code == 200, response.text
-        failed += len(receipts)
-    deadline = time.monotonic() + TIMEOUT
-    while await _depth(http, auth, dlq) < before + len(bodies):
-        assert time.monotonic() < deadline
-        assert await pull(http, auth, name, max=100, wait_ms=50) == []  # retires them
-    assert await _depth(http, auth, dlq) == before + len(bodies)
-
-
-async def _depth(http: httpx.AsyncClient, auth: Auth, queue: str) -> int:
-    response = await http.get(f"/queues/{queue}", headers=auth)
-    if response.status_code == 404:
-        return 0
-    depth: int = response.json()["depth"]
-    return depth
-
-
-async def _until(read: Any, wanted: object, within: float = TIMEOUT) -> None:
-    deadline = time.monotonic() + within
-    while (got := await read()) != wanted:
-        assert time.monotonic() < deadline, f"{got!r} never became {wanted!r}"
-        await asyncio.sleep(0.01)
 
 
 async def start(
@@ -120,7 +72,7 @@ async def test_messages_go_back_to_their_original_queue(
 
     assert (status["state"], status["moved"], status["total"]) == ("done", 3, 3)
     assert (status["queue"], status["to"], status["error"]) == (dlq, None, None)
-    assert await _depth(http, alice, dlq) == 0
+    assert await depth(http, alice, dlq) == 0
     back = await pull(http, alice, orders, max=10)
     assert [m["body"] for m in back] == ["a", "b", "c"]  # in their order
     for message in back:
@@ -150,7 +102,7 @@ async def test_an_explicit_target_and_a_limit_move_the_oldest(
         retry,
     )
     assert [m["body"] for m in await pull(http, alice, retry, max=10)] == ["m0", "m1"]
-    assert await _depth(http, alice, dlq) == 3
+    assert await depth(http, alice, dlq) == 3
     assert await pull(http, alice, orders, max=10) == []
 
 
@@ -190,7 +142,7 @@ async def test_a_second_redrive_counts_up(http: httpx.AsyncClient, admin: Auth) 
         f"/queues/{orders}/nack", json={"receipts": [message["receipt"]]}, headers=alice
     )
     assert await pull(http, alice, orders) == []
-    await _until(lambda: _depth(http, alice, dlq), 1)
+    await until(lambda: depth(http, alice, dlq), 1)
 
     await finished(http, alice, await start(http, alice, dlq))
 
@@ -207,7 +159,7 @@ async def test_only_the_owner_or_an_admin_may_redrive(http: httpx.AsyncClient, a
 
     refused = await http.post(f"/queues/{dlq}/redrive", json={}, headers=mallory)
     assert "owner" in error_of(refused, ErrorCode.ACCESS_DENIED)
-    assert await _depth(http, alice, dlq) == 1
+    assert await depth(http, alice, dlq) == 1
 
     status = await finished(http, admin, await start(http, admin, dlq))
     assert (status["state"], status["moved"]) == ("done", 1)
@@ -230,7 +182,7 @@ async def test_a_protected_target_needs_its_key(http: httpx.AsyncClient, admin: 
         f"/queues/{dlq}/redrive", json={"to": vault}, headers={**alice, "X-Access-Key": "nope nope"}
     )
     error_of(wrong, ErrorCode.ACCESS_KEY_WRONG)
-    assert await _depth(http, alice, dlq) == 2  # nothing moved
+    assert await depth(http, alice, dlq) == 2  # nothing moved
     assert (await inspect(http, bob, "queues", vault))["depth"] == 0
 
     status = await finished(http, alice, await start(http, alice, dlq, key=KEY, to=vault))
@@ -245,7 +197,7 @@ async def test_a_cancel_stops_it_and_loses_nothing(http: httpx.AsyncClient, admi
     await failing_queue(http, alice, orders, dlq)
     await dead_letter(http, alice, orders, dlq, [f"m{i}" for i in range(20)])
     redrive_id = await start(http, alice, dlq, rate_per_s=10)
-    await _until(lambda: _moved(http, alice, redrive_id), 2)
+    await until(lambda: _moved(http, alice, redrive_id), 2)
 
     response = await http.delete(f"/redrives/{redrive_id}", headers=alice)
 
@@ -257,8 +209,8 @@ async def test_a_cancel_stops_it_and_loses_nothing(http: httpx.AsyncClient, admi
     assert 2 <= status["moved"] < 20
     await asyncio.sleep(0.3)  # it really stopped
     assert (await status_of(http, alice, redrive_id))["moved"] == status["moved"]
-    assert await _depth(http, alice, dlq) == 20 - status["moved"]
-    assert await _depth(http, alice, orders) == status["moved"]
+    assert await depth(http, alice, dlq) == 20 - status["moved"]
+    assert await depth(http, alice, orders) == status["moved"]
 
 
 async def _moved(http: httpx.AsyncClient, auth: Auth, redrive_id: str) -> int:
@@ -274,7 +226,7 @@ async def test_deleting_the_queue_during_a_redrive_fails_it(
     await failing_queue(http, alice, orders, dlq)
     await dead_letter(http, alice, orders, dlq, [f"m{i}" for i in range(10)])
     redrive_id = await start(http, alice, dlq, rate_per_s=10)
-    await _until(lambda: _moved(http, alice, redrive_id), 2)
+    await until(lambda: _moved(http, alice, redrive_id), 2)
 
     deleted = await http.delete(f"/queues/{dlq}", headers=alice)
     assert deleted.status_code == 204
@@ -297,7 +249,7 @@ async def test_a_missing_original_queue_fails_the_request(
     response = await http.post(f"/queues/{dlq}/redrive", json={}, headers=alice)
 
     assert orders in error_of(response, ErrorCode.DESTINATION_NOT_FOUND)
-    assert await _depth(http, alice, dlq) == 1
+    assert await depth(http, alice, dlq) == 1
 
 
 async def test_unknown_redrives_and_queues_are_404(http: httpx.AsyncClient, admin: Auth) -> None:
@@ -365,4 +317,4 @@ async def test_a_paged_dead_letter_queue_is_redriven_whole(
             taken = await pull(http, admin, "orders", max=100, wait_ms=1000)
             got += [m["body"] for m in taken]
         assert got == bodies
-        assert await _depth(http, admin, "orders.dlq") == 0
+        assert await depth(http, admin, "orders.dlq") == 0
