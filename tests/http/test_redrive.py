@@ -59,13 +59,34 @@ async def finished(http: httpx.AsyncClient, auth: Auth, redrive_id: str) -> dict
     return status
 
 
+async def dead_letters_of_a_new_user(
+    http: httpx.AsyncClient, bodies: list[str]
+) -> tuple[Auth, str, str]:
+    """A new user, their queue failing into its dead-letter queue, ``bodies`` failed there;
+    returns the user's credentials and both queue names."""
+    auth = await new_user(http, unique("alice"))
+    orders, dlq = unique("orders"), unique("dlq")
+    await failing_queue(http, auth, orders, dlq)
+    await dead_letter(http, auth, orders, dlq, bodies)
+    return auth, orders, dlq
+
+
+async def start_moving(http: httpx.AsyncClient, auth: Auth, dlq: str) -> str:
+    """Start a slow redrive of ``dlq`` and return its id once it has moved two messages."""
+    redrive_id = await start(http, auth, dlq, rate_per_s=10)
+    await until(lambda: _moved(http, auth, redrive_id), 2)
+    return redrive_id
+
+
+async def _moved(http: httpx.AsyncClient, auth: Auth, redrive_id: str) -> int:
+    moved: int = (await status_of(http, auth, redrive_id))["moved"]
+    return min(moved, 2)
+
+
 async def test_messages_go_back_to_their_original_queue(
     http: httpx.AsyncClient, admin: Auth
 ) -> None:
-    alice = await new_user(http, unique("alice"))
-    orders, dlq = unique("orders"), unique("orders-dlq")
-    await failing_queue(http, alice, orders, dlq)
-    await dead_letter(http, alice, orders, dlq, ["a", "b", "c"])
+    alice, orders, dlq = await dead_letters_of_a_new_user(http, ["a", "b", "c"])
 
     redrive_id = await start(http, alice, dlq, to=None)
     status = await finished(http, alice, redrive_id)
@@ -87,11 +108,9 @@ async def test_messages_go_back_to_their_original_queue(
 async def test_an_explicit_target_and_a_limit_move_the_oldest(
     http: httpx.AsyncClient, admin: Auth
 ) -> None:
-    alice = await new_user(http, unique("alice"))
-    orders, dlq, retry = unique("orders"), unique("dlq"), unique("retry")
-    await failing_queue(http, alice, orders, dlq)
+    alice, orders, dlq = await dead_letters_of_a_new_user(http, [f"m{i}" for i in range(5)])
+    retry = unique("retry")
     await create(http, alice, "queues", retry)
-    await dead_letter(http, alice, orders, dlq, [f"m{i}" for i in range(5)])
 
     status = await finished(http, alice, await start(http, alice, dlq, to=retry, limit=2))
 
@@ -109,10 +128,7 @@ async def test_an_explicit_target_and_a_limit_move_the_oldest(
 async def test_a_rate_spaces_the_moves_evenly_from_the_start(
     http: httpx.AsyncClient, admin: Auth
 ) -> None:
-    alice = await new_user(http, unique("alice"))
-    orders, dlq = unique("orders"), unique("dlq")
-    await failing_queue(http, alice, orders, dlq)
-    await dead_letter(http, alice, orders, dlq, [f"m{i}" for i in range(10)])
+    alice, _orders, dlq = await dead_letters_of_a_new_user(http, [f"m{i}" for i in range(10)])
 
     sent = time.monotonic()
     redrive_id = await start(http, alice, dlq, rate_per_s=20)
@@ -131,10 +147,7 @@ async def test_a_rate_spaces_the_moves_evenly_from_the_start(
 
 
 async def test_a_second_redrive_counts_up(http: httpx.AsyncClient, admin: Auth) -> None:
-    alice = await new_user(http, unique("alice"))
-    orders, dlq = unique("orders"), unique("dlq")
-    await failing_queue(http, alice, orders, dlq)
-    await dead_letter(http, alice, orders, dlq, ["again"])
+    alice, orders, dlq = await dead_letters_of_a_new_user(http, ["again"])
     await finished(http, alice, await start(http, alice, dlq))
     # it fails again: one delivery, given back, dead-lettered on the next pull
     [message] = await pull(http, alice, orders)
@@ -151,11 +164,8 @@ async def test_a_second_redrive_counts_up(http: httpx.AsyncClient, admin: Auth) 
 
 
 async def test_only_the_owner_or_an_admin_may_redrive(http: httpx.AsyncClient, admin: Auth) -> None:
-    alice = await new_user(http, unique("alice"))
+    alice, _, dlq = await dead_letters_of_a_new_user(http, ["x"])
     mallory = await new_user(http, unique("mallory"))
-    orders, dlq = unique("orders"), unique("dlq")
-    await failing_queue(http, alice, orders, dlq)
-    await dead_letter(http, alice, orders, dlq, ["x"])
 
     refused = await http.post(f"/queues/{dlq}/redrive", json={}, headers=mallory)
     assert "owner" in error_of(refused, ErrorCode.ACCESS_DENIED)
@@ -169,12 +179,10 @@ async def test_only_the_owner_or_an_admin_may_redrive(http: httpx.AsyncClient, a
 
 
 async def test_a_protected_target_needs_its_key(http: httpx.AsyncClient, admin: Auth) -> None:
-    alice = await new_user(http, unique("alice"))
+    alice, _, dlq = await dead_letters_of_a_new_user(http, ["p", "q"])
     bob = await new_user(http, unique("bob"))
-    orders, dlq, vault = unique("orders"), unique("dlq"), unique("vault")
-    await failing_queue(http, alice, orders, dlq)
+    vault = unique("vault")
     await create(http, bob, "queues", vault, key=KEY)
-    await dead_letter(http, alice, orders, dlq, ["p", "q"])
 
     refused = await http.post(f"/queues/{dlq}/redrive", json={"to": vault}, headers=alice)
     assert vault in error_of(refused, ErrorCode.ACCESS_KEY_REQUIRED)
@@ -192,12 +200,8 @@ async def test_a_protected_target_needs_its_key(http: httpx.AsyncClient, admin: 
 
 
 async def test_a_cancel_stops_it_and_loses_nothing(http: httpx.AsyncClient, admin: Auth) -> None:
-    alice = await new_user(http, unique("alice"))
-    orders, dlq = unique("orders"), unique("dlq")
-    await failing_queue(http, alice, orders, dlq)
-    await dead_letter(http, alice, orders, dlq, [f"m{i}" for i in range(20)])
-    redrive_id = await start(http, alice, dlq, rate_per_s=10)
-    await until(lambda: _moved(http, alice, redrive_id), 2)
+    alice, orders, dlq = await dead_letters_of_a_new_user(http, [f"m{i}" for i in range(20)])
+    redrive_id = await start_moving(http, alice, dlq)
 
     response = await http.delete(f"/redrives/{redrive_id}", headers=alice)
 
@@ -213,20 +217,11 @@ async def test_a_cancel_stops_it_and_loses_nothing(http: httpx.AsyncClient, admi
     assert await depth(http, alice, orders) == status["moved"]
 
 
-async def _moved(http: httpx.AsyncClient, auth: Auth, redrive_id: str) -> int:
-    moved: int = (await status_of(http, auth, redrive_id))["moved"]
-    return min(moved, 2)
-
-
 async def test_deleting_the_queue_during_a_redrive_fails_it(
     http: httpx.AsyncClient, admin: Auth
 ) -> None:
-    alice = await new_user(http, unique("alice"))
-    orders, dlq = unique("orders"), unique("dlq")
-    await failing_queue(http, alice, orders, dlq)
-    await dead_letter(http, alice, orders, dlq, [f"m{i}" for i in range(10)])
-    redrive_id = await start(http, alice, dlq, rate_per_s=10)
-    await until(lambda: _moved(http, alice, redrive_id), 2)
+    alice, _orders, dlq = await dead_letters_of_a_new_user(http, [f"m{i}" for i in range(10)])
+    redrive_id = await start_moving(http, alice, dlq)
 
     deleted = await http.delete(f"/queues/{dlq}", headers=alice)
     assert deleted.status_code == 204
@@ -240,10 +235,7 @@ async def test_deleting_the_queue_during_a_redrive_fails_it(
 async def test_a_missing_original_queue_fails_the_request(
     http: httpx.AsyncClient, admin: Auth
 ) -> None:
-    alice = await new_user(http, unique("alice"))
-    orders, dlq = unique("orders"), unique("dlq")
-    await failing_queue(http, alice, orders, dlq)
-    await dead_letter(http, alice, orders, dlq, ["orphan"])
+    alice, orders, dlq = await dead_letters_of_a_new_user(http, ["orphan"])
     assert (await http.delete(f"/queues/{orders}", headers=alice)).status_code == 204
 
     response = await http.post(f"/queues/{dlq}/redrive", json={}, headers=alice)
