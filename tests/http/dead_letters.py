@@ -22,13 +22,18 @@ async def failing_queue(http: httpx.AsyncClient, auth: Auth, name: str, dlq: str
 
 
 async def dead_letter(
-    http: httpx.AsyncClient, auth: Auth, name: str, dlq: str, bodies: list[str]
+    http: httpx.AsyncClient,
+    auth: Auth,
+    name: str,
+    dlq: str,
+    bodies: list[str],
+    headers: dict[str, str] | None = None,
 ) -> None:
-    """Publish ``bodies`` to the failing queue ``name``, fail each once, and wait until
-    all of them wait in ``dlq``."""
+    """Publish ``bodies`` to the failing queue ``name`` (each with a ``job`` header naming
+    it, and ``headers``), fail each once, and wait until all of them wait in ``dlq``."""
     before = await depth(http, auth, dlq)
     for body in bodies:
-        await publish(http, auth, "queues", name, body, {"job": body})
+        await publish(http, auth, "queues", name, body, {"job": body, **(headers or {})})
     failed = 0
     while failed < len(bodies):  # a paged queue hands out what its window holds
         taken = await pull(http, auth, name, max=100, wait_ms=1000)

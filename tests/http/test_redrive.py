@@ -87,11 +87,15 @@ async def test_messages_go_back_to_their_original_queue(
     http: httpx.AsyncClient, admin: Auth
 ) -> None:
     alice, orders, dlq = await dead_letters_of_a_new_user(http, ["a", "b", "c"])
+    # published with an idempotency key: the copy must not be taken for a duplicate
+    keyed = unique("keyed")
+    await failing_queue(http, alice, keyed, dlq)
+    await dead_letter(http, alice, keyed, dlq, ["k"], {"idempotency-key": "order-42"})
 
     redrive_id = await start(http, alice, dlq, to=None)
     status = await finished(http, alice, redrive_id)
 
-    assert (status["state"], status["moved"], status["total"]) == ("done", 3, 3)
+    assert (status["state"], status["moved"], status["total"]) == ("done", 4, 4)
     assert (status["queue"], status["to"], status["error"]) == (dlq, None, None)
     assert await depth(http, alice, dlq) == 0
     back = await pull(http, alice, orders, max=10)
@@ -103,6 +107,10 @@ async def test_messages_go_back_to_their_original_queue(
         assert headers["x-original-destination"] == f"/queue/{orders}"
         assert headers["job"] == message["body"]  # the publisher's own headers stay
         assert message["redelivered"] is False  # a new message: its deliveries start at 0
+    [again] = await pull(http, alice, keyed)
+    assert again["body"] == "k"
+    assert again["headers"]["x-original-idempotency-key"] == "order-42"
+    assert "idempotency-key" not in again["headers"]
 
 
 async def test_an_explicit_target_and_a_limit_move_the_oldest(

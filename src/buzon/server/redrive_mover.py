@@ -92,9 +92,16 @@ class Redrive:
             self.finished_at = time.time()
 
 
+RENAMED = {"idempotency-key": "x-original-idempotency-key"}
+"""Publish options kept as history only: a redriven message carrying its publisher's
+``idempotency-key`` would be taken for a duplicate of itself by its original queue (and
+dropped) within the key's window."""
+
+
 def redriven_headers(headers: Headers) -> Headers:
     """The headers of a redriven message: its history kept, ``x-redrive-count`` one
-    higher, and no ``expires`` (the target's TTL applies afresh)."""
+    higher, no ``expires`` (the target's TTL applies afresh), and the publish options of
+    :data:`RENAMED` renamed so that they are not applied again."""
     count = 0
     kept = []
     seen = False
@@ -104,7 +111,7 @@ def redriven_headers(headers: Headers) -> Headers:
                 count = int(value)
             seen = True
         elif name != "expires":
-            kept.append((name, value))
+            kept.append((RENAMED.get(name, name), value))
     return ((REDRIVE_COUNT_HEADER, str(count + 1)), *kept)
 
 
