@@ -16,6 +16,7 @@ import pytest
 from buzon.auth import SecretHasher
 from buzon.errors import ErrorCode
 from buzon.server.app import BuzonServer
+from buzon.server.redrive import MAX_RUNNING
 from buzon.store.sqlite import SQLiteStore
 from tests.http.dead_letters import dead_letter, depth, failing_queue, until
 from tests.http.helpers import (
@@ -250,6 +251,20 @@ async def test_a_missing_original_queue_fails_the_request(
 
     assert orders in error_of(response, ErrorCode.DESTINATION_NOT_FOUND)
     assert await depth(http, alice, dlq) == 1
+
+
+async def test_redrives_running_at_once_are_bounded(http: httpx.AsyncClient, admin: Auth) -> None:
+    alice, _, dlq = await dead_letters_of_a_new_user(
+        http, [f"m{i}" for i in range(MAX_RUNNING + 5)]
+    )
+    ids = [await start(http, alice, dlq, rate_per_s=1) for _ in range(MAX_RUNNING)]
+
+    refused = await http.post(f"/queues/{dlq}/redrive", json={"rate_per_s": 1}, headers=alice)
+
+    assert str(MAX_RUNNING) in error_of(refused, ErrorCode.LIMIT_EXCEEDED)
+    stopped = await http.delete(f"/redrives/{ids[0]}", headers=alice)
+    assert stopped.json()["state"] == "failed"
+    await start(http, alice, dlq, rate_per_s=1)  # room again
 
 
 async def test_unknown_redrives_and_queues_are_404(http: httpx.AsyncClient, admin: Auth) -> None:

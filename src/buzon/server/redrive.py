@@ -46,6 +46,10 @@ KEEP_FINISHED = 3600.0
 MAX_FINISHED = 1000
 """Finished redrives kept at most (the oldest are forgotten first)."""
 
+MAX_RUNNING = 100
+"""Redrives running at once on a node (each is a task; a bound keeps a caller from
+starting them without end)."""
+
 ID_BYTES = 16
 
 
@@ -83,7 +87,8 @@ class Redrives:
         by several nodes (messages are not numbered in arrival order across them).
 
         Raises:
-            BrokerError: DESTINATION_NOT_FOUND, BAD_DESTINATION.
+            BrokerError: DESTINATION_NOT_FOUND, BAD_DESTINATION; LIMIT_EXCEEDED when
+                :data:`MAX_RUNNING` redrives run.
             AccessDenied: ACCESS_DENIED, ACCESS_KEY_REQUIRED, ACCESS_KEY_WRONG.
             RequestError: ``to`` is the dead-letter queue itself.
         """
@@ -95,6 +100,12 @@ class Redrives:
             )
         if to == queue:
             raise RequestError(ErrorCode.BAD_REQUEST, "to: a queue cannot be redriven into itself")
+        running = sum(r.state is RedriveState.RUNNING for r in self._all.values())
+        if running >= MAX_RUNNING:
+            raise BrokerError(
+                ErrorCode.LIMIT_EXCEEDED,
+                f"at most {MAX_RUNNING} redrives run at once; wait for one to end",
+            )
         total = source.statistics().depth
         if limit is not None:
             total = min(total, limit)
