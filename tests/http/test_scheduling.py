@@ -16,8 +16,8 @@ from buzon.server.app import BuzonServer
 from buzon.stomp import Error, Message, Nack
 from tests.http.helpers import (
     Auth,
-    api,
     admin_auth,
+    api,
     create,
     error_of,
     inspect,
