@@ -26,7 +26,7 @@ def delay_ms(delay: Delay, name: str = "delay") -> int:
     seconds = delay.total_seconds() if isinstance(delay, timedelta) else float(delay)
     if not math.isfinite(seconds) or seconds < 0:
         raise ValueError(f"{name} must be 0 seconds or more, not {delay!r}")
-    return math.ceil(seconds * 1000)
+    return _whole_ms(seconds)
 
 
 def epoch_ms(when: When, name: str = "deliver_at") -> int:
@@ -44,7 +44,13 @@ def epoch_ms(when: When, name: str = "deliver_at") -> int:
         seconds = float(when)
     if not math.isfinite(seconds) or seconds < 0:
         raise ValueError(f"{name} must be a time after 1970, not {when!r}")
-    return math.ceil(seconds * 1000)
+    return _whole_ms(seconds)
+
+
+def _whole_ms(seconds: float) -> int:
+    """Rounded up to the millisecond, after float noise is rounded away (0.1 s is 100 ms,
+    not 101)."""
+    return math.ceil(round(seconds * 1000, 6))
 
 
 def schedule(delay: Delay | None, deliver_at: When | None) -> tuple[str, int] | None:
