@@ -1,10 +1,12 @@
-// The detail panel of a queue or channel: facts, publish, peek, purge and delete.
+// The detail panel of a queue or channel: facts, publish, peek, scheduled messages, purge
+// and delete.
 import { api, path } from "./api.js";
 import { $, h } from "./dom.js";
 import { count } from "./format.js";
 import { KINDS, singular } from "./kinds.js";
 import { parseHeaders, renderMessage } from "./message.js";
 import { act, notify } from "./notice.js";
+import { scheduledChanged, scheduledSection } from "./scheduled.js";
 import { currentUser } from "./session.js";
 
 function mayManage(d) {
@@ -14,10 +16,12 @@ function mayManage(d) {
 
 // Refreshes the facts of an open panel in place (the forms keep what was typed).
 export function fillFacts(kind, destination) {
-  const facts = $(singular(kind) + "-detail").querySelector(".facts");
+  const panel = $(singular(kind) + "-detail");
+  const facts = panel.querySelector(".facts");
   if (!facts) return;
   facts.replaceChildren(...KINDS[kind].facts(destination).map(([label, value, key]) =>
     h("div", { "data-fact": key }, h("dt", null, label), h("dd", null, value))));
+  if (kind === "queues") scheduledChanged(panel, destination.scheduled);
 }
 
 // reload(): loads the view's table again; close(): closes this panel.
@@ -69,6 +73,11 @@ export function renderDetail(kind, d, { reload, close }) {
 
   if (kind === "queues") {
     parts.push(peekForm(d.name, key));
+    parts.push(scheduledSection(d.name, key, {
+      manage: mayManage(d),
+      auto: !keyInput,
+      changed: reload,
+    }));
   } else if (d.durable_subscriptions.length) {
     parts.push(h("div", null, h("h4", null, "Durable subscriptions"),
       h("ul", null, d.durable_subscriptions.map((s) =>
