@@ -16,7 +16,7 @@ from typing import Any
 
 from buzon.cli.consume import body_json, body_text
 from buzon.cli.output import Column, print_fields, print_json, print_table
-from buzon.cli.session import add_action, logged_in, positive_int, read_secret
+from buzon.cli.session import Handler, add_action, logged_in, positive_int, read_secret
 from buzon.client import (
     ChannelInfo,
     Destination,
@@ -117,30 +117,28 @@ def _access_key(args: argparse.Namespace) -> str | None:
 
 def _peek_action(actions: Any) -> argparse.ArgumentParser:
     summary = "show a queue's waiting messages, oldest first, without consuming them"
-    peek = add_action(actions, "peek", _peek, summary, prints_data=True)
-    peek.add_argument(
-        "--limit",
-        type=positive_int,
-        default=DEFAULT_PEEK,
-        metavar="N",
-        help=f"show at most N messages (default {DEFAULT_PEEK}, at most 100)",
-    )
-    _access_key_options(peek, "the key of another user's protected queue")
-    return peek
+    return _listing_action(actions, "peek", _peek, summary, DEFAULT_PEEK)
 
 
 def _scheduled_action(actions: Any) -> argparse.ArgumentParser:
     summary = "show a queue's scheduled messages (delayed, or waiting to be retried), soonest first"
-    scheduled = add_action(actions, "scheduled", _scheduled, summary, prints_data=True)
-    scheduled.add_argument(
+    return _listing_action(actions, "scheduled", _scheduled, summary, DEFAULT_SCHEDULED)
+
+
+def _listing_action(
+    actions: Any, verb: str, handler: Handler, summary: str, default: int
+) -> argparse.ArgumentParser:
+    """An action that shows some of a queue's messages: ``--limit`` and the access key."""
+    listing = add_action(actions, verb, handler, summary, prints_data=True)
+    listing.add_argument(
         "--limit",
         type=positive_int,
-        default=DEFAULT_SCHEDULED,
+        default=default,
         metavar="N",
-        help=f"show at most N messages (default {DEFAULT_SCHEDULED}, at most 100)",
+        help=f"show at most N messages (default {default}, at most 100)",
     )
-    _access_key_options(scheduled, "the key of another user's protected queue")
-    return scheduled
+    _access_key_options(listing, "the key of another user's protected queue")
+    return listing
 
 
 def _multiplier(text: str) -> float:

@@ -29,7 +29,7 @@ from fastapi import APIRouter, Body, Header, Path, Query, Request, status
 from pydantic import ValidationError
 
 from buzon.auth import Action, Principal
-from buzon.broker import REQUEUE, Lease, Message, Queue, Refusal
+from buzon.broker import REQUEUE, Channel, Lease, Message, Queue, Refusal
 from buzon.broker.policy import SCHEDULE_HEADERS
 from buzon.errors import BrokerError, ErrorCode, RequestError
 from buzon.server.context import ServerContext
@@ -219,16 +219,30 @@ async def peek(
 ) -> Peeked:
     """The oldest waiting messages, left in the queue (those in flight are not shown).
     Allowed to whoever may consume from the queue."""
-    target = ctx.resources.target(DestinationKind.QUEUE, name)
-    grants = await grants_for(
-        ctx, caller, target.record, Action.CONSUME, key, request.app.state.grants
-    )
+    target, grants = await consumer_grants(ctx, request, caller, name, key)
     shown = ctx.broker.peek(caller.principal, name, limit, grants)
     if ctx.cluster is not None and len(shown) < limit:
         # in a cluster, most waiting messages are in the database, held by no node
         shown += await ctx.cluster.peek_unclaimed(target.record.id, limit - len(shown))
         shown = sorted(shown, key=lambda pair: pair[0].seq)[:limit]
     return Peeked(messages=[_peeked(message, redelivered) for message, redelivered in shown])
+
+
+async def consumer_grants(
+    ctx: ServerContext, request: Request, caller: Caller, name: str, key: str | None
+) -> tuple[Queue | Channel, frozenset[str]]:
+    """The queue ``name`` and the grants with which ``caller`` may consume from it (or read
+    its messages), the access ``key`` checked.
+
+    Raises:
+        BrokerError: DESTINATION_NOT_FOUND.
+        AccessDenied: ACCESS_KEY_WRONG (the engine answers a missing key).
+    """
+    target = ctx.resources.target(DestinationKind.QUEUE, name)
+    grants = await grants_for(
+        ctx, caller, target.record, Action.CONSUME, key, request.app.state.grants
+    )
+    return target, grants
 
 
 CLAIM_WAIT = 1.0
@@ -246,10 +260,7 @@ async def pull(
 ) -> Pulled:
     """Returns at most ``max`` messages, waiting up to ``wait_ms`` for a first one."""
     asked = body or PullRequest()
-    target = ctx.resources.target(DestinationKind.QUEUE, name)
-    grants = await grants_for(
-        ctx, caller, target.record, Action.CONSUME, key, request.app.state.grants
-    )
+    target, grants = await consumer_grants(ctx, request, caller, name, key)
     loop = asyncio.get_running_loop()
     wait = asked.wait_ms / 1000
     if ctx.cluster is not None and isinstance(target, Queue) and target.statistics().depth:

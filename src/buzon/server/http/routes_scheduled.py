@@ -11,12 +11,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
 
-from buzon.auth import Action
-from buzon.server.http.routes_messages import AccessKey, headers_of, text_or_base64
+from buzon.server.http.routes_messages import (
+    AccessKey,
+    consumer_grants,
+    headers_of,
+    text_or_base64,
+)
 from buzon.server.http.schemas import MAX_BATCH, Scheduled, ScheduledMessage
-from buzon.server.http.security import Ctx, CurrentCaller, grants_for
+from buzon.server.http.security import Ctx, CurrentCaller
 from buzon.server.http.timefmt import utc
-from buzon.store import DestinationKind
 
 router = APIRouter(tags=["queues"])
 
@@ -35,10 +38,7 @@ async def list_scheduled(
 ) -> Scheduled:
     """The messages waiting for their time, soonest first. Allowed to whoever may
     consume from the queue."""
-    target = ctx.resources.target(DestinationKind.QUEUE, name)
-    grants = await grants_for(
-        ctx, caller, target.record, Action.CONSUME, key, request.app.state.grants
-    )
+    _, grants = await consumer_grants(ctx, request, caller, name, key)
     now = time.time()
     shown = []
     for when, message in ctx.broker.scheduled(caller.principal, name, limit, grants):
