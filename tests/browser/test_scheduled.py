@@ -10,7 +10,15 @@ from selenium import webdriver
 
 from buzon.auth import SecretHasher
 from tests.browser.test_dashboard import console_errors, go_to, log_in
-from tests.browser.waits import accept_confirm, click, text_contains, text_is, texts_of, until
+from tests.browser.waits import (
+    accept_confirm,
+    click,
+    fill,
+    text_contains,
+    text_is,
+    texts_of,
+    until,
+)
 from tests.http.helpers import admin_auth, api
 from tests.server.harness import running_server
 
@@ -20,9 +28,15 @@ COUNTDOWN = "#queue-detail .scheduled-message .countdown"
 def scheduled_journey(browser: webdriver.Chrome, base: str, artifacts: Path) -> None:
     log_in(browser, base)
     go_to(browser, "queues")
-    text_is(browser, '#queue-table tr[data-name="later"] td.scheduled', "2")
+    text_is(browser, '#queue-table tr[data-name="later"] td.scheduled', "1")
     text_is(browser, '#queue-table tr[data-name="later"] td.depth', "0")
     click(browser, '#queue-table tr[data-name="later"] button')
+    text_is(browser, '#queue-detail [data-fact="scheduled"] dd', "1")
+    # the publish form holds a message back for as long as it is told
+    fill(browser, "#queue-detail .publish-body", "soon")
+    fill(browser, "#queue-detail .publish-delay", "30")
+    click(browser, "#queue-detail .publish button")
+    text_contains(browser, "#notice", "to be delivered in 30 s")
     text_is(browser, '#queue-detail [data-fact="scheduled"] dd', "2")
     until(browser, lambda b: len(texts_of(b, COUNTDOWN)) == 2)
     assert texts_of(browser, "#queue-detail .scheduled-message .body") == ["soon", "later"]
@@ -56,11 +70,10 @@ async def test_the_owner_watches_delivers_now_and_cancels_scheduled_messages(
         auth = await admin_auth(http)
         created = await http.post("/queues", json={"name": "later"}, headers=auth)
         assert created.status_code == 201
-        for body, delay_ms in (("soon", 30_000), ("later", 600_000)):
-            sent = await http.post(
-                "/queues/later/messages", json={"body": body, "delay_ms": delay_ms}, headers=auth
-            )
-            assert sent.status_code == 201, sent.text
+        sent = await http.post(
+            "/queues/later/messages", json={"body": "later", "delay_ms": 600_000}, headers=auth
+        )
+        assert sent.status_code == 201, sent.text
         base = f"http://127.0.0.1:{server.http_port}"
         await asyncio.to_thread(scheduled_journey, browser, base, artifacts)
         (queue,) = server.broker.statistics().queues

@@ -44,19 +44,28 @@ export function renderDetail(kind, d, { reload, close }) {
     rows: 1, class: "publish-headers", "aria-label": "Headers",
     placeholder: "headers, one per line: name: value",
   });
+  // queues may hold a message back: deliver it no earlier than this many seconds from now
+  const delayInput = kind === "queues"
+    ? h("input", {
+        type: "number", min: 0, step: "any", class: "publish-delay", placeholder: "0",
+      })
+    : null;
   const publishForm = h("form", { class: "publish" },
     h("fieldset", null, h("legend", null, "Publish a test message"),
       bodyInput, headersInput,
-      h("div", { class: "row" }, h("button", { type: "submit", class: "primary" }, "Publish"))));
+      h("div", { class: "row" },
+        h("button", { type: "submit", class: "primary" }, "Publish"),
+        delayInput && h("label", { class: "delay" }, "deliver in ", delayInput, " s"))));
   publishForm.addEventListener("submit", (event) => {
     event.preventDefault();
     act(publishForm.querySelector("button"), async () => {
       const headers = parseHeaders(headersInput.value);
-      const sent = await api("POST", path(kind, d.name, "messages"), {
-        body: { body: bodyInput.value, headers },
-        key: key(),
-      });
-      notify(`Published ${sent.message_id} to ${d.name}.`);
+      const message = { body: bodyInput.value, headers };
+      const delay = delayInput && delayInput.value !== "" ? Number(delayInput.value) : 0;
+      if (delay > 0) message.delay_ms = Math.ceil(delay * 1000);
+      const sent = await api("POST", path(kind, d.name, "messages"), { body: message, key: key() });
+      const later = delay > 0 ? `, to be delivered in ${delay} s` : "";
+      notify(`Published ${sent.message_id} to ${d.name}${later}.`);
       await reload();
     });
   });
