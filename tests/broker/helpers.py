@@ -201,6 +201,12 @@ class HeldStore:
     def purge_tail(self, queue_id: str, after: int, upto: int, keep: Sequence[int]) -> Ticket:
         return self._hold(lambda: self.store.purge_tail(queue_id, after, upto, keep))
 
+    def read_scheduled(self, queue_id: str, after: tuple[float, int] | None, limit: int) -> Ticket:
+        return self._hold(lambda: self.store.read_scheduled(queue_id, after, limit))
+
+    def purge_scheduled(self, queue_id: str, after: tuple[float, int] | None) -> Ticket:
+        return self._hold(lambda: self.store.purge_scheduled(queue_id, after))
+
     def step(self) -> None:
         call, ticket = self.held.popleft()
         done = call()

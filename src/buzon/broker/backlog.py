@@ -158,6 +158,11 @@ class MemoryBacklog:
         """Body bytes of the waiting messages (resident or not)."""
         return self.resident_bytes
 
+    @property
+    def journaling(self) -> bool:
+        """Whether persistent messages have store records (the broker has a store)."""
+        return self._journaling
+
     def is_redelivered(self, message: Message) -> bool:
         """Whether ``message`` was handed out before."""
         return bool(self._redelivered) and message.seq in self._redelivered
@@ -243,10 +248,18 @@ class MemoryBacklog:
         """A message handed out comes back after the queue was deleted: let it go."""
         self._gauge.remove(len(message.body))
 
-    def hold(self, message: Message) -> None:
-        """A message the queue keeps outside the backlog for now (scheduled) is in memory
-        all the same: count its bytes (it joins through :meth:`give_back`)."""
-        self._gauge.add(len(message.body))
+    def set_aside(self, message: Message) -> None:
+        """A message handed out waits outside the backlog (scheduled for a retry): its
+        bytes leave the gauge until it comes back (:meth:`give_back` with ``fresh``)."""
+        self._gauge.remove(len(message.body))
+
+    def discard(self, message: Message) -> None:
+        """A scheduled message leaves for good (cancelled, purged): its marks and its
+        store record go (its bytes were never in the gauge)."""
+        seq = message.seq
+        self._redelivered.discard(seq)
+        self._deliveries.pop(seq, None)
+        self._unlog(message)
 
     def reschedule(self, keys: Sequence[tuple[MessageKey, float]]) -> None:
         """Persistent messages handed out wait for a retry: their records say until when
@@ -254,12 +267,17 @@ class MemoryBacklog:
         if self._journaling and not self.deleted:
             self._journal.write(schedules=keys)
 
-    def give_back(self, messages: Sequence[Message], *, redelivered: bool = True) -> None:
-        """Handed-out (or scheduled) messages return to their place, marked redelivered
-        unless told otherwise (a delayed message whose time came)."""
+    def give_back(
+        self, messages: Sequence[Message], *, redelivered: bool = True, fresh: bool = False
+    ) -> None:
+        """Handed-out messages return to their place, marked redelivered. Scheduled ones
+        whose time came join the same way (``fresh``: their bytes enter the gauge), marked
+        redelivered only when they were handed out before."""
         returned = sorted(messages, key=_by_seq)
         if redelivered:
             self._redelivered.update(message.seq for message in returned)
+        if fresh:
+            self._gauge.add(sum(len(message.body) for message in returned))
         self.resident_bytes += sum(len(message.body) for message in returned)
         self.resident += len(returned)
         ready = self._ready

@@ -286,6 +286,8 @@ class Intake:
             pager.pager.purge_tail(orphan.queue_id, -1, orphan.high_seq, ())
         else:
             self.journal.write(removals=[(orphan.queue_id, m.seq) for m in orphan.head])
+        if orphan.scheduled:  # never part of a tail
+            self.journal.write(removals=[(orphan.queue_id, m.seq) for m in orphan.scheduled])
 
     def _by_id(self) -> dict[str, Queue]:
         """Every queue and durable subscription backlog, by the id its messages carry."""

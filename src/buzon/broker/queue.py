@@ -42,8 +42,9 @@ from collections.abc import Callable, Sequence
 from typing import cast
 
 from buzon.broker.addresses import address
-from buzon.broker.backlog import BacklogHost, MemoryBacklog, from_store
+from buzon.broker.backlog import BacklogHost, MemoryBacklog
 from buzon.broker.claimed_backlog import ClaimedBacklog
+from buzon.broker.config import DEFAULT_BACKLOG_WINDOW
 from buzon.broker.flow import QueuedBytes
 from buzon.broker.journal import Journal
 from buzon.broker.message import REQUEUE, Message, Refusal
@@ -54,7 +55,14 @@ from buzon.broker.stats import QueueStats
 from buzon.broker.subscription import Subscription
 from buzon.broker.timers import Timers
 from buzon.errors import BrokerError, ErrorCode
-from buzon.store import ClaimLog, DestinationRecord, MessageKey, Overflow, StoredBacklog
+from buzon.store import (
+    ClaimLog,
+    DestinationRecord,
+    MessageKey,
+    Overflow,
+    StoredBacklog,
+    StoredMessage,
+)
 
 PULL_DEMAND = 100
 """Messages a waiting HTTP puller or an auto-ack subscription counts for when a shared
@@ -122,6 +130,7 @@ class Queue:
         "_in_flight",
         "_incoming",
         "_nacks",
+        "_paging",
         "_published",
         "_redeliveries",
         "_retired",
@@ -165,6 +174,7 @@ class Queue:
         self._incoming: dict[int, None] = {}
         self._backlog: MemoryBacklog
         self._shared: ClaimedBacklog | None = None
+        self._paging: Paging | None = None  # a paged backlog's, for the schedule's pages too
         if paging is not None and paging.shared:
             self._backlog = self._shared = ClaimedBacklog(
                 self,
@@ -179,17 +189,18 @@ class Queue:
                 idle=self._idle,
             )
         elif paging is not None and policy.durable:
+            self._paging = Paging(
+                paging.pager,
+                policy.backlog_window or paging.window,
+                policy.backlog_window_bytes or paging.window_bytes,
+            )
             self._backlog = PagedBacklog(
                 self,
                 record.id,
                 gauge,
                 journal,
                 expiring,
-                paging=Paging(
-                    paging.pager,
-                    policy.backlog_window or paging.window,
-                    policy.backlog_window_bytes or paging.window_bytes,
-                ),
+                paging=self._paging,
                 incoming=self._incoming,
             )
         else:
@@ -284,14 +295,18 @@ class Queue:
         backlog = self._backlog
         backlog.restore_head(found, cleanly)
         self._bytes = backlog.waiting_bytes
-        if found.scheduled:
-            schedule = self._later()
-            for item in found.scheduled:
-                message = from_store(item)
-                backlog.hold(message)
-                self._bytes += len(message.body)
-                when = item.deliver_at if item.deliver_at is not None else 0.0
-                schedule.add(message, when, redelivered=item.redelivered)
+        if found.scheduled_count:
+            now = self._clock()
+
+            def redelivered(item: StoredMessage) -> bool:
+                # after a crash, one whose time had come may have been delivered
+                due = item.deliver_at is None or item.deliver_at <= now
+                return item.redelivered or (not cleanly and due)
+
+            self._later().restore(
+                found.scheduled, found.scheduled_count, found.scheduled_bytes, redelivered
+            )
+            self._bytes += found.scheduled_bytes
 
     def _arrive(self, message: Message, *, logged: bool) -> None:
         self._incoming.pop(message.seq, None)
@@ -299,10 +314,11 @@ class Queue:
         self._bytes += len(message.body)
         backlog = self._backlog
         if message.deliver_at is not None and not self.deleted:
-            backlog.hold(message)
             self._scheduled_total += 1
-            self._later().add(message, message.deliver_at, redelivered=False)
-            self._backlog.resume()  # reads wait for no scheduled message
+            self._later().add(
+                message, message.deliver_at, redelivered=False, kept=self._kept(message)
+            )
+            backlog.resume()  # reads no longer wait for it
             return
         backlog.add(message, logged=logged)
         if self._ring and backlog.resident:
@@ -450,32 +466,49 @@ class Queue:
         self._in_flight -= len(later)
         self._retried += len(later)
         schedule = self._later()
+        backlog = self._backlog
         start = self._clock()
         logged = []
         for message, wait in later:
             when = start + wait / 1000
-            schedule.add(message, when, redelivered=True)
-            if message.persistent and self._shared is None:
-                logged.append(((self._backlog.queue_id, message.seq), when))
+            kept = self._kept(message)
+            if kept:
+                logged.append(((backlog.queue_id, message.seq), when))
+            backlog.set_aside(message)
+            schedule.add(message, when, redelivered=True, kept=kept)
         if logged:
-            self._backlog.reschedule(logged)
+            backlog.reschedule(logged)
         if self._shared is not None and self._idle():
             self._shared.shed()
 
+    def _kept(self, message: Message) -> bool:
+        """Whether a scheduled message's store record says it is scheduled (so it may
+        leave memory until its time): a persistent one, on a queue that is not shared by
+        a cluster's nodes (those hold their scheduled retries in memory, claimed)."""
+        return message.persistent and self._shared is None and self._backlog.journaling
+
     def _later(self) -> Schedule:
-        """This queue's schedule (made on first use)."""
+        """This queue's schedule (made on first use); a paged queue's pages too."""
         schedule = self._schedule
         if schedule is None:
-            schedule = self._schedule = Schedule(self._timers, self._clock, self._due)
+            paging = self._paging
+            schedule = self._schedule = Schedule(
+                self._timers,
+                self._clock,
+                self._due,
+                queue_id=self._backlog.queue_id,
+                pager=None if paging is None else paging.pager,
+                window=DEFAULT_BACKLOG_WINDOW if paging is None else paging.window,
+            )
         return schedule
 
     def _due(self, fresh: list[Message], again: list[Message]) -> None:
         """Scheduled messages whose time came join the backlog, in their seq place."""
         backlog = self._backlog
         if fresh:
-            backlog.give_back(fresh, redelivered=False)
+            backlog.give_back(fresh, redelivered=False, fresh=True)
         if again:
-            backlog.give_back(again)
+            backlog.give_back(again, fresh=True)
         if self._ring:
             self._dispatch()
         if self._waiters and backlog.resident:
@@ -514,8 +547,16 @@ class Queue:
         if schedule is None or message is None:
             return False
         schedule.take(message)
-        self._release(message)
+        self._discard(message)
         return True
+
+    def _discard(self, message: Message) -> None:
+        """A scheduled message leaves for good (cancelled, purged)."""
+        self._bytes -= len(message.body)
+        self._backlog.discard(message)
+        if self._nacks or self._errors:
+            self._nacks.pop(message.seq, None)
+            self._errors.pop(message.seq, None)
 
     # -- pulling (HTTP consumers) --------------------------------------------------------
 
@@ -568,9 +609,10 @@ class Queue:
         for message in messages:
             self._release(message)
 
-    def return_taken(self, messages: Sequence[Message], refusal: Refusal = REQUEUE) -> None:
-        """Handed-out messages come back (NACK, lease expired), as :meth:`refuse` says."""
-        self.refuse(messages, refusal)
+    def return_taken(self, messages: Sequence[Message]) -> None:
+        """Handed-out messages come back at once, marked redelivered (a lease ran out,
+        its holder was disabled; a NACK goes through :meth:`refuse`)."""
+        self._give_back(messages)
 
     def _idle(self) -> bool:
         """No consumer here: no subscription, no waiting puller."""
@@ -612,10 +654,12 @@ class Queue:
         return how many."""
         dropped, size = self._backlog.purge()
         self._bytes -= size
-        if self._schedule is not None:
-            for message in self._schedule.take_all():
-                self._release(message)
-                dropped += 1
+        schedule = self._schedule
+        if schedule is not None:
+            dropped += schedule.count
+            self._bytes -= schedule.bytes
+            for message in schedule.take_all():
+                self._backlog.discard(message)
         return dropped
 
     def expire(self, now: float) -> int:
@@ -639,9 +683,8 @@ class Queue:
         self.deleted = True
         self._bytes -= self._backlog.waiting_bytes
         if self._schedule is not None:
-            for message in self._schedule.take_all():
-                self._bytes -= len(message.body)
-                self._backlog.drop(message)
+            self._bytes -= self._schedule.bytes
+            self._schedule.clear()  # the store drops the deleted queue's records itself
         self._backlog.delete()
         self._wake()
         for sub in list(self._subs):

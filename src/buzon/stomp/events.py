@@ -11,7 +11,7 @@ elsewhere (``incoming`` and ``outgoing``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeAlias
 
 from buzon.stomp.frame import Headers
@@ -118,7 +118,7 @@ class Nack:
     transaction: str | None = None
     receipt: str | None = None
     subscription: str | None = None
-    headers: Headers = ()
+    headers: Headers = field(default=(), compare=False)
 
 
 @dataclass(frozen=True, slots=True)

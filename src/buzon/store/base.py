@@ -107,6 +107,17 @@ class PagedLog(MessageLog, Protocol):
         """Forget every message of a range but those whose seq is in ``keep``."""
         ...
 
+    def read_scheduled(self, queue_id: str, after: tuple[float, int] | None, limit: int) -> Ticket:
+        """The first ``limit`` scheduled messages of a queue (``deliver_at`` set) whose
+        ``(deliver_at, seq)`` comes after ``after`` (all, when None), in that order (found
+        by an index); the result is the list of them."""
+        ...
+
+    def purge_scheduled(self, queue_id: str, after: tuple[float, int] | None) -> Ticket:
+        """Forget the scheduled messages of a queue whose ``(deliver_at, seq)`` comes after
+        ``after`` (all, when None)."""
+        ...
+
 
 class ClaimLog(PagedLog, Protocol):
     """The store as the home of queues shared by the nodes of a cluster (see
@@ -269,7 +280,8 @@ class Store(PagedLog, Protocol):
 
     async def backlogs(self, limit: int, max_bytes: int) -> list[StoredBacklog]:
         """For every queue with stored messages, its head: at most ``limit`` messages and,
-        past the first, ``max_bytes`` of bodies. Costs the heads, not the backlogs."""
+        past the first, ``max_bytes`` of bodies; the same bound for its scheduled messages,
+        soonest first, with their count and bytes. Costs the heads, not the backlogs."""
 
     def free_space(self) -> tuple[int, int] | None:
         """Free and total bytes of the volume holding the store's files (a ``statvfs``),

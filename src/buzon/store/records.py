@@ -226,7 +226,10 @@ class StoredBacklog:
         head: its first messages, oldest first (bounded by the reader's window).
         high_seq: the highest seq stored for it (scheduled messages included).
         more: whether ready messages beyond ``head`` are stored.
-        scheduled: every scheduled message of it (``deliver_at`` set), by seq.
+        scheduled: its first scheduled messages (``deliver_at`` set), soonest first, by
+            ``(deliver_at, seq)``, bounded as ``head`` is.
+        scheduled_count: how many scheduled messages it has in all.
+        scheduled_bytes: their body bytes.
     """
 
     queue_id: str
@@ -234,6 +237,8 @@ class StoredBacklog:
     high_seq: int
     more: bool
     scheduled: list[StoredMessage] = field(default_factory=list)
+    scheduled_count: int = 0
+    scheduled_bytes: int = 0
 
 
 @dataclass(frozen=True, slots=True)
