@@ -119,7 +119,7 @@ def test_consumer_nacks_with_back_off_then_acks_and_catches_wrong_deliveries(
         retry.check(stats, tally, 1, 3)
 
 
-def run(bench: dict[str, ModuleType], broker: str, **figures: float) -> object:
+def run(bench: dict[str, ModuleType], broker: str, **figures: object) -> object:
     """A run with the given figures (rates in msgs/s, CPU in s, memory in KiB)."""
     values: dict[str, object] = {
         "broker": broker,
