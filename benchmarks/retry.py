@@ -433,7 +433,7 @@ def settle_sizes(args: argparse.Namespace) -> str:
     if args.wait_seconds is None:
         args.wait_seconds = min(10.0, max(1.0, args.messages / 10_000))
     if args.timeout is None:
-        args.timeout = 60 + args.messages / 1000
+        args.timeout = 60 + max(args.messages, args.wait_messages) / 1000
     if args.base_dir is None:
         args.base_dir = machine.disk_dir()
     if args.wait_messages < 0:
