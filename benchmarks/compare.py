@@ -333,8 +333,11 @@ def main() -> None:
             results.update(run_all(axis_cases, [Buzon(base_dir)], args.runs, Path(work)))
     node = rabbit.node if rabbit else None
     theirs = backlogs[RABBITMQ].runs if RABBITMQ in backlogs else []
+    theirs_retried = [run for o in retries.values() for run in o.runs if run.broker == RABBITMQ]
     if node is None and theirs:  # RabbitMQ ran the backlog only: its versions from there
         node = rabbitmq.Node(0, 0, theirs[0].version, theirs[0].erlang)
+    elif node is None and theirs_retried:  # or the retry scenario only
+        node = rabbitmq.Node(0, 0, theirs_retried[0].version, theirs_retried[0].erlang)
     output = Path(args.output)
     firsts = [outcome.runs[0] for outcome in backlogs.values() if outcome.runs]
     if firsts:

@@ -85,6 +85,7 @@ class RetryResult:
     broker: str
     version: str
     storage: str  # buzon's --storage; "" for RabbitMQ
+    erlang: str  # RabbitMQ's Erlang/OTP version; "" for buzon
     messages: int
     backoff_ms: list[int]
     elapsed_s: float  # first send to last delivery
@@ -170,6 +171,7 @@ class Broker:
     name: str
     version: str
     storage: str
+    erlang: str
     target: Target
     api: str | None
 
@@ -182,14 +184,14 @@ async def running(args: argparse.Namespace) -> AsyncIterator[Broker]:
             raise SystemExit(f"RabbitMQ is not installed ({rabbitmq.INSTALL})")
         with rabbitmq.private_node(args.base_dir) as node:
             target = Target("127.0.0.1", node.stomp_port, node.beam_pid, Login(*rabbitmq.LOGIN))
-            yield Broker(RABBITMQ, node.version, "", target, None)
+            yield Broker(RABBITMQ, node.version, "", node.erlang, target, None)
         return
     data_dir = tempfile.mkdtemp(prefix="buzon-retry-", dir=args.base_dir)
     process: subprocess.Popen[str] | None = None
     try:
         process, port, api = spawn_broker(args.storage, data_dir, CONNECTIONS, args.timeout)
         target = Target("127.0.0.1", port, process.pid, token_login(api))
-        yield Broker(BUZON, machine.package("buzon"), args.storage, target, api)
+        yield Broker(BUZON, machine.package("buzon"), args.storage, "", target, api)
     finally:
         if process is not None:
             process.terminate()
@@ -302,6 +304,7 @@ async def retry_phase(args: argparse.Namespace, broker: Broker) -> RetryResult:
         broker=broker.name,
         version=broker.version,
         storage=broker.storage,
+        erlang=broker.erlang,
         messages=args.messages,
         backoff_ms=args.backoff,
         elapsed_s=elapsed,

@@ -125,6 +125,7 @@ def run(bench: dict[str, ModuleType], broker: str, **figures: object) -> object:
         "broker": broker,
         "version": "9.9",
         "storage": "sqlite" if broker == "buzon" else "",
+        "erlang": "" if broker == "buzon" else "25",
         "messages": 100_000,
         "backoff_ms": [0, 0],
         "elapsed_s": 10.0,
