@@ -17,9 +17,10 @@ by default), or a private RabbitMQ node with the STOMP plugin (``rabbitmq.py``):
    handled every ACK. On buzon the queue must then be empty (HTTP queue info).
 2. wait (buzon, when ``--wait-messages`` is not 0): the broker's CPU over
    ``--wait-seconds`` while idle; then ``--wait-messages`` persistent messages are sent
-   with ``delay:`` ``--wait-delay-ms`` to a queue a consumer subscribes to, and the
-   broker's CPU and memory are read over the same span while they wait. A broker that
-   polls its waiting messages shows it here; none may be delivered meanwhile.
+   with ``delay:`` ``--wait-delay-ms`` (10 minutes) to a queue a consumer subscribes to,
+   and the broker's CPU and memory are read over the same span while they wait. A broker
+   that polls its waiting messages shows it here; none may be delivered meanwhile, and the
+   phase fails if it outlasts the delay (the figures would include deliveries).
 
 RabbitMQ has no broker-side back-off nor delayed delivery without a plugin: it runs the
 retry phase with plain NACKs only (``--backoff 0,0``), as a reference, and no wait phase.
@@ -100,6 +101,7 @@ class RetryResult:
     late_max_ms: float = math.nan
     # the wait phase (0 / NaN when it did not run)
     waiting: int = 0
+    wait_delay_ms: int = 0
     wait_seconds: float = 0.0
     idle_cpu_s: float = math.nan
     waiting_cpu_s: float = math.nan
@@ -351,7 +353,12 @@ async def wait_phase(args: argparse.Namespace, broker: Broker, result: RetryResu
         result.waiting_cpu_s = await idle_cpu(to.pid, args.wait_seconds)
         result.waiting_rss_kib = rss_kib(to.pid)
         waited = time.perf_counter() - started
-        if stats.delivered and waited * 1000 < args.wait_delay_ms:
+        if waited * 1000 >= args.wait_delay_ms:
+            raise SystemExit(
+                f"the wait phase took {waited:.0f} s, past the messages' delay of"
+                f" {args.wait_delay_ms / 1000:g} s: give a longer --wait-delay-ms"
+            )
+        if stats.delivered:
             raise SystemExit(
                 f"{stats.delivered:,} delayed messages were delivered after {waited:.1f} s,"
                 f" before their delay of {args.wait_delay_ms / 1000:g} s"
@@ -363,6 +370,7 @@ async def wait_phase(args: argparse.Namespace, broker: Broker, result: RetryResu
         consumer.close()
         producer.close()
     result.waiting = args.wait_messages
+    result.wait_delay_ms = args.wait_delay_ms
     result.wait_seconds = args.wait_seconds
 
 
@@ -470,7 +478,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="delayed messages in the wait phase (default: --messages; buzon only; 0: none)",
     )
-    parser.add_argument("--wait-delay-ms", type=int, default=60_000)
+    parser.add_argument(
+        "--wait-delay-ms",
+        type=int,
+        default=600_000,
+        help="the wait phase's delay: longer than its sends and sampling take",
+    )
     parser.add_argument(
         "--wait-seconds",
         type=float,

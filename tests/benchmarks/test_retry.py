@@ -149,7 +149,12 @@ def test_section_shows_medians_per_variant_and_judges_the_waiting_cpu(
 ) -> None:
     report, variants = bench["report"], bench["cases"].retry_variants(rabbitmq=True)
     backoff, plain, rabbit = (variant.label for variant in variants)
-    waited = {"waiting": 100_000, "wait_seconds": 10.0, "idle_rss_kib": 80 * 1024}
+    waited = {
+        "waiting": 100_000,
+        "wait_delay_ms": 600_000,
+        "wait_seconds": 10.0,
+        "idle_rss_kib": 80 * 1024,
+    }
     ours = [
         run(
             bench,
@@ -195,6 +200,7 @@ def test_section_shows_medians_per_variant_and_judges_the_waiting_cpu(
     assert (
         row(text, "broker RSS per waiting message (B)")[0] == f"{100 * 1024 * 1024 / 100_000:,.0f}"
     )
+    assert "sent with `delay:600000`" in text
     assert "python benchmarks/retry.py --broker rabbitmq --messages 100000" in text
 
     ours = [run(bench, "buzon", backoff_ms=[50, 100], idle_cpu_s=0.0, waiting_cpu_s=2.0, **waited)]
