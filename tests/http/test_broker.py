@@ -176,6 +176,21 @@ async def test_an_admin_closes_a_connection_and_its_messages_go_back(
     assert [(m["body"], m["redelivered"]) for m in waiting] == [("held", True)]
 
 
+async def test_a_connection_told_to_go_is_neither_listed_nor_closed_again(
+    server: BuzonServer, http: httpx.AsyncClient, admin: Auth
+) -> None:
+    client = await Client.connected(server.stomp_port)
+    [listed] = (await http.get("/connections", headers=admin)).json()
+    url = f"/connections/{listed['id']}"
+    assert (await http.delete(url, headers=admin)).status_code == 204
+    # The client has not read its ERROR yet: the connection lingers, but is no longer open.
+    assert (await http.get("/connections", headers=admin)).json() == []
+    error_of(await http.delete(url, headers=admin), ErrorCode.CONNECTION_NOT_FOUND)
+    error = await client.expect(Error)
+    assert ("code", "CONNECTION_CLOSED_BY_ADMIN") in error.headers
+    await client.close()
+
+
 async def test_only_an_admin_closes_connections(
     server: BuzonServer, http: httpx.AsyncClient, admin: Auth
 ) -> None:

@@ -409,9 +409,15 @@ class StompSession(asyncio.Protocol):
 
     # -- output and closing --------------------------------------------------------------
 
+    @property
+    def open(self) -> bool:
+        """Whether the connection still serves its client: not told to go (an ERROR,
+        a DISCONNECT), not closing, and the peer not gone. What an admin sees and closes."""
+        return not (self._lost or self._closing or self._conn.ended)
+
     def fail(self, code: ErrorCode, detail: str = "", receipt_id: str | None = None) -> None:
         """Send ERROR with ``code`` and close (used for server-side decisions)."""
-        if self._lost or self._closing or self._conn.ended:
+        if not self.open:
             return  # the first failure was reported, and is the close reason
         self._failure = code
         self._conn.fail(code, detail, receipt_id)

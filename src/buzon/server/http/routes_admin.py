@@ -73,13 +73,13 @@ async def history(ctx: Ctx, caller: CurrentCaller) -> RateHistory:
 
 @router.get("/connections", summary="Open STOMP connections")
 async def connections(ctx: Ctx, caller: CurrentCaller) -> list[Connection]:
-    """Admins see every connection; others see their own. Connections already closing
-    (told why, waiting for the peer to go) are left out."""
+    """Admins see every connection; others see their own. Connections no longer open
+    (told to go, waiting for the peer, or gone) are left out."""
     principal = caller.principal
     shown = []
     for connection in sorted(ctx.connections, key=lambda c: c.connected_at):
-        if connection.close_reason is not None:
-            continue  # closing: it only waits for the peer to go
+        if not connection.open:
+            continue  # told to go: it only waits for the peer
         session = connection.session
         if not principal.is_admin and (session is None or session.principal.id != principal.id):
             continue
@@ -109,12 +109,12 @@ async def close_connection(
     connection_id: Annotated[str, Path(max_length=64)], ctx: Ctx, caller: CurrentCaller
 ) -> Response:
     """The client gets an ERROR (CONNECTION_CLOSED_BY_ADMIN) and is disconnected; its
-    unacknowledged messages go back to their queues. It may connect again. A connection
-    already closing is no longer open, as in the listing."""
+    unacknowledged messages go back to their queues. It may connect again. One no longer
+    open (as the listing says) is not found."""
     if not caller.principal.is_admin:
         raise AccessDenied(ErrorCode.ACCESS_DENIED, "only an admin may close connections")
     for connection in ctx.connections:
-        if connection.id == connection_id and connection.close_reason is None:
+        if connection.id == connection_id and connection.open:
             log.info("%s closed by admin %s", connection.id, caller.principal.name)
             connection.close_session(ErrorCode.CONNECTION_CLOSED_BY_ADMIN, "")
             return Response(status_code=status.HTTP_204_NO_CONTENT)
