@@ -131,16 +131,19 @@ class HeldLog:
         self.pending: list[tuple[Ticket, list[StoredMessage], list[MessageKey]]] = []
         self.kept: dict[MessageKey, StoredMessage] = {}
         self.redelivered: list[MessageKey] = []
+        self.schedules: list[tuple[MessageKey, float]] = []
 
     def submit(
         self,
         appends: Sequence[StoredMessage] = (),
         removals: Sequence[MessageKey] = (),
         redelivered: Sequence[MessageKey] = (),
+        schedules: Sequence[tuple[MessageKey, float]] = (),
     ) -> Ticket:
         ticket = Ticket()
         self.pending.append((ticket, list(appends), list(removals)))
         self.redelivered.extend(redelivered)
+        self.schedules.extend(schedules)
         return ticket
 
     def resolve(self, error: ErrorCode | None = None) -> None:
@@ -178,8 +181,9 @@ class HeldStore:
         appends: Sequence[StoredMessage] = (),
         removals: Sequence[MessageKey] = (),
         redelivered: Sequence[MessageKey] = (),
+        schedules: Sequence[tuple[MessageKey, float]] = (),
     ) -> Ticket:
-        return self._hold(lambda: self.store.submit(appends, removals, redelivered))
+        return self._hold(lambda: self.store.submit(appends, removals, redelivered, schedules))
 
     def spill(self, messages: Sequence[StoredMessage]) -> Ticket:
         return self._hold(lambda: self.store.spill(messages))
@@ -196,6 +200,12 @@ class HeldStore:
 
     def purge_tail(self, queue_id: str, after: int, upto: int, keep: Sequence[int]) -> Ticket:
         return self._hold(lambda: self.store.purge_tail(queue_id, after, upto, keep))
+
+    def read_scheduled(self, queue_id: str, after: tuple[float, int] | None, limit: int) -> Ticket:
+        return self._hold(lambda: self.store.read_scheduled(queue_id, after, limit))
+
+    def purge_scheduled(self, queue_id: str, after: tuple[float, int] | None) -> Ticket:
+        return self._hold(lambda: self.store.purge_scheduled(queue_id, after))
 
     def step(self) -> None:
         call, ticket = self.held.popleft()

@@ -33,11 +33,14 @@ def test_public_names_are_pinned() -> None:
         "Message",
         "Queue",
         "QueueStats",
+        "REQUEUE",
+        "Refusal",
         "Session",
         "SessionStats",
         "SlowConsumerPolicy",
         "address",
         "parse_destination",
+        "requeue_delay",
     ]
 
 

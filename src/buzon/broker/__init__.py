@@ -10,13 +10,15 @@ from buzon.broker.channel import Channel
 from buzon.broker.config import BrokerConfig, SlowConsumerPolicy
 from buzon.broker.engine import Broker
 from buzon.broker.leases import Lease
-from buzon.broker.message import DeliverySink, Headers, Message
+from buzon.broker.message import REQUEUE, DeliverySink, Headers, Message, Refusal
+from buzon.broker.policy import requeue_delay
 from buzon.broker.queue import Queue
 from buzon.broker.session import Session
 from buzon.broker.stats import BrokerStats, ChannelStats, QueueStats, SessionStats
 from buzon.broker.subscription import AckMode
 
 __all__ = [
+    "REQUEUE",
     "AckMode",
     "Broker",
     "BrokerConfig",
@@ -29,9 +31,11 @@ __all__ = [
     "Message",
     "Queue",
     "QueueStats",
+    "Refusal",
     "Session",
     "SessionStats",
     "SlowConsumerPolicy",
     "address",
     "parse_destination",
+    "requeue_delay",
 ]

@@ -158,6 +158,11 @@ class MemoryBacklog:
         """Body bytes of the waiting messages (resident or not)."""
         return self.resident_bytes
 
+    @property
+    def journaling(self) -> bool:
+        """Whether persistent messages have store records (the broker has a store)."""
+        return self._journaling
+
     def is_redelivered(self, message: Message) -> bool:
         """Whether ``message`` was handed out before."""
         return bool(self._redelivered) and message.seq in self._redelivered
@@ -243,10 +248,36 @@ class MemoryBacklog:
         """A message handed out comes back after the queue was deleted: let it go."""
         self._gauge.remove(len(message.body))
 
-    def give_back(self, messages: Sequence[Message]) -> None:
-        """Handed-out messages return to their place, marked redelivered."""
+    def set_aside(self, message: Message) -> None:
+        """A message handed out waits outside the backlog (scheduled for a retry): its
+        bytes leave the gauge until it comes back (:meth:`give_back` with ``fresh``)."""
+        self._gauge.remove(len(message.body))
+
+    def discard(self, message: Message) -> None:
+        """A scheduled message leaves for good (cancelled, purged): its marks and its
+        store record go (its bytes were never in the gauge)."""
+        seq = message.seq
+        self._redelivered.discard(seq)
+        self._deliveries.pop(seq, None)
+        self._unlog(message)
+
+    def reschedule(self, keys: Sequence[tuple[MessageKey, float]]) -> None:
+        """Persistent messages handed out wait for a retry: their records say until when
+        (and that they were delivered), so a restart keeps them waiting."""
+        if self._journaling and not self.deleted:
+            self._journal.write(schedules=keys)
+
+    def give_back(
+        self, messages: Sequence[Message], *, redelivered: bool = True, fresh: bool = False
+    ) -> None:
+        """Handed-out messages return to their place, marked redelivered. Scheduled ones
+        whose time came join the same way (``fresh``: their bytes enter the gauge), marked
+        redelivered only when they were handed out before."""
         returned = sorted(messages, key=_by_seq)
-        self._redelivered.update(message.seq for message in returned)
+        if redelivered:
+            self._redelivered.update(message.seq for message in returned)
+        if fresh:
+            self._gauge.add(sum(len(message.body) for message in returned))
         self.resident_bytes += sum(len(message.body) for message in returned)
         self.resident += len(returned)
         ready = self._ready

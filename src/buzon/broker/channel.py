@@ -29,7 +29,7 @@ from collections.abc import Sequence
 
 from buzon.broker.addresses import address
 from buzon.broker.config import BrokerConfig, SlowConsumerPolicy
-from buzon.broker.message import Message
+from buzon.broker.message import REQUEUE, Message, Refusal
 from buzon.broker.queue import Queue
 from buzon.broker.stats import ChannelStats
 from buzon.broker.subscription import Subscription
@@ -148,7 +148,9 @@ class Channel:
         """Acknowledged: nothing to keep; the freed window lets pending messages flow."""
         self.resume(sub)
 
-    def reject(self, sub: Subscription, messages: Sequence[Message]) -> None:
+    def reject(
+        self, sub: Subscription, messages: Sequence[Message], refusal: Refusal = REQUEUE
+    ) -> None:
         """NACKed: dropped (channels do not redeliver); pending messages may flow."""
         self.resume(sub)
 

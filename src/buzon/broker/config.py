@@ -11,6 +11,8 @@ MAX_BACKLOG_WINDOW_BYTES = 1024 * 1024 * 1024
 """The largest backlog window in bytes (1 GiB)."""
 DEFAULT_BACKLOG_WINDOW = 10_000
 DEFAULT_BACKLOG_WINDOW_BYTES = 8 * 1024 * 1024
+MAX_DELAY_MS = 30 * 24 * 3600 * 1000
+"""The longest a message may be scheduled ahead, by default (30 days)."""
 
 
 class SlowConsumerPolicy(enum.StrEnum):
@@ -61,6 +63,9 @@ class BrokerConfig:
             consumers far more than one read's worth ahead.
         backlog_window_bytes: body bytes of that window (8 MiB), so large messages do not
             make the window big: with 1 MiB messages it holds 8.
+        max_delay_ms: the longest a message may be scheduled ahead (``delay``,
+            ``deliver-at``, ``requeue-delay``): 30 days. Further is refused, so a typo in
+            units cannot park a message for centuries.
         auto_create: SEND or SUBSCRIBE to a destination that does not exist creates it,
             owned by that user, without an access key. On by default: it is what STOMP
             users expect; turn it off to make creation an explicit, owned act.
@@ -84,6 +89,7 @@ class BrokerConfig:
     durable_backlog_max: int = 10_000
     backlog_window: int = DEFAULT_BACKLOG_WINDOW
     backlog_window_bytes: int = DEFAULT_BACKLOG_WINDOW_BYTES
+    max_delay_ms: int = MAX_DELAY_MS
 
     def __post_init__(self) -> None:
         for name in (
@@ -98,6 +104,7 @@ class BrokerConfig:
             "durable_backlog_max",
             "backlog_window",
             "backlog_window_bytes",
+            "max_delay_ms",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")

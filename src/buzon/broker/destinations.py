@@ -26,7 +26,8 @@ from buzon.broker.flow import QueuedBytes
 from buzon.broker.journal import Journal
 from buzon.broker.message import Message
 from buzon.broker.paged_backlog import Paging
-from buzon.broker.queue import DeadLetter, Queue
+from buzon.broker.queue import DeadLetter, Queue, Retirement
+from buzon.broker.timers import Timers
 from buzon.errors import AccessDenied, BrokerError, ErrorCode
 from buzon.store import (
     DestinationKind,
@@ -78,6 +79,7 @@ class Destinations:
         "queues",
         "retired_delivered",
         "retired_published",
+        "timers",
     )
 
     def __init__(
@@ -87,8 +89,10 @@ class Destinations:
         clock: Callable[[], float] = time.time,
         journal: Journal | None = None,
         paging: Paging | None = None,
+        timers: Timers | None = None,
     ) -> None:
         self._config = config
+        self.timers = timers if timers is not None else Timers(clock)
         self.gauge = gauge
         self.paging = paging
         self._clock = clock
@@ -134,9 +138,10 @@ class Destinations:
                 self.gauge,
                 self._journal,
                 clock=self._clock,
-                dead_letter=lambda queue, message, reason: self.dead_letter(queue, message, reason),
+                dead_letter=lambda queue, message, why: self.dead_letter(queue, message, why),
                 expiring=self.expiring,
                 paging=self.paging,
+                timers=self.timers,
             )
         else:
             target = self.channels[record.name] = Channel(record, self._config)
@@ -184,6 +189,7 @@ class Destinations:
             clock=self._clock,
             expiring=self.expiring,
             paging=self.paging,
+            timers=self.timers,
         )
         channel.add_durable(record.id, backlog)
         self.durable_records[record.id] = record
@@ -301,6 +307,6 @@ class Destinations:
         raise AccessDenied(ErrorCode.ACCESS_DENIED, f"{target.address}: owner or admin only")
 
 
-def _drop(queue: Queue, message: Message, reason: str) -> bool:
+def _drop(queue: Queue, message: Message, why: Retirement) -> bool:
     """No dead-letter handling configured: retired messages are dropped."""
     return False

@@ -29,6 +29,7 @@ from buzon.broker.paged_backlog import Paging
 from buzon.broker.queue import Queue
 from buzon.broker.session import Session
 from buzon.broker.stats import BrokerStats
+from buzon.broker.timers import Timers
 from buzon.errors import BrokerError, ErrorCode, LocalProtocolError
 from buzon.store import (
     DestinationKind,
@@ -60,6 +61,8 @@ class Broker:
     Attributes:
         journal: the engine's writes to ``log``; ``journal.last`` is the ticket a front
             end waits for before it confirms anything.
+        timers: the engine's deadlines (delayed messages, retries, ack deadlines); the
+            server sets ``timers.wake`` and calls ``timers.fire()`` when one is due.
     """
 
     def __init__(
@@ -77,8 +80,11 @@ class Broker:
         paging = None
         if pager is not None:
             paging = Paging(pager, config.backlog_window, config.backlog_window_bytes, shared)
-        self._destinations = Destinations(config, self._gauge, clock, self.journal, paging)
-        self._intake = Intake(self._destinations, self.journal, clock)
+        self.timers = Timers(clock)
+        self._destinations = Destinations(
+            config, self._gauge, clock, self.journal, paging, self.timers
+        )
+        self._intake = Intake(self._destinations, self.journal, clock, config.max_delay_ms)
         self.leases = Leases()
         self._sessions: dict[str, Session] = {}
         self._tokens: dict[str, str] = {}  # session id -> hash of the token it logged in with

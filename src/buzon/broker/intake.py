@@ -21,11 +21,19 @@ import time
 from collections.abc import Callable, Iterable
 
 from buzon.broker.channel import Channel
+from buzon.broker.config import MAX_DELAY_MS
 from buzon.broker.destinations import Destinations, new_record
 from buzon.broker.journal import Journal, stored
 from buzon.broker.message import Headers, Message
-from buzon.broker.policy import dead_letter_headers, expiry, may_feed, publish_options
-from buzon.broker.queue import Queue
+from buzon.broker.policy import (
+    SCHEDULE_HEADERS,
+    dead_letter_headers,
+    deliver_at,
+    expiry,
+    may_feed,
+    publish_options,
+)
+from buzon.broker.queue import Queue, Retirement
 from buzon.errors import BrokerError, ErrorCode
 from buzon.store import DestinationKind, StoredBacklog, Ticket
 
@@ -41,15 +49,26 @@ class Intake:
         clock: Unix time, for expiry.
     """
 
-    __slots__ = ("_clock", "_destinations", "_id_prefix", "_seq", "_stride", "feed", "journal")
+    __slots__ = (
+        "_clock",
+        "_destinations",
+        "_id_prefix",
+        "_max_delay_ms",
+        "_seq",
+        "_stride",
+        "feed",
+        "journal",
+    )
 
     def __init__(
         self,
         destinations: Destinations,
         journal: Journal,
         clock: Callable[[], float] = time.time,
+        max_delay_ms: int = MAX_DELAY_MS,
     ) -> None:
         self._destinations = destinations
+        self._max_delay_ms = max_delay_ms
         self.journal = journal
         self._clock = clock
         # Message ids must not repeat across broker restarts that clients may straddle.
@@ -77,20 +96,50 @@ class Intake:
         """A new message for ``target``, numbered, with its persistence and expiry.
 
         Raises:
-            BrokerError: BAD_HEADER_VALUE for an ``expires`` header that is not a number.
+            BrokerError: BAD_HEADER_VALUE for an ``expires``, ``delay`` or ``deliver-at``
+                header that is not a number of ms or out of bounds, or a time given for a
+                channel.
         """
-        self._seq += self._stride
-        seq = self._seq
-        persistent, expires = publish_options(headers)
+        persistent, expires, timed = publish_options(headers)
         policy = target.record.policy
         if isinstance(target, Queue):
             persistent = persistent and policy.durable
         expires_at = None
         if expires is not None or policy.message_ttl_ms is not None:
             expires_at = expiry(expires, policy, self._clock())
+        when = None
+        if timed:
+            when = self._when(target, headers)
+            headers = tuple([h for h in headers if h[0] not in SCHEDULE_HEADERS])
+        self._seq += self._stride
+        seq = self._seq
         return Message(
-            f"{self._id_prefix}-{seq}", target.address, headers, body, seq, persistent, expires_at
+            f"{self._id_prefix}-{seq}",
+            target.address,
+            headers,
+            body,
+            seq,
+            persistent,
+            expires_at,
+            when,
         )
+
+    def _when(self, target: Target, headers: Headers) -> float | None:
+        """When a message with ``delay`` or ``deliver-at`` may be delivered (None: now)."""
+        when = deliver_at(headers, self._clock(), self._max_delay_ms)
+        if when is None:
+            return None
+        if not isinstance(target, Queue):
+            raise BrokerError(
+                ErrorCode.BAD_HEADER_VALUE,
+                "delay and deliver-at are for queues (/queue/): a channel delivers at once",
+            )
+        if target.shared:
+            raise BrokerError(
+                ErrorCode.BAD_HEADER_VALUE,
+                "delay and deliver-at are not available on a PostgreSQL cluster yet",
+            )
+        return when
 
     def accept(self, target: Target, message: Message, *, moved: bool = False) -> Ticket | None:
         """Admit ``message`` and log it if it is persistent; return the log's ticket.
@@ -115,7 +164,9 @@ class Intake:
         if isinstance(target, Queue):
             claimed = target.admit(message)
             if message.persistent:
-                return self.journal.append(target.record.id, message, claimed=claimed)
+                return self.journal.append(
+                    target.record.id, message, claimed=claimed, deliver_at=message.deliver_at
+                )
         elif message.persistent and target.durables:
             # one log record per durable subscription's backlog, written together; each
             # backlog expects it (a paged one reads nothing beyond it until it arrives)
@@ -165,7 +216,7 @@ class Intake:
             ticket.add_callback(lambda done: self.arrive(target, message, done))
         return message.id, ticket
 
-    def dead_letter(self, queue: Queue, message: Message, reason: str) -> bool:
+    def dead_letter(self, queue: Queue, message: Message, why: Retirement) -> bool:
         """Move a retired message to its queue's dead-letter queue (created if missing,
         owned by the same user); drop it if that queue refuses it, or if ``queue`` may no
         longer publish there (counted by ``queue``). Return whether it moved."""
@@ -185,7 +236,15 @@ class Intake:
             if not isinstance(added, Queue):
                 return False
             target = added
-        headers = dead_letter_headers(message.headers, reason, message.destination, message.id)
+        headers = dead_letter_headers(
+            message.headers,
+            reason=why.reason,
+            origin=message.destination,
+            message_id=message.id,
+            deliveries=why.deliveries,
+            error=why.error,
+            at=self._clock(),
+        )
         moved = self.prepare(target, headers, message.body)
         try:
             ticket = self.accept(target, moved, moved=True)
@@ -227,6 +286,8 @@ class Intake:
             pager.pager.purge_tail(orphan.queue_id, -1, orphan.high_seq, ())
         else:
             self.journal.write(removals=[(orphan.queue_id, m.seq) for m in orphan.head])
+        if orphan.scheduled:  # never part of a tail
+            self.journal.write(removals=[(orphan.queue_id, m.seq) for m in orphan.scheduled])
 
     def _by_id(self) -> dict[str, Queue]:
         """Every queue and durable subscription backlog, by the id its messages carry."""

@@ -22,10 +22,15 @@ from buzon.store import DONE, MessageKey, MessageLog, StoredMessage, Ticket
 
 
 def stored(
-    queue_id: str, message: Message, redelivered: bool = False, *, claimed: bool = False
+    queue_id: str,
+    message: Message,
+    redelivered: bool = False,
+    *,
+    claimed: bool = False,
+    deliver_at: float | None = None,
 ) -> StoredMessage:
     """The log record of ``message`` in the queue ``queue_id`` (``claimed``: by this node,
-    in a cluster)."""
+    in a cluster; ``deliver_at``: scheduled for then)."""
     return StoredMessage(
         queue_id,
         message.seq,
@@ -37,6 +42,7 @@ def stored(
         redelivered,
         message.persistent,
         claimed,
+        deliver_at=deliver_at,
     )
 
 
@@ -65,11 +71,20 @@ class Journal:
         """Whether writes go anywhere (False: every write is done at once, and skipped)."""
         return self._log is not None
 
-    def append(self, queue_id: str, message: Message, *, claimed: bool = False) -> Ticket:
-        """Log a new message of a queue; its ticket says when it is durable."""
+    def append(
+        self,
+        queue_id: str,
+        message: Message,
+        *,
+        claimed: bool = False,
+        deliver_at: float | None = None,
+    ) -> Ticket:
+        """Log a new message of a queue (scheduled for ``deliver_at``, if given); its
+        ticket says when it is durable."""
         if self._log is None:
             return DONE
-        return self.write(appends=[stored(queue_id, message, claimed=claimed)])
+        record = stored(queue_id, message, claimed=claimed, deliver_at=deliver_at)
+        return self.write(appends=[record])
 
     def remove(self, queue_id: str, seq: int) -> None:
         """Forget a settled message (kept for a retry if the write fails)."""
@@ -99,11 +114,16 @@ class Journal:
         appends: Sequence[StoredMessage] = (),
         removals: Sequence[MessageKey] = (),
         redelivered: Sequence[MessageKey] = (),
+        schedules: Sequence[tuple[MessageKey, float]] = (),
     ) -> Ticket:
         """Submit writes together (one transaction); return their ticket."""
         if self._log is None:
             return DONE
-        ticket = self._log.submit(appends, removals, redelivered)
+        ticket = (
+            self._log.submit(appends, removals, redelivered, schedules)
+            if schedules
+            else self._log.submit(appends, removals, redelivered)
+        )
         self.last = ticket
         self.writes += 1
         return ticket

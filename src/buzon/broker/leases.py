@@ -100,7 +100,7 @@ class Leases:
             raise BrokerError(ErrorCode.BAD_REQUEST, "a receipt is listed twice")
         messages = [leases.pop(receipt).message for receipt in receipts]
         if requeue:
-            queue.return_taken(messages)
+            queue.refuse(messages)
         else:
             queue.ack_taken(messages)
 

@@ -27,6 +27,8 @@ class Message:
         persistent: kept in the message log until settled (durable queues, unless the
             publisher said ``persistent:false``).
         expires_at: Unix time after which it is never delivered, or None.
+        deliver_at: Unix time before which it is not delivered (published with ``delay``
+            or ``deliver-at``), or None.
     """
 
     id: str
@@ -36,6 +38,28 @@ class Message:
     seq: int
     persistent: bool = False
     expires_at: float | None = None
+    deliver_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """What a consumer's NACK asks for the messages it refuses.
+
+    Attributes:
+        requeue: False dead-letters them at once (reason ``rejected``).
+        delay_ms: wait this long before redelivering them (None: the queue's retry
+            back-off decides; 0: at once).
+        error: why they failed, remembered with each message (``x-last-error`` if it is
+            dead-lettered later).
+    """
+
+    requeue: bool = True
+    delay_ms: int | None = None
+    error: str | None = None
+
+
+REQUEUE = Refusal()
+"""A plain NACK: back to the queue, as the retry policy says."""
 
 
 class DeliverySink(Protocol):

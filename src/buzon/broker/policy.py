@@ -16,6 +16,7 @@ messages are dropped (and counted), never delivered.
 from __future__ import annotations
 
 from buzon.auth.access import fingerprint
+from buzon.broker.config import MAX_DELAY_MS
 from buzon.broker.message import Headers
 from buzon.errors import BrokerError, ErrorCode
 from buzon.store import DestinationRecord, QueuePolicy
@@ -25,6 +26,19 @@ from buzon.store import DestinationRecord, QueuePolicy
 REASON_HEADER = "x-dead-letter-reason"
 ORIGIN_HEADER = "x-original-destination"
 ORIGINAL_ID_HEADER = "x-original-message-id"
+DELIVERY_COUNT_HEADER = "x-delivery-count"
+LAST_ERROR_HEADER = "x-last-error"
+DEAD_LETTERED_AT_HEADER = "x-dead-lettered-at"
+_DEAD_LETTER_HEADERS = frozenset(
+    {
+        REASON_HEADER,
+        ORIGIN_HEADER,
+        ORIGINAL_ID_HEADER,
+        DELIVERY_COUNT_HEADER,
+        LAST_ERROR_HEADER,
+        DEAD_LETTERED_AT_HEADER,
+    }
+)
 
 
 def first(headers: Headers, name: str) -> str | None:
@@ -35,18 +49,77 @@ def first(headers: Headers, name: str) -> str | None:
     return None
 
 
-def publish_options(headers: Headers) -> tuple[bool, str | None]:
+SCHEDULE_HEADERS = frozenset({"delay", "deliver-at"})
+"""Headers that schedule a message; the broker acts on them and does not pass them on (a
+message dead-lettered or republished later must not be delayed again by them)."""
+
+
+def publish_options(headers: Headers) -> tuple[bool, str | None, bool]:
     """What a publisher asked of its message, in one pass over the headers (this runs for
-    every message): whether it may be stored (not ``persistent:false``), and ``expires``."""
+    every message): whether it may be stored (not ``persistent:false``), ``expires``, and
+    whether it names a time (``delay`` or ``deliver-at``, see :func:`deliver_at`)."""
     persistent: str | None = None
     expires: str | None = None
+    timed = False
     for name, value in headers:
         if name == "persistent":
             if persistent is None:
                 persistent = value
-        elif name == "expires" and expires is None:
-            expires = value
-    return persistent != "false", expires
+        elif name == "expires":
+            if expires is None:
+                expires = value
+        elif name in SCHEDULE_HEADERS:
+            timed = True
+    return persistent != "false", expires, timed
+
+
+def _milliseconds(name: str, value: str) -> int:
+    if not (value.isascii() and value.isdigit() and len(value) <= 15):
+        raise BrokerError(
+            ErrorCode.BAD_HEADER_VALUE, f"{name} must be a whole number of milliseconds (>= 0)"
+        )
+    return int(value)
+
+
+def deliver_at(headers: Headers, now: float, most_ms: int) -> float | None:
+    """When a message published ``now`` with these headers may be delivered: None for at
+    once (no delay, ``delay:0``, or a ``deliver-at`` already past).
+
+    Raises:
+        BrokerError: BAD_HEADER_VALUE naming the header: not a number of ms, both given,
+            or further ahead than ``most_ms``.
+    """
+    delay = first(headers, "delay")
+    at = first(headers, "deliver-at")
+    if delay is not None and at is not None:
+        raise BrokerError(ErrorCode.BAD_HEADER_VALUE, "give delay or deliver-at, not both")
+    if delay is not None:
+        wait = _milliseconds("delay", delay)
+        if wait > most_ms:
+            raise BrokerError(ErrorCode.BAD_HEADER_VALUE, f"delay must be at most {most_ms} ms")
+        return now + wait / 1000 if wait else None
+    if at is None:
+        return None
+    when = _milliseconds("deliver-at", at) / 1000
+    if when > now + most_ms / 1000:
+        raise BrokerError(
+            ErrorCode.BAD_HEADER_VALUE, f"deliver-at must be at most {most_ms} ms from now"
+        )
+    return when if when > now else None
+
+
+def requeue_delay(value: str | None, most_ms: int) -> int | None:
+    """A NACK's ``requeue-delay`` in ms (None when absent).
+
+    Raises:
+        BrokerError: BAD_HEADER_VALUE naming the header.
+    """
+    if value is None:
+        return None
+    wait = _milliseconds("requeue-delay", value)
+    if wait > most_ms:
+        raise BrokerError(ErrorCode.BAD_HEADER_VALUE, f"requeue-delay must be at most {most_ms} ms")
+    return wait
 
 
 def expiry(header: str | None, policy: QueuePolicy, now: float) -> float | None:
@@ -67,6 +140,20 @@ def expiry(header: str | None, policy: QueuePolicy, now: float) -> float | None:
     return deadline
 
 
+def backoff_ms(policy: QueuePolicy, nacks: int) -> int:
+    """How long the ``nacks``-th NACK of a message waits before it is redelivered:
+    ``retry_delay_ms * retry_multiplier ** (nacks - 1)``, at most ``retry_max_delay_ms``
+    (0: at once, when the policy sets no retry delay)."""
+    base = policy.retry_delay_ms
+    if not base:
+        return 0
+    wait = base * policy.retry_multiplier ** (nacks - 1)
+    cap = policy.retry_max_delay_ms
+    if cap is not None and wait > cap:
+        return cap
+    return int(min(wait, MAX_DELAY_MS))
+
+
 def over_limit(policy: QueuePolicy, count: int, size: int) -> bool:
     """Whether ``count`` messages of ``size`` body bytes in total break the queue's bounds."""
     return (policy.max_length is not None and count > policy.max_length) or (
@@ -74,18 +161,39 @@ def over_limit(policy: QueuePolicy, count: int, size: int) -> bool:
     )
 
 
-def dead_letter_headers(headers: Headers, reason: str, origin: str, message_id: str) -> Headers:
-    """The headers of a message moved to a dead-letter queue: why, and from where.
+def dead_letter_headers(
+    headers: Headers,
+    *,
+    reason: str,
+    origin: str,
+    message_id: str,
+    deliveries: int,
+    error: str | None,
+    at: float,
+) -> Headers:
+    """The headers of a message moved to a dead-letter queue: why, from where, after how
+    many deliveries, the last consumer error, and when (ms since the epoch).
 
-    Its ``expires`` becomes ``x-original-expires``: a message dead-lettered because it
-    expired must not expire again in the dead-letter queue before anyone looks at it.
+    The broker's own headers of an earlier dead-lettering (a message redriven and
+    dead-lettered again) are replaced, not repeated. Its ``expires`` becomes
+    ``x-original-expires``: a message dead-lettered because it expired must not expire
+    again in the dead-letter queue before anyone looks at it.
     """
-    ours = ((REASON_HEADER, reason), (ORIGIN_HEADER, origin), (ORIGINAL_ID_HEADER, message_id))
+    ours: list[tuple[str, str]] = [
+        (REASON_HEADER, reason),
+        (ORIGIN_HEADER, origin),
+        (ORIGINAL_ID_HEADER, message_id),
+        (DELIVERY_COUNT_HEADER, str(deliveries)),
+        (DEAD_LETTERED_AT_HEADER, str(int(at * 1000))),
+    ]
+    if error is not None:
+        ours.append((LAST_ERROR_HEADER, error))
     kept = tuple(
         ("x-original-expires", value) if name == "expires" else (name, value)
         for name, value in headers
+        if name not in _DEAD_LETTER_HEADERS
     )
-    return ours + kept
+    return (*ours, *kept)
 
 
 def feed_grant(target: DestinationRecord) -> str:

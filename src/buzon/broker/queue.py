@@ -44,26 +44,58 @@ from typing import cast
 from buzon.broker.addresses import address
 from buzon.broker.backlog import BacklogHost, MemoryBacklog
 from buzon.broker.claimed_backlog import ClaimedBacklog
+from buzon.broker.config import DEFAULT_BACKLOG_WINDOW
 from buzon.broker.flow import QueuedBytes
 from buzon.broker.journal import Journal
-from buzon.broker.message import Message
+from buzon.broker.message import REQUEUE, Message, Refusal
 from buzon.broker.paged_backlog import PagedBacklog, Paging
-from buzon.broker.policy import over_limit
+from buzon.broker.policy import backoff_ms, over_limit
+from buzon.broker.schedule import Schedule
 from buzon.broker.stats import QueueStats
 from buzon.broker.subscription import Subscription
+from buzon.broker.timers import Timers
 from buzon.errors import BrokerError, ErrorCode
-from buzon.store import ClaimLog, DestinationRecord, MessageKey, Overflow, StoredBacklog
+from buzon.store import (
+    ClaimLog,
+    DestinationRecord,
+    MessageKey,
+    Overflow,
+    StoredBacklog,
+    StoredMessage,
+)
 
 PULL_DEMAND = 100
 """Messages a waiting HTTP puller or an auto-ack subscription counts for when a shared
 queue claims (neither has a credit window of its own)."""
 
-DeadLetter = Callable[["Queue", Message, str], bool]
-"""Moves a retired message to its queue's dead-letter queue (``queue, message, reason``);
+DeadLetter = Callable[["Queue", Message, "Retirement"], bool]
+"""Moves a retired message to its queue's dead-letter queue (``queue, message, why``);
 returns whether it was moved (False: dropped)."""
 
+ERROR_CHARS = 1024
+"""The longest NACK ``error`` text kept with a message (longer ones are cut)."""
 
-def _no_dead_letters(queue: Queue, message: Message, reason: str) -> bool:
+
+class Retirement:
+    """Why a message leaves its queue undelivered, and its story so far (what the
+    dead-letter headers say).
+
+    Attributes:
+        reason: ``expired``, ``max-deliveries``, ``rejected``, ``max-length`` or
+            ``ack-timeout``.
+        deliveries: how often it was delivered.
+        error: the last NACK's ``error``, if any.
+    """
+
+    __slots__ = ("deliveries", "error", "reason")
+
+    def __init__(self, reason: str, deliveries: int = 0, error: str | None = None) -> None:
+        self.reason = reason
+        self.deliveries = deliveries
+        self.error = error
+
+
+def _no_dead_letters(queue: Queue, message: Message, why: Retirement) -> bool:
     """Retired messages are simply dropped."""
     return False
 
@@ -94,17 +126,25 @@ class Queue:
         "_dead_lettered",
         "_delivered",
         "_dispatching",
+        "_errors",
         "_in_flight",
         "_incoming",
+        "_nacks",
+        "_paging",
         "_published",
         "_redeliveries",
         "_retired",
+        "_retried",
         "_ring",
+        "_schedule",
+        "_scheduled_total",
         "_shared",
         "_subs",
+        "_timers",
         "_waiters",
         "address",
         "dead_letter_refused",
+        "dead_lettered_by_reason",
         "deleted",
         "name",
         "policy",
@@ -121,6 +161,7 @@ class Queue:
         dead_letter: DeadLetter = _no_dead_letters,
         expiring: set[BacklogHost] | None = None,
         paging: Paging | None = None,
+        timers: Timers | None = None,
     ) -> None:
         self.record = record
         policy = self.policy = record.policy
@@ -133,6 +174,7 @@ class Queue:
         self._incoming: dict[int, None] = {}
         self._backlog: MemoryBacklog
         self._shared: ClaimedBacklog | None = None
+        self._paging: Paging | None = None  # a paged backlog's, for the schedule's pages too
         if paging is not None and paging.shared:
             self._backlog = self._shared = ClaimedBacklog(
                 self,
@@ -147,23 +189,29 @@ class Queue:
                 idle=self._idle,
             )
         elif paging is not None and policy.durable:
+            self._paging = Paging(
+                paging.pager,
+                policy.backlog_window or paging.window,
+                policy.backlog_window_bytes or paging.window_bytes,
+            )
             self._backlog = PagedBacklog(
                 self,
                 record.id,
                 gauge,
                 journal,
                 expiring,
-                paging=Paging(
-                    paging.pager,
-                    policy.backlog_window or paging.window,
-                    policy.backlog_window_bytes or paging.window_bytes,
-                ),
+                paging=self._paging,
                 incoming=self._incoming,
             )
         else:
             self._backlog = MemoryBacklog(self, record.id, gauge, journal, expiring)
         self._bounded = policy.max_length is not None or policy.max_length_bytes is not None
         self._clock = clock
+        self._timers = timers if timers is not None else Timers(clock)
+        self._schedule: Schedule | None = None  # made when a message is first scheduled
+        # per seq, while the message is here: NACKs so far, and the last NACK's error
+        self._nacks: dict[int, int] = {}
+        self._errors: dict[int, str] = {}
         self._dead_letter = dead_letter
         self._ring: deque[Subscription] = deque()
         self._subs: set[Subscription] = set()
@@ -177,9 +225,18 @@ class Queue:
         self._redeliveries = 0
         self._retired = 0
         self._dead_lettered = 0
+        self._retried = 0
+        self._scheduled_total = 0
+        self.dead_lettered_by_reason: dict[str, int] = {}
         # retired messages dropped because this queue may no longer publish to its
         # dead-letter queue (counted by the dead-letter mover, see Intake.dead_letter)
         self.dead_letter_refused = 0
+
+    @property
+    def shared(self) -> bool:
+        """Whether this queue is shared by the nodes of a cluster (its messages are claimed
+        from a shared store, see ``claimed_backlog``)."""
+        return self._shared is not None
 
     @property
     def paged(self) -> bool:
@@ -233,15 +290,36 @@ class Queue:
         self._backlog.resume()
 
     def restore(self, found: StoredBacklog, cleanly: bool) -> None:
-        """Take what the store holds for this queue at start (see ``paged_backlog``)."""
-        self._backlog.restore_head(found, cleanly)
-        self._bytes = self._backlog.waiting_bytes
+        """Take what the store holds for this queue at start (see ``paged_backlog``):
+        the head of its backlog, and its scheduled messages."""
+        backlog = self._backlog
+        backlog.restore_head(found, cleanly)
+        self._bytes = backlog.waiting_bytes
+        if found.scheduled_count:
+            now = self._clock()
+
+            def redelivered(item: StoredMessage) -> bool:
+                # after a crash, one whose time had come may have been delivered
+                due = item.deliver_at is None or item.deliver_at <= now
+                return item.redelivered or (not cleanly and due)
+
+            self._later().restore(
+                found.scheduled, found.scheduled_count, found.scheduled_bytes, redelivered
+            )
+            self._bytes += found.scheduled_bytes
 
     def _arrive(self, message: Message, *, logged: bool) -> None:
         self._incoming.pop(message.seq, None)
         self._published += 1
         self._bytes += len(message.body)
         backlog = self._backlog
+        if message.deliver_at is not None and not self.deleted:
+            self._scheduled_total += 1
+            self._later().add(
+                message, message.deliver_at, redelivered=False, kept=self._kept(message)
+            )
+            backlog.resume()  # reads no longer wait for it
+            return
         backlog.add(message, logged=logged)
         if self._ring and backlog.resident:
             self._dispatch()
@@ -306,7 +384,7 @@ class Queue:
         for message in messages:
             self._bytes -= len(message.body)
             self._retired += 1
-            self._to_dead_letters(message, reason)
+            self._to_dead_letters(message, Retirement(reason))
 
     # -- Target: what sessions call ------------------------------------------------------
 
@@ -343,10 +421,142 @@ class Queue:
         self.ack_taken(messages)
         self.resume(sub)
 
-    def reject(self, sub: Subscription, messages: Sequence[Message]) -> None:
-        """NACKed messages return to the queue (original order, redelivered)."""
-        self._give_back(messages)
+    def reject(
+        self, sub: Subscription, messages: Sequence[Message], refusal: Refusal = REQUEUE
+    ) -> None:
+        """NACKed messages return to the queue (original order, redelivered), now or after
+        a delay, or are dead-lettered (see :meth:`refuse`)."""
+        self.refuse(messages, refusal)
         self.resume(sub)
+
+    def refuse(self, messages: Sequence[Message], refusal: Refusal = REQUEUE) -> None:
+        """Handed-out messages were refused by their consumer.
+
+        With ``requeue`` false they are dead-lettered at once (reason ``rejected``).
+        Otherwise each returns after the refusal's ``delay_ms``, or, without one, after the
+        queue's retry back-off for its n-th NACK (at once when the policy has none).
+        """
+        if refusal.error is not None:
+            error = refusal.error[:ERROR_CHARS]
+            for message in messages:
+                self._errors[message.seq] = error
+        if not refusal.requeue:
+            self._in_flight -= len(messages)
+            for message in messages:
+                self._retire(message, "rejected")
+            return
+        nacks = self._nacks
+        policy = self.policy
+        now: list[Message] = []
+        later: list[tuple[Message, int]] = []
+        for message in messages:
+            count = nacks[message.seq] = nacks.get(message.seq, 0) + 1
+            wait = refusal.delay_ms if refusal.delay_ms is not None else backoff_ms(policy, count)
+            if wait and not self.deleted:
+                later.append((message, wait))
+            else:
+                now.append(message)
+        if now:
+            self._give_back(now)
+        if later:
+            self._retry_later(later)
+
+    def _retry_later(self, later: Sequence[tuple[Message, int]]) -> None:
+        """Hold refused messages until their retry time (their store records say when)."""
+        self._in_flight -= len(later)
+        self._retried += len(later)
+        schedule = self._later()
+        backlog = self._backlog
+        start = self._clock()
+        logged = []
+        for message, wait in later:
+            when = start + wait / 1000
+            kept = self._kept(message)
+            if kept:
+                logged.append(((backlog.queue_id, message.seq), when))
+            backlog.set_aside(message)
+            schedule.add(message, when, redelivered=True, kept=kept)
+        if logged:
+            backlog.reschedule(logged)
+        if self._shared is not None and self._idle():
+            self._shared.shed()
+
+    def _kept(self, message: Message) -> bool:
+        """Whether a scheduled message's store record says it is scheduled (so it may
+        leave memory until its time): a persistent one, on a queue that is not shared by
+        a cluster's nodes (those hold their scheduled retries in memory, claimed)."""
+        return message.persistent and self._shared is None and self._backlog.journaling
+
+    def _later(self) -> Schedule:
+        """This queue's schedule (made on first use); a paged queue's pages too."""
+        schedule = self._schedule
+        if schedule is None:
+            paging = self._paging
+            schedule = self._schedule = Schedule(
+                self._timers,
+                self._clock,
+                self._due,
+                queue_id=self._backlog.queue_id,
+                pager=None if paging is None else paging.pager,
+                window=DEFAULT_BACKLOG_WINDOW if paging is None else paging.window,
+            )
+        return schedule
+
+    def _due(self, fresh: list[Message], again: list[Message]) -> None:
+        """Scheduled messages whose time came join the backlog, in their seq place."""
+        backlog = self._backlog
+        if fresh:
+            backlog.give_back(fresh, redelivered=False, fresh=True)
+        if again:
+            backlog.give_back(again, fresh=True)
+        if self._ring:
+            self._dispatch()
+        if self._waiters and backlog.resident:
+            self._wake()
+        if self._shared is not None and self._idle():
+            self._shared.shed()
+
+    # -- scheduled messages (the dashboard's list) ----------------------------------------
+
+    def scheduled(self, limit: int) -> list[tuple[float, Message]]:
+        """The first ``limit`` scheduled messages with their times, soonest first."""
+        if self._schedule is None:
+            return []
+        shown: list[tuple[float, Message]] = []
+        for pair in self._schedule:
+            if len(shown) == limit:
+                break
+            shown.append(pair)
+        return shown
+
+    def deliver_now(self, message_id: str) -> bool:
+        """Make a scheduled message ready now; False if none has that id."""
+        schedule = self._schedule
+        message = None if schedule is None else schedule.find(message_id)
+        if schedule is None or message is None:
+            return False
+        again = schedule.redelivered(message)
+        schedule.take(message)
+        self._due([] if again else [message], [message] if again else [])
+        return True
+
+    def cancel_scheduled(self, message_id: str) -> bool:
+        """Drop a scheduled message for good; False if none has that id."""
+        schedule = self._schedule
+        message = None if schedule is None else schedule.find(message_id)
+        if schedule is None or message is None:
+            return False
+        schedule.take(message)
+        self._discard(message)
+        return True
+
+    def _discard(self, message: Message) -> None:
+        """A scheduled message leaves for good (cancelled, purged)."""
+        self._bytes -= len(message.body)
+        self._backlog.discard(message)
+        if self._nacks or self._errors:
+            self._nacks.pop(message.seq, None)
+            self._errors.pop(message.seq, None)
 
     # -- pulling (HTTP consumers) --------------------------------------------------------
 
@@ -400,7 +610,8 @@ class Queue:
             self._release(message)
 
     def return_taken(self, messages: Sequence[Message]) -> None:
-        """Handed-out messages come back (NACK, lease expired), marked redelivered."""
+        """Handed-out messages come back at once, marked redelivered (a lease ran out,
+        its holder was disabled; a NACK goes through :meth:`refuse`)."""
         self._give_back(messages)
 
     def _idle(self) -> bool:
@@ -439,9 +650,16 @@ class Queue:
     # -- maintenance ---------------------------------------------------------------------
 
     def purge(self) -> int:
-        """Drop every waiting message (not those in flight); return how many."""
+        """Drop every waiting message, scheduled ones included (not those in flight);
+        return how many."""
         dropped, size = self._backlog.purge()
         self._bytes -= size
+        schedule = self._schedule
+        if schedule is not None:
+            dropped += schedule.count
+            self._bytes -= schedule.bytes
+            for message in schedule.take_all():
+                self._backlog.discard(message)
         return dropped
 
     def expire(self, now: float) -> int:
@@ -464,6 +682,9 @@ class Queue:
         """The queue is deleted: drop waiting messages and end every subscription."""
         self.deleted = True
         self._bytes -= self._backlog.waiting_bytes
+        if self._schedule is not None:
+            self._bytes -= self._schedule.bytes
+            self._schedule.clear()  # the store drops the deleted queue's records itself
         self._backlog.delete()
         self._wake()
         for sub in list(self._subs):
@@ -496,8 +717,9 @@ class Queue:
         """Count one more delivery of ``message``; return whether it is a redelivery."""
         self._delivered += 1
         backlog = self._backlog
-        if self.policy.max_deliveries is not None:
-            backlog.count_delivery(message)
+        policy = self.policy
+        if policy.max_deliveries is not None or policy.dead_letter_queue is not None:
+            backlog.count_delivery(message)  # a limit, or an x-delivery-count to tell
         again = backlog.is_redelivered(message)
         if again:
             self._redeliveries += 1
@@ -514,14 +736,17 @@ class Queue:
             self._retire(message, "max-length")
 
     def _retire(self, message: Message, reason: str) -> None:
-        """``message`` leaves without being delivered (expired, over its limits)."""
+        """``message`` leaves without being delivered (expired, over its limits, refused)."""
         self._retired += 1
+        why = Retirement(reason, self._backlog.deliveries(message), self._errors.get(message.seq))
         self._release(message)
-        self._to_dead_letters(message, reason)
+        self._to_dead_letters(message, why)
 
-    def _to_dead_letters(self, message: Message, reason: str) -> None:
-        if self.policy.dead_letter_queue is not None and self._dead_letter(self, message, reason):
+    def _to_dead_letters(self, message: Message, why: Retirement) -> None:
+        if self.policy.dead_letter_queue is not None and self._dead_letter(self, message, why):
             self._dead_lettered += 1
+            by_reason = self.dead_lettered_by_reason
+            by_reason[why.reason] = by_reason.get(why.reason, 0) + 1
 
     def _wake(self) -> None:
         waiters, self._waiters = self._waiters, []
@@ -532,6 +757,9 @@ class Queue:
         """Forget ``message`` (settled or retired): bytes, bookkeeping, its log record."""
         self._bytes -= len(message.body)
         self._backlog.forget(message)
+        if self._nacks or self._errors:
+            self._nacks.pop(message.seq, None)
+            self._errors.pop(message.seq, None)
 
     def _give_back(self, messages: Sequence[Message]) -> None:
         self._in_flight -= len(messages)
@@ -596,4 +824,8 @@ class Queue:
             retired=self._retired,
             dead_lettered=self._dead_lettered,
             dead_letter_refused=self.dead_letter_refused,
+            scheduled=0 if self._schedule is None else self._schedule.count,
+            scheduled_total=self._scheduled_total,
+            retried=self._retried,
+            dead_lettered_by_reason=tuple(sorted(self.dead_lettered_by_reason.items())),
         )

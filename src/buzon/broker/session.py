@@ -20,7 +20,7 @@ from buzon.broker.channel import Channel
 from buzon.broker.config import BrokerConfig
 from buzon.broker.destinations import Destinations
 from buzon.broker.intake import Intake
-from buzon.broker.message import DeliverySink, Headers, Message
+from buzon.broker.message import REQUEUE, DeliverySink, Headers, Message, Refusal
 from buzon.broker.queue import Queue
 from buzon.broker.stats import SessionStats
 from buzon.broker.subscription import AckMode, Consumer, Subscription
@@ -82,6 +82,11 @@ class Session:
         self._grants: frozenset[str] = frozenset()  # rarely more than empty: no set each
         self._published = 0
         self._closed = False
+
+    @property
+    def max_delay_ms(self) -> int:
+        """The longest a message may be scheduled ahead on this broker."""
+        return self._config.max_delay_ms
 
     @property
     def closed(self) -> bool:
@@ -222,23 +227,27 @@ class Session:
                 for a transactional ACK.
             LocalProtocolError: the session is closed.
         """
-        self._settle(ack_id, transaction, requeue=False)
+        self._settle(ack_id, transaction, None)
 
-    def nack(self, ack_id: str, *, transaction: str | None = None) -> None:
+    def nack(
+        self, ack_id: str, *, transaction: str | None = None, refusal: Refusal = REQUEUE
+    ) -> None:
         """Refuse a delivery (cumulative in ack mode client, like :meth:`ack`).
 
-        Queue messages go back to the queue in their original order and are redelivered;
-        channel messages are dropped.
+        Queue messages go back to the queue in their original order and are redelivered
+        (after the refusal's delay, or the queue's retry back-off), or are dead-lettered
+        when the refusal says not to requeue; channel messages are dropped.
 
         Args:
             ack_id: from a delivery this session received and has not settled.
             transaction: stage the NACK in this open transaction instead.
+            refusal: what to do with the refused messages.
 
         Raises:
             BrokerError: as :meth:`ack`.
             LocalProtocolError: the session is closed.
         """
-        self._settle(ack_id, transaction, requeue=True)
+        self._settle(ack_id, transaction, refusal)
 
     def ack_id_for(self, subscription_id: str, message_id: str) -> str:
         """The ack id of the unsettled delivery of ``message_id`` on a subscription.
@@ -459,7 +468,8 @@ class Session:
         if self._closed:
             raise LocalProtocolError(detail=f"session {self.id} is closed")
 
-    def _settle(self, ack_id: str, transaction: str | None, *, requeue: bool) -> None:
+    def _settle(self, ack_id: str, transaction: str | None, refusal: Refusal | None) -> None:
+        """ACK (``refusal`` None) or NACK a delivery, now or in ``transaction``."""
         self._check_open()
         if transaction is not None:
             self._transactions.check(transaction)
@@ -467,22 +477,22 @@ class Session:
         if sub is None:
             raise BrokerError(ErrorCode.UNKNOWN_ACK_ID, f"ack id {ack_id[:_DETAIL_CHARS]!r}")
         if transaction is not None:
-            self._transactions.stage(transaction, StagedSettle(ack_id, requeue))
+            self._transactions.stage(transaction, StagedSettle(ack_id, refusal))
         else:
-            _settle_now(sub, ack_id, requeue)
+            _settle_now(sub, ack_id, refusal)
 
     def _apply_settle(self, operation: StagedSettle) -> None:
         sub = self._consumer.unacked.get(operation.ack_id)
         if sub is not None:  # else settled since it was staged
-            _settle_now(sub, operation.ack_id, operation.requeue)
+            _settle_now(sub, operation.ack_id, operation.refusal)
 
 
-def _settle_now(sub: Subscription, ack_id: str, requeue: bool) -> None:
+def _settle_now(sub: Subscription, ack_id: str, refusal: Refusal | None) -> None:
     messages = sub.take(ack_id)
-    if requeue:
-        sub.target.reject(sub, messages)
-    else:
+    if refusal is None:
         sub.target.settle(sub, messages)
+    else:
+        sub.target.reject(sub, messages, refusal)
 
 
 def _named(subscription_id: str) -> str:

@@ -26,6 +26,11 @@ class QueueStats:
         dead_letter_refused: those of the retired dropped because this queue may no longer
             publish to its dead-letter queue (its key changed, or it was created again by
             someone else).
+        scheduled: messages waiting for their time (delayed publishes, retries with
+            back-off); not in ``depth``.
+        scheduled_total: messages ever published with a delay.
+        retried: NACKed messages whose redelivery was delayed.
+        dead_lettered_by_reason: ``dead_lettered`` by reason, as ``(reason, count)`` pairs.
     """
 
     name: str
@@ -40,6 +45,10 @@ class QueueStats:
     retired: int = 0
     dead_lettered: int = 0
     dead_letter_refused: int = 0
+    scheduled: int = 0
+    scheduled_total: int = 0
+    retried: int = 0
+    dead_lettered_by_reason: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from buzon.broker.message import DeliverySink, Message
+from buzon.broker.message import REQUEUE, DeliverySink, Message, Refusal
 from buzon.errors import ErrorCode
 
 
@@ -48,7 +48,9 @@ class Target(Protocol):
     def settle(self, sub: Subscription, messages: Sequence[Message]) -> None:
         """``messages`` were acknowledged (already removed from ``sub``)."""
 
-    def reject(self, sub: Subscription, messages: Sequence[Message]) -> None:
+    def reject(
+        self, sub: Subscription, messages: Sequence[Message], refusal: Refusal = REQUEUE
+    ) -> None:
         """``messages`` were NACKed (already removed from ``sub``)."""
 
 

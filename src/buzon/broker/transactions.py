@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from buzon.broker.message import Headers
+from buzon.broker.message import Headers, Refusal
 from buzon.errors import BrokerError, ErrorCode
 
 _DETAIL_CHARS = 64
@@ -28,10 +28,10 @@ class StagedPublish:
 
 @dataclass(frozen=True, slots=True)
 class StagedSettle:
-    """An ACK (``requeue=False``) or NACK (``requeue=True``) waiting for commit."""
+    """An ACK (``refusal`` None) or NACK waiting for commit."""
 
     ack_id: str
-    requeue: bool
+    refusal: Refusal | None
 
 
 StagedOperation = StagedPublish | StagedSettle

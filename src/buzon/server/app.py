@@ -24,6 +24,7 @@ from buzon.server.cluster import ClusterNode
 from buzon.server.config import ListenError, Settings, disk_floor
 from buzon.server.context import ServerContext
 from buzon.server.durable import until_durable
+from buzon.server.engine_timers import TimerDriver
 from buzon.server.http.app import build_app
 from buzon.server.http.listener import HttpListener
 from buzon.server.loop_lag import watch_loop_lag
@@ -114,6 +115,7 @@ class BuzonServer:
         durable = store if store.durable else None
         shared = isinstance(store, PostgresStore)
         broker = Broker(broker_config(settings), log=durable, pager=durable, shared=shared)
+        self._timers = TimerDriver(broker.timers)
         self._ctx = ServerContext(
             settings=settings,
             store=store,
@@ -235,6 +237,7 @@ class BuzonServer:
             await self._unbind()
             await self._release_store()
             raise
+        self._timers.start()
         loop = asyncio.get_running_loop()
         self._housekeeping = [
             loop.create_task(every(LEASE_CHECK_PERIOD, self._expire_leases)),
@@ -369,6 +372,7 @@ class BuzonServer:
         # Drain before saying goodbye: nothing more is read, and what was read gets its
         # writes done and its receipts sent, so every publish a client saw confirmed is
         # stored and every one it did not is not (frames still unread are never run).
+        self._timers.stop()  # what is scheduled stays scheduled, in the store
         for session in list(ctx.connections):
             session.hold()
         with contextlib.suppress(BuzonError, TimeoutError):

@@ -27,7 +27,16 @@ from collections.abc import Callable
 from typing import Any
 
 from buzon.auth import Action, Decision, decide
-from buzon.broker import AckMode, Broker, Session, parse_destination
+from buzon.broker import (
+    REQUEUE,
+    AckMode,
+    Broker,
+    Headers,
+    Refusal,
+    Session,
+    parse_destination,
+    requeue_delay,
+)
 from buzon.errors import BrokerError, ErrorCode
 from buzon.stomp import (
     Abort,
@@ -131,6 +140,23 @@ def key_to_check(
     return target.record, key
 
 
+def nack_refusal(headers: Headers, max_delay_ms: int) -> Refusal:
+    """What a NACK frame asks: ``requeue:false`` dead-letters, ``requeue-delay:<ms>`` waits
+    that long before the redelivery, ``error:<text>`` is kept with the message.
+
+    Raises:
+        BrokerError: BAD_HEADER_VALUE naming the header.
+    """
+    requeue = header(headers, "requeue")
+    if requeue not in (None, "true", "false"):
+        raise BrokerError(ErrorCode.BAD_HEADER_VALUE, "requeue must be true or false")
+    delay = requeue_delay(header(headers, "requeue-delay"), max_delay_ms)
+    error = header(headers, "error")
+    if requeue is None and delay is None and error is None:
+        return REQUEUE
+    return Refusal(requeue != "false", delay, error)
+
+
 class Commands:
     """The command handlers of one logged-in connection.
 
@@ -169,7 +195,10 @@ class Commands:
         return event.receipt
 
     def _nack(self, event: Nack) -> str | None:
-        self.session.nack(self._ack_id(event), transaction=event.transaction)
+        refusal = (
+            nack_refusal(event.headers, self.session.max_delay_ms) if event.headers else REQUEUE
+        )
+        self.session.nack(self._ack_id(event), transaction=event.transaction, refusal=refusal)
         return event.receipt
 
     def _ack_id(self, event: Ack | Nack) -> str:

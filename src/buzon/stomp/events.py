@@ -11,7 +11,7 @@ elsewhere (``incoming`` and ``outgoing``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeAlias
 
 from buzon.stomp.frame import Headers
@@ -111,12 +111,14 @@ class Ack:
 
 @dataclass(slots=True)
 class Nack:
-    """NACK: the message was not handled; the broker may redeliver it (fields as :class:`Ack`)."""
+    """NACK: the message was not handled; the broker may redeliver it (fields as
+    :class:`Ack`, plus every header of the frame, for what the broker makes of them)."""
 
     id: str
     transaction: str | None = None
     receipt: str | None = None
     subscription: str | None = None
+    headers: Headers = field(default=(), compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -147,8 +147,9 @@ def decode_ack(headers: Headers, body: bytes) -> Ack:
 
 
 def decode_nack(headers: Headers, body: bytes) -> Nack:
-    """NACK: needs ``id``."""
-    return Nack(*_settle_fields(headers))
+    """NACK: needs ``id``; its other headers (``requeue``, ``requeue-delay``, ``error``)
+    are kept for the broker."""
+    return Nack(*_settle_fields(headers), headers=headers)
 
 
 def decode_ack_11(headers: Headers, body: bytes) -> Ack:
@@ -158,7 +159,7 @@ def decode_ack_11(headers: Headers, body: bytes) -> Ack:
 
 def decode_nack_11(headers: Headers, body: bytes) -> Nack:
     """NACK in STOMP 1.1: needs ``message-id`` and ``subscription``."""
-    return Nack(*_settle_fields_11(headers))
+    return Nack(*_settle_fields_11(headers), headers=headers)
 
 
 def decode_begin(headers: Headers, body: bytes) -> Begin:

@@ -49,6 +49,7 @@ class MessageLog(Protocol):
         appends: Sequence[StoredMessage] = (),
         removals: Sequence[MessageKey] = (),
         redelivered: Sequence[MessageKey] = (),
+        schedules: Sequence[tuple[MessageKey, float]] = (),
     ) -> Ticket:
         """Queue message writes; the ticket resolves once they are durable.
 
@@ -61,6 +62,8 @@ class MessageLog(Protocol):
             appends: new messages.
             removals: messages to forget (acknowledged, expired, dropped, purged).
             redelivered: messages to mark as delivered before.
+            schedules: stored messages returned for a later delivery (a retry with
+                back-off): each gets that ``deliver_at`` and is marked delivered before.
         """
         ...
 
@@ -69,7 +72,8 @@ class PagedLog(MessageLog, Protocol):
     """The store as the home of backlogs larger than memory (see ``broker/paged_backlog``).
 
     A paged backlog keeps the head of a queue in memory and leaves the rest, its tail, in
-    the store. The tail is addressed by seq ranges: ``after < seq <= upto``. Every call is
+    the store. The tail is addressed by seq ranges: ``after < seq <= upto``; scheduled
+    messages (``deliver_at`` set) are never part of it, whatever their seq. Every call is
     queued behind the writes submitted before it (so it sees them) and returns a ticket
     whose ``result`` is what it read; calls on one store complete in the order made.
     """
@@ -101,6 +105,17 @@ class PagedLog(MessageLog, Protocol):
 
     def purge_tail(self, queue_id: str, after: int, upto: int, keep: Sequence[int]) -> Ticket:
         """Forget every message of a range but those whose seq is in ``keep``."""
+        ...
+
+    def read_scheduled(self, queue_id: str, after: tuple[float, int] | None, limit: int) -> Ticket:
+        """The first ``limit`` scheduled messages of a queue (``deliver_at`` set) whose
+        ``(deliver_at, seq)`` comes after ``after`` (all, when None), in that order (found
+        by an index); the result is the list of them."""
+        ...
+
+    def purge_scheduled(self, queue_id: str, after: tuple[float, int] | None) -> Ticket:
+        """Forget the scheduled messages of a queue whose ``(deliver_at, seq)`` comes after
+        ``after`` (all, when None)."""
         ...
 
 
@@ -265,7 +280,8 @@ class Store(PagedLog, Protocol):
 
     async def backlogs(self, limit: int, max_bytes: int) -> list[StoredBacklog]:
         """For every queue with stored messages, its head: at most ``limit`` messages and,
-        past the first, ``max_bytes`` of bodies. Costs the heads, not the backlogs."""
+        past the first, ``max_bytes`` of bodies; the same bound for its scheduled messages,
+        soonest first, with their count and bytes. Costs the heads, not the backlogs."""
 
     def free_space(self) -> tuple[int, int] | None:
         """Free and total bytes of the volume holding the store's files (a ``statvfs``),

@@ -155,6 +155,7 @@ class MemoryStore:
         appends: Sequence[StoredMessage] = (),
         removals: Sequence[MessageKey] = (),
         redelivered: Sequence[MessageKey] = (),
+        schedules: Sequence[tuple[MessageKey, float]] = (),
     ) -> Ticket:
         stored = self._messages
         for appended in appends:
@@ -164,6 +165,11 @@ class MemoryStore:
         for key in redelivered:
             if key in stored:
                 stored[key] = dataclasses.replace(stored[key], redelivered=True)
+        for key, deliver_at in schedules:
+            if key in stored:
+                stored[key] = dataclasses.replace(
+                    stored[key], redelivered=True, deliver_at=deliver_at
+                )
         return DONE
 
     async def messages(self) -> list[StoredMessage]:
@@ -175,8 +181,20 @@ class MemoryStore:
             found.setdefault(key[0], []).append(self._messages[key])
         heads = []
         for queue_id, stored in found.items():
-            head = head_of(stored, limit, max_bytes)
-            heads.append(StoredBacklog(queue_id, head, stored[-1].seq, len(head) < len(stored)))
+            ready = [m for m in stored if m.deliver_at is None]
+            head = head_of(ready, limit, max_bytes)
+            scheduled = sorted((m for m in stored if m.deliver_at is not None), key=_when)
+            heads.append(
+                StoredBacklog(
+                    queue_id,
+                    head,
+                    stored[-1].seq,
+                    len(head) < len(ready),
+                    head_of(scheduled, limit, max_bytes),
+                    len(scheduled),
+                    sum(len(m.body) for m in scheduled),
+                )
+            )
         return heads
 
     def free_space(self) -> tuple[int, int] | None:
@@ -228,12 +246,31 @@ class MemoryStore:
                 self._forget((queue_id, message.seq))
         return DONE
 
+    def read_scheduled(self, queue_id: str, after: tuple[float, int] | None, limit: int) -> Ticket:
+        return resolved(self._scheduled(queue_id, after)[:limit])
+
+    def purge_scheduled(self, queue_id: str, after: tuple[float, int] | None) -> Ticket:
+        for message in self._scheduled(queue_id, after):
+            self._forget((queue_id, message.seq))
+        return DONE
+
+    def _scheduled(self, queue_id: str, after: tuple[float, int] | None) -> list[StoredMessage]:
+        found = sorted(
+            (
+                m
+                for (owner, _), m in self._messages.items()
+                if owner == queue_id and m.deliver_at is not None
+            ),
+            key=_when,
+        )
+        return found if after is None else [m for m in found if _when(m) > after]
+
     def _range(self, queue_id: str, after: int, upto: int) -> list[StoredMessage]:
         found = [
             m
             for stored in (self._messages, self._spilled)
             for (owner, seq), m in stored.items()
-            if owner == queue_id and after < seq <= upto
+            if owner == queue_id and after < seq <= upto and m.deliver_at is None
         ]
         return sorted(found, key=lambda m: m.seq)
 
@@ -245,3 +282,8 @@ class MemoryStore:
         for stored in (self._messages, self._spilled):
             for key in [key for key in stored if key[0] == queue_id]:
                 del stored[key]
+
+
+def _when(message: StoredMessage) -> tuple[float, int]:
+    """A scheduled message's place: its time, then its seq."""
+    return (message.deliver_at or 0.0, message.seq)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 class Role(enum.StrEnum):
@@ -90,6 +90,13 @@ class QueuePolicy:
             in the store); None: the broker's ``--backlog-window``.
         backlog_window_bytes: body bytes of those; None: the broker's
             ``--backlog-window-bytes``.
+        retry_delay_ms: a NACKed message without its own ``requeue-delay`` waits this long
+            before its first redelivery (None: it is redelivered at once).
+        retry_multiplier: each further NACK of the same message multiplies that wait
+            (``retry_delay_ms * retry_multiplier ** (n - 1)`` for the n-th NACK; >= 1).
+        retry_max_delay_ms: the longest such wait (None: no bound but the scheduling bound).
+        ack_timeout_ms: a delivery not settled within this long goes back to the queue
+            (the connection stays open); None: deliveries wait for their consumer.
     """
 
     durable: bool = True
@@ -101,6 +108,10 @@ class QueuePolicy:
     max_deliveries: int | None = None
     backlog_window: int | None = None
     backlog_window_bytes: int | None = None
+    retry_delay_ms: int | None = None
+    retry_multiplier: float = 1.0
+    retry_max_delay_ms: int | None = None
+    ack_timeout_ms: int | None = None
 
 
 DEFAULT_POLICY = QueuePolicy()
@@ -154,6 +165,11 @@ class StoredMessage:
             ignore it.
         deliveries: how often it was delivered before, as a cluster's store keeps it
             between nodes (for ``max_deliveries``); other stores keep 0.
+        deliver_at: Unix time before which it must not be delivered (a delayed publish, a
+            retry with back-off), or None for a message ready now. A scheduled message is
+            not part of its queue's paged tail: ranged reads, counts, expiry and purges of
+            the tail leave it out, and the start-up read returns it apart
+            (:attr:`StoredBacklog.scheduled`).
     """
 
     queue_id: str
@@ -167,6 +183,7 @@ class StoredMessage:
     persistent: bool = True
     claimed: bool = False
     deliveries: int = 0
+    deliver_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,14 +224,21 @@ class StoredBacklog:
     Attributes:
         queue_id: the queue (or durable subscription) they belong to.
         head: its first messages, oldest first (bounded by the reader's window).
-        high_seq: the highest seq stored for it.
-        more: whether messages beyond ``head`` are stored.
+        high_seq: the highest seq stored for it (scheduled messages included).
+        more: whether ready messages beyond ``head`` are stored.
+        scheduled: its first scheduled messages (``deliver_at`` set), soonest first, by
+            ``(deliver_at, seq)``, bounded as ``head`` is.
+        scheduled_count: how many scheduled messages it has in all.
+        scheduled_bytes: their body bytes.
     """
 
     queue_id: str
     head: list[StoredMessage]
     high_seq: int
     more: bool
+    scheduled: list[StoredMessage] = field(default_factory=list)
+    scheduled_count: int = 0
+    scheduled_bytes: int = 0
 
 
 @dataclass(frozen=True, slots=True)

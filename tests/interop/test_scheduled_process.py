@@ -1,0 +1,148 @@
+"""Delays, retries and dead-letter reasons against a real ``buzon serve`` with stomp.py.
+
+What a user of another broker would try first: a delayed message that outlives a kill -9,
+a NACK that asks for a later retry, a NACK that gives up, and a bad header that must not
+take the broker (or anyone else's connection) down.
+"""
+
+from __future__ import annotations
+
+import signal
+import tempfile
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+import stomp
+from buzon.client import ManagementClient
+from buzon.store import QueuePolicy
+from tests.interop.broker_process import BrokerProcess, broker_process
+from tests.interop.test_stomp_py import PASSWORD, connect
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def data_dir() -> Iterator[str]:
+    with tempfile.TemporaryDirectory(prefix="buzon-scheduled-") as path:
+        yield path
+
+
+def serve(data_dir: str) -> Any:
+    return broker_process("--data-dir", data_dir, env={"BUZON_ADMIN_PASSWORD": PASSWORD})
+
+
+def queue_info(broker: BrokerProcess, name: str) -> dict[str, Any]:
+    with ManagementClient(broker.url, basic=("admin", PASSWORD)) as client:
+        token = client.login("admin", PASSWORD).token
+    reply = httpx.get(
+        f"{broker.url}/api/v1/queues/{name}", headers={"Authorization": f"Bearer {token}"}
+    )
+    reply.raise_for_status()
+    info: dict[str, Any] = reply.json()
+    return info
+
+
+class Receipts(stomp.ConnectionListener):  # type: ignore[misc]
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+
+    def on_receipt(self, frame: Any) -> None:
+        self.ids.append(frame.headers["receipt-id"])
+
+    def wait(self, receipt: str, timeout: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout
+        while receipt not in self.ids:
+            assert time.monotonic() < deadline, f"no RECEIPT {receipt}"
+            time.sleep(0.01)
+
+
+def test_a_delayed_message_survives_kill_9_and_arrives_no_earlier_than_its_time(
+    data_dir: str,
+) -> None:
+    with serve(data_dir) as broker:
+        conn, _ = connect(broker)
+        receipts = Receipts()
+        conn.set_listener("receipts", receipts)
+        sent_at = time.time()
+        conn.send("/queue/later", "wake up", headers={"delay": "4000", "receipt": "r1"})
+        conn.send("/queue/later", "now", headers={"receipt": "r2"})
+        receipts.wait("r2")
+        info = queue_info(broker, "later")
+        assert (info["depth"], info["scheduled"]) == (1, 1)
+        broker.stop(signal.SIGKILL)
+    with serve(data_dir) as broker:
+        info = queue_info(broker, "later")
+        assert (info["depth"], info["scheduled"]) == (1, 1)
+        conn, got = connect(broker)
+        conn.subscribe("/queue/later", id="s", ack="auto")
+        first = got.wait_for(1)
+        assert [f.body for f in first] == ["now"]
+        [_, delayed] = got.wait_for(2, timeout=15)
+        arrived = time.time()
+        assert delayed.body == "wake up"
+        assert arrived >= sent_at + 4.0
+        assert arrived < sent_at + 12.0  # a restart in between; prompt, not exact
+        assert queue_info(broker, "later")["scheduled"] == 0
+        conn.disconnect()
+
+
+def test_a_nack_with_requeue_delay_comes_back_after_it_and_an_error_frame_names_bad_values(
+    data_dir: str,
+) -> None:
+    with serve(data_dir) as broker:
+        producer, _ = connect(broker)
+        producer.send("/queue/retry", "job")
+        conn, got = connect(broker)
+        conn.subscribe("/queue/retry", id="s", ack="client-individual")
+        [first] = got.wait_for(1)
+        nacked_at = time.monotonic()
+        conn.nack(first.headers["ack"], headers={"requeue-delay": "700", "error": "db down"})
+        [_, again] = got.wait_for(2, timeout=10)
+        assert time.monotonic() - nacked_at >= 0.7
+        assert again.headers["redelivered"] == "true"
+        conn.ack(again.headers["ack"])
+
+        bad, bad_got = connect(broker)
+        bad.send("/queue/retry", "never", headers={"delay": "-5"})
+        deadline = time.monotonic() + 5
+        while not bad_got.errors and time.monotonic() < deadline:
+            time.sleep(0.01)
+        [error] = bad_got.errors
+        assert "delay" in error.headers["message"] + error.body
+        # everyone else is still served, and the refused message never arrives
+        producer.send("/queue/retry", "after")
+        [_, _, after] = got.wait_for(3)
+        assert after.body == "after"
+        assert queue_info(broker, "retry")["depth"] == 0
+        conn.disconnect()
+        producer.disconnect()
+
+
+def test_a_nack_without_requeue_dead_letters_with_reason_count_and_error(data_dir: str) -> None:
+    with serve(data_dir) as broker:
+        with ManagementClient(broker.url, basic=("admin", PASSWORD)) as admin:
+            admin.login("admin", PASSWORD)
+            admin.create_queue("orders", policy=QueuePolicy(dead_letter_queue="orders-dead"))
+        conn, got = connect(broker)
+        conn.send("/queue/orders", "poison", headers={"trace": "t-1"})
+        conn.subscribe("/queue/orders", id="s", ack="client-individual")
+        [delivery] = got.wait_for(1)
+        conn.nack(delivery.headers["ack"], headers={"requeue": "false", "error": "cannot parse"})
+        deadline = time.monotonic() + 5
+        with ManagementClient(broker.url, basic=("admin", PASSWORD)) as admin:
+            admin.login("admin", PASSWORD)
+            while not (peeked := admin.peek("orders-dead")) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        [moved] = peeked
+        headers = moved.headers
+        assert headers["x-dead-letter-reason"] == "rejected"
+        assert headers["x-original-destination"] == "/queue/orders"
+        assert headers["x-delivery-count"] == "1"
+        assert headers["x-last-error"] == "cannot parse"
+        assert int(headers["x-dead-lettered-at"]) > 0
+        assert headers["trace"] == "t-1"
+        conn.disconnect()
