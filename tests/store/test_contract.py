@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -331,3 +331,139 @@ async def test_spilled_messages_do_not_outlive_a_restart(tmp_path: Path) -> None
     assert isinstance(page, Page)
     assert [m.seq for m in page.messages] == [2]
     await store.close()
+
+
+# -- scheduled messages: stored with their time, no part of a tail, handed back apart --
+
+
+def scheduled(queue_id: str, seq: int, deliver_at: float, body: bytes = b"x") -> StoredMessage:
+    return dataclasses.replace(stored(queue_id, seq, body), deliver_at=deliver_at)
+
+
+Reopen = Callable[[], Awaitable[Store]]
+
+
+@pytest.fixture
+async def reopen(
+    request: pytest.FixtureRequest, tmp_path: Path, store: Store
+) -> AsyncIterator[Reopen]:
+    """Close the store and open it again, as a restarted broker does (the same file, the
+    same database; a memory store is opened again within the process)."""
+    kind = request.node.callspec.params["store"]
+    opened: list[Store] = []
+
+    async def run() -> Store:
+        await store.close()
+        again = store if kind == "memory" else STORES[kind](request, tmp_path)
+        await again.open()
+        opened.append(again)
+        return again
+
+    yield run
+    for again in opened:
+        await again.close()
+
+
+async def test_scheduled_messages_are_not_read_counted_expired_or_purged_with_a_tail(
+    store: Store,
+) -> None:
+    store.submit(
+        appends=[
+            stored("q", 1, b"12345"),
+            dataclasses.replace(scheduled("q", 2, 500.0), expires_at=5.0),
+            expiring("q", 3, 10.0),
+            scheduled("q", 4, 600.0, b"scheduled"),
+            stored("q", 5, b"12345"),
+        ]
+    )
+    page = await done(store.read_page("q", 0, 10, 10, 1 << 20))
+    assert isinstance(page, Page)
+    assert ([m.seq for m in page.messages], page.exhausted) == ([1, 3, 5], True)
+    assert await done(store.count_tail("q", 0, 10, 10)) == TailCount(3, 11, 5, 10.0)
+    # a step counts ready messages, however many scheduled ones lie between them
+    assert await done(store.count_tail("q", 0, 10, 2)) == TailCount(2, 6, 3, 10.0)
+    # seq 2 is past its expiry too, but it waits for its time, not in the tail
+    assert await done(store.expire_tail("q", 0, 10, 20.0, 10)) == (
+        [expiring("q", 3, 10.0)],
+        None,
+    )
+    await done(store.purge_tail("q", 0, 10, []))
+    assert [(m.seq, m.deliver_at) for m in await store.messages()] == [(2, 500.0), (4, 600.0)]
+
+
+async def test_backlogs_hand_back_scheduled_messages_apart_and_number_above_them(
+    store: Store,
+) -> None:
+    store.submit(
+        appends=[
+            stored("mixed", 1),
+            stored("mixed", 2),
+            scheduled("mixed", 3, 700.0),
+            stored("mixed", 4),
+            scheduled("mixed", 9, 650.0),
+            stored("exact", 1),
+            stored("exact", 2),
+            scheduled("exact", 3, 800.0),
+            scheduled("waiting", 5, 900.0),  # only scheduled messages: still a backlog
+        ]
+    )
+    found = {item.queue_id: item for item in await store.backlogs(2, 1 << 20)}
+    assert sorted(found) == ["exact", "mixed", "waiting"]
+    summary = {
+        queue_id: (
+            [m.seq for m in item.head],
+            item.more,
+            item.high_seq,
+            [(m.seq, m.deliver_at, m.redelivered) for m in item.scheduled],
+        )
+        for queue_id, item in found.items()
+    }
+    assert summary == {
+        "mixed": ([1, 2], True, 9, [(3, 700.0, False), (9, 650.0, False)]),
+        "exact": ([1, 2], False, 3, [(3, 800.0, False)]),
+        "waiting": ([], False, 5, [(5, 900.0, False)]),
+    }
+    assert found["mixed"].scheduled[0] == scheduled("mixed", 3, 700.0)
+
+
+async def test_a_schedule_sets_the_time_and_the_mark_and_survives_a_reopen(
+    store: Store, reopen: Reopen
+) -> None:
+    store.submit(appends=[stored("q", 1), stored("q", 2), stored("q", 3)])
+    # a NACKed message returned for a later retry; a message not stored: nothing happens
+    await done(store.submit(schedules=[(("q", 1), 1234.5), (("q", 99), 1.0)]))
+    store = await reopen()
+    assert [(m.seq, m.deliver_at, m.redelivered) for m in await store.messages()] == [
+        (1, 1234.5, True),
+        (2, None, False),
+        (3, None, False),
+    ]
+    [found] = await store.backlogs(10, 1 << 20)
+    assert ([m.seq for m in found.head], found.high_seq, found.more) == ([2, 3], 3, False)
+    assert [(m.seq, m.deliver_at, m.redelivered) for m in found.scheduled] == [(1, 1234.5, True)]
+    page = await done(store.read_page("q", 0, 3, 10, 1 << 20))
+    assert isinstance(page, Page)
+    assert [m.seq for m in page.messages] == [2, 3]
+    # an acknowledgement removes a scheduled message like any other
+    await done(store.submit(removals=[("q", 1)]))
+    assert [m.seq for m in await store.messages()] == [2, 3]
+
+
+async def test_writes_of_one_turn_apply_in_order_and_a_removal_wins_over_a_schedule(
+    store: Store,
+) -> None:
+    await done(store.submit(appends=[stored("q", seq) for seq in (1, 2, 3)]))
+    # one call: removals apply before schedules
+    store.submit(removals=[("q", 1)], schedules=[(("q", 1), 50.0)])
+    # scheduled, then removed, in the same turn; and removed, then scheduled
+    store.submit(schedules=[(("q", 2), 50.0)])
+    store.submit(removals=[("q", 2), ("q", 3)])
+    store.submit(schedules=[(("q", 3), 50.0)])
+    # appended, marked and scheduled twice in the same turn: the last time holds
+    store.submit(appends=[stored("q", 4)])
+    store.submit(redelivered=[("q", 4)], schedules=[(("q", 4), 80.0)])
+    last = store.submit(schedules=[(("q", 4), 90.0)])
+    await done(last)
+    assert [(m.seq, m.deliver_at, m.redelivered) for m in await store.messages()] == [
+        (4, 90.0, True)
+    ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import sqlite3
@@ -17,6 +18,7 @@ from buzon.store import Role, StoredMessage, TokenRecord, UserRecord
 from buzon.store.migrate import migrations
 from buzon.store.sqlite import DATABASE_FILE, SQLiteStore
 from buzon.store.sqlite_thread import SqliteThread
+from buzon.store.tickets import settled
 
 
 def user(name: str) -> UserRecord:
@@ -212,3 +214,36 @@ async def test_size_on_disk_counts_the_database_its_log_and_index(tmp_path: Path
     assert grown == sum(file.stat().st_size for file in (tmp_path / "data").iterdir())
     assert grown >= empty + 1_000_000
     await store.close()
+
+
+async def test_a_database_from_before_scheduled_messages_is_upgraded(tmp_path: Path) -> None:
+    """A broker's database at schema 0004 (no ``deliver_at``) opens with its messages
+    ready as they were, and scheduling works on them."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir(mode=0o700)
+    with contextlib.closing(sqlite3.connect(data_dir / DATABASE_FILE)) as db:
+        db.execute("PRAGMA journal_mode=WAL")
+        for version, sql in migrations():
+            if version <= 4:
+                db.executescript(sql)
+        db.execute("PRAGMA user_version = 4")
+        db.executemany(
+            "INSERT INTO messages VALUES (?, ?, ?, '/queue/q', '[]', ?, ?, 0)",
+            [("q", 1, "m-1", b"a", 40.0), ("q", 2, "m-2", b"b", None), ("q", 3, "m-3", b"c", 90.0)],
+        )
+        db.commit()
+    store = await opened(data_dir)
+    [found] = await store.backlogs(10, 1 << 20)
+    assert [(m.seq, m.deliver_at) for m in found.head] == [(1, None), (2, None), (3, None)]
+    assert found.scheduled == []
+    store.submit(schedules=[(("q", 3), 500.0)])
+    expired = await settled(store.expire_tail("q", 0, 3, 100.0, 10))
+    assert expired == ([StoredMessage("q", 1, "m-1", "/queue/q", (), b"a", 40.0, False)], None)
+    await store.close()
+    store = await opened(data_dir)
+    [found] = await store.backlogs(10, 1 << 20)
+    assert [m.seq for m in found.head] == [2]
+    assert [(m.seq, m.deliver_at, m.redelivered) for m in found.scheduled] == [(3, 500.0, True)]
+    await store.close()
+    with contextlib.closing(sqlite3.connect(data_dir / DATABASE_FILE)) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == migrations()[-1][0]

@@ -160,6 +160,35 @@ async def test_everything_waiting_arrives_as_it_was_and_the_source_is_unchanged(
     assert dump(data_dir) == before
 
 
+async def test_scheduled_messages_arrive_waiting_for_their_time(
+    tmp_path: Path, database_url: str, target: PostgresStore
+) -> None:
+    data_dir = tmp_path / "data"
+    store = SQLiteStore(data_dir)
+    await store.open()
+    later = time.time() + 3600
+    delayed = message(JOBS, 1, deliver_at=later)  # published with a delay
+    ready = message(JOBS, 2)
+    retried = message(JOBS, 3)
+    await settled(store.submit(appends=[delayed, ready, retried]))
+    await settled(store.submit(schedules=[((JOBS, 3), later + 60)]))  # NACKed, back-off
+    await store.close()
+
+    copied = await copy_to_postgres(data_dir, database_url)
+
+    assert copied.messages == 3
+    await target.open()
+    assert await target.messages() == [
+        delayed,
+        ready,
+        dataclasses.replace(retried, redelivered=True, deliver_at=later + 60),
+    ]
+    # only the ready one waits for any node; the scheduled ones wait for their time
+    assert await target.unclaimed() == {JOBS: (1, len(ready.body), None)}
+    [found] = await target.backlogs(10, 1 << 20)
+    assert [m.seq for m in found.scheduled] == [1, 3]
+
+
 async def test_an_unclean_last_run_marks_the_copied_messages_redelivered(
     tmp_path: Path, hasher: SecretHasher, database_url: str, target: PostgresStore
 ) -> None:

@@ -63,7 +63,9 @@ class MessageLog(Protocol):
             removals: messages to forget (acknowledged, expired, dropped, purged).
             redelivered: messages to mark as delivered before.
             schedules: stored messages returned for a later delivery (a retry with
-                back-off): each gets that ``deliver_at`` and is marked delivered before.
+                back-off): each gets that ``deliver_at`` and is marked delivered before
+                (one of a message not stored does nothing; removals win: a message
+                removed and scheduled by writes resolved together stays removed).
         """
         ...
 
@@ -80,7 +82,8 @@ class PagedLog(MessageLog, Protocol):
 
     def spill(self, messages: Sequence[StoredMessage]) -> Ticket:
         """Keep transient messages that do not fit in a backlog's window until they are
-        read back (they are never kept across a restart)."""
+        read back (they are never kept across a restart; never scheduled ones: those stay
+        in memory, and a store need not keep their ``deliver_at``)."""
         ...
 
     def read_page(self, queue_id: str, after: int, upto: int, limit: int, max_bytes: int) -> Ticket:
@@ -127,6 +130,12 @@ class ClaimLog(PagedLog, Protocol):
     node may claim it). ``submit`` writes a message claimed by this node when its
     ``claimed`` is set, unclaimed otherwise; ``spill`` writes a transient one unclaimed.
     Calls complete in the order made, after the writes submitted before them.
+
+    Scheduled messages (``deliver_at`` set) are written claimed by the node that holds
+    them until their time; the calls below about unclaimed messages leave them out, but
+    :meth:`claim_scheduled`. A node that dies or leaves lets go of what it claimed: the
+    scheduled messages whose time has come become ready (``deliver_at`` cleared), the
+    others keep their ``deliver_at`` for the node that claims them next.
     """
 
     def claim(self, queue_id: str, limit: int, max_bytes: int) -> Ticket:
@@ -135,9 +144,17 @@ class ClaimLog(PagedLog, Protocol):
         :class:`~buzon.store.records.Page` (``exhausted``: none were left)."""
         ...
 
+    def claim_scheduled(self, queue_id: str, limit: int) -> Ticket:
+        """Claim up to ``limit`` scheduled messages of a queue that no node holds, earliest
+        ``deliver_at`` first, never one another node claimed; the result is a
+        :class:`~buzon.store.records.Page` of them by seq, ``deliver_at`` kept
+        (``exhausted``: none were left)."""
+        ...
+
     def release(self, keys: Sequence[tuple[str, int, bool, int]]) -> Ticket:
         """Give claimed messages back to every node: ``(queue_id, seq, redelivered,
-        deliveries)`` (how often each was delivered, for the next node to count on)."""
+        deliveries)`` (how often each was delivered, for the next node to count on). They
+        are ready: a ``deliver_at`` kept from a schedule whose time came is cleared."""
         ...
 
     def expire_unclaimed(self, queue_id: str, now: float, limit: int) -> Ticket:
@@ -152,7 +169,7 @@ class ClaimLog(PagedLog, Protocol):
 
     def trim_unclaimed(self, queue_id: str, keep: int) -> Ticket:
         """Forget the oldest unclaimed messages of a queue until at most ``keep`` of its
-        messages are stored (claimed ones count, and stay); trims of one queue run one
+        ready messages are stored (claimed ones count, and stay); trims of one queue run one
         at a time across the nodes. The result is the forgotten messages, oldest first."""
         ...
 

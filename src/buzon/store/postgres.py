@@ -15,9 +15,9 @@ synchronous standby).
 
 Failures. When the database cannot be reached, a transaction fails as a whole: its tickets
 get STORAGE_UNAVAILABLE (a publisher gets an ERROR, never a receipt). Removals, redelivery
-marks and claim releases are idempotent; those of a failed transaction are kept and go with
-the next one, so an acknowledgement made during an outage is written once the database is
-back. The connection is made again with back-off on the next write.
+marks, schedules and claim releases are idempotent; those of a failed transaction are kept
+and go with the next one, so an acknowledgement made during an outage is written once the
+database is back. The connection is made again with back-off on the next write.
 
 Claims (see ``broker/claimed_backlog``). A message row with ``claimed_by`` NULL waits for any
 node; a node claims the oldest ones with ``FOR UPDATE SKIP LOCKED`` (two nodes never claim
@@ -93,7 +93,7 @@ SLOTS = 1024
 
 _MESSAGE_COLUMNS = (
     "queue_id, seq, message_id, destination, headers, body, expires_at, redelivered, persistent,"
-    " deliveries"
+    " deliveries, deliver_at"
 )
 
 
@@ -155,6 +155,7 @@ class _Batch:
     claimed: list[bool] = field(default_factory=list)
     removals: list[MessageKey] = field(default_factory=list)
     redelivered: list[MessageKey] = field(default_factory=list)
+    schedules: list[tuple[MessageKey, float]] = field(default_factory=list)
     releases: list[tuple[str, int, bool, int]] = field(default_factory=list)
     feed: list[StoredMessage] = field(default_factory=list)
     ticket: Ticket = field(default_factory=Ticket)
@@ -463,6 +464,7 @@ class PostgresStore:
         appends: Sequence[StoredMessage] = (),
         removals: Sequence[MessageKey] = (),
         redelivered: Sequence[MessageKey] = (),
+        schedules: Sequence[tuple[MessageKey, float]] = (),
     ) -> Ticket:
         """Queue message writes (see :meth:`MessageLog.submit`): they commit with the other
         writes made until the transaction in flight ends."""
@@ -471,6 +473,7 @@ class PostgresStore:
         batch.claimed.extend(message.claimed for message in appends)
         batch.removals.extend(removals)
         batch.redelivered.extend(redelivered)
+        batch.schedules.extend(schedules)
         return batch.ticket
 
     def spill(self, messages: Sequence[StoredMessage]) -> Ticket:
@@ -482,7 +485,8 @@ class PostgresStore:
 
     def release(self, keys: Sequence[tuple[str, int, bool, int]]) -> Ticket:
         """Give claimed messages back to every node: ``(queue_id, seq, redelivered,
-        deliveries)``."""
+        deliveries)``; they are ready (a node releases only what it held for consumers),
+        so a ``deliver_at`` they kept from their schedule is cleared."""
         batch = self._pending_batch()
         batch.releases.extend(keys)
         return batch.ticket
@@ -589,6 +593,7 @@ class PostgresStore:
         carried, self._carried = self._carried, _Batch()
         batch.removals.extend(carried.removals)
         batch.redelivered.extend(carried.redelivered)
+        batch.schedules[:0] = carried.schedules  # older: this batch's own ones win
         batch.releases.extend(carried.releases)
         deadline = time.monotonic() + OUTAGE_WAIT
         retry = False
@@ -611,6 +616,7 @@ class PostgresStore:
                     kept = self._carried
                     kept.removals.extend(batch.removals)
                     kept.redelivered.extend(batch.redelivered)
+                    kept.schedules.extend(batch.schedules)
                     kept.releases.extend(batch.releases)
                     return error
                 retry = True
@@ -629,7 +635,8 @@ class PostgresStore:
         return result
 
     async def backlogs(self, limit: int, max_bytes: int) -> list[StoredBacklog]:
-        """Each queue's head; queue ids are found by skipping through the primary key."""
+        """Each queue's head and its scheduled messages; queue ids are found by skipping
+        through the primary key, scheduled messages through their own index."""
 
         async def run(db: asyncpg.Connection) -> list[StoredBacklog]:
             found: list[StoredBacklog] = []
@@ -647,7 +654,10 @@ class PostgresStore:
                 rows = await db.fetch(_RANGE, queue_id, -1, high, limit + 1)
                 stored = [_stored(row) for row in rows]
                 head = head_of(stored, limit, max_bytes)
-                found.append(StoredBacklog(queue_id, head, high, len(head) < len(stored)))
+                scheduled = [_stored(row) for row in await db.fetch(_SCHEDULED, queue_id)]
+                found.append(
+                    StoredBacklog(queue_id, head, high, len(head) < len(stored), scheduled)
+                )
 
         result: list[StoredBacklog] = await settled(self._operation(run))
         return result
@@ -691,7 +701,7 @@ class PostgresStore:
         async def run(db: asyncpg.Connection) -> None:
             await db.execute(
                 "DELETE FROM messages WHERE queue_id = $1 AND seq > $2 AND seq <= $3"
-                " AND NOT seq = any($4::bigint[])",
+                " AND deliver_at IS NULL AND NOT seq = any($4::bigint[])",
                 queue_id,
                 after,
                 upto,
@@ -716,6 +726,21 @@ class PostgresStore:
 
         return self._operation(run)
 
+    def claim_scheduled(self, queue_id: str, limit: int) -> Ticket:
+        """Claim for this node up to ``limit`` scheduled messages of a queue that no node
+        holds (a node that held them died or left), earliest ``deliver_at`` first; the
+        result is a :class:`Page` of them, by seq, ``deliver_at`` kept (the node arms a
+        timer for each), whose ``exhausted`` says none were left. :meth:`claim` never
+        takes a scheduled message."""
+        node = self.node_id
+
+        async def run(db: asyncpg.Connection) -> Page:
+            rows = await db.fetch(_CLAIM_SCHEDULED, queue_id, limit, node)
+            found = sorted((_stored(row) for row in rows), key=lambda m: m.seq)
+            return Page(found, len(found) < limit)
+
+        return self._operation(run)
+
     def expire_unclaimed(self, queue_id: str, now: float, limit: int) -> Ticket:
         """Delete up to ``limit`` unclaimed messages of a queue whose time has come (any node
         may, each row once: SKIP LOCKED); the result is them, oldest first, and the earliest
@@ -726,7 +751,7 @@ class PostgresStore:
                 rows = await db.fetch(_EXPIRE_UNCLAIMED, queue_id, now, limit)
                 first = await db.fetchval(
                     "SELECT min(expires_at) FROM messages WHERE queue_id = $1"
-                    " AND claimed_by IS NULL AND expires_at IS NOT NULL",
+                    " AND claimed_by IS NULL AND expires_at IS NOT NULL AND deliver_at IS NULL",
                     queue_id,
                 )
             return sorted((_stored(row) for row in rows), key=lambda m: m.seq), first
@@ -738,7 +763,9 @@ class PostgresStore:
 
         async def run(db: asyncpg.Connection) -> int:
             result: str = await db.execute(
-                "DELETE FROM messages WHERE queue_id = $1 AND claimed_by IS NULL", queue_id
+                "DELETE FROM messages WHERE queue_id = $1 AND claimed_by IS NULL"
+                " AND deliver_at IS NULL",
+                queue_id,
             )
             return int(result.split()[-1])
 
@@ -775,7 +802,8 @@ class PostgresStore:
         """The oldest unclaimed, unexpired messages of a queue, left where they are."""
         rows = await self._fetch(
             f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE queue_id = $1 AND claimed_by IS NULL"
-            " AND (expires_at IS NULL OR expires_at > $2) ORDER BY seq LIMIT $3",
+            " AND deliver_at IS NULL AND (expires_at IS NULL OR expires_at > $2)"
+            " ORDER BY seq LIMIT $3",
             queue_id,
             now,
             limit,
@@ -787,7 +815,7 @@ class PostgresStore:
         ``expires_at`` among them."""
         rows = await self._fetch(
             "SELECT queue_id, count(*), sum(length(body)), min(expires_at) FROM messages"
-            " WHERE claimed_by IS NULL GROUP BY queue_id"
+            " WHERE claimed_by IS NULL AND deliver_at IS NULL GROUP BY queue_id"
         )
         return {row[0]: (row[1], int(row[2]), row[3]) for row in rows}
 
@@ -858,11 +886,15 @@ class PostgresStore:
                     )
                 ]
                 # Whether each was delivered there is not known: redelivered, but only
-                # deliveries counted at a release count. Every stopped run's, not only the
-                # ones found dead now: a run declared dead may still claim until it learns
-                # it (its next heartbeat), and nothing else would ever free those.
+                # deliveries counted at a release count. A scheduled one whose time has
+                # not come cannot have been: it keeps its mark and its deliver_at, and
+                # waits for that time on the node that takes it (claim_scheduled). Every
+                # stopped run's, not only the ones found dead now: a run declared dead may
+                # still claim until it learns it (its next heartbeat), and nothing else
+                # would ever free those.
                 freed = await db.execute(
-                    "UPDATE messages SET claimed_by = NULL, redelivered = true"
+                    f"UPDATE messages SET {_LET_GO}, redelivered = redelivered"
+                    " OR deliver_at IS NULL OR deliver_at <= extract(epoch FROM now())"
                     " WHERE claimed_by IN (SELECT id FROM nodes WHERE stopped_at IS NOT NULL)"
                 )
                 if dead or freed != "UPDATE 0":
@@ -877,7 +909,7 @@ class PostgresStore:
         async def run(db: asyncpg.Connection) -> None:
             async with db.transaction():
                 await db.execute(
-                    "UPDATE messages SET claimed_by = NULL WHERE claimed_by = $1", self.node_id
+                    f"UPDATE messages SET {_LET_GO} WHERE claimed_by = $1", self.node_id
                 )
                 await db.execute("UPDATE nodes SET stopped_at = now() WHERE id = $1", self.node_id)
                 await db.execute("SELECT pg_notify($1, '*')", MESSAGES_CHANNEL)
@@ -1077,21 +1109,31 @@ async def _write(
         for message, claimed in zip(batch.appends, batch.claimed, strict=True)
         if not both or (message.queue_id, message.seq) not in both
     ]
-    # marks of messages appended in the same batch go into their rows (the parts of one
-    # statement do not see each other's rows)
-    marks = set(batch.redelivered)
+    # The parts of one statement do not see each other's rows, and a row two parts change
+    # gets only one of the changes: each key is written by one part. Removals win (as in
+    # the order of submit: a key removed and scheduled in one batch stays removed); a
+    # schedule marks too (the last one of a key wins); marks and schedules of messages
+    # appended in the same batch go into their rows.
+    schedules = {key: at for key, at in batch.schedules if key not in removed}
+    marks = set(batch.redelivered).difference(removed, schedules)
     if appends:
         rows = [
-            _row(message, node if claimed else None, (message.queue_id, message.seq) in marks)
+            _row(message, node if claimed else None, marks, schedules)
             for message, claimed in appends
         ]
-        statement.modify(_INSERT + (" ON CONFLICT DO NOTHING" if retry else ""), _columns(rows, 11))
+        statement.modify(_INSERT + (" ON CONFLICT DO NOTHING" if retry else ""), _columns(rows, 12))
         notify.update(message.queue_id for message, claimed in appends if not claimed)
-        marks.difference_update((message.queue_id, message.seq) for message, _ in appends)
+        for message, _ in appends:
+            key = (message.queue_id, message.seq)
+            marks.discard(key)
+            schedules.pop(key, None)
     if removed:
         statement.modify(_DELETE_KEYS, _columns(sorted(removed), 2))
     if marks:
         statement.modify(_MARK_KEYS, _columns(sorted(marks), 2))
+    if schedules:
+        rows = [(queue_id, seq, at) for (queue_id, seq), at in sorted(schedules.items())]
+        statement.modify(_SCHEDULE_KEYS, _columns(rows, 3))
     if batch.releases:
         statement.modify(_RELEASE_KEYS, [*_columns(batch.releases, 4), node])
         notify.update(queue_id for queue_id, _, _, _ in batch.releases)
@@ -1129,7 +1171,15 @@ def _feed_row(message: StoredMessage, node: int) -> tuple[Any, ...]:
     )
 
 
-def _row(message: StoredMessage, claimed_by: int | None, marked: bool) -> tuple[Any, ...]:
+def _row(
+    message: StoredMessage,
+    claimed_by: int | None,
+    marks: set[MessageKey],
+    schedules: dict[MessageKey, float],
+) -> tuple[Any, ...]:
+    """The columns of an appended message, with the mark or schedule the same batch gave
+    it."""
+    key = (message.queue_id, message.seq)
     return (
         message.queue_id,
         message.seq,
@@ -1138,9 +1188,10 @@ def _row(message: StoredMessage, claimed_by: int | None, marked: bool) -> tuple[
         headers_text(message.headers),
         message.body,
         message.expires_at,
-        message.redelivered or marked,
+        message.redelivered or key in marks or key in schedules,
         message.persistent,
         message.deliveries,
+        schedules.get(key, message.deliver_at),
         claimed_by,
     )
 
@@ -1157,6 +1208,7 @@ def _stored(row: asyncpg.Record) -> StoredMessage:
         row[7],
         row[8],
         deliveries=row[9],
+        deliver_at=row[10],
     )
 
 
@@ -1175,7 +1227,8 @@ _SCHEMA_SIZE = (
 _INSERT = (
     f"INSERT INTO messages ({_MESSAGE_COLUMNS}, claimed_by)"
     " SELECT * FROM unnest({0}::text[], {1}::bigint[], {2}::text[], {3}::text[], {4}::text[],"
-    " {5}::bytea[], {6}::float8[], {7}::bool[], {8}::bool[], {9}::int[], {10}::bigint[])"
+    " {5}::bytea[], {6}::float8[], {7}::bool[], {8}::bool[], {9}::int[], {10}::float8[],"
+    " {11}::bigint[])"
 )
 _FEED_INSERT = (
     "INSERT INTO channel_feed"
@@ -1192,38 +1245,56 @@ _MARK_KEYS = (
     " FROM unnest({0}::text[], {1}::bigint[]) AS k(queue_id, seq)"
     " WHERE m.queue_id = k.queue_id AND m.seq = k.seq"
 )
+# A node lets go of messages it claimed (it stopped, or died): the ones whose time has come
+# are ready for any node; the others stay scheduled (see PostgresStore.claim_scheduled).
+_LET_GO = (
+    "claimed_by = NULL,"
+    " deliver_at = CASE WHEN deliver_at > extract(epoch FROM now()) THEN deliver_at END"
+)
+_SCHEDULE_KEYS = (
+    "UPDATE messages m SET deliver_at = k.deliver_at, redelivered = true"
+    " FROM unnest({0}::text[], {1}::bigint[], {2}::float8[]) AS k(queue_id, seq, deliver_at)"
+    " WHERE m.queue_id = k.queue_id AND m.seq = k.seq"
+)
 _RELEASE_KEYS = (
-    "UPDATE messages m SET claimed_by = NULL, redelivered = m.redelivered OR k.again,"
+    "UPDATE messages m SET claimed_by = NULL, deliver_at = NULL,"
+    " redelivered = m.redelivered OR k.again,"
     " deliveries = k.deliveries"
     " FROM unnest({0}::text[], {1}::bigint[], {2}::bool[], {3}::int[])"
     " AS k(queue_id, seq, again, deliveries)"
     " WHERE m.queue_id = k.queue_id AND m.seq = k.seq AND m.claimed_by = {4}"
 )
+# Ranged operations of a paged tail, which scheduled messages are no part of.
 _RANGE = (
     f"SELECT {_MESSAGE_COLUMNS} FROM messages"
-    " WHERE queue_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq LIMIT $4"
+    " WHERE queue_id = $1 AND seq > $2 AND seq <= $3 AND deliver_at IS NULL ORDER BY seq LIMIT $4"
 )
 _COUNT = (
     "SELECT count(*), coalesce(sum(length(body)), 0), max(seq), min(expires_at) FROM"
     " (SELECT seq, body, expires_at FROM messages"
-    "  WHERE queue_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq LIMIT $4) AS step"
+    "  WHERE queue_id = $1 AND seq > $2 AND seq <= $3 AND deliver_at IS NULL"
+    "  ORDER BY seq LIMIT $4) AS step"
 )
 _EXPIRE_RANGE = (
     "DELETE FROM messages WHERE queue_id = $1 AND seq IN"
-    " (SELECT seq FROM messages WHERE queue_id = $1 AND expires_at <= $2 AND seq > $3"
-    "  AND seq <= $4 ORDER BY expires_at LIMIT $5)"
+    " (SELECT seq FROM messages WHERE queue_id = $1 AND expires_at <= $2 AND deliver_at IS NULL"
+    "  AND seq > $3 AND seq <= $4 ORDER BY expires_at LIMIT $5)"
     f" RETURNING {_MESSAGE_COLUMNS}"
 )
 _FIRST_EXPIRY = (
-    "SELECT min(expires_at) FROM messages"
-    " WHERE queue_id = $1 AND expires_at IS NOT NULL AND seq > $2 AND seq <= $3"
+    "SELECT min(expires_at) FROM messages WHERE queue_id = $1 AND expires_at IS NOT NULL"
+    " AND deliver_at IS NULL AND seq > $2 AND seq <= $3"
+)
+_SCHEDULED = (
+    f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE queue_id = $1 AND deliver_at IS NOT NULL"
+    " ORDER BY seq"
 )
 # The running sum bounds a claim by bytes (the first row always fits).
 _CLAIM = (
     "WITH picked AS ("
     "  SELECT seq, sum(length(body)) OVER (ORDER BY seq) AS running FROM ("
     "   SELECT seq, body FROM messages WHERE queue_id = $1 AND claimed_by IS NULL"
-    "   ORDER BY seq LIMIT $2 FOR UPDATE SKIP LOCKED) AS oldest)"
+    "   AND deliver_at IS NULL ORDER BY seq LIMIT $2 FOR UPDATE SKIP LOCKED) AS oldest)"
     " UPDATE messages m SET claimed_by = $3 FROM picked"
     " WHERE m.queue_id = $1 AND m.seq = picked.seq"
     " AND (picked.running <= $4 OR picked.seq = (SELECT min(seq) FROM picked))"
@@ -1231,14 +1302,21 @@ _CLAIM = (
 )
 _TRIM_UNCLAIMED = (
     "DELETE FROM messages m WHERE m.queue_id = $1 AND m.seq IN"
-    " (SELECT seq FROM messages WHERE queue_id = $1 AND claimed_by IS NULL ORDER BY seq"
-    "  LIMIT greatest(0, (SELECT count(*) FROM messages WHERE queue_id = $1) - $2)"
-    "  FOR UPDATE SKIP LOCKED)"
+    " (SELECT seq FROM messages WHERE queue_id = $1 AND claimed_by IS NULL"
+    "  AND deliver_at IS NULL ORDER BY seq LIMIT greatest(0, (SELECT count(*) FROM messages"
+    "  WHERE queue_id = $1 AND deliver_at IS NULL) - $2) FOR UPDATE SKIP LOCKED)"
     f" RETURNING m.{_MESSAGE_COLUMNS.replace(', ', ', m.')}"
 )
 _EXPIRE_UNCLAIMED = (
     "DELETE FROM messages m WHERE m.queue_id = $1 AND m.seq IN"
     " (SELECT seq FROM messages WHERE queue_id = $1 AND claimed_by IS NULL"
-    "  AND expires_at <= $2 ORDER BY expires_at LIMIT $3 FOR UPDATE SKIP LOCKED)"
+    "  AND deliver_at IS NULL AND expires_at <= $2 ORDER BY expires_at LIMIT $3"
+    "  FOR UPDATE SKIP LOCKED)"
+    f" RETURNING m.{_MESSAGE_COLUMNS.replace(', ', ', m.')}"
+)
+_CLAIM_SCHEDULED = (
+    "UPDATE messages m SET claimed_by = $3 WHERE m.queue_id = $1 AND m.seq IN"
+    " (SELECT seq FROM messages WHERE queue_id = $1 AND deliver_at IS NOT NULL"
+    "  AND claimed_by IS NULL ORDER BY deliver_at LIMIT $2 FOR UPDATE SKIP LOCKED)"
     f" RETURNING m.{_MESSAGE_COLUMNS.replace(', ', ', m.')}"
 )

@@ -59,15 +59,13 @@ class _Batch:
     appends: list[StoredMessage] = field(default_factory=list)
     removals: list[MessageKey] = field(default_factory=list)
     redelivered: list[MessageKey] = field(default_factory=list)
+    schedules: list[tuple[float, str, int]] = field(default_factory=list)
     spills: list[StoredMessage] = field(default_factory=list)
     ticket: Ticket = field(default_factory=Ticket)
 
     def run(self, db: sqlite3.Connection) -> None:
         if self.appends:
-            db.executemany(
-                "INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [_message_row(m) for m in self.appends],
-            )
+            db.executemany(_INSERT, [_message_row(m) for m in self.appends])
         if self.spills:
             db.executemany(
                 "INSERT INTO spilled VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -79,6 +77,12 @@ class _Batch:
             db.executemany(
                 "UPDATE messages SET redelivered = 1 WHERE queue_id = ? AND seq = ?",
                 self.redelivered,
+            )
+        if self.schedules:
+            db.executemany(
+                "UPDATE messages SET deliver_at = ?, redelivered = 1"
+                " WHERE queue_id = ? AND seq = ?",
+                self.schedules,
             )
 
     def finish(self, ok: bool, value: Any) -> None:
@@ -418,16 +422,20 @@ class SQLiteStore:
         appends: Sequence[StoredMessage] = (),
         removals: Sequence[MessageKey] = (),
         redelivered: Sequence[MessageKey] = (),
+        schedules: Sequence[tuple[MessageKey, float]] = (),
     ) -> Ticket:
         """Queue message writes; see :meth:`buzon.store.base.MessageLog.submit`.
 
         Everything submitted during one turn of the event loop goes to the database as
-        one job (one ``executemany`` per kind of write) and shares one ticket.
+        one job (one ``executemany`` per kind of write, in the order appends, removals,
+        marks, schedules: a key removed and scheduled in one turn stays removed) and
+        shares one ticket.
         """
         batch = self._pending_batch()
         batch.appends.extend(appends)
         batch.removals.extend(removals)
         batch.redelivered.extend(redelivered)
+        batch.schedules.extend((at, queue_id, seq) for (queue_id, seq), at in schedules)
         return batch.ticket
 
     def _pending_batch(self) -> _Batch:
@@ -459,8 +467,10 @@ class SQLiteStore:
         return await self._db.read(run)
 
     async def backlogs(self, limit: int, max_bytes: int) -> list[StoredBacklog]:
-        """Each queue's head; queue ids are found by skipping through the primary key, so
-        this costs a few index lookups per queue, whatever the backlogs hold."""
+        """Each queue's head and its scheduled messages; queue ids are found by skipping
+        through the primary key and scheduled messages through their own index, so this
+        costs a few index lookups per queue, whatever the backlogs hold, plus the scheduled
+        messages themselves."""
 
         def run(db: sqlite3.Connection) -> list[StoredBacklog]:
             found: list[StoredBacklog] = []
@@ -474,7 +484,12 @@ class SQLiteStore:
                 rows = db.execute(_RANGE_OF_MESSAGES, (queue_id, -1, high, limit + 1))
                 stored = [_stored_message(row) for row in rows.fetchall()]
                 head = head_of(stored, limit, max_bytes)
-                found.append(StoredBacklog(queue_id, head, high, len(head) < len(stored)))
+                scheduled = [
+                    _stored_message(row) for row in db.execute(_SCHEDULED, (queue_id,)).fetchall()
+                ]
+                found.append(
+                    StoredBacklog(queue_id, head, high, len(head) < len(stored), scheduled)
+                )
 
         return await self._db.read(run)
 
@@ -494,9 +509,10 @@ class SQLiteStore:
 
         def run(db: sqlite3.Connection) -> Page:
             found: list[StoredMessage] = []
-            for table, extra in _TAIL_TABLES:
+            for table, extra, ready in _TAIL_TABLES:
                 rows = db.execute(
-                    _RANGE.format(table=table, extra=extra), (queue_id, after, upto, limit)
+                    _RANGE.format(table=table, extra=extra, ready=ready),
+                    (queue_id, after, upto, limit),
                 )
                 found.extend(_stored_message(row) for row in rows.fetchall())
             found.sort(key=lambda message: message.seq)
@@ -527,14 +543,14 @@ class SQLiteStore:
         def run(db: sqlite3.Connection) -> tuple[list[StoredMessage], float | None]:
             due: list[StoredMessage] = []
             later: list[float] = []
-            for table, extra in _TAIL_TABLES:
+            for table, extra, ready in _TAIL_TABLES:
                 rows = db.execute(
-                    _EXPIRE.format(table=table, extra=extra),
+                    _EXPIRE.format(table=table, extra=extra, ready=ready),
                     (queue_id, queue_id, now, after, upto, limit),
                 )
                 due.extend(_stored_message(row) for row in rows.fetchall())
                 (first,) = db.execute(
-                    _FIRST_EXPIRY.format(table=table), (queue_id, after, upto)
+                    _FIRST_EXPIRY.format(table=table, ready=ready), (queue_id, after, upto)
                 ).fetchone()
                 if first is not None:
                     later.append(first)
@@ -547,8 +563,8 @@ class SQLiteStore:
         kept = json.dumps(list(keep))
 
         def run(db: sqlite3.Connection) -> None:
-            for table, _ in _TAIL_TABLES:
-                db.execute(_PURGE.format(table=table), (queue_id, after, upto, kept))
+            for table, _, ready in _TAIL_TABLES:
+                db.execute(_PURGE.format(table=table, ready=ready), (queue_id, after, upto, kept))
 
         return self._operation(run, write=True)
 
@@ -590,41 +606,56 @@ _ALL_DURABLES = (
     "SELECT id, channel_id, owner_id, name, created_at FROM durable_subscriptions"
     " ORDER BY channel_id, owner_id, name"
 )
+_INSERT = (
+    "INSERT INTO messages (queue_id, seq, message_id, destination, headers, body, expires_at,"
+    " redelivered, deliver_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 _ALL_MESSAGES = (
-    "SELECT queue_id, seq, message_id, destination, headers, body, expires_at, redelivered"
-    " FROM messages ORDER BY queue_id, seq"
+    "SELECT queue_id, seq, message_id, destination, headers, body, expires_at, redelivered,"
+    " 1, deliver_at FROM messages ORDER BY queue_id, seq"
 )
 # A backlog's tail lives in two tables: ``messages`` and ``spilled`` (transient messages,
-# never delivered before). Each table with the columns of a stored message it gives.
+# never delivered before, never scheduled). Each table with the columns of a stored message
+# it gives, and the condition that leaves scheduled messages out of the tail (the partial
+# expiry index of ``messages`` has it too).
 _TAIL_TABLES = (
-    ("messages", "redelivered, 1"),
-    ("spilled", "0, 0"),
+    ("messages", "redelivered, 1", " AND deliver_at IS NULL"),
+    ("spilled", "0, 0", ""),
 )
 _RANGE = (
     "SELECT queue_id, seq, message_id, destination, headers, body, expires_at, {extra}"
-    " FROM {table} WHERE queue_id = ? AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?"
+    " FROM {table} WHERE queue_id = ? AND seq > ? AND seq <= ?{ready} ORDER BY seq LIMIT ?"
 )
 _NEXT_QUEUE = "SELECT queue_id FROM messages WHERE queue_id > ? ORDER BY queue_id LIMIT 1"
 _HIGH_SEQ = "SELECT max(seq) FROM messages WHERE queue_id = ?"
 _COUNT = (
     "SELECT count(*), total(length(body)), max(seq), min(expires_at) FROM"
     " (SELECT seq, body, expires_at FROM messages"
-    "  WHERE queue_id = ? AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?)"
+    "  WHERE queue_id = ? AND seq > ? AND seq <= ? AND deliver_at IS NULL ORDER BY seq LIMIT ?)"
 )
-_RANGE_OF_MESSAGES = _RANGE.format(table="messages", extra="redelivered, 1")
+_RANGE_OF_MESSAGES = _RANGE.format(
+    table="messages", extra="redelivered, 1", ready=_TAIL_TABLES[0][2]
+)
+# INDEXED BY: by the primary key (already in seq order) the planner would read the
+# queue's whole backlog to find its scheduled messages.
+_SCHEDULED = (
+    "SELECT queue_id, seq, message_id, destination, headers, body, expires_at, redelivered,"
+    " 1, deliver_at FROM messages INDEXED BY messages_scheduled"
+    " WHERE queue_id = ? AND deliver_at IS NOT NULL ORDER BY seq"
+)
 _FORGET_SPILLED = "DELETE FROM spilled WHERE queue_id = ? AND seq > ? AND seq <= ?"
 _EXPIRE = (
     "DELETE FROM {table} WHERE queue_id = ? AND seq IN"
-    " (SELECT seq FROM {table} WHERE queue_id = ? AND expires_at <= ? AND seq > ? AND seq <= ?"
-    "  ORDER BY expires_at LIMIT ?)"
+    " (SELECT seq FROM {table} WHERE queue_id = ? AND expires_at <= ?{ready}"
+    "  AND seq > ? AND seq <= ? ORDER BY expires_at LIMIT ?)"
     " RETURNING queue_id, seq, message_id, destination, headers, body, expires_at, {extra}"
 )
 _FIRST_EXPIRY = (
     "SELECT min(expires_at) FROM {table}"
-    " WHERE queue_id = ? AND expires_at IS NOT NULL AND seq > ? AND seq <= ?"
+    " WHERE queue_id = ? AND expires_at IS NOT NULL{ready} AND seq > ? AND seq <= ?"
 )
 _PURGE = (
-    "DELETE FROM {table} WHERE queue_id = ? AND seq > ? AND seq <= ?"
+    "DELETE FROM {table} WHERE queue_id = ? AND seq > ? AND seq <= ?{ready}"
     " AND seq NOT IN (SELECT value FROM json_each(?))"
 )
 
@@ -644,10 +675,13 @@ def _message_row(message: StoredMessage) -> tuple[object, ...]:
         message.body,
         message.expires_at,
         int(message.redelivered),
+        message.deliver_at,
     )
 
 
 def _stored_message(row: tuple[Any, ...]) -> StoredMessage:
+    """A message from its columns: those of ``messages`` up to ``redelivered``, then
+    (optionally) whether it is persistent, then (optionally) ``deliver_at``."""
     queue_id, seq, message_id, destination, headers, body, expires_at, redelivered = row[:8]
     return StoredMessage(
         queue_id,
@@ -659,4 +693,5 @@ def _stored_message(row: tuple[Any, ...]) -> StoredMessage:
         expires_at,
         bool(redelivered),
         bool(row[8]) if len(row) > 8 else True,
+        deliver_at=row[9] if len(row) > 9 else None,
     )

@@ -11,9 +11,10 @@ into the file, as any last reader's close does).
 What is copied, as it is: users (password hashes included, so logins keep working), tokens
 that have not expired, destinations (ids, owners, access key hashes, policies, dead-letter
 grants: the ids they are bound to are kept), durable subscriptions, and every persistent
-message waiting in a queue or a durable subscription, with its seq, headers, body, expiry and
-redelivered mark. Messages are written unclaimed, so any node may claim them; their seqs are
-the single node's small ones, below every seq a cluster node numbers (see
+message waiting in a queue or a durable subscription, with its seq, headers, body, expiry,
+redelivered mark and, for a scheduled one, the time it waits for. Messages are written
+unclaimed, so any node may claim them (scheduled ones: ``ClaimLog.claim_scheduled``);
+their seqs are the single node's small ones, below every seq a cluster node numbers (see
 ``server/cluster.first_seq``), so they are delivered before anything published later. When
 the broker's last run did not stop cleanly, its messages may have been delivered without the
 acknowledgement reaching the disk: they are copied marked redelivered, as a restart would.
@@ -263,7 +264,7 @@ class SqliteSource:
             size = 0
             rows = db.execute(_MESSAGES_AFTER, (*after, limit))
             for row in rows:
-                queue_id, seq, message_id, destination, headers, body, expires_at, again = row
+                queue_id, seq, message_id, destination, headers, body, expires_at, again, at = row
                 found.append(
                     StoredMessage(
                         queue_id,
@@ -274,6 +275,7 @@ class SqliteSource:
                         body,
                         expires_at,
                         bool(again),
+                        deliver_at=at,
                     )
                 )
                 size += len(body)
@@ -286,8 +288,8 @@ class SqliteSource:
 
 
 _MESSAGES_AFTER = (
-    "SELECT queue_id, seq, message_id, destination, headers, body, expires_at, redelivered"
-    " FROM messages WHERE (queue_id, seq) > (?, ?) ORDER BY queue_id, seq LIMIT ?"
+    "SELECT queue_id, seq, message_id, destination, headers, body, expires_at, redelivered,"
+    " deliver_at FROM messages WHERE (queue_id, seq) > (?, ?) ORDER BY queue_id, seq LIMIT ?"
 )
 
 
