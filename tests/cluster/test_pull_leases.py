@@ -3,7 +3,14 @@ reach another node than the one that leased it; that node forwards it."""
 
 from __future__ import annotations
 
-from tests.cluster.nodes import Cluster, admin_api, create_everywhere, queue_settled
+from tests.cluster.nodes import (
+    TIMEOUT,
+    Cluster,
+    admin_api,
+    create_everywhere,
+    queue_settled,
+    within,
+)
 
 
 async def test_a_lease_taken_on_one_node_is_settled_through_another(cluster: Cluster) -> None:
@@ -43,3 +50,36 @@ async def test_a_lease_taken_on_one_node_is_settled_through_another(cluster: Clu
         assert forged.status_code == 404, forged.text
         assert forged.json()["error"]["code"] == "UNKNOWN_RECEIPT"
     await queue_settled([first, second], "pulled")
+
+
+async def test_a_forwarded_nack_keeps_what_it_asked(cluster: Cluster) -> None:
+    first, second = cluster.start("n1", "n2")
+    await create_everywhere([first, second], "queues", "rejects")
+    async with admin_api(first) as one, admin_api(second) as two:
+        policy = {"dead_letter_queue": "rejects"}
+        made = await one.post("/queues", json={"name": "orders", "policy": policy})
+        assert made.status_code == 201, made.text
+
+        async def known() -> bool:
+            return (await two.get("/queues/orders")).status_code == 200
+
+        await within(TIMEOUT, known, "the second node knows queue orders")
+        sent = await one.post("/queues/orders/messages", json={"body": "unpayable"})
+        assert sent.status_code == 201, sent.text
+        pulled = await one.post("/queues/orders/pull", json={"max": 1, "wait_ms": 5_000})
+        [message] = pulled.json()["messages"]
+
+        # refused through the node that does not hold the lease: dead-lettered, with why
+        refusal = {"receipts": [message["receipt"]], "requeue": False, "error": "card declined"}
+        nacked = await two.post("/queues/orders/nack", json=refusal)
+        assert nacked.status_code == 200, nacked.text
+
+        async def dead_lettered() -> bool:
+            peeked = await one.get("/queues/rejects/messages")
+            return bool(peeked.json()["messages"])
+
+        await within(TIMEOUT, dead_lettered, "the refused message reaches the dead letters")
+        [dead] = (await one.get("/queues/rejects/messages")).json()["messages"]
+        assert dead["body"] == "unpayable"
+        assert dead["headers"]["x-dead-letter-reason"] == "rejected"
+        assert dead["headers"]["x-last-error"] == "card declined"

@@ -22,6 +22,9 @@ POLICY = {
     "max_deliveries": None,
     "backlog_window": 500,
     "backlog_window_bytes": None,
+    "retry_delay_ms": 250,
+    "retry_multiplier": 1.5,
+    "retry_max_delay_ms": 4000,
 }
 
 
@@ -69,6 +72,12 @@ async def test_bad_policies_are_refused(http: httpx.AsyncClient, admin: Auth) ->
         {"backlog_window": -1},
         {"backlog_window": 10**12},
         {"backlog_window_bytes": 0},
+        {"retry_delay_ms": 0},
+        {"retry_delay_ms": "100"},
+        {"retry_delay_ms": 31 * 24 * 3600 * 1000},
+        {"retry_multiplier": 0.5},
+        {"retry_multiplier": "2"},
+        {"retry_max_delay_ms": -1},
     ):
         answer = await http.post("/queues", json={"name": "q", "policy": policy}, headers=admin)
         error_of(answer, ErrorCode.BAD_REQUEST)

@@ -24,7 +24,7 @@ from buzon.broker.flow import QueuedBytes
 from buzon.broker.intake import Intake
 from buzon.broker.journal import Journal
 from buzon.broker.leases import Lease, Leases
-from buzon.broker.message import DeliverySink, Headers, Message
+from buzon.broker.message import REQUEUE, DeliverySink, Headers, Message, Refusal
 from buzon.broker.paged_backlog import Paging
 from buzon.broker.queue import Queue
 from buzon.broker.session import Session
@@ -366,6 +366,18 @@ class Broker:
         """
         return self._pullable(principal, queue, grants).peek(limit)
 
+    def scheduled(
+        self, principal: Principal, queue: str, limit: int, grants: Collection[str] = ()
+    ) -> list[tuple[float, Message]]:
+        """The first ``limit`` scheduled messages of a queue with their times, soonest
+        first; the access check is :meth:`peek`'s (it shows the bodies).
+
+        Raises:
+            BrokerError: ``DESTINATION_NOT_FOUND``.
+            AccessDenied: as :meth:`Session.subscribe`.
+        """
+        return self._pullable(principal, queue, grants).scheduled(limit)
+
     def settle(
         self,
         principal: Principal,
@@ -373,8 +385,10 @@ class Broker:
         receipts: Sequence[str],
         *,
         requeue: bool,
+        refusal: Refusal = REQUEUE,
     ) -> None:
-        """Ack or nack (``requeue``) pulled messages by receipt; all or none.
+        """Ack or nack (``requeue``, as ``refusal`` asks) pulled messages by receipt; all
+        or none.
 
         No access check: a receipt only ever settles a lease of the principal who pulled
         it, and pulling was checked.
@@ -382,10 +396,16 @@ class Broker:
         Raises:
             BrokerError: ``DESTINATION_NOT_FOUND``, ``UNKNOWN_RECEIPT``.
         """
-        self.settle_held(principal.id, queue, receipts, requeue=requeue)
+        self.settle_held(principal.id, queue, receipts, requeue=requeue, refusal=refusal)
 
     def settle_held(
-        self, holder: str, queue: str, receipts: Sequence[str], *, requeue: bool
+        self,
+        holder: str,
+        queue: str,
+        receipts: Sequence[str],
+        *,
+        requeue: bool,
+        refusal: Refusal = REQUEUE,
     ) -> None:
         """:meth:`settle` for the user ``holder`` (asked by another node of a cluster).
 
@@ -395,7 +415,7 @@ class Broker:
         target = self._destinations.queues.get(queue)
         if target is None:
             raise BrokerError(ErrorCode.DESTINATION_NOT_FOUND, f"queue {queue[:80]!r}")
-        self.leases.settle(target, holder, receipts, requeue=requeue)
+        self.leases.settle(target, holder, receipts, requeue=requeue, refusal=refusal)
 
     def expire_leases(self, now: float) -> int:
         """Return messages whose lease ran out to their queues; return how many."""

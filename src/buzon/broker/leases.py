@@ -16,7 +16,7 @@ import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from buzon.broker.message import Message
+from buzon.broker.message import REQUEUE, Message, Refusal
 from buzon.broker.queue import Queue
 from buzon.errors import BrokerError, ErrorCode
 
@@ -84,8 +84,17 @@ class Leases:
             leases.append(lease)
         return leases
 
-    def settle(self, queue: Queue, holder: str, receipts: Sequence[str], *, requeue: bool) -> None:
-        """Ack (``requeue=False``) or nack leased messages; all of them or none.
+    def settle(
+        self,
+        queue: Queue,
+        holder: str,
+        receipts: Sequence[str],
+        *,
+        requeue: bool,
+        refusal: Refusal = REQUEUE,
+    ) -> None:
+        """Ack (``requeue=False``) or nack leased messages, as ``refusal`` asks; all of
+        them or none.
 
         Raises:
             BrokerError: ``UNKNOWN_RECEIPT`` naming the first handle that is not an open
@@ -100,7 +109,7 @@ class Leases:
             raise BrokerError(ErrorCode.BAD_REQUEST, "a receipt is listed twice")
         messages = [leases.pop(receipt).message for receipt in receipts]
         if requeue:
-            queue.refuse(messages)
+            queue.refuse(messages, refusal)
         else:
             queue.ack_taken(messages)
 

@@ -1,4 +1,5 @@
-"""``buzon queue`` and ``buzon channel``: create, list, inspect and delete (and purge, peek).
+"""``buzon queue`` and ``buzon channel``: create, list, inspect and delete (and purge, peek,
+and a queue's scheduled messages).
 
 Queues and channels are the same kind of owned resource to the API, so one set of
 commands serves both, parameterised by :class:`DestinationKind`; only the counters each
@@ -15,7 +16,7 @@ from typing import Any
 
 from buzon.cli.consume import body_json, body_text
 from buzon.cli.output import Column, print_fields, print_json, print_table
-from buzon.cli.session import add_action, logged_in, positive_int, read_secret
+from buzon.cli.session import Handler, add_action, logged_in, positive_int, read_secret
 from buzon.client import (
     ChannelInfo,
     Destination,
@@ -24,20 +25,33 @@ from buzon.client import (
     PeekedMessage,
     QueueInfo,
     QueuePolicy,
+    ScheduledMessage,
 )
 
 _COUNTERS = {
-    DestinationKind.QUEUE: ("depth", "in_flight", "consumers"),
+    DestinationKind.QUEUE: ("depth", "scheduled", "in_flight", "consumers"),
     DestinationKind.CHANNEL: ("subscribers",),
 }
 """The fields each kind adds to what every destination has."""
 
 DEFAULT_PEEK = 10
 """Messages ``queue peek`` shows unless told otherwise (the API's own default)."""
+DEFAULT_SCHEDULED = 20
+"""Messages ``queue scheduled`` shows unless told otherwise (the API's own default)."""
+MAX_MULTIPLIER = 1000.0
+"""The largest ``--retry-multiplier`` the API takes."""
 
 _PEEK_COLUMNS: list[Column[PeekedMessage]] = [
     ("Message id", attrgetter("message_id")),
     ("Redelivered", attrgetter("redelivered")),
+    ("Headers", lambda m: ", ".join(f"{k}={v}" for k, v in m.headers.items()) or None),
+    ("Body", lambda m: body_text(m.body)),
+]
+
+_SCHEDULED_COLUMNS: list[Column[ScheduledMessage]] = [
+    ("Message id", attrgetter("message_id")),
+    ("Deliver at", attrgetter("deliver_at")),
+    ("In", lambda m: f"{m.seconds_left:.1f} s"),
     ("Headers", lambda m: ", ".join(f"{k}={v}" for k, v in m.headers.items()) or None),
     ("Body", lambda m: body_text(m.body)),
 ]
@@ -65,6 +79,15 @@ def register(commands: Any, kind: DestinationKind) -> None:
         summary = "drop a queue's waiting messages (owner or admin)"
         named.append(add_action(actions, "purge", _purge, summary, prints_data=False))
         named.append(_peek_action(actions))
+        named.append(_scheduled_action(actions))
+        for verb, summary in (
+            ("deliver-now", "deliver a scheduled message at once (owner or admin)"),
+            ("cancel-scheduled", "drop a scheduled message for good (owner or admin)"),
+        ):
+            action = add_action(actions, verb, _settle_scheduled, summary, prints_data=False)
+            action.add_argument("name", metavar="NAME")
+            action.add_argument("message_id", metavar="MESSAGE_ID")
+            action.set_defaults(deliver=verb == "deliver-now")
     for parser in named:
         parser.add_argument("name", metavar="NAME")
     for parser in (create, listing, *named):
@@ -94,16 +117,39 @@ def _access_key(args: argparse.Namespace) -> str | None:
 
 def _peek_action(actions: Any) -> argparse.ArgumentParser:
     summary = "show a queue's waiting messages, oldest first, without consuming them"
-    peek = add_action(actions, "peek", _peek, summary, prints_data=True)
-    peek.add_argument(
+    return _listing_action(actions, "peek", _peek, summary, DEFAULT_PEEK)
+
+
+def _scheduled_action(actions: Any) -> argparse.ArgumentParser:
+    summary = "show a queue's scheduled messages (delayed, or waiting to be retried), soonest first"
+    return _listing_action(actions, "scheduled", _scheduled, summary, DEFAULT_SCHEDULED)
+
+
+def _listing_action(
+    actions: Any, verb: str, handler: Handler, summary: str, default: int
+) -> argparse.ArgumentParser:
+    """An action that shows some of a queue's messages: ``--limit`` and the access key."""
+    listing = add_action(actions, verb, handler, summary, prints_data=True)
+    listing.add_argument(
         "--limit",
         type=positive_int,
-        default=DEFAULT_PEEK,
+        default=default,
         metavar="N",
-        help=f"show at most N messages (default {DEFAULT_PEEK}, at most 100)",
+        help=f"show at most N messages (default {default}, at most 100)",
     )
-    _access_key_options(peek, "the key of another user's protected queue")
-    return peek
+    _access_key_options(listing, "the key of another user's protected queue")
+    return listing
+
+
+def _multiplier(text: str) -> float:
+    """argparse type: a retry multiplier, 1 or more (fractions allowed)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 1.0 <= value <= MAX_MULTIPLIER:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number from 1 to {MAX_MULTIPLIER:g}")
+    return value
 
 
 def _policy_options(parser: argparse.ArgumentParser) -> None:
@@ -144,6 +190,25 @@ def _policy_options(parser: argparse.ArgumentParser) -> None:
         metavar="BYTES",
         help="body bytes of that window (default: the broker's)",
     )
+    policy.add_argument(
+        "--retry-delay-ms",
+        type=positive_int,
+        metavar="MS",
+        help="a NACKed message waits MS before its first redelivery (default: at once)",
+    )
+    policy.add_argument(
+        "--retry-multiplier",
+        type=_multiplier,
+        default=1.0,
+        metavar="X",
+        help="each further NACK of it multiplies that wait by X (1 or more, e.g. 2 or 1.5)",
+    )
+    policy.add_argument(
+        "--retry-max-delay-ms",
+        type=positive_int,
+        metavar="MS",
+        help="the longest retry wait (default: no bound but the broker's --max-delay-ms)",
+    )
     keys = policy.add_mutually_exclusive_group()
     keys.add_argument(
         "--dead-letter-key",
@@ -170,6 +235,9 @@ def _policy_of(args: argparse.Namespace) -> QueuePolicy:
         max_deliveries=args.max_deliveries,
         backlog_window=args.backlog_window,
         backlog_window_bytes=args.backlog_window_bytes,
+        retry_delay_ms=args.retry_delay_ms,
+        retry_multiplier=args.retry_multiplier,
+        retry_max_delay_ms=args.retry_max_delay_ms,
     )
 
 
@@ -199,6 +267,13 @@ def describe_policy(policy: QueuePolicy) -> str:
     ]
     if window:
         parts.append(f"at most {' and '.join(window)} in memory")
+    if policy.retry_delay_ms is not None:
+        retry = f"retries wait {policy.retry_delay_ms} ms"
+        if policy.retry_multiplier != 1.0:
+            retry += f", x{policy.retry_multiplier:g} each time"
+        if policy.retry_max_delay_ms is not None:
+            retry += f", at most {policy.retry_max_delay_ms} ms"
+        parts.append(retry)
     return ", ".join(parts)
 
 
@@ -235,7 +310,13 @@ def _fields(info: Destination) -> list[tuple[str, object]]:
 
 def _extra_fields(info: Destination) -> list[tuple[str, object]]:
     if isinstance(info, QueueInfo):
-        return [("policy", describe_policy(info.policy))]
+        reasons = ", ".join(f"{n} {why}" for why, n in sorted(info.dead_lettered_by_reason.items()))
+        return [
+            ("scheduled total", info.scheduled_total),
+            ("retried", info.retried),
+            ("dead lettered", reasons or None),
+            ("policy", describe_policy(info.policy)),
+        ]
     if isinstance(info, ChannelInfo):
         durables = ", ".join(
             f"{d.name} ({d.owner or 'deleted user'}, {d.backlog} waiting)"
@@ -315,6 +396,40 @@ def _peek(args: argparse.Namespace) -> int:
         print_json([_peeked_json(message) for message in waiting])
     else:
         print_table(waiting, _PEEK_COLUMNS, empty=f"no messages waiting in queue {args.name}")
+    return 0
+
+
+def _scheduled(args: argparse.Namespace) -> int:
+    key = _access_key(args)
+    with logged_in(args) as client:
+        waiting = client.scheduled(args.name, limit=args.limit, access_key=key)
+    if args.json:
+        print_json(
+            [
+                {
+                    "message_id": message.message_id,
+                    "headers": message.headers,
+                    **body_json(message.body),
+                    "deliver_at": message.deliver_at.isoformat(),
+                    "seconds_left": message.seconds_left,
+                }
+                for message in waiting
+            ]
+        )
+    else:
+        empty = f"no messages scheduled in queue {args.name}"
+        print_table(waiting, _SCHEDULED_COLUMNS, empty=empty)
+    return 0
+
+
+def _settle_scheduled(args: argparse.Namespace) -> int:
+    with logged_in(args) as client:
+        if args.deliver:
+            client.deliver_now(args.name, args.message_id)
+        else:
+            client.cancel_scheduled(args.name, args.message_id)
+    done = "delivered" if args.deliver else "cancelled"
+    print(f"{done} scheduled message {args.message_id} of queue {args.name}")
     return 0
 
 

@@ -37,6 +37,7 @@ from buzon.cli.stomp_login import (
     address_of,
     stomp_login,
 )
+from buzon.cli.timing import duration_ms, moment_ms
 from buzon.client import ApiError, AsyncClient, DestinationKind
 from buzon.errors import BuzonError, ErrorCode
 
@@ -81,6 +82,20 @@ def register(commands: Any) -> None:
         type=_positive_float,
         metavar="R",
         help="publish at most R messages per second (default: as fast as the broker confirms)",
+    )
+    timing = parser.add_mutually_exclusive_group()
+    timing.add_argument(
+        "--delay",
+        type=duration_ms,
+        metavar="DURATION",
+        help="queues: deliver no earlier than DURATION from now (500ms, 5s, 2m, 1h, 1d)",
+    )
+    timing.add_argument(
+        "--deliver-at",
+        type=moment_ms,
+        metavar="TIME",
+        help="queues: deliver no earlier than TIME (ISO 8601 like 2026-12-03T10:00:00Z, local"
+        " time without a zone, or ms since the epoch)",
     )
     add_access_key_options(parser)
     add_stomp_options(parser)
@@ -128,6 +143,10 @@ def _read_file(path: Path) -> bytes:
 def _publish(args: argparse.Namespace) -> int:
     kind = DestinationKind.QUEUE if args.queue else DestinationKind.CHANNEL
     headers = _headers(args.header)
+    if args.delay is not None:
+        headers["delay"] = str(args.delay)
+    if args.deliver_at is not None:
+        headers["deliver-at"] = str(args.deliver_at)
     run = _Run(
         address=address_of(kind, args.queue or args.channel),
         headers=headers,

@@ -41,6 +41,7 @@ from buzon.client.records import (
     PulledMessage,
     QueueInfo,
     RatePoint,
+    ScheduledMessage,
     Token,
     User,
 )
@@ -71,6 +72,7 @@ __all__ = [
     "QueueInfo",
     "QueuePolicy",
     "RatePoint",
+    "ScheduledMessage",
     "Subscription",
     "SubscriptionClosed",
     "Token",

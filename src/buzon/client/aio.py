@@ -37,10 +37,22 @@ from collections.abc import Callable, Mapping
 from buzon.client.errors import ApiError, BuzonConnectionError, LoginRefused
 from buzon.client.messages import AckMode, Message, Subscription, Transaction
 from buzon.client.protocol import StompProtocol
+from buzon.client.timing import Delay, When, schedule
 from buzon.client.tls import CaFile, client_context, failure_reason
 from buzon.client.urls import StompAddress, parse_stomp_url
 from buzon.errors import BuzonError, ErrorCode
-from buzon.stomp import Abort, Ack, Begin, Commit, Event, Nack, Send, Subscribe, Unsubscribe
+from buzon.stomp import (
+    Abort,
+    Ack,
+    Begin,
+    Commit,
+    Event,
+    Headers,
+    Nack,
+    Send,
+    Subscribe,
+    Unsubscribe,
+)
 from buzon.stomp import Message as MessageFrame
 
 DEFAULT_URL = "stomp://127.0.0.1:61613"
@@ -182,6 +194,8 @@ class AsyncClient:
         transaction: Transaction | None = None,
         timeout: float | None = None,
         create: bool = True,
+        delay: Delay | None = None,
+        deliver_at: When | None = None,
     ) -> None:
         """Publish to ``/queue/<name>`` or ``/topic/<name>``.
 
@@ -200,11 +214,18 @@ class AsyncClient:
             timeout: seconds to wait for the receipt (default: the client's timeout).
             create: False sends ``auto-create:false``: a missing destination is an error
                 (DESTINATION_NOT_FOUND) even where the broker creates on first use.
+            delay: queues: deliver no earlier than this long from now (seconds or a
+                ``timedelta``); the message is stored at once.
+            deliver_at: queues: or no earlier than this moment (an aware ``datetime`` or
+                Unix seconds); a moment past delivers at once.
 
         Raises:
-            ApiError: the broker refused it (access key, missing destination, ...).
+            ApiError: the broker refused it (access key, missing destination, a delay
+                beyond the broker's bound or on a channel, ...).
             BuzonConnectionError: no receipt in time, or the connection was lost first.
+            ValueError: both ``delay`` and ``deliver_at``, or a negative one.
         """
+        timing = schedule(delay, deliver_at)
         if isinstance(body, str):
             payload = body.encode()
             content_type = content_type or "text/plain;charset=utf-8"
@@ -219,6 +240,8 @@ class AsyncClient:
             extra["persistent"] = "true" if persistent else "false"
         if not create:
             extra[AUTO_CREATE] = "false"
+        if timing is not None:
+            extra[timing[0]] = str(timing[1])
         tx = None if transaction is None else transaction.id
         pairs = tuple(extra.items())
         if not confirm:
@@ -299,22 +322,34 @@ class AsyncClient:
     # -- settling and transactions ---------------------------------------------------------
 
     async def settle(
-        self, message: Message, *, ack: bool, transaction: Transaction | None, confirm: bool
+        self,
+        message: Message,
+        *,
+        ack: bool,
+        transaction: Transaction | None,
+        confirm: bool,
+        refusal: Headers = (),
     ) -> None:
-        """ACK or NACK a message (see :meth:`Message.ack`)."""
+        """ACK or NACK a message (see :meth:`Message.ack`); ``refusal``: the NACK's headers
+        (see :meth:`Message.nack`)."""
         if message.ack_id is None:
             return
         if message._generation != self._generation or not self.connected:
             raise BuzonConnectionError(
                 self.url, "the connection this message came on is gone; it will be redelivered"
             )
-        kind = Ack if ack else Nack
         ack_id = message.ack_id
         tx = None if transaction is None else transaction.id
+
+        def frame(receipt: str | None) -> Ack | Nack:
+            if ack:
+                return Ack(ack_id, tx, receipt)
+            return Nack(ack_id, tx, receipt, headers=refusal)
+
         if confirm:
-            await self._request(lambda receipt: kind(ack_id, tx, receipt), None, transaction)
+            await self._request(frame, None, transaction)
         else:
-            await self._send(kind(ack_id, tx), transaction)
+            await self._send(frame(None), transaction)
 
     def transaction(self) -> Transaction:
         """A new transaction; use it as ``async with client.transaction() as tx:``."""

@@ -35,6 +35,7 @@ from buzon.client.records import (
     PulledMessage,
     QueueInfo,
     RatePoint,
+    ScheduledMessage,
     Token,
     User,
     many,
@@ -49,10 +50,12 @@ from buzon.client.records import (
     parse_purged,
     parse_queue,
     parse_rate_history,
+    parse_scheduled,
     parse_settled,
     parse_token,
     parse_user,
 )
+from buzon.client.timing import Delay, When, delay_ms, schedule
 from buzon.client.tls import CaFile, client_context, failure_reason
 from buzon.errors import ErrorCode, RequestError
 from buzon.store.records import QueuePolicy
@@ -233,7 +236,9 @@ class ManagementClient:
             name: the queue's name.
             access_key: others must present it to publish or consume.
             policy: durability, maximum length and overflow, message TTL, dead-letter
-                queue, maximum deliveries (the broker's defaults when None).
+                queue, maximum deliveries, retry back-off (``retry_delay_ms``,
+                ``retry_multiplier``, ``retry_max_delay_ms``); the broker's defaults when
+                None. Only the fields that differ from the defaults are sent.
             dead_letter_access_key: the key of the policy's dead-letter queue when that is
                 another user's protected queue (dead-lettering publishes there: without
                 it, or with a wrong one, the broker refuses with 403).
@@ -242,12 +247,42 @@ class ManagementClient:
         if dead_letter_access_key is not None:
             body["dead_letter_access_key"] = dead_letter_access_key
         if policy is not None:
-            body["policy"] = dataclasses.asdict(policy)
+            body["policy"] = _changed(policy)
         return self._call("POST", "/queues", parse_queue, body=body)
 
     def purge_queue(self, name: str) -> int:
         """Drop a queue's waiting messages (owner or admin); return how many."""
         return self._call("POST", f"{_path(DestinationKind.QUEUE, name)}/purge", parse_purged)
+
+    def scheduled(
+        self, queue: str, *, limit: int = 20, access_key: str | None = None
+    ) -> list[ScheduledMessage]:
+        """The messages of ``queue`` waiting for their time (delayed publishes, retries),
+        soonest first; ``limit`` 1-100. Needs the right to consume, as :meth:`peek`."""
+        return self._call(
+            "GET",
+            f"{_path(DestinationKind.QUEUE, queue)}/scheduled?limit={limit:d}",
+            parse_scheduled,
+            headers=_key_header(access_key),
+        )
+
+    def deliver_now(self, queue: str, message_id: str) -> None:
+        """Make a scheduled message of ``queue`` deliverable at once (owner or admin).
+
+        Raises:
+            ApiError: NOT_FOUND when no message with that id is scheduled there.
+        """
+        path = f"{_path(DestinationKind.QUEUE, queue)}/scheduled/{_segment(message_id)}/deliver"
+        self._call("POST", path, nothing)
+
+    def cancel_scheduled(self, queue: str, message_id: str) -> None:
+        """Drop a scheduled message of ``queue`` for good (owner or admin).
+
+        Raises:
+            ApiError: NOT_FOUND when no message with that id is scheduled there.
+        """
+        path = f"{_path(DestinationKind.QUEUE, queue)}/scheduled/{_segment(message_id)}"
+        self._call("DELETE", path, nothing)
 
     def list_queues(self) -> list[QueueInfo]:
         """Every queue."""
@@ -287,6 +322,8 @@ class ManagementClient:
         *,
         headers: Mapping[str, str] | None = None,
         access_key: str | None = None,
+        delay: Delay | None = None,
+        deliver_at: When | None = None,
     ) -> str:
         """Publish ``body`` to ``destination`` (``/queue/<name>`` or ``/topic/<name>``).
 
@@ -295,14 +332,22 @@ class ManagementClient:
             body: text (sent as UTF-8) or bytes.
             headers: user headers for the consumers (``content-type`` is allowed).
             access_key: the destination's key, when it has one and you do not own it.
+            delay: queues: deliver no earlier than this long from now (seconds or a
+                ``timedelta``).
+            deliver_at: queues: or no earlier than this moment (an aware ``datetime`` or
+                Unix seconds).
 
         Returns:
             The message id.
 
         Raises:
             RequestError: BAD_DESTINATION when ``destination`` is neither address form.
+            ValueError: both ``delay`` and ``deliver_at``, or a negative one.
         """
         payload: dict[str, object] = {"headers": dict(headers or {})}
+        timing = schedule(delay, deliver_at)
+        if timing is not None:
+            payload["delay_ms" if timing[0] == "delay" else "deliver_at_ms"] = timing[1]
         if isinstance(body, str):
             payload["body"] = body
         else:
@@ -375,13 +420,37 @@ class ManagementClient:
         """Settle pulled messages for good; all receipts or none. Returns how many."""
         return self._settle(queue, "ack", receipts)
 
-    def nack(self, queue: str, *receipts: str) -> int:
-        """Give pulled messages back to the queue, in order, marked redelivered."""
-        return self._settle(queue, "nack", receipts)
+    def nack(
+        self,
+        queue: str,
+        *receipts: str,
+        requeue: bool = True,
+        delay: Delay | None = None,
+        error: str | None = None,
+    ) -> int:
+        """Give pulled messages back to the queue, in order, marked redelivered: after
+        ``delay`` (seconds or a ``timedelta``), else after the queue's retry back-off.
+        ``requeue=False`` dead-letters them at once (reason ``rejected``); ``error`` (at
+        most 1024 characters) is kept with each (``x-last-error``)."""
+        refusal: dict[str, object] = {}
+        if not requeue:
+            refusal["requeue"] = False
+        if delay is not None:
+            refusal["requeue_delay_ms"] = delay_ms(delay)
+        if error is not None:
+            refusal["error"] = error
+        return self._settle(queue, "nack", receipts, refusal)
 
-    def _settle(self, queue: str, verb: str, receipts: tuple[str, ...]) -> int:
+    def _settle(
+        self,
+        queue: str,
+        verb: str,
+        receipts: tuple[str, ...],
+        more: Mapping[str, object] | None = None,
+    ) -> int:
         path = f"{_path(DestinationKind.QUEUE, queue)}/{verb}"
-        return self._call("POST", path, parse_settled, body={"receipts": list(receipts)})
+        body = {"receipts": list(receipts), **(more or {})}
+        return self._call("POST", path, parse_settled, body=body)
 
     # -- the broker --------------------------------------------------------------------
 
@@ -535,3 +604,14 @@ def _key_header(access_key: str | None) -> dict[str, str]:
     if not access_key.isascii():
         raise RequestError(ErrorCode.BAD_REQUEST, "the HTTP API takes ASCII access keys only")
     return {"X-Access-Key": access_key}
+
+
+def _changed(policy: QueuePolicy) -> dict[str, Any]:
+    """The fields of ``policy`` that differ from the defaults (so a broker that does not
+    know a newer field still takes a policy that leaves it alone)."""
+    default = QueuePolicy()
+    return {
+        field.name: getattr(policy, field.name)
+        for field in dataclasses.fields(policy)
+        if getattr(policy, field.name) != getattr(default, field.name)
+    }

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
+from buzon.client.timing import Delay, delay_ms
 from buzon.errors import BuzonError, ErrorCode
 
 if TYPE_CHECKING:
@@ -69,10 +70,40 @@ class Message:
         """
         await self._owner.client.settle(self, ack=True, transaction=transaction, confirm=confirm)
 
-    async def nack(self, *, transaction: Transaction | None = None, confirm: bool = False) -> None:
+    async def nack(
+        self,
+        *,
+        transaction: Transaction | None = None,
+        confirm: bool = False,
+        requeue: bool = True,
+        delay: Delay | None = None,
+        error: str | None = None,
+    ) -> None:
         """Refuse: a queue message goes back to the queue and is redelivered (marked
-        redelivered); a channel message is dropped. Arguments and errors as :meth:`ack`."""
-        await self._owner.client.settle(self, ack=False, transaction=transaction, confirm=confirm)
+        redelivered), after the queue's retry back-off if it has one; a channel message is
+        dropped. Arguments and errors as :meth:`ack`, and:
+
+        Args:
+            requeue: False sends it to the queue's dead-letter queue at once (reason
+                ``rejected``; dropped when the queue has none).
+            delay: redeliver it no earlier than this (seconds or a ``timedelta``),
+                instead of the queue's back-off.
+            error: why it failed, kept with the message (``x-last-error`` once it is
+                dead-lettered); the broker keeps the first 1024 characters.
+
+        Raises:
+            ValueError: a negative ``delay``.
+        """
+        refusal: list[tuple[str, str]] = []
+        if not requeue:
+            refusal.append(("requeue", "false"))
+        if delay is not None:
+            refusal.append(("requeue-delay", str(delay_ms(delay))))
+        if error is not None:
+            refusal.append(("error", error))
+        await self._owner.client.settle(
+            self, ack=False, transaction=transaction, confirm=confirm, refusal=tuple(refusal)
+        )
 
 
 class Subscription:

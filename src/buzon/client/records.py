@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import enum
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
@@ -84,12 +84,23 @@ class Destination:
 @dataclass(frozen=True, slots=True)
 class QueueInfo(Destination):
     """A queue: ``depth`` waiting, ``in_flight`` delivered and not acked, ``consumers``,
-    and the ``policy`` it was created with."""
+    and the ``policy`` it was created with.
+
+    Also ``scheduled``: messages waiting for their time (delayed publishes, retries with
+    back-off; not in ``depth``), and since the broker started: ``scheduled_total``
+    published with a delay, ``retried`` NACKs whose redelivery waited, and
+    ``dead_lettered_by_reason`` (``{"rejected": 2, ...}``). A broker older than these
+    fields shows them as 0 and empty.
+    """
 
     depth: int
     in_flight: int
     consumers: int
     policy: QueuePolicy
+    scheduled: int = 0
+    scheduled_total: int = 0
+    retried: int = 0
+    dead_lettered_by_reason: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +164,25 @@ class PeekedMessage(_Body):
     headers: dict[str, str]
     body: bytes
     redelivered: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduledMessage(_Body):
+    """A message waiting in a queue for its time (``ManagementClient.scheduled``).
+
+    Attributes:
+        message_id: its id (to deliver it now or cancel it).
+        headers: its headers (the first of repeated ones).
+        body: the body.
+        deliver_at: when it becomes deliverable (UTC).
+        seconds_left: until then, as the broker saw it when asked.
+    """
+
+    message_id: str
+    headers: dict[str, str]
+    body: bytes
+    deliver_at: datetime
+    seconds_left: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,6 +311,14 @@ def parse_queue(data: Any) -> QueueInfo:
         in_flight=int(data["in_flight"]),
         consumers=int(data["consumers"]),
         policy=parse_policy(data["policy"]),
+        # a broker older than these fields does not send them
+        scheduled=int(data.get("scheduled", 0)),
+        scheduled_total=int(data.get("scheduled_total", 0)),
+        retried=int(data.get("retried", 0)),
+        dead_lettered_by_reason={
+            str(reason): int(count)
+            for reason, count in (data.get("dead_lettered_by_reason") or {}).items()
+        },
     )
 
 
@@ -300,6 +338,9 @@ def parse_policy(data: Any) -> QueuePolicy:
         max_deliveries=count("max_deliveries"),
         backlog_window=count("backlog_window"),
         backlog_window_bytes=count("backlog_window_bytes"),
+        retry_delay_ms=count("retry_delay_ms"),
+        retry_multiplier=float(data.get("retry_multiplier", 1.0)),
+        retry_max_delay_ms=count("retry_max_delay_ms"),
     )
 
 
@@ -359,6 +400,19 @@ def parse_peeked(data: Any) -> list[PeekedMessage]:
             headers=parse_headers(item["headers"]),
             body=parse_body(item),
             redelivered=bool(item["redelivered"]),
+        )
+        for item in data["messages"]
+    ]
+
+
+def parse_scheduled(data: Any) -> list[ScheduledMessage]:
+    return [
+        ScheduledMessage(
+            message_id=str(item["message_id"]),
+            headers=parse_headers(item["headers"]),
+            body=parse_body(item),
+            deliver_at=parse_time(item["deliver_at"]),
+            seconds_left=float(item["seconds_left"]),
         )
         for item in data["messages"]
     ]

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from buzon.client.aio import DEFAULT_URL, AsyncClient
 from buzon.client.messages import AckMode, Message, Subscription, SubscriptionClosed, Transaction
+from buzon.client.timing import Delay
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -99,11 +100,20 @@ class BlockingMessage:
         self._runner.run(self.message.ack(transaction=tx, confirm=confirm))
 
     def nack(
-        self, *, transaction: BlockingTransaction | None = None, confirm: bool = False
+        self,
+        *,
+        transaction: BlockingTransaction | None = None,
+        confirm: bool = False,
+        requeue: bool = True,
+        delay: Delay | None = None,
+        error: str | None = None,
     ) -> None:
         """See :meth:`buzon.client.Message.nack`."""
         tx = None if transaction is None else transaction.transaction
-        self._runner.run(self.message.nack(transaction=tx, confirm=confirm))
+        refusal = self.message.nack(
+            transaction=tx, confirm=confirm, requeue=requeue, delay=delay, error=error
+        )
+        self._runner.run(refusal)
 
 
 class BlockingSubscription:

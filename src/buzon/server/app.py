@@ -66,6 +66,7 @@ def broker_config(settings: Settings) -> BrokerConfig:
         auto_create=settings.auto_create,
         backlog_window=settings.backlog_window,
         backlog_window_bytes=settings.backlog_window_bytes,
+        max_delay_ms=settings.max_delay_ms,
     )
 
 

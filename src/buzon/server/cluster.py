@@ -38,7 +38,7 @@ import asyncpg
 from buzon.broker.backlog import from_store
 from buzon.broker.channel import Channel
 from buzon.broker.journal import stored
-from buzon.broker.message import Message
+from buzon.broker.message import REQUEUE, Message, Refusal
 from buzon.errors import BrokerError, BuzonError, ErrorCode
 from buzon.server.cluster_view import node_name
 from buzon.server.context import ServerContext
@@ -195,9 +195,17 @@ class ClusterNode:
         return int(node)
 
     async def settle_remote(
-        self, node: int, holder: str, queue: str, receipts: Sequence[str], *, requeue: bool
+        self,
+        node: int,
+        holder: str,
+        queue: str,
+        receipts: Sequence[str],
+        *,
+        requeue: bool,
+        refusal: Refusal = REQUEUE,
     ) -> None:
-        """Ask node ``node`` to settle the pull leases it holds for ``holder``; all or none.
+        """Ask node ``node`` to settle the pull leases it holds for ``holder`` (a nack as
+        ``refusal`` asks); all or none.
 
         Raises:
             BrokerError: UNKNOWN_RECEIPT (also for a node that is gone: its leased messages
@@ -215,6 +223,7 @@ class ClusterNode:
             "queue": queue,
             "receipts": list(receipts),
             "requeue": requeue,
+            "refusal": [refusal.requeue, refusal.delay_ms, refusal.error],
         }
         answer: asyncio.Future[tuple[str, str] | None] = asyncio.get_running_loop().create_future()
         self._asked[ask] = answer
@@ -256,6 +265,7 @@ class ClusterNode:
                 str(message["queue"]),
                 receipts,
                 requeue=bool(message["requeue"]),
+                refusal=_refusal(message.get("refusal")),
             )
         except BrokerError as exc:
             refused_by = (exc.code.name, exc.detail)
@@ -430,3 +440,17 @@ class ClusterNode:
                 pass  # the heartbeat reports the database's absence
             took = time.monotonic() - started
             await asyncio.sleep(max(COUNT_PERIOD, 20 * took))
+
+
+def _refusal(forwarded: object) -> Refusal:
+    """The refusal a forwarded nack carries (a plain one if it carries none readable)."""
+    if not isinstance(forwarded, list) or len(forwarded) != 3:
+        return REQUEUE
+    requeue, delay, error = forwarded
+    if (
+        not isinstance(requeue, bool)
+        or not (delay is None or (isinstance(delay, int) and delay >= 0))
+        or not (error is None or isinstance(error, str))
+    ):
+        return REQUEUE
+    return Refusal(requeue, delay, error)

@@ -23,6 +23,7 @@ from buzon.broker.config import (
     DEFAULT_BACKLOG_WINDOW_BYTES,
     MAX_BACKLOG_WINDOW,
     MAX_BACKLOG_WINDOW_BYTES,
+    MAX_DELAY_MS,
 )
 from buzon.errors import BuzonError, ErrorCode
 
@@ -98,6 +99,7 @@ class Settings:
     max_queued_bytes: int = 512 * 1024 * 1024
     backlog_window: int = DEFAULT_BACKLOG_WINDOW
     backlog_window_bytes: int = DEFAULT_BACKLOG_WINDOW_BYTES
+    max_delay_ms: int = MAX_DELAY_MS
     min_free_disk: str = "auto"
     default_prefetch: int = 100
     channel_max_pending: int = 10_000
@@ -370,6 +372,11 @@ OPTIONS: tuple[Option, ...] = (
         "backlog_window_bytes",
         _bounded_int(MAX_BACKLOG_WINDOW_BYTES),
         "body bytes of that window, at most",
+    ),
+    Option(
+        "max_delay_ms",
+        _positive_int,
+        "longest delay a message may be given (delay, deliver-at, requeue-delay), ms",
     ),
     Option(
         "min_free_disk",

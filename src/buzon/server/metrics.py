@@ -137,10 +137,25 @@ def _destinations(stats: BrokerStats) -> Iterator[Metric]:
         "buzon_messages_dead_letter_refused",
         "Retired queue messages dropped: the queue may no longer publish to its dead-letter queue",
     )
+    by_reason = CounterMetricFamily(
+        "buzon_messages_dead_lettered_by_reason",
+        "Queue messages moved to a dead-letter queue, by reason (expired, max-deliveries,"
+        " rejected, max-length, ack-timeout)",
+        labels=[*_DESTINATION, "reason"],
+    )
+    scheduled_total = counter(
+        "buzon_messages_scheduled", "Queue messages published with a delay or deliver-at time"
+    )
+    retried = counter(
+        "buzon_messages_retried", "NACKed queue messages whose redelivery was delayed (back-off)"
+    )
     dropped = counter("buzon_messages_dropped", "Channel deliveries dropped for slow subscribers")
     depth = gauge("buzon_queue_depth", "Queue messages waiting for a consumer")
     in_flight = gauge("buzon_queue_in_flight", "Queue messages delivered, not yet acknowledged")
     held = gauge("buzon_queue_bytes", "Body bytes a queue holds (waiting and in flight)")
+    scheduled = gauge(
+        "buzon_queue_scheduled", "Queue messages waiting for their time (delays, retries)"
+    )
     consumers = gauge("buzon_consumers", "Queue consumers or channel subscribers")
     for queue in stats.queues:
         labels = ["queue", queue.name]
@@ -151,6 +166,11 @@ def _destinations(stats: BrokerStats) -> Iterator[Metric]:
         retired.add_metric(labels, queue.retired)
         dead_lettered.add_metric(labels, queue.dead_lettered)
         refused.add_metric(labels, queue.dead_letter_refused)
+        for reason, count in queue.dead_lettered_by_reason:
+            by_reason.add_metric([*labels, reason], count)
+        scheduled_total.add_metric(labels, queue.scheduled_total)
+        retried.add_metric(labels, queue.retried)
+        scheduled.add_metric(labels, queue.scheduled)
         depth.add_metric(labels, queue.depth)
         in_flight.add_metric(labels, queue.in_flight)
         held.add_metric(labels, queue.bytes)
@@ -162,8 +182,9 @@ def _destinations(stats: BrokerStats) -> Iterator[Metric]:
         dropped.add_metric(labels, channel.dropped)
         consumers.add_metric(labels, channel.subscribers)
     yield from (published, delivered, acked, redelivered, retired, dead_lettered, refused)
+    yield from (by_reason, scheduled_total, retried)
     yield dropped
-    yield from (depth, in_flight, held, consumers)
+    yield from (depth, in_flight, held, scheduled, consumers)
     yield GaugeMetricFamily(
         "buzon_queued_bytes",
         "Body bytes queues hold in memory (what the water marks compare)",

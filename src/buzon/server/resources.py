@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from buzon.auth import AccessKeys, Action, Decision, Principal, decide
-from buzon.broker import Broker, Channel, Queue, address
+from buzon.broker import Broker, Channel, Queue, QueueStats, address
 from buzon.broker.addresses import check_name
 from buzon.broker.destinations import new_record
 from buzon.broker.policy import feed_grant
@@ -57,6 +57,8 @@ class DestinationView:
         delivered: deliveries made since the broker started.
         policy: the queue's policy (the default for channels).
         durables: a channel's durable subscriptions: (name, owner, backlog depth).
+        queue: a queue's own counters (scheduled, retried, dead-lettered by reason); None
+            for channels.
     """
 
     id: str
@@ -73,6 +75,7 @@ class DestinationView:
     delivered: int
     policy: QueuePolicy = DEFAULT_POLICY
     durables: tuple[tuple[str, str | None, int], ...] = ()
+    queue: QueueStats | None = None
 
 
 class Resources:
@@ -395,6 +398,33 @@ class Resources:
         await until_durable(self._broker.journal.last)
         return purged
 
+    async def settle_scheduled(
+        self, principal: Principal, name: str, message_id: str, *, deliver: bool
+    ) -> None:
+        """Deliver a queue's scheduled message now (``deliver``) or cancel it for good
+        (owner or admin, as for a purge), once that is durable.
+
+        Raises:
+            BrokerError: DESTINATION_NOT_FOUND; NOT_FOUND naming the id when no message
+                with it is scheduled there (delivered, cancelled, or never scheduled).
+            AccessDenied: ACCESS_DENIED.
+        """
+        queue = self.target(DestinationKind.QUEUE, name)
+        what = "deliver" if deliver else "cancel"
+        if decide(principal, Action.DELETE, queue.record) is Decision.DENY:
+            raise AccessDenied(
+                ErrorCode.ACCESS_DENIED,
+                f"only the owner or an admin may {what} scheduled messages of /queue/{name}",
+            )
+        assert isinstance(queue, Queue)
+        done = queue.deliver_now(message_id) if deliver else queue.cancel_scheduled(message_id)
+        if not done:
+            raise BrokerError(
+                ErrorCode.NOT_FOUND,
+                f"message {message_id[:80]!r} is not scheduled on /queue/{name}",
+            )
+        await until_durable(self._broker.journal.last)
+
     def target(self, kind: DestinationKind, name: str) -> Queue | Channel:
         """The live queue or channel.
 
@@ -430,6 +460,7 @@ class Resources:
     def _view(self, target: Queue | Channel, owners: dict[str, str]) -> DestinationView:
         record = target.record
         durables: tuple[tuple[str, str | None, int], ...] = ()
+        q: QueueStats | None = None
         if isinstance(target, Queue):
             q = target.statistics()
             numbers = (q.depth, q.in_flight, q.consumers, q.published, q.delivered)
@@ -451,6 +482,7 @@ class Resources:
             *numbers,
             policy=record.policy,
             durables=durables,
+            queue=q,
         )
 
     def _store_later(self, record: DestinationRecord) -> None:

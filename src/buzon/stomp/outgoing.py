@@ -77,7 +77,9 @@ def _unsubscribe(event: Unsubscribe) -> Chunks:
 def _ack(event: Ack | Nack) -> Chunks:
     command = Command.ACK if isinstance(event, Ack) else Command.NACK
     fields = [("id", event.id), ("transaction", event.transaction), ("receipt", event.receipt)]
-    return (serialize(frame_with(command, fields)),)
+    # a NACK's own headers say what it asks of the broker (requeue, requeue-delay, error)
+    extra = event.headers if isinstance(event, Nack) else ()
+    return (serialize(frame_with(command, fields, extra)),)
 
 
 def _transaction(command: Command) -> Callable[[Begin | Commit | Abort], Chunks]:

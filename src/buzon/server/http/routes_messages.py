@@ -5,9 +5,13 @@ binary data) or any other content type as the raw body, whose type is kept in th
 ``content-type`` header. When the queues are over their memory bound the broker answers
 429 with Retry-After instead of buffering: an HTTP publisher is slowed like a STOMP one.
 
+Publishing to a queue may schedule the message (``delay_ms`` or ``deliver_at_ms``): it is
+stored at once and delivered no earlier than that time.
+
 Pulling leases messages: each comes with a receipt to ack or nack it; a lease that runs
 out returns the message to the queue, marked redelivered. ``wait_ms`` long-polls until a
-first message arrives.
+first message arrives. A nack may delay the redelivery, dead-letter the messages
+(``requeue: false``) and say why they failed (``error``).
 
 Peeking (``GET .../messages``) shows the oldest waiting messages and leaves them waiting;
 it needs the same right as consuming, since it reads the bodies.
@@ -25,13 +29,15 @@ from fastapi import APIRouter, Body, Header, Path, Query, Request, status
 from pydantic import ValidationError
 
 from buzon.auth import Action, Principal
-from buzon.broker import Lease, Message, Queue
+from buzon.broker import REQUEUE, Channel, Lease, Message, Queue, Refusal
+from buzon.broker.policy import SCHEDULE_HEADERS
 from buzon.errors import BrokerError, ErrorCode, RequestError
 from buzon.server.context import ServerContext
 from buzon.server.durable import until_durable
 from buzon.server.http.schemas import (
     MAX_BATCH,
     MAX_HEADERS,
+    NackRequest,
     NewMessage,
     Peeked,
     PeekedMessage,
@@ -71,11 +77,15 @@ _MESSAGE_BODY: dict[str, Any] = {
 }
 
 
-async def read_message(request: Request) -> tuple[tuple[tuple[str, str], ...], bytes]:
-    """The headers and body a publish request carries.
+async def read_message(
+    request: Request, max_delay_ms: int
+) -> tuple[tuple[tuple[str, str], ...], bytes]:
+    """The headers and body a publish request carries; ``delay_ms`` and ``deliver_at_ms``
+    become the engine's ``delay`` and ``deliver-at`` headers.
 
     Raises:
-        RequestError: BAD_REQUEST for invalid JSON, both or bad base64, or bad headers.
+        RequestError: BAD_REQUEST for invalid JSON, both or bad base64, bad headers, or a
+            delay that is negative, further than ``max_delay_ms`` or given twice.
     """
     content_type = request.headers.get("content-type", "application/octet-stream")
     raw = await request.body()
@@ -90,7 +100,40 @@ async def read_message(request: Request) -> tuple[tuple[tuple[str, str], ...], b
             where = ".".join(str(part) for part in errors[0]["loc"])
             detail = f"{where}: {errors[0]['msg']}" if where else errors[0]["msg"]
         raise RequestError(ErrorCode.BAD_REQUEST, detail[:300]) from None
-    return _checked_headers(message.headers), _body_of(message)
+    headers = _checked_headers(message.headers)
+    return headers + _schedule(message, headers, max_delay_ms), _body_of(message)
+
+
+def _schedule(
+    message: NewMessage, headers: tuple[tuple[str, str], ...], max_delay_ms: int
+) -> tuple[tuple[str, str], ...]:
+    """The engine headers for the message's ``delay_ms`` or ``deliver_at_ms``."""
+    delay, at = message.delay_ms, message.deliver_at_ms
+    if delay is None and at is None:
+        return ()
+    if delay is not None and at is not None:
+        raise RequestError(ErrorCode.BAD_REQUEST, "give delay_ms or deliver_at_ms, not both")
+    if any(name in SCHEDULE_HEADERS for name, _ in headers):
+        raise RequestError(
+            ErrorCode.BAD_REQUEST,
+            "give delay_ms or deliver_at_ms, or the delay or deliver-at header, not both",
+        )
+    if delay is not None:
+        at_most("delay_ms", delay, max_delay_ms)
+        return (("delay", str(delay)),)
+    assert at is not None
+    at_most("deliver_at_ms", at - int(time.time() * 1000), max_delay_ms, " from now")
+    return (("deliver-at", str(at)),)
+
+
+def at_most(field: str, value: int, most_ms: int, suffix: str = "") -> None:
+    """Refuse a time further ahead than the broker's ``--max-delay``.
+
+    Raises:
+        RequestError: BAD_REQUEST naming ``field``.
+    """
+    if value > most_ms:
+        raise RequestError(ErrorCode.BAD_REQUEST, f"{field}: must be at most {most_ms} ms{suffix}")
 
 
 def _body_of(message: NewMessage) -> bytes:
@@ -126,7 +169,7 @@ async def _publish(
     name: str,
     key: str | None,
 ) -> Published:
-    headers, body = await read_message(request)
+    headers, body = await read_message(request, ctx.broker.config.max_delay_ms)
     target = ctx.resources.target(kind, name)
     grants = await grants_for(
         ctx, caller, target.record, Action.PUBLISH, key, request.app.state.grants
@@ -160,7 +203,8 @@ async def publish_to_queue(
 async def publish_to_channel(
     name: Name, request: Request, ctx: Ctx, caller: CurrentCaller, key: AccessKey = None
 ) -> Published:
-    """Delivered to every subscriber connected now; nobody listening means nobody gets it."""
+    """Delivered to every subscriber connected now; nobody listening means nobody gets it
+    (so ``delay_ms`` and ``deliver_at_ms`` are refused)."""
     return await _publish(ctx, request, caller, DestinationKind.CHANNEL, name, key)
 
 
@@ -175,16 +219,30 @@ async def peek(
 ) -> Peeked:
     """The oldest waiting messages, left in the queue (those in flight are not shown).
     Allowed to whoever may consume from the queue."""
-    target = ctx.resources.target(DestinationKind.QUEUE, name)
-    grants = await grants_for(
-        ctx, caller, target.record, Action.CONSUME, key, request.app.state.grants
-    )
+    target, grants = await consumer_grants(ctx, request, caller, name, key)
     shown = ctx.broker.peek(caller.principal, name, limit, grants)
     if ctx.cluster is not None and len(shown) < limit:
         # in a cluster, most waiting messages are in the database, held by no node
         shown += await ctx.cluster.peek_unclaimed(target.record.id, limit - len(shown))
         shown = sorted(shown, key=lambda pair: pair[0].seq)[:limit]
     return Peeked(messages=[_peeked(message, redelivered) for message, redelivered in shown])
+
+
+async def consumer_grants(
+    ctx: ServerContext, request: Request, caller: Caller, name: str, key: str | None
+) -> tuple[Queue | Channel, frozenset[str]]:
+    """The queue ``name`` and the grants with which ``caller`` may consume from it (or read
+    its messages), the access ``key`` checked.
+
+    Raises:
+        BrokerError: DESTINATION_NOT_FOUND.
+        AccessDenied: ACCESS_KEY_WRONG (the engine answers a missing key).
+    """
+    target = ctx.resources.target(DestinationKind.QUEUE, name)
+    grants = await grants_for(
+        ctx, caller, target.record, Action.CONSUME, key, request.app.state.grants
+    )
+    return target, grants
 
 
 CLAIM_WAIT = 1.0
@@ -202,10 +260,7 @@ async def pull(
 ) -> Pulled:
     """Returns at most ``max`` messages, waiting up to ``wait_ms`` for a first one."""
     asked = body or PullRequest()
-    target = ctx.resources.target(DestinationKind.QUEUE, name)
-    grants = await grants_for(
-        ctx, caller, target.record, Action.CONSUME, key, request.app.state.grants
-    )
+    target, grants = await consumer_grants(ctx, request, caller, name, key)
     loop = asyncio.get_running_loop()
     wait = asked.wait_ms / 1000
     if ctx.cluster is not None and isinstance(target, Queue) and target.statistics().depth:
@@ -241,12 +296,12 @@ async def _wait_ready(queue: Queue, deadline: float) -> None:
 
 def _pulled(lease: Lease, expires_at: float) -> PulledMessage:
     message = lease.message
-    text, binary = _text_or_base64(message.body)
+    text, binary = text_or_base64(message.body)
     return PulledMessage(
         message_id=message.id,
         receipt=lease.receipt,
         destination=message.destination,
-        headers=_headers_of(message),
+        headers=headers_of(message),
         body=text,
         body_base64=binary,
         redelivered=lease.redelivered,
@@ -255,21 +310,21 @@ def _pulled(lease: Lease, expires_at: float) -> PulledMessage:
 
 
 def _peeked(message: Message, redelivered: bool) -> PeekedMessage:
-    text, binary = _text_or_base64(message.body)
+    text, binary = text_or_base64(message.body)
     return PeekedMessage(
         message_id=message.id,
-        headers=_headers_of(message),
+        headers=headers_of(message),
         body=text,
         body_base64=binary,
         redelivered=redelivered,
     )
 
 
-def _headers_of(message: Message) -> dict[str, str]:
+def headers_of(message: Message) -> dict[str, str]:
     return dict(reversed(message.headers))  # the first of repeated headers wins
 
 
-def _text_or_base64(body: bytes) -> tuple[str | None, str | None]:
+def text_or_base64(body: bytes) -> tuple[str | None, str | None]:
     """The body as text when it is UTF-8, else as base64."""
     try:
         return body.decode(), None
@@ -285,20 +340,34 @@ async def ack(name: Name, body: Receipts, ctx: Ctx, caller: CurrentCaller) -> Se
 
 
 @router.post("/queues/{name}/nack", summary="Return pulled messages to the queue")
-async def nack(name: Name, body: Receipts, ctx: Ctx, caller: CurrentCaller) -> Settled:
-    """They are redelivered, marked redelivered, in their original order."""
-    await _settle(ctx, caller.principal, name, body.receipts, requeue=True)
+async def nack(name: Name, body: NackRequest, ctx: Ctx, caller: CurrentCaller) -> Settled:
+    """They are redelivered, marked redelivered, in their original order: after
+    ``requeue_delay_ms``, or else the queue's retry back-off (at once without one). With
+    ``requeue: false`` they go to the dead-letter queue (reason ``rejected``). ``error`` is
+    kept with each message (``x-last-error`` once dead-lettered)."""
+    refusal = REQUEUE
+    if not body.requeue or body.requeue_delay_ms is not None or body.error is not None:
+        if body.requeue_delay_ms is not None:
+            at_most("requeue_delay_ms", body.requeue_delay_ms, ctx.broker.config.max_delay_ms)
+        refusal = Refusal(body.requeue, body.requeue_delay_ms, body.error)
+    await _settle(ctx, caller.principal, name, body.receipts, requeue=True, refusal=refusal)
     return Settled(settled=len(body.receipts))
 
 
 async def _settle(
-    ctx: ServerContext, principal: Principal, name: str, receipts: list[str], *, requeue: bool
+    ctx: ServerContext,
+    principal: Principal,
+    name: str,
+    receipts: list[str],
+    *,
+    requeue: bool,
+    refusal: Refusal = REQUEUE,
 ) -> None:
     """Settle leases here, and in a cluster those another node holds, through it (all or
     none per node: the other nodes' first, then this one's)."""
     cluster = ctx.cluster
     if cluster is None:
-        ctx.broker.settle(principal, name, receipts, requeue=requeue)
+        ctx.broker.settle(principal, name, receipts, requeue=requeue, refusal=refusal)
         return
     elsewhere: dict[int, list[str]] = {}
     here = []
@@ -309,6 +378,8 @@ async def _settle(
         else:
             elsewhere.setdefault(node, []).append(receipt)
     for node, held in elsewhere.items():
-        await cluster.settle_remote(node, principal.id, name, held, requeue=requeue)
+        await cluster.settle_remote(
+            node, principal.id, name, held, requeue=requeue, refusal=refusal
+        )
     if here:
-        ctx.broker.settle(principal, name, here, requeue=requeue)
+        ctx.broker.settle(principal, name, here, requeue=requeue, refusal=refusal)

@@ -12,7 +12,8 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from buzon.auth.users import MAX_PASSWORD, MIN_PASSWORD, USERNAME, USERNAME_RULE
-from buzon.broker.config import MAX_BACKLOG_WINDOW, MAX_BACKLOG_WINDOW_BYTES
+from buzon.broker.config import MAX_BACKLOG_WINDOW, MAX_BACKLOG_WINDOW_BYTES, MAX_DELAY_MS
+from buzon.broker.queue import ERROR_CHARS
 from buzon.store import Overflow, Role
 
 # Bounds on what one request may carry; a message's headers have the STOMP frame's limits.
@@ -122,6 +123,29 @@ class Policy(Request):
         strict=True,
         description="body bytes of those (null: the broker's --backlog-window-bytes)",
     )
+    retry_delay_ms: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_DELAY_MS,
+        strict=True,
+        description="a NACKed message (without requeue-delay) waits this long before its first"
+        " redelivery (null: redelivered at once)",
+    )
+    retry_multiplier: float = Field(
+        1.0,
+        ge=1.0,
+        le=1000.0,
+        strict=True,
+        allow_inf_nan=False,
+        description="each further NACK of the message multiplies that wait (fractional allowed)",
+    )
+    retry_max_delay_ms: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_DELAY_MS,
+        strict=True,
+        description="the longest retry wait (null: no bound but the broker's --max-delay)",
+    )
 
 
 class NewQueue(NewDestination):
@@ -170,6 +194,16 @@ class QueueInfo(Destination):
     depth: int = Field(description="messages waiting for a consumer")
     in_flight: int = Field(description="delivered and not yet acknowledged")
     consumers: int
+    scheduled: int = Field(
+        description="messages waiting for their time (delayed publishes, retries with back-off);"
+        " not in depth"
+    )
+    scheduled_total: int = Field(description="messages published with a delay since start")
+    retried: int = Field(description="NACKed messages whose redelivery was delayed, since start")
+    dead_lettered_by_reason: dict[str, int] = Field(
+        description="messages moved to the dead-letter queue since start, by reason (expired,"
+        " max-deliveries, rejected, max-length, ack-timeout)"
+    )
     policy: Policy
 
 
@@ -195,6 +229,20 @@ class NewMessage(Request):
         default_factory=dict,
         description=f"user headers, at most {MAX_HEADERS}; names of 1 to 256 characters",
         json_schema_extra={"maxProperties": MAX_HEADERS},  # checked with a clearer message
+    )
+    delay_ms: int | None = Field(
+        None,
+        ge=0,
+        strict=True,
+        description="queues: deliver no earlier than this many ms from now (at most the"
+        " broker's --max-delay, 30 days by default; 0: at once)",
+    )
+    deliver_at_ms: int | None = Field(
+        None,
+        ge=0,
+        strict=True,
+        description="queues: or deliver no earlier than this time, in ms since the Unix epoch"
+        " (a time past delivers at once)",
     )
 
 
@@ -241,6 +289,37 @@ class Peeked(BaseModel):
 
 class Receipts(Request):
     receipts: list[str] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class NackRequest(Receipts):
+    requeue: bool = Field(
+        True, strict=True, description="false: dead-letter them at once (reason rejected)"
+    )
+    requeue_delay_ms: int | None = Field(
+        None,
+        ge=0,
+        strict=True,
+        description="redeliver after this many ms (null: the queue's retry back-off decides)",
+    )
+    error: str | None = Field(
+        None,
+        max_length=ERROR_CHARS,
+        description="why they failed; kept with each message (x-last-error once dead-lettered)",
+    )
+
+
+class ScheduledMessage(BaseModel):
+    message_id: str
+    headers: dict[str, str]
+    body: str | None = Field(description="the body as text, when it is valid UTF-8")
+    body_base64: str | None = Field(description="else the body as base64")
+    deliver_at: datetime
+    deliver_at_ms: int = Field(description="the same time, in ms since the Unix epoch")
+    seconds_left: float = Field(description="until then, as the broker saw it (0: due now)")
+
+
+class Scheduled(BaseModel):
+    messages: list[ScheduledMessage] = Field(description="the soonest first")
 
 
 class Settled(BaseModel):

@@ -1,10 +1,12 @@
-// The detail panel of a queue or channel: facts, publish, peek, purge and delete.
+// The detail panel of a queue or channel: facts, publish, peek, scheduled messages, purge
+// and delete.
 import { api, path } from "./api.js";
 import { $, h } from "./dom.js";
 import { count } from "./format.js";
 import { KINDS, singular } from "./kinds.js";
 import { parseHeaders, renderMessage } from "./message.js";
 import { act, notify } from "./notice.js";
+import { scheduledChanged, scheduledSection } from "./scheduled.js";
 import { currentUser } from "./session.js";
 
 function mayManage(d) {
@@ -14,10 +16,12 @@ function mayManage(d) {
 
 // Refreshes the facts of an open panel in place (the forms keep what was typed).
 export function fillFacts(kind, destination) {
-  const facts = $(singular(kind) + "-detail").querySelector(".facts");
+  const panel = $(singular(kind) + "-detail");
+  const facts = panel.querySelector(".facts");
   if (!facts) return;
   facts.replaceChildren(...KINDS[kind].facts(destination).map(([label, value, key]) =>
     h("div", { "data-fact": key }, h("dt", null, label), h("dd", null, value))));
+  if (kind === "queues") scheduledChanged(panel, destination.scheduled);
 }
 
 // reload(): loads the view's table again; close(): closes this panel.
@@ -40,19 +44,28 @@ export function renderDetail(kind, d, { reload, close }) {
     rows: 1, class: "publish-headers", "aria-label": "Headers",
     placeholder: "headers, one per line: name: value",
   });
+  // queues may hold a message back: deliver it no earlier than this many seconds from now
+  const delayInput = kind === "queues"
+    ? h("input", {
+        type: "number", min: 0, step: "any", class: "publish-delay", placeholder: "0",
+      })
+    : null;
   const publishForm = h("form", { class: "publish" },
     h("fieldset", null, h("legend", null, "Publish a test message"),
       bodyInput, headersInput,
-      h("div", { class: "row" }, h("button", { type: "submit", class: "primary" }, "Publish"))));
+      h("div", { class: "row" },
+        h("button", { type: "submit", class: "primary" }, "Publish"),
+        delayInput && h("label", { class: "delay" }, "deliver in ", delayInput, " s"))));
   publishForm.addEventListener("submit", (event) => {
     event.preventDefault();
     act(publishForm.querySelector("button"), async () => {
       const headers = parseHeaders(headersInput.value);
-      const sent = await api("POST", path(kind, d.name, "messages"), {
-        body: { body: bodyInput.value, headers },
-        key: key(),
-      });
-      notify(`Published ${sent.message_id} to ${d.name}.`);
+      const message = { body: bodyInput.value, headers };
+      const delay = delayInput && delayInput.value !== "" ? Number(delayInput.value) : 0;
+      if (delay > 0) message.delay_ms = Math.ceil(delay * 1000);
+      const sent = await api("POST", path(kind, d.name, "messages"), { body: message, key: key() });
+      const later = delay > 0 ? `, to be delivered in ${delay} s` : "";
+      notify(`Published ${sent.message_id} to ${d.name}${later}.`);
       await reload();
     });
   });
@@ -69,6 +82,11 @@ export function renderDetail(kind, d, { reload, close }) {
 
   if (kind === "queues") {
     parts.push(peekForm(d.name, key));
+    parts.push(scheduledSection(d.name, key, {
+      manage: mayManage(d),
+      auto: !keyInput,
+      changed: reload,
+    }));
   } else if (d.durable_subscriptions.length) {
     parts.push(h("div", null, h("h4", null, "Durable subscriptions"),
       h("ul", null, d.durable_subscriptions.map((s) =>

@@ -68,6 +68,12 @@ function queuePolicy() {
   if (ttl !== null) policy.message_ttl_ms = ttl;
   if (maxDeliveries !== null) policy.max_deliveries = maxDeliveries;
   if (deadLetters) policy.dead_letter_queue = deadLetters;
+  const retryDelay = number("queue-retry-delay");
+  const multiplier = number("queue-retry-multiplier");
+  const retryMax = number("queue-retry-max-delay");
+  if (retryDelay !== null) policy.retry_delay_ms = retryDelay;
+  if (multiplier !== null) policy.retry_multiplier = multiplier;
+  if (retryMax !== null) policy.retry_max_delay_ms = retryMax;
   return policy;
 }
 
