@@ -133,6 +133,13 @@ def _policy_options(parser: argparse.ArgumentParser) -> None:
         "--max-deliveries", type=positive_int, metavar="N", help="deliveries before dead-letter"
     )
     policy.add_argument(
+        "--ack-timeout-ms",
+        type=positive_int,
+        metavar="MS",
+        help="a delivery not acknowledged within this long goes back to the queue (the"
+        " consumer stays connected; see /buzon/extend to keep a lease)",
+    )
+    policy.add_argument(
         "--backlog-window",
         type=positive_int,
         metavar="N",
@@ -170,6 +177,7 @@ def _policy_of(args: argparse.Namespace) -> QueuePolicy:
         max_deliveries=args.max_deliveries,
         backlog_window=args.backlog_window,
         backlog_window_bytes=args.backlog_window_bytes,
+        ack_timeout_ms=args.ack_timeout_ms,
     )
 
 
@@ -189,6 +197,8 @@ def describe_policy(policy: QueuePolicy) -> str:
         parts.append(f"at most {policy.max_deliveries} deliveries")
     if policy.dead_letter_queue is not None:
         parts.append(f"dead letters to {policy.dead_letter_queue}")
+    if policy.ack_timeout_ms is not None:
+        parts.append(f"ack within {policy.ack_timeout_ms} ms")
     window = [
         f"{n} {unit}"
         for n, unit in (

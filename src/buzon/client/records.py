@@ -84,12 +84,15 @@ class Destination:
 @dataclass(frozen=True, slots=True)
 class QueueInfo(Destination):
     """A queue: ``depth`` waiting, ``in_flight`` delivered and not acked, ``consumers``,
-    and the ``policy`` it was created with."""
+    the ``policy`` it was created with, ``lease_expired`` deliveries not acked within
+    their ack timeout and ``late_settles`` (ACKs, NACKs, extensions of those, ignored)."""
 
     depth: int
     in_flight: int
     consumers: int
     policy: QueuePolicy
+    lease_expired: int = 0
+    late_settles: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,6 +284,8 @@ def parse_queue(data: Any) -> QueueInfo:
         in_flight=int(data["in_flight"]),
         consumers=int(data["consumers"]),
         policy=parse_policy(data["policy"]),
+        lease_expired=int(data.get("lease_expired", 0)),
+        late_settles=int(data.get("late_settles", 0)),
     )
 
 
@@ -300,6 +305,7 @@ def parse_policy(data: Any) -> QueuePolicy:
         max_deliveries=count("max_deliveries"),
         backlog_window=count("backlog_window"),
         backlog_window_bytes=count("backlog_window_bytes"),
+        ack_timeout_ms=count("ack_timeout_ms"),
     )
 
 

@@ -137,6 +137,14 @@ def _destinations(stats: BrokerStats) -> Iterator[Metric]:
         "buzon_messages_dead_letter_refused",
         "Retired queue messages dropped: the queue may no longer publish to its dead-letter queue",
     )
+    lease_expired = counter(
+        "buzon_messages_lease_expired",
+        "Queue deliveries not acknowledged within their ack timeout (they came back)",
+    )
+    late_settles = counter(
+        "buzon_late_settles",
+        "ACKs, NACKs and lease extensions of queue deliveries that had already come back",
+    )
     dropped = counter("buzon_messages_dropped", "Channel deliveries dropped for slow subscribers")
     depth = gauge("buzon_queue_depth", "Queue messages waiting for a consumer")
     in_flight = gauge("buzon_queue_in_flight", "Queue messages delivered, not yet acknowledged")
@@ -151,6 +159,8 @@ def _destinations(stats: BrokerStats) -> Iterator[Metric]:
         retired.add_metric(labels, queue.retired)
         dead_lettered.add_metric(labels, queue.dead_lettered)
         refused.add_metric(labels, queue.dead_letter_refused)
+        lease_expired.add_metric(labels, queue.lease_expired)
+        late_settles.add_metric(labels, queue.late_settles)
         depth.add_metric(labels, queue.depth)
         in_flight.add_metric(labels, queue.in_flight)
         held.add_metric(labels, queue.bytes)
@@ -162,6 +172,7 @@ def _destinations(stats: BrokerStats) -> Iterator[Metric]:
         dropped.add_metric(labels, channel.dropped)
         consumers.add_metric(labels, channel.subscribers)
     yield from (published, delivered, acked, redelivered, retired, dead_lettered, refused)
+    yield from (lease_expired, late_settles)
     yield dropped
     yield from (depth, in_flight, held, consumers)
     yield GaugeMetricFamily(

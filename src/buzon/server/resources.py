@@ -57,6 +57,8 @@ class DestinationView:
         delivered: deliveries made since the broker started.
         policy: the queue's policy (the default for channels).
         durables: a channel's durable subscriptions: (name, owner, backlog depth).
+        lease_expired: deliveries not settled within their ack timeout (queues).
+        late_settles: ACKs, NACKs and extensions of those after they lapsed (queues).
     """
 
     id: str
@@ -73,6 +75,8 @@ class DestinationView:
     delivered: int
     policy: QueuePolicy = DEFAULT_POLICY
     durables: tuple[tuple[str, str | None, int], ...] = ()
+    lease_expired: int = 0
+    late_settles: int = 0
 
 
 class Resources:
@@ -430,9 +434,11 @@ class Resources:
     def _view(self, target: Queue | Channel, owners: dict[str, str]) -> DestinationView:
         record = target.record
         durables: tuple[tuple[str, str | None, int], ...] = ()
+        lapses = (0, 0)
         if isinstance(target, Queue):
             q = target.statistics()
             numbers = (q.depth, q.in_flight, q.consumers, q.published, q.delivered)
+            lapses = (q.lease_expired, q.late_settles)
         else:
             c = target.statistics()
             numbers = (0, 0, c.subscribers, c.published, c.delivered)
@@ -451,6 +457,8 @@ class Resources:
             *numbers,
             policy=record.policy,
             durables=durables,
+            lease_expired=lapses[0],
+            late_settles=lapses[1],
         )
 
     def _store_later(self, record: DestinationRecord) -> None:

@@ -57,6 +57,8 @@ def queue_info(view: DestinationView, rates: RateMeter) -> QueueInfo:
         in_flight=view.in_flight,
         consumers=view.consumers,
         policy=Policy(**dataclasses.asdict(view.policy)),
+        lease_expired=view.lease_expired,
+        late_settles=view.late_settles,
     )
 
 

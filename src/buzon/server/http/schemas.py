@@ -12,7 +12,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from buzon.auth.users import MAX_PASSWORD, MIN_PASSWORD, USERNAME, USERNAME_RULE
-from buzon.broker.config import MAX_BACKLOG_WINDOW, MAX_BACKLOG_WINDOW_BYTES
+from buzon.broker.config import MAX_BACKLOG_WINDOW, MAX_BACKLOG_WINDOW_BYTES, MAX_DELAY_MS
 from buzon.store import Overflow, Role
 
 # Bounds on what one request may carry; a message's headers have the STOMP frame's limits.
@@ -122,6 +122,27 @@ class Policy(Request):
         strict=True,
         description="body bytes of those (null: the broker's --backlog-window-bytes)",
     )
+    retry_delay_ms: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_DELAY_MS,
+        strict=True,
+        description="a NACKed message waits this long before its first redelivery",
+    )
+    retry_multiplier: float = Field(
+        1.0, ge=1.0, le=1000.0, description="each further NACK multiplies that wait"
+    )
+    retry_max_delay_ms: int | None = Field(
+        None, ge=1, le=MAX_DELAY_MS, strict=True, description="the longest such wait"
+    )
+    ack_timeout_ms: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_DELAY_MS,
+        strict=True,
+        description="a delivery not acknowledged within this long goes back to the queue (the"
+        " connection stays open); subscribers may ask for less (null: no deadline)",
+    )
 
 
 class NewQueue(NewDestination):
@@ -171,6 +192,12 @@ class QueueInfo(Destination):
     in_flight: int = Field(description="delivered and not yet acknowledged")
     consumers: int
     policy: Policy
+    lease_expired: int = Field(
+        0, description="deliveries not acknowledged within their ack timeout (they came back)"
+    )
+    late_settles: int = Field(
+        0, description="ACKs, NACKs and extensions of those after they came back (ignored)"
+    )
 
 
 class DurableSubscription(BaseModel):
