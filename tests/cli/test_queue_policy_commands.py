@@ -39,7 +39,7 @@ def test_a_queue_created_with_a_policy_shows_it(
     owner.ok(
         "queue", "create", "bounded", "--max-length", "3", "--overflow", "drop-head",
         "--ttl", "60000", "--dead-letter-queue", "bounded-dlq", "--max-deliveries", "5",
-        "--backlog-window", "500",
+        "--backlog-window", "500", "--ack-timeout-ms", "30000",
     )  # fmt: skip
     expected = QueuePolicy(
         max_length=3,
@@ -48,11 +48,12 @@ def test_a_queue_created_with_a_policy_shows_it(
         dead_letter_queue="bounded-dlq",
         max_deliveries=5,
         backlog_window=500,
+        ack_timeout_ms=30_000,
     )
     assert admin_client.get_queue("bounded").policy == expected
     text = owner.ok("queue", "info", "bounded")
     assert "durable, at most 3 messages (drop-head), messages live 60000 ms" in text
-    assert "dead letters to bounded-dlq" in text
+    assert "dead letters to bounded-dlq, ack within 30000 ms" in text
     assert "at most 500 messages in memory" in text
     policy = json.loads(owner.ok("queue", "info", "bounded", "--json"))["policy"]
     assert (policy["max_length"], policy["overflow"]) == (3, "drop-head")
@@ -61,6 +62,8 @@ def test_a_queue_created_with_a_policy_shows_it(
 def test_bad_policy_options_are_one_line(as_user: Callable[[str], Cli]) -> None:
     owner = as_user(OWNER)
     assert "--max-length" in owner.fails("queue", "create", "q", "--max-length", "0")
+    assert "--ack-timeout-ms" in owner.fails("queue", "create", "q", "--ack-timeout-ms", "-1")
+    assert "ack_timeout_ms" in owner.fails("queue", "create", "q", "--ack-timeout-ms", str(10**13))
     assert "backlog_window" in owner.fails("queue", "create", "q", "--backlog-window", "2000000")
     assert "dead_letter_queue" in owner.fails(
         "queue", "create", "q", "--dead-letter-queue", "no spaces"

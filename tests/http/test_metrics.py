@@ -84,6 +84,32 @@ async def test_a_dead_lettered_message_is_counted_on_its_queue(
     assert value(samples, "buzon_queue_depth", kind="queue", name="graveyard") == 1
 
 
+async def test_lapsed_deliveries_and_late_acks_are_counted_on_their_queue(
+    server: BuzonServer, admin: Auth
+) -> None:
+    consumer = await subscribed(
+        server.stomp_port, "/queue/leased", ack="client-individual", **{"ack-timeout-ms": "50"}
+    )
+    producer = await Client.connected(server.stomp_port)
+    await producer.send(send("/queue/leased", b"job", receipt="sent"))
+    await producer.expect(Receipt)
+    first = await consumer.expect(Message)
+    again = await consumer.expect(Message)  # it lapsed and came back to the only consumer
+    assert again.redelivered
+    assert first.ack is not None
+    assert again.ack is not None
+    await consumer.send(Ack(id=again.ack, transaction=None, receipt="acked"))
+    await consumer.receipt("acked")
+    await consumer.send(Ack(id=first.ack, transaction=None, receipt="late"))
+    await consumer.receipt("late")
+
+    samples = await scrape(server.http_port, admin)
+    leased = {"kind": "queue", "name": "leased"}
+    assert value(samples, "buzon_messages_lease_expired_total", **leased) == 1
+    assert value(samples, "buzon_late_settles_total", **leased) == 1
+    assert value(samples, "buzon_messages_acked_total", **leased) == 1
+
+
 async def test_a_retired_message_without_dead_letter_queue_is_not_dead_lettered(
     http: httpx.AsyncClient, server: BuzonServer, admin: Auth
 ) -> None:

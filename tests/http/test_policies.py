@@ -8,6 +8,7 @@ import httpx
 
 from buzon.errors import ErrorCode
 from buzon.server.app import BuzonServer
+from buzon.stomp import Ack, Message
 from tests.http.helpers import Auth, error_of, inspect, new_user, publish, pull
 from tests.server.harness import Client
 from tests.server.test_messaging import subscribe
@@ -25,6 +26,7 @@ POLICY = {
     "retry_delay_ms": 250,
     "retry_multiplier": 1.5,
     "retry_max_delay_ms": 4000,
+    "ack_timeout_ms": 30_000,
 }
 
 
@@ -81,6 +83,38 @@ async def test_bad_policies_are_refused(http: httpx.AsyncClient, admin: Auth) ->
     ):
         answer = await http.post("/queues", json={"name": "q", "policy": policy}, headers=admin)
         error_of(answer, ErrorCode.BAD_REQUEST)
+
+
+async def test_a_bad_ack_timeout_is_refused_naming_the_field(
+    http: httpx.AsyncClient, admin: Auth
+) -> None:
+    for value in (0, -5, "30000", 1.5, 10**13):
+        policy = {"ack_timeout_ms": value}
+        answer = await http.post("/queues", json={"name": "q", "policy": policy}, headers=admin)
+        assert "ack_timeout_ms" in error_of(answer, ErrorCode.BAD_REQUEST)
+    listed = (await http.get("/queues", headers=admin)).json()
+    assert listed == []
+
+
+async def test_queue_info_counts_lapsed_deliveries(
+    http: httpx.AsyncClient, admin: Auth, server: BuzonServer
+) -> None:
+    policy = {"ack_timeout_ms": 50, "max_deliveries": 1, "dead_letter_queue": "late"}
+    await http.post("/queues", json={"name": "late"}, headers=admin)
+    await http.post("/queues", json={"name": "leased", "policy": policy}, headers=admin)
+    worker = await Client.connected(server.stomp_port)
+    await worker.send(subscribe("/queue/leased", ack="client-individual"))
+    await worker.receipt("sub")
+    await publish(http, admin, "queues", "leased", "job")
+    delivered = await worker.expect(Message)
+    (dead,) = await pull(http, admin, "late", max=1, wait_ms=5_000)
+    assert dead["headers"]["x-dead-letter-reason"] == "ack-timeout"
+    await worker.send(Ack(delivered.ack or "", receipt="late"))
+    await worker.receipt("late")  # a late ACK: its receipt, no ERROR
+    shown = await inspect(http, admin, "queues", "leased")
+    assert (shown["lease_expired"], shown["late_settles"]) == (1, 1)
+    assert (shown["depth"], shown["in_flight"]) == (0, 0)
+    await worker.close()
 
 
 async def test_purge_is_for_the_owner_and_spares_messages_in_flight(

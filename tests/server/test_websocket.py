@@ -28,6 +28,7 @@ from buzon.server.config import ConfigError, Settings, load_settings
 from buzon.server.http.ws_protocol import MAX_MESSAGE, PRE_LOGIN_MESSAGE
 from buzon.server.stomp_session import StompSession
 from buzon.stomp import (
+    Ack,
     Command,
     Connected,
     Frame,
@@ -364,3 +365,25 @@ def test_ws_origins_setting_is_checked_and_normalised(tmp_path: Path) -> None:
     for bad in ("*", "https://*.example.com", "app.example.com", "https://a.example/path"):
         with pytest.raises(ConfigError, match="--ws-origins"):
             load_settings({"ws_origins": bad}, environ={}, config_file=toml)
+
+
+async def test_a_browser_keeps_its_lease_with_sends_to_buzon_extend(
+    hasher: SecretHasher,
+) -> None:
+    async with running_server(hasher) as server, ws_client(server.http_port) as browser:
+        lease = {"ack-timeout-ms": "2000"}
+        await browser.send(subscribe("/queue/leases", ack="client-individual", **lease))
+        await browser.expect(Receipt)
+        await browser.send(send("/queue/leases", b"job"))
+        delivered = await browser.expect(Message)
+        assert delivered.ack is not None
+        for n in range(6):  # 3 s, longer than the ack timeout
+            await asyncio.sleep(0.5)
+            await browser.send(send("/buzon/extend", b"", receipt=f"x{n}", ack=delivered.ack))
+            assert (await browser.expect(Receipt)).receipt_id == f"x{n}"
+        stats = server.broker.statistics().queues[0]
+        assert (stats.lease_expired, stats.in_flight) == (0, 1)
+        again = await browser.expect(Message)  # no more extensions: it comes back
+        assert again.redelivered
+        await browser.send(Ack(delivered.ack, receipt="late"))
+        assert (await browser.expect(Receipt)).receipt_id == "late"

@@ -18,6 +18,10 @@ _DETAIL_CHARS = 64
 PREFIXES = {DestinationKind.QUEUE: "/queue/", DestinationKind.CHANNEL: "/topic/"}
 """The STOMP address prefix of each kind."""
 
+EXTEND_ADDRESS = "/buzon/extend"
+"""Where a SEND extends the ack deadline of a delivery instead of publishing (see
+``deadlines``): ``/buzon/`` is no destination kind, so no queue or channel can have it."""
+
 
 def address(kind: DestinationKind, name: str) -> str:
     """The STOMP destination of a queue or channel: ``/queue/<name>`` or ``/topic/<name>``."""

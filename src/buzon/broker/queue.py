@@ -45,6 +45,7 @@ from buzon.broker.addresses import address
 from buzon.broker.backlog import BacklogHost, MemoryBacklog
 from buzon.broker.claimed_backlog import ClaimedBacklog
 from buzon.broker.config import DEFAULT_BACKLOG_WINDOW
+from buzon.broker.deadlines import AckDeadlines, LapseCounters
 from buzon.broker.flow import QueuedBytes
 from buzon.broker.journal import Journal
 from buzon.broker.message import REQUEUE, Message, Refusal
@@ -129,6 +130,7 @@ class Queue:
         "_errors",
         "_in_flight",
         "_incoming",
+        "_lapses",
         "_nacks",
         "_paging",
         "_published",
@@ -212,6 +214,7 @@ class Queue:
         # per seq, while the message is here: NACKs so far, and the last NACK's error
         self._nacks: dict[int, int] = {}
         self._errors: dict[int, str] = {}
+        self._lapses: LapseCounters | None = None  # made when a subscription has deadlines
         self._dead_letter = dead_letter
         self._ring: deque[Subscription] = deque()
         self._subs: set[Subscription] = set()
@@ -415,6 +418,32 @@ class Queue:
                 self._dispatch()
         if self._shared is not None:
             self._shared.resume()  # more credit: claim more
+
+    def ack_deadlines(self, sub: Subscription, timeout_ms: int) -> AckDeadlines:
+        """Give ``sub`` (before :meth:`attach`) an ack deadline on each delivery."""
+        if self._lapses is None:
+            self._lapses = LapseCounters()
+        return AckDeadlines(sub, self._timers, self._clock, timeout_ms, self.lapse)
+
+    def lapse(self, sub: Subscription, message: Message) -> None:
+        """A delivery to ``sub`` was not settled in time (``sub`` no longer holds it): the
+        message comes back, redelivered, preferably to another consumer."""
+        lapses = self._lapses
+        if lapses is not None:
+            lapses.expired += 1
+            if self.policy.max_deliveries is not None:
+                lapses.ended(message.seq, self._backlog.deliveries(message))
+        ring = self._ring
+        if sub.in_ring and len(ring) > 1:
+            ring.remove(sub)  # the others first
+            ring.append(sub)
+        self._give_back([message])
+        self.resume(sub)
+
+    def late_settle(self) -> None:
+        """Count an ACK, NACK or extension of a delivery that had lapsed (a no-op)."""
+        if self._lapses is not None:
+            self._lapses.late += 1
 
     def settle(self, sub: Subscription, messages: Sequence[Message]) -> None:
         """Forget acknowledged messages for good, then refill ``sub``'s window."""
@@ -709,7 +738,11 @@ class Queue:
                 policy.max_deliveries is not None
                 and backlog.deliveries(message) >= policy.max_deliveries
             ):
-                self._retire(message, "max-deliveries")
+                lapses = self._lapses
+                lapsed = lapses is not None and lapses.by_timeout(
+                    message.seq, backlog.deliveries(message)
+                )
+                self._retire(message, "ack-timeout" if lapsed else "max-deliveries")
             else:
                 return message
 
@@ -760,6 +793,8 @@ class Queue:
         if self._nacks or self._errors:
             self._nacks.pop(message.seq, None)
             self._errors.pop(message.seq, None)
+        if self._lapses is not None:
+            self._lapses.forget(message.seq)
 
     def _give_back(self, messages: Sequence[Message]) -> None:
         self._in_flight -= len(messages)
@@ -828,4 +863,6 @@ class Queue:
             scheduled_total=self._scheduled_total,
             retried=self._retried,
             dead_lettered_by_reason=tuple(sorted(self.dead_lettered_by_reason.items())),
+            lease_expired=0 if self._lapses is None else self._lapses.expired,
+            late_settles=0 if self._lapses is None else self._lapses.late,
         )

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from buzon.auth.access import Action, Principal
 from buzon.broker.channel import Channel
 from buzon.broker.config import BrokerConfig
+from buzon.broker.deadlines import ack_timeout
 from buzon.broker.destinations import Destinations
 from buzon.broker.intake import Intake
 from buzon.broker.message import REQUEUE, DeliverySink, Headers, Message, Refusal
@@ -149,6 +150,7 @@ class Session:
         durable_name: str | None = None,
         *,
         create: bool = True,
+        ack_timeout_ms: int | None = None,
     ) -> None:
         """Start receiving from a queue or channel; a queue's backlog may arrive at once.
 
@@ -162,10 +164,14 @@ class Session:
                 of that name (created if new): its backlog kept what was published while
                 nobody was attached, and it keeps receiving after this session ends.
             create: as for :meth:`publish`.
+            ack_timeout_ms: on a queue in ack mode client or client-individual, a
+                delivery not settled within this long goes back to the queue (see
+                ``deadlines``); at most the queue's ``ack_timeout_ms``, which applies when
+                this is None. Ignored for channels and in ack mode auto.
 
         Raises:
             BrokerError: ``DUPLICATE_SUBSCRIPTION``, ``LIMIT_EXCEEDED`` (too many
-                subscriptions), ``BAD_HEADER_VALUE`` (prefetch out of range),
+                subscriptions), ``BAD_HEADER_VALUE`` (prefetch or ack timeout out of range),
                 ``BAD_DESTINATION``, ``DESTINATION_NOT_FOUND``.
             AccessDenied: an access key protects it and none was granted (:meth:`grant`).
             LocalProtocolError: the session is closed.
@@ -191,6 +197,12 @@ class Session:
                 )
             target = self._destinations.durable(target, self.principal.id, durable_name)
         sub = Subscription(subscription_id, self._consumer, target, ack_mode, prefetch)
+        if isinstance(target, Queue) and not sub.auto:
+            timeout = ack_timeout(
+                ack_timeout_ms, target.policy.ack_timeout_ms, self._config.max_delay_ms
+            )
+            if timeout is not None:
+                sub.deadlines = target.ack_deadlines(sub, timeout)
         self._subs[subscription_id] = sub
         target.attach(sub)
 
@@ -272,9 +284,39 @@ class Session:
         for ack_id, message in sub.unacked.items():
             if message.id == message_id:
                 return ack_id
+        lapsed = self._consumer.lapsed
+        found = None if lapsed is None else lapsed.find(subscription_id, message_id)
+        if found is not None:
+            return found  # a late settlement, ignored by ack/nack/extend
         raise BrokerError(
             ErrorCode.UNKNOWN_ACK_ID, f"message-id {message_id[:_DETAIL_CHARS]!r} is not unacked"
         )
+
+    def extend(self, ack_id: str, ms: int | None = None) -> bool:
+        """Push back the ack deadline of an unsettled delivery: it may stay unsettled for
+        ``ms`` (default: its subscription's ack timeout) from now.
+
+        A delivery without a deadline (its subscription has no ack timeout), one that has
+        lapsed, and an unknown ack id are left alone: the lease may have run out while the
+        extension was on its way, which is no reason to end the session.
+
+        Returns:
+            whether a deadline moved.
+
+        Raises:
+            BrokerError: ``BAD_HEADER_VALUE`` when ``ms`` is not between 1 and the broker's
+                scheduling bound (``max_delay_ms``).
+            LocalProtocolError: the session is closed.
+        """
+        self._check_open()
+        most = self._config.max_delay_ms
+        if ms is not None and not 1 <= ms <= most:
+            raise BrokerError(ErrorCode.BAD_HEADER_VALUE, f"extend-ms must be between 1 and {most}")
+        sub = self._consumer.unacked.get(ack_id)
+        if sub is not None:
+            return sub.deadlines is not None and sub.deadlines.extend(ack_id, ms)
+        self._late(ack_id)
+        return False
 
     def begin(self, transaction: str) -> None:
         """Open a transaction.
@@ -475,11 +517,27 @@ class Session:
             self._transactions.check(transaction)
         sub = self._consumer.unacked.get(ack_id)
         if sub is None:
-            raise BrokerError(ErrorCode.UNKNOWN_ACK_ID, f"ack id {ack_id[:_DETAIL_CHARS]!r}")
+            lapsed = self._late(ack_id)
+            if lapsed is None:
+                raise BrokerError(ErrorCode.UNKNOWN_ACK_ID, f"ack id {ack_id[:_DETAIL_CHARS]!r}")
+            if transaction is None:  # what a cumulative one still covers is settled
+                earlier = lapsed.take_before(ack_id)
+                if earlier:
+                    _settle_messages(lapsed, earlier, refusal)
+            return
         if transaction is not None:
             self._transactions.stage(transaction, StagedSettle(ack_id, refusal))
         else:
             _settle_now(sub, ack_id, refusal)
+
+    def _late(self, ack_id: str) -> Subscription | None:
+        """If ``ack_id`` is a delivery that lapsed (and is still remembered), count a late
+        settlement on its queue and return its subscription."""
+        lapsed = self._consumer.lapsed
+        sub = None if lapsed is None else lapsed.get(ack_id)
+        if sub is not None and isinstance(sub.target, Queue):
+            sub.target.late_settle()
+        return sub
 
     def _apply_settle(self, operation: StagedSettle) -> None:
         sub = self._consumer.unacked.get(operation.ack_id)
@@ -488,7 +546,10 @@ class Session:
 
 
 def _settle_now(sub: Subscription, ack_id: str, refusal: Refusal | None) -> None:
-    messages = sub.take(ack_id)
+    _settle_messages(sub, sub.take(ack_id), refusal)
+
+
+def _settle_messages(sub: Subscription, messages: list[Message], refusal: Refusal | None) -> None:
     if refusal is None:
         sub.target.settle(sub, messages)
     else:

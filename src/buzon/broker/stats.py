@@ -31,6 +31,9 @@ class QueueStats:
         scheduled_total: messages ever published with a delay.
         retried: NACKed messages whose redelivery was delayed.
         dead_lettered_by_reason: ``dead_lettered`` by reason, as ``(reason, count)`` pairs.
+        lease_expired: deliveries not settled within their ack timeout (they came back).
+        late_settles: ACKs, NACKs and lease extensions of such deliveries after they came
+            back (ignored).
     """
 
     name: str
@@ -49,6 +52,8 @@ class QueueStats:
     scheduled_total: int = 0
     retried: int = 0
     dead_lettered_by_reason: tuple[tuple[str, int], ...] = ()
+    lease_expired: int = 0
+    late_settles: int = 0
 
 
 @dataclass(frozen=True, slots=True)

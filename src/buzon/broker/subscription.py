@@ -16,10 +16,13 @@ from __future__ import annotations
 import enum
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from buzon.broker.message import REQUEUE, DeliverySink, Message, Refusal
 from buzon.errors import ErrorCode
+
+if TYPE_CHECKING:
+    from buzon.broker.deadlines import AckDeadlines, Lapsed
 
 
 class AckMode(enum.StrEnum):
@@ -62,7 +65,16 @@ class Consumer:
         close: ends the session (used when the engine decides to drop a slow consumer).
     """
 
-    __slots__ = ("_close", "_doomed", "delivered", "last_ack", "sink", "unacked", "writable")
+    __slots__ = (
+        "_close",
+        "_doomed",
+        "delivered",
+        "lapsed",
+        "last_ack",
+        "sink",
+        "unacked",
+        "writable",
+    )
 
     def __init__(self, sink: DeliverySink, close: Callable[[], None]) -> None:
         self.sink = sink
@@ -71,6 +83,8 @@ class Consumer:
         self.last_ack = 0
         # ack id -> the subscription holding that unacknowledged delivery
         self.unacked: dict[str, Subscription] = {}
+        # ack ids of deliveries whose ack deadline passed (made on the first one)
+        self.lapsed: Lapsed | None = None
         self._close = close
         self._doomed = False
 
@@ -100,6 +114,7 @@ class Subscription:
         "active",
         "auto",
         "consumer",
+        "deadlines",
         "draining",
         "id",
         "in_ring",
@@ -133,6 +148,8 @@ class Subscription:
         self.pending: deque[Message] = deque()
         self.pending_bytes = 0
         self.draining = False
+        # queue only: the ack deadlines of its deliveries, when it has an ack timeout
+        self.deadlines: AckDeadlines | None = None
 
     @property
     def can_take(self) -> bool:
@@ -152,6 +169,8 @@ class Subscription:
             ack_id = str(consumer.last_ack)
             self.unacked[ack_id] = message
             consumer.unacked[ack_id] = self
+            if self.deadlines is not None:
+                self.deadlines.start(ack_id)
         consumer.delivered += 1
         consumer.sink.deliver(self.id, message, ack_id, redelivered)
 
@@ -167,18 +186,43 @@ class Subscription:
         """
         index = self.consumer.unacked
         unacked = self.unacked
+        deadlines = self.deadlines
         if self.ack_mode is AckMode.CLIENT_INDIVIDUAL:
             del index[ack_id]
+            if deadlines is not None:
+                deadlines.stop(ack_id)
             return [unacked.pop(ack_id)]
         ids = []
         for key in unacked:
             ids.append(key)
             if key == ack_id:
                 break
+        return self._take_ids(ids)
+
+    def take_before(self, ack_id: str) -> list[Message]:
+        """Remove and return what a cumulative (client) ACK/NACK of a lapsed ``ack_id``
+        still settles: the deliveries made before it that this subscription holds (the
+        lapsed one went back to the queue; individual mode settles nothing else)."""
+        if self.ack_mode is not AckMode.CLIENT:
+            return []
+        limit = int(ack_id)  # ack ids count up per session, in delivery order
+        ids = []
+        for key in self.unacked:
+            if int(key) > limit:
+                break
+            ids.append(key)
+        return self._take_ids(ids)
+
+    def _take_ids(self, ids: list[str]) -> list[Message]:
+        index = self.consumer.unacked
+        unacked = self.unacked
+        deadlines = self.deadlines
         taken = []
         for key in ids:
             del index[key]
             taken.append(unacked.pop(key))
+            if deadlines is not None:
+                deadlines.stop(key)
         return taken
 
     def take_all(self) -> list[Message]:
@@ -188,4 +232,6 @@ class Subscription:
             del index[key]
         taken = list(self.unacked.values())
         self.unacked.clear()
+        if self.deadlines is not None:
+            self.deadlines.stop_all()
         return taken

@@ -179,6 +179,13 @@ def _policy_options(parser: argparse.ArgumentParser) -> None:
         "--max-deliveries", type=positive_int, metavar="N", help="deliveries before dead-letter"
     )
     policy.add_argument(
+        "--ack-timeout-ms",
+        type=positive_int,
+        metavar="MS",
+        help="a delivery not acknowledged within this long goes back to the queue (the"
+        " consumer stays connected; see /buzon/extend to keep a lease)",
+    )
+    policy.add_argument(
         "--backlog-window",
         type=positive_int,
         metavar="N",
@@ -238,6 +245,7 @@ def _policy_of(args: argparse.Namespace) -> QueuePolicy:
         retry_delay_ms=args.retry_delay_ms,
         retry_multiplier=args.retry_multiplier,
         retry_max_delay_ms=args.retry_max_delay_ms,
+        ack_timeout_ms=args.ack_timeout_ms,
     )
 
 
@@ -257,6 +265,8 @@ def describe_policy(policy: QueuePolicy) -> str:
         parts.append(f"at most {policy.max_deliveries} deliveries")
     if policy.dead_letter_queue is not None:
         parts.append(f"dead letters to {policy.dead_letter_queue}")
+    if policy.ack_timeout_ms is not None:
+        parts.append(f"ack within {policy.ack_timeout_ms} ms")
     window = [
         f"{n} {unit}"
         for n, unit in (

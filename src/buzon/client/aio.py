@@ -57,6 +57,7 @@ from buzon.stomp import Message as MessageFrame
 
 DEFAULT_URL = "stomp://127.0.0.1:61613"
 AUTO_CREATE = "auto-create"
+EXTEND_ADDRESS = "/buzon/extend"  # the broker's lease extensions (never a queue or channel)
 """The SEND / SUBSCRIBE header that, set to ``false``, stops the broker creating on first use."""
 
 # Login refusals: reconnecting with the same credentials cannot help.
@@ -264,6 +265,7 @@ class AsyncClient:
         headers: Mapping[str, str] | None = None,
         durable: str | None = None,
         create: bool = True,
+        ack_timeout: float | None = None,
     ) -> Subscription:
         """Subscribe to a queue (each message to one consumer) or a channel (to all).
 
@@ -280,6 +282,10 @@ class AsyncClient:
                 next subscribe with that name (``unsubscribe(forget=True)`` deletes it).
             create: False: a missing destination is an error, as for :meth:`publish`
                 (also when resubscribing after a reconnect).
+            ack_timeout: seconds (client modes, queues): a message not acknowledged
+                within this long goes back to the queue, and may go to another consumer
+                (at most the queue's ``ack_timeout_ms``; default: that one). Keep a
+                lease with :meth:`Message.extend` or :meth:`Message.keep_alive`.
 
         Returns:
             the subscription, once the broker confirmed it.
@@ -297,6 +303,8 @@ class AsyncClient:
             extra["subscription-name"] = durable
         if not create:
             extra[AUTO_CREATE] = "false"
+        if ack_timeout is not None:
+            extra["ack-timeout-ms"] = str(max(1, round(ack_timeout * 1000)))
         subscription = Subscription(
             self, f"s{next(self._ids)}", destination, ack, tuple(extra.items()), max(buffer, 1)
         )
@@ -350,6 +358,22 @@ class AsyncClient:
             await self._request(frame, None, transaction)
         else:
             await self._send(frame(None), transaction)
+
+    async def extend(self, message: Message, seconds: float | None, *, confirm: bool) -> None:
+        """Extend a message's lease (see :meth:`Message.extend`)."""
+        if message.ack_id is None:
+            return
+        if message._generation != self._generation or not self.connected:
+            raise BuzonConnectionError(
+                self.url, "the connection this message came on is gone; it will be redelivered"
+            )
+        pairs: tuple[tuple[str, str], ...] = (("ack", message.ack_id),)
+        if seconds is not None:
+            pairs += (("extend-ms", str(max(1, round(seconds * 1000)))),)
+        if confirm:
+            await self._request(lambda receipt: Send(EXTEND_ADDRESS, pairs, b"", receipt), None)
+        else:
+            await self._send(Send(EXTEND_ADDRESS, pairs, b""))
 
     def transaction(self) -> Transaction:
         """A new transaction; use it as ``async with client.transaction() as tx:``."""

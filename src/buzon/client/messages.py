@@ -105,6 +105,68 @@ class Message:
             self, ack=False, transaction=transaction, confirm=confirm, refusal=tuple(refusal)
         )
 
+    async def extend(self, seconds: float | None = None, *, confirm: bool = False) -> None:
+        """Keep the lease: the broker waits ``seconds`` more from now (default: the
+        subscription's ack timeout) before it takes the message back for not being
+        acknowledged. Does nothing in ack mode ``auto``, nor for a message whose lease
+        already ran out (it went back to the queue; ACKing it later is ignored).
+
+        Args:
+            seconds: the new time left; at most the broker's scheduling bound (30 days).
+            confirm: wait until the broker confirms it handled the extension.
+
+        Raises:
+            BuzonConnectionError: as :meth:`ack`.
+        """
+        await self._owner.client.extend(self, seconds, confirm=confirm)
+
+    def keep_alive(self, seconds: float, every: float | None = None) -> KeepAlive:
+        """Extend the lease while a block runs: ``async with message.keep_alive(30):``.
+
+        On entry and then every ``every`` seconds (default: half of ``seconds``) the lease
+        is extended to ``seconds`` from then, so a handler slower than the ack timeout
+        keeps its message, and a handler that hangs (or a process that dies) loses it
+        ``seconds`` later. Leaving the block stops the extensions; ACK or NACK as usual.
+        """
+        return KeepAlive(self, seconds, seconds / 2 if every is None else every)
+
+
+class KeepAlive:
+    """The extensions of :meth:`Message.keep_alive`; an async context manager."""
+
+    def __init__(self, message: Message, seconds: float, every: float) -> None:
+        if seconds <= 0 or every <= 0:
+            raise ValueError("keep_alive needs positive seconds and every")
+        self.message = message
+        self.seconds = seconds
+        self.every = every
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> KeepAlive:
+        await self.message.extend(self.seconds, confirm=True)
+        self._task = asyncio.get_running_loop().create_task(self._extend())
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _extend(self) -> None:
+        while True:
+            await asyncio.sleep(self.every)
+            try:
+                await self.message.extend(self.seconds)
+            except BuzonError:
+                return  # the connection is gone: the message will be redelivered anyway
+
 
 class Subscription:
     """Messages from one queue or channel, in order, as an async iterator.

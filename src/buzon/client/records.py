@@ -90,7 +90,8 @@ class QueueInfo(Destination):
     back-off; not in ``depth``), and since the broker started: ``scheduled_total``
     published with a delay, ``retried`` NACKs whose redelivery waited, and
     ``dead_lettered_by_reason`` (``{"rejected": 2, ...}``). A broker older than these
-    fields shows them as 0 and empty.
+    fields shows them as 0 and empty. ``lease_expired``: deliveries not acked within
+    their ack timeout; ``late_settles``: ACKs, NACKs and extensions of those, ignored.
     """
 
     depth: int
@@ -101,6 +102,8 @@ class QueueInfo(Destination):
     scheduled_total: int = 0
     retried: int = 0
     dead_lettered_by_reason: Mapping[str, int] = field(default_factory=dict)
+    lease_expired: int = 0
+    late_settles: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,6 +322,8 @@ def parse_queue(data: Any) -> QueueInfo:
             str(reason): int(count)
             for reason, count in (data.get("dead_lettered_by_reason") or {}).items()
         },
+        lease_expired=int(data.get("lease_expired", 0)),
+        late_settles=int(data.get("late_settles", 0)),
     )
 
 
@@ -341,6 +346,7 @@ def parse_policy(data: Any) -> QueuePolicy:
         retry_delay_ms=count("retry_delay_ms"),
         retry_multiplier=float(data.get("retry_multiplier", 1.0)),
         retry_max_delay_ms=count("retry_max_delay_ms"),
+        ack_timeout_ms=count("ack_timeout_ms"),
     )
 
 

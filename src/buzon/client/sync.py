@@ -18,7 +18,14 @@ from collections.abc import Coroutine, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from buzon.client.aio import DEFAULT_URL, AsyncClient
-from buzon.client.messages import AckMode, Message, Subscription, SubscriptionClosed, Transaction
+from buzon.client.messages import (
+    AckMode,
+    KeepAlive,
+    Message,
+    Subscription,
+    SubscriptionClosed,
+    Transaction,
+)
 from buzon.client.timing import Delay
 
 if TYPE_CHECKING:
@@ -114,6 +121,35 @@ class BlockingMessage:
             transaction=tx, confirm=confirm, requeue=requeue, delay=delay, error=error
         )
         self._runner.run(refusal)
+
+    def extend(self, seconds: float | None = None, *, confirm: bool = False) -> None:
+        """See :meth:`buzon.client.Message.extend`."""
+        self._runner.run(self.message.extend(seconds, confirm=confirm))
+
+    def keep_alive(self, seconds: float, every: float | None = None) -> BlockingKeepAlive:
+        """``with message.keep_alive(30):``; see :meth:`buzon.client.Message.keep_alive`
+        (the extensions run on the client's own thread while the block runs)."""
+        return BlockingKeepAlive(self._runner, self.message.keep_alive(seconds, every))
+
+
+class BlockingKeepAlive:
+    """The extensions of :meth:`BlockingMessage.keep_alive`; a context manager."""
+
+    def __init__(self, runner: _LoopThread, keep_alive: KeepAlive) -> None:
+        self._runner = runner
+        self._keep_alive = keep_alive
+
+    def __enter__(self) -> BlockingKeepAlive:
+        self._runner.run(self._keep_alive.__aenter__())
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._runner.run(self._keep_alive.__aexit__(exc_type, exc, traceback))
 
 
 class BlockingSubscription:

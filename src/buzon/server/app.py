@@ -14,6 +14,7 @@ import secrets
 import socket
 import ssl
 import time
+from collections.abc import Callable
 
 from buzon.auth import AccessKeys, Accounts, SecretHasher, Tokens
 from buzon.auth.users import check_password, check_username
@@ -87,6 +88,8 @@ class BuzonServer:
         store: where users, tokens and destinations live; by default the one the settings
             name (SQLite under ``data_dir``, or memory).
         hasher: argon2id parameters (tests may pass cheaper ones).
+        clock: the engine's Unix time: delays, expiry and ack deadlines run on it (a test
+            broker passes a virtual clock, see ``buzon.testing``).
 
     Attributes:
         generated_password: the admin password made up at start, when none was configured
@@ -101,6 +104,7 @@ class BuzonServer:
         *,
         store: Store | None = None,
         hasher: SecretHasher | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
         if store is None:
@@ -115,8 +119,11 @@ class BuzonServer:
         # a store that forgets everything at exit is not worth logging messages to
         durable = store if store.durable else None
         shared = isinstance(store, PostgresStore)
-        broker = Broker(broker_config(settings), log=durable, pager=durable, shared=shared)
-        self._timers = TimerDriver(broker.timers)
+        broker = Broker(
+            broker_config(settings), clock=clock, log=durable, pager=durable, shared=shared
+        )
+        self._clock = clock
+        self._timers = TimerDriver(broker.timers, clock)
         self._ctx = ServerContext(
             settings=settings,
             store=store,
@@ -407,7 +414,7 @@ class BuzonServer:
         self._ctx.broker.expire_leases(asyncio.get_running_loop().time())
 
     def _expire_messages(self) -> None:
-        self._ctx.broker.expire_messages(time.time())
+        self._ctx.broker.expire_messages(self._clock())
 
     def _check_disk(self) -> None:
         """Refuse persistent publishes while the store's volume is below its floor, and

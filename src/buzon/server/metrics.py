@@ -149,6 +149,14 @@ def _destinations(stats: BrokerStats) -> Iterator[Metric]:
     retried = counter(
         "buzon_messages_retried", "NACKed queue messages whose redelivery was delayed (back-off)"
     )
+    lease_expired = counter(
+        "buzon_messages_lease_expired",
+        "Queue deliveries not acknowledged within their ack timeout (they came back)",
+    )
+    late_settles = counter(
+        "buzon_late_settles",
+        "ACKs, NACKs and lease extensions of queue deliveries that had already come back",
+    )
     dropped = counter("buzon_messages_dropped", "Channel deliveries dropped for slow subscribers")
     depth = gauge("buzon_queue_depth", "Queue messages waiting for a consumer")
     in_flight = gauge("buzon_queue_in_flight", "Queue messages delivered, not yet acknowledged")
@@ -171,6 +179,8 @@ def _destinations(stats: BrokerStats) -> Iterator[Metric]:
         scheduled_total.add_metric(labels, queue.scheduled_total)
         retried.add_metric(labels, queue.retried)
         scheduled.add_metric(labels, queue.scheduled)
+        lease_expired.add_metric(labels, queue.lease_expired)
+        late_settles.add_metric(labels, queue.late_settles)
         depth.add_metric(labels, queue.depth)
         in_flight.add_metric(labels, queue.in_flight)
         held.add_metric(labels, queue.bytes)
@@ -182,7 +192,7 @@ def _destinations(stats: BrokerStats) -> Iterator[Metric]:
         dropped.add_metric(labels, channel.dropped)
         consumers.add_metric(labels, channel.subscribers)
     yield from (published, delivered, acked, redelivered, retired, dead_lettered, refused)
-    yield from (by_reason, scheduled_total, retried)
+    yield from (by_reason, scheduled_total, retried, lease_expired, late_settles)
     yield dropped
     yield from (depth, in_flight, held, scheduled, consumers)
     yield GaugeMetricFamily(

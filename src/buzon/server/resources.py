@@ -57,7 +57,8 @@ class DestinationView:
         delivered: deliveries made since the broker started.
         policy: the queue's policy (the default for channels).
         durables: a channel's durable subscriptions: (name, owner, backlog depth).
-        queue: a queue's own counters (scheduled, retried, dead-lettered by reason); None
+        queue: a queue's own counters (scheduled, retried, dead-lettered by reason, lapsed
+            leases); None
             for channels.
     """
 

@@ -15,6 +15,13 @@ loop. :func:`key_to_check` says so before the handler runs; the connection then 
 frame, checks the key, grants it to the session, and handles the frame. Without a key the
 engine refuses with ACCESS_KEY_REQUIRED.
 
+Ack deadlines: SUBSCRIBE may carry ``ack-timeout-ms`` (see ``broker.deadlines``). A SEND to
+``/buzon/extend`` publishes nothing: it extends the ack deadline of the delivery its ``ack``
+header names (or ``message-id`` and ``subscription``, as a STOMP 1.1 ACK does), by
+``extend-ms`` or the subscription's ack timeout from now. Plain SEND frames, so unmodified
+STOMP clients can keep a lease; a delivery that already lapsed or is unknown is left alone
+and the RECEIPT still comes (an ERROR would end the connection).
+
 Creation on first use: a SEND or SUBSCRIBE to a missing destination creates it when the
 broker's ``auto_create`` is on, unless the frame says ``auto-create:false`` (see
 :func:`may_create`); then it gets an ERROR with DESTINATION_NOT_FOUND, and a client that
@@ -37,6 +44,8 @@ from buzon.broker import (
     parse_destination,
     requeue_delay,
 )
+from buzon.broker.addresses import EXTEND_ADDRESS
+from buzon.broker.deadlines import ACK_TIMEOUT_HEADER
 from buzon.errors import BrokerError, ErrorCode
 from buzon.stomp import (
     Abort,
@@ -81,6 +90,15 @@ def parse_prefetch(value: str | None) -> int | None:
         return None
     if not (value.isascii() and value.isdigit()):
         raise BrokerError(ErrorCode.BAD_HEADER_VALUE, "prefetch-count must be a positive integer")
+    return int(value)
+
+
+def parse_ms(name: str, value: str | None) -> int | None:
+    """Read a header of milliseconds: plain ASCII digits, at least 1, or absent."""
+    if value is None:
+        return None
+    if not (value.isascii() and value.isdigit() and len(value) <= 15 and int(value) >= 1):
+        raise BrokerError(ErrorCode.BAD_HEADER_VALUE, f"{name} must be a positive integer (ms)")
     return int(value)
 
 
@@ -179,6 +197,8 @@ class Commands:
         return _HANDLERS[type(event)](self, event)
 
     def _send(self, event: Send) -> str | None:
+        if event.destination == EXTEND_ADDRESS:
+            return self._extend(event)
         headers = tuple([h for h in event.headers if h[0] not in RESERVED_HEADERS])
         self.session.publish(
             event.destination,
@@ -188,6 +208,25 @@ class Commands:
             create=may_create(event),
         )
         self.published = True
+        return event.receipt
+
+    def _extend(self, event: Send) -> str | None:
+        """A lease extension (see the module docstring); it is never enqueued."""
+        ms = parse_ms("extend-ms", header(event.headers, "extend-ms"))
+        ack_id = header(event.headers, "ack")
+        if ack_id is None:
+            message_id = header(event.headers, "message-id")
+            subscription = header(event.headers, "subscription")
+            if message_id is None or subscription is None:
+                raise BrokerError(
+                    ErrorCode.MISSING_HEADER,
+                    f"a SEND to {EXTEND_ADDRESS} needs 'ack', or 'message-id' and 'subscription'",
+                )
+            try:
+                ack_id = self.session.ack_id_for(subscription, message_id)
+            except BrokerError:
+                return event.receipt  # settled, lapsed and forgotten, or never delivered
+        self.session.extend(ack_id, ms)
         return event.receipt
 
     def _ack(self, event: Ack) -> str | None:
@@ -216,6 +255,7 @@ class Commands:
             prefetch,
             durable_name=durable_name(event),
             create=may_create(event),
+            ack_timeout_ms=parse_ms(ACK_TIMEOUT_HEADER, header(event.headers, ACK_TIMEOUT_HEADER)),
         )
         return event.receipt
 

@@ -61,15 +61,10 @@ def queue_info(view: DestinationView, rates: RateMeter) -> QueueInfo:
         scheduled_total=0 if stats is None else stats.scheduled_total,
         retried=0 if stats is None else stats.retried,
         dead_lettered_by_reason={} if stats is None else dict(stats.dead_lettered_by_reason),
-        policy=_policy(view.policy),
+        lease_expired=0 if stats is None else stats.lease_expired,
+        late_settles=0 if stats is None else stats.late_settles,
+        policy=Policy(**dataclasses.asdict(view.policy)),
     )
-
-
-def _policy(policy: QueuePolicy) -> Policy:
-    """The API's view of a queue policy: every field it defines (a field the API does not
-    take yet is left out rather than failing the whole answer)."""
-    fields = dataclasses.asdict(policy)
-    return Policy(**{name: fields[name] for name in Policy.model_fields if name in fields})
 
 
 def channel_info(view: DestinationView, rates: RateMeter) -> ChannelInfo:

@@ -146,6 +146,14 @@ class Policy(Request):
         strict=True,
         description="the longest retry wait (null: no bound but the broker's --max-delay)",
     )
+    ack_timeout_ms: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_DELAY_MS,
+        strict=True,
+        description="a delivery not acknowledged within this long goes back to the queue (the"
+        " connection stays open); subscribers may ask for less (null: no deadline)",
+    )
 
 
 class NewQueue(NewDestination):
@@ -203,6 +211,12 @@ class QueueInfo(Destination):
     dead_lettered_by_reason: dict[str, int] = Field(
         description="messages moved to the dead-letter queue since start, by reason (expired,"
         " max-deliveries, rejected, max-length, ack-timeout)"
+    )
+    lease_expired: int = Field(
+        description="deliveries not acknowledged within their ack timeout (they came back)"
+    )
+    late_settles: int = Field(
+        description="ACKs, NACKs and extensions of those after they came back (ignored)"
     )
     policy: Policy
 
