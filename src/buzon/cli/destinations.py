@@ -13,6 +13,7 @@ import argparse
 from operator import attrgetter
 from typing import Any
 
+from buzon.cli import redrive
 from buzon.cli.consume import body_json, body_text
 from buzon.cli.output import Column, print_fields, print_json, print_table
 from buzon.cli.session import add_action, logged_in, positive_int, read_secret
@@ -65,6 +66,7 @@ def register(commands: Any, kind: DestinationKind) -> None:
         summary = "drop a queue's waiting messages (owner or admin)"
         named.append(add_action(actions, "purge", _purge, summary, prints_data=False))
         named.append(_peek_action(actions))
+        named.append(_redrive_action(actions))
     for parser in named:
         parser.add_argument("name", metavar="NAME")
     for parser in (create, listing, *named):
@@ -104,6 +106,14 @@ def _peek_action(actions: Any) -> argparse.ArgumentParser:
     )
     _access_key_options(peek, "the key of another user's protected queue")
     return peek
+
+
+def _redrive_action(actions: Any) -> argparse.ArgumentParser:
+    summary = "move a dead-letter queue's messages back to their original queues (owner or admin)"
+    parser = add_action(actions, "redrive", _redrive, summary, prints_data=True)
+    redrive.add_options(parser)
+    _access_key_options(parser, "the target's key, when it is another user's protected queue")
+    return parser
 
 
 def _policy_options(parser: argparse.ArgumentParser) -> None:
@@ -326,3 +336,7 @@ def _peeked_json(message: PeekedMessage) -> dict[str, object]:
         **body_json(message.body),
         "redelivered": message.redelivered,
     }
+
+
+def _redrive(args: argparse.Namespace) -> int:
+    return redrive.run(args, _access_key(args))

@@ -41,6 +41,7 @@ from buzon.client.records import (
     PulledMessage,
     QueueInfo,
     RatePoint,
+    RedriveInfo,
     Token,
     User,
 )
@@ -71,6 +72,7 @@ __all__ = [
     "QueueInfo",
     "QueuePolicy",
     "RatePoint",
+    "RedriveInfo",
     "Subscription",
     "SubscriptionClosed",
     "Token",

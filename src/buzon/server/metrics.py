@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.metrics_core import (
@@ -51,7 +51,7 @@ class BrokerCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         ctx = self._ctx
         yield from _connections(ctx)
-        yield from _destinations(ctx.broker.statistics())
+        yield from _destinations(ctx.broker.statistics(), ctx.redrives.redriven)
         if ctx.store.commit_durations is not None:
             yield _histogram(
                 "buzon_store_commit_seconds",
@@ -116,7 +116,7 @@ def _connections(ctx: ServerContext) -> Iterator[Metric]:
     yield closed
 
 
-def _destinations(stats: BrokerStats) -> Iterator[Metric]:
+def _destinations(stats: BrokerStats, redriven: Mapping[str, int]) -> Iterator[Metric]:
     def counter(name: str, text: str) -> CounterMetricFamily:
         return CounterMetricFamily(name, text, labels=_DESTINATION)
 
@@ -137,6 +137,9 @@ def _destinations(stats: BrokerStats) -> Iterator[Metric]:
         "buzon_messages_dead_letter_refused",
         "Retired queue messages dropped: the queue may no longer publish to its dead-letter queue",
     )
+    moved_back = counter(
+        "buzon_messages_redriven", "Messages a redrive moved out of this (dead-letter) queue"
+    )
     dropped = counter("buzon_messages_dropped", "Channel deliveries dropped for slow subscribers")
     depth = gauge("buzon_queue_depth", "Queue messages waiting for a consumer")
     in_flight = gauge("buzon_queue_in_flight", "Queue messages delivered, not yet acknowledged")
@@ -151,6 +154,7 @@ def _destinations(stats: BrokerStats) -> Iterator[Metric]:
         retired.add_metric(labels, queue.retired)
         dead_lettered.add_metric(labels, queue.dead_lettered)
         refused.add_metric(labels, queue.dead_letter_refused)
+        moved_back.add_metric(labels, redriven.get(queue.name, 0))
         depth.add_metric(labels, queue.depth)
         in_flight.add_metric(labels, queue.in_flight)
         held.add_metric(labels, queue.bytes)
@@ -162,6 +166,7 @@ def _destinations(stats: BrokerStats) -> Iterator[Metric]:
         dropped.add_metric(labels, channel.dropped)
         consumers.add_metric(labels, channel.subscribers)
     yield from (published, delivered, acked, redelivered, retired, dead_lettered, refused)
+    yield moved_back
     yield dropped
     yield from (depth, in_flight, held, consumers)
     yield GaugeMetricFamily(

@@ -19,6 +19,7 @@ from buzon.server.http.routes_destinations import router as destination_routes
 from buzon.server.http.routes_info import router as info_routes
 from buzon.server.http.routes_messages import router as message_routes
 from buzon.server.http.routes_metrics import router as metrics_routes
+from buzon.server.http.routes_redrive import router as redrive_routes
 from buzon.server.http.routes_users import router as user_routes
 from buzon.server.http.routes_websocket import router as websocket_routes
 from buzon.server.http.schemas import Problem
@@ -68,7 +69,14 @@ def build_app(ctx: ServerContext) -> FastAPI:
     app.state.grants = TokenGrants()
     app.state.metrics = metrics_registry(ctx)
     errors.install(app)
-    for router in (user_routes, destination_routes, message_routes, admin_routes, info_routes):
+    for router in (
+        user_routes,
+        destination_routes,
+        message_routes,
+        redrive_routes,
+        admin_routes,
+        info_routes,
+    ):
         app.include_router(router, prefix=PREFIX)
     app.include_router(metrics_routes)  # /metrics, where scrapers look
     app.include_router(dashboard_routes)  # the web dashboard at /
