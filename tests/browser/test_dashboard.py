@@ -32,7 +32,8 @@ from tests.browser.waits import (
     until,
     visible,
 )
-from tests.http.helpers import USER_PASSWORD
+from tests.http.dead_letters import dead_letter, failing_queue
+from tests.http.helpers import USER_PASSWORD, admin_auth, pull
 from tests.server.harness import ADMIN, PASSWORD, Client, running_server
 
 # Markup a publisher might send: shown as these characters, it can neither run nor format.
@@ -275,3 +276,36 @@ async def test_the_forms_refuse_names_made_only_of_dots(
         base = f"http://127.0.0.1:{server.http_port}"
         verdicts = await asyncio.to_thread(names_the_forms_accept, browser, base)
         assert verdicts == {"..": False, ".": False, "v1..v2": True, ".hidden": True}
+
+
+def redrive_journey(browser: webdriver.Chrome, base: str, artifacts: Path) -> None:
+    log_in(browser, base)
+    go_to(browser, "queues")
+    click(browser, '#queue-table tr[data-name="orders"] button')
+    text_is(browser, "#queue-detail .detail-name", "orders")
+    assert browser.find_elements(By.CSS_SELECTOR, "#queue-detail button.redrive") == []
+
+    click(browser, '#queue-table tr[data-name="orders.dlq"] button')
+    text_is(browser, '#queue-detail [data-fact="depth"] dd', "3")
+    click(browser, "#queue-detail button.redrive")
+    accept_confirm(browser)
+    text_contains(browser, "#notice", "Moved 3 messages from orders.dlq back")
+    text_is(browser, "#queue-detail .redrive-status", "3 of 3 moved")
+    text_is(browser, '#queue-table tr[data-name="orders.dlq"] td.depth', "0")
+    text_is(browser, '#queue-table tr[data-name="orders"] td.depth', "3")
+    browser.save_screenshot(str(artifacts / "dashboard-redrive.png"))
+    assert console_errors(browser) == []
+
+
+async def test_a_dead_letter_queue_is_redriven_from_its_panel(
+    browser: webdriver.Chrome, hasher: SecretHasher, artifacts: Path
+) -> None:
+    async with running_server(hasher) as server:
+        base = f"http://127.0.0.1:{server.http_port}"
+        async with httpx.AsyncClient(base_url=base + "/api/v1", timeout=10) as http:
+            auth = await admin_auth(http)
+            await failing_queue(http, auth, "orders", "orders.dlq")
+            await dead_letter(http, auth, "orders", "orders.dlq", ["a", "b", "c"])
+            await asyncio.to_thread(redrive_journey, browser, base, artifacts)
+            back = await pull(http, auth, "orders", max=10)
+        assert [m["headers"]["x-redrive-count"] for m in back] == ["1", "1", "1"]

@@ -31,6 +31,7 @@ def test_client_names_are_pinned() -> None:
         "QueueInfo",
         "QueuePolicy",
         "RatePoint",
+        "RedriveInfo",
         "ScheduledMessage",
         "Subscription",
         "SubscriptionClosed",

@@ -291,6 +291,18 @@ class Broker:
         )
         return self._intake.publish(target, headers, body)
 
+    def check_publish(
+        self, principal: Principal, destination: str, grants: Collection[str] = ()
+    ) -> None:
+        """Raise what :meth:`publish` would raise for a missing destination or a refused
+        publisher, publishing nothing (a caller that will publish later checks first).
+
+        Raises:
+            BrokerError: ``BAD_DESTINATION``, ``DESTINATION_NOT_FOUND``.
+            AccessDenied: as :meth:`Session.publish`.
+        """
+        self._destinations.check(destination, principal, Action.PUBLISH, grants, create=False)
+
     def purge(self, queue: str) -> int:
         """Drop the waiting messages of a queue (not those in flight); return how many.
 

@@ -14,6 +14,7 @@ import argparse
 from operator import attrgetter
 from typing import Any
 
+from buzon.cli import redrive
 from buzon.cli.consume import body_json, body_text
 from buzon.cli.output import Column, print_fields, print_json, print_table
 from buzon.cli.session import Handler, add_action, logged_in, positive_int, read_secret
@@ -88,6 +89,7 @@ def register(commands: Any, kind: DestinationKind) -> None:
             action.add_argument("name", metavar="NAME")
             action.add_argument("message_id", metavar="MESSAGE_ID")
             action.set_defaults(deliver=verb == "deliver-now")
+        named.append(_redrive_action(actions))
     for parser in named:
         parser.add_argument("name", metavar="NAME")
     for parser in (create, listing, *named):
@@ -150,6 +152,14 @@ def _multiplier(text: str) -> float:
     if not 1.0 <= value <= MAX_MULTIPLIER:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number from 1 to {MAX_MULTIPLIER:g}")
     return value
+
+
+def _redrive_action(actions: Any) -> argparse.ArgumentParser:
+    summary = "move a dead-letter queue's messages back to their original queues (owner or admin)"
+    parser = add_action(actions, "redrive", _redrive, summary, prints_data=True)
+    redrive.add_options(parser)
+    _access_key_options(parser, "the target's key, when it is another user's protected queue")
+    return parser
 
 
 def _policy_options(parser: argparse.ArgumentParser) -> None:
@@ -451,3 +461,7 @@ def _peeked_json(message: PeekedMessage) -> dict[str, object]:
         **body_json(message.body),
         "redelivered": message.redelivered,
     }
+
+
+def _redrive(args: argparse.Namespace) -> int:
+    return redrive.run(args, _access_key(args))

@@ -35,6 +35,7 @@ from buzon.client.records import (
     PulledMessage,
     QueueInfo,
     RatePoint,
+    RedriveInfo,
     ScheduledMessage,
     Token,
     User,
@@ -50,6 +51,7 @@ from buzon.client.records import (
     parse_purged,
     parse_queue,
     parse_rate_history,
+    parse_redrive,
     parse_scheduled,
     parse_settled,
     parse_token,
@@ -451,6 +453,44 @@ class ManagementClient:
         path = f"{_path(DestinationKind.QUEUE, queue)}/{verb}"
         body = {"receipts": list(receipts), **(more or {})}
         return self._call("POST", path, parse_settled, body=body)
+
+    # -- dead letters ------------------------------------------------------------------
+
+    def redrive(
+        self,
+        queue: str,
+        *,
+        to: str | None = None,
+        rate_per_s: int | None = None,
+        limit: int | None = None,
+        access_key: str | None = None,
+    ) -> RedriveInfo:
+        """Start moving the messages waiting in the dead-letter queue ``queue`` back to
+        where they were dead-lettered from (their ``x-original-destination``), or to
+        ``to``; at most ``rate_per_s`` a second and ``limit`` in all (None: no bound).
+
+        It runs in the broker; follow it with :meth:`redrive_status`. Only the queue's
+        owner or an admin may; ``access_key`` is the target's, when it is another user's
+        protected queue. Each message keeps its headers, gets ``x-redrive-count``, and
+        leaves ``queue`` only once stored in its target (at-least-once).
+        """
+        body = {"to": to, "rate_per_s": rate_per_s, "limit": limit}
+        return self._call(
+            "POST",
+            f"{_path(DestinationKind.QUEUE, queue)}/redrive",
+            parse_redrive,
+            body=body,
+            headers=_key_header(access_key),
+        )
+
+    def redrive_status(self, redrive_id: str) -> RedriveInfo:
+        """How far a redrive this user started (or any, for an admin) got."""
+        return self._call("GET", f"/redrives/{_segment(redrive_id)}", parse_redrive)
+
+    def cancel_redrive(self, redrive_id: str) -> RedriveInfo:
+        """Stop a running redrive; returns it once stopped (``failed``, ``cancelled_by``
+        set). Moved messages stay moved, the rest stay in the dead-letter queue."""
+        return self._call("DELETE", f"/redrives/{_segment(redrive_id)}", parse_redrive)
 
     # -- the broker --------------------------------------------------------------------
 

@@ -261,6 +261,46 @@ class NodeInfo:
     id: int
 
 
+@dataclass(frozen=True, slots=True)
+class RedriveInfo:
+    """A redrive: a dead-letter queue's messages moving back (see ``ManagementClient.redrive``).
+
+    Attributes:
+        id: what to follow or cancel it with.
+        state: ``running``, ``done`` or ``failed``.
+        moved: messages now in their target (gone from the dead-letter queue).
+        total: messages it moves: ``min(limit, waiting when it started)``; a run may end
+            ``done`` below it when some left the queue meanwhile.
+        queue: the dead-letter queue.
+        to: the target queue, or None for each message's original destination.
+        rate_per_s: messages per second at most, or None.
+        limit: most messages to move, or None.
+        error: why it failed.
+        cancelled_by: who cancelled it, if someone did (it is then ``failed``).
+        started_by: who started it.
+        started_at: when it started.
+        finished_at: when it ended, or None while it runs.
+    """
+
+    id: str
+    state: str
+    moved: int
+    total: int
+    queue: str
+    to: str | None
+    rate_per_s: int | None
+    limit: int | None
+    error: str | None
+    cancelled_by: str | None
+    started_by: str
+    started_at: datetime
+    finished_at: datetime | None
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+
 def many(parse: Callable[[Any], _T]) -> Callable[[Any], list[_T]]:
     def parse_list(data: Any) -> list[_T]:
         if not isinstance(data, list):
@@ -497,3 +537,26 @@ def parse_cluster(data: Any) -> list[NodeInfo]:
         )
         for node in data["nodes"]
     ]
+
+
+def optional_text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def parse_redrive(data: Any) -> RedriveInfo:
+    finished = data["finished_at"]
+    return RedriveInfo(
+        id=str(data["id"]),
+        state=str(data["state"]),
+        moved=int(data["moved"]),
+        total=int(data["total"]),
+        queue=str(data["queue"]),
+        to=optional_text(data["to"]),
+        rate_per_s=optional_int(data["rate_per_s"]),
+        limit=optional_int(data["limit"]),
+        error=optional_text(data["error"]),
+        cancelled_by=optional_text(data["cancelled_by"]),
+        started_by=str(data["started_by"]),
+        started_at=parse_time(data["started_at"]),
+        finished_at=None if finished is None else parse_time(finished),
+    )

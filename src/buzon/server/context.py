@@ -16,6 +16,7 @@ from buzon.server.config import Settings
 from buzon.server.connection_events import ConnectionEvents
 from buzon.server.loop_lag import new_lag_durations
 from buzon.server.rates import RateMeter
+from buzon.server.redrive import Redrives
 from buzon.server.resources import Resources
 from buzon.store import Store
 
@@ -50,6 +51,11 @@ class ServerContext:
     connection_events: ConnectionEvents = field(default_factory=ConnectionEvents)
     loop_lag: Durations = field(default_factory=new_lag_durations)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    # the redrives started on this node (dead-letter queues moved back)
+    redrives: Redrives = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.redrives = Redrives(self.broker, self.tasks)
 
     def add_connection(self, connection: StompSession) -> None:
         """Count an accepted connection."""

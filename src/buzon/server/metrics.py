@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.metrics_core import (
@@ -51,7 +51,7 @@ class BrokerCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         ctx = self._ctx
         yield from _connections(ctx)
-        yield from _destinations(ctx.broker.statistics())
+        yield from _destinations(ctx.broker.statistics(), ctx.redrives.redriven)
         if ctx.store.commit_durations is not None:
             yield _histogram(
                 "buzon_store_commit_seconds",
@@ -116,7 +116,7 @@ def _connections(ctx: ServerContext) -> Iterator[Metric]:
     yield closed
 
 
-def _destinations(stats: BrokerStats) -> Iterator[Metric]:
+def _destinations(stats: BrokerStats, redriven: Mapping[str, int]) -> Iterator[Metric]:
     def counter(name: str, text: str) -> CounterMetricFamily:
         return CounterMetricFamily(name, text, labels=_DESTINATION)
 
@@ -157,6 +157,9 @@ def _destinations(stats: BrokerStats) -> Iterator[Metric]:
         "buzon_late_settles",
         "ACKs, NACKs and lease extensions of queue deliveries that had already come back",
     )
+    moved_back = counter(
+        "buzon_messages_redriven", "Messages a redrive moved out of this (dead-letter) queue"
+    )
     dropped = counter("buzon_messages_dropped", "Channel deliveries dropped for slow subscribers")
     depth = gauge("buzon_queue_depth", "Queue messages waiting for a consumer")
     in_flight = gauge("buzon_queue_in_flight", "Queue messages delivered, not yet acknowledged")
@@ -181,6 +184,7 @@ def _destinations(stats: BrokerStats) -> Iterator[Metric]:
         scheduled.add_metric(labels, queue.scheduled)
         lease_expired.add_metric(labels, queue.lease_expired)
         late_settles.add_metric(labels, queue.late_settles)
+        moved_back.add_metric(labels, redriven.get(queue.name, 0))
         depth.add_metric(labels, queue.depth)
         in_flight.add_metric(labels, queue.in_flight)
         held.add_metric(labels, queue.bytes)
@@ -193,6 +197,7 @@ def _destinations(stats: BrokerStats) -> Iterator[Metric]:
         consumers.add_metric(labels, channel.subscribers)
     yield from (published, delivered, acked, redelivered, retired, dead_lettered, refused)
     yield from (by_reason, scheduled_total, retried, lease_expired, late_settles)
+    yield moved_back
     yield dropped
     yield from (depth, in_flight, held, scheduled, consumers)
     yield GaugeMetricFamily(

@@ -19,6 +19,7 @@ from buzon.server.http.routes_destinations import router as destination_routes
 from buzon.server.http.routes_info import router as info_routes
 from buzon.server.http.routes_messages import router as message_routes
 from buzon.server.http.routes_metrics import router as metrics_routes
+from buzon.server.http.routes_redrive import router as redrive_routes
 from buzon.server.http.routes_scheduled import router as scheduled_routes
 from buzon.server.http.routes_users import router as user_routes
 from buzon.server.http.routes_websocket import router as websocket_routes
@@ -74,6 +75,7 @@ def build_app(ctx: ServerContext) -> FastAPI:
         destination_routes,
         message_routes,
         scheduled_routes,
+        redrive_routes,
         admin_routes,
         info_routes,
     ):

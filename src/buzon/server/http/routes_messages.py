@@ -50,6 +50,7 @@ from buzon.server.http.schemas import (
 )
 from buzon.server.http.security import Caller, Ctx, CurrentCaller, grants_for
 from buzon.server.http.timefmt import utc
+from buzon.server.queue_waits import wait_ready
 from buzon.server.stomp_commands import RESERVED_HEADERS
 from buzon.store import DestinationKind
 
@@ -277,21 +278,9 @@ async def pull(
             break
         queue = ctx.resources.target(DestinationKind.QUEUE, name)
         if isinstance(queue, Queue):
-            await _wait_ready(queue, deadline)
+            await wait_ready(queue, deadline)
     expires = time.time() + lease_seconds
     return Pulled(messages=[_pulled(lease, expires) for lease in leases])
-
-
-async def _wait_ready(queue: Queue, deadline: float) -> None:
-    ready = asyncio.Event()
-    queue.call_when_ready(ready.set)
-    try:
-        async with asyncio.timeout_at(deadline):
-            await ready.wait()
-    except TimeoutError:
-        pass
-    finally:
-        queue.cancel_call(ready.set)
 
 
 def _pulled(lease: Lease, expires_at: float) -> PulledMessage:

@@ -1,5 +1,5 @@
-// The detail panel of a queue or channel: facts, publish, peek, scheduled messages, purge
-// and delete.
+// The detail panel of a queue or channel: facts, publish, peek, scheduled messages,
+// redrive, purge and delete.
 import { api, path } from "./api.js";
 import { $, h } from "./dom.js";
 import { count } from "./format.js";
@@ -7,6 +7,7 @@ import { KINDS, singular } from "./kinds.js";
 import { parseHeaders, renderMessage } from "./message.js";
 import { act, notify } from "./notice.js";
 import { scheduledChanged, scheduledSection } from "./scheduled.js";
+import { redriveSection } from "./redrive.js";
 import { currentUser } from "./session.js";
 
 function mayManage(d) {
@@ -24,8 +25,9 @@ export function fillFacts(kind, destination) {
   if (kind === "queues") scheduledChanged(panel, destination.scheduled);
 }
 
-// reload(): loads the view's table again; close(): closes this panel.
-export function renderDetail(kind, d, { reload, close }) {
+// reload(): loads the view's table again; close(): closes this panel; deadLetters: some
+// queue's policy names this one as its dead-letter queue.
+export function renderDetail(kind, d, { reload, close, deadLetters = false }) {
   const noun = singular(kind);
   const panel = $(noun + "-detail");
   const keyInput = d.protected && !mayManage(d)
@@ -94,6 +96,7 @@ export function renderDetail(kind, d, { reload, close }) {
   }
 
   if (mayManage(d)) {
+    if (deadLetters) parts.push(redriveSection(d.name, reload));
     const actions = h("div", { class: "row" });
     if (kind === "queues") {
       const purge = h("button", { type: "button", class: "purge" }, "Purge");

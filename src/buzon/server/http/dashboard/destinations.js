@@ -87,6 +87,7 @@ function select(kind, name) {
   renderDetail(kind, destination, {
     reload: () => loadDestinations(kind),
     close: () => closeDetail(kind),
+    deadLetters: kind === "queues" && lists.queues.some((q) => q.policy.dead_letter_queue === name),
   });
 }
 
