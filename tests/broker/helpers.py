@@ -9,7 +9,15 @@ from dataclasses import dataclass, field
 from buzon.auth import Principal
 from buzon.broker import AckMode, Broker, Message, Session
 from buzon.errors import ErrorCode, StoreError
-from buzon.store import MemoryStore, MessageKey, Role, StoredBacklog, StoredMessage, Ticket
+from buzon.store import (
+    IdempotencyKey,
+    MemoryStore,
+    MessageKey,
+    Role,
+    StoredBacklog,
+    StoredMessage,
+    Ticket,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +138,8 @@ class HeldLog:
     def __init__(self) -> None:
         self.pending: list[tuple[Ticket, list[StoredMessage], list[MessageKey]]] = []
         self.kept: dict[MessageKey, StoredMessage] = {}
+        self.keys: dict[Ticket, list[IdempotencyKey]] = {}  # pending idempotency keys
+        self.kept_keys: dict[tuple[str, str], IdempotencyKey] = {}
         self.redelivered: list[MessageKey] = []
 
     def submit(
@@ -137,9 +147,12 @@ class HeldLog:
         appends: Sequence[StoredMessage] = (),
         removals: Sequence[MessageKey] = (),
         redelivered: Sequence[MessageKey] = (),
+        keys: Sequence[IdempotencyKey] = (),
     ) -> Ticket:
         ticket = Ticket()
         self.pending.append((ticket, list(appends), list(removals)))
+        if keys:
+            self.keys[ticket] = list(keys)
         self.redelivered.extend(redelivered)
         return ticket
 
@@ -152,8 +165,10 @@ class HeldLog:
     def _resolve_now(self, error: ErrorCode | None) -> None:
         pending, self.pending = self.pending, []
         for ticket, appends, removals in pending:
+            keys = self.keys.pop(ticket, [])
             if error is None:
                 self.kept.update({(m.queue_id, m.seq): m for m in appends})
+                self.kept_keys.update({(k.queue_id, k.key): k for k in keys})
                 for key in removals:
                     self.kept.pop(key, None)
                 ticket.resolve()
@@ -178,8 +193,9 @@ class HeldStore:
         appends: Sequence[StoredMessage] = (),
         removals: Sequence[MessageKey] = (),
         redelivered: Sequence[MessageKey] = (),
+        keys: Sequence[IdempotencyKey] = (),
     ) -> Ticket:
-        return self._hold(lambda: self.store.submit(appends, removals, redelivered))
+        return self._hold(lambda: self.store.submit(appends, removals, redelivered, keys))
 
     def spill(self, messages: Sequence[StoredMessage]) -> Ticket:
         return self._hold(lambda: self.store.spill(messages))

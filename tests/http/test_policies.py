@@ -22,6 +22,7 @@ POLICY = {
     "max_deliveries": None,
     "backlog_window": 500,
     "backlog_window_bytes": None,
+    "dedup_window_ms": 30_000,
 }
 
 
@@ -72,6 +73,23 @@ async def test_bad_policies_are_refused(http: httpx.AsyncClient, admin: Auth) ->
     ):
         answer = await http.post("/queues", json={"name": "q", "policy": policy}, headers=admin)
         error_of(answer, ErrorCode.BAD_REQUEST)
+
+
+async def test_a_bad_dedup_window_is_refused_naming_it(
+    http: httpx.AsyncClient, admin: Auth
+) -> None:
+    for window in (-1, 7 * 24 * 3600 * 1000 + 1, "600000", 1.5, True, None):
+        policy = {"dedup_window_ms": window}
+        answer = await http.post("/queues", json={"name": "q", "policy": policy}, headers=admin)
+        assert "dedup_window_ms" in error_of(answer, ErrorCode.BAD_REQUEST)
+    assert (await http.get("/queues/q", headers=admin)).status_code == 404
+
+
+async def test_the_dedup_window_defaults_to_ten_minutes(
+    http: httpx.AsyncClient, admin: Auth
+) -> None:
+    await http.post("/queues", json={"name": "q"}, headers=admin)
+    assert (await inspect(http, admin, "queues", "q"))["policy"]["dedup_window_ms"] == 600_000
 
 
 async def test_purge_is_for_the_owner_and_spares_messages_in_flight(

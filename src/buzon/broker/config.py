@@ -12,6 +12,8 @@ MAX_BACKLOG_WINDOW_BYTES = 1024 * 1024 * 1024
 DEFAULT_BACKLOG_WINDOW = 10_000
 DEFAULT_BACKLOG_WINDOW_BYTES = 8 * 1024 * 1024
 
+DEFAULT_DEDUP_MAX_KEYS = 1_000_000
+
 
 class SlowConsumerPolicy(enum.StrEnum):
     """What happens when a channel subscription's pending backlog passes its bound."""
@@ -61,6 +63,9 @@ class BrokerConfig:
             consumers far more than one read's worth ahead.
         backlog_window_bytes: body bytes of that window (8 MiB), so large messages do not
             make the window big: with 1 MiB messages it holds 8.
+        dedup_max_keys: idempotency keys held in memory across the broker (1 000 000,
+            300 to 750 MB); past it a queue forgets its oldest keys before their window ends
+            (see ``dedup``).
         auto_create: SEND or SUBSCRIBE to a destination that does not exist creates it,
             owned by that user, without an access key. On by default: it is what STOMP
             users expect; turn it off to make creation an explicit, owned act.
@@ -84,6 +89,7 @@ class BrokerConfig:
     durable_backlog_max: int = 10_000
     backlog_window: int = DEFAULT_BACKLOG_WINDOW
     backlog_window_bytes: int = DEFAULT_BACKLOG_WINDOW_BYTES
+    dedup_max_keys: int = DEFAULT_DEDUP_MAX_KEYS
 
     def __post_init__(self) -> None:
         for name in (
@@ -98,6 +104,7 @@ class BrokerConfig:
             "durable_backlog_max",
             "backlog_window",
             "backlog_window_bytes",
+            "dedup_max_keys",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")

@@ -105,6 +105,7 @@ class Queue:
         "_waiters",
         "address",
         "dead_letter_refused",
+        "deduplicated",
         "deleted",
         "name",
         "policy",
@@ -180,6 +181,7 @@ class Queue:
         # retired messages dropped because this queue may no longer publish to its
         # dead-letter queue (counted by the dead-letter mover, see Intake.dead_letter)
         self.dead_letter_refused = 0
+        self.deduplicated = 0  # publishes answered by an earlier one's idempotency key
 
     @property
     def paged(self) -> bool:
@@ -596,4 +598,5 @@ class Queue:
             retired=self._retired,
             dead_lettered=self._dead_lettered,
             dead_letter_refused=self.dead_letter_refused,
+            deduplicated=self.deduplicated,
         )

@@ -26,6 +26,8 @@ class QueueStats:
         dead_letter_refused: those of the retired dropped because this queue may no longer
             publish to its dead-letter queue (its key changed, or it was created again by
             someone else).
+        deduplicated: publishes not enqueued: their ``idempotency-key`` was seen within
+            the queue's ``dedup_window_ms`` (answered with the first message's id).
     """
 
     name: str
@@ -40,6 +42,7 @@ class QueueStats:
     retired: int = 0
     dead_lettered: int = 0
     dead_letter_refused: int = 0
+    deduplicated: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +98,9 @@ class BrokerStats:
         messages_published: messages published to any destination since start (deleted
             destinations included, so the total never goes back).
         messages_delivered: deliveries made from any destination since start, likewise.
+        idempotency_keys: publishers' idempotency keys held in memory now.
+        idempotency_keys_evicted: keys forgotten before their window ended, to keep that
+            number under the broker's bound, since start.
     """
 
     queues: tuple[QueueStats, ...]
@@ -103,3 +109,5 @@ class BrokerStats:
     queued_bytes: int
     messages_published: int
     messages_delivered: int
+    idempotency_keys: int = 0
+    idempotency_keys_evicted: int = 0

@@ -25,6 +25,7 @@ from buzon.client import (
     QueueInfo,
     QueuePolicy,
 )
+from buzon.store.records import DEFAULT_DEDUP_WINDOW_MS, MAX_DEDUP_WINDOW_MS
 
 _COUNTERS = {
     DestinationKind.QUEUE: ("depth", "in_flight", "consumers"),
@@ -144,6 +145,14 @@ def _policy_options(parser: argparse.ArgumentParser) -> None:
         metavar="BYTES",
         help="body bytes of that window (default: the broker's)",
     )
+    policy.add_argument(
+        "--dedup-window-ms",
+        type=dedup_window,
+        metavar="MS",
+        default=DEFAULT_DEDUP_WINDOW_MS,
+        help="how long a publish's idempotency-key is remembered: a repeat within it is not"
+        " enqueued again (0 ignores keys; default 600000, 10 minutes)",
+    )
     keys = policy.add_mutually_exclusive_group()
     keys.add_argument(
         "--dead-letter-key",
@@ -159,6 +168,15 @@ def _policy_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def dedup_window(text: str) -> int:
+    """argparse type: a dedup window in ms, 0 (keys ignored) up to a week."""
+    if not (text.isascii() and text.isdigit() and int(text) <= MAX_DEDUP_WINDOW_MS):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a whole number of ms from 0 to {MAX_DEDUP_WINDOW_MS}"
+        )
+    return int(text)
+
+
 def _policy_of(args: argparse.Namespace) -> QueuePolicy:
     return QueuePolicy(
         durable=not args.transient,
@@ -170,6 +188,7 @@ def _policy_of(args: argparse.Namespace) -> QueuePolicy:
         max_deliveries=args.max_deliveries,
         backlog_window=args.backlog_window,
         backlog_window_bytes=args.backlog_window_bytes,
+        dedup_window_ms=args.dedup_window_ms,
     )
 
 
@@ -199,6 +218,10 @@ def describe_policy(policy: QueuePolicy) -> str:
     ]
     if window:
         parts.append(f"at most {' and '.join(window)} in memory")
+    if policy.dedup_window_ms:
+        parts.append(f"idempotency keys kept {policy.dedup_window_ms} ms")
+    else:
+        parts.append("idempotency keys ignored")
     return ", ".join(parts)
 
 

@@ -287,6 +287,7 @@ class ManagementClient:
         *,
         headers: Mapping[str, str] | None = None,
         access_key: str | None = None,
+        idempotency_key: str | None = None,
     ) -> str:
         """Publish ``body`` to ``destination`` (``/queue/<name>`` or ``/topic/<name>``).
 
@@ -295,6 +296,9 @@ class ManagementClient:
             body: text (sent as UTF-8) or bytes.
             headers: user headers for the consumers (``content-type`` is allowed).
             access_key: the destination's key, when it has one and you do not own it.
+            idempotency_key: sent as ``Idempotency-Key``: publishing again with the same
+                key within the queue's ``dedup_window_ms`` enqueues nothing and returns the
+                first message's id (a safe retry after a lost answer).
 
         Returns:
             The message id.
@@ -307,12 +311,19 @@ class ManagementClient:
             payload["body"] = body
         else:
             payload["body_base64"] = base64.b64encode(body).decode()
+        request_headers = _key_header(access_key)
+        if idempotency_key is not None:
+            if not idempotency_key.isascii():
+                raise RequestError(
+                    ErrorCode.BAD_REQUEST, "the HTTP API takes ASCII idempotency keys only"
+                )
+            request_headers = {**request_headers, "Idempotency-Key": idempotency_key}
         return self._call(
             "POST",
             _address_path(destination) + "/messages",
             parse_message_id,
             body=payload,
-            headers=_key_header(access_key),
+            headers=request_headers,
         )
 
     def publish_json(

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
-from buzon.store.records import Overflow, QueuePolicy
+from buzon.store.records import DEFAULT_DEDUP_WINDOW_MS, Overflow, QueuePolicy
 
 _T = TypeVar("_T")
 
@@ -300,6 +300,7 @@ def parse_policy(data: Any) -> QueuePolicy:
         max_deliveries=count("max_deliveries"),
         backlog_window=count("backlog_window"),
         backlog_window_bytes=count("backlog_window_bytes"),
+        dedup_window_ms=int(data.get("dedup_window_ms", DEFAULT_DEDUP_WINDOW_MS)),
     )
 
 

@@ -21,6 +21,7 @@ from buzon.broker import SlowConsumerPolicy
 from buzon.broker.config import (
     DEFAULT_BACKLOG_WINDOW,
     DEFAULT_BACKLOG_WINDOW_BYTES,
+    DEFAULT_DEDUP_MAX_KEYS,
     MAX_BACKLOG_WINDOW,
     MAX_BACKLOG_WINDOW_BYTES,
 )
@@ -98,6 +99,7 @@ class Settings:
     max_queued_bytes: int = 512 * 1024 * 1024
     backlog_window: int = DEFAULT_BACKLOG_WINDOW
     backlog_window_bytes: int = DEFAULT_BACKLOG_WINDOW_BYTES
+    dedup_max_keys: int = DEFAULT_DEDUP_MAX_KEYS
     min_free_disk: str = "auto"
     default_prefetch: int = 100
     channel_max_pending: int = 10_000
@@ -370,6 +372,12 @@ OPTIONS: tuple[Option, ...] = (
         "backlog_window_bytes",
         _bounded_int(MAX_BACKLOG_WINDOW_BYTES),
         "body bytes of that window, at most",
+    ),
+    Option(
+        "dedup_max_keys",
+        _positive_int,
+        "publishers' idempotency keys held in memory (each costs 300 to 750 bytes); past it a queue"
+        " forgets its oldest keys before their window ends",
     ),
     Option(
         "min_free_disk",

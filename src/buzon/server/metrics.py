@@ -137,6 +137,10 @@ def _destinations(stats: BrokerStats) -> Iterator[Metric]:
         "buzon_messages_dead_letter_refused",
         "Retired queue messages dropped: the queue may no longer publish to its dead-letter queue",
     )
+    deduplicated = counter(
+        "buzon_messages_deduplicated",
+        "Queue publishes not enqueued: their idempotency-key was seen within the window",
+    )
     dropped = counter("buzon_messages_dropped", "Channel deliveries dropped for slow subscribers")
     depth = gauge("buzon_queue_depth", "Queue messages waiting for a consumer")
     in_flight = gauge("buzon_queue_in_flight", "Queue messages delivered, not yet acknowledged")
@@ -151,6 +155,7 @@ def _destinations(stats: BrokerStats) -> Iterator[Metric]:
         retired.add_metric(labels, queue.retired)
         dead_lettered.add_metric(labels, queue.dead_lettered)
         refused.add_metric(labels, queue.dead_letter_refused)
+        deduplicated.add_metric(labels, queue.deduplicated)
         depth.add_metric(labels, queue.depth)
         in_flight.add_metric(labels, queue.in_flight)
         held.add_metric(labels, queue.bytes)
@@ -162,8 +167,18 @@ def _destinations(stats: BrokerStats) -> Iterator[Metric]:
         dropped.add_metric(labels, channel.dropped)
         consumers.add_metric(labels, channel.subscribers)
     yield from (published, delivered, acked, redelivered, retired, dead_lettered, refused)
-    yield dropped
+    yield from (deduplicated, dropped)
     yield from (depth, in_flight, held, consumers)
+    yield GaugeMetricFamily(
+        "buzon_idempotency_keys",
+        "Publishers' idempotency keys held in memory (bounded by the broker)",
+        stats.idempotency_keys,
+    )
+    yield CounterMetricFamily(
+        "buzon_idempotency_keys_evicted",
+        "Idempotency keys forgotten before their window ended, to stay within the bound",
+        stats.idempotency_keys_evicted,
+    )
     yield GaugeMetricFamily(
         "buzon_queued_bytes",
         "Body bytes queues hold in memory (what the water marks compare)",

@@ -17,6 +17,7 @@ from buzon.store.records import (
     DestinationKind,
     DestinationRecord,
     DurableSubscriptionRecord,
+    IdempotencyKey,
     StoredBacklog,
     StoredMessage,
     TokenRecord,
@@ -49,6 +50,7 @@ class MessageLog(Protocol):
         appends: Sequence[StoredMessage] = (),
         removals: Sequence[MessageKey] = (),
         redelivered: Sequence[MessageKey] = (),
+        keys: Sequence[IdempotencyKey] = (),
     ) -> Ticket:
         """Queue message writes; the ticket resolves once they are durable.
 
@@ -61,6 +63,9 @@ class MessageLog(Protocol):
             appends: new messages.
             removals: messages to forget (acknowledged, expired, dropped, purged).
             redelivered: messages to mark as delivered before.
+            keys: idempotency keys of the appended messages, written in the same
+                transaction (so a durable message always has its key on disk); a key
+                already stored for that queue is replaced. Removing a message keeps its key.
         """
         ...
 
@@ -241,7 +246,8 @@ class Store(PagedLog, Protocol):
         grant changed; kind, name and owner never do); an unknown one is not an error."""
 
     async def delete_destination(self, destination_id: str) -> None:
-        """Remove a destination record and its messages; an unknown one is not an error."""
+        """Remove a destination record, its messages and its idempotency keys; an unknown
+        one is not an error."""
 
     # -- durable subscriptions -----------------------------------------------------------
 
@@ -266,6 +272,17 @@ class Store(PagedLog, Protocol):
     async def backlogs(self, limit: int, max_bytes: int) -> list[StoredBacklog]:
         """For every queue with stored messages, its head: at most ``limit`` messages and,
         past the first, ``max_bytes`` of bodies. Costs the heads, not the backlogs."""
+
+    # -- idempotency keys ----------------------------------------------------------------
+
+    async def idempotency_keys(self, now: float) -> list[IdempotencyKey]:
+        """Every stored key with ``expires_at > now`` (after all submitted writes), by
+        queue id then ``expires_at``."""
+
+    async def prune_idempotency_keys(self, now: float, limit: int) -> int:
+        """Forget up to ``limit`` keys with ``expires_at <= now``, soonest first (found by
+        an index, so that a busy queue's expired keys go in short transactions); return
+        how many."""
 
     def free_space(self) -> tuple[int, int] | None:
         """Free and total bytes of the volume holding the store's files (a ``statvfs``),

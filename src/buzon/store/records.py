@@ -62,6 +62,13 @@ class TokenRecord:
     expires_at: float
 
 
+DEFAULT_DEDUP_WINDOW_MS = 600_000
+"""Ten minutes: long enough for a publisher to reconnect and retry, short enough that the
+keys of a busy queue fit in memory."""
+MAX_DEDUP_WINDOW_MS = 7 * 24 * 3600 * 1000
+"""A week: a queue's policy cannot ask to remember keys longer."""
+
+
 class Overflow(enum.StrEnum):
     """What a queue at its maximum length does with one more message."""
 
@@ -90,6 +97,8 @@ class QueuePolicy:
             in the store); None: the broker's ``--backlog-window``.
         backlog_window_bytes: body bytes of those; None: the broker's
             ``--backlog-window-bytes``.
+        dedup_window_ms: how long a publish's ``idempotency-key`` is remembered: a second
+            publish with the same key within it is not enqueued again (0: keys are ignored).
     """
 
     durable: bool = True
@@ -101,6 +110,7 @@ class QueuePolicy:
     max_deliveries: int | None = None
     backlog_window: int | None = None
     backlog_window_bytes: int | None = None
+    dedup_window_ms: int = DEFAULT_DEDUP_WINDOW_MS
 
 
 DEFAULT_POLICY = QueuePolicy()
@@ -167,6 +177,23 @@ class StoredMessage:
     persistent: bool = True
     claimed: bool = False
     deliveries: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyKey:
+    """A publisher's idempotency key, remembered for a queue until ``expires_at``.
+
+    Attributes:
+        queue_id: the queue the message went to (a key is per queue).
+        key: the ``idempotency-key`` the publisher gave.
+        message_id: the message it published (a duplicate publish is answered with it).
+        expires_at: Unix time after which the key publishes a new message again.
+    """
+
+    queue_id: str
+    key: str
+    message_id: str
+    expires_at: float
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from buzon.auth.users import MAX_PASSWORD, MIN_PASSWORD, USERNAME, USERNAME_RULE
 from buzon.broker.config import MAX_BACKLOG_WINDOW, MAX_BACKLOG_WINDOW_BYTES
 from buzon.store import Overflow, Role
+from buzon.store.records import DEFAULT_DEDUP_WINDOW_MS, MAX_DEDUP_WINDOW_MS
 
 # Bounds on what one request may carry; a message's headers have the STOMP frame's limits.
 MAX_HEADERS = 64
@@ -121,6 +122,14 @@ class Policy(Request):
         le=MAX_BACKLOG_WINDOW_BYTES,
         strict=True,
         description="body bytes of those (null: the broker's --backlog-window-bytes)",
+    )
+    dedup_window_ms: int = Field(
+        DEFAULT_DEDUP_WINDOW_MS,
+        ge=0,
+        le=MAX_DEDUP_WINDOW_MS,
+        strict=True,
+        description="how long a publish's idempotency key is remembered, in ms: a repeat"
+        " within it is not enqueued again (0: keys are ignored; default 10 minutes)",
     )
 
 
