@@ -4,20 +4,26 @@ Two scenarios, each run five times on a fresh broker; the median is printed:
 
 - queue: 200 000 messages of 128 B to one queue with 4 client-individual consumers, each
   acking every delivery from inside its sink (what a fast consumer over a socket amounts to);
-- fan-out: 20 000 messages of 128 B to one channel with 10 auto-ack subscribers.
+- fan-out: 20 000 messages of 128 B to one channel with 10 auto-ack subscribers;
+- keyed queue (``--keys``): the queue scenario with a new ``idempotency-key`` (a uuid4, as
+  the SDK sends) on every publish; and, in one more run under tracemalloc, the bytes each
+  key then holds (every message was acked, so the keys are what is left).
 
 Usage:
-    python benchmarks/bench_engine.py [--runs 5]
+    python benchmarks/bench_engine.py [--runs 5] [--keys]
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import statistics
 import time
+import tracemalloc
+import uuid
 
 from buzon.auth import Principal
-from buzon.broker import AckMode, Broker, Message
+from buzon.broker import AckMode, Broker, Message, Session
 from buzon.errors import ErrorCode
 from buzon.store import Role
 
@@ -60,15 +66,20 @@ class CountingSink:
         raise AssertionError(f"unexpected close: {code.name} {detail}")
 
 
-def queue_run(messages: int, consumers: int) -> float:
-    """Deliveries per second for one queue run."""
+def consumed_queue(consumers: int) -> tuple[Broker, list[AckingSink], Session]:
+    """A broker whose queue ``/queue/bench`` has acking consumers, and a producer."""
     broker = Broker()
     sinks = []
     for n in range(consumers):
         sink = AckingSink(broker, f"consumer-{n}")
         sink.session.subscribe("s", "/queue/bench", AckMode.CLIENT_INDIVIDUAL)
         sinks.append(sink)
-    producer = broker.open_session(CountingSink(), user("producer"))
+    return broker, sinks, broker.open_session(CountingSink(), user("producer"))
+
+
+def queue_run(messages: int, consumers: int) -> float:
+    """Deliveries per second for one queue run."""
+    broker, sinks, producer = consumed_queue(consumers)
     publish = producer.publish
     start = time.perf_counter()
     for _ in range(messages):
@@ -78,6 +89,35 @@ def queue_run(messages: int, consumers: int) -> float:
     assert delivered == messages, delivered
     assert all(sink.count > 0 for sink in sinks)
     assert broker.statistics().queued_bytes == 0
+    return delivered / elapsed
+
+
+def keyed_queue_run(messages: int, consumers: int, *, traced: bool = False) -> float:
+    """Deliveries per second for one queue run with a new idempotency key per publish; with
+    ``traced``, instead the bytes Python holds per key once every message was acked (what
+    the keys cost: their text, message ids and index entries), measured by tracemalloc."""
+    broker, sinks, producer = consumed_queue(consumers)
+    publish = producer.publish
+    gc.collect()
+    if traced:
+        tracemalloc.start()
+    # made before the clock starts (a client's cost, not the broker's); under tracemalloc
+    # they are counted too, as the index keeps the key text
+    keyed = [(("idempotency-key", str(uuid.uuid4())),) for _ in range(messages)]
+    start = time.perf_counter()
+    for headers in keyed:
+        publish("/queue/bench", headers, BODY)
+    del keyed
+    elapsed = time.perf_counter() - start
+    delivered = sum(sink.count for sink in sinks)
+    assert delivered == messages, delivered
+    held = broker.statistics().idempotency_keys
+    assert held == messages, held
+    if traced:
+        gc.collect()
+        size, _ = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        return size / held
     return delivered / elapsed
 
 
@@ -103,6 +143,7 @@ def fanout_run(messages: int, subscribers: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--keys", action="store_true", help="also the keyed queue scenario")
     args = parser.parse_args()
     queue = [queue_run(200_000, 4) for _ in range(args.runs)]
     fanout = [fanout_run(20_000, 10) for _ in range(args.runs)]
@@ -114,6 +155,14 @@ def main() -> None:
         f"fan-out  20000 x 128 B, 10 auto subscribers:          "
         f"median {statistics.median(fanout):>10,.0f} deliveries/s"
     )
+    if args.keys:
+        keyed = [keyed_queue_run(200_000, 4) for _ in range(args.runs)]
+        per_key = keyed_queue_run(200_000, 4, traced=True)
+        print(
+            f"keyed queue 200000 x 128 B, a new key each:         "
+            f"median {statistics.median(keyed):>10,.0f} deliveries/s,"
+            f" {per_key:,.0f} B held per key"
+        )
 
 
 if __name__ == "__main__":

@@ -9,7 +9,15 @@ from dataclasses import dataclass, field
 from buzon.auth import Principal
 from buzon.broker import AckMode, Broker, Message, Session
 from buzon.errors import ErrorCode, StoreError
-from buzon.store import MemoryStore, MessageKey, Role, StoredBacklog, StoredMessage, Ticket
+from buzon.store import (
+    IdempotencyKey,
+    MemoryStore,
+    MessageKey,
+    Role,
+    StoredBacklog,
+    StoredMessage,
+    Ticket,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +138,8 @@ class HeldLog:
     def __init__(self) -> None:
         self.pending: list[tuple[Ticket, list[StoredMessage], list[MessageKey]]] = []
         self.kept: dict[MessageKey, StoredMessage] = {}
+        self.keys: dict[Ticket, list[IdempotencyKey]] = {}  # pending idempotency keys
+        self.kept_keys: dict[tuple[str, str], IdempotencyKey] = {}
         self.redelivered: list[MessageKey] = []
         self.schedules: list[tuple[MessageKey, float]] = []
 
@@ -139,9 +149,12 @@ class HeldLog:
         removals: Sequence[MessageKey] = (),
         redelivered: Sequence[MessageKey] = (),
         schedules: Sequence[tuple[MessageKey, float]] = (),
+        keys: Sequence[IdempotencyKey] = (),
     ) -> Ticket:
         ticket = Ticket()
         self.pending.append((ticket, list(appends), list(removals)))
+        if keys:
+            self.keys[ticket] = list(keys)
         self.redelivered.extend(redelivered)
         self.schedules.extend(schedules)
         return ticket
@@ -155,8 +168,10 @@ class HeldLog:
     def _resolve_now(self, error: ErrorCode | None) -> None:
         pending, self.pending = self.pending, []
         for ticket, appends, removals in pending:
+            keys = self.keys.pop(ticket, [])
             if error is None:
                 self.kept.update({(m.queue_id, m.seq): m for m in appends})
+                self.kept_keys.update({(k.queue_id, k.key): k for k in keys})
                 for key in removals:
                     self.kept.pop(key, None)
                 ticket.resolve()
@@ -182,8 +197,11 @@ class HeldStore:
         removals: Sequence[MessageKey] = (),
         redelivered: Sequence[MessageKey] = (),
         schedules: Sequence[tuple[MessageKey, float]] = (),
+        keys: Sequence[IdempotencyKey] = (),
     ) -> Ticket:
-        return self._hold(lambda: self.store.submit(appends, removals, redelivered, schedules))
+        return self._hold(
+            lambda: self.store.submit(appends, removals, redelivered, schedules, keys)
+        )
 
     def spill(self, messages: Sequence[StoredMessage]) -> Ticket:
         return self._hold(lambda: self.store.spill(messages))

@@ -40,6 +40,7 @@ def test_a_queue_created_with_a_policy_shows_it(
         "queue", "create", "bounded", "--max-length", "3", "--overflow", "drop-head",
         "--ttl", "60000", "--dead-letter-queue", "bounded-dlq", "--max-deliveries", "5",
         "--backlog-window", "500", "--ack-timeout-ms", "30000",
+        "--dedup-window-ms", "30000",
     )  # fmt: skip
     expected = QueuePolicy(
         max_length=3,
@@ -49,12 +50,14 @@ def test_a_queue_created_with_a_policy_shows_it(
         max_deliveries=5,
         backlog_window=500,
         ack_timeout_ms=30_000,
+        dedup_window_ms=30_000,
     )
     assert admin_client.get_queue("bounded").policy == expected
     text = owner.ok("queue", "info", "bounded")
     assert "durable, at most 3 messages (drop-head), messages live 60000 ms" in text
     assert "dead letters to bounded-dlq, ack within 30000 ms" in text
     assert "at most 500 messages in memory" in text
+    assert "idempotency keys kept 30000 ms" in text
     policy = json.loads(owner.ok("queue", "info", "bounded", "--json"))["policy"]
     assert (policy["max_length"], policy["overflow"]) == (3, "drop-head")
 
@@ -68,6 +71,26 @@ def test_bad_policy_options_are_one_line(as_user: Callable[[str], Cli]) -> None:
     assert "dead_letter_queue" in owner.fails(
         "queue", "create", "q", "--dead-letter-queue", "no spaces"
     )
+    for window in ("-1", "1.5", "604800001"):
+        assert "--dedup-window-ms" in owner.fails(
+            "queue", "create", "q", "--dedup-window-ms", window
+        )
+
+
+def test_the_dedup_window_defaults_to_ten_minutes_and_zero_turns_keys_off(
+    as_user: Callable[[str], Cli], admin_client: ManagementClient
+) -> None:
+    owner = as_user(OWNER)
+    owner.ok("queue", "create", "keyed")
+    owner.ok("queue", "create", "unkeyed", "--dedup-window-ms", "0")
+    assert admin_client.get_queue("keyed").policy.dedup_window_ms == 600_000
+    assert "idempotency keys ignored" in owner.ok("queue", "info", "unkeyed")
+    for queue in ("keyed", "unkeyed"):
+        first = admin_client.publish(f"/queue/{queue}", "x", idempotency_key="k")
+        again = admin_client.publish(f"/queue/{queue}", "x", idempotency_key="k")
+        assert (again == first) is (queue == "keyed")
+    assert admin_client.get_queue("keyed").depth == 1
+    assert admin_client.get_queue("unkeyed").depth == 2
 
 
 def test_purge_drops_waiting_messages_for_the_owner_only(

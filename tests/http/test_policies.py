@@ -27,6 +27,7 @@ POLICY = {
     "retry_multiplier": 1.5,
     "retry_max_delay_ms": 4000,
     "ack_timeout_ms": 30_000,
+    "dedup_window_ms": 30_000,
 }
 
 
@@ -115,6 +116,23 @@ async def test_queue_info_counts_lapsed_deliveries(
     assert (shown["lease_expired"], shown["late_settles"]) == (1, 1)
     assert (shown["depth"], shown["in_flight"]) == (0, 0)
     await worker.close()
+
+
+async def test_a_bad_dedup_window_is_refused_naming_it(
+    http: httpx.AsyncClient, admin: Auth
+) -> None:
+    for window in (-1, 7 * 24 * 3600 * 1000 + 1, "600000", 1.5, True, None):
+        policy = {"dedup_window_ms": window}
+        answer = await http.post("/queues", json={"name": "q", "policy": policy}, headers=admin)
+        assert "dedup_window_ms" in error_of(answer, ErrorCode.BAD_REQUEST)
+    assert (await http.get("/queues/q", headers=admin)).status_code == 404
+
+
+async def test_the_dedup_window_defaults_to_ten_minutes(
+    http: httpx.AsyncClient, admin: Auth
+) -> None:
+    await http.post("/queues", json={"name": "q"}, headers=admin)
+    assert (await inspect(http, admin, "queues", "q"))["policy"]["dedup_window_ms"] == 600_000
 
 
 async def test_purge_is_for_the_owner_and_spares_messages_in_flight(

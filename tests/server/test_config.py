@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from buzon.server.config import ConfigError, disk_floor, load_settings
+from buzon.cli.main import main
+from buzon.server.config import OPTIONS, ConfigError, disk_floor, load_settings
 
 
 def flags(**given: str) -> dict[str, str | None]:
@@ -97,3 +98,14 @@ def test_the_free_disk_floor_is_bytes_a_share_or_the_smaller_of_1_gib_and_5_perc
     setting: str, total: int, floor: int
 ) -> None:
     assert disk_floor(setting, total) == floor
+
+
+def test_serve_help_lists_every_option(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as leaving:
+        main(["serve", "--help"])
+    assert leaving.value.code == 0
+    shown = capsys.readouterr().out
+    for option in OPTIONS:
+        assert option.secret or option.flag in shown
+    assert "a percentage (5%)" in shown
+    assert "BUZON_DEDUP_MAX_KEYS" in shown

@@ -18,6 +18,7 @@ from buzon.store import (
     DestinationKind,
     DestinationRecord,
     DurableSubscriptionRecord,
+    IdempotencyKey,
     MemoryStore,
     Overflow,
     Page,
@@ -32,6 +33,7 @@ from buzon.store import (
 )
 from buzon.store.postgres import PostgresStore
 from buzon.store.sqlite import SQLiteStore
+from buzon.store.tickets import settled
 
 STORES: dict[str, Callable[[pytest.FixtureRequest, Path], Store]] = {
     "memory": lambda _, __: MemoryStore(),
@@ -172,6 +174,7 @@ async def test_queue_policies_round_trip(store: Store) -> None:
         message_ttl_ms=1500,
         dead_letter_queue="dead",
         max_deliveries=3,
+        dedup_window_ms=5000,
     )
     record = dataclasses.replace(destination(DestinationKind.QUEUE, "strict"), policy=policy)
     await store.add_destination(record)
@@ -193,6 +196,87 @@ async def test_durable_subscriptions_and_their_backlog(store: Store) -> None:
     await store.delete_durable_subscription("sub-1")
     assert await store.messages() == []
     assert await store.durable_subscriptions() == [other_owner]
+
+
+# -- idempotency keys ----------------------------------------------------------------
+
+
+def key(queue_id: str, name: str, message_id: str, expires_at: float) -> IdempotencyKey:
+    return IdempotencyKey(queue_id, name, message_id, expires_at)
+
+
+async def test_idempotency_keys_are_written_with_their_messages_and_outlive_them(
+    store: Store,
+) -> None:
+    store.submit(
+        appends=[stored("q1", 1), stored("q2", 2)],
+        keys=[key("q1", "k", "m-1", 200.0), key("q2", "k", "m-2", 100.0)],
+    )
+    store.submit(appends=[stored("q1", 3)], keys=[key("q1", "é" * 128, "m-3", 150.0)])
+    store.submit(removals=[("q1", 1), ("q1", 3), ("q2", 2)])
+    assert await store.messages() == []
+    assert await store.idempotency_keys(50.0) == [
+        key("q1", "é" * 128, "m-3", 150.0),
+        key("q1", "k", "m-1", 200.0),
+        key("q2", "k", "m-2", 100.0),
+    ]
+
+
+async def test_an_idempotency_key_written_again_replaces_the_old_one(store: Store) -> None:
+    store.submit(appends=[stored("q", 1)], keys=[key("q", "k", "m-1", 100.0)])
+    store.submit(appends=[stored("q", 2)], keys=[key("q", "k", "m-2", 300.0)])
+    assert await store.idempotency_keys(200.0) == [key("q", "k", "m-2", 300.0)]
+
+
+async def test_expired_idempotency_keys_are_not_read_and_are_pruned(store: Store) -> None:
+    store.submit(
+        appends=[stored("q", 1), stored("q", 2), stored("r", 3)],
+        keys=[
+            key("q", "older", "m-1", 90.0),
+            key("q", "new", "m-2", 300.0),
+            key("r", "old", "m-3", 100.0),
+        ],
+    )
+    assert [k.key for k in await store.idempotency_keys(100.0)] == ["new"]
+    assert await store.prune_idempotency_keys(100.0, 1) == 1  # the soonest first
+    assert [k.key for k in await store.idempotency_keys(0.0)] == ["new", "old"]
+    assert await store.prune_idempotency_keys(100.0, 10) == 1
+    assert await store.prune_idempotency_keys(100.0, 10) == 0
+    assert [k.key for k in await store.idempotency_keys(0.0)] == ["new"]
+
+
+async def test_a_failed_write_stores_neither_the_message_nor_its_key(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "data")
+    await store.open()
+    await done(store.submit(appends=[stored("q", 1)]))
+    # the same message again breaks the primary key: the whole write fails
+    failed = store.submit(appends=[stored("q", 1)], keys=[key("q", "k", "m-1", 100.0)])
+    with pytest.raises(StoreError):
+        await settled(failed)
+    assert await store.idempotency_keys(0.0) == []
+    await store.close()
+
+
+async def test_deleting_a_queue_deletes_its_idempotency_keys(store: Store) -> None:
+    jobs = destination(DestinationKind.QUEUE, "jobs")
+    await store.add_destination(jobs)
+    store.submit(
+        appends=[stored(jobs.id, 1), stored("other", 2)],
+        keys=[key(jobs.id, "k", "m-1", 100.0), key("other", "k", "m-2", 100.0)],
+    )
+    await store.delete_destination(jobs.id)
+    assert [k.queue_id for k in await store.idempotency_keys(0.0)] == ["other"]
+
+
+async def test_idempotency_keys_survive_a_restart(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "data")
+    await store.open()
+    store.submit(appends=[stored("q", 1)], keys=[key("q", "k", "m-1", 100.0)])
+    await store.close()
+    store = SQLiteStore(tmp_path / "data")
+    await store.open()
+    assert await store.idempotency_keys(0.0) == [key("q", "k", "m-1", 100.0)]
+    await store.close()
 
 
 async def test_a_fresh_store_counts_as_cleanly_closed(store: Store) -> None:

@@ -14,6 +14,8 @@ DEFAULT_BACKLOG_WINDOW_BYTES = 8 * 1024 * 1024
 MAX_DELAY_MS = 30 * 24 * 3600 * 1000
 """The longest a message may be scheduled ahead, by default (30 days)."""
 
+DEFAULT_DEDUP_MAX_KEYS = 1_000_000
+
 
 class SlowConsumerPolicy(enum.StrEnum):
     """What happens when a channel subscription's pending backlog passes its bound."""
@@ -66,6 +68,9 @@ class BrokerConfig:
         max_delay_ms: the longest a message may be scheduled ahead (``delay``,
             ``deliver-at``, ``requeue-delay``): 30 days. Further is refused, so a typo in
             units cannot park a message for centuries.
+        dedup_max_keys: idempotency keys held in memory across the broker (1 000 000,
+            300 to 750 MB); past it a queue forgets its oldest keys before their window ends
+            (see ``dedup``).
         auto_create: SEND or SUBSCRIBE to a destination that does not exist creates it,
             owned by that user, without an access key. On by default: it is what STOMP
             users expect; turn it off to make creation an explicit, owned act.
@@ -90,6 +95,7 @@ class BrokerConfig:
     backlog_window: int = DEFAULT_BACKLOG_WINDOW
     backlog_window_bytes: int = DEFAULT_BACKLOG_WINDOW_BYTES
     max_delay_ms: int = MAX_DELAY_MS
+    dedup_max_keys: int = DEFAULT_DEDUP_MAX_KEYS
 
     def __post_init__(self) -> None:
         for name in (
@@ -105,6 +111,7 @@ class BrokerConfig:
             "backlog_window",
             "backlog_window_bytes",
             "max_delay_ms",
+            "dedup_max_keys",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")

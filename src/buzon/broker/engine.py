@@ -21,7 +21,7 @@ from buzon.broker.channel import Channel
 from buzon.broker.config import BrokerConfig
 from buzon.broker.destinations import Destinations
 from buzon.broker.flow import QueuedBytes
-from buzon.broker.intake import Intake
+from buzon.broker.intake import Intake, Publication
 from buzon.broker.journal import Journal
 from buzon.broker.leases import Lease, Leases
 from buzon.broker.message import REQUEUE, DeliverySink, Headers, Message, Refusal
@@ -35,10 +35,10 @@ from buzon.store import (
     DestinationKind,
     DestinationRecord,
     DurableSubscriptionRecord,
+    IdempotencyKey,
     MessageLog,
     PagedLog,
     StoredBacklog,
-    Ticket,
 )
 
 DEFAULT_CONFIG = BrokerConfig()
@@ -84,7 +84,9 @@ class Broker:
         self._destinations = Destinations(
             config, self._gauge, clock, self.journal, paging, self.timers
         )
-        self._intake = Intake(self._destinations, self.journal, clock, config.max_delay_ms)
+        self._intake = Intake(
+            self._destinations, self.journal, clock, config.max_delay_ms, config.dedup_max_keys
+        )
         self.leases = Leases()
         self._sessions: dict[str, Session] = {}
         self._tokens: dict[str, str] = {}  # session id -> hash of the token it logged in with
@@ -272,14 +274,16 @@ class Broker:
         headers: Headers,
         body: bytes,
         grants: Collection[str] = (),
-    ) -> tuple[str, Ticket | None]:
+    ) -> Publication:
         """Publish outside any session (HTTP); the destination must exist.
 
         The message arrives once its write is durable; wait for the returned ticket
         before confirming (a failed ticket means it was never delivered).
 
         Returns:
-            the message id and the ticket of its write (None when nothing was written).
+            the message id and the ticket of its write (None when nothing was written);
+            for a duplicate (its ``idempotency-key`` was seen by the queue within its
+            window), the first message's id, marked ``duplicate``.
 
         Raises:
             BrokerError: ``BAD_DESTINATION``, ``DESTINATION_NOT_FOUND``, ``QUEUE_FULL``,
@@ -323,6 +327,15 @@ class Broker:
         """Give queues the heads of their stored backlogs at start (see :class:`Intake`);
         return how many messages are now in memory."""
         return self._intake.restore(found, cleanly)
+
+    def restore_idempotency_keys(self, found: Iterable[IdempotencyKey]) -> int:
+        """Hold the idempotency keys the store kept (at start, oldest first per queue);
+        return how many."""
+        return self._intake.dedup.restore(found)
+
+    def prune_idempotency_keys(self) -> int:
+        """Forget the idempotency keys whose window ended; return how many."""
+        return self._intake.dedup.prune()
 
     @property
     def storage_full(self) -> bool:
@@ -477,6 +490,8 @@ class Broker:
             messages_delivered=destinations.retired_delivered
             + sum(q.delivered for q in queues)
             + sum(c.delivered for c in channels),
+            idempotency_keys=self._intake.dedup.size,
+            idempotency_keys_evicted=self._intake.dedup.evicted,
         )
 
     # -- a cluster: several nodes on one shared store --------------------------------------

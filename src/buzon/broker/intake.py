@@ -19,9 +19,11 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Callable, Iterable
+from typing import NamedTuple
 
 from buzon.broker.channel import Channel
-from buzon.broker.config import MAX_DELAY_MS
+from buzon.broker.config import DEFAULT_DEDUP_MAX_KEYS, MAX_DELAY_MS
+from buzon.broker.dedup import Dedup, idempotency_key
 from buzon.broker.destinations import Destinations, new_record
 from buzon.broker.journal import Journal, stored
 from buzon.broker.message import Headers, Message
@@ -35,9 +37,24 @@ from buzon.broker.policy import (
 )
 from buzon.broker.queue import Queue, Retirement
 from buzon.errors import BrokerError, ErrorCode
-from buzon.store import DestinationKind, StoredBacklog, Ticket
+from buzon.store import DestinationKind, IdempotencyKey, StoredBacklog, Ticket
 
 Target = Queue | Channel
+
+
+class Publication(NamedTuple):
+    """What a publish outside a session did.
+
+    Attributes:
+        message_id: the new message's id, or for a duplicate the original's.
+        ticket: the write to wait for before confirming (None: nothing to wait for).
+        duplicate: its idempotency key was seen within the queue's window: nothing was
+            enqueued.
+    """
+
+    message_id: str
+    ticket: Ticket | None
+    duplicate: bool = False
 
 
 class Intake:
@@ -46,7 +63,9 @@ class Intake:
     Args:
         destinations: the registry.
         journal: where persistent messages are logged.
-        clock: Unix time, for expiry.
+        clock: Unix time, for expiry and schedules.
+        max_delay_ms: the longest ``delay`` or ``deliver-at`` accepted.
+        dedup_max_keys: most idempotency keys held in memory (see ``dedup``).
     """
 
     __slots__ = (
@@ -56,6 +75,7 @@ class Intake:
         "_max_delay_ms",
         "_seq",
         "_stride",
+        "dedup",
         "feed",
         "journal",
     )
@@ -66,11 +86,13 @@ class Intake:
         journal: Journal,
         clock: Callable[[], float] = time.time,
         max_delay_ms: int = MAX_DELAY_MS,
+        dedup_max_keys: int = DEFAULT_DEDUP_MAX_KEYS,
     ) -> None:
         self._destinations = destinations
         self._max_delay_ms = max_delay_ms
         self.journal = journal
         self._clock = clock
+        self.dedup = Dedup(clock, dedup_max_keys)
         # Message ids must not repeat across broker restarts that clients may straddle.
         self._id_prefix = secrets.token_hex(4)
         self._seq = 0
@@ -141,7 +163,9 @@ class Intake:
             )
         return when
 
-    def accept(self, target: Target, message: Message, *, moved: bool = False) -> Ticket | None:
+    def accept(
+        self, target: Target, message: Message, *, moved: bool = False, key: str | None = None
+    ) -> Ticket | None:
         """Admit ``message`` and log it if it is persistent; return the log's ticket.
 
         Args:
@@ -150,6 +174,8 @@ class Intake:
             moved: the broker moves it from one queue to another (a dead letter): the disk
                 floor, which stops publishers, does not stop it (the move frees what it
                 writes, and refusing it would lose the message).
+            key: its idempotency key, from :meth:`key_for`: remembered, and written with
+                the message.
 
         Raises:
             BrokerError: QUEUE_FULL, STORAGE_FULL (nothing was logged).
@@ -163,6 +189,8 @@ class Intake:
             raise _storage_full()  # it would be written, and the disk is under its floor
         if isinstance(target, Queue):
             claimed = target.admit(message)
+            if key is not None:
+                return self._accept_keyed(target, message, key, claimed)
             if message.persistent:
                 return self.journal.append(
                     target.record.id, message, claimed=claimed, deliver_at=message.deliver_at
@@ -199,22 +227,76 @@ class Intake:
             for backlog in target.durables.values():
                 backlog.withdraw(message)
 
-    def publish(self, target: Target, headers: Headers, body: bytes) -> tuple[str, Ticket | None]:
+    def key_for(self, target: Target, headers: Headers) -> str | None:
+        """The ``idempotency-key`` of a publish to ``target``, if ``target`` is a queue that
+        remembers keys (its ``dedup_window_ms`` is not 0); else None.
+
+        Raises:
+            BrokerError: BAD_HEADER_VALUE for an empty or oversized key (to any target).
+        """
+        key = idempotency_key(headers)
+        if key is None or not isinstance(target, Queue) or not target.policy.dedup_window_ms:
+            return None
+        return key
+
+    def duplicate(self, target: Target, key: str) -> str | None:
+        """If ``target`` saw ``key`` within its window, the id of the message it published
+        (nothing is to be enqueued, and the command depends on that message's write if still
+        pending); else None."""
+        found = self._original(target, key)
+        if found is None:
+            return None
+        message_id, ticket = found
+        if ticket is not None:
+            self.journal.depend(ticket)
+        return message_id
+
+    def _original(self, target: Target, key: str) -> tuple[str, Ticket | None] | None:
+        """The message and pending write of an earlier publish of ``key``, counted as a
+        deduplicated publish of ``target``; None when this publish is new."""
+        entry = self.dedup.find(target.record.id, key)
+        if entry is None or not isinstance(target, Queue):
+            return None
+        target.deduplicated += 1
+        return entry[0], entry[2]
+
+    def publish(self, target: Target, headers: Headers, body: bytes) -> Publication:
         """Prepare, accept and deliver once durable; for callers without a session (HTTP).
 
         Returns:
-            the message id, and the ticket of its write (None when nothing was written).
+            the message id, and the ticket of its write (None when nothing was written);
+            for a duplicate, the original's id and pending write.
 
         Raises:
             BrokerError: BAD_HEADER_VALUE, QUEUE_FULL.
         """
+        key = self.key_for(target, headers)
+        original = None if key is None else self._original(target, key)
+        if original is not None:
+            return Publication(*original, duplicate=True)
         message = self.prepare(target, headers, body)
-        ticket = self.accept(target, message)
+        ticket = self.accept(target, message, key=key)
         if ticket is None or ticket.done:
             self.arrive(target, message, ticket)
         else:
             ticket.add_callback(lambda done: self.arrive(target, message, done))
-        return message.id, ticket
+        return Publication(message.id, ticket)
+
+    def _accept_keyed(
+        self, queue: Queue, message: Message, key: str, claimed: bool
+    ) -> Ticket | None:
+        """Log an admitted message with its idempotency key (one write), and remember the
+        key until the queue's window ends."""
+        queue_id = queue.record.id
+        expires_at = self._clock() + queue.policy.dedup_window_ms / 1000
+        ticket = None
+        if message.persistent:
+            record = IdempotencyKey(queue_id, key, message.id, expires_at)
+            ticket = self.journal.append(
+                queue_id, message, claimed=claimed, deliver_at=message.deliver_at, key=record
+            )
+        self.dedup.remember(queue_id, key, message.id, expires_at, ticket)
+        return ticket
 
     def dead_letter(self, queue: Queue, message: Message, why: Retirement) -> bool:
         """Move a retired message to its queue's dead-letter queue (created if missing,

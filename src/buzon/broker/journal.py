@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from functools import partial
 
 from buzon.broker.message import Message
-from buzon.store import DONE, MessageKey, MessageLog, StoredMessage, Ticket
+from buzon.store import DONE, IdempotencyKey, MessageKey, MessageLog, StoredMessage, Ticket
 
 
 def stored(
@@ -78,13 +78,36 @@ class Journal:
         *,
         claimed: bool = False,
         deliver_at: float | None = None,
+        key: IdempotencyKey | None = None,
     ) -> Ticket:
-        """Log a new message of a queue (scheduled for ``deliver_at``, if given); its
-        ticket says when it is durable."""
+        """Log a new message of a queue (scheduled for ``deliver_at``, if given), with its
+        idempotency key if it has one; the ticket says when both are durable."""
         if self._log is None:
             return DONE
         record = stored(queue_id, message, claimed=claimed, deliver_at=deliver_at)
-        return self.write(appends=[record])
+        keys = () if key is None else (key,)
+        return self.write(appends=[record], keys=keys)
+
+    def depend(self, ticket: Ticket) -> None:
+        """The current command relies on a write submitted earlier (a duplicate publish on
+        its original's): count it as a write of this command, so that a front end waits
+        for :attr:`last` before confirming; ``last`` becomes a ticket that resolves with
+        the latest write, failed if ``ticket`` failed (a later write may succeed where an
+        earlier one failed, and the command must not be confirmed then)."""
+        if ticket.done:
+            return
+        latest = self.last
+        joined = Ticket()
+
+        def settle(_: Ticket) -> None:
+            if ticket.done and latest.done:
+                joined.resolve(ticket.error or latest.error)
+
+        ticket.add_callback(settle)
+        if latest is not ticket:
+            latest.add_callback(settle)
+        self.last = joined
+        self.writes += 1
 
     def remove(self, queue_id: str, seq: int) -> None:
         """Forget a settled message (kept for a retry if the write fails)."""
@@ -115,15 +138,12 @@ class Journal:
         removals: Sequence[MessageKey] = (),
         redelivered: Sequence[MessageKey] = (),
         schedules: Sequence[tuple[MessageKey, float]] = (),
+        keys: Sequence[IdempotencyKey] = (),
     ) -> Ticket:
         """Submit writes together (one transaction); return their ticket."""
         if self._log is None:
             return DONE
-        ticket = (
-            self._log.submit(appends, removals, redelivered, schedules)
-            if schedules
-            else self._log.submit(appends, removals, redelivered)
-        )
+        ticket = self._log.submit(appends, removals, redelivered, schedules, keys)
         self.last = ticket
         self.writes += 1
         return ticket

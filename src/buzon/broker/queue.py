@@ -147,6 +147,7 @@ class Queue:
         "address",
         "dead_letter_refused",
         "dead_lettered_by_reason",
+        "deduplicated",
         "deleted",
         "name",
         "policy",
@@ -234,6 +235,7 @@ class Queue:
         # retired messages dropped because this queue may no longer publish to its
         # dead-letter queue (counted by the dead-letter mover, see Intake.dead_letter)
         self.dead_letter_refused = 0
+        self.deduplicated = 0  # publishes answered by an earlier one's idempotency key
 
     @property
     def shared(self) -> bool:
@@ -865,4 +867,5 @@ class Queue:
             dead_lettered_by_reason=tuple(sorted(self.dead_lettered_by_reason.items())),
             lease_expired=0 if self._lapses is None else self._lapses.expired,
             late_settles=0 if self._lapses is None else self._lapses.late,
+            deduplicated=self.deduplicated,
         )

@@ -115,10 +115,12 @@ class Session:
                 ``auto_create`` (a front end's per-frame opt-out).
 
         Returns:
-            the new message id, or ``""`` when staged (ids are assigned at commit).
+            the new message id, or ``""`` when staged (ids are assigned at commit); for a
+            duplicate (an ``idempotency-key`` the queue saw within its window: nothing is
+            enqueued), the first message's id.
 
         Raises:
-            BrokerError: ``BAD_DESTINATION``, ``DESTINATION_NOT_FOUND``;
+            BrokerError: ``BAD_DESTINATION``, ``DESTINATION_NOT_FOUND``, ``BAD_HEADER_VALUE``;
                 ``UNKNOWN_TRANSACTION`` or ``LIMIT_EXCEEDED`` for a transactional send.
             AccessDenied: an access key protects it and none was granted (:meth:`grant`).
             LocalProtocolError: the session is closed.
@@ -137,8 +139,11 @@ class Session:
             self._transactions.stage(transaction, staged)
             return ""
         target = self._resolve(destination, Action.PUBLISH, create)
+        key = self._intake.key_for(target, headers)
+        if key is not None and (original := self._intake.duplicate(target, key)) is not None:
+            return original
         message = self._intake.prepare(target, headers, body)
-        self._send(target, message, self._intake.accept(target, message))
+        self._send(target, message, self._intake.accept(target, message, key=key))
         return message.id
 
     def subscribe(
@@ -353,21 +358,29 @@ class Session:
         # Resolve, number and admit every send first: a destination deleted, protected or
         # full since staging makes the whole commit fail before anything is applied.
         sends = []
+        applied = []  # what is left once duplicate sends (idempotency keys) are dropped
+        keyed: set[tuple[str, str]] = set()  # keys of this commit's sends
         for op in staged:
             if isinstance(op, StagedPublish):
                 target = self._resolve(op.destination, Action.PUBLISH, op.create)
-                sends.append((target, self._intake.prepare(target, op.headers, op.body)))
+                key = self._intake.key_for(target, op.headers)
+                if key is not None:
+                    if (target.record.id, key) in keyed or self._intake.duplicate(target, key):
+                        continue
+                    keyed.add((target.record.id, key))
+                sends.append((target, self._intake.prepare(target, op.headers, op.body), key))
+            applied.append(op)
         accepted: list[tuple[Queue | Channel, Message, Ticket | None]] = []
         try:
-            for target, message in sends:
-                accepted.append((target, message, self._intake.accept(target, message)))
+            for target, message, key in sends:
+                accepted.append((target, message, self._intake.accept(target, message, key=key)))
         except BrokerError:
             for target, message, _ in accepted:
                 self._intake.withdraw(target, message)
             raise
         self._transactions.finish(transaction)
         published = iter(accepted)
-        for operation in staged:
+        for operation in applied:
             if isinstance(operation, StagedPublish):
                 self._send(*next(published))
             else:

@@ -34,6 +34,8 @@ class QueueStats:
         lease_expired: deliveries not settled within their ack timeout (they came back).
         late_settles: ACKs, NACKs and lease extensions of such deliveries after they came
             back (ignored).
+        deduplicated: publishes not enqueued: their ``idempotency-key`` was seen within
+            the queue's ``dedup_window_ms`` (answered with the first message's id).
     """
 
     name: str
@@ -54,6 +56,7 @@ class QueueStats:
     dead_lettered_by_reason: tuple[tuple[str, int], ...] = ()
     lease_expired: int = 0
     late_settles: int = 0
+    deduplicated: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +112,9 @@ class BrokerStats:
         messages_published: messages published to any destination since start (deleted
             destinations included, so the total never goes back).
         messages_delivered: deliveries made from any destination since start, likewise.
+        idempotency_keys: publishers' idempotency keys held in memory now.
+        idempotency_keys_evicted: keys forgotten before their window ended, to keep that
+            number under the broker's bound, since start.
     """
 
     queues: tuple[QueueStats, ...]
@@ -117,3 +123,5 @@ class BrokerStats:
     queued_bytes: int
     messages_published: int
     messages_delivered: int
+    idempotency_keys: int = 0
+    idempotency_keys_evicted: int = 0

@@ -28,6 +28,7 @@ from buzon.client import (
     QueuePolicy,
     ScheduledMessage,
 )
+from buzon.store.records import DEFAULT_DEDUP_WINDOW_MS, MAX_DEDUP_WINDOW_MS
 
 _COUNTERS = {
     DestinationKind.QUEUE: ("depth", "scheduled", "in_flight", "consumers"),
@@ -226,6 +227,14 @@ def _policy_options(parser: argparse.ArgumentParser) -> None:
         metavar="MS",
         help="the longest retry wait (default: no bound but the broker's --max-delay-ms)",
     )
+    policy.add_argument(
+        "--dedup-window-ms",
+        type=dedup_window,
+        metavar="MS",
+        default=DEFAULT_DEDUP_WINDOW_MS,
+        help="how long a publish's idempotency-key is remembered: a repeat within it is not"
+        " enqueued again (0 ignores keys; default 600000, 10 minutes)",
+    )
     keys = policy.add_mutually_exclusive_group()
     keys.add_argument(
         "--dead-letter-key",
@@ -239,6 +248,15 @@ def _policy_options(parser: argparse.ArgumentParser) -> None:
         help="read the dead-letter queue's key from stdin (the line after the access key's,"
         " with --access-key-stdin)",
     )
+
+
+def dedup_window(text: str) -> int:
+    """argparse type: a dedup window in ms, 0 (keys ignored) up to a week."""
+    if not (text.isascii() and text.isdigit() and int(text) <= MAX_DEDUP_WINDOW_MS):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a whole number of ms from 0 to {MAX_DEDUP_WINDOW_MS}"
+        )
+    return int(text)
 
 
 def _policy_of(args: argparse.Namespace) -> QueuePolicy:
@@ -256,6 +274,7 @@ def _policy_of(args: argparse.Namespace) -> QueuePolicy:
         retry_multiplier=args.retry_multiplier,
         retry_max_delay_ms=args.retry_max_delay_ms,
         ack_timeout_ms=args.ack_timeout_ms,
+        dedup_window_ms=args.dedup_window_ms,
     )
 
 
@@ -288,13 +307,22 @@ def describe_policy(policy: QueuePolicy) -> str:
     if window:
         parts.append(f"at most {' and '.join(window)} in memory")
     if policy.retry_delay_ms is not None:
-        retry = f"retries wait {policy.retry_delay_ms} ms"
-        if policy.retry_multiplier != 1.0:
-            retry += f", x{policy.retry_multiplier:g} each time"
-        if policy.retry_max_delay_ms is not None:
-            retry += f", at most {policy.retry_max_delay_ms} ms"
-        parts.append(retry)
+        parts.append(_describe_retry(policy))
+    if policy.dedup_window_ms:
+        parts.append(f"idempotency keys kept {policy.dedup_window_ms} ms")
+    else:
+        parts.append("idempotency keys ignored")
     return ", ".join(parts)
+
+
+def _describe_retry(policy: QueuePolicy) -> str:
+    """The retry back-off, e.g. ``retries wait 1000 ms, x2 each time, at most 60000 ms``."""
+    retry = f"retries wait {policy.retry_delay_ms} ms"
+    if policy.retry_multiplier != 1.0:
+        retry += f", x{policy.retry_multiplier:g} each time"
+    if policy.retry_max_delay_ms is not None:
+        retry += f", at most {policy.retry_max_delay_ms} ms"
+    return retry
 
 
 def _label(name: str) -> str:

@@ -32,7 +32,7 @@ def register(commands: Any) -> None:
                 action="store_const",
                 const="false",
                 default=None,
-                help=f"{option.help} [env {option.env}=false]",
+                help=f"{_escaped(option.help)} [env {option.env}=false]",
             )
         else:
             parser.add_argument(
@@ -40,7 +40,7 @@ def register(commands: Any) -> None:
                 dest=option.field,
                 default=None,
                 metavar="VALUE",
-                help=f"{option.help} [env {option.env}]",
+                help=f"{_escaped(option.help)} [env {option.env}]",
             )
     parser.add_argument(
         "--config", type=Path, default=None, help="TOML file (default ./buzon.toml)"
@@ -114,3 +114,8 @@ def _run_loop(main: Coroutine[Any, Any, None]) -> None:
         factory = None
     with asyncio.Runner(loop_factory=factory) as runner:
         runner.run(main)
+
+
+def _escaped(text: str) -> str:
+    """Help text as argparse takes it (a bare ``%`` would break ``--help``)."""
+    return text.replace("%", "%%")

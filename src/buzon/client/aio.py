@@ -10,9 +10,11 @@ Usage::
 
 Reconnection policy. A lost connection (network, broker restart, ERROR "server shutting
 down") is hidden: the client reconnects with exponential backoff and subscribes again
-with the same ids; what was in flight fails with :class:`BuzonConnectionError` (publish
-again if you need to; buffered messages that still need an ACK are dropped, because the
-broker redelivers them). A broker ERROR is never hidden: the operation that caused it
+with the same ids; a confirmed publish to a queue that was waiting for its receipt is
+sent once more on the new connection with the same ``idempotency-key`` (so the queue holds
+it once, whether or not the first attempt got in); anything else in flight fails with
+:class:`BuzonConnectionError` (buffered messages that still need an ACK are dropped,
+because the broker redelivers them). A broker ERROR is never hidden: the operation that caused it
 raises :class:`ApiError`, and so does every subscription of that connection, since STOMP
 ends the connection after an ERROR; the client then reconnects for new work unless the
 login itself was refused.
@@ -32,7 +34,9 @@ import contextlib
 import itertools
 import random
 import ssl as ssl_module
+import uuid
 from collections.abc import Callable, Mapping
+from functools import partial
 
 from buzon.client.errors import ApiError, BuzonConnectionError, LoginRefused
 from buzon.client.messages import AckMode, Message, Subscription, Transaction
@@ -59,6 +63,9 @@ DEFAULT_URL = "stomp://127.0.0.1:61613"
 AUTO_CREATE = "auto-create"
 EXTEND_ADDRESS = "/buzon/extend"  # the broker's lease extensions (never a queue or channel)
 """The SEND / SUBSCRIBE header that, set to ``false``, stops the broker creating on first use."""
+IDEMPOTENCY_KEY = "idempotency-key"
+"""The SEND header that makes a repeated publish to a queue (within its ``dedup_window_ms``)
+enqueue nothing new."""
 
 # Login refusals: reconnecting with the same credentials cannot help.
 _FATAL = frozenset(
@@ -197,6 +204,7 @@ class AsyncClient:
         create: bool = True,
         delay: Delay | None = None,
         deliver_at: When | None = None,
+        idempotency_key: str | bool = True,
     ) -> None:
         """Publish to ``/queue/<name>`` or ``/topic/<name>``.
 
@@ -219,11 +227,17 @@ class AsyncClient:
                 ``timedelta``); the message is stored at once.
             deliver_at: queues: or no earlier than this moment (an aware ``datetime`` or
                 Unix seconds); a moment past delivers at once.
+            idempotency_key: for a queue, True (the default) sends a new random key, so
+                that the client may resend this publish after a lost connection without
+                the queue holding it twice; a string sends that key (reuse it when you
+                publish the same thing again yourself, e.g. after an error); False sends
+                none (and a lost connection is not retried). Channels ignore keys.
 
         Raises:
             ApiError: the broker refused it (access key, missing destination, a delay
                 beyond the broker's bound or on a channel, ...).
-            BuzonConnectionError: no receipt in time, or the connection was lost first.
+            BuzonConnectionError: no receipt in time, or the connection was lost first
+                (and, with a key, again on the next connection).
             ValueError: both ``delay`` and ``deliver_at``, or a negative one.
         """
         timing = schedule(delay, deliver_at)
@@ -243,14 +257,37 @@ class AsyncClient:
             extra[AUTO_CREATE] = "false"
         if timing is not None:
             extra[timing[0]] = str(timing[1])
+        key = extra.get(IDEMPOTENCY_KEY) or _key_for(destination, idempotency_key)
+        if key is not None:
+            extra[IDEMPOTENCY_KEY] = key
         tx = None if transaction is None else transaction.id
         pairs = tuple(extra.items())
         if not confirm:
             await self._send(Send(destination, pairs, payload, None, tx), transaction)
             return
-        await self._request(
-            lambda receipt: Send(destination, pairs, payload, receipt, tx), timeout, transaction
-        )
+        # resending is safe only with a key, and a transaction dies with its connection
+        retry = key is not None and transaction is None and self._reconnect
+        send = partial(Send, destination, pairs, payload)
+        await self._confirmed(lambda receipt: send(receipt, tx), timeout, transaction, retry)
+
+    async def _confirmed(
+        self,
+        make: Callable[[str], Event],
+        timeout: float | None,
+        transaction: Transaction | None,
+        retry: bool,
+    ) -> None:
+        """Send and wait for the receipt; ``retry``: once more on the next connection if
+        this one is lost first."""
+        while True:
+            try:
+                await self._request(make, timeout, transaction)
+                return
+            except (BuzonConnectionError, ApiError) as exc:
+                lost = not isinstance(exc, ApiError) or exc.code in _TRANSIENT
+                if not (retry and lost) or self.connected or self._closed or self._fatal:
+                    raise  # refused, a timeout on a live connection, or nothing to reconnect to
+                retry = False  # once: the next connection's outcome is the answer
 
     # -- subscribing ---------------------------------------------------------------------
 
@@ -599,6 +636,16 @@ class AsyncClient:
                 await done
         except TimeoutError:
             raise BuzonConnectionError(self.url, "no receipt from the broker in time") from None
+
+
+def _key_for(destination: str, given: str | bool) -> str | None:
+    """The idempotency key a publish sends: the caller's, a new one, or none (channels
+    ignore keys, so none is made up for them)."""
+    if isinstance(given, str):
+        return given
+    if given and destination.startswith("/queue/"):
+        return str(uuid.uuid4())
+    return None
 
 
 def _subscribe_frame(subscription: Subscription, receipt: str | None) -> Subscribe:

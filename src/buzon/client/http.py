@@ -326,6 +326,7 @@ class ManagementClient:
         access_key: str | None = None,
         delay: Delay | None = None,
         deliver_at: When | None = None,
+        idempotency_key: str | None = None,
     ) -> str:
         """Publish ``body`` to ``destination`` (``/queue/<name>`` or ``/topic/<name>``).
 
@@ -338,6 +339,9 @@ class ManagementClient:
                 ``timedelta``).
             deliver_at: queues: or no earlier than this moment (an aware ``datetime`` or
                 Unix seconds).
+            idempotency_key: sent as ``Idempotency-Key``: publishing again with the same
+                key within the queue's ``dedup_window_ms`` enqueues nothing and returns the
+                first message's id (a safe retry after a lost answer).
 
         Returns:
             The message id.
@@ -354,12 +358,19 @@ class ManagementClient:
             payload["body"] = body
         else:
             payload["body_base64"] = base64.b64encode(body).decode()
+        request_headers = _key_header(access_key)
+        if idempotency_key is not None:
+            if not idempotency_key.isascii():
+                raise RequestError(
+                    ErrorCode.BAD_REQUEST, "the HTTP API takes ASCII idempotency keys only"
+                )
+            request_headers = {**request_headers, "Idempotency-Key": idempotency_key}
         return self._call(
             "POST",
             _address_path(destination) + "/messages",
             parse_message_id,
             body=payload,
-            headers=_key_header(access_key),
+            headers=request_headers,
         )
 
     def publish_json(

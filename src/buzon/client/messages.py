@@ -315,11 +315,17 @@ class Transaction:
         *,
         headers: Mapping[str, str] | None = None,
         create: bool = True,
+        idempotency_key: str | bool = True,
     ) -> None:
-        """Stage a publish; nobody receives it before :meth:`commit` (``create`` as for
-        :meth:`AsyncClient.publish`)."""
+        """Stage a publish; nobody receives it before :meth:`commit` (``create`` and
+        ``idempotency_key`` as for :meth:`AsyncClient.publish`)."""
         await self.client.publish(
-            destination, body, headers=headers, transaction=self, create=create
+            destination,
+            body,
+            headers=headers,
+            transaction=self,
+            create=create,
+            idempotency_key=idempotency_key,
         )
 
     async def commit(self) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
-from buzon.store.records import Overflow, QueuePolicy
+from buzon.store.records import DEFAULT_DEDUP_WINDOW_MS, Overflow, QueuePolicy
 
 _T = TypeVar("_T")
 
@@ -387,6 +387,7 @@ def parse_policy(data: Any) -> QueuePolicy:
         retry_multiplier=float(data.get("retry_multiplier", 1.0)),
         retry_max_delay_ms=count("retry_max_delay_ms"),
         ack_timeout_ms=count("ack_timeout_ms"),
+        dedup_window_ms=int(data.get("dedup_window_ms", DEFAULT_DEDUP_WINDOW_MS)),
     )
 
 

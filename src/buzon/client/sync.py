@@ -208,9 +208,16 @@ class BlockingTransaction:
         *,
         headers: Mapping[str, str] | None = None,
         create: bool = True,
+        idempotency_key: str | bool = True,
     ) -> None:
         self._runner.run(
-            self.transaction.publish(destination, body, headers=headers, create=create)
+            self.transaction.publish(
+                destination,
+                body,
+                headers=headers,
+                create=create,
+                idempotency_key=idempotency_key,
+            )
         )
 
     def commit(self) -> None:

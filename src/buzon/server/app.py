@@ -51,6 +51,10 @@ EXPIRY_CHECK_PERIOD = 1.0  # expired messages are never delivered; the sweep fre
 DISK_CHECK_PERIOD = 1.0  # a full disk stops persistent publishes within this
 RATE_SAMPLE_PERIOD = 1.0
 TOKEN_PURGE_PERIOD = 3600.0
+# memory frees expired idempotency keys as it adds new ones; this catches idle queues and
+# the store's copies, in short transactions (50,000 a second outpaces any publish rate)
+IDEMPOTENCY_PRUNE_PERIOD = 1.0
+IDEMPOTENCY_PRUNE_BATCH = 50_000
 # Logins changed by another process (``buzon user set-password``) close within this.
 REVALIDATE_PERIOD = 5.0
 
@@ -68,6 +72,7 @@ def broker_config(settings: Settings) -> BrokerConfig:
         backlog_window=settings.backlog_window,
         backlog_window_bytes=settings.backlog_window_bytes,
         max_delay_ms=settings.max_delay_ms,
+        dedup_max_keys=settings.dedup_max_keys,
     )
 
 
@@ -253,6 +258,7 @@ class BuzonServer:
             loop.create_task(every(DISK_CHECK_PERIOD, self._check_disk)),
             loop.create_task(every(RATE_SAMPLE_PERIOD, self._sample_rates)),
             loop.create_task(every(TOKEN_PURGE_PERIOD, self._purge_tokens)),
+            loop.create_task(every(IDEMPOTENCY_PRUNE_PERIOD, self._prune_idempotency_keys)),
             loop.create_task(every(REVALIDATE_PERIOD, self._revalidate_logins)),
             loop.create_task(watch_loop_lag(ctx.loop_lag)),
         ]
@@ -295,6 +301,7 @@ class BuzonServer:
             else await ctx.store.backlogs(settings.backlog_window, settings.backlog_window_bytes)
         )
         recovered = ctx.broker.restore(found, ctx.store.opened_cleanly)
+        ctx.broker.restore_idempotency_keys(await ctx.store.idempotency_keys(time.time()))
         if found:
             shutdown = "clean" if ctx.store.opened_cleanly else "unclean (marked redelivered)"
             log.info(
@@ -446,6 +453,10 @@ class BuzonServer:
 
     async def _purge_tokens(self) -> None:
         await self._ctx.accounts.tokens.purge_expired()
+
+    async def _prune_idempotency_keys(self) -> None:
+        self._ctx.broker.prune_idempotency_keys()
+        await self._ctx.store.prune_idempotency_keys(time.time(), IDEMPOTENCY_PRUNE_BATCH)
 
     def _close_connections_of(self, user_id: str) -> None:
         self._ctx.broker.close_sessions_of(

@@ -21,6 +21,7 @@ from buzon.broker import SlowConsumerPolicy
 from buzon.broker.config import (
     DEFAULT_BACKLOG_WINDOW,
     DEFAULT_BACKLOG_WINDOW_BYTES,
+    DEFAULT_DEDUP_MAX_KEYS,
     MAX_BACKLOG_WINDOW,
     MAX_BACKLOG_WINDOW_BYTES,
     MAX_DELAY_MS,
@@ -100,6 +101,7 @@ class Settings:
     backlog_window: int = DEFAULT_BACKLOG_WINDOW
     backlog_window_bytes: int = DEFAULT_BACKLOG_WINDOW_BYTES
     max_delay_ms: int = MAX_DELAY_MS
+    dedup_max_keys: int = DEFAULT_DEDUP_MAX_KEYS
     min_free_disk: str = "auto"
     default_prefetch: int = 100
     channel_max_pending: int = 10_000
@@ -377,6 +379,12 @@ OPTIONS: tuple[Option, ...] = (
         "max_delay_ms",
         _positive_int,
         "longest delay a message may be given (delay, deliver-at, requeue-delay), ms",
+    ),
+    Option(
+        "dedup_max_keys",
+        _positive_int,
+        "publishers' idempotency keys held in memory (each costs 300 to 750 bytes); past it a queue"
+        " forgets its oldest keys before their window ends",
     ),
     Option(
         "min_free_disk",

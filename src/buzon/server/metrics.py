@@ -160,6 +160,10 @@ def _destinations(stats: BrokerStats, redriven: Mapping[str, int]) -> Iterator[M
     moved_back = counter(
         "buzon_messages_redriven", "Messages a redrive moved out of this (dead-letter) queue"
     )
+    deduplicated = counter(
+        "buzon_messages_deduplicated",
+        "Queue publishes not enqueued: their idempotency-key was seen within the window",
+    )
     dropped = counter("buzon_messages_dropped", "Channel deliveries dropped for slow subscribers")
     depth = gauge("buzon_queue_depth", "Queue messages waiting for a consumer")
     in_flight = gauge("buzon_queue_in_flight", "Queue messages delivered, not yet acknowledged")
@@ -185,6 +189,7 @@ def _destinations(stats: BrokerStats, redriven: Mapping[str, int]) -> Iterator[M
         lease_expired.add_metric(labels, queue.lease_expired)
         late_settles.add_metric(labels, queue.late_settles)
         moved_back.add_metric(labels, redriven.get(queue.name, 0))
+        deduplicated.add_metric(labels, queue.deduplicated)
         depth.add_metric(labels, queue.depth)
         in_flight.add_metric(labels, queue.in_flight)
         held.add_metric(labels, queue.bytes)
@@ -197,9 +202,18 @@ def _destinations(stats: BrokerStats, redriven: Mapping[str, int]) -> Iterator[M
         consumers.add_metric(labels, channel.subscribers)
     yield from (published, delivered, acked, redelivered, retired, dead_lettered, refused)
     yield from (by_reason, scheduled_total, retried, lease_expired, late_settles)
-    yield moved_back
-    yield dropped
+    yield from (moved_back, deduplicated, dropped)
     yield from (depth, in_flight, held, scheduled, consumers)
+    yield GaugeMetricFamily(
+        "buzon_idempotency_keys",
+        "Publishers' idempotency keys held in memory (bounded by the broker)",
+        stats.idempotency_keys,
+    )
+    yield CounterMetricFamily(
+        "buzon_idempotency_keys_evicted",
+        "Idempotency keys forgotten before their window ended, to stay within the bound",
+        stats.idempotency_keys_evicted,
+    )
     yield GaugeMetricFamily(
         "buzon_queued_bytes",
         "Body bytes queues hold in memory (what the water marks compare)",

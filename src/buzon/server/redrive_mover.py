@@ -284,13 +284,13 @@ class Mover:
             for message in taken:
                 target, grants = await self._target(self._to or origin_of(message))
                 self._check_source()
-                _, ticket = self._broker.publish(
+                ticket = self._broker.publish(
                     self._principal,
                     target.address,
                     redriven_headers(message.headers),
                     message.body,
                     grants,
-                )
+                ).ticket
                 sent.append((message, target, ticket))
         except BuzonError as exc:
             failure = _stopped_at(taken[len(sent)], source, exc)

@@ -17,6 +17,7 @@ from buzon.store.records import (
     DestinationKind,
     DestinationRecord,
     DurableSubscriptionRecord,
+    IdempotencyKey,
     StoredBacklog,
     StoredMessage,
     TokenRecord,
@@ -50,6 +51,7 @@ class MessageLog(Protocol):
         removals: Sequence[MessageKey] = (),
         redelivered: Sequence[MessageKey] = (),
         schedules: Sequence[tuple[MessageKey, float]] = (),
+        keys: Sequence[IdempotencyKey] = (),
     ) -> Ticket:
         """Queue message writes; the ticket resolves once they are durable.
 
@@ -66,6 +68,9 @@ class MessageLog(Protocol):
                 back-off): each gets that ``deliver_at`` and is marked delivered before
                 (one of a message not stored does nothing; removals win: a message
                 removed and scheduled by writes resolved together stays removed).
+            keys: idempotency keys of the appended messages, written in the same
+                transaction (so a durable message always has its key on disk); a key
+                already stored for that queue is replaced. Removing a message keeps its key.
         """
         ...
 
@@ -273,7 +278,8 @@ class Store(PagedLog, Protocol):
         grant changed; kind, name and owner never do); an unknown one is not an error."""
 
     async def delete_destination(self, destination_id: str) -> None:
-        """Remove a destination record and its messages; an unknown one is not an error."""
+        """Remove a destination record, its messages and its idempotency keys; an unknown
+        one is not an error."""
 
     # -- durable subscriptions -----------------------------------------------------------
 
@@ -299,6 +305,17 @@ class Store(PagedLog, Protocol):
         """For every queue with stored messages, its head: at most ``limit`` messages and,
         past the first, ``max_bytes`` of bodies; the same bound for its scheduled messages,
         soonest first, with their count and bytes. Costs the heads, not the backlogs."""
+
+    # -- idempotency keys ----------------------------------------------------------------
+
+    async def idempotency_keys(self, now: float) -> list[IdempotencyKey]:
+        """Every stored key with ``expires_at > now`` (after all submitted writes), by
+        queue id then ``expires_at``."""
+
+    async def prune_idempotency_keys(self, now: float, limit: int) -> int:
+        """Forget up to ``limit`` keys with ``expires_at <= now``, soonest first (found by
+        an index, so that a busy queue's expired keys go in short transactions); return
+        how many."""
 
     def free_space(self) -> tuple[int, int] | None:
         """Free and total bytes of the volume holding the store's files (a ``statvfs``),

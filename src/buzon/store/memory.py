@@ -16,6 +16,7 @@ from buzon.store.records import (
     DestinationKind,
     DestinationRecord,
     DurableSubscriptionRecord,
+    IdempotencyKey,
     Page,
     StoredBacklog,
     StoredMessage,
@@ -41,6 +42,7 @@ class MemoryStore:
         self._durables: dict[str, DurableSubscriptionRecord] = {}
         self._messages: dict[MessageKey, StoredMessage] = {}
         self._spilled: dict[MessageKey, StoredMessage] = {}
+        self._keys: dict[tuple[str, str], IdempotencyKey] = {}  # by (queue_id, key)
 
     async def open(self) -> None:
         """Forget spilled transient messages, as every store does at start (a memory store
@@ -128,6 +130,8 @@ class MemoryStore:
             if record.id == destination_id:
                 del self._destinations[key]
         self._forget_messages(destination_id)
+        for name in [name for name in self._keys if name[0] == destination_id]:
+            del self._keys[name]
 
     # -- durable subscriptions -----------------------------------------------------------
 
@@ -156,7 +160,10 @@ class MemoryStore:
         removals: Sequence[MessageKey] = (),
         redelivered: Sequence[MessageKey] = (),
         schedules: Sequence[tuple[MessageKey, float]] = (),
+        keys: Sequence[IdempotencyKey] = (),
     ) -> Ticket:
+        for new in keys:
+            self._keys[(new.queue_id, new.key)] = new
         stored = self._messages
         for appended in appends:
             stored[(appended.queue_id, appended.seq)] = appended
@@ -196,6 +203,17 @@ class MemoryStore:
                 )
             )
         return heads
+
+    async def idempotency_keys(self, now: float) -> list[IdempotencyKey]:
+        live = [key for key in self._keys.values() if key.expires_at > now]
+        return sorted(live, key=lambda key: (key.queue_id, key.expires_at))
+
+    async def prune_idempotency_keys(self, now: float, limit: int) -> int:
+        due = [(key.expires_at, name) for name, key in self._keys.items() if key.expires_at <= now]
+        expired = [name for _, name in sorted(due)[:limit]]
+        for name in expired:
+            del self._keys[name]
+        return len(expired)
 
     def free_space(self) -> tuple[int, int] | None:
         """Nothing is on disk."""

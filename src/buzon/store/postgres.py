@@ -45,6 +45,7 @@ from buzon.store.records import (
     DestinationKind,
     DestinationRecord,
     DurableSubscriptionRecord,
+    IdempotencyKey,
     NodeRecord,
     Page,
     StoredBacklog,
@@ -158,6 +159,7 @@ class _Batch:
     schedules: list[tuple[MessageKey, float]] = field(default_factory=list)
     releases: list[tuple[str, int, bool, int]] = field(default_factory=list)
     feed: list[StoredMessage] = field(default_factory=list)
+    keys: list[IdempotencyKey] = field(default_factory=list)
     ticket: Ticket = field(default_factory=Ticket)
 
 
@@ -419,6 +421,7 @@ class PostgresStore:
             async with db.transaction():
                 await db.execute("DELETE FROM destinations WHERE id = $1", destination_id)
                 await db.execute("DELETE FROM messages WHERE queue_id = $1", destination_id)
+                await db.execute("DELETE FROM idempotency_keys WHERE queue_id = $1", destination_id)
                 await db.execute("SELECT pg_notify($1, 'destinations')", CATALOG_CHANNEL)
 
         await settled(self._operation(run))
@@ -465,6 +468,7 @@ class PostgresStore:
         removals: Sequence[MessageKey] = (),
         redelivered: Sequence[MessageKey] = (),
         schedules: Sequence[tuple[MessageKey, float]] = (),
+        keys: Sequence[IdempotencyKey] = (),
     ) -> Ticket:
         """Queue message writes (see :meth:`MessageLog.submit`): they commit with the other
         writes made until the transaction in flight ends."""
@@ -474,6 +478,7 @@ class PostgresStore:
         batch.removals.extend(removals)
         batch.redelivered.extend(redelivered)
         batch.schedules.extend(schedules)
+        batch.keys.extend(keys)
         return batch.ticket
 
     def spill(self, messages: Sequence[StoredMessage]) -> Ticket:
@@ -633,6 +638,27 @@ class PostgresStore:
 
         result: list[StoredMessage] = await settled(self._operation(run))
         return result
+
+    async def idempotency_keys(self, now: float) -> list[IdempotencyKey]:
+        async def run(db: asyncpg.Connection) -> list[IdempotencyKey]:
+            rows = await db.fetch(
+                "SELECT queue_id, key, message_id, expires_at FROM idempotency_keys"
+                " WHERE expires_at > $1 ORDER BY queue_id, expires_at",
+                now,
+            )
+            return [IdempotencyKey(*row) for row in rows]
+
+        result: list[IdempotencyKey] = await settled(self._operation(run))
+        return result
+
+    async def prune_idempotency_keys(self, now: float, limit: int) -> int:
+        result = await self._execute(
+            "DELETE FROM idempotency_keys WHERE (queue_id, key) IN (SELECT queue_id, key"
+            " FROM idempotency_keys WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2)",
+            now,
+            limit,
+        )
+        return int(result.split()[-1])
 
     async def backlogs(self, limit: int, max_bytes: int) -> list[StoredBacklog]:
         """Each queue's head and its scheduled messages; queue ids are found by skipping
@@ -1127,6 +1153,11 @@ async def _write(
             key = (message.queue_id, message.seq)
             marks.discard(key)
             schedules.pop(key, None)
+    if batch.keys:
+        # one row per (queue, key), the latest (ON CONFLICT cannot touch a row twice)
+        latest = {(k.queue_id, k.key): k for k in batch.keys}
+        rows = [(k.queue_id, k.key, k.message_id, k.expires_at) for k in latest.values()]
+        statement.modify(_UPSERT_IDEMPOTENCY_KEYS, _columns(rows, 4))
     if removed:
         statement.modify(_DELETE_KEYS, _columns(sorted(removed), 2))
     if marks:
@@ -1229,6 +1260,12 @@ _INSERT = (
     " SELECT * FROM unnest({0}::text[], {1}::bigint[], {2}::text[], {3}::text[], {4}::text[],"
     " {5}::bytea[], {6}::float8[], {7}::bool[], {8}::bool[], {9}::int[], {10}::float8[],"
     " {11}::bigint[])"
+)
+_UPSERT_IDEMPOTENCY_KEYS = (
+    "INSERT INTO idempotency_keys (queue_id, key, message_id, expires_at)"
+    " SELECT * FROM unnest({0}::text[], {1}::text[], {2}::text[], {3}::float8[])"
+    " ON CONFLICT (queue_id, key) DO UPDATE"
+    " SET message_id = excluded.message_id, expires_at = excluded.expires_at"
 )
 _FEED_INSERT = (
     "INSERT INTO channel_feed"

@@ -62,6 +62,13 @@ class TokenRecord:
     expires_at: float
 
 
+DEFAULT_DEDUP_WINDOW_MS = 600_000
+"""Ten minutes: long enough for a publisher to reconnect and retry, short enough that the
+keys of a busy queue fit in memory."""
+MAX_DEDUP_WINDOW_MS = 7 * 24 * 3600 * 1000
+"""A week: a queue's policy cannot ask to remember keys longer."""
+
+
 class Overflow(enum.StrEnum):
     """What a queue at its maximum length does with one more message."""
 
@@ -97,6 +104,8 @@ class QueuePolicy:
         retry_max_delay_ms: the longest such wait (None: no bound but the scheduling bound).
         ack_timeout_ms: a delivery not settled within this long goes back to the queue
             (the connection stays open); None: deliveries wait for their consumer.
+        dedup_window_ms: how long a publish's ``idempotency-key`` is remembered: a second
+            publish with the same key within it is not enqueued again (0: keys are ignored).
     """
 
     durable: bool = True
@@ -112,6 +121,7 @@ class QueuePolicy:
     retry_multiplier: float = 1.0
     retry_max_delay_ms: int | None = None
     ack_timeout_ms: int | None = None
+    dedup_window_ms: int = DEFAULT_DEDUP_WINDOW_MS
 
 
 DEFAULT_POLICY = QueuePolicy()
@@ -184,6 +194,23 @@ class StoredMessage:
     claimed: bool = False
     deliveries: int = 0
     deliver_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyKey:
+    """A publisher's idempotency key, remembered for a queue until ``expires_at``.
+
+    Attributes:
+        queue_id: the queue the message went to (a key is per queue).
+        key: the ``idempotency-key`` the publisher gave.
+        message_id: the message it published (a duplicate publish is answered with it).
+        expires_at: Unix time after which the key publishes a new message again.
+    """
+
+    queue_id: str
+    key: str
+    message_id: str
+    expires_at: float
 
 
 @dataclass(frozen=True, slots=True)

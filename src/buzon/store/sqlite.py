@@ -30,6 +30,7 @@ from buzon.store.records import (
     DestinationKind,
     DestinationRecord,
     DurableSubscriptionRecord,
+    IdempotencyKey,
     Page,
     StoredBacklog,
     StoredMessage,
@@ -49,6 +50,11 @@ from buzon.store.tickets import Ticket
 
 DATABASE_FILE = "buzon.db"
 
+_PRUNE_KEYS = (
+    "DELETE FROM idempotency_keys WHERE (queue_id, key) IN (SELECT queue_id, key"
+    " FROM idempotency_keys WHERE expires_at <= ? ORDER BY expires_at LIMIT ?)"
+)
+
 log = logging.getLogger("buzon.store")
 
 
@@ -61,11 +67,17 @@ class _Batch:
     redelivered: list[MessageKey] = field(default_factory=list)
     schedules: list[tuple[float, str, int]] = field(default_factory=list)
     spills: list[StoredMessage] = field(default_factory=list)
+    keys: list[IdempotencyKey] = field(default_factory=list)
     ticket: Ticket = field(default_factory=Ticket)
 
     def run(self, db: sqlite3.Connection) -> None:
         if self.appends:
             db.executemany(_INSERT, [_message_row(m) for m in self.appends])
+        if self.keys:
+            db.executemany(
+                "INSERT OR REPLACE INTO idempotency_keys VALUES (?, ?, ?, ?)",
+                [(k.queue_id, k.key, k.message_id, k.expires_at) for k in self.keys],
+            )
         if self.spills:
             db.executemany(
                 "INSERT INTO spilled VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -382,6 +394,7 @@ class SQLiteStore:
         def run(db: sqlite3.Connection) -> None:
             db.execute("DELETE FROM destinations WHERE id = ?", (destination_id,))
             db.execute("DELETE FROM messages WHERE queue_id = ?", (destination_id,))
+            db.execute("DELETE FROM idempotency_keys WHERE queue_id = ?", (destination_id,))
 
         await self._db.write(run)
 
@@ -423,6 +436,7 @@ class SQLiteStore:
         removals: Sequence[MessageKey] = (),
         redelivered: Sequence[MessageKey] = (),
         schedules: Sequence[tuple[MessageKey, float]] = (),
+        keys: Sequence[IdempotencyKey] = (),
     ) -> Ticket:
         """Queue message writes; see :meth:`buzon.store.base.MessageLog.submit`.
 
@@ -436,6 +450,7 @@ class SQLiteStore:
         batch.removals.extend(removals)
         batch.redelivered.extend(redelivered)
         batch.schedules.extend((at, queue_id, seq) for (queue_id, seq), at in schedules)
+        batch.keys.extend(keys)
         return batch.ticket
 
     def _pending_batch(self) -> _Batch:
@@ -465,6 +480,23 @@ class SQLiteStore:
             return [_stored_message(row) for row in db.execute(_ALL_MESSAGES).fetchall()]
 
         return await self._db.read(run)
+
+    async def idempotency_keys(self, now: float) -> list[IdempotencyKey]:
+        def run(db: sqlite3.Connection) -> list[IdempotencyKey]:
+            rows = db.execute(
+                "SELECT queue_id, key, message_id, expires_at FROM idempotency_keys"
+                " WHERE expires_at > ? ORDER BY queue_id, expires_at",
+                (now,),
+            )
+            return [IdempotencyKey(*row) for row in rows.fetchall()]
+
+        return await self._db.read(run)
+
+    async def prune_idempotency_keys(self, now: float, limit: int) -> int:
+        def run(db: sqlite3.Connection) -> int:
+            return db.execute(_PRUNE_KEYS, (now, limit)).rowcount
+
+        return await self._db.write(run)
 
     async def backlogs(self, limit: int, max_bytes: int) -> list[StoredBacklog]:
         """Each queue's head and its scheduled messages; queue ids are found by skipping

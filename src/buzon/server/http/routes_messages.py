@@ -25,11 +25,12 @@ import binascii
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Header, Path, Query, Request, status
+from fastapi import APIRouter, Body, Header, Path, Query, Request, Response, status
 from pydantic import ValidationError
 
 from buzon.auth import Action, Principal
 from buzon.broker import REQUEUE, Channel, Lease, Message, Queue, Refusal
+from buzon.broker.dedup import IDEMPOTENCY_HEADER, MAX_KEY_BYTES, idempotency_key
 from buzon.broker.policy import SCHEDULE_HEADERS
 from buzon.errors import BrokerError, ErrorCode, RequestError
 from buzon.server.context import ServerContext
@@ -60,6 +61,14 @@ Name = Annotated[str, Path(max_length=200)]
 AccessKey = Annotated[
     str | None,
     Header(alias="X-Access-Key", max_length=1024, description="the destination's access key"),
+]
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description="publish at most once per queue within its dedup_window_ms: a repeat"
+        " answers 200 with the first message's id instead of 201 (at most 256 bytes)",
+    ),
 ]
 MAX_HEADER_NAME = 256
 MAX_HEADER_VALUE = 8 * 1024
@@ -165,22 +174,39 @@ def _checked_headers(headers: dict[str, str]) -> tuple[tuple[str, str], ...]:
 async def _publish(
     ctx: ServerContext,
     request: Request,
+    response: Response,
     caller: Caller,
     kind: DestinationKind,
     name: str,
     key: str | None,
+    idempotency_key: str | None = None,
 ) -> Published:
     headers, body = await read_message(request, ctx.broker.config.max_delay_ms)
+    if idempotency_key is not None:
+        headers = ((IDEMPOTENCY_HEADER, _checked_key(idempotency_key)), *headers)
     target = ctx.resources.target(kind, name)
     grants = await grants_for(
         ctx, caller, target.record, Action.PUBLISH, key, request.app.state.grants
     )
     if ctx.broker.over_high_water:  # after the access check: a stranger learns nothing
         raise BrokerError(ErrorCode.LIMIT_EXCEEDED, "the broker is full; retry shortly")
-    message_id, ticket = ctx.broker.publish(caller.principal, target.address, headers, body, grants)
-    if ticket is not None:
-        await until_durable(ticket)
-    return Published(message_id=message_id)
+    published = ctx.broker.publish(caller.principal, target.address, headers, body, grants)
+    if published.ticket is not None:
+        await until_durable(published.ticket)
+    if published.duplicate:
+        response.status_code = status.HTTP_200_OK
+    return Published(message_id=published.message_id)
+
+
+def _checked_key(key: str) -> str:
+    """The ``Idempotency-Key`` request header, refused (400 naming it) when empty or over
+    256 bytes, before anything is published."""
+    try:
+        return idempotency_key(((IDEMPOTENCY_HEADER, key),)) or ""
+    except BrokerError:
+        raise RequestError(
+            ErrorCode.BAD_REQUEST, f"Idempotency-Key must be 1 to {MAX_KEY_BYTES} bytes of UTF-8"
+        ) from None
 
 
 @router.post(
@@ -188,11 +214,22 @@ async def _publish(
     status_code=status.HTTP_201_CREATED,
     summary="Publish to a queue",
     openapi_extra=_MESSAGE_BODY,
+    responses={200: {"model": Published, "description": "a repeat of an Idempotency-Key"}},
 )
 async def publish_to_queue(
-    name: Name, request: Request, ctx: Ctx, caller: CurrentCaller, key: AccessKey = None
+    name: Name,
+    request: Request,
+    response: Response,
+    ctx: Ctx,
+    caller: CurrentCaller,
+    key: AccessKey = None,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> Published:
-    return await _publish(ctx, request, caller, DestinationKind.QUEUE, name, key)
+    """201 with the new message's id; with an ``Idempotency-Key`` the queue saw within its
+    ``dedup_window_ms``, 200 with the first message's id (nothing is enqueued)."""
+    return await _publish(
+        ctx, request, response, caller, DestinationKind.QUEUE, name, key, idempotency_key
+    )
 
 
 @router.post(
@@ -202,11 +239,16 @@ async def publish_to_queue(
     openapi_extra=_MESSAGE_BODY,
 )
 async def publish_to_channel(
-    name: Name, request: Request, ctx: Ctx, caller: CurrentCaller, key: AccessKey = None
+    name: Name,
+    request: Request,
+    response: Response,
+    ctx: Ctx,
+    caller: CurrentCaller,
+    key: AccessKey = None,
 ) -> Published:
     """Delivered to every subscriber connected now; nobody listening means nobody gets it
     (so ``delay_ms`` and ``deliver_at_ms`` are refused)."""
-    return await _publish(ctx, request, caller, DestinationKind.CHANNEL, name, key)
+    return await _publish(ctx, request, response, caller, DestinationKind.CHANNEL, name, key)
 
 
 @router.get("/queues/{name}/messages", summary="Peek at the head of a queue")

@@ -15,6 +15,7 @@ from buzon.auth.users import MAX_PASSWORD, MIN_PASSWORD, USERNAME, USERNAME_RULE
 from buzon.broker.config import MAX_BACKLOG_WINDOW, MAX_BACKLOG_WINDOW_BYTES, MAX_DELAY_MS
 from buzon.broker.queue import ERROR_CHARS
 from buzon.store import Overflow, Role
+from buzon.store.records import DEFAULT_DEDUP_WINDOW_MS, MAX_DEDUP_WINDOW_MS
 
 # Bounds on what one request may carry; a message's headers have the STOMP frame's limits.
 MAX_HEADERS = 64
@@ -153,6 +154,14 @@ class Policy(Request):
         strict=True,
         description="a delivery not acknowledged within this long goes back to the queue (the"
         " connection stays open); subscribers may ask for less (null: no deadline)",
+    )
+    dedup_window_ms: int = Field(
+        DEFAULT_DEDUP_WINDOW_MS,
+        ge=0,
+        le=MAX_DEDUP_WINDOW_MS,
+        strict=True,
+        description="how long a publish's idempotency key is remembered, in ms: a repeat"
+        " within it is not enqueued again (0: keys are ignored; default 10 minutes)",
     )
 
 
