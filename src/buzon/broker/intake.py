@@ -25,6 +25,7 @@ from buzon.broker.destinations import Destinations, new_record
 from buzon.broker.journal import Journal, stored
 from buzon.broker.message import Headers, Message
 from buzon.broker.policy import dead_letter_headers, expiry, may_feed, publish_options
+from buzon.broker.priorities import priority_of
 from buzon.broker.queue import Queue
 from buzon.errors import BrokerError, ErrorCode
 from buzon.store import DestinationKind, StoredBacklog, Ticket
@@ -77,7 +78,8 @@ class Intake:
         """A new message for ``target``, numbered, with its persistence and expiry.
 
         Raises:
-            BrokerError: BAD_HEADER_VALUE for an ``expires`` header that is not a number.
+            BrokerError: BAD_HEADER_VALUE for an ``expires`` header that is not a number,
+                or a ``priority`` that is not 0 to 9.
         """
         self._seq += self._stride
         seq = self._seq
@@ -89,7 +91,14 @@ class Intake:
         if expires is not None or policy.message_ttl_ms is not None:
             expires_at = expiry(expires, policy, self._clock())
         return Message(
-            f"{self._id_prefix}-{seq}", target.address, headers, body, seq, persistent, expires_at
+            f"{self._id_prefix}-{seq}",
+            target.address,
+            headers,
+            body,
+            seq,
+            persistent,
+            expires_at,
+            priority=priority_of(headers),
         )
 
     def accept(self, target: Target, message: Message, *, moved: bool = False) -> Ticket | None:

@@ -37,6 +37,7 @@ def stored(
         redelivered,
         message.persistent,
         claimed,
+        priority=message.priority,
     )
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from buzon.errors import ErrorCode
+from buzon.priority import DEFAULT_PRIORITY
 
 Headers = tuple[tuple[str, str], ...]
 """User headers in the order the publisher sent them (repeats allowed, first one wins)."""
@@ -27,6 +28,7 @@ class Message:
         persistent: kept in the message log until settled (durable queues, unless the
             publisher said ``persistent:false``).
         expires_at: Unix time after which it is never delivered, or None.
+        priority: 0 (lowest) to 9; a queue hands out higher priorities first.
     """
 
     id: str
@@ -36,6 +38,7 @@ class Message:
     seq: int
     persistent: bool = False
     expires_at: float | None = None
+    priority: int = DEFAULT_PRIORITY
 
 
 class DeliverySink(Protocol):

@@ -46,12 +46,14 @@ from buzon.broker.backlog import BacklogHost, MemoryBacklog
 from buzon.broker.claimed_backlog import ClaimedBacklog
 from buzon.broker.flow import QueuedBytes
 from buzon.broker.journal import Journal
+from buzon.broker.leveled_backlog import LeveledBacklog
 from buzon.broker.message import Message
 from buzon.broker.paged_backlog import PagedBacklog, Paging
 from buzon.broker.policy import over_limit
 from buzon.broker.stats import QueueStats
 from buzon.broker.subscription import Subscription
 from buzon.errors import BrokerError, ErrorCode
+from buzon.priority import DEFAULT_PRIORITY
 from buzon.store import ClaimLog, DestinationRecord, MessageKey, Overflow, StoredBacklog
 
 PULL_DEMAND = 100
@@ -131,7 +133,7 @@ class Queue:
         expiring = expiring if expiring is not None else set()
         # admitted, waiting for the journal before they arrive: seqs in admission order
         self._incoming: dict[int, None] = {}
-        self._backlog: MemoryBacklog
+        self._backlog: MemoryBacklog | LeveledBacklog
         self._shared: ClaimedBacklog | None = None
         if paging is not None and paging.shared:
             self._backlog = self._shared = ClaimedBacklog(
@@ -184,7 +186,10 @@ class Queue:
     @property
     def paged(self) -> bool:
         """Whether this queue's backlog keeps its tail in the store."""
-        return isinstance(self._backlog, PagedBacklog)
+        backlog = self._backlog
+        return isinstance(backlog, PagedBacklog) or (
+            isinstance(backlog, LeveledBacklog) and backlog.paged
+        )
 
     # -- arriving ------------------------------------------------------------------------
 
@@ -234,7 +239,7 @@ class Queue:
 
     def restore(self, found: StoredBacklog, cleanly: bool) -> None:
         """Take what the store holds for this queue at start (see ``paged_backlog``)."""
-        self._backlog.restore_head(found, cleanly)
+        self._leveled(found.priority).restore_head(found, cleanly)
         self._bytes = self._backlog.waiting_bytes
 
     def _arrive(self, message: Message, *, logged: bool) -> None:
@@ -242,6 +247,8 @@ class Queue:
         self._published += 1
         self._bytes += len(message.body)
         backlog = self._backlog
+        if message.priority != DEFAULT_PRIORITY:
+            backlog = self._leveled(message.priority)
         backlog.add(message, logged=logged)
         if self._ring and backlog.resident:
             self._dispatch()
@@ -249,6 +256,18 @@ class Queue:
             self._drop_heads()
         if self._waiters and backlog.resident:
             self._wake()
+
+    def _leveled(self, priority: int) -> MemoryBacklog | LeveledBacklog:
+        """The backlog, made leveled when a first message of another priority than the
+        default comes (a queue shared by a cluster's nodes keeps publish order)."""
+        backlog = self._backlog
+        if (
+            priority != DEFAULT_PRIORITY
+            and self._shared is None
+            and not isinstance(backlog, LeveledBacklog)
+        ):
+            backlog = self._backlog = LeveledBacklog(self, backlog)
+        return backlog
 
     # -- BacklogHost: what a paged backlog reports ---------------------------------------
 
@@ -506,7 +525,7 @@ class Queue:
     def _drop_heads(self) -> None:
         backlog = self._backlog
         while backlog.depth and over_limit(self.policy, backlog.depth, backlog.waiting_bytes):
-            message = backlog.pop()
+            message = backlog.pop_least()
             if message is None:
                 if self._shared is not None:
                     self._trim_shared(self._shared)  # the head waits in the store

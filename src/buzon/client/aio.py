@@ -40,6 +40,7 @@ from buzon.client.protocol import StompProtocol
 from buzon.client.tls import CaFile, client_context, failure_reason
 from buzon.client.urls import StompAddress, parse_stomp_url
 from buzon.errors import BuzonError, ErrorCode
+from buzon.priority import HIGHEST_PRIORITY, PRIORITY_HEADER
 from buzon.stomp import Abort, Ack, Begin, Commit, Event, Nack, Send, Subscribe, Unsubscribe
 from buzon.stomp import Message as MessageFrame
 
@@ -182,6 +183,7 @@ class AsyncClient:
         transaction: Transaction | None = None,
         timeout: float | None = None,
         create: bool = True,
+        priority: int | None = None,
     ) -> None:
         """Publish to ``/queue/<name>`` or ``/topic/<name>``.
 
@@ -200,11 +202,20 @@ class AsyncClient:
             timeout: seconds to wait for the receipt (default: the client's timeout).
             create: False sends ``auto-create:false``: a missing destination is an error
                 (DESTINATION_NOT_FOUND) even where the broker creates on first use.
+            priority: 0 (lowest) to 9: a queue hands out higher priorities first, in
+                publish order within one; the broker's default (4) when None.
 
         Raises:
             ApiError: the broker refused it (access key, missing destination, ...).
             BuzonConnectionError: no receipt in time, or the connection was lost first.
+            ValueError: ``priority`` is not an integer from 0 to 9 (nothing was sent).
         """
+        if priority is not None and (
+            isinstance(priority, bool)
+            or not isinstance(priority, int)
+            or not 0 <= priority <= HIGHEST_PRIORITY
+        ):
+            raise ValueError(f"priority must be an integer from 0 to {HIGHEST_PRIORITY}")
         if isinstance(body, str):
             payload = body.encode()
             content_type = content_type or "text/plain;charset=utf-8"
@@ -217,6 +228,8 @@ class AsyncClient:
             extra["access-key"] = access_key
         if persistent is not None:
             extra["persistent"] = "true" if persistent else "false"
+        if priority is not None:
+            extra[PRIORITY_HEADER] = str(priority)
         if not create:
             extra[AUTO_CREATE] = "false"
         tx = None if transaction is None else transaction.id

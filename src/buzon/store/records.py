@@ -5,6 +5,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from buzon.priority import DEFAULT_PRIORITY
+
 
 class Role(enum.StrEnum):
     """What a user may do beyond their own resources."""
@@ -68,7 +70,8 @@ class Overflow(enum.StrEnum):
     REJECT_PUBLISH = "reject-publish"
     """Refuse the publish: the publisher gets an error and nothing is lost silently."""
     DROP_HEAD = "drop-head"
-    """Accept it and drop (or dead-letter) the oldest waiting message."""
+    """Accept it and drop (or dead-letter) the oldest waiting message of the lowest
+    priority waiting."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +157,8 @@ class StoredMessage:
             ignore it.
         deliveries: how often it was delivered before, as a cluster's store keeps it
             between nodes (for ``max_deliveries``); other stores keep 0.
+        priority: 0 to 9 (see :mod:`buzon.priority`); tails are read one priority at a
+            time.
     """
 
     queue_id: str
@@ -167,6 +172,7 @@ class StoredMessage:
     persistent: bool = True
     claimed: bool = False
     deliveries: int = 0
+    priority: int = DEFAULT_PRIORITY
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,19 +208,22 @@ class TailCount:
 
 @dataclass(frozen=True, slots=True)
 class StoredBacklog:
-    """A queue's stored messages as found at start: its head and the extent of the rest.
+    """A queue's stored messages of one priority as found at start: its head and the
+    extent of the rest (a queue with messages of several priorities has one per priority).
 
     Attributes:
         queue_id: the queue (or durable subscription) they belong to.
         head: its first messages, oldest first (bounded by the reader's window).
-        high_seq: the highest seq stored for it.
+        high_seq: the highest seq stored for it (of that priority).
         more: whether messages beyond ``head`` are stored.
+        priority: the priority of every message it describes.
     """
 
     queue_id: str
     head: list[StoredMessage]
     high_seq: int
     more: bool
+    priority: int = DEFAULT_PRIORITY
 
 
 @dataclass(frozen=True, slots=True)

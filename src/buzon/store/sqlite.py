@@ -24,6 +24,7 @@ from typing import Any
 
 from buzon.durations import Durations
 from buzon.errors import BuzonError, ErrorCode, StoreError
+from buzon.priority import DEFAULT_PRIORITY, HIGHEST_PRIORITY
 from buzon.store.base import MessageKey, head_of
 from buzon.store.migrate import migrate
 from buzon.store.records import (
@@ -65,13 +66,13 @@ class _Batch:
     def run(self, db: sqlite3.Connection) -> None:
         if self.appends:
             db.executemany(
-                "INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [_message_row(m) for m in self.appends],
             )
         if self.spills:
             db.executemany(
-                "INSERT INTO spilled VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [_message_row(m)[:7] for m in self.spills],
+                "INSERT INTO spilled VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(*_message_row(m)[:7], m.priority) for m in self.spills],
             )
         if self.removals:
             db.executemany("DELETE FROM messages WHERE queue_id = ? AND seq = ?", self.removals)
@@ -459,8 +460,9 @@ class SQLiteStore:
         return await self._db.read(run)
 
     async def backlogs(self, limit: int, max_bytes: int) -> list[StoredBacklog]:
-        """Each queue's head; queue ids are found by skipping through the primary key, so
-        this costs a few index lookups per queue, whatever the backlogs hold."""
+        """Each queue's head per priority; queue ids are found by skipping through the
+        primary key, so this costs a few index lookups per queue and priority, whatever the
+        backlogs hold."""
 
         def run(db: sqlite3.Connection) -> list[StoredBacklog]:
             found: list[StoredBacklog] = []
@@ -470,11 +472,21 @@ class SQLiteStore:
                 if row is None:
                     return found
                 queue_id = row[0]
-                (high,) = db.execute(_HIGH_SEQ, (queue_id,)).fetchone()
-                rows = db.execute(_RANGE_OF_MESSAGES, (queue_id, -1, high, limit + 1))
-                stored = [_stored_message(row) for row in rows.fetchall()]
-                head = head_of(stored, limit, max_bytes)
-                found.append(StoredBacklog(queue_id, head, high, len(head) < len(stored)))
+                for priority in range(HIGHEST_PRIORITY, -1, -1):
+                    level, values = _level(priority)
+                    (high,) = db.execute(
+                        _HIGH_SEQ.format(level=level), (queue_id, *values)
+                    ).fetchone()
+                    if high is None:
+                        continue
+                    rows = db.execute(
+                        _RANGE.format(table="messages", extra=_MESSAGES_EXTRA, level=level),
+                        (queue_id, -1, high, *values, limit + 1),
+                    )
+                    stored = [_stored_message(row) for row in rows.fetchall()]
+                    head = head_of(stored, limit, max_bytes)
+                    more = len(head) < len(stored)
+                    found.append(StoredBacklog(queue_id, head, high, more, priority=priority))
 
         return await self._db.read(run)
 
@@ -486,17 +498,28 @@ class SQLiteStore:
         batch.spills.extend(messages)
         return batch.ticket
 
-    def read_page(self, queue_id: str, after: int, upto: int, limit: int, max_bytes: int) -> Ticket:
+    def read_page(
+        self,
+        queue_id: str,
+        after: int,
+        upto: int,
+        limit: int,
+        max_bytes: int,
+        *,
+        priority: int | None = None,
+    ) -> Ticket:
         """A read that answers without waiting for the commit in progress (the tail's range
         holds no row an uncommitted write touched), then a write that forgets the spilled
         messages it read (if that fails, the next start forgets them)."""
         spilled_upto: list[int] = []
+        level, values = _level(priority)
 
         def run(db: sqlite3.Connection) -> Page:
             found: list[StoredMessage] = []
             for table, extra in _TAIL_TABLES:
                 rows = db.execute(
-                    _RANGE.format(table=table, extra=extra), (queue_id, after, upto, limit)
+                    _RANGE.format(table=table, extra=extra, level=level),
+                    (queue_id, after, upto, *values, limit),
                 )
                 found.extend(_stored_message(row) for row in rows.fetchall())
             found.sort(key=lambda message: message.seq)
@@ -507,34 +530,53 @@ class SQLiteStore:
 
         def forget_spilled(db: sqlite3.Connection) -> None:
             if spilled_upto:
-                db.execute(_FORGET_SPILLED, (queue_id, after, spilled_upto[0]))
+                db.execute(
+                    _FORGET_SPILLED.format(level=level),
+                    (queue_id, after, spilled_upto[0], *values),
+                )
 
         ticket = self._operation(run, write=False, early=True)
         if not ticket.done:
             self._db.post(forget_spilled, _ignore)
         return ticket
 
-    def count_tail(self, queue_id: str, after: int, upto: int, limit: int) -> Ticket:
+    def count_tail(
+        self, queue_id: str, after: int, upto: int, limit: int, *, priority: int | None = None
+    ) -> Ticket:
+        level, values = _level(priority)
+
         def run(db: sqlite3.Connection) -> TailCount:
             count, size, last, first_expiry = db.execute(
-                _COUNT, (queue_id, after, upto, limit)
+                _COUNT.format(level=level), (queue_id, after, upto, *values, limit)
             ).fetchone()
             return TailCount(count, int(size), after if last is None else last, first_expiry)
 
         return self._operation(run, write=False)
 
-    def expire_tail(self, queue_id: str, after: int, upto: int, now: float, limit: int) -> Ticket:
+    def expire_tail(
+        self,
+        queue_id: str,
+        after: int,
+        upto: int,
+        now: float,
+        limit: int,
+        *,
+        priority: int | None = None,
+    ) -> Ticket:
+        level, values = _level(priority)
+
         def run(db: sqlite3.Connection) -> tuple[list[StoredMessage], float | None]:
             due: list[StoredMessage] = []
             later: list[float] = []
             for table, extra in _TAIL_TABLES:
                 rows = db.execute(
-                    _EXPIRE.format(table=table, extra=extra),
-                    (queue_id, queue_id, now, after, upto, limit),
+                    _EXPIRE.format(table=table, extra=extra, level=level),
+                    (queue_id, queue_id, now, after, upto, *values, limit),
                 )
                 due.extend(_stored_message(row) for row in rows.fetchall())
                 (first,) = db.execute(
-                    _FIRST_EXPIRY.format(table=table), (queue_id, after, upto)
+                    _FIRST_EXPIRY.format(table=table, level=level),
+                    (queue_id, after, upto, *values),
                 ).fetchone()
                 if first is not None:
                     later.append(first)
@@ -543,12 +585,23 @@ class SQLiteStore:
 
         return self._operation(run, write=True)
 
-    def purge_tail(self, queue_id: str, after: int, upto: int, keep: Sequence[int]) -> Ticket:
+    def purge_tail(
+        self,
+        queue_id: str,
+        after: int,
+        upto: int,
+        keep: Sequence[int],
+        *,
+        priority: int | None = None,
+    ) -> Ticket:
         kept = json.dumps(list(keep))
+        level, values = _level(priority)
 
         def run(db: sqlite3.Connection) -> None:
             for table, _ in _TAIL_TABLES:
-                db.execute(_PURGE.format(table=table), (queue_id, after, upto, kept))
+                db.execute(
+                    _PURGE.format(table=table, level=level), (queue_id, after, upto, *values, kept)
+                )
 
         return self._operation(run, write=True)
 
@@ -591,42 +644,54 @@ _ALL_DURABLES = (
     " ORDER BY channel_id, owner_id, name"
 )
 _ALL_MESSAGES = (
-    "SELECT queue_id, seq, message_id, destination, headers, body, expires_at, redelivered"
-    " FROM messages ORDER BY queue_id, seq"
+    "SELECT queue_id, seq, message_id, destination, headers, body, expires_at, redelivered,"
+    " 1, priority FROM messages ORDER BY queue_id, seq"
 )
 # A backlog's tail lives in two tables: ``messages`` and ``spilled`` (transient messages,
 # never delivered before). Each table with the columns of a stored message it gives.
+_MESSAGES_EXTRA = "redelivered, 1, priority"
 _TAIL_TABLES = (
-    ("messages", "redelivered, 1"),
-    ("spilled", "0, 0"),
+    ("messages", _MESSAGES_EXTRA),
+    ("spilled", "0, 0, priority"),
 )
+# ``{level}`` narrows a query to one priority (see ``_level``), after its ``seq`` bounds.
 _RANGE = (
     "SELECT queue_id, seq, message_id, destination, headers, body, expires_at, {extra}"
-    " FROM {table} WHERE queue_id = ? AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?"
+    " FROM {table} WHERE queue_id = ? AND seq > ? AND seq <= ?{level} ORDER BY seq LIMIT ?"
 )
 _NEXT_QUEUE = "SELECT queue_id FROM messages WHERE queue_id > ? ORDER BY queue_id LIMIT 1"
-_HIGH_SEQ = "SELECT max(seq) FROM messages WHERE queue_id = ?"
+_HIGH_SEQ = "SELECT max(seq) FROM messages WHERE queue_id = ?{level}"
 _COUNT = (
     "SELECT count(*), total(length(body)), max(seq), min(expires_at) FROM"
     " (SELECT seq, body, expires_at FROM messages"
-    "  WHERE queue_id = ? AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?)"
+    "  WHERE queue_id = ? AND seq > ? AND seq <= ?{level} ORDER BY seq LIMIT ?)"
 )
-_RANGE_OF_MESSAGES = _RANGE.format(table="messages", extra="redelivered, 1")
-_FORGET_SPILLED = "DELETE FROM spilled WHERE queue_id = ? AND seq > ? AND seq <= ?"
+_FORGET_SPILLED = "DELETE FROM spilled WHERE queue_id = ? AND seq > ? AND seq <= ?{level}"
 _EXPIRE = (
     "DELETE FROM {table} WHERE queue_id = ? AND seq IN"
     " (SELECT seq FROM {table} WHERE queue_id = ? AND expires_at <= ? AND seq > ? AND seq <= ?"
-    "  ORDER BY expires_at LIMIT ?)"
+    "  {level} ORDER BY expires_at LIMIT ?)"
     " RETURNING queue_id, seq, message_id, destination, headers, body, expires_at, {extra}"
 )
 _FIRST_EXPIRY = (
     "SELECT min(expires_at) FROM {table}"
-    " WHERE queue_id = ? AND expires_at IS NOT NULL AND seq > ? AND seq <= ?"
+    " WHERE queue_id = ? AND expires_at IS NOT NULL AND seq > ? AND seq <= ?{level}"
 )
 _PURGE = (
-    "DELETE FROM {table} WHERE queue_id = ? AND seq > ? AND seq <= ?"
+    "DELETE FROM {table} WHERE queue_id = ? AND seq > ? AND seq <= ?{level}"
     " AND seq NOT IN (SELECT value FROM json_each(?))"
 )
+
+
+def _level(priority: int | None) -> tuple[str, tuple[int, ...]]:
+    """The condition (and its values) that narrows a message query to one priority; none
+    for None. Messages of another priority than the default are found through a partial
+    index, which SQLite uses only when the query repeats that index's condition."""
+    if priority is None:
+        return "", ()
+    if priority == DEFAULT_PRIORITY:
+        return f" AND priority = {DEFAULT_PRIORITY:d}", ()
+    return f" AND priority = ? AND priority <> {DEFAULT_PRIORITY:d}", (priority,)
 
 
 def _one_user(db: sqlite3.Connection, query: str, value: str) -> UserRecord | None:
@@ -644,6 +709,7 @@ def _message_row(message: StoredMessage) -> tuple[object, ...]:
         message.body,
         message.expires_at,
         int(message.redelivered),
+        message.priority,
     )
 
 
@@ -659,4 +725,5 @@ def _stored_message(row: tuple[Any, ...]) -> StoredMessage:
         expires_at,
         bool(redelivered),
         bool(row[8]) if len(row) > 8 else True,
+        priority=row[9] if len(row) > 9 else DEFAULT_PRIORITY,
     )

@@ -263,7 +263,9 @@ class SqliteSource:
             size = 0
             rows = db.execute(_MESSAGES_AFTER, (*after, limit))
             for row in rows:
-                queue_id, seq, message_id, destination, headers, body, expires_at, again = row
+                queue_id, seq, message_id, destination, headers, body, expires_at, again, level = (
+                    row
+                )
                 found.append(
                     StoredMessage(
                         queue_id,
@@ -274,6 +276,7 @@ class SqliteSource:
                         body,
                         expires_at,
                         bool(again),
+                        priority=level,
                     )
                 )
                 size += len(body)
@@ -286,8 +289,8 @@ class SqliteSource:
 
 
 _MESSAGES_AFTER = (
-    "SELECT queue_id, seq, message_id, destination, headers, body, expires_at, redelivered"
-    " FROM messages WHERE (queue_id, seq) > (?, ?) ORDER BY queue_id, seq LIMIT ?"
+    "SELECT queue_id, seq, message_id, destination, headers, body, expires_at, redelivered,"
+    " priority FROM messages WHERE (queue_id, seq) > (?, ?) ORDER BY queue_id, seq LIMIT ?"
 )
 
 

@@ -1,9 +1,10 @@
 """Messages over HTTP: publish to a queue or channel, and pull from a queue with a lease.
 
-Publishing takes either JSON (``{"body": ..., "headers": {...}}``, or ``body_base64`` for
-binary data) or any other content type as the raw body, whose type is kept in the
-``content-type`` header. When the queues are over their memory bound the broker answers
-429 with Retry-After instead of buffering: an HTTP publisher is slowed like a STOMP one.
+Publishing takes either JSON (``{"body": ..., "headers": {...}, "priority": 0..9}``, or
+``body_base64`` for binary data) or any other content type as the raw body, whose type is
+kept in the ``content-type`` header. When the queues are over their memory bound the
+broker answers 429 with Retry-After instead of buffering: an HTTP publisher is slowed like
+a STOMP one.
 
 Pulling leases messages: each comes with a receipt to ack or nack it; a lease that runs
 out returns the message to the queue, marked redelivered. ``wait_ms`` long-polls until a
@@ -27,6 +28,7 @@ from pydantic import ValidationError
 from buzon.auth import Action, Principal
 from buzon.broker import Lease, Message, Queue
 from buzon.errors import BrokerError, ErrorCode, RequestError
+from buzon.priority import PRIORITY_HEADER
 from buzon.server.context import ServerContext
 from buzon.server.durable import until_durable
 from buzon.server.http.schemas import (
@@ -90,7 +92,10 @@ async def read_message(request: Request) -> tuple[tuple[tuple[str, str], ...], b
             where = ".".join(str(part) for part in errors[0]["loc"])
             detail = f"{where}: {errors[0]['msg']}" if where else errors[0]["msg"]
         raise RequestError(ErrorCode.BAD_REQUEST, detail[:300]) from None
-    return _checked_headers(message.headers), _body_of(message)
+    headers = _checked_headers(message.headers)
+    if message.priority is not None:  # the field wins over a header of the same name
+        headers = ((PRIORITY_HEADER, str(message.priority)), *headers)
+    return headers, _body_of(message)
 
 
 def _body_of(message: NewMessage) -> bytes:

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from buzon.auth.users import MAX_PASSWORD, MIN_PASSWORD, USERNAME, USERNAME_RULE
 from buzon.broker.config import MAX_BACKLOG_WINDOW, MAX_BACKLOG_WINDOW_BYTES
+from buzon.priority import HIGHEST_PRIORITY
 from buzon.store import Overflow, Role
 
 # Bounds on what one request may carry; a message's headers have the STOMP frame's limits.
@@ -195,6 +196,13 @@ class NewMessage(Request):
         default_factory=dict,
         description=f"user headers, at most {MAX_HEADERS}; names of 1 to 256 characters",
         json_schema_extra={"maxProperties": MAX_HEADERS},  # checked with a clearer message
+    )
+    priority: int | None = Field(
+        None,
+        ge=0,
+        le=HIGHEST_PRIORITY,
+        strict=True,
+        description="0 (lowest) to 9; a queue hands out higher priorities first (default 4)",
     )
 
 
