@@ -206,18 +206,54 @@ class HeldStore:
     def spill(self, messages: Sequence[StoredMessage]) -> Ticket:
         return self._hold(lambda: self.store.spill(messages))
 
-    def read_page(self, queue_id: str, after: int, upto: int, limit: int, max_bytes: int) -> Ticket:
-        return self._hold(lambda: self.store.read_page(queue_id, after, upto, limit, max_bytes))
+    def read_page(
+        self,
+        queue_id: str,
+        after: int,
+        upto: int,
+        limit: int,
+        max_bytes: int,
+        *,
+        priority: int | None = None,
+    ) -> Ticket:
+        return self._hold(
+            lambda: self.store.read_page(queue_id, after, upto, limit, max_bytes, priority=priority)
+        )
 
     # counts and expiries go two messages at a time, so they take several steps here too
-    def count_tail(self, queue_id: str, after: int, upto: int, limit: int) -> Ticket:
-        return self._hold(lambda: self.store.count_tail(queue_id, after, upto, 2))
+    def count_tail(
+        self, queue_id: str, after: int, upto: int, limit: int, *, priority: int | None = None
+    ) -> Ticket:
+        return self._hold(
+            lambda: self.store.count_tail(queue_id, after, upto, 2, priority=priority)
+        )
 
-    def expire_tail(self, queue_id: str, after: int, upto: int, now: float, limit: int) -> Ticket:
-        return self._hold(lambda: self.store.expire_tail(queue_id, after, upto, now, 2))
+    def expire_tail(
+        self,
+        queue_id: str,
+        after: int,
+        upto: int,
+        now: float,
+        limit: int,
+        *,
+        priority: int | None = None,
+    ) -> Ticket:
+        return self._hold(
+            lambda: self.store.expire_tail(queue_id, after, upto, now, 2, priority=priority)
+        )
 
-    def purge_tail(self, queue_id: str, after: int, upto: int, keep: Sequence[int]) -> Ticket:
-        return self._hold(lambda: self.store.purge_tail(queue_id, after, upto, keep))
+    def purge_tail(
+        self,
+        queue_id: str,
+        after: int,
+        upto: int,
+        keep: Sequence[int],
+        *,
+        priority: int | None = None,
+    ) -> Ticket:
+        return self._hold(
+            lambda: self.store.purge_tail(queue_id, after, upto, keep, priority=priority)
+        )
 
     def read_scheduled(self, queue_id: str, after: tuple[float, int] | None, limit: int) -> Ticket:
         return self._hold(lambda: self.store.read_scheduled(queue_id, after, limit))

@@ -176,3 +176,27 @@ async def test_a_pull_keeps_only_what_it_took_the_rest_goes_back_to_every_node(
     await store.messages()
     [back] = (await settled(store.claim(queue.record.id, 100, 1 << 20))).messages
     assert (back.body, back.redelivered) == (b"0", True)
+
+
+async def test_claims_take_the_highest_priority_first_and_the_oldest_within_one(
+    store: PostgresStore,
+) -> None:
+    broker = shared_broker(store)
+    producer = open_peer(broker, "alice")
+    sent = [(1, None), (2, 9), (3, 0), (4, 9), (5, 6), (6, None)]
+    for number, priority in sent:
+        headers = () if priority is None else (("priority", str(priority)),)
+        producer.session.publish("/queue/jobs", headers, str(number).encode())
+    await settled(broker.journal.last)  # no consumer: every one is written unclaimed
+    queue = broker.destination(DestinationKind.QUEUE, "jobs")
+    assert isinstance(queue, Queue)
+    two = await settled(store.claim(queue.record.id, 2, 1 << 20))
+    assert [(m.body, m.priority) for m in two.messages] == [(b"2", 9), (b"4", 9)]
+    await settled(store.release([(queue.record.id, m.seq, False, 0) for m in two.messages]))
+    # a consumer taking one at a time gets them in priority order
+    consumer = open_peer(broker, "carol")
+    consumer.session.subscribe("s", "/queue/jobs", AckMode.CLIENT_INDIVIDUAL, prefetch=1)
+    for count in range(1, 7):
+        await until(lambda: len(consumer.deliveries) == count, f"delivery {count}")  # noqa: B023
+        consumer.session.ack(consumer.deliveries[-1].ack_id or "")
+    assert consumer.bodies() == [b"2", b"4", b"5", b"1", b"6", b"3"]

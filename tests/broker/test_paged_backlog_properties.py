@@ -5,9 +5,13 @@ store with every operation held until the test releases it (:class:`HeldStore`, 
 database thread that runs late), so reads, counts, expiries and purges complete in any
 order relative to publishes, acks, nacks, unsubscribes, clock jumps and clean restarts.
 
-The model is the queue's contract (docs/durability.md): a delivery is always the oldest
-waiting message that has not expired (one producer's messages arrive in publish order, so
-every older one has arrived); ``redelivered`` is set exactly on messages handed out before;
+Messages carry random priorities, so the queue's backlog is leveled (one paged backlog per
+priority, see ``leveled_backlog``). The model is the queue's contract (docs/durability.md):
+a delivery is always the highest-priority, oldest waiting message that has arrived and has
+not expired (one producer's messages arrive in publish order; the queue's ``published``
+count at the moment of each delivery says which had arrived then: a higher priority still
+being written does not hold a delivery back); ``redelivered`` is set exactly on messages
+handed out before;
 an acked message never comes back; transient messages do not survive a restart, persistent
 ones do; and once the store has caught up, a consumer with room is never left waiting while
 a live message waits (nothing is stranded in the tail).
@@ -36,7 +40,13 @@ class Waiting:
     seq: int
     expires_at: float | None
     persistent: bool
+    priority: int
     delivered_before: bool = False
+    arrived: bool = False
+
+    def ahead_of(self, other: Waiting) -> bool:
+        """Whether a queue hands this one out before ``other``."""
+        return (self.priority, -self.seq) > (other.priority, -other.seq)
 
 
 class PagedQueueMachine(RuleBasedStateMachine):
@@ -53,6 +63,8 @@ class PagedQueueMachine(RuleBasedStateMachine):
         self.acked: set[int] = set()
         self.published = 0
         self.seen = 0  # deliveries of the current consumer already checked
+        self.this_run: list[int] = []  # numbers published since the last start, in order
+        self.arrivals: list[int] = []  # the queue's arrivals this run, at each delivery
         self.start(restored=False)
 
     # -- a broker over the held store ---------------------------------------------------
@@ -66,20 +78,31 @@ class PagedQueueMachine(RuleBasedStateMachine):
             self.broker.restore(found, cleanly=True)
         self.producer = open_peer(self.broker, "alice")
         self.consumer: Peer | None = None
+        self.this_run = []
+        for item in self.waiting.values():
+            item.arrived = True  # restored
+
+    def arrived_so_far(self) -> int:
+        return self.broker.statistics().queues[0].published
 
     def check_deliveries(self) -> None:
         """Each new delivery is the oldest live waiting message, flagged as it should be."""
         if self.consumer is None:
             return
-        for delivery in self.consumer.deliveries[self.seen :]:
+        for index, delivery in enumerate(self.consumer.deliveries[self.seen :], self.seen):
             number = int(delivery.message.body)
             assert number not in self.acked, f"acked message {number} came back"
             assert number in self.waiting, f"{number} delivered but not waiting"
+            for arrived in self.this_run[: self.arrivals[index]]:
+                if arrived in self.waiting:
+                    self.waiting[arrived].arrived = True
             item = self.waiting.pop(number)
-            for older, other in list(self.waiting.items()):
-                if other.seq < item.seq:
-                    assert self.expired(other), f"{number} delivered before the older {older}"
-                    del self.waiting[older]  # expired: retired on the way
+            item.arrived = True
+            assert delivery.message.priority == item.priority
+            for ahead, other in list(self.waiting.items()):
+                if other.arrived and other.ahead_of(item):
+                    assert self.expired(other), f"{number} delivered before {ahead}"
+                    del self.waiting[ahead]  # expired: retired on the way
             assert delivery.redelivered == item.delivered_before, f"flag of {number}"
             assert not self.expired(item)
             assert delivery.ack_id is not None
@@ -94,11 +117,17 @@ class PagedQueueMachine(RuleBasedStateMachine):
 
     # -- rules ---------------------------------------------------------------------------
 
-    @rule(persistent=st.booleans(), ttl=st.sampled_from([None, None, 5.0, 60.0]))
-    def publish(self, persistent: bool, ttl: float | None) -> None:
+    @rule(
+        persistent=st.booleans(),
+        ttl=st.sampled_from([None, None, 5.0, 60.0]),
+        priority=st.sampled_from([None, 0, 4, 7, 9]),
+    )
+    def publish(self, persistent: bool, ttl: float | None, priority: int | None) -> None:
         headers: list[tuple[str, str]] = []
         if not persistent:
             headers.append(("persistent", "false"))
+        if priority is not None:
+            headers.append(("priority", str(priority)))
         expires_at = None
         if ttl is not None:
             expires_at = self.clock.now + ttl
@@ -108,8 +137,12 @@ class PagedQueueMachine(RuleBasedStateMachine):
         message_id = self.producer.session.publish(Q, tuple(headers), b"%020d" % number)
         seq = int(message_id.rsplit("-", 1)[1])  # ids are <run prefix>-<seq>
         self.waiting[number] = Waiting(
-            seq, None if expires_at is None else int(expires_at * 1000) / 1000, persistent
+            seq,
+            None if expires_at is None else int(expires_at * 1000) / 1000,
+            persistent,
+            4 if priority is None else priority,
         )
+        self.this_run.append(number)
         self.check_deliveries()
 
     @precondition(lambda self: self.consumer is None)
@@ -117,6 +150,8 @@ class PagedQueueMachine(RuleBasedStateMachine):
     def subscribe(self) -> None:
         self.consumer = open_peer(self.broker, "carol")
         self.seen = 0
+        self.arrivals = []
+        self.consumer.sink.on_deliver = lambda _: self.arrivals.append(self.arrived_so_far())
         self.consumer.subscribe(Q, AckMode.CLIENT_INDIVIDUAL, PREFETCH)
         self.check_deliveries()
 

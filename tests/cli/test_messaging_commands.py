@@ -109,6 +109,18 @@ def test_publish_takes_an_argument_a_file_or_stdin_lines(
     assert "content-type" not in pulled[1].headers
 
 
+def test_publish_priority_puts_messages_ahead_of_lower_ones(
+    alice: Messenger, admin_client: ManagementClient
+) -> None:
+    admin_client.create_queue("pub-priority")
+    alice.ok("publish", "--queue", "pub-priority", "routine")
+    alice.ok("publish", "--queue", "pub-priority", "whenever", "--priority", "0")
+    alice.ok("publish", "--queue", "pub-priority", "urgent", "--priority", "9")
+    admin_client.publish("/queue/pub-priority", "urgent too", priority=9)
+    pulled = drain(admin_client, "pub-priority")
+    assert [m.text for m in pulled] == ["urgent", "urgent too", "routine", "whenever"]
+
+
 def test_count_repeats_and_rate_paces_the_run(
     alice: Messenger, admin_client: ManagementClient
 ) -> None:
@@ -227,6 +239,8 @@ def test_subscribe_prints_what_another_process_publishes(
     [
         (("publish", "--queue", "err", "x", "--header", "novalue"), "write it as NAME=VALUE"),
         (("publish", "--queue", "err", "--file", "/no/such/file"), "cannot read /no/such/file"),
+        (("publish", "--queue", "err", "x", "--priority", "10"), "from 0 to 9"),
+        (("publish", "--queue", "err", "x", "--priority", "-1"), "from 0 to 9"),
         (("publish", "--queue", "bad name!", "x"), "invalid destination"),
         (("publish", "--queue", "err", "x", "--stomp-url", "stomp://u:pw@127.0.0.1"), "password"),
         (("consume", "err", "--stomp-url", "http://127.0.0.1:1"), "use stomp:// or stomp+ssl://"),

@@ -53,6 +53,20 @@ async def test_publish_and_consume_a_queue_with_acks(server: BuzonServer) -> Non
     assert (queue.depth, queue.in_flight, queue.acked) == (0, 0, 3)
 
 
+async def test_publish_priority_reaches_consumers_highest_first(server: BuzonServer) -> None:
+    async with AsyncClient(url(server)) as client:
+        for text, priority in [("routine", None), ("later", 0), ("urgent", 9), ("soon", 6)]:
+            await client.publish("/queue/triage", text, priority=priority)
+        for bad in (10, -1, True):
+            with pytest.raises(ValueError, match="priority must be an integer from 0 to 9"):
+                await client.publish("/queue/triage", "refused here", priority=bad)
+        jobs = await client.subscribe("/queue/triage", ack="auto")
+        got = [await jobs.get(timeout=5) for _ in range(4)]
+        assert [m.text for m in got] == ["urgent", "soon", "routine", "later"]
+        assert [m.headers.get("priority") for m in got] == ["9", "6", None, "0"]
+    assert server.broker.statistics().queues[0].published == 4
+
+
 async def test_channel_fan_out_and_binary_bodies(server: BuzonServer) -> None:
     async with AsyncClient(url(server)) as first, AsyncClient(url(server)) as second:
         subs = [await c.subscribe("/topic/news") for c in (first, second)]

@@ -52,7 +52,7 @@ async def test_json_message_round_trips_through_a_pull(
     http: httpx.AsyncClient, admin: Auth
 ) -> None:
     await create(http, admin, "queues", "jobs")
-    headers = {"priority": "high", "x-trace": "a:b\nc ñ"}
+    headers = {"x-urgency": "high", "x-trace": "a:b\nc ñ"}
     message_id = await publish(http, admin, "queues", "jobs", "hello wörld", headers)
     before = time.time()
     [pulled] = await pull(http, admin, "jobs", lease_ms=60_000)
@@ -128,7 +128,11 @@ async def test_an_empty_json_message_is_an_empty_body(http: httpx.AsyncClient, a
         ({"body": "x", "headers": {f"h{i}": "v" for i in range(65)}}, "at most 64 headers"),
         ({"body": "x", "headers": {"n": 1}}, "headers.n: "),
         ({"body": 5}, "body: "),
-        ({"body": "x", "priority": "high"}, "priority: Extra inputs"),
+        ({"body": "x", "urgency": "high"}, "urgency: Extra inputs"),
+        ({"body": "x", "priority": 10}, "priority: Input should be less than or equal to 9"),
+        ({"body": "x", "priority": -1}, "priority: Input should be greater than or equal to 0"),
+        ({"body": "x", "priority": "4"}, "priority: Input should be a valid integer"),
+        ({"body": "x", "priority": 4.5}, "priority: Input should be a valid integer"),
         ([], "Input should be"),
     ],
 )

@@ -403,6 +403,61 @@ async def test_backlogs_give_each_queue_its_head_and_the_extent_of_the_rest(
     assert (found["small"].high_seq, found["small"].more) == (9, False)
 
 
+# -- priorities: every tail operation can be narrowed to one priority -------------------
+
+
+def at(priority: int, queue_id: str, seq: int, expires_at: float | None = None) -> StoredMessage:
+    return dataclasses.replace(stored(queue_id, seq), priority=priority, expires_at=expires_at)
+
+
+async def test_the_priority_of_a_message_is_kept(store: Store) -> None:
+    store.submit(appends=[at(9, "q", 1), stored("q", 2), at(0, "q", 3)])
+    assert [(m.seq, m.priority) for m in await store.messages()] == [(1, 9), (2, 4), (3, 0)]
+
+
+async def test_tail_reads_and_counts_narrowed_to_a_priority_see_only_its_messages(
+    store: Store,
+) -> None:
+    store.submit(appends=[at(p, "q", seq) for seq, p in enumerate([9, 4, 9, 0, 4, 9], 1)])
+    store.spill([dataclasses.replace(at(9, "q", 7), persistent=False), at(4, "q", 8)])
+    nines = await done(store.read_page("q", 0, 10, 10, 1 << 20, priority=9))
+    fours = await done(store.read_page("q", 0, 10, 2, 1 << 20, priority=4))
+    everything = await done(store.read_page("q", 0, 10, 10, 1 << 20))
+    assert isinstance(nines, Page)
+    assert isinstance(fours, Page)
+    assert isinstance(everything, Page)
+    assert ([m.seq for m in nines.messages], nines.exhausted) == ([1, 3, 6, 7], True)
+    assert {m.priority for m in nines.messages} == {9}
+    assert ([m.seq for m in fours.messages], fours.exhausted) == ([2, 5], False)
+    # the spilled 9 was read (and so forgotten); the spilled 4 was not, and is still there
+    assert [m.seq for m in everything.messages] == [1, 2, 3, 4, 5, 6, 8]
+    counted = await done(store.count_tail("q", 1, 10, 10, priority=9))
+    assert isinstance(counted, TailCount)
+    assert (counted.messages, counted.last_seq) == (2, 6)
+
+
+async def test_expiry_and_purge_narrowed_to_a_priority_leave_the_others(store: Store) -> None:
+    store.submit(
+        appends=[at(9, "q", 1, 10.0), at(2, "q", 2, 10.0), at(9, "q", 3, 50.0), at(2, "q", 4)]
+    )
+    result = await done(store.expire_tail("q", 0, 10, 20.0, 10, priority=9))
+    assert isinstance(result, tuple)
+    due, next_expiry = result
+    assert ([m.seq for m in due], next_expiry) == ([1], 50.0)
+    await done(store.purge_tail("q", 0, 10, [], priority=2))
+    assert [(m.seq, m.priority) for m in await store.messages()] == [(3, 9)]
+
+
+async def test_backlogs_give_a_head_per_priority(store: Store) -> None:
+    store.submit(appends=[at(p, "q", seq) for seq, p in enumerate([4, 9, 4, 9, 9, 0], 1)])
+    found = {item.priority: item for item in await store.backlogs(2, 1 << 20)}
+    assert sorted(found) == [0, 4, 9]
+    assert ([m.seq for m in found[9].head], found[9].high_seq, found[9].more) == ([2, 4], 5, True)
+    assert ([m.seq for m in found[4].head], found[4].high_seq, found[4].more) == ([1, 3], 3, False)
+    assert ([m.seq for m in found[0].head], found[0].more) == ([6], False)
+    assert {item.queue_id for item in found.values()} == {"q"}
+
+
 async def test_spilled_messages_do_not_outlive_a_restart(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "data")
     await store.open()
@@ -503,11 +558,11 @@ async def test_backlogs_hand_back_scheduled_messages_apart_and_number_above_them
         for queue_id, item in found.items()
     }
     assert summary == {
-        "mixed": ([1, 2], True, 9, [(3, 700.0, False), (9, 650.0, False)]),
+        "mixed": ([1, 2], True, 9, [(9, 650.0, False), (3, 700.0, False)]),
         "exact": ([1, 2], False, 3, [(3, 800.0, False)]),
         "waiting": ([], False, 5, [(5, 900.0, False)]),
     }
-    assert found["mixed"].scheduled[0] == scheduled("mixed", 3, 700.0)
+    assert found["mixed"].scheduled[1] == scheduled("mixed", 3, 700.0)
 
 
 async def test_a_schedule_sets_the_time_and_the_mark_and_survives_a_reopen(

@@ -62,6 +62,7 @@ def from_store(item: StoredMessage) -> Message:
         item.seq,
         item.persistent,
         item.expires_at,
+        priority=item.priority,
     )
 
 
@@ -163,6 +164,11 @@ class MemoryBacklog:
         """Whether persistent messages have store records (the broker has a store)."""
         return self._journaling
 
+    @property
+    def has_tail(self) -> bool:
+        """Whether waiting messages are (or may be) only in the store: never, here."""
+        return False
+
     def is_redelivered(self, message: Message) -> bool:
         """Whether ``message`` was handed out before."""
         return bool(self._redelivered) and message.seq in self._redelivered
@@ -170,6 +176,24 @@ class MemoryBacklog:
     def deliveries(self, message: Message) -> int:
         """How often ``message`` was handed out (counted only with :meth:`count_delivery`)."""
         return self._deliveries.get(message.seq, 0)
+
+    # -- levels (see ``leveled_backlog``) -------------------------------------------------
+
+    def sibling(self, priority: int, expiring: set[BacklogHost]) -> MemoryBacklog:
+        """A new, empty backlog of the same kind for the same queue, for the messages of
+        another ``priority``, reporting to the sweep set ``expiring``."""
+        return MemoryBacklog(self._host, self.queue_id, self._gauge, self._journal, expiring)
+
+    @property
+    def sweep(self) -> set[BacklogHost]:
+        """The set of the expiry sweep this backlog reports to."""
+        return self._queues_expiring
+
+    def join_sweep(self, expiring: set[BacklogHost]) -> None:
+        """Report to the sweep set ``expiring`` from now on (this backlog became one level
+        of a leveled one); the next sweep visits it in any case."""
+        self._queues_expiring = expiring
+        expiring.add(self._host)
 
     # -- arriving ------------------------------------------------------------------------
 
@@ -224,6 +248,11 @@ class MemoryBacklog:
         if message.expires_at is not None:
             del self._expiring[message.seq]
         return message
+
+    def pop_least(self) -> Message | None:
+        """Remove and return the message a queue over its bounds drops first (drop-head):
+        the oldest resident one here, where every message has one priority."""
+        return self.pop()
 
     def count_delivery(self, message: Message) -> None:
         """Count one more delivery of ``message`` (when the policy limits deliveries)."""

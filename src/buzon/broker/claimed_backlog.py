@@ -13,8 +13,10 @@ write (:meth:`ClaimedBacklog.reserve`). A transient message that a local consume
 once is never written at all; one that must wait is spilled, unclaimed, like the others.
 
 Claiming. When this node's demand (the free credit of its consumers, and its HTTP pullers)
-exceeds what it holds, it claims the oldest unclaimed messages, as many as the demand, in
-one statement (``FOR UPDATE SKIP LOCKED``: nodes never wait for each other). It knows there
+exceeds what it holds, it claims unclaimed messages, highest priority first and oldest
+first within a priority, as many as the demand, in one statement (``FOR UPDATE SKIP
+LOCKED``: nodes never wait for each other); what one claim brings is handed out in that
+order. It knows there
 may be some because it wrote them, because another node said so (a NOTIFY per commit
 batch, :meth:`ClaimedBacklog.available`), or because the periodic count found some
 (:meth:`ClaimedBacklog.refresh`). A claim that comes back short clears that belief, unless

@@ -35,6 +35,7 @@ from buzon.broker.policy import (
     may_feed,
     publish_options,
 )
+from buzon.broker.priorities import priority_of
 from buzon.broker.queue import Queue, Retirement
 from buzon.errors import BrokerError, ErrorCode
 from buzon.store import DestinationKind, IdempotencyKey, StoredBacklog, Ticket
@@ -119,8 +120,8 @@ class Intake:
 
         Raises:
             BrokerError: BAD_HEADER_VALUE for an ``expires``, ``delay`` or ``deliver-at``
-                header that is not a number of ms or out of bounds, or a time given for a
-                channel.
+                header that is not a number of ms or out of bounds, a time given for a
+                channel, or a ``priority`` that is not 0 to 9.
         """
         persistent, expires, timed = publish_options(headers)
         policy = target.record.policy
@@ -144,6 +145,7 @@ class Intake:
             persistent,
             expires_at,
             when,
+            priority=priority_of(headers),
         )
 
     def _when(self, target: Target, headers: Headers) -> float | None:

@@ -43,6 +43,7 @@ def stored(
         message.persistent,
         claimed,
         deliver_at=deliver_at,
+        priority=message.priority,
     )
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from buzon.errors import ErrorCode
+from buzon.priority import DEFAULT_PRIORITY
 
 Headers = tuple[tuple[str, str], ...]
 """User headers in the order the publisher sent them (repeats allowed, first one wins)."""
@@ -29,6 +30,7 @@ class Message:
         expires_at: Unix time after which it is never delivered, or None.
         deliver_at: Unix time before which it is not delivered (published with ``delay``
             or ``deliver-at``), or None.
+        priority: 0 (lowest) to 9; a queue hands out higher priorities first.
     """
 
     id: str
@@ -39,6 +41,7 @@ class Message:
     persistent: bool = False
     expires_at: float | None = None
     deliver_at: float | None = None
+    priority: int = DEFAULT_PRIORITY
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,11 @@ broker with millions of waiting messages accepts connections at once.
 Expiry costs what can expire: the window has its heap (see ``backlog``); for the tail, the
 earliest ``expires_at`` it may hold is kept, and when that time has come the sweep asks the
 store to delete what is due through an index.
+
+Priorities. A paged backlog holds the messages of one priority (``priority``, 4 unless the
+queue's messages have several: then ``leveled_backlog`` keeps one paged backlog per
+priority). Every store call it makes names that priority, so its tail is the range above,
+narrowed to the rows of its priority, and everything said here holds per priority.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from buzon.broker.backlog import BacklogHost, MemoryBacklog, from_store
 from buzon.broker.flow import QueuedBytes
 from buzon.broker.journal import Journal, stored
 from buzon.broker.message import Message
+from buzon.priority import DEFAULT_PRIORITY
 from buzon.store import Page, PagedLog, StoredBacklog, TailCount, Ticket
 
 log = logging.getLogger("buzon.broker")
@@ -77,6 +83,8 @@ class PagedBacklog(MemoryBacklog):
         paging: the store and the window bounds.
         incoming: the queue's admitted messages that have not arrived yet (their seqs, in
             admission order); reads stay below them.
+        priority: the priority of its messages; it reads only those from the store (a
+            queue with several priorities has one paged backlog per priority).
     """
 
     __slots__ = (
@@ -88,6 +96,7 @@ class PagedBacklog(MemoryBacklog):
         "_low",
         "_op",
         "_pager",
+        "_priority",
         "_recovered_high",
         "_retry",
         "_tail",
@@ -109,8 +118,10 @@ class PagedBacklog(MemoryBacklog):
         *,
         paging: Paging,
         incoming: dict[int, None],
+        priority: int = DEFAULT_PRIORITY,
     ) -> None:
         super().__init__(host, queue_id, gauge, journal, expiring)
+        self._priority = priority
         self._pager = paging.pager
         self._window = paging.window
         self._window_bytes = paging.window_bytes
@@ -141,6 +152,18 @@ class PagedBacklog(MemoryBacklog):
     def has_tail(self) -> bool:
         """Whether waiting messages are (or may be, while counting) only in the store."""
         return self._tail > 0 or self._counting
+
+    def sibling(self, priority: int, expiring: set[BacklogHost]) -> MemoryBacklog:
+        return PagedBacklog(
+            self._host,
+            self.queue_id,
+            self._gauge,
+            self._journal,
+            expiring,
+            paging=Paging(self._pager, self._window, self._window_bytes),
+            incoming=self._incoming,
+            priority=priority,
+        )
 
     # -- arriving ------------------------------------------------------------------------
 
@@ -209,7 +232,9 @@ class PagedBacklog(MemoryBacklog):
         dropped, size = super().purge()
         if self.has_tail:
             keep = [seq for seq in self._incoming if self._cursor < seq <= self._tail_high]
-            self._pager.purge_tail(self.queue_id, self._cursor, self._tail_high, keep)
+            self._pager.purge_tail(
+                self.queue_id, self._cursor, self._tail_high, keep, priority=self._priority
+            )
             dropped += self._tail
             size += self._tail_bytes
             self._cursor = max(self._cursor, self._tail_high)
@@ -229,7 +254,7 @@ class PagedBacklog(MemoryBacklog):
                 if upto >= self._tail_high:
                     self._tail_expiry = math.inf  # what the store finds sets it again
                 ticket = self._pager.expire_tail(
-                    self.queue_id, self._cursor, upto, now, EXPIRE_STEP
+                    self.queue_id, self._cursor, upto, now, EXPIRE_STEP, priority=self._priority
                 )
                 self._op = ticket
                 ticket.add_callback(partial(self._expired, self._epoch))
@@ -284,7 +309,9 @@ class PagedBacklog(MemoryBacklog):
             return  # the next tail messages are still being written or counted
         limit = min(self._window - self.resident, PAGE_MESSAGES)
         room = max(self._window_bytes - self.resident_bytes, 1)
-        ticket = self._pager.read_page(self.queue_id, self._cursor, upto, max(limit, 1), room)
+        ticket = self._pager.read_page(
+            self.queue_id, self._cursor, upto, max(limit, 1), room, priority=self._priority
+        )
         self._op = ticket
         ticket.add_callback(partial(self._paged, self._epoch, upto))
 
@@ -337,7 +364,11 @@ class PagedBacklog(MemoryBacklog):
 
     def _count_next(self) -> None:
         ticket = self._pager.count_tail(
-            self.queue_id, self._counted_upto, self._recovered_high, COUNT_STEP
+            self.queue_id,
+            self._counted_upto,
+            self._recovered_high,
+            COUNT_STEP,
+            priority=self._priority,
         )
         ticket.add_callback(partial(self._counted, self._epoch))
 

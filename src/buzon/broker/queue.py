@@ -48,6 +48,7 @@ from buzon.broker.config import DEFAULT_BACKLOG_WINDOW
 from buzon.broker.deadlines import AckDeadlines, LapseCounters
 from buzon.broker.flow import QueuedBytes
 from buzon.broker.journal import Journal
+from buzon.broker.leveled_backlog import LeveledBacklog
 from buzon.broker.message import REQUEUE, Message, Refusal
 from buzon.broker.paged_backlog import PagedBacklog, Paging
 from buzon.broker.policy import backoff_ms, over_limit
@@ -56,6 +57,7 @@ from buzon.broker.stats import QueueStats
 from buzon.broker.subscription import Subscription
 from buzon.broker.timers import Timers
 from buzon.errors import BrokerError, ErrorCode
+from buzon.priority import DEFAULT_PRIORITY
 from buzon.store import (
     ClaimLog,
     DestinationRecord,
@@ -175,7 +177,7 @@ class Queue:
         expiring = expiring if expiring is not None else set()
         # admitted, waiting for the journal before they arrive: seqs in admission order
         self._incoming: dict[int, None] = {}
-        self._backlog: MemoryBacklog
+        self._backlog: MemoryBacklog | LeveledBacklog
         self._shared: ClaimedBacklog | None = None
         self._paging: Paging | None = None  # a paged backlog's, for the schedule's pages too
         if paging is not None and paging.shared:
@@ -246,7 +248,10 @@ class Queue:
     @property
     def paged(self) -> bool:
         """Whether this queue's backlog keeps its tail in the store."""
-        return isinstance(self._backlog, PagedBacklog)
+        backlog = self._backlog
+        return isinstance(backlog, PagedBacklog) or (
+            isinstance(backlog, LeveledBacklog) and backlog.paged
+        )
 
     # -- arriving ------------------------------------------------------------------------
 
@@ -296,10 +301,12 @@ class Queue:
 
     def restore(self, found: StoredBacklog, cleanly: bool) -> None:
         """Take what the store holds for this queue at start (see ``paged_backlog``):
-        the head of its backlog, and its scheduled messages."""
-        backlog = self._backlog
+        the head of its backlog of one priority, and its scheduled messages if ``found``
+        carries them."""
+        backlog = self._leveled(found.priority)
+        before = backlog.waiting_bytes
         backlog.restore_head(found, cleanly)
-        self._bytes = backlog.waiting_bytes
+        self._bytes += backlog.waiting_bytes - before
         if found.scheduled_count:
             now = self._clock()
 
@@ -325,6 +332,8 @@ class Queue:
             )
             backlog.resume()  # reads no longer wait for it
             return
+        if message.priority != DEFAULT_PRIORITY:
+            backlog = self._leveled(message.priority)
         backlog.add(message, logged=logged)
         if self._ring and backlog.resident:
             self._dispatch()
@@ -332,6 +341,18 @@ class Queue:
             self._drop_heads()
         if self._waiters and backlog.resident:
             self._wake()
+
+    def _leveled(self, priority: int) -> MemoryBacklog | LeveledBacklog:
+        """The backlog, made leveled when a first message of another priority than the
+        default comes (a queue shared by a cluster's nodes keeps publish order)."""
+        backlog = self._backlog
+        if (
+            priority != DEFAULT_PRIORITY
+            and self._shared is None
+            and not isinstance(backlog, LeveledBacklog)
+        ):
+            backlog = self._backlog = LeveledBacklog(self, backlog)
+        return backlog
 
     # -- BacklogHost: what a paged backlog reports ---------------------------------------
 
@@ -534,8 +555,13 @@ class Queue:
         return schedule
 
     def _due(self, fresh: list[Message], again: list[Message]) -> None:
-        """Scheduled messages whose time came join the backlog, in their seq place."""
+        """Scheduled messages whose time came join the backlog, in their seq place (the
+        first of a priority other than the default makes the backlog leveled)."""
         backlog = self._backlog
+        for message in (*fresh, *again):
+            if message.priority != DEFAULT_PRIORITY:
+                backlog = self._leveled(message.priority)
+                break
         if fresh:
             backlog.give_back(fresh, redelivered=False, fresh=True)
         if again:
@@ -763,7 +789,7 @@ class Queue:
     def _drop_heads(self) -> None:
         backlog = self._backlog
         while backlog.depth and over_limit(self.policy, backlog.depth, backlog.waiting_bytes):
-            message = backlog.pop()
+            message = backlog.pop_least()
             if message is None:
                 if self._shared is not None:
                     self._trim_shared(self._shared)  # the head waits in the store

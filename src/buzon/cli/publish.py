@@ -40,6 +40,7 @@ from buzon.cli.stomp_login import (
 from buzon.cli.timing import duration_ms, moment_ms
 from buzon.client import ApiError, AsyncClient, DestinationKind
 from buzon.errors import BuzonError, ErrorCode
+from buzon.priority import parse_priority
 
 WINDOW = 256
 """Publishes awaiting their receipt at once: enough to hide the round trip on a LAN."""
@@ -75,6 +76,12 @@ def register(commands: Any) -> None:
         help="a header for the consumers (repeatable)",
     )
     parser.add_argument(
+        "--priority",
+        type=_priority,
+        metavar="P",
+        help="0 (lowest) to 9: a queue hands out higher priorities first (default 4)",
+    )
+    parser.add_argument(
         "--count", type=positive_int, default=1, metavar="N", help="publish each message N times"
     )
     parser.add_argument(
@@ -101,6 +108,13 @@ def register(commands: Any) -> None:
     add_stomp_options(parser)
 
 
+def _priority(text: str) -> int:
+    try:
+        return parse_priority(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -120,6 +134,7 @@ class _Run:
     content_type: str | None
     key: str | None
     rate: float | None
+    priority: int | None = None
     confirmed: int = 0
 
 
@@ -153,6 +168,7 @@ def _publish(args: argparse.Namespace) -> int:
         content_type=headers.pop("content-type", None),
         key=None,
         rate=args.rate,
+        priority=args.priority,
     )
     body: Body | None = _read_file(args.file) if args.file else args.message
     login = stomp_login(args)
@@ -215,6 +231,7 @@ async def _publish_all(
                 content_type=run.content_type,
                 access_key=run.key,
                 create=False,
+                priority=run.priority,
             )
             pending.append(asyncio.create_task(publishing))
             if len(pending) >= WINDOW:

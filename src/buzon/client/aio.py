@@ -45,6 +45,7 @@ from buzon.client.timing import Delay, When, schedule
 from buzon.client.tls import CaFile, client_context, failure_reason
 from buzon.client.urls import StompAddress, parse_stomp_url
 from buzon.errors import BuzonError, ErrorCode
+from buzon.priority import HIGHEST_PRIORITY, PRIORITY_HEADER
 from buzon.stomp import (
     Abort,
     Ack,
@@ -205,6 +206,7 @@ class AsyncClient:
         delay: Delay | None = None,
         deliver_at: When | None = None,
         idempotency_key: str | bool = True,
+        priority: int | None = None,
     ) -> None:
         """Publish to ``/queue/<name>`` or ``/topic/<name>``.
 
@@ -232,15 +234,19 @@ class AsyncClient:
                 the queue holding it twice; a string sends that key (reuse it when you
                 publish the same thing again yourself, e.g. after an error); False sends
                 none (and a lost connection is not retried). Channels ignore keys.
+            priority: 0 (lowest) to 9: a queue hands out higher priorities first, in
+                publish order within one; the broker's default (4) when None.
 
         Raises:
             ApiError: the broker refused it (access key, missing destination, a delay
                 beyond the broker's bound or on a channel, ...).
             BuzonConnectionError: no receipt in time, or the connection was lost first
                 (and, with a key, again on the next connection).
-            ValueError: both ``delay`` and ``deliver_at``, or a negative one.
+            ValueError: both ``delay`` and ``deliver_at``, a negative one, or a
+                ``priority`` that is not an integer from 0 to 9 (nothing was sent).
         """
         timing = schedule(delay, deliver_at)
+        _check_priority(priority)
         if isinstance(body, str):
             payload = body.encode()
             content_type = content_type or "text/plain;charset=utf-8"
@@ -253,6 +259,8 @@ class AsyncClient:
             extra["access-key"] = access_key
         if persistent is not None:
             extra["persistent"] = "true" if persistent else "false"
+        if priority is not None:
+            extra[PRIORITY_HEADER] = str(priority)
         if not create:
             extra[AUTO_CREATE] = "false"
         if timing is not None:
@@ -636,6 +644,20 @@ class AsyncClient:
                 await done
         except TimeoutError:
             raise BuzonConnectionError(self.url, "no receipt from the broker in time") from None
+
+
+def _check_priority(priority: int | None) -> None:
+    """Refuse a priority the broker would refuse, before anything is sent.
+
+    Raises:
+        ValueError: not None and not an integer from 0 to 9.
+    """
+    if priority is not None and (
+        isinstance(priority, bool)
+        or not isinstance(priority, int)
+        or not 0 <= priority <= HIGHEST_PRIORITY
+    ):
+        raise ValueError(f"priority must be an integer from 0 to {HIGHEST_PRIORITY}")
 
 
 def _key_for(destination: str, given: str | bool) -> str | None:

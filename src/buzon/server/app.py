@@ -307,7 +307,7 @@ class BuzonServer:
             log.info(
                 "restored %d queues with stored messages (%d in memory, the rest counted in"
                 " the background) after a %s shutdown",
-                len(found),
+                len({item.queue_id for item in found}),  # one item per queue and priority
                 recovered,
                 shutdown,
             )

@@ -80,9 +80,12 @@ class PagedLog(MessageLog, Protocol):
 
     A paged backlog keeps the head of a queue in memory and leaves the rest, its tail, in
     the store. The tail is addressed by seq ranges: ``after < seq <= upto``; scheduled
-    messages (``deliver_at`` set) are never part of it, whatever their seq. Every call is
-    queued behind the writes submitted before it (so it sees them) and returns a ticket
-    whose ``result`` is what it read; calls on one store complete in the order made.
+    messages (``deliver_at`` set) are never part of it, whatever their seq. For a queue
+    with messages of several priorities (one paged backlog per priority), it is also
+    addressed by ``priority``: given, a call sees only the messages of that priority; None,
+    all. Every call is queued behind the writes submitted before it (so it sees them) and
+    returns a ticket whose ``result`` is what it read; calls on one store complete in the
+    order made.
     """
 
     def spill(self, messages: Sequence[StoredMessage]) -> Ticket:
@@ -91,7 +94,16 @@ class PagedLog(MessageLog, Protocol):
         in memory, and a store need not keep their ``deliver_at``)."""
         ...
 
-    def read_page(self, queue_id: str, after: int, upto: int, limit: int, max_bytes: int) -> Ticket:
+    def read_page(
+        self,
+        queue_id: str,
+        after: int,
+        upto: int,
+        limit: int,
+        max_bytes: int,
+        *,
+        priority: int | None = None,
+    ) -> Ticket:
         """Read the oldest stored messages of a range, persistent and spilled alike.
 
         At most ``limit`` messages and, past the first, ``max_bytes`` of bodies. Spilled
@@ -100,18 +112,37 @@ class PagedLog(MessageLog, Protocol):
         """
         ...
 
-    def count_tail(self, queue_id: str, after: int, upto: int, limit: int) -> Ticket:
+    def count_tail(
+        self, queue_id: str, after: int, upto: int, limit: int, *, priority: int | None = None
+    ) -> Ticket:
         """Count up to ``limit`` stored messages of a range, oldest first; the result is a
         :class:`~buzon.store.records.TailCount` (``last_seq`` is ``after`` when none)."""
         ...
 
-    def expire_tail(self, queue_id: str, after: int, upto: int, now: float, limit: int) -> Ticket:
+    def expire_tail(
+        self,
+        queue_id: str,
+        after: int,
+        upto: int,
+        now: float,
+        limit: int,
+        *,
+        priority: int | None = None,
+    ) -> Ticket:
         """Forget up to ``limit`` messages of a range whose ``expires_at <= now`` (found by
         an index, never a scan of the range); the result is the list of them (oldest first), and the
         earliest ``expires_at`` left in the range (or None), as a tuple."""
         ...
 
-    def purge_tail(self, queue_id: str, after: int, upto: int, keep: Sequence[int]) -> Ticket:
+    def purge_tail(
+        self,
+        queue_id: str,
+        after: int,
+        upto: int,
+        keep: Sequence[int],
+        *,
+        priority: int | None = None,
+    ) -> Ticket:
         """Forget every message of a range but those whose seq is in ``keep``."""
         ...
 
@@ -144,9 +175,10 @@ class ClaimLog(PagedLog, Protocol):
     """
 
     def claim(self, queue_id: str, limit: int, max_bytes: int) -> Ticket:
-        """Claim the oldest unclaimed messages of a queue (at most ``limit``, and past the
-        first ``max_bytes`` of bodies), never one another node claimed; the result is a
-        :class:`~buzon.store.records.Page` (``exhausted``: none were left)."""
+        """Claim the next unclaimed messages of a queue, highest priority first and oldest
+        first within a priority (at most ``limit``, and past the first ``max_bytes`` of
+        bodies), never one another node claimed; the result is a
+        :class:`~buzon.store.records.Page` in that order (``exhausted``: none were left)."""
         ...
 
     def claim_scheduled(self, queue_id: str, limit: int) -> Ticket:
@@ -302,9 +334,12 @@ class Store(PagedLog, Protocol):
         """Every stored message (after all submitted writes), by queue id, then seq."""
 
     async def backlogs(self, limit: int, max_bytes: int) -> list[StoredBacklog]:
-        """For every queue with stored messages, its head: at most ``limit`` messages and,
-        past the first, ``max_bytes`` of bodies; the same bound for its scheduled messages,
-        soonest first, with their count and bytes. Costs the heads, not the backlogs."""
+        """For every queue with stored messages and every priority its ready messages
+        have, the head of those: at most ``limit`` messages and, past the first,
+        ``max_bytes`` of bodies; the first one of a queue also carries its scheduled
+        messages, soonest first, bounded the same way, with their count and bytes (a queue
+        with only scheduled messages gets one of the default priority for them). Costs the
+        heads, not the backlogs."""
 
     # -- idempotency keys ----------------------------------------------------------------
 

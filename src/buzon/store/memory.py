@@ -11,6 +11,7 @@ import dataclasses
 from collections.abc import Sequence
 
 from buzon.errors import ErrorCode, StoreError
+from buzon.priority import DEFAULT_PRIORITY
 from buzon.store.base import MessageKey, head_of
 from buzon.store.records import (
     DestinationKind,
@@ -183,23 +184,32 @@ class MemoryStore:
         return [self._messages[key] for key in sorted(self._messages)]
 
     async def backlogs(self, limit: int, max_bytes: int) -> list[StoredBacklog]:
-        found: dict[str, list[StoredMessage]] = {}
+        found: dict[tuple[str, int], list[StoredMessage]] = {}
+        scheduled: dict[str, list[StoredMessage]] = {}
         for key in sorted(self._messages):
-            found.setdefault(key[0], []).append(self._messages[key])
+            message = self._messages[key]
+            if message.deliver_at is None:
+                found.setdefault((key[0], -message.priority), []).append(message)
+            else:
+                scheduled.setdefault(key[0], []).append(message)
+        for queue_id in scheduled:
+            if not any(owner == queue_id for owner, _ in found):
+                found[(queue_id, -DEFAULT_PRIORITY)] = []
         heads = []
-        for queue_id, stored in found.items():
-            ready = [m for m in stored if m.deliver_at is None]
+        for (queue_id, level), ready in sorted(found.items()):
             head = head_of(ready, limit, max_bytes)
-            scheduled = sorted((m for m in stored if m.deliver_at is not None), key=_when)
+            # the first (highest) priority of a queue carries its scheduled messages
+            later = sorted(scheduled.pop(queue_id, []), key=_when)
             heads.append(
                 StoredBacklog(
                     queue_id,
                     head,
-                    stored[-1].seq,
+                    max(m.seq for m in (*ready, *later)),
                     len(head) < len(ready),
-                    head_of(scheduled, limit, max_bytes),
-                    len(scheduled),
-                    sum(len(m.body) for m in scheduled),
+                    head_of(later, limit, max_bytes),
+                    len(later),
+                    sum(len(m.body) for m in later),
+                    priority=-level,
                 )
             )
         return heads
@@ -226,15 +236,26 @@ class MemoryStore:
             self._spilled[(message.queue_id, message.seq)] = message
         return DONE
 
-    def read_page(self, queue_id: str, after: int, upto: int, limit: int, max_bytes: int) -> Ticket:
-        in_range = self._range(queue_id, after, upto)
+    def read_page(
+        self,
+        queue_id: str,
+        after: int,
+        upto: int,
+        limit: int,
+        max_bytes: int,
+        *,
+        priority: int | None = None,
+    ) -> Ticket:
+        in_range = self._range(queue_id, after, upto, priority)
         page = head_of(in_range, limit, max_bytes)
         for message in page:
             self._spilled.pop((queue_id, message.seq), None)
         return resolved(Page(page, len(page) == len(in_range)))
 
-    def count_tail(self, queue_id: str, after: int, upto: int, limit: int) -> Ticket:
-        counted = self._range(queue_id, after, upto)[:limit]
+    def count_tail(
+        self, queue_id: str, after: int, upto: int, limit: int, *, priority: int | None = None
+    ) -> Ticket:
+        counted = self._range(queue_id, after, upto, priority)[:limit]
         expiries = [m.expires_at for m in counted if m.expires_at is not None]
         return resolved(
             TailCount(
@@ -245,8 +266,17 @@ class MemoryStore:
             )
         )
 
-    def expire_tail(self, queue_id: str, after: int, upto: int, now: float, limit: int) -> Ticket:
-        in_range = self._range(queue_id, after, upto)
+    def expire_tail(
+        self,
+        queue_id: str,
+        after: int,
+        upto: int,
+        now: float,
+        limit: int,
+        *,
+        priority: int | None = None,
+    ) -> Ticket:
+        in_range = self._range(queue_id, after, upto, priority)
         due = sorted(
             (m for m in in_range if m.expires_at is not None and m.expires_at <= now),
             key=lambda m: (m.expires_at, m.seq),
@@ -254,12 +284,21 @@ class MemoryStore:
         due.sort(key=lambda m: m.seq)
         for message in due:
             self._forget((queue_id, message.seq))
-        later = [m.expires_at for m in self._range(queue_id, after, upto) if m.expires_at]
+        left = self._range(queue_id, after, upto, priority)
+        later = [m.expires_at for m in left if m.expires_at]
         return resolved((due, min(later) if later else None))
 
-    def purge_tail(self, queue_id: str, after: int, upto: int, keep: Sequence[int]) -> Ticket:
+    def purge_tail(
+        self,
+        queue_id: str,
+        after: int,
+        upto: int,
+        keep: Sequence[int],
+        *,
+        priority: int | None = None,
+    ) -> Ticket:
         kept = set(keep)
-        for message in self._range(queue_id, after, upto):
+        for message in self._range(queue_id, after, upto, priority):
             if message.seq not in kept:
                 self._forget((queue_id, message.seq))
         return DONE
@@ -283,12 +322,17 @@ class MemoryStore:
         )
         return found if after is None else [m for m in found if _when(m) > after]
 
-    def _range(self, queue_id: str, after: int, upto: int) -> list[StoredMessage]:
+    def _range(
+        self, queue_id: str, after: int, upto: int, priority: int | None
+    ) -> list[StoredMessage]:
         found = [
             m
             for stored in (self._messages, self._spilled)
             for (owner, seq), m in stored.items()
-            if owner == queue_id and after < seq <= upto and m.deliver_at is None
+            if owner == queue_id
+            and after < seq <= upto
+            and m.deliver_at is None
+            and priority in (None, m.priority)
         ]
         return sorted(found, key=lambda m: m.seq)
 

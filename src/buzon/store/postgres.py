@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import time
@@ -94,7 +95,7 @@ SLOTS = 1024
 
 _MESSAGE_COLUMNS = (
     "queue_id, seq, message_id, destination, headers, body, expires_at, redelivered, persistent,"
-    " deliveries, deliver_at"
+    " deliveries, priority, deliver_at"
 )
 
 
@@ -661,8 +662,9 @@ class PostgresStore:
         return int(result.split()[-1])
 
     async def backlogs(self, limit: int, max_bytes: int) -> list[StoredBacklog]:
-        """Each queue's head and its scheduled messages; queue ids are found by skipping
-        through the primary key, scheduled messages through their own index."""
+        """Each queue's head per priority, and its scheduled messages with the first of
+        them; queue ids are found by skipping through the primary key, scheduled messages
+        through their own index."""
 
         async def run(db: asyncpg.Connection) -> list[StoredBacklog]:
             found: list[StoredBacklog] = []
@@ -674,23 +676,47 @@ class PostgresStore:
                 )
                 if queue_id is None:
                     return found
-                high = await db.fetchval(
-                    "SELECT max(seq) FROM messages WHERE queue_id = $1", queue_id
+                levels = await db.fetch(
+                    "SELECT priority, max(seq) FROM messages WHERE queue_id = $1"
+                    " GROUP BY priority ORDER BY priority DESC",
+                    queue_id,
                 )
-                rows = await db.fetch(_RANGE, queue_id, -1, high, limit + 1)
-                stored = [_stored(row) for row in rows]
-                head = head_of(stored, limit, max_bytes)
+                first = len(found)
+                for priority, high in levels:
+                    level, values = _level(priority, 5)
+                    rows = await db.fetch(
+                        _RANGE.format(level=level), queue_id, -1, high, limit + 1, *values
+                    )
+                    stored = [_stored(row) for row in rows]
+                    head = head_of(stored, limit, max_bytes)
+                    more = len(head) < len(stored)
+                    found.append(StoredBacklog(queue_id, head, high, more, priority=priority))
                 scheduled = [_stored(row) for row in await db.fetch(_SCHEDULED, queue_id)]
-                found.append(
-                    StoredBacklog(queue_id, head, high, len(head) < len(stored), scheduled)
-                )
+                if scheduled:
+                    found[first] = dataclasses.replace(
+                        found[first],
+                        scheduled=scheduled,
+                        scheduled_count=len(scheduled),
+                        scheduled_bytes=sum(len(m.body) for m in scheduled),
+                    )
 
         result: list[StoredBacklog] = await settled(self._operation(run))
         return result
 
-    def read_page(self, queue_id: str, after: int, upto: int, limit: int, max_bytes: int) -> Ticket:
+    def read_page(
+        self,
+        queue_id: str,
+        after: int,
+        upto: int,
+        limit: int,
+        max_bytes: int,
+        *,
+        priority: int | None = None,
+    ) -> Ticket:
+        level, values = _level(priority, 5)
+
         async def run(db: asyncpg.Connection) -> Page:
-            rows = await db.fetch(_RANGE, queue_id, after, upto, limit)
+            rows = await db.fetch(_RANGE.format(level=level), queue_id, after, upto, limit, *values)
             found = [_stored(row) for row in rows]
             page = head_of(found, limit, max_bytes)
             spilled = [m.seq for m in page if not m.persistent]
@@ -704,34 +730,66 @@ class PostgresStore:
 
         return self._operation(run)
 
-    def count_tail(self, queue_id: str, after: int, upto: int, limit: int) -> Ticket:
+    def count_tail(
+        self, queue_id: str, after: int, upto: int, limit: int, *, priority: int | None = None
+    ) -> Ticket:
+        level, values = _level(priority, 5)
+
         async def run(db: asyncpg.Connection) -> TailCount:
-            row = await db.fetchrow(_COUNT, queue_id, after, upto, limit)
+            row = await db.fetchrow(
+                _COUNT.format(level=level), queue_id, after, upto, limit, *values
+            )
             count, size, last, first = tuple(row) if row is not None else (0, 0, None, None)
             return TailCount(count, int(size), after if last is None else last, first)
 
         return self._operation(run)
 
-    def expire_tail(self, queue_id: str, after: int, upto: int, now: float, limit: int) -> Ticket:
+    def expire_tail(
+        self,
+        queue_id: str,
+        after: int,
+        upto: int,
+        now: float,
+        limit: int,
+        *,
+        priority: int | None = None,
+    ) -> Ticket:
+        level, values = _level(priority, 6)
+        first_level, _ = _level(priority, 4)
+
         async def run(db: asyncpg.Connection) -> tuple[list[StoredMessage], float | None]:
             async with db.transaction():
-                rows = await db.fetch(_EXPIRE_RANGE, queue_id, now, after, upto, limit)
-                first = await db.fetchval(_FIRST_EXPIRY, queue_id, after, upto)
+                rows = await db.fetch(
+                    _EXPIRE_RANGE.format(level=level), queue_id, now, after, upto, limit, *values
+                )
+                first = await db.fetchval(
+                    _FIRST_EXPIRY.format(level=first_level), queue_id, after, upto, *values
+                )
             return sorted((_stored(row) for row in rows), key=lambda m: m.seq), first
 
         return self._operation(run)
 
-    def purge_tail(self, queue_id: str, after: int, upto: int, keep: Sequence[int]) -> Ticket:
+    def purge_tail(
+        self,
+        queue_id: str,
+        after: int,
+        upto: int,
+        keep: Sequence[int],
+        *,
+        priority: int | None = None,
+    ) -> Ticket:
         kept = list(keep)
+        level, values = _level(priority, 5)
 
         async def run(db: asyncpg.Connection) -> None:
             await db.execute(
                 "DELETE FROM messages WHERE queue_id = $1 AND seq > $2 AND seq <= $3"
-                " AND deliver_at IS NULL AND NOT seq = any($4::bigint[])",
+                f" AND deliver_at IS NULL AND NOT seq = any($4::bigint[]){level}",
                 queue_id,
                 after,
                 upto,
                 kept,
+                *values,
             )
 
         return self._operation(run)
@@ -825,11 +883,12 @@ class PostgresStore:
         return self._operation(run)
 
     async def peek_unclaimed(self, queue_id: str, limit: int, now: float) -> list[StoredMessage]:
-        """The oldest unclaimed, unexpired messages of a queue, left where they are."""
+        """The next unclaimed, unexpired messages of a queue (highest priority first, then
+        oldest), left where they are."""
         rows = await self._fetch(
             f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE queue_id = $1 AND claimed_by IS NULL"
             " AND deliver_at IS NULL AND (expires_at IS NULL OR expires_at > $2)"
-            " ORDER BY seq LIMIT $3",
+            " ORDER BY priority DESC, seq LIMIT $3",
             queue_id,
             now,
             limit,
@@ -1147,7 +1206,7 @@ async def _write(
             _row(message, node if claimed else None, marks, schedules)
             for message, claimed in appends
         ]
-        statement.modify(_INSERT + (" ON CONFLICT DO NOTHING" if retry else ""), _columns(rows, 12))
+        statement.modify(_INSERT + (" ON CONFLICT DO NOTHING" if retry else ""), _columns(rows, 13))
         notify.update(message.queue_id for message, claimed in appends if not claimed)
         for message, _ in appends:
             key = (message.queue_id, message.seq)
@@ -1222,6 +1281,7 @@ def _row(
         message.redelivered or key in marks or key in schedules,
         message.persistent,
         message.deliveries,
+        message.priority,
         schedules.get(key, message.deliver_at),
         claimed_by,
     )
@@ -1239,7 +1299,8 @@ def _stored(row: asyncpg.Record) -> StoredMessage:
         row[7],
         row[8],
         deliveries=row[9],
-        deliver_at=row[10],
+        priority=row[10],
+        deliver_at=row[11],
     )
 
 
@@ -1258,8 +1319,8 @@ _SCHEMA_SIZE = (
 _INSERT = (
     f"INSERT INTO messages ({_MESSAGE_COLUMNS}, claimed_by)"
     " SELECT * FROM unnest({0}::text[], {1}::bigint[], {2}::text[], {3}::text[], {4}::text[],"
-    " {5}::bytea[], {6}::float8[], {7}::bool[], {8}::bool[], {9}::int[], {10}::float8[],"
-    " {11}::bigint[])"
+    " {5}::bytea[], {6}::float8[], {7}::bool[], {8}::bool[], {9}::int[], {10}::smallint[],"
+    " {11}::float8[], {12}::bigint[])"
 )
 _UPSERT_IDEMPOTENCY_KEYS = (
     "INSERT INTO idempotency_keys (queue_id, key, message_id, expires_at)"
@@ -1301,42 +1362,57 @@ _RELEASE_KEYS = (
     " AS k(queue_id, seq, again, deliveries)"
     " WHERE m.queue_id = k.queue_id AND m.seq = k.seq AND m.claimed_by = {4}"
 )
-# Ranged operations of a paged tail, which scheduled messages are no part of.
+# Ranged operations of a paged tail, which scheduled messages are no part of. ``{level}``
+# narrows a tail query to one priority: ``AND priority = $n`` (see _level).
 _RANGE = (
     f"SELECT {_MESSAGE_COLUMNS} FROM messages"
-    " WHERE queue_id = $1 AND seq > $2 AND seq <= $3 AND deliver_at IS NULL ORDER BY seq LIMIT $4"
+    " WHERE queue_id = $1 AND seq > $2 AND seq <= $3 AND deliver_at IS NULL{level}"
+    " ORDER BY seq LIMIT $4"
 )
 _COUNT = (
     "SELECT count(*), coalesce(sum(length(body)), 0), max(seq), min(expires_at) FROM"
     " (SELECT seq, body, expires_at FROM messages"
-    "  WHERE queue_id = $1 AND seq > $2 AND seq <= $3 AND deliver_at IS NULL"
+    "  WHERE queue_id = $1 AND seq > $2 AND seq <= $3 AND deliver_at IS NULL{level}"
     "  ORDER BY seq LIMIT $4) AS step"
 )
 _EXPIRE_RANGE = (
     "DELETE FROM messages WHERE queue_id = $1 AND seq IN"
     " (SELECT seq FROM messages WHERE queue_id = $1 AND expires_at <= $2 AND deliver_at IS NULL"
-    "  AND seq > $3 AND seq <= $4 ORDER BY expires_at LIMIT $5)"
+    "  AND seq > $3 AND seq <= $4{level} ORDER BY expires_at LIMIT $5)"
     f" RETURNING {_MESSAGE_COLUMNS}"
 )
 _FIRST_EXPIRY = (
     "SELECT min(expires_at) FROM messages WHERE queue_id = $1 AND expires_at IS NOT NULL"
-    " AND deliver_at IS NULL AND seq > $2 AND seq <= $3"
+    " AND deliver_at IS NULL AND seq > $2 AND seq <= $3{level}"
 )
 _SCHEDULED = (
     f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE queue_id = $1 AND deliver_at IS NOT NULL"
     " ORDER BY seq"
 )
-# The running sum bounds a claim by bytes (the first row always fits).
+# Claims take the highest priority first, oldest first within one. The running sum bounds
+# a claim by bytes (the first row always fits).
 _CLAIM = (
     "WITH picked AS ("
-    "  SELECT seq, sum(length(body)) OVER (ORDER BY seq) AS running FROM ("
-    "   SELECT seq, body FROM messages WHERE queue_id = $1 AND claimed_by IS NULL"
-    "   AND deliver_at IS NULL ORDER BY seq LIMIT $2 FOR UPDATE SKIP LOCKED) AS oldest)"
+    "  SELECT seq, sum(length(body)) OVER (ORDER BY priority DESC, seq) AS running,"
+    "   row_number() OVER (ORDER BY priority DESC, seq) AS n FROM ("
+    "   SELECT seq, body, priority FROM messages WHERE queue_id = $1 AND claimed_by IS NULL"
+    "   AND deliver_at IS NULL ORDER BY priority DESC, seq LIMIT $2 FOR UPDATE SKIP LOCKED)"
+    "   AS oldest)"
     " UPDATE messages m SET claimed_by = $3 FROM picked"
     " WHERE m.queue_id = $1 AND m.seq = picked.seq"
-    " AND (picked.running <= $4 OR picked.seq = (SELECT min(seq) FROM picked))"
+    " AND (picked.running <= $4 OR picked.n = 1)"
     f" RETURNING m.{_MESSAGE_COLUMNS.replace(', ', ', m.')}"
 )
+
+
+def _level(priority: int | None, number: int) -> tuple[str, tuple[int, ...]]:
+    """The condition narrowing a tail query to one priority, as parameter ``$number``,
+    and its value; none for None."""
+    if priority is None:
+        return "", ()
+    return f" AND priority = ${number:d}", (priority,)
+
+
 _TRIM_UNCLAIMED = (
     "DELETE FROM messages m WHERE m.queue_id = $1 AND m.seq IN"
     " (SELECT seq FROM messages WHERE queue_id = $1 AND claimed_by IS NULL"

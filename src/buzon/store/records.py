@@ -5,6 +5,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from buzon.priority import DEFAULT_PRIORITY
+
 
 class Role(enum.StrEnum):
     """What a user may do beyond their own resources."""
@@ -75,7 +77,8 @@ class Overflow(enum.StrEnum):
     REJECT_PUBLISH = "reject-publish"
     """Refuse the publish: the publisher gets an error and nothing is lost silently."""
     DROP_HEAD = "drop-head"
-    """Accept it and drop (or dead-letter) the oldest waiting message."""
+    """Accept it and drop (or dead-letter) the oldest waiting message of the lowest
+    priority waiting."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +183,8 @@ class StoredMessage:
             not part of its queue's paged tail: ranged reads, counts, expiry and purges of
             the tail leave it out, and the start-up read returns it apart
             (:attr:`StoredBacklog.scheduled`).
+        priority: 0 to 9 (see :mod:`buzon.priority`); tails are read one priority at a
+            time.
     """
 
     queue_id: str
@@ -194,6 +199,7 @@ class StoredMessage:
     claimed: bool = False
     deliveries: int = 0
     deliver_at: float | None = None
+    priority: int = DEFAULT_PRIORITY
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,17 +252,22 @@ class TailCount:
 
 @dataclass(frozen=True, slots=True)
 class StoredBacklog:
-    """A queue's stored messages as found at start: its head and the extent of the rest.
+    """A queue's stored messages of one priority as found at start: its head and the
+    extent of the rest (a queue with messages of several priorities has one per priority).
 
     Attributes:
         queue_id: the queue (or durable subscription) they belong to.
         head: its first messages, oldest first (bounded by the reader's window).
-        high_seq: the highest seq stored for it (scheduled messages included).
+        high_seq: the highest seq stored for it (of that priority; scheduled messages
+            included when it carries them).
         more: whether ready messages beyond ``head`` are stored.
-        scheduled: its first scheduled messages (``deliver_at`` set), soonest first, by
-            ``(deliver_at, seq)``, bounded as ``head`` is.
-        scheduled_count: how many scheduled messages it has in all.
+        scheduled: the queue's first scheduled messages (``deliver_at`` set, any
+            priority), soonest first, by ``(deliver_at, seq)``, bounded as ``head`` is;
+            only the first backlog found of a queue carries them.
+        scheduled_count: how many scheduled messages the queue has in all (0 on the
+            others).
         scheduled_bytes: their body bytes.
+        priority: the priority of every message of ``head`` and of the tail.
     """
 
     queue_id: str
@@ -266,6 +277,7 @@ class StoredBacklog:
     scheduled: list[StoredMessage] = field(default_factory=list)
     scheduled_count: int = 0
     scheduled_bytes: int = 0
+    priority: int = DEFAULT_PRIORITY
 
 
 @dataclass(frozen=True, slots=True)

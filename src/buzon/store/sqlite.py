@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import json
 import logging
@@ -24,6 +25,7 @@ from typing import Any
 
 from buzon.durations import Durations
 from buzon.errors import BuzonError, ErrorCode, StoreError
+from buzon.priority import DEFAULT_PRIORITY, HIGHEST_PRIORITY
 from buzon.store.base import MessageKey, head_of
 from buzon.store.migrate import migrate
 from buzon.store.records import (
@@ -80,8 +82,8 @@ class _Batch:
             )
         if self.spills:
             db.executemany(
-                "INSERT INTO spilled VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [_message_row(m)[:7] for m in self.spills],
+                "INSERT INTO spilled VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(*_message_row(m)[:7], m.priority) for m in self.spills],
             )
         if self.removals:
             db.executemany("DELETE FROM messages WHERE queue_id = ? AND seq = ?", self.removals)
@@ -499,10 +501,10 @@ class SQLiteStore:
         return await self._db.write(run)
 
     async def backlogs(self, limit: int, max_bytes: int) -> list[StoredBacklog]:
-        """Each queue's head and its scheduled messages; queue ids are found by skipping
-        through the primary key and scheduled messages through their own index, so this
-        costs a few index lookups per queue, whatever the backlogs hold, plus the scheduled
-        messages themselves."""
+        """Each queue's head per priority, and its scheduled messages with the first of
+        them; queue ids are found by skipping through the primary key and scheduled
+        messages through their own index, so this costs a few index lookups per queue and
+        priority, whatever the backlogs hold, plus the scheduled messages themselves."""
 
         def run(db: sqlite3.Connection) -> list[StoredBacklog]:
             found: list[StoredBacklog] = []
@@ -512,16 +514,32 @@ class SQLiteStore:
                 if row is None:
                     return found
                 queue_id = row[0]
-                (high,) = db.execute(_HIGH_SEQ, (queue_id,)).fetchone()
-                rows = db.execute(_RANGE_OF_MESSAGES, (queue_id, -1, high, limit + 1))
-                stored = [_stored_message(row) for row in rows.fetchall()]
-                head = head_of(stored, limit, max_bytes)
+                first = len(found)
+                for priority in range(HIGHEST_PRIORITY, -1, -1):
+                    level, values = _level(priority)
+                    (high,) = db.execute(
+                        _HIGH_SEQ.format(level=level), (queue_id, *values)
+                    ).fetchone()
+                    if high is None:
+                        continue
+                    rows = db.execute(
+                        _RANGE_OF_MESSAGES.format(level=level),
+                        (queue_id, -1, high, *values, limit + 1),
+                    )
+                    stored = [_stored_message(row) for row in rows.fetchall()]
+                    head = head_of(stored, limit, max_bytes)
+                    more = len(head) < len(stored)
+                    found.append(StoredBacklog(queue_id, head, high, more, priority=priority))
                 scheduled = [
                     _stored_message(row) for row in db.execute(_SCHEDULED, (queue_id,)).fetchall()
                 ]
-                found.append(
-                    StoredBacklog(queue_id, head, high, len(head) < len(stored), scheduled)
-                )
+                if scheduled:
+                    found[first] = dataclasses.replace(
+                        found[first],
+                        scheduled=scheduled,
+                        scheduled_count=len(scheduled),
+                        scheduled_bytes=sum(len(m.body) for m in scheduled),
+                    )
 
         return await self._db.read(run)
 
@@ -533,18 +551,28 @@ class SQLiteStore:
         batch.spills.extend(messages)
         return batch.ticket
 
-    def read_page(self, queue_id: str, after: int, upto: int, limit: int, max_bytes: int) -> Ticket:
+    def read_page(
+        self,
+        queue_id: str,
+        after: int,
+        upto: int,
+        limit: int,
+        max_bytes: int,
+        *,
+        priority: int | None = None,
+    ) -> Ticket:
         """A read that answers without waiting for the commit in progress (the tail's range
         holds no row an uncommitted write touched), then a write that forgets the spilled
         messages it read (if that fails, the next start forgets them)."""
         spilled_upto: list[int] = []
+        level, values = _level(priority)
 
         def run(db: sqlite3.Connection) -> Page:
             found: list[StoredMessage] = []
             for table, extra, ready in _TAIL_TABLES:
                 rows = db.execute(
-                    _RANGE.format(table=table, extra=extra, ready=ready),
-                    (queue_id, after, upto, limit),
+                    _RANGE.format(table=table, extra=extra, ready=ready, level=level),
+                    (queue_id, after, upto, *values, limit),
                 )
                 found.extend(_stored_message(row) for row in rows.fetchall())
             found.sort(key=lambda message: message.seq)
@@ -555,34 +583,53 @@ class SQLiteStore:
 
         def forget_spilled(db: sqlite3.Connection) -> None:
             if spilled_upto:
-                db.execute(_FORGET_SPILLED, (queue_id, after, spilled_upto[0]))
+                db.execute(
+                    _FORGET_SPILLED.format(level=level),
+                    (queue_id, after, spilled_upto[0], *values),
+                )
 
         ticket = self._operation(run, write=False, early=True)
         if not ticket.done:
             self._db.post(forget_spilled, _ignore)
         return ticket
 
-    def count_tail(self, queue_id: str, after: int, upto: int, limit: int) -> Ticket:
+    def count_tail(
+        self, queue_id: str, after: int, upto: int, limit: int, *, priority: int | None = None
+    ) -> Ticket:
+        level, values = _level(priority)
+
         def run(db: sqlite3.Connection) -> TailCount:
             count, size, last, first_expiry = db.execute(
-                _COUNT, (queue_id, after, upto, limit)
+                _COUNT.format(level=level), (queue_id, after, upto, *values, limit)
             ).fetchone()
             return TailCount(count, int(size), after if last is None else last, first_expiry)
 
         return self._operation(run, write=False)
 
-    def expire_tail(self, queue_id: str, after: int, upto: int, now: float, limit: int) -> Ticket:
+    def expire_tail(
+        self,
+        queue_id: str,
+        after: int,
+        upto: int,
+        now: float,
+        limit: int,
+        *,
+        priority: int | None = None,
+    ) -> Ticket:
+        level, values = _level(priority)
+
         def run(db: sqlite3.Connection) -> tuple[list[StoredMessage], float | None]:
             due: list[StoredMessage] = []
             later: list[float] = []
             for table, extra, ready in _TAIL_TABLES:
                 rows = db.execute(
-                    _EXPIRE.format(table=table, extra=extra, ready=ready),
-                    (queue_id, queue_id, now, after, upto, limit),
+                    _EXPIRE.format(table=table, extra=extra, ready=ready, level=level),
+                    (queue_id, queue_id, now, after, upto, *values, limit),
                 )
                 due.extend(_stored_message(row) for row in rows.fetchall())
                 (first,) = db.execute(
-                    _FIRST_EXPIRY.format(table=table, ready=ready), (queue_id, after, upto)
+                    _FIRST_EXPIRY.format(table=table, ready=ready, level=level),
+                    (queue_id, after, upto, *values),
                 ).fetchone()
                 if first is not None:
                     later.append(first)
@@ -591,12 +638,24 @@ class SQLiteStore:
 
         return self._operation(run, write=True)
 
-    def purge_tail(self, queue_id: str, after: int, upto: int, keep: Sequence[int]) -> Ticket:
+    def purge_tail(
+        self,
+        queue_id: str,
+        after: int,
+        upto: int,
+        keep: Sequence[int],
+        *,
+        priority: int | None = None,
+    ) -> Ticket:
         kept = json.dumps(list(keep))
+        level, values = _level(priority)
 
         def run(db: sqlite3.Connection) -> None:
             for table, _, ready in _TAIL_TABLES:
-                db.execute(_PURGE.format(table=table, ready=ready), (queue_id, after, upto, kept))
+                db.execute(
+                    _PURGE.format(table=table, ready=ready, level=level),
+                    (queue_id, after, upto, *values, kept),
+                )
 
         return self._operation(run, write=True)
 
@@ -640,56 +699,72 @@ _ALL_DURABLES = (
 )
 _INSERT = (
     "INSERT INTO messages (queue_id, seq, message_id, destination, headers, body, expires_at,"
-    " redelivered, deliver_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " redelivered, priority, deliver_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _ALL_MESSAGES = (
     "SELECT queue_id, seq, message_id, destination, headers, body, expires_at, redelivered,"
-    " 1, deliver_at FROM messages ORDER BY queue_id, seq"
+    " 1, priority, deliver_at FROM messages ORDER BY queue_id, seq"
 )
 # A backlog's tail lives in two tables: ``messages`` and ``spilled`` (transient messages,
 # never delivered before, never scheduled). Each table with the columns of a stored message
-# it gives, and the condition that leaves scheduled messages out of the tail (the partial
-# expiry index of ``messages`` has it too).
+# it gives (after ``expires_at``), and the condition that leaves scheduled messages out of
+# the tail (the partial expiry index of ``messages`` has it too, so the queries must repeat
+# it). ``{level}`` narrows a query to one priority (see ``_level``).
+_MESSAGES_EXTRA = "redelivered, 1, priority, deliver_at"
 _TAIL_TABLES = (
-    ("messages", "redelivered, 1", " AND deliver_at IS NULL"),
-    ("spilled", "0, 0", ""),
+    ("messages", _MESSAGES_EXTRA, " AND deliver_at IS NULL"),
+    ("spilled", "0, 0, priority, NULL", ""),
 )
+# ``{level}`` narrows a query to one priority (see ``_level``), after its ``seq`` bounds.
 _RANGE = (
     "SELECT queue_id, seq, message_id, destination, headers, body, expires_at, {extra}"
-    " FROM {table} WHERE queue_id = ? AND seq > ? AND seq <= ?{ready} ORDER BY seq LIMIT ?"
+    " FROM {table} WHERE queue_id = ? AND seq > ? AND seq <= ?{ready}{level} ORDER BY seq"
+    " LIMIT ?"
+)
+_RANGE_OF_MESSAGES = _RANGE.format(
+    table="messages", extra=_MESSAGES_EXTRA, ready=_TAIL_TABLES[0][2], level="{level}"
 )
 _NEXT_QUEUE = "SELECT queue_id FROM messages WHERE queue_id > ? ORDER BY queue_id LIMIT 1"
-_HIGH_SEQ = "SELECT max(seq) FROM messages WHERE queue_id = ?"
+_HIGH_SEQ = "SELECT max(seq) FROM messages WHERE queue_id = ?{level}"
 _COUNT = (
     "SELECT count(*), total(length(body)), max(seq), min(expires_at) FROM"
     " (SELECT seq, body, expires_at FROM messages"
-    "  WHERE queue_id = ? AND seq > ? AND seq <= ? AND deliver_at IS NULL ORDER BY seq LIMIT ?)"
-)
-_RANGE_OF_MESSAGES = _RANGE.format(
-    table="messages", extra="redelivered, 1", ready=_TAIL_TABLES[0][2]
+    "  WHERE queue_id = ? AND seq > ? AND seq <= ? AND deliver_at IS NULL{level}"
+    "  ORDER BY seq LIMIT ?)"
 )
 # INDEXED BY: by the primary key (already in seq order) the planner would read the
 # queue's whole backlog to find its scheduled messages.
 _SCHEDULED = (
     "SELECT queue_id, seq, message_id, destination, headers, body, expires_at, redelivered,"
-    " 1, deliver_at FROM messages INDEXED BY messages_scheduled"
+    " 1, priority, deliver_at FROM messages INDEXED BY messages_scheduled"
     " WHERE queue_id = ? AND deliver_at IS NOT NULL ORDER BY seq"
 )
-_FORGET_SPILLED = "DELETE FROM spilled WHERE queue_id = ? AND seq > ? AND seq <= ?"
+_FORGET_SPILLED = "DELETE FROM spilled WHERE queue_id = ? AND seq > ? AND seq <= ?{level}"
 _EXPIRE = (
     "DELETE FROM {table} WHERE queue_id = ? AND seq IN"
     " (SELECT seq FROM {table} WHERE queue_id = ? AND expires_at <= ?{ready}"
-    "  AND seq > ? AND seq <= ? ORDER BY expires_at LIMIT ?)"
+    "  AND seq > ? AND seq <= ?{level} ORDER BY expires_at LIMIT ?)"
     " RETURNING queue_id, seq, message_id, destination, headers, body, expires_at, {extra}"
 )
 _FIRST_EXPIRY = (
     "SELECT min(expires_at) FROM {table}"
-    " WHERE queue_id = ? AND expires_at IS NOT NULL{ready} AND seq > ? AND seq <= ?"
+    " WHERE queue_id = ? AND expires_at IS NOT NULL{ready} AND seq > ? AND seq <= ?{level}"
 )
 _PURGE = (
-    "DELETE FROM {table} WHERE queue_id = ? AND seq > ? AND seq <= ?{ready}"
+    "DELETE FROM {table} WHERE queue_id = ? AND seq > ? AND seq <= ?{ready}{level}"
     " AND seq NOT IN (SELECT value FROM json_each(?))"
 )
+
+
+def _level(priority: int | None) -> tuple[str, tuple[int, ...]]:
+    """The condition (and its values) that narrows a message query to one priority; none
+    for None. Messages of another priority than the default are found through a partial
+    index, which SQLite uses only when the query repeats that index's condition."""
+    if priority is None:
+        return "", ()
+    if priority == DEFAULT_PRIORITY:
+        return f" AND priority = {DEFAULT_PRIORITY:d}", ()
+    return f" AND priority = ? AND priority <> {DEFAULT_PRIORITY:d}", (priority,)
 
 
 def _one_user(db: sqlite3.Connection, query: str, value: str) -> UserRecord | None:
@@ -707,13 +782,14 @@ def _message_row(message: StoredMessage) -> tuple[object, ...]:
         message.body,
         message.expires_at,
         int(message.redelivered),
+        message.priority,
         message.deliver_at,
     )
 
 
 def _stored_message(row: tuple[Any, ...]) -> StoredMessage:
     """A message from its columns: those of ``messages`` up to ``redelivered``, then
-    (optionally) whether it is persistent, then (optionally) ``deliver_at``."""
+    (optionally) whether it is persistent, its priority and ``deliver_at``."""
     queue_id, seq, message_id, destination, headers, body, expires_at, redelivered = row[:8]
     return StoredMessage(
         queue_id,
@@ -725,5 +801,6 @@ def _stored_message(row: tuple[Any, ...]) -> StoredMessage:
         expires_at,
         bool(redelivered),
         bool(row[8]) if len(row) > 8 else True,
-        deliver_at=row[9] if len(row) > 9 else None,
+        priority=row[9] if len(row) > 9 else DEFAULT_PRIORITY,
+        deliver_at=row[10] if len(row) > 10 else None,
     )

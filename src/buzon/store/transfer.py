@@ -264,7 +264,8 @@ class SqliteSource:
             size = 0
             rows = db.execute(_MESSAGES_AFTER, (*after, limit))
             for row in rows:
-                queue_id, seq, message_id, destination, headers, body, expires_at, again, at = row
+                (queue_id, seq, message_id, destination, headers, body) = row[:6]
+                expires_at, again, at, level = row[6:]
                 found.append(
                     StoredMessage(
                         queue_id,
@@ -276,6 +277,7 @@ class SqliteSource:
                         expires_at,
                         bool(again),
                         deliver_at=at,
+                        priority=level,
                     )
                 )
                 size += len(body)
@@ -289,7 +291,8 @@ class SqliteSource:
 
 _MESSAGES_AFTER = (
     "SELECT queue_id, seq, message_id, destination, headers, body, expires_at, redelivered,"
-    " deliver_at FROM messages WHERE (queue_id, seq) > (?, ?) ORDER BY queue_id, seq LIMIT ?"
+    " deliver_at, priority FROM messages WHERE (queue_id, seq) > (?, ?)"
+    " ORDER BY queue_id, seq LIMIT ?"
 )
 
 

@@ -1,9 +1,10 @@
 """Messages over HTTP: publish to a queue or channel, and pull from a queue with a lease.
 
-Publishing takes either JSON (``{"body": ..., "headers": {...}}``, or ``body_base64`` for
-binary data) or any other content type as the raw body, whose type is kept in the
-``content-type`` header. When the queues are over their memory bound the broker answers
-429 with Retry-After instead of buffering: an HTTP publisher is slowed like a STOMP one.
+Publishing takes either JSON (``{"body": ..., "headers": {...}, "priority": 0..9}``, or
+``body_base64`` for binary data) or any other content type as the raw body, whose type is
+kept in the ``content-type`` header. When the queues are over their memory bound the
+broker answers 429 with Retry-After instead of buffering: an HTTP publisher is slowed like
+a STOMP one.
 
 Publishing to a queue may schedule the message (``delay_ms`` or ``deliver_at_ms``): it is
 stored at once and delivered no earlier than that time.
@@ -33,6 +34,7 @@ from buzon.broker import REQUEUE, Channel, Lease, Message, Queue, Refusal
 from buzon.broker.dedup import IDEMPOTENCY_HEADER, MAX_KEY_BYTES, idempotency_key
 from buzon.broker.policy import SCHEDULE_HEADERS
 from buzon.errors import BrokerError, ErrorCode, RequestError
+from buzon.priority import PRIORITY_HEADER
 from buzon.server.context import ServerContext
 from buzon.server.durable import until_durable
 from buzon.server.http.schemas import (
@@ -111,6 +113,8 @@ async def read_message(
             detail = f"{where}: {errors[0]['msg']}" if where else errors[0]["msg"]
         raise RequestError(ErrorCode.BAD_REQUEST, detail[:300]) from None
     headers = _checked_headers(message.headers)
+    if message.priority is not None:  # the field wins over a header of the same name
+        headers = ((PRIORITY_HEADER, str(message.priority)), *headers)
     return headers + _schedule(message, headers, max_delay_ms), _body_of(message)
 
 

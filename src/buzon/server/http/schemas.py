@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from buzon.auth.users import MAX_PASSWORD, MIN_PASSWORD, USERNAME, USERNAME_RULE
 from buzon.broker.config import MAX_BACKLOG_WINDOW, MAX_BACKLOG_WINDOW_BYTES, MAX_DELAY_MS
 from buzon.broker.queue import ERROR_CHARS
+from buzon.priority import HIGHEST_PRIORITY
 from buzon.store import Overflow, Role
 from buzon.store.records import DEFAULT_DEDUP_WINDOW_MS, MAX_DEDUP_WINDOW_MS
 
@@ -266,6 +267,13 @@ class NewMessage(Request):
         strict=True,
         description="queues: or deliver no earlier than this time, in ms since the Unix epoch"
         " (a time past delivers at once)",
+    )
+    priority: int | None = Field(
+        None,
+        ge=0,
+        le=HIGHEST_PRIORITY,
+        strict=True,
+        description="0 (lowest) to 9; a queue hands out higher priorities first (default 4)",
     )
 
 

@@ -11,3 +11,6 @@ DROP INDEX messages_by_expiry;
 CREATE INDEX messages_by_expiry ON messages (queue_id, expires_at)
     WHERE expires_at IS NOT NULL AND deliver_at IS NULL;
 CREATE INDEX messages_scheduled ON messages (queue_id, deliver_at) WHERE deliver_at IS NOT NULL;
+DROP INDEX messages_unclaimed_by_priority;
+CREATE INDEX messages_unclaimed_by_priority ON messages (queue_id, priority DESC, seq)
+    WHERE claimed_by IS NULL AND deliver_at IS NULL;
