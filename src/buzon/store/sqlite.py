@@ -499,10 +499,10 @@ class SQLiteStore:
         return await self._db.write(run)
 
     async def backlogs(self, limit: int, max_bytes: int) -> list[StoredBacklog]:
-        """Each queue's head and its scheduled messages; queue ids are found by skipping
-        through the primary key and scheduled messages through their own index, so this
-        costs a few index lookups per queue, whatever the backlogs hold, plus the scheduled
-        messages themselves."""
+        """Each queue's head and its soonest scheduled messages; queue ids are found by
+        skipping through the primary key and scheduled messages through their own index,
+        so this costs a few index lookups per queue, whatever the backlogs hold, plus one
+        count of its scheduled messages (their index and sizes, not their bodies)."""
 
         def run(db: sqlite3.Connection) -> list[StoredBacklog]:
             found: list[StoredBacklog] = []
@@ -516,11 +516,19 @@ class SQLiteStore:
                 rows = db.execute(_RANGE_OF_MESSAGES, (queue_id, -1, high, limit + 1))
                 stored = [_stored_message(row) for row in rows.fetchall()]
                 head = head_of(stored, limit, max_bytes)
-                scheduled = [
-                    _stored_message(row) for row in db.execute(_SCHEDULED, (queue_id,)).fetchall()
-                ]
+                rows = db.execute(_SCHEDULED.format(after=""), (queue_id, limit))
+                soonest = [_stored_message(row) for row in rows.fetchall()]
+                count, size = db.execute(_SCHEDULED_TOTAL, (queue_id,)).fetchone()
                 found.append(
-                    StoredBacklog(queue_id, head, high, len(head) < len(stored), scheduled)
+                    StoredBacklog(
+                        queue_id,
+                        head,
+                        high,
+                        len(head) < len(stored),
+                        head_of(soonest, limit, max_bytes),
+                        count,
+                        int(size),
+                    )
                 )
 
         return await self._db.read(run)
@@ -600,6 +608,24 @@ class SQLiteStore:
 
         return self._operation(run, write=True)
 
+    def read_scheduled(self, queue_id: str, after: tuple[float, int] | None, limit: int) -> Ticket:
+        """One range of the scheduled index, after the writes submitted before it."""
+        clause, bounds = _after_place(after)
+
+        def run(db: sqlite3.Connection) -> list[StoredMessage]:
+            rows = db.execute(_SCHEDULED.format(after=clause), (queue_id, *bounds, limit))
+            return [_stored_message(row) for row in rows.fetchall()]
+
+        return self._operation(run, write=False)
+
+    def purge_scheduled(self, queue_id: str, after: tuple[float, int] | None) -> Ticket:
+        clause, bounds = _after_place(after)
+
+        def run(db: sqlite3.Connection) -> None:
+            db.execute(_PURGE_SCHEDULED.format(after=clause), (queue_id, *bounds))
+
+        return self._operation(run, write=True)
+
     def _operation(
         self, run: Callable[[sqlite3.Connection], Any], *, write: bool, early: bool = False
     ) -> Ticket:
@@ -668,12 +694,22 @@ _COUNT = (
 _RANGE_OF_MESSAGES = _RANGE.format(
     table="messages", extra="redelivered, 1", ready=_TAIL_TABLES[0][2]
 )
-# INDEXED BY: by the primary key (already in seq order) the planner would read the
-# queue's whole backlog to find its scheduled messages.
+# A queue's scheduled messages, by (deliver_at, seq): {after} is empty or _AFTER_PLACE.
+# INDEXED BY: by the primary key the planner could read the queue's whole backlog to find
+# them; their index holds them in that order, and a place to start from bounds its range.
 _SCHEDULED = (
     "SELECT queue_id, seq, message_id, destination, headers, body, expires_at, redelivered,"
     " 1, deliver_at FROM messages INDEXED BY messages_scheduled"
-    " WHERE queue_id = ? AND deliver_at IS NOT NULL ORDER BY seq"
+    " WHERE queue_id = ? AND deliver_at IS NOT NULL{after} ORDER BY deliver_at, seq LIMIT ?"
+)
+_AFTER_PLACE = " AND (deliver_at, seq) > (?, ?)"
+_SCHEDULED_TOTAL = (
+    "SELECT count(*), total(length(body)) FROM messages INDEXED BY messages_scheduled"
+    " WHERE queue_id = ? AND deliver_at IS NOT NULL"
+)
+_PURGE_SCHEDULED = (
+    "DELETE FROM messages INDEXED BY messages_scheduled"
+    " WHERE queue_id = ? AND deliver_at IS NOT NULL{after}"
 )
 _FORGET_SPILLED = "DELETE FROM spilled WHERE queue_id = ? AND seq > ? AND seq <= ?"
 _EXPIRE = (
@@ -695,6 +731,12 @@ _PURGE = (
 def _one_user(db: sqlite3.Connection, query: str, value: str) -> UserRecord | None:
     row = db.execute(query, (value,)).fetchone()
     return None if row is None else user_record(row)
+
+
+def _after_place(after: tuple[float, int] | None) -> tuple[str, tuple[float, int] | tuple[()]]:
+    """The condition that starts a read of scheduled messages after a place, and its
+    values (none when it starts at the first)."""
+    return ("", ()) if after is None else (_AFTER_PLACE, after)
 
 
 def _message_row(message: StoredMessage) -> tuple[object, ...]:
