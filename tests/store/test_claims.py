@@ -129,6 +129,24 @@ async def test_scheduled_messages_are_adopted_earliest_first_and_never_twice(nod
     assert seqs(await page_of(first.claim_scheduled("q", 10))) == [1]
 
 
+async def test_a_node_reads_and_purges_only_the_scheduled_messages_it_holds(node: Node) -> None:
+    a, b = await node("a"), await node("b")
+    await settled(
+        a.submit(appends=[message(seq, deliver_at=FAR - seq, claimed=True) for seq in (1, 2)])
+    )
+    await settled(b.submit(appends=[message(3, deliver_at=FAR - 3, claimed=True)]))
+    await settled(b.submit(appends=[message(4, deliver_at=FAR - 4)]))  # a dead node's: nobody's
+    assert [m.seq for m in await settled(a.read_scheduled("q", None, 10))] == [2, 1]
+    assert [m.seq for m in await settled(a.read_scheduled("q", (FAR - 2, 2), 10))] == [1]
+    assert [m.seq for m in await settled(b.read_scheduled("q", None, 10))] == [3]
+    await settled(a.purge_scheduled("q", None))
+    assert [m.seq for m in await a.messages()] == [3, 4]
+    await settled(b.purge_scheduled("q", (FAR - 3, 3)))  # after its only one: nothing
+    assert [m.seq for m in await b.messages()] == [3, 4]
+    adopted = await page_of(a.claim_scheduled("q", 10))
+    assert seqs(adopted) == [4]
+
+
 async def test_a_released_message_is_ready_for_any_node(node: Node) -> None:
     holder, other = await node("a"), await node("b")
     await settled(holder.submit(appends=[message(1, deliver_at=time.time() - 1, claimed=True)]))

@@ -558,7 +558,7 @@ async def test_backlogs_hand_back_scheduled_messages_apart_and_number_above_them
         for queue_id, item in found.items()
     }
     assert summary == {
-        "mixed": ([1, 2], True, 9, [(9, 650.0, False), (3, 700.0, False)]),
+        "mixed": ([1, 2], True, 9, [(9, 650.0, False), (3, 700.0, False)]),  # soonest first
         "exact": ([1, 2], False, 3, [(3, 800.0, False)]),
         "waiting": ([], False, 5, [(5, 900.0, False)]),
     }
@@ -605,4 +605,112 @@ async def test_writes_of_one_turn_apply_in_order_and_a_removal_wins_over_a_sched
     await done(last)
     assert [(m.seq, m.deliver_at, m.redelivered) for m in await store.messages()] == [
         (4, 90.0, True)
+    ]
+
+
+# -- a schedule larger than memory: read in pages by its order, purged from a place --
+
+
+def held(queue_id: str, seq: int, deliver_at: float, body: bytes = b"x") -> StoredMessage:
+    """A scheduled message as a node writes it: held by that node until its time (what a
+    cluster's store reads back and purges for it; the others keep no claims)."""
+    return dataclasses.replace(scheduled(queue_id, seq, deliver_at, body), claimed=True)
+
+
+def places(messages: object) -> list[tuple[float | None, int]]:
+    assert isinstance(messages, list)
+    return [(m.deliver_at, m.seq) for m in messages]
+
+
+async def test_a_schedule_is_read_in_pages_by_time_then_seq_after_a_place(store: Store) -> None:
+    store.submit(
+        appends=[
+            held("q", 1, 300.0),
+            held("q", 2, 100.0),
+            held("q", 3, 200.0),
+            held("q", 4, 100.0),
+            held("q", 5, 200.0),
+            held("q", 6, 50.0, b"soonest"),
+            stored("q", 7),  # ready: no part of the schedule
+            held("other", 8, 10.0),
+        ]
+    )
+    # read before the writes above are awaited: it comes after them
+    first = await done(store.read_scheduled("q", None, 3))
+    assert places(first) == [(50.0, 6), (100.0, 2), (100.0, 4)]
+    assert isinstance(first, list)
+    assert dataclasses.replace(first[0], claimed=True) == held("q", 6, 50.0, b"soonest")
+    # the place a page starts after is left out; ties on the time go by seq
+    assert places(await done(store.read_scheduled("q", (100.0, 4), 3))) == [
+        (200.0, 3),
+        (200.0, 5),
+        (300.0, 1),
+    ]
+    assert places(await done(store.read_scheduled("q", (100.0, 2), 1))) == [(100.0, 4)]
+    assert places(await done(store.read_scheduled("q", (200.0, 3), 10))) == [(200.0, 5), (300.0, 1)]
+    assert places(await done(store.read_scheduled("q", (300.0, 1), 10))) == []
+    assert places(await done(store.read_scheduled("nobody", None, 10))) == []
+
+
+async def test_a_purge_of_a_schedule_forgets_what_comes_after_a_place(store: Store) -> None:
+    await done(
+        store.submit(
+            appends=[
+                held("q", 1, 300.0),
+                held("q", 2, 100.0),
+                held("q", 3, 100.0),
+                stored("q", 4),
+                held("other", 5, 500.0),
+            ]
+        )
+    )
+    store.submit(appends=[held("q", 6, 400.0)])  # written before the purge: purged too
+    await done(store.purge_scheduled("q", (100.0, 2)))
+    assert [(m.queue_id, m.seq) for m in await store.messages()] == [
+        ("other", 5),
+        ("q", 2),
+        ("q", 4),
+    ]
+    await done(store.purge_scheduled("q", None))
+    assert [(m.queue_id, m.seq) for m in await store.messages()] == [("other", 5), ("q", 4)]
+    assert places(await done(store.read_scheduled("other", None, 10))) == [(500.0, 5)]
+
+
+async def test_backlogs_bound_the_scheduled_messages_and_count_them_all(store: Store) -> None:
+    store.submit(
+        appends=[stored("q", 1)] + [held("q", seq, 1000.0 - seq, b"x" * 100) for seq in range(2, 7)]
+    )
+    [by_count] = await store.backlogs(2, 1 << 20)
+    [by_bytes] = await store.backlogs(10, 250)
+    [one] = await store.backlogs(10, 1)
+    assert [m.seq for m in by_count.head] == [1]
+    assert [m.seq for m in by_count.scheduled] == [6, 5]  # the soonest
+    assert [m.seq for m in by_bytes.scheduled] == [6, 5]
+    assert [m.seq for m in one.scheduled] == [6]  # one, however large
+    for found in (by_count, by_bytes, one):
+        assert (found.scheduled_count, found.scheduled_bytes) == (5, 500)
+    store.submit(appends=[stored("ready", 1)])
+    assert {
+        item.queue_id: (item.scheduled, item.scheduled_count, item.scheduled_bytes)
+        for item in await store.backlogs(2, 1 << 20)
+        if item.queue_id == "ready"
+    } == {"ready": ([], 0, 0)}
+
+
+async def test_a_scheduled_message_is_read_back_after_a_reopen(
+    store: Store, reopen: Reopen
+) -> None:
+    store.submit(appends=[held("q", 1, 700.0), held("q", 2, 600.0)])
+    store.submit(appends=[dataclasses.replace(stored("q", 3), claimed=True)])
+    # a held message returned for a retry
+    await done(store.submit(schedules=[(("q", 3), 650.0)]))
+    store = await reopen()
+    [found] = await store.backlogs(1, 1 << 20)
+    assert (found.scheduled_count, found.scheduled_bytes) == (3, 3)
+    assert [m.seq for m in found.scheduled] == [2]
+    later = await done(store.read_scheduled("q", (600.0, 2), 10))
+    assert isinstance(later, list)
+    assert [(m.seq, m.deliver_at, m.redelivered) for m in later] == [
+        (3, 650.0, True),
+        (1, 700.0, False),
     ]

@@ -169,7 +169,8 @@ class ClaimLog(PagedLog, Protocol):
 
     Scheduled messages (``deliver_at`` set) are written claimed by the node that holds
     them until their time; the calls below about unclaimed messages leave them out, but
-    :meth:`claim_scheduled`. A node that dies or leaves lets go of what it claimed: the
+    :meth:`claim_scheduled`, and ``read_scheduled`` and ``purge_scheduled`` concern only
+    the ones this node holds. A node that dies or leaves lets go of what it claimed: the
     scheduled messages whose time has come become ready (``deliver_at`` cleared), the
     others keep their ``deliver_at`` for the node that claims them next.
     """

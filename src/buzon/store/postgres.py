@@ -662,9 +662,10 @@ class PostgresStore:
         return int(result.split()[-1])
 
     async def backlogs(self, limit: int, max_bytes: int) -> list[StoredBacklog]:
-        """Each queue's head per priority, and its scheduled messages with the first of
-        them; queue ids are found by skipping through the primary key, scheduled messages
-        through their own index."""
+        """Each queue's head per priority, and its soonest scheduled messages with the
+        first of them; queue ids are found by skipping through the primary key, scheduled
+        messages through their own index (and counted there: one aggregate per queue, their
+        bodies' sizes, not their bodies)."""
 
         async def run(db: asyncpg.Connection) -> list[StoredBacklog]:
             found: list[StoredBacklog] = []
@@ -691,13 +692,14 @@ class PostgresStore:
                     head = head_of(stored, limit, max_bytes)
                     more = len(head) < len(stored)
                     found.append(StoredBacklog(queue_id, head, high, more, priority=priority))
-                scheduled = [_stored(row) for row in await db.fetch(_SCHEDULED, queue_id)]
-                if scheduled:
+                [(count, size)] = await db.fetch(_SCHEDULED_TOTAL, queue_id)
+                if count:
+                    rows = await db.fetch(_SCHEDULED, queue_id, limit)
                     found[first] = dataclasses.replace(
                         found[first],
-                        scheduled=scheduled,
-                        scheduled_count=len(scheduled),
-                        scheduled_bytes=sum(len(m.body) for m in scheduled),
+                        scheduled=head_of([_stored(row) for row in rows], limit, max_bytes),
+                        scheduled_count=count,
+                        scheduled_bytes=int(size),
                     )
 
         result: list[StoredBacklog] = await settled(self._operation(run))
@@ -791,6 +793,32 @@ class PostgresStore:
                 kept,
                 *values,
             )
+
+        return self._operation(run)
+
+    def read_scheduled(self, queue_id: str, after: tuple[float, int] | None, limit: int) -> Ticket:
+        """The scheduled messages of a queue this node holds (see :class:`ClaimLog`), one
+        range of their index."""
+        node = self.node_id
+
+        async def run(db: asyncpg.Connection) -> list[StoredMessage]:
+            if after is None:
+                rows = await db.fetch(_HELD_SCHEDULED, queue_id, node, limit)
+            else:
+                rows = await db.fetch(_HELD_SCHEDULED_AFTER, queue_id, node, *after, limit)
+            return [_stored(row) for row in rows]
+
+        return self._operation(run)
+
+    def purge_scheduled(self, queue_id: str, after: tuple[float, int] | None) -> Ticket:
+        """Delete scheduled messages of a queue this node holds (never another node's)."""
+        node = self.node_id
+
+        async def run(db: asyncpg.Connection) -> None:
+            if after is None:
+                await db.execute(_PURGE_HELD_SCHEDULED, queue_id, node)
+            else:
+                await db.execute(_PURGE_HELD_SCHEDULED + _AFTER_PLACE, queue_id, node, *after)
 
         return self._operation(run)
 
@@ -1385,10 +1413,27 @@ _FIRST_EXPIRY = (
     "SELECT min(expires_at) FROM messages WHERE queue_id = $1 AND expires_at IS NOT NULL"
     " AND deliver_at IS NULL AND seq > $2 AND seq <= $3{level}"
 )
+# A queue's scheduled messages, soonest first (one range of their index).
 _SCHEDULED = (
     f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE queue_id = $1 AND deliver_at IS NOT NULL"
-    " ORDER BY seq"
+    " ORDER BY deliver_at, seq LIMIT $2"
 )
+_SCHEDULED_TOTAL = (
+    "SELECT count(*), coalesce(sum(length(body)), 0) FROM messages"
+    " WHERE queue_id = $1 AND deliver_at IS NOT NULL"
+)
+# The ones a node holds ($2), from the first or after a place (a row comparison: one range
+# of the index, where "deliver_at > x OR (deliver_at = x AND seq > y)" is a filter).
+_HELD = "queue_id = $1 AND deliver_at IS NOT NULL AND claimed_by = $2"
+_AFTER_PLACE = " AND (deliver_at, seq) > ($3, $4)"
+_HELD_SCHEDULED = (
+    f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE {_HELD} ORDER BY deliver_at, seq LIMIT $3"
+)
+_HELD_SCHEDULED_AFTER = (
+    f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE {_HELD}{_AFTER_PLACE}"
+    " ORDER BY deliver_at, seq LIMIT $5"
+)
+_PURGE_HELD_SCHEDULED = f"DELETE FROM messages WHERE {_HELD}"
 # Claims take the highest priority first, oldest first within one. The running sum bounds
 # a claim by bytes (the first row always fits).
 _CLAIM = (

@@ -501,10 +501,11 @@ class SQLiteStore:
         return await self._db.write(run)
 
     async def backlogs(self, limit: int, max_bytes: int) -> list[StoredBacklog]:
-        """Each queue's head per priority, and its scheduled messages with the first of
-        them; queue ids are found by skipping through the primary key and scheduled
-        messages through their own index, so this costs a few index lookups per queue and
-        priority, whatever the backlogs hold, plus the scheduled messages themselves."""
+        """Each queue's head per priority, and its soonest scheduled messages with the
+        first of them; queue ids are found by skipping through the primary key and
+        scheduled messages through their own index, so this costs a few index lookups per
+        queue and priority, whatever the backlogs hold, plus one count of its scheduled
+        messages (their index and sizes, not their bodies)."""
 
         def run(db: sqlite3.Connection) -> list[StoredBacklog]:
             found: list[StoredBacklog] = []
@@ -530,15 +531,15 @@ class SQLiteStore:
                     head = head_of(stored, limit, max_bytes)
                     more = len(head) < len(stored)
                     found.append(StoredBacklog(queue_id, head, high, more, priority=priority))
-                scheduled = [
-                    _stored_message(row) for row in db.execute(_SCHEDULED, (queue_id,)).fetchall()
-                ]
-                if scheduled:
+                count, size = db.execute(_SCHEDULED_TOTAL, (queue_id,)).fetchone()
+                if count:
+                    rows = db.execute(_SCHEDULED.format(after=""), (queue_id, limit))
+                    soonest = [_stored_message(row) for row in rows.fetchall()]
                     found[first] = dataclasses.replace(
                         found[first],
-                        scheduled=scheduled,
-                        scheduled_count=len(scheduled),
-                        scheduled_bytes=sum(len(m.body) for m in scheduled),
+                        scheduled=head_of(soonest, limit, max_bytes),
+                        scheduled_count=count,
+                        scheduled_bytes=int(size),
                     )
 
         return await self._db.read(run)
@@ -659,6 +660,24 @@ class SQLiteStore:
 
         return self._operation(run, write=True)
 
+    def read_scheduled(self, queue_id: str, after: tuple[float, int] | None, limit: int) -> Ticket:
+        """One range of the scheduled index, after the writes submitted before it."""
+        clause, bounds = _after_place(after)
+
+        def run(db: sqlite3.Connection) -> list[StoredMessage]:
+            rows = db.execute(_SCHEDULED.format(after=clause), (queue_id, *bounds, limit))
+            return [_stored_message(row) for row in rows.fetchall()]
+
+        return self._operation(run, write=False)
+
+    def purge_scheduled(self, queue_id: str, after: tuple[float, int] | None) -> Ticket:
+        clause, bounds = _after_place(after)
+
+        def run(db: sqlite3.Connection) -> None:
+            db.execute(_PURGE_SCHEDULED.format(after=clause), (queue_id, *bounds))
+
+        return self._operation(run, write=True)
+
     def _operation(
         self, run: Callable[[sqlite3.Connection], Any], *, write: bool, early: bool = False
     ) -> Ticket:
@@ -732,12 +751,22 @@ _COUNT = (
     "  WHERE queue_id = ? AND seq > ? AND seq <= ? AND deliver_at IS NULL{level}"
     "  ORDER BY seq LIMIT ?)"
 )
-# INDEXED BY: by the primary key (already in seq order) the planner would read the
-# queue's whole backlog to find its scheduled messages.
+# A queue's scheduled messages, by (deliver_at, seq): {after} is empty or _AFTER_PLACE.
+# INDEXED BY: by the primary key the planner could read the queue's whole backlog to find
+# them; their index holds them in that order, and a place to start from bounds its range.
 _SCHEDULED = (
     "SELECT queue_id, seq, message_id, destination, headers, body, expires_at, redelivered,"
     " 1, priority, deliver_at FROM messages INDEXED BY messages_scheduled"
-    " WHERE queue_id = ? AND deliver_at IS NOT NULL ORDER BY seq"
+    " WHERE queue_id = ? AND deliver_at IS NOT NULL{after} ORDER BY deliver_at, seq LIMIT ?"
+)
+_AFTER_PLACE = " AND (deliver_at, seq) > (?, ?)"
+_SCHEDULED_TOTAL = (
+    "SELECT count(*), total(length(body)) FROM messages INDEXED BY messages_scheduled"
+    " WHERE queue_id = ? AND deliver_at IS NOT NULL"
+)
+_PURGE_SCHEDULED = (
+    "DELETE FROM messages INDEXED BY messages_scheduled"
+    " WHERE queue_id = ? AND deliver_at IS NOT NULL{after}"
 )
 _FORGET_SPILLED = "DELETE FROM spilled WHERE queue_id = ? AND seq > ? AND seq <= ?{level}"
 _EXPIRE = (
@@ -770,6 +799,12 @@ def _level(priority: int | None) -> tuple[str, tuple[int, ...]]:
 def _one_user(db: sqlite3.Connection, query: str, value: str) -> UserRecord | None:
     row = db.execute(query, (value,)).fetchone()
     return None if row is None else user_record(row)
+
+
+def _after_place(after: tuple[float, int] | None) -> tuple[str, tuple[float, int] | tuple[()]]:
+    """The condition that starts a read of scheduled messages after a place, and its
+    values (none when it starts at the first)."""
+    return ("", ()) if after is None else (_AFTER_PLACE, after)
 
 
 def _message_row(message: StoredMessage) -> tuple[object, ...]:
