@@ -17,6 +17,9 @@ QUICK = 10
 # The backlog scenario (benchmarks/backlog.py): its own runner, and run only when asked for.
 BACKLOG = "backlog"
 BACKLOG_MESSAGES = 10_000_000
+# The retry scenario (benchmarks/retry.py): its own runner too, and run only when asked for.
+RETRY = "retry"
+RETRY_MESSAGES = 100_000
 KIB = 1024
 MIB = 1024 * KIB
 # Message bytes a size point of the scaling axis sends in all, and keeps in flight at most
@@ -218,3 +221,45 @@ def scaling_axes(quick: bool) -> list[Axis]:
             {n // d: {"connections": n // d, **queue_options(d)} for n in (1000, 5000, 10_000)},
         ),
     ]
+
+
+@dataclass(frozen=True)
+class RetryVariant:
+    """One way the retry scenario runs (a column of its table): ``retry.py``'s broker and
+    the options beyond ``retry_args``."""
+
+    label: str
+    broker: str  # retry.py --broker
+    options: tuple[str, ...]
+
+    @property
+    def backoff(self) -> bool:
+        """Whether its NACKs ask for a delayed redelivery."""
+        return self.options[self.options.index("--backoff") + 1] != "0,0"
+
+
+def retry_args(messages: int = RETRY_MESSAGES) -> list[str]:
+    """``retry.py``'s arguments common to every variant: ``messages`` persistent 128-byte
+    messages, 4 consumers with client-individual acks and a prefetch of 1,000, as in the
+    queue scenario; each message NACKed twice, then acked."""
+    return [
+        *("--messages", str(messages)),
+        *("--consumers", "4", "--size", "128", "--prefetch", "1000"),
+        *("--receipt-every", "1000", "--window", "4"),
+    ]
+
+
+def retry_variants(rabbitmq: bool) -> list[RetryVariant]:
+    """buzon with back-off (50 ms, then 100 ms), and its wait phase; buzon and RabbitMQ with
+    plain NACKs, requeued at once (RabbitMQ has no broker-side back-off), for reference."""
+    variants = [
+        RetryVariant("buzon, back-off 50 + 100 ms", "buzon", ("--backoff", "50,100")),
+        RetryVariant(
+            "buzon, requeued at once", "buzon", ("--backoff", "0,0", "--wait-messages", "0")
+        ),
+    ]
+    if rabbitmq:
+        variants.append(
+            RetryVariant("RabbitMQ, requeued at once", "rabbitmq", ("--backoff", "0,0"))
+        )
+    return variants

@@ -18,11 +18,17 @@ result as markdown (docs/performance.md).
   10,000,000 by default) takes hours; it starts and restarts its brokers itself, and its
   section of the document comes with a plot of their memory over time, an SVG file written
   beside the document (``backlog-rss.svg``).
+- The retry scenario (``retry.py``: every message NACKed twice, then acked; then the
+  broker's CPU while delayed messages wait) also runs only when ``--only`` names it, with
+  ``--retry-messages`` (100,000 by default): buzon with back-off (``requeue-delay``), and
+  buzon and RabbitMQ with plain NACKs requeued at once (RabbitMQ has no broker-side
+  back-off). It starts its broker itself, like the backlog scenario.
 
 Usage:
     python benchmarks/compare.py [--runs 3] [--quick] [--only queue,latency] [--no-rabbitmq]
                                  [--scaling] [--output docs/performance.md]
     python benchmarks/compare.py --only backlog --messages 1000000 --runs 1
+    python benchmarks/compare.py --only retry [--retry-messages 100000]
 """
 
 from __future__ import annotations
@@ -50,20 +56,28 @@ from cases import (
     BACKLOG,
     BACKLOG_MESSAGES,
     QUICK,
+    RETRY,
+    RETRY_MESSAGES,
     Case,
     Outcome,
+    RetryVariant,
     backlog_args,
     comparison_cases,
+    retry_args,
+    retry_variants,
     scaling_axes,
 )
 from goals import BUZON, RABBITMQ
 from loadgen import Target, raise_file_limit, start_broker
 from report import Report, render
+from retry import RetryResult
+from retry_report import RetryOutcome
 from stomp_load import Login, Result
 
 ROOT = Path(__file__).resolve().parents[1]
 LOADGEN = ROOT / "benchmarks" / "loadgen.py"
 BACKLOG_SCRIPT = ROOT / "benchmarks" / "backlog.py"
+RETRY_SCRIPT = ROOT / "benchmarks" / "retry.py"
 RUN_TIMEOUT_S = 1800  # one loadgen run; its own waits time out well before this
 BACKLOG_IMAGE = "backlog-rss.svg"  # the plot, written beside the document
 
@@ -205,22 +219,66 @@ def run_backlog(
     return outcomes
 
 
+def run_retry(
+    variants: list[RetryVariant], messages: int, runs: int, base_dir: str, work_dir: Path
+) -> dict[str, RetryOutcome]:
+    """``retry.py`` ``runs`` times for each variant, interleaved like ``run_all``. It starts
+    and stops its broker itself; its phases time out on their own, well before the bound
+    here."""
+    timeout = 3 * (60 + messages / 1000) + 300
+    outcomes = {variant.label: RetryOutcome([], []) for variant in variants}
+    for run in range(1, runs + 1):
+        for variant in variants if run % 2 else variants[::-1]:
+            json_path = work_dir / f"retry-{variants.index(variant)}-{run}.json"
+            command = [sys.executable, str(RETRY_SCRIPT), "--broker", variant.broker]
+            command += [*retry_args(messages), *variant.options]
+            command += ["--base-dir", base_dir, "--json", str(json_path)]
+            started = time.monotonic()
+            try:
+                try:
+                    done = subprocess.run(
+                        command, capture_output=True, text=True, timeout=timeout, check=False
+                    )
+                except subprocess.TimeoutExpired as expired:
+                    raise RunFailed(f"no result within {timeout:.0f} s") from expired
+                if done.returncode != 0 or not json_path.exists():
+                    output = done.stderr.strip() or done.stdout.strip() or "no output"
+                    raise RunFailed(f"exit code {done.returncode}: {output.splitlines()[-1]}")
+            except RunFailed as failure:
+                line = f"FAILED: {failure}"
+                outcomes[variant.label].failures.append(f"run {run}: {line[:300]}")
+            else:
+                record = json.loads(json_path.read_text().splitlines()[-1])
+                outcomes[variant.label].runs.append(RetryResult.from_json(record))
+                line = done.stdout.strip().splitlines()[-1]
+            took = time.monotonic() - started
+            print(f"[run {run}/{runs}] retry  {line}  ({took:.0f} s)", flush=True)
+    return outcomes
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     cases = [case.name for case in comparison_cases(quick=False)]
-    names = [*cases, BACKLOG]
+    names = [*cases, BACKLOG, RETRY]
     parser.add_argument("--runs", type=int, default=3, help="runs per scenario and broker")
     parser.add_argument("--quick", action="store_true", help=f"1/{QUICK} of the messages")
     parser.add_argument(
         "--only",
         default=",".join(cases),
-        help=f"comma-separated scenarios (default: all but {BACKLOG}, which takes hours)",
+        help=f"comma-separated scenarios (default: all but {BACKLOG}, which takes hours,"
+        f" and {RETRY})",
     )
     parser.add_argument(
         "--messages",
         type=int,
         default=BACKLOG_MESSAGES,
         help=f"{BACKLOG}: messages waiting at the end of the fill",
+    )
+    parser.add_argument(
+        "--retry-messages",
+        type=int,
+        default=RETRY_MESSAGES,
+        help=f"{RETRY}: messages, each NACKed twice then acked",
     )
     parser.add_argument("--no-rabbitmq", action="store_true", help="measure buzon alone")
     parser.add_argument("--scaling", action="store_true", help="also buzon's scaling tables")
@@ -230,6 +288,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--runs must be at least 1")
     if (args.messages // QUICK if args.quick else args.messages) < 1:
         parser.error(f"--messages {args.messages} leaves no message to send")
+    if (args.retry_messages // QUICK if args.quick else args.retry_messages) < 1:
+        parser.error(f"--retry-messages {args.retry_messages} leaves no message to send")
     args.only = [name.strip() for name in args.only.split(",") if name.strip()]
     unknown = sorted(set(args.only) - set(names))
     if unknown:
@@ -264,14 +324,20 @@ def main() -> None:
             if BACKLOG in args.only
             else {}
         )
+        retry_messages = args.retry_messages // QUICK if args.quick else args.retry_messages
+        variants = retry_variants(rabbit is not None) if RETRY in args.only else []
+        retries = run_retry(variants, retry_messages, args.runs, base_dir, Path(work))
         for axis in axes:
             print(f"scaling: {axis.title}", flush=True)
             axis_cases = [case for _, case in axis.points]
             results.update(run_all(axis_cases, [Buzon(base_dir)], args.runs, Path(work)))
     node = rabbit.node if rabbit else None
     theirs = backlogs[RABBITMQ].runs if RABBITMQ in backlogs else []
+    theirs_retried = [run for o in retries.values() for run in o.runs if run.broker == RABBITMQ]
     if node is None and theirs:  # RabbitMQ ran the backlog only: its versions from there
         node = rabbitmq.Node(0, 0, theirs[0].version, theirs[0].erlang)
+    elif node is None and theirs_retried:  # or the retry scenario only
+        node = rabbitmq.Node(0, 0, theirs_retried[0].version, theirs_retried[0].erlang)
     output = Path(args.output)
     firsts = [outcome.runs[0] for outcome in backlogs.values() if outcome.runs]
     if firsts:
@@ -292,6 +358,9 @@ def main() -> None:
         backlog_messages=backlog,
         backlog_args=backlog_args(backlog),
         backlog_image=BACKLOG_IMAGE,
+        retry=retries,
+        retry_variants=variants,
+        retry_messages=retry_messages,
     )
     output.write_text(render(report))
     print(f"wrote {output} in {report.elapsed_s / 60:.1f} minutes")

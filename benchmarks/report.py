@@ -13,10 +13,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from backlog_report import BacklogOutcome, section
-from cases import BACKLOG_MESSAGES, QUICK, Axis, Case, Outcome
+from cases import BACKLOG_MESSAGES, QUICK, Axis, Case, Outcome, RetryVariant
 from goals import BUZON, RABBITMQ, Metric, comparison_rows, median, ratio, verdict
 from loadgen import PASSWORD, SPARE_CONNECTIONS, serve_command
 from rabbitmq import CONFIG, INSTALL, SERVER, Node
+from retry_report import RetryOutcome
+from retry_report import section as retry_section
 from stomp_load import Result
 
 
@@ -41,6 +43,11 @@ class Report:
     backlog_messages: int = 0
     backlog_args: list[str] = field(default_factory=list)
     backlog_image: str = ""
+    # the retry scenario, when it ran: its outcome per variant (by label), the variants and
+    # its messages
+    retry: dict[str, RetryOutcome] = field(default_factory=dict)
+    retry_variants: list[RetryVariant] = field(default_factory=list)
+    retry_messages: int = 0
 
 
 def plural(count: int, noun: str) -> str:
@@ -275,6 +282,13 @@ def render(report: Report) -> str:
         lines += ["", *tables(report)]
     if report.backlog:
         lines += ["", *backlog_section(report)]
+    if report.retry:
+        lines += [
+            "",
+            *retry_section(
+                report.retry_variants, report.retry, report.retry_messages, report.rabbitmq_absent
+            ),
+        ]
     if report.axes:
         lines += ["", *scaling(report)]
     failures = [
@@ -285,6 +299,11 @@ def render(report: Report) -> str:
     failures += [
         f"- backlog, {broker}: {reason}"
         for broker, outcome in report.backlog.items()
+        for reason in outcome.failures
+    ]
+    failures += [
+        f"- retry, {label}: {reason}"
+        for label, outcome in report.retry.items()
         for reason in outcome.failures
     ]
     if failures:
@@ -349,5 +368,6 @@ def reproduce() -> list[str]:
         f" `--quick` divides message and connection counts by {QUICK} (a smoke test, not a"
         " measurement); `--only queue,latency` picks scenarios. The backlog scenario runs only"
         " when picked: `--only backlog --messages 1000000` (the default is"
-        f" {BACKLOG_MESSAGES:,} messages, and a run of it takes hours).",
+        f" {BACKLOG_MESSAGES:,} messages, and a run of it takes hours); so does the retry"
+        " scenario: `--only retry`.",
     ]

@@ -15,6 +15,7 @@ import os
 import socket
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -169,10 +170,17 @@ class Client(asyncio.Protocol):
 
 
 async def open_client(
-    host: str, port: int, who: Login, stats: Stats, *, ack: bool = False
+    host: str,
+    port: int,
+    who: Login,
+    stats: Stats,
+    *,
+    ack: bool = False,
+    make: Callable[[], Client] | None = None,
 ) -> Client:
+    """A logged-in connection: a ``Client``, or what ``make`` makes (a subclass)."""
     loop = asyncio.get_running_loop()
-    _, client = await loop.create_connection(lambda: Client(stats, ack), host, port)
+    _, client = await loop.create_connection(make or (lambda: Client(stats, ack)), host, port)
     assert client.transport is not None
     client.transport.write(connect_frame(who.login, who.passcode))
     await asyncio.wait_for(client.connected.wait(), 30)
