@@ -23,13 +23,16 @@ class TimerDriver:
         clock: the engine's Unix time (deadlines are on it).
     """
 
-    __slots__ = ("_clock", "_handle", "_loop", "_timers")
+    __slots__ = ("_armed_at", "_clock", "_handle", "_loop", "_timers")
 
     def __init__(self, timers: Timers, clock: Callable[[], float] = time.time) -> None:
         self._timers = timers
         self._clock = clock
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._handle: asyncio.TimerHandle | None = None
+        # what is armed, and for when on the loop's clock (kept here: uvloop answers a
+        # call_at for a time already past with a plain Handle, which has no ``when``)
+        self._handle: asyncio.Handle | None = None
+        self._armed_at = 0.0
 
     def start(self) -> None:
         """Take over the engine's deadlines (those set before included)."""
@@ -53,9 +56,10 @@ class TimerDriver:
         at = loop.time() + max(0.0, when - self._clock())
         handle = self._handle
         if handle is not None:
-            if handle.when() <= at:
+            if self._armed_at <= at:
                 return  # an earlier run comes first and arms the next
             handle.cancel()
+        self._armed_at = at
         self._handle = loop.call_at(at, self._run)
 
     def _run(self) -> None:
