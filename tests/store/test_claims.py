@@ -112,10 +112,12 @@ async def test_a_dead_nodes_scheduled_messages_keep_their_time_for_the_node_that
     ]
     assert await survivor.unclaimed() == {"q": (2, 2, None)}
     assert seqs(await page_of(survivor.claim("q", 10, 1 << 20))) == [2, 3]
+    assert await survivor.unheld_scheduled() == {"q"}  # what the nodes look for
     adopted = await page_of(survivor.claim_scheduled("q", 10))
     assert adopted.exhausted
     assert [(m.seq, m.deliver_at) for m in adopted.messages] == [(1, FAR)]
     assert seqs(await page_of(survivor.claim_scheduled("q", 10))) == []  # held now
+    assert await survivor.unheld_scheduled() == set()
 
 
 async def test_scheduled_messages_are_adopted_earliest_first_and_never_twice(node: Node) -> None:

@@ -48,6 +48,8 @@ from buzon.store import ClaimLog, Page, StoredMessage, Ticket
 
 log = logging.getLogger("buzon.broker")
 
+ADOPT_STEP = 1_000
+"""Most scheduled messages one adoption claims (the next takes the rest)."""
 EXPIRE_STEP = 2_000
 """Most expired unclaimed messages one sweep deletes (the next sweep takes the rest)."""
 
@@ -66,6 +68,7 @@ class ClaimedBacklog(MemoryBacklog):
     """
 
     __slots__ = (
+        "_adopting",
         "_claims",
         "_demand",
         "_epoch",
@@ -117,6 +120,7 @@ class ClaimedBacklog(MemoryBacklog):
         self._op: Ticket | None = None
         self._epoch = 0
         self._retry = False
+        self._adopting = False
 
     @property
     def depth(self) -> int:
@@ -186,6 +190,35 @@ class ClaimedBacklog(MemoryBacklog):
             self._queues_expiring.add(self._host)
         if count:
             self.available()
+
+    def adopt_scheduled(self, take: Callable[[list[StoredMessage]], None]) -> None:
+        """Claim scheduled messages no node holds (see ``ClaimLog.claim_scheduled``), a
+        batch at a time until none is left, and hand each batch to ``take`` (which holds
+        them until their time); one adoption at a time."""
+        if self._adopting or self.deleted:
+            return
+        self._adopting = True
+        ticket = self._claims.claim_scheduled(self.queue_id, ADOPT_STEP)
+        ticket.add_callback(partial(self._adopted, self._epoch, take))
+
+    def _adopted(
+        self, epoch: int, take: Callable[[list[StoredMessage]], None], ticket: Ticket
+    ) -> None:
+        self._adopting = False
+        if ticket.error is not None:
+            log.warning("adopting scheduled messages of %s failed: %s", self.queue_id, ticket.error)
+            return  # the next count finds them again
+        page: Page = ticket.result
+        if epoch != self._epoch:
+            self._drop_late(page)  # purged or deleted meanwhile
+            return
+        for item in page.messages:
+            if item.deliveries:
+                self._deliveries[item.seq] = item.deliveries  # counted by other nodes
+        if page.messages:
+            take(page.messages)
+        if not page.exhausted:
+            self.adopt_scheduled(take)
 
     def trim(self, keep: int) -> None:
         """Drop the oldest unclaimed messages so that at most ``keep`` messages of this

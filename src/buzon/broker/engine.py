@@ -531,6 +531,12 @@ class Broker:
             if queue_ids is None or queue.record.id in queue_ids:
                 queue.available()
 
+    def adopt_scheduled(self, queue_ids: Collection[str]) -> None:
+        """These queues have scheduled messages no node holds: claim them, to wait here."""
+        for queue in self.shared_queues():
+            if queue.record.id in queue_ids:
+                queue.adopt_scheduled()
+
     def refresh_unclaimed(self, counts: Mapping[str, tuple[int, int, float | None]]) -> None:
         """The cluster's count of unclaimed messages per queue id (absent: none)."""
         for queue in self.shared_queues():

@@ -158,11 +158,6 @@ class Intake:
                 ErrorCode.BAD_HEADER_VALUE,
                 "delay and deliver-at are for queues (/queue/): a channel delivers at once",
             )
-        if target.shared:
-            raise BrokerError(
-                ErrorCode.BAD_HEADER_VALUE,
-                "delay and deliver-at are not available on a PostgreSQL cluster yet",
-            )
         return when
 
     def accept(
@@ -191,9 +186,12 @@ class Intake:
             raise _storage_full()  # it would be written, and the disk is under its floor
         if isinstance(target, Queue):
             claimed = target.admit(message)
+            # a delayed message of a cluster's queue is written (claimed) even when
+            # transient: the node holds it until its time, the others adopt it if it stops
+            logged = message.persistent or (claimed and message.deliver_at is not None)
             if key is not None:
-                return self._accept_keyed(target, message, key, claimed)
-            if message.persistent:
+                return self._accept_keyed(target, message, key, claimed, logged)
+            if logged:
                 return self.journal.append(
                     target.record.id, message, claimed=claimed, deliver_at=message.deliver_at
                 )
@@ -285,14 +283,14 @@ class Intake:
         return Publication(message.id, ticket)
 
     def _accept_keyed(
-        self, queue: Queue, message: Message, key: str, claimed: bool
+        self, queue: Queue, message: Message, key: str, claimed: bool, logged: bool
     ) -> Ticket | None:
         """Log an admitted message with its idempotency key (one write), and remember the
         key until the queue's window ends."""
         queue_id = queue.record.id
         expires_at = self._clock() + queue.policy.dedup_window_ms / 1000
         ticket = None
-        if message.persistent:
+        if logged:
             record = IdempotencyKey(queue_id, key, message.id, expires_at)
             ticket = self.journal.append(
                 queue_id, message, claimed=claimed, deliver_at=message.deliver_at, key=record

@@ -42,7 +42,7 @@ from collections.abc import Callable, Sequence
 from typing import cast
 
 from buzon.broker.addresses import address
-from buzon.broker.backlog import BacklogHost, MemoryBacklog
+from buzon.broker.backlog import BacklogHost, MemoryBacklog, from_store
 from buzon.broker.claimed_backlog import ClaimedBacklog
 from buzon.broker.config import DEFAULT_BACKLOG_WINDOW
 from buzon.broker.deadlines import AckDeadlines, LapseCounters
@@ -276,6 +276,8 @@ class Queue:
             ):
                 raise BrokerError(ErrorCode.QUEUE_FULL, f"{self.address} is at its maximum length")
         self._incoming[message.seq] = None
+        if self._shared is not None and message.deliver_at is not None:
+            return True  # held here, claimed, until its time (see adopt_scheduled)
         return self._shared is not None and self._shared.reserve(message.seq)
 
     def publish(self, message: Message) -> None:
@@ -295,7 +297,7 @@ class Queue:
     def withdraw(self, message: Message) -> None:
         """An admitted message will not arrive after all (its journal write failed)."""
         self._incoming.pop(message.seq, None)
-        if self._shared is not None:
+        if self._shared is not None and message.deliver_at is None:
             self._shared.unreserve(message.seq)
         self._backlog.resume()
 
@@ -375,6 +377,20 @@ class Queue:
         """The cluster's count of this queue's unclaimed messages (a shared queue only)."""
         if self._shared is not None:
             self._shared.refresh(count, size, first_expiry)
+
+    def adopt_scheduled(self) -> None:
+        """Scheduled messages of this shared queue wait in the store held by no node (the
+        node that held them stopped or died, or ``buzon migrate`` copied them): claim some,
+        and hold them here until their time, as if published here."""
+        if self._shared is not None and not self.deleted:
+            self._shared.adopt_scheduled(self._adopted)
+
+    def _adopted(self, items: list[StoredMessage]) -> None:
+        schedule = self._later()
+        for item in items:
+            when = item.deliver_at if item.deliver_at is not None else self._clock()
+            self._bytes += len(item.body)
+            schedule.add(from_store(item), when, redelivered=item.redelivered, kept=False)
             if self.policy.overflow is Overflow.DROP_HEAD:
                 self._drop_heads()
 

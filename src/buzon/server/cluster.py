@@ -430,12 +430,16 @@ class ClusterNode:
             )
 
     async def _counting(self) -> None:
-        """Count unclaimed messages per queue every second (less often when slow)."""
+        """Count unclaimed messages per queue every second (less often when slow), and
+        adopt scheduled messages no node holds."""
         while True:
             started = time.monotonic()
             try:
                 counts = await self._store.unclaimed()
                 self._ctx.broker.refresh_unclaimed(counts)
+                unheld = await self._store.unheld_scheduled()
+                if unheld:
+                    self._ctx.broker.adopt_scheduled(unheld)
             except BuzonError:
                 pass  # the heartbeat reports the database's absence
             took = time.monotonic() - started

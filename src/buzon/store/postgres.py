@@ -932,6 +932,16 @@ class PostgresStore:
         )
         return {row[0]: (row[1], int(row[2]), row[3]) for row in rows}
 
+    async def unheld_scheduled(self) -> set[str]:
+        """The queues with scheduled messages no node holds (see :meth:`claim_scheduled`),
+        found through an index of those rows alone (empty but for a while after a node
+        stops, or after ``buzon migrate``)."""
+        rows = await self._fetch(
+            "SELECT DISTINCT queue_id FROM messages"
+            " WHERE claimed_by IS NULL AND deliver_at IS NOT NULL"
+        )
+        return {row[0] for row in rows}
+
     # -- nodes -----------------------------------------------------------------------------
 
     async def register_node(self, name: str, listeners: Sequence[str]) -> tuple[int, int, int]:

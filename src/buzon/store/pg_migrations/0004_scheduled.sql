@@ -16,3 +16,7 @@ CREATE INDEX messages_scheduled ON messages (queue_id, deliver_at, seq)
 DROP INDEX messages_unclaimed_by_priority;
 CREATE INDEX messages_unclaimed_by_priority ON messages (queue_id, priority DESC, seq)
     WHERE claimed_by IS NULL AND deliver_at IS NULL;
+-- Scheduled rows no node holds (their node stopped, or buzon migrate wrote them): the nodes
+-- look for them every second, so they have an index of their own, empty most of the time.
+CREATE INDEX messages_unheld_scheduled ON messages (queue_id)
+    WHERE claimed_by IS NULL AND deliver_at IS NOT NULL;
