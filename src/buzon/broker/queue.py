@@ -500,9 +500,11 @@ class Queue:
     def refuse(self, messages: Sequence[Message], refusal: Refusal = REQUEUE) -> None:
         """Handed-out messages were refused by their consumer.
 
-        With ``requeue`` false they are dead-lettered at once (reason ``rejected``).
-        Otherwise each returns after the refusal's ``delay_ms``, or, without one, after the
-        queue's retry back-off for its n-th NACK (at once when the policy has none).
+        With ``requeue`` false they are dead-lettered at once (reason ``rejected``), and so
+        is one that used its last delivery the policy allows (reason ``max-deliveries``: no
+        retry could deliver it). Otherwise each returns after the refusal's ``delay_ms``, or,
+        without one, after the queue's retry back-off for its n-th NACK (at once when the
+        policy has none).
         """
         if refusal.error is not None:
             error = refusal.error[:ERROR_CHARS]
@@ -515,9 +517,14 @@ class Queue:
             return
         nacks = self._nacks
         policy = self.policy
+        most = policy.max_deliveries
         now: list[Message] = []
         later: list[tuple[Message, int]] = []
         for message in messages:
+            if most is not None and self._backlog.deliveries(message) >= most:
+                self._in_flight -= 1
+                self._retire(message, "max-deliveries")
+                continue
             count = nacks[message.seq] = nacks.get(message.seq, 0) + 1
             wait = refusal.delay_ms if refusal.delay_ms is not None else backoff_ms(policy, count)
             if wait and not self.deleted:
