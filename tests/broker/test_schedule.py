@@ -198,6 +198,23 @@ def test_dead_letter_reasons_count_deliveries_and_carry_the_last_error() -> None
     assert "x-last-error" not in by_body[b"forgotten"]
 
 
+def test_the_nack_that_ends_the_last_delivery_dead_letters_at_once_without_back_off() -> None:
+    clock = Clock()
+    broker = make_broker(clock, dead_letter_queue="dead", max_deliveries=2, retry_delay_ms=60_000)
+    audit = open_peer(broker, "alice").subscribe("/queue/dead")
+    open_peer(broker, "alice").publish(Q, b"doomed")
+    consumer = open_peer(broker, "bob").subscribe(Q, AckMode.CLIENT_INDIVIDUAL)
+    consumer.session.nack(consumer.ack_ids()[0], refusal=Refusal(error="e1"))
+    later(broker, clock, 60)  # the first back-off
+    consumer.session.nack(consumer.ack_ids()[1], refusal=Refusal(error="e2"))
+    (moved,) = audit.deliveries  # no second back-off to wait for
+    headers = dict(reversed(moved.message.headers))
+    assert (headers["x-dead-letter-reason"], headers["x-delivery-count"]) == ("max-deliveries", "2")
+    assert headers["x-last-error"] == "e2"
+    queue = stats(broker)
+    assert (queue.depth, queue.in_flight, queue.scheduled) == (0, 0, 0)  # type: ignore[attr-defined]
+
+
 def test_a_message_dead_lettered_twice_carries_one_set_of_broker_headers() -> None:
     clock = Clock()
     broker = make_broker(clock, dead_letter_queue="dead")
