@@ -136,6 +136,20 @@ def test_max_deliveries_ended_by_a_timeout_dead_letters_as_ack_timeout() -> None
     assert headers["x-delivery-count"] == "2"
 
 
+def test_a_last_delivery_that_lapses_is_dead_lettered_and_the_session_stays_open() -> None:
+    broker, clock = leased_broker(ack_timeout_ms=1_000, max_deliveries=1, dead_letter_queue="dead")
+    audit = open_peer(broker, "auditor").subscribe("/queue/dead")
+    worker = consumer(broker, "worker", prefetch=1)
+    open_peer(broker).publish(Q, b"stuck")
+    advance(broker, clock, 1.0)  # it lapses: no delivery is left for it
+
+    assert [d.message.body for d in audit.deliveries] == [b"stuck"]
+    assert dict(audit.deliveries[0].message.headers)["x-dead-letter-reason"] == "ack-timeout"
+    (queue,) = [q for q in broker.statistics().queues if q.name == "work"]
+    assert (queue.depth, queue.in_flight) == (0, 0)
+    assert not worker.session.closed
+
+
 def test_max_deliveries_ended_by_a_nack_still_says_max_deliveries() -> None:
     broker, clock = leased_broker(ack_timeout_ms=1_000, max_deliveries=2, dead_letter_queue="dead")
     audit = open_peer(broker, "auditor").subscribe("/queue/dead")

@@ -466,17 +466,23 @@ class Queue:
 
     def lapse(self, sub: Subscription, message: Message) -> None:
         """A delivery to ``sub`` was not settled in time (``sub`` no longer holds it): the
-        message comes back, redelivered, preferably to another consumer."""
+        message comes back, redelivered, preferably to another consumer; or, if that was
+        its last delivery (``max_deliveries``), it is dead-lettered at once (``ack-timeout``)."""
         lapses = self._lapses
+        most = self.policy.max_deliveries
         if lapses is not None:
             lapses.expired += 1
-            if self.policy.max_deliveries is not None:
+            if most is not None:
                 lapses.ended(message.seq, self._backlog.deliveries(message))
         ring = self._ring
         if sub.in_ring and len(ring) > 1:
             ring.remove(sub)  # the others first
             ring.append(sub)
-        self._give_back([message])
+        if most is not None and self._backlog.deliveries(message) >= most and not self.deleted:
+            self._in_flight -= 1
+            self._retire(message, "ack-timeout")
+        else:
+            self._give_back([message])
         self.resume(sub)
 
     def late_settle(self) -> None:
