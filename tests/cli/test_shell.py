@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import select
@@ -9,7 +10,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+import pytest
 
 from buzon.client import ManagementClient
 from tests.cli.helpers import Cli
@@ -18,7 +22,32 @@ from tests.interop.broker_process import BrokerProcess
 PASSWORD = "cli-shell-password"
 
 
-def start_shell(cli: Cli, broker: BrokerProcess, answers: list[str]) -> subprocess.Popen[str]:
+StartShell = Callable[[Cli, BrokerProcess, list[str]], subprocess.Popen[str]]
+
+
+@pytest.fixture
+def start_shell() -> Iterator[StartShell]:
+    """Starts ``buzon shell``s; any still running at the end (a test failed midway) is
+    killed and its pipes closed, so that it cannot disturb the tests after it."""
+    started: list[subprocess.Popen[str]] = []
+
+    def start(cli: Cli, broker: BrokerProcess, answers: list[str]) -> subprocess.Popen[str]:
+        process = shell_process(cli, broker, answers)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+        for pipe in (process.stdin, process.stdout, process.stderr):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
+        process.wait(timeout=10)
+
+
+def shell_process(cli: Cli, broker: BrokerProcess, answers: list[str]) -> subprocess.Popen[str]:
     """``buzon shell`` with ``answers`` piped in, one per line, and stdout captured."""
     env = cli.env(BUZON_STOMP_URL=f"stomp://{broker.host}:{broker.port}")
     env.pop("BUZON_PASSWORD", None)
@@ -46,7 +75,7 @@ def finish(process: subprocess.Popen[str]) -> str:
 
 
 def test_publisher_registers_logs_in_creates_connects_and_sends(
-    broker: BrokerProcess, admin_client: ManagementClient, tmp_path: Path
+    broker: BrokerProcess, admin_client: ManagementClient, tmp_path: Path, start_shell: StartShell
 ) -> None:
     cli = Cli(broker.url, tmp_path / "config")
     answers = [
@@ -85,7 +114,7 @@ def test_publisher_registers_logs_in_creates_connects_and_sends(
 
 
 def test_consumer_pulls_gives_back_acknowledges_and_watches_a_channel(
-    broker: BrokerProcess, admin_client: ManagementClient, tmp_path: Path
+    broker: BrokerProcess, admin_client: ManagementClient, tmp_path: Path, start_shell: StartShell
 ) -> None:
     admin_client.create_queue("sh-inbox", access_key="inbox-key")
     for text in ("first", "second"):
@@ -155,7 +184,7 @@ def consumer(broker: BrokerProcess, admin: ManagementClient, tmp_path: Path, nam
 
 
 def test_ctrl_d_at_the_question_gives_the_pulled_messages_back(
-    broker: BrokerProcess, admin_client: ManagementClient, tmp_path: Path
+    broker: BrokerProcess, admin_client: ManagementClient, tmp_path: Path, start_shell: StartShell
 ) -> None:
     cli = consumer(broker, admin_client, tmp_path, "sh-eof")
     out = finish(start_shell(cli, broker, ["2", "5", "sh-eof", "2"]))  # stdin ends at the question
@@ -167,7 +196,7 @@ def test_ctrl_d_at_the_question_gives_the_pulled_messages_back(
 
 
 def test_ctrl_c_at_the_question_gives_them_back_and_the_table_shows_in_flight(
-    broker: BrokerProcess, admin_client: ManagementClient, tmp_path: Path
+    broker: BrokerProcess, admin_client: ManagementClient, tmp_path: Path, start_shell: StartShell
 ) -> None:
     cli = consumer(broker, admin_client, tmp_path, "sh-int")
     shell = start_shell(cli, broker, ["2", "5", "sh-int", "1"])
