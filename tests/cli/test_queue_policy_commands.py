@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Callable
 
 import pytest
 
-from buzon.client import ManagementClient, Overflow, QueuePolicy
+from buzon.client import Client, ManagementClient, Overflow, QueuePolicy
 from tests.cli.helpers import Cli
+from tests.interop.broker_process import BrokerProcess
 
 PASSWORD = "cli-policy-password"
 OWNER, OTHER = "policy-owner", "policy-other"
@@ -60,6 +62,24 @@ def test_a_queue_created_with_a_policy_shows_it(
     assert "idempotency keys kept 30000 ms" in text
     policy = json.loads(owner.ok("queue", "info", "bounded", "--json"))["policy"]
     assert (policy["max_length"], policy["overflow"]) == (3, "drop-head")
+
+
+def test_info_counts_lapsed_deliveries_and_late_settles(
+    as_user: Callable[[str], Cli], broker: BrokerProcess
+) -> None:
+    owner = as_user(OWNER)
+    owner.ok("queue", "create", "leased", "--ack-timeout-ms", "200")
+    url = f"stomp://{broker.host}:{broker.port}"
+    with Client(url, login=OWNER, passcode=PASSWORD) as client:
+        jobs = client.subscribe("/queue/leased", ack="client-individual")
+        client.publish("/queue/leased", "slow job")
+        first = jobs.get(timeout=5)
+        again = jobs.get(timeout=5)  # the lease ran out: back to the only consumer
+        first.ack(confirm=True)  # too late: ignored, confirmed all the same
+        again.ack(confirm=True)
+    text = owner.ok("queue", "info", "leased")
+    assert re.search(r"lease expired\s+│\s+1\s", text), text
+    assert re.search(r"late settles\s+│\s+1\s", text), text
 
 
 def test_bad_policy_options_are_one_line(as_user: Callable[[str], Cli]) -> None:

@@ -362,6 +362,8 @@ def _extra_fields(info: Destination) -> list[tuple[str, object]]:
         return [
             ("scheduled total", info.scheduled_total),
             ("retried", info.retried),
+            ("lease expired", info.lease_expired),
+            ("late settles", info.late_settles),
             ("dead lettered", reasons or None),
             ("policy", describe_policy(info.policy)),
         ]
