@@ -467,17 +467,28 @@ class Queue:
     def lapse(self, sub: Subscription, message: Message) -> None:
         """A delivery to ``sub`` was not settled in time (``sub`` no longer holds it): the
         message comes back, redelivered, preferably to another consumer."""
-        lapses = self._lapses
-        if lapses is not None:
-            lapses.expired += 1
-            if self.policy.max_deliveries is not None:
-                lapses.ended(message.seq, self._backlog.deliveries(message))
+        self._count_lapse(message)
         ring = self._ring
         if sub.in_ring and len(ring) > 1:
             ring.remove(sub)  # the others first
             ring.append(sub)
         self._give_back([message])
         self.resume(sub)
+
+    def lease_ran_out(self, message: Message) -> None:
+        """A pulled message's lease ran out unsettled: it comes back, redelivered, as a
+        lapsed delivery does (counted, and ``ack-timeout`` if it was its last delivery)."""
+        self._count_lapse(message)
+        self._give_back([message])
+
+    def _count_lapse(self, message: Message) -> None:
+        """Count a delivery that lapsed, remembering its number for the dead-letter reason."""
+        lapses = self._lapses
+        if lapses is None:
+            lapses = self._lapses = LapseCounters()
+        lapses.expired += 1
+        if self.policy.max_deliveries is not None:
+            lapses.ended(message.seq, self._backlog.deliveries(message))
 
     def late_settle(self) -> None:
         """Count an ACK, NACK or extension of a delivery that had lapsed (a no-op)."""

@@ -223,7 +223,8 @@ class QueueInfo(Destination):
         " max-deliveries, rejected, max-length, ack-timeout)"
     )
     lease_expired: int = Field(
-        description="deliveries not acknowledged within their ack timeout (they came back)"
+        description="deliveries not acknowledged within their ack timeout or pull lease"
+        " (they came back)"
     )
     late_settles: int = Field(
         description="ACKs, NACKs and extensions of those after they came back (ignored)"
