@@ -118,6 +118,25 @@ async def test_queue_info_counts_lapsed_deliveries(
     await worker.close()
 
 
+async def test_a_pull_lease_that_runs_out_on_the_last_delivery_dead_letters_for_ack_timeout(
+    http: httpx.AsyncClient, admin: Auth
+) -> None:
+    policy = {"max_deliveries": 1, "dead_letter_queue": "lapsed"}
+    await http.post("/queues", json={"name": "lapsed"}, headers=admin)
+    await http.post("/queues", json={"name": "pulled", "policy": policy}, headers=admin)
+    await publish(http, admin, "queues", "pulled", "job")
+    [taken] = await pull(http, admin, "pulled", lease_ms=1_000)
+    assert await pull(http, admin, "pulled", wait_ms=2_500) == []  # its one delivery is over
+    (dead,) = await pull(http, admin, "lapsed", max=1, wait_ms=5_000)
+    assert dead["message_id"] != taken["message_id"]
+    assert dead["headers"]["x-original-message-id"] == taken["message_id"]
+    assert dead["headers"]["x-dead-letter-reason"] == "ack-timeout"
+    assert dead["headers"]["x-delivery-count"] == "1"
+    shown = await inspect(http, admin, "queues", "pulled")
+    assert shown["lease_expired"] == 1
+    assert shown["dead_lettered_by_reason"] == {"ack-timeout": 1}
+
+
 async def test_a_bad_dedup_window_is_refused_naming_it(
     http: httpx.AsyncClient, admin: Auth
 ) -> None:

@@ -285,6 +285,8 @@ async def test_unknown_redrives_and_queues_are_404(http: httpx.AsyncClient, admi
         ("limit", -1),
         ("limit", 2.5),
         ("to", ""),
+        ("to", "/queue/jobs"),
+        ("to", "two words"),
     ],
 )
 async def test_bad_values_are_400_naming_the_field(

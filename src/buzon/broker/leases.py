@@ -121,7 +121,7 @@ class Leases:
             _, receipt = heapq.heappop(deadlines)
             lease = self._leases.pop(receipt, None)
             if lease is not None:  # else settled already
-                lease.queue.return_taken([lease.message])
+                lease.queue.lease_ran_out(lease.message)
                 expired += 1
         return expired
 

@@ -468,22 +468,38 @@ class Queue:
         """A delivery to ``sub`` was not settled in time (``sub`` no longer holds it): the
         message comes back, redelivered, preferably to another consumer; or, if that was
         its last delivery (``max_deliveries``), it is dead-lettered at once (``ack-timeout``)."""
-        lapses = self._lapses
-        most = self.policy.max_deliveries
-        if lapses is not None:
-            lapses.expired += 1
-            if most is not None:
-                lapses.ended(message.seq, self._backlog.deliveries(message))
+        self._count_lapse(message)
         ring = self._ring
         if sub.in_ring and len(ring) > 1:
             ring.remove(sub)  # the others first
             ring.append(sub)
+        self._return_lapsed(message)
+        self.resume(sub)
+
+    def lease_ran_out(self, message: Message) -> None:
+        """A pulled message's lease ran out unsettled: it comes back, redelivered, as a
+        lapsed delivery does (counted, and dead-lettered as ``ack-timeout`` if it was its
+        last delivery)."""
+        self._count_lapse(message)
+        self._return_lapsed(message)
+
+    def _return_lapsed(self, message: Message) -> None:
+        """A lapsed delivery comes back, or leaves for good when no delivery is left."""
+        most = self.policy.max_deliveries
         if most is not None and self._backlog.deliveries(message) >= most and not self.deleted:
             self._in_flight -= 1
             self._retire(message, "ack-timeout")
         else:
             self._give_back([message])
-        self.resume(sub)
+
+    def _count_lapse(self, message: Message) -> None:
+        """Count a delivery that lapsed, remembering its number for the dead-letter reason."""
+        lapses = self._lapses
+        if lapses is None:
+            lapses = self._lapses = LapseCounters()
+        lapses.expired += 1
+        if self.policy.max_deliveries is not None:
+            lapses.ended(message.seq, self._backlog.deliveries(message))
 
     def late_settle(self) -> None:
         """Count an ACK, NACK or extension of a delivery that had lapsed (a no-op)."""

@@ -31,7 +31,8 @@ class QueueStats:
         scheduled_total: messages ever published with a delay.
         retried: NACKed messages whose redelivery was delayed.
         dead_lettered_by_reason: ``dead_lettered`` by reason, as ``(reason, count)`` pairs.
-        lease_expired: deliveries not settled within their ack timeout (they came back).
+        lease_expired: deliveries not settled within their ack timeout or HTTP pull lease
+            (they came back).
         late_settles: ACKs, NACKs and lease extensions of such deliveries after they came
             back (ignored).
         deduplicated: publishes not enqueued: their ``idempotency-key`` was seen within

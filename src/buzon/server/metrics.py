@@ -151,7 +151,7 @@ def _destinations(stats: BrokerStats, redriven: Mapping[str, int]) -> Iterator[M
     )
     lease_expired = counter(
         "buzon_messages_lease_expired",
-        "Queue deliveries not acknowledged within their ack timeout (they came back)",
+        "Queue deliveries not acknowledged within their ack timeout or pull lease (they came back)",
     )
     late_settles = counter(
         "buzon_late_settles",

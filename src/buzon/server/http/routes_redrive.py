@@ -15,6 +15,7 @@ from fastapi import APIRouter, Header, Path, Request, status
 from pydantic import BaseModel, Field
 
 from buzon.auth import Action
+from buzon.server.http.schemas import NAME_PATTERN
 from buzon.server.http.schemas import Request as RequestBody
 from buzon.server.http.security import Ctx, CurrentCaller, grants_for
 from buzon.server.http.timefmt import utc
@@ -43,7 +44,8 @@ class RedriveRequest(RequestBody):
         None,
         min_length=1,
         max_length=200,
-        description="the queue to move the messages to; null: each message's"
+        pattern=NAME_PATTERN,
+        description="the queue (its name) to move the messages to; null: each message's"
         " x-original-destination (where it was dead-lettered from)",
     )
     rate_per_s: int | None = Field(

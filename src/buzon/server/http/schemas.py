@@ -65,14 +65,14 @@ class Session(BaseModel):
     expires_at: datetime
 
 
-_NAME_PATTERN = r"^[A-Za-z0-9_.:\-]+$"
+NAME_PATTERN = r"^[A-Za-z0-9_.:\-]+$"
 
 
 class NewDestination(Request):
     name: str = Field(
         min_length=1,
         max_length=200,
-        pattern=_NAME_PATTERN,
+        pattern=NAME_PATTERN,
         description="letters, digits, '-', '_', '.', ':'; not only dots (a URL cannot carry them)",
     )
     access_key: str | None = Field(
@@ -101,7 +101,7 @@ class Policy(Request):
         None,
         min_length=1,
         max_length=200,
-        pattern=_NAME_PATTERN,
+        pattern=NAME_PATTERN,
         description=(
             "where expired, dropped and too-often-delivered messages go (a queue name, not only"
             " dots)"
@@ -223,7 +223,8 @@ class QueueInfo(Destination):
         " max-deliveries, rejected, max-length, ack-timeout)"
     )
     lease_expired: int = Field(
-        description="deliveries not acknowledged within their ack timeout (they came back)"
+        description="deliveries not acknowledged within their ack timeout or pull lease"
+        " (they came back)"
     )
     late_settles: int = Field(
         description="ACKs, NACKs and extensions of those after they came back (ignored)"
