@@ -16,7 +16,7 @@ import pytest
 from buzon.broker import AckMode, Broker, BrokerConfig, Queue, Refusal
 from buzon.broker.destinations import new_record
 from buzon.errors import BrokerError, ErrorCode
-from buzon.store import DestinationKind, MemoryStore, QueuePolicy
+from buzon.store import DestinationKind, MemoryStore, Overflow, QueuePolicy
 from tests.broker.helpers import Clock, HeldStore, Peer, open_peer
 
 Q = "/queue/work"
@@ -213,6 +213,25 @@ def test_the_nack_that_ends_the_last_delivery_dead_letters_at_once_without_back_
     assert headers["x-last-error"] == "e2"
     queue = stats(broker)
     assert (queue.depth, queue.in_flight, queue.scheduled) == (0, 0, 0)  # type: ignore[attr-defined]
+
+
+def test_max_length_counts_scheduled_messages_and_drop_head_applies_when_they_come_due() -> None:
+    clock = Clock()
+    refusing = make_broker(clock, max_length=2)
+    producer = open_peer(refusing, "alice")
+    producer.session.publish(Q, (("delay", "1000"),), b"later")
+    producer.publish(Q, b"now")
+    with pytest.raises(BrokerError) as full:  # the delayed one holds a place
+        producer.publish(Q, b"one too many")
+    assert full.value.code is ErrorCode.QUEUE_FULL
+
+    dropping = make_broker(clock, max_length=1, overflow=Overflow.DROP_HEAD)
+    producer = open_peer(dropping, "alice")
+    producer.publish(Q, b"old")
+    producer.session.publish(Q, (("delay", "1000"),), b"due")
+    later(dropping, clock, 1)
+    consumer = open_peer(dropping, "bob").subscribe(Q, AckMode.CLIENT_INDIVIDUAL)
+    assert consumer.bodies() == [b"due"]  # "old" made room when "due" came due
 
 
 def test_a_message_dead_lettered_twice_carries_one_set_of_broker_headers() -> None:

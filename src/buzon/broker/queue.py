@@ -264,15 +264,18 @@ class Queue:
 
         Raises:
             BrokerError: QUEUE_FULL when the queue is at its maximum length and its
-                overflow policy refuses publishes.
+                overflow policy refuses publishes (scheduled messages count: each will
+                be waiting in the queue).
         """
         policy = self.policy
         if self._bounded and policy.overflow is Overflow.REJECT_PUBLISH:
             backlog = self._backlog
+            schedule = self._schedule
+            later, later_bytes = (0, 0) if schedule is None else (schedule.count, schedule.bytes)
             if over_limit(
                 policy,
-                backlog.depth + len(self._incoming) + 1,
-                backlog.waiting_bytes + len(message.body),
+                backlog.depth + later + len(self._incoming) + 1,
+                backlog.waiting_bytes + later_bytes + len(message.body),
             ):
                 raise BrokerError(ErrorCode.QUEUE_FULL, f"{self.address} is at its maximum length")
         self._incoming[message.seq] = None
@@ -613,6 +616,8 @@ class Queue:
             backlog.give_back(again, fresh=True)
         if self._ring:
             self._dispatch()
+        if self.policy.overflow is Overflow.DROP_HEAD:
+            self._drop_heads()  # they count once they wait in the queue
         if self._waiters and backlog.resident:
             self._wake()
         if self._shared is not None and self._idle():
