@@ -261,12 +261,7 @@ class MemoryBacklog:
     def forget(self, message: Message) -> None:
         """A message handed out (or popped) leaves for good: settled or retired."""
         self._gauge.remove(len(message.body))
-        seq = message.seq
-        if self._redelivered:
-            self._redelivered.discard(seq)
-        if self._deliveries:
-            self._deliveries.pop(seq, None)
-        self._unlog(message)
+        self.discard(message)
 
     def _unlog(self, message: Message) -> None:
         """A message left for good: remove its store record, if it has one."""
@@ -286,8 +281,10 @@ class MemoryBacklog:
         """A scheduled message leaves for good (cancelled, purged): its marks and its
         store record go (its bytes were never in the gauge)."""
         seq = message.seq
-        self._redelivered.discard(seq)
-        self._deliveries.pop(seq, None)
+        if self._redelivered:
+            self._redelivered.discard(seq)
+        if self._deliveries:
+            self._deliveries.pop(seq, None)
         self._unlog(message)
 
     def reschedule(self, keys: Sequence[tuple[MessageKey, float]]) -> None:

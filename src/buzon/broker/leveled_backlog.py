@@ -192,8 +192,9 @@ class LeveledBacklog:
         self._levels[message.priority].set_aside(message)
 
     def discard(self, message: Message) -> None:
-        # a scheduled message may be the first of its priority: its level is made then
-        self._level(message.priority).discard(message)
+        # without a level of its priority it was never handed out here: no marks, only a
+        # store record, which any level removes
+        self._levels.get(message.priority, self._base).discard(message)
 
     def reschedule(self, keys: Sequence[tuple[MessageKey, float]]) -> None:
         """One write for all levels: a record's ``deliver_at`` does not depend on its

@@ -370,6 +370,8 @@ class Queue:
             record.policy.max_length_bytes is not None
         )
         self._backlog.queue_id = record.id
+        if self._schedule is not None:
+            self._schedule.queue_id = record.id
 
     def available(self) -> None:
         """Another node wrote messages any node may claim (a shared queue only)."""
@@ -380,6 +382,8 @@ class Queue:
         """The cluster's count of this queue's unclaimed messages (a shared queue only)."""
         if self._shared is not None:
             self._shared.refresh(count, size, first_expiry)
+            if self.policy.overflow is Overflow.DROP_HEAD:
+                self._drop_heads()
 
     def adopt_scheduled(self) -> None:
         """Scheduled messages of this shared queue wait in the store held by no node (the
@@ -394,8 +398,6 @@ class Queue:
             when = item.deliver_at if item.deliver_at is not None else self._clock()
             self._bytes += len(item.body)
             schedule.add(from_store(item), when, redelivered=item.redelivered, kept=False)
-            if self.policy.overflow is Overflow.DROP_HEAD:
-                self._drop_heads()
 
     def _trim_shared(self, shared: ClaimedBacklog) -> None:
         """A drop-head bound holds across the cluster: the oldest unclaimed messages go,
@@ -658,8 +660,12 @@ class Queue:
         return True
 
     def _discard(self, message: Message) -> None:
-        """A scheduled message leaves for good (cancelled, purged)."""
+        """A scheduled message leaves for good (cancelled)."""
         self._bytes -= len(message.body)
+        self._unmark(message)
+
+    def _unmark(self, message: Message) -> None:
+        """Forget a scheduled message's marks and store record, its NACK count and error."""
         self._backlog.discard(message)
         if self._nacks or self._errors:
             self._nacks.pop(message.seq, None)
@@ -766,7 +772,10 @@ class Queue:
             dropped += schedule.count
             self._bytes -= schedule.bytes
             for message in schedule.take_all():
-                self._backlog.discard(message)
+                self._unmark(message)
+        if not self._in_flight:  # nothing is left that a NACK count or an error is about
+            self._nacks.clear()
+            self._errors.clear()
         return dropped
 
     def expire(self, now: float) -> int:

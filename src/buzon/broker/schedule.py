@@ -40,6 +40,9 @@ from buzon.store import StoredMessage, Ticket
 
 log = logging.getLogger("buzon.broker")
 
+_DEAD_ENTRIES = 64
+"""Dead places the latest-first heap may hold beyond twice its live ones."""
+
 Place = tuple[float, int]
 """Where a scheduled message stands: its time, then its seq."""
 
@@ -184,11 +187,6 @@ class Schedule:
         """``(when, message)`` of every scheduled message in memory, soonest first."""
         return iter(sorted(self._waiting.values(), key=lambda pair: (pair[0], pair[1].seq)))
 
-    @property
-    def beyond(self) -> int:
-        """Scheduled messages only in the store (later than every one in memory)."""
-        return self._beyond
-
     def find(self, message_id: str) -> Message | None:
         """The scheduled message in memory with that id, or None."""
         for _, message in self._waiting.values():
@@ -246,7 +244,8 @@ class Schedule:
         heapq.heappush(self._heap, place)
         if kept:
             self._kept.add(seq)
-            heapq.heappush(self._latest, (-place[0], -seq))
+            if self._pager is not None:  # only a pager sheds the latest
+                heapq.heappush(self._latest, (-place[0], -seq))
 
     def _release(self, seq: int) -> bool:
         """Take ``seq`` out of memory (and of the counts); False if it is not there."""
@@ -257,6 +256,11 @@ class Schedule:
         self._kept.discard(seq)
         self.count -= 1
         self.bytes -= len(entry[1].body)
+        if len(self._latest) > 2 * len(self._kept) + _DEAD_ENTRIES:
+            # mostly places of messages gone: keep those of the ones still kept
+            waiting, latest = self._waiting, self._latest
+            latest[:] = [(-waiting[kept][0], -kept) for kept in self._kept]  # in place: a
+            heapq.heapify(latest)  # shed in progress holds this list
         return True
 
     def _shed(self) -> None:
