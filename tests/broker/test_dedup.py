@@ -150,6 +150,23 @@ def test_a_committed_transaction_drops_sends_whose_key_was_seen(broker: Broker) 
     assert queue_stats(broker)[2] == 1  # counted: the repeat of a key seen before the commit
 
 
+def test_a_commit_that_fails_leaves_its_keys_free_for_the_retry(clock: Clock) -> None:
+    broker = Broker(BrokerConfig(), clock=clock)
+    make_queue(broker, dedup_window_ms=60_000)
+    make_queue(broker, "small", max_length=1)
+    producer = open_peer(broker, "alice")
+    producer.session.publish("/queue/small", (), b"fills it")
+    producer.session.begin("tx")
+    producer.session.publish(Q, keyed("order-8"), b"pay 8", transaction="tx")
+    producer.session.publish("/queue/small", (), b"no room", transaction="tx")
+    with pytest.raises(BrokerError) as full:
+        producer.session.commit("tx")
+    assert full.value.code is ErrorCode.QUEUE_FULL
+    producer.session.abort("tx")
+    producer.session.publish(Q, keyed("order-8"), b"pay 8")  # the retry, on its own
+    assert queue_stats(broker) == (1, 1, 0)  # published, not taken for a duplicate
+
+
 def test_the_broker_bounds_the_keys_it_holds(clock: Clock) -> None:
     broker = Broker(BrokerConfig(dedup_max_keys=3), clock=clock)
     producer = open_peer(broker, "alice")

@@ -129,6 +129,14 @@ class Dedup:
                 ticket.add_callback(self._written)
             waiting.append((keys, key))
 
+    def withdraw(self, queue_id: str, key: str, message_id: str) -> None:
+        """Forget a key held for a message that will not be published after all (the
+        transaction it was part of failed), so that a retry publishes it."""
+        keys = self._queues.get(queue_id)
+        entry = None if keys is None else keys.entries.get(key)
+        if keys is not None and entry is not None and entry[0] == message_id:
+            self._forget(keys, key)
+
     def restore(self, found: Iterable[IdempotencyKey]) -> int:
         """Hold the keys the store kept (by queue, oldest first); return how many."""
         restored = 0

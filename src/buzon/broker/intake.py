@@ -218,11 +218,14 @@ class Intake:
             self.feed(target, message)
         return True
 
-    def withdraw(self, target: Target, message: Message) -> None:
+    def withdraw(self, target: Target, message: Message, key: str | None = None) -> None:
         """An accepted message will not arrive after all (its write failed, or the commit
-        it belongs to failed): what admitted it forgets it."""
+        it belongs to failed): what admitted it forgets it, and its idempotency ``key``
+        (as accepted with it) publishes again."""
         if isinstance(target, Queue):
             target.withdraw(message)
+            if key is not None:
+                self.dedup.withdraw(target.record.id, key, message.id)
         elif message.persistent:
             for backlog in target.durables.values():
                 backlog.withdraw(message)

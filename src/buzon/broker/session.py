@@ -375,8 +375,8 @@ class Session:
             for target, message, key in sends:
                 accepted.append((target, message, self._intake.accept(target, message, key=key)))
         except BrokerError:
-            for target, message, _ in accepted:
-                self._intake.withdraw(target, message)
+            for (target, message, _), (_, _, key) in zip(accepted, sends, strict=False):
+                self._intake.withdraw(target, message, key)
             raise
         self._transactions.finish(transaction)
         published = iter(accepted)
