@@ -33,9 +33,9 @@ from buzon.broker.policy import (
     deliver_at,
     expiry,
     may_feed,
+    priority_of,
     publish_options,
 )
-from buzon.broker.priorities import priority_of
 from buzon.broker.queue import Queue, Retirement
 from buzon.errors import BrokerError, ErrorCode
 from buzon.store import DestinationKind, IdempotencyKey, StoredBacklog, Ticket
@@ -123,7 +123,7 @@ class Intake:
                 header that is not a number of ms or out of bounds, a time given for a
                 channel, or a ``priority`` that is not 0 to 9.
         """
-        persistent, expires, timed = publish_options(headers)
+        persistent, expires, timed, priority = publish_options(headers)
         policy = target.record.policy
         if isinstance(target, Queue):
             persistent = persistent and policy.durable
@@ -145,7 +145,7 @@ class Intake:
             persistent,
             expires_at,
             when,
-            priority=priority_of(headers),
+            priority=priority_of(priority),
         )
 
     def _when(self, target: Target, headers: Headers) -> float | None:

@@ -19,6 +19,7 @@ from buzon.auth.access import fingerprint
 from buzon.broker.config import MAX_DELAY_MS
 from buzon.broker.message import Headers
 from buzon.errors import BrokerError, ErrorCode
+from buzon.priority import DEFAULT_PRIORITY, PRIORITY_HEADER, parse_priority
 from buzon.store import DestinationRecord, QueuePolicy
 
 # Headers the broker adds to a dead-lettered message (first of repeated headers wins, so
@@ -54,12 +55,14 @@ SCHEDULE_HEADERS = frozenset({"delay", "deliver-at"})
 message dead-lettered or republished later must not be delayed again by them)."""
 
 
-def publish_options(headers: Headers) -> tuple[bool, str | None, bool]:
+def publish_options(headers: Headers) -> tuple[bool, str | None, bool, str | None]:
     """What a publisher asked of its message, in one pass over the headers (this runs for
-    every message): whether it may be stored (not ``persistent:false``), ``expires``, and
-    whether it names a time (``delay`` or ``deliver-at``, see :func:`deliver_at`)."""
+    every message): whether it may be stored (not ``persistent:false``), ``expires``,
+    whether it names a time (``delay`` or ``deliver-at``, see :func:`deliver_at`), and
+    ``priority`` (unchecked), the first of each."""
     persistent: str | None = None
     expires: str | None = None
+    priority: str | None = None
     timed = False
     for name, value in headers:
         if name == "persistent":
@@ -68,9 +71,26 @@ def publish_options(headers: Headers) -> tuple[bool, str | None, bool]:
         elif name == "expires":
             if expires is None:
                 expires = value
+        elif name == PRIORITY_HEADER:
+            if priority is None:
+                priority = value
         elif name in SCHEDULE_HEADERS:
             timed = True
-    return persistent != "false", expires, timed
+    return persistent != "false", expires, timed, priority
+
+
+def priority_of(value: str | None) -> int:
+    """The priority a ``priority`` header's value asks for, or the default without one.
+
+    Raises:
+        BrokerError: BAD_HEADER_VALUE naming the header when its value is not 0 to 9.
+    """
+    if value is None:
+        return DEFAULT_PRIORITY
+    try:
+        return parse_priority(value)
+    except ValueError as exc:
+        raise BrokerError(ErrorCode.BAD_HEADER_VALUE, str(exc)) from None
 
 
 def _milliseconds(name: str, value: str) -> int:
