@@ -226,6 +226,24 @@ async def test_a_cancel_stops_it_and_loses_nothing(http: httpx.AsyncClient, admi
     assert await depth(http, alice, orders) == status["moved"]
 
 
+async def test_a_redrive_stops_when_its_starter_is_disabled(
+    http: httpx.AsyncClient, admin: Auth
+) -> None:
+    alice, orders, dlq = await dead_letters_of_a_new_user(http, [f"m{i}" for i in range(20)])
+    redrive_id = await start_moving(http, alice, dlq)
+    name = (await http.get("/users/me", headers=alice)).json()["username"]
+
+    disabled = await http.patch(f"/users/{name}", json={"disabled": True}, headers=admin)
+    assert disabled.status_code == 200, disabled.text
+    status = await finished(http, admin, redrive_id)
+
+    assert status["state"] == "failed"
+    assert "disabled" in status["error"]
+    await asyncio.sleep(0.3)  # it really stopped, and lost nothing
+    assert (await status_of(http, admin, redrive_id))["moved"] == status["moved"]
+    assert await depth(http, admin, dlq) + await depth(http, admin, orders) == 20
+
+
 async def test_deleting_the_queue_during_a_redrive_fails_it(
     http: httpx.AsyncClient, admin: Auth
 ) -> None:

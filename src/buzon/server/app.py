@@ -459,22 +459,27 @@ class BuzonServer:
         await self._ctx.store.prune_idempotency_keys(time.time(), IDEMPOTENCY_PRUNE_BATCH)
 
     def _close_connections_of(self, user_id: str) -> None:
-        self._ctx.broker.close_sessions_of(
-            user_id, ErrorCode.ACCOUNT_DISABLED, "the account was disabled or deleted"
-        )
+        why = "the account was disabled or deleted"
+        self._ctx.broker.close_sessions_of(user_id, ErrorCode.ACCOUNT_DISABLED, why)
+        self._ctx.redrives.stop_of(user_id, why)
 
     async def _revalidate_logins(self) -> None:
         """End the sessions whose login the store no longer backs (see
         :meth:`Accounts.revalidate`)."""
         sessions = self._ctx.broker.sessions()
-        if not sessions:
+        redrives = self._ctx.redrives.running()
+        if not sessions and not redrives:
             return
-        verdicts = await self._ctx.accounts.revalidate([s.principal for s in sessions])
-        for session, why in zip(sessions, verdicts, strict=True):
+        principals = [s.principal for s in sessions] + [p for _, p in redrives]
+        verdicts = await self._ctx.accounts.revalidate(principals)
+        for session, why in zip(sessions, verdicts, strict=False):
             if why is not None and not session.closed:
                 session.end(*why)
+        for (redrive_id, _), why in zip(redrives, verdicts[len(sessions) :], strict=True):
+            if why is not None:
+                self._ctx.redrives.stop(redrive_id, why[1])
 
     def _close_demoted(self, user_id: str) -> None:
-        self._ctx.broker.close_sessions_of(
-            user_id, ErrorCode.PERMISSIONS_CHANGED, "the account is no longer an admin"
-        )
+        why = "the account is no longer an admin"
+        self._ctx.broker.close_sessions_of(user_id, ErrorCode.PERMISSIONS_CHANGED, why)
+        self._ctx.redrives.stop_of(user_id, why)

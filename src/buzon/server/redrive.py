@@ -65,6 +65,7 @@ class Redrives:
         self._broker = broker
         self._tasks = tasks
         self._all: OrderedDict[str, Redrive] = OrderedDict()
+        self._principals: dict[str, Principal] = {}  # who runs each running redrive
         self.redriven: Counter[str] = Counter()
         """Messages moved out of each dead-letter queue, by queue name."""
 
@@ -124,11 +125,32 @@ class Redrives:
             total=total,
         )
         self._all[redrive.id] = redrive
+        self._principals[redrive.id] = principal
         task = asyncio.get_running_loop().create_task(mover.run(redrive, self.redriven))
         redrive.task = task
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda _: self._principals.pop(redrive.id, None))
         return redrive
+
+    def running(self) -> list[tuple[str, Principal]]:
+        """The running redrives, by id, with the login each runs as."""
+        return list(self._principals.items())
+
+    def stop(self, redrive_id: str, why: str) -> None:
+        """End a running redrive because its login no longer backs it (``why``: the
+        account was disabled, demoted, its password changed...): it publishes nothing
+        more; what it moved stays moved."""
+        redrive = self._all.get(redrive_id)
+        if redrive is not None and redrive.task is not None and not redrive.task.done():
+            redrive.cancelled_by = f"the broker: {why}"
+            redrive.task.cancel()
+
+    def stop_of(self, user_id: str, why: str) -> None:
+        """End every running redrive of ``user_id`` (see :meth:`stop`)."""
+        for redrive_id, principal in self.running():
+            if principal.id == user_id:
+                self.stop(redrive_id, why)
 
     def get(self, principal: Principal, redrive_id: str) -> Redrive:
         """A redrive ``principal`` started (any, for an admin).
