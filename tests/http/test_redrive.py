@@ -28,6 +28,7 @@ from tests.http.helpers import (
     error_of,
     inspect,
     new_user,
+    publish,
     pull,
     unique,
 )
@@ -242,6 +243,23 @@ async def test_a_redrive_stops_when_its_starter_is_disabled(
     await asyncio.sleep(0.3)  # it really stopped, and lost nothing
     assert (await status_of(http, admin, redrive_id))["moved"] == status["moved"]
     assert await depth(http, admin, dlq) + await depth(http, admin, orders) == 20
+
+
+async def test_a_late_dead_letter_of_a_higher_priority_does_not_end_the_run(
+    http: httpx.AsyncClient, admin: Auth
+) -> None:
+    alice = await new_user(http, unique("alice"))
+    orders, dlq = unique("orders"), unique("dlq")
+    await failing_queue(http, alice, orders, dlq)
+    await dead_letter(http, alice, orders, dlq, [f"m{i}" for i in range(10)], {"priority": "0"})
+    redrive_id = await start(http, alice, dlq, rate_per_s=20)
+    await until(lambda: _moved(http, alice, redrive_id), 2)
+    await publish(http, alice, "queues", dlq, "urgent", {"priority": "9"})  # after the start
+
+    status = await finished(http, alice, redrive_id)
+
+    assert (status["state"], status["moved"], status["total"]) == ("done", 10, 10)
+    assert [m["body"] for m in await pull(http, alice, dlq, max=10)] == ["urgent"]
 
 
 async def test_deleting_the_queue_during_a_redrive_fails_it(

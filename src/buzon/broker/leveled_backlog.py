@@ -126,6 +126,10 @@ class LeveledBacklog:
     def waiting_bytes(self) -> int:
         return sum(level.waiting_bytes for level in self._order)
 
+    def waiting_below(self, priority: int) -> bool:
+        """Whether messages of a lower priority than ``priority`` wait."""
+        return any(level.depth for p, level in self._levels.items() if p < priority)
+
     def is_redelivered(self, message: Message) -> bool:
         return self._levels[message.priority].is_redelivered(message)
 

@@ -385,6 +385,12 @@ class Queue:
             if self.policy.overflow is Overflow.DROP_HEAD:
                 self._drop_heads()
 
+    def waiting_below(self, priority: int) -> bool:
+        """Whether messages of a lower priority than ``priority`` wait (handed out after
+        every waiting message of ``priority``)."""
+        backlog = self._backlog
+        return isinstance(backlog, LeveledBacklog) and backlog.waiting_below(priority)
+
     def adopt_scheduled(self) -> None:
         """Scheduled messages of this shared queue wait in the store held by no node (the
         node that held them stopped or died, or ``buzon migrate`` copied them): claim some,

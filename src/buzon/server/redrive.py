@@ -11,7 +11,9 @@ in the target, so a crash in between may duplicate a message and never loses one
 
 What it moves: at most ``limit`` of the messages waiting when it starts. On one node
 messages are numbered in arrival order, so a message numbered after the start (a dead
-letter arriving meanwhile) ends the run; on a cluster the count alone bounds it. Messages
+letter arriving meanwhile) ends the run, unless older messages of lower priorities still
+wait behind it (it is held aside, and goes back when the run ends); on a cluster the count
+alone bounds it. Messages
 that leave the queue meanwhile (consumed, expired, purged) are not waited for: the run
 ends ``done`` with ``moved`` below ``total``.
 

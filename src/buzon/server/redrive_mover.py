@@ -33,6 +33,13 @@ MAX_EMPTY_WAITS = 5
 """Waits in a row with nothing to take, while the queue still counts messages (held
 elsewhere: another node's claims), after which the run ends as done."""
 
+MAX_ASIDE = 10 * BATCH
+"""Dead letters that arrived during the run held aside at most (met while older messages
+of lower priorities wait behind them); past it, the run ends."""
+
+FULL_WAIT = 0.05
+"""Seconds between looks at the broker's memory while it is over its high-water mark."""
+
 SETTLE_WAIT = 5.0
 """Seconds a cancelled run still waits for the copies it wrote, to settle their
 originals instead of returning them (which would duplicate them)."""
@@ -163,6 +170,9 @@ class Mover:
         # grants per target, by the target's id and key hash (a new key asks again)
         self._grants: dict[tuple[str, str | None], frozenset[str]] = {}
         self._moved: Callable[[int], None] = lambda count: None
+        # taken, arrived after the start: out of the way until the run ends (a queue
+        # with priorities hands them out before older messages of lower priorities)
+        self._aside: list[Message] = []
 
     async def check_targets(self, total: int) -> None:
         """Check ``to``, or the original destinations of the first waiting messages (those
@@ -214,7 +224,12 @@ class Mover:
 
         self._moved = moved
         try:
-            await self._move_all(redrive)
+            try:
+                await self._move_all(redrive)
+            finally:
+                aside, self._aside = self._aside, []
+                if aside:
+                    self._source.return_taken(aside)
         except BuzonError as exc:
             redrive.finish(exc.detail or exc.code.message)
         except asyncio.CancelledError:
@@ -237,6 +252,9 @@ class Mover:
         empty_waits = 0
         while redrive.moved < redrive.total:
             self._check_source()
+            if self._broker.over_high_water:  # as a publisher would be held back
+                await asyncio.sleep(FULL_WAIT)
+                continue
             room = min(redrive.total - redrive.moved, BATCH)
             if rate is not None:
                 due = int((loop.time() - start) * rate) + 1 - redrive.moved
@@ -266,7 +284,7 @@ class Mover:
         settle: moved ones leave the dead-letter queue, the rest go back to it.
 
         Returns:
-            whether to go on (no message that arrived after the start was met).
+            whether to go on (not too many that arrived after the start were met).
 
         Raises:
             BuzonError: why a message could not be moved (it and the rest went back).
@@ -274,8 +292,11 @@ class Mover:
         source = self._source
         boundary = self._boundary
         later = [m for m in taken if boundary is not None and m.seq > boundary]
+        # one that arrived after the start ends the run, unless older messages of lower
+        # priorities still wait behind it (a queue hands out its highest priority first)
+        done = any(not source.waiting_below(m.priority) for m in later)
         if later:
-            source.return_taken(later)
+            self._aside.extend(later)
             taken = [m for m in taken if boundary is None or m.seq <= boundary]
         sent: list[tuple[Message, Queue, Ticket | None]] = []
         failure: BuzonError | None = None
@@ -303,7 +324,7 @@ class Mover:
         await self._settle(sent, cancelled=cancelled)
         if failure is not None:
             raise failure
-        return not later
+        return not done and len(self._aside) < MAX_ASIDE
 
     async def _settle(
         self, sent: Sequence[tuple[Message, Queue, Ticket | None]], *, cancelled: bool
