@@ -279,6 +279,7 @@ async def test_bad_nack_fields_are_refused_and_the_lease_is_kept(
         ({"requeue_delay_ms": "10"}, "requeue_delay_ms"),
         ({"requeue_delay_ms": 31 * 24 * 3600 * 1000}, "requeue_delay_ms"),
         ({"requeue": "no"}, "requeue"),
+        ({"requeue": False, "requeue_delay_ms": 1000}, "requeue_delay_ms"),
         ({"error": "x" * 1025}, "error"),
     ):
         answer = await http.post(

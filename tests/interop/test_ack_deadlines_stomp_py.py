@@ -131,3 +131,20 @@ def test_an_extension_without_naming_a_delivery_is_an_error(broker: BrokerProces
     error = frames.wait_error()
     assert error is not None
     assert "ack" in error.headers["message"] + error.body
+
+
+def test_an_extension_in_a_transaction_or_of_an_unknown_subscription_is_an_error(
+    broker: BrokerProcess,
+) -> None:
+    conn, frames = connect(broker)
+    conn.begin("t1")
+    conn.send("/buzon/extend", "", headers={"ack": "a-1", "transaction": "t1"})
+    error = frames.wait_error()
+    assert error is not None
+    assert "transaction" in error.headers["message"] + error.body
+
+    conn, frames = connect(broker)
+    conn.send("/buzon/extend", "", headers={"message-id": "m-1", "subscription": "typo"})
+    error = frames.wait_error()
+    assert error is not None
+    assert "typo" in error.headers["message"] + error.body

@@ -60,9 +60,9 @@ class Api:
         assert response.status_code == 201, response.text
 
     def publish(self, queue: str, body: str, key: str | None = None) -> httpx.Response:
-        headers = dict(self.auth)
+        headers = {name.encode(): value.encode() for name, value in self.auth.items()}
         if key is not None:
-            headers["Idempotency-Key"] = key
+            headers[b"Idempotency-Key"] = key.encode()  # UTF-8 on the wire, as clients send
         return httpx.post(
             f"{self.base}/queues/{queue}/messages",
             json={"body": body},
@@ -190,6 +190,19 @@ def test_an_oversized_key_is_an_error_naming_the_header_and_nothing_is_enqueued(
     assert header(bystander.frame(), "receipt-id") == "2"
     bystander.close()
     assert [body for _, body in api.waiting("strict")] == ["fine"]
+
+
+def test_a_utf8_key_is_the_same_key_over_http_and_stomp(broker: BrokerProcess, token: str) -> None:
+    api = Api(broker, token)
+    api.create_queue("accented")
+    key = "é" * 100  # 200 bytes: within the bound
+    first = api.publish("accented", "pay", key=key)
+    assert first.status_code == 201, first.text
+    stomp = RawClient(broker, token)
+    send(stomp, "accented", "pay", key, "1")
+    assert header(stomp.frame(), "receipt-id") == "1"
+    stomp.close()
+    assert [body for _, body in api.waiting("accented")] == ["pay"]  # one message
 
 
 def test_after_the_window_the_key_publishes_again(broker: BrokerProcess, token: str) -> None:

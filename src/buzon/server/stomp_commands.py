@@ -172,6 +172,10 @@ def nack_refusal(headers: Headers, max_delay_ms: int) -> Refusal:
     error = header(headers, "error")
     if requeue is None and delay is None and error is None:
         return REQUEUE
+    if requeue == "false" and delay is not None:
+        raise BrokerError(
+            ErrorCode.BAD_HEADER_VALUE, "requeue-delay is for a redelivery: not with requeue:false"
+        )
     return Refusal(requeue != "false", delay, error)
 
 
@@ -211,7 +215,14 @@ class Commands:
         return event.receipt
 
     def _extend(self, event: Send) -> str | None:
-        """A lease extension (see the module docstring); it is never enqueued."""
+        """A lease extension (see the module docstring); it is never enqueued, and takes
+        effect at once: it cannot be part of a transaction."""
+        if event.transaction is not None:
+            raise BrokerError(
+                ErrorCode.BAD_HEADER_VALUE,
+                f"a SEND to {EXTEND_ADDRESS} cannot be part of a transaction: it takes effect"
+                " at once",
+            )
         ms = parse_ms("extend-ms", header(event.headers, "extend-ms"))
         ack_id = header(event.headers, "ack")
         if ack_id is None:
@@ -224,7 +235,9 @@ class Commands:
                 )
             try:
                 ack_id = self.session.ack_id_for(subscription, message_id)
-            except BrokerError:
+            except BrokerError as exc:
+                if exc.code is not ErrorCode.UNKNOWN_ACK_ID:
+                    raise  # no such subscription: a mistake, not a race with a lapse
                 return event.receipt  # settled, lapsed and forgotten, or never delivered
         self.session.extend(ack_id, ms)
         return event.receipt

@@ -51,7 +51,7 @@ from buzon.server.http.schemas import (
     Receipts,
     Settled,
 )
-from buzon.server.http.security import Caller, Ctx, CurrentCaller, grants_for
+from buzon.server.http.security import Caller, Ctx, CurrentCaller, grants_for, header_text
 from buzon.server.http.timefmt import utc
 from buzon.server.queue_waits import wait_ready
 from buzon.server.stomp_commands import RESERVED_HEADERS
@@ -68,6 +68,7 @@ IdempotencyKeyHeader = Annotated[
     str | None,
     Header(
         alias="Idempotency-Key",
+        max_length=1024,
         description="publish at most once per queue within its dedup_window_ms: a repeat"
         " answers 200 with the first message's id instead of 201 (at most 256 bytes)",
     ),
@@ -141,7 +142,7 @@ def _schedule(
 
 
 def at_most(field: str, value: int, most_ms: int, suffix: str = "") -> None:
-    """Refuse a time further ahead than the broker's ``--max-delay``.
+    """Refuse a time further ahead than the broker's ``--max-delay-ms``.
 
     Raises:
         RequestError: BAD_REQUEST naming ``field``.
@@ -187,7 +188,7 @@ async def _publish(
 ) -> Published:
     headers, body = await read_message(request, ctx.broker.config.max_delay_ms)
     if idempotency_key is not None:
-        headers = ((IDEMPOTENCY_HEADER, _checked_key(idempotency_key)), *headers)
+        headers = ((IDEMPOTENCY_HEADER, _checked_key(header_text(idempotency_key))), *headers)
     target = ctx.resources.target(kind, name)
     grants = await grants_for(
         ctx, caller, target.record, Action.PUBLISH, key, request.app.state.grants
@@ -381,6 +382,10 @@ async def nack(name: Name, body: NackRequest, ctx: Ctx, caller: CurrentCaller) -
     ``requeue: false`` they go to the dead-letter queue (reason ``rejected``). ``error`` is
     kept with each message (``x-last-error`` once dead-lettered)."""
     refusal = REQUEUE
+    if not body.requeue and body.requeue_delay_ms is not None:
+        raise RequestError(
+            ErrorCode.BAD_REQUEST, "requeue_delay_ms: a redelivery's delay, not with requeue false"
+        )
     if not body.requeue or body.requeue_delay_ms is not None or body.error is not None:
         if body.requeue_delay_ms is not None:
             at_most("requeue_delay_ms", body.requeue_delay_ms, ctx.broker.config.max_delay_ms)

@@ -56,7 +56,11 @@ class RedriveRequest(RequestBody):
         description="messages per second at most, evenly spaced; null: as fast as it goes",
     )
     limit: int | None = Field(
-        None, ge=1, strict=True, description="most messages to move; null: all waiting now"
+        None,
+        ge=1,
+        le=2**53,
+        strict=True,
+        description="most messages to move; null: all waiting now",
     )
 
 

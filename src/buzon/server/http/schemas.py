@@ -146,7 +146,7 @@ class Policy(Request):
         ge=1,
         le=MAX_DELAY_MS,
         strict=True,
-        description="the longest retry wait (null: no bound but the broker's --max-delay)",
+        description="the longest retry wait (null: no bound but the broker's --max-delay-ms)",
     )
     ack_timeout_ms: int | None = Field(
         None,
@@ -260,7 +260,7 @@ class NewMessage(Request):
         ge=0,
         strict=True,
         description="queues: deliver no earlier than this many ms from now (at most the"
-        " broker's --max-delay, 30 days by default; 0: at once)",
+        " broker's --max-delay-ms, 30 days by default; 0: at once)",
     )
     deliver_at_ms: int | None = Field(
         None,
