@@ -6,12 +6,14 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
 from buzon.auth import SecretHasher
-from buzon.client import AsyncClient, BuzonConnectionError
+from buzon.client import ApiError, AsyncClient, BuzonConnectionError
 from buzon.server.app import BuzonServer
+from buzon.store.sqlite import SQLiteStore
 from tests.server.harness import ADMIN, PASSWORD, running_server
 
 
@@ -109,6 +111,21 @@ async def test_without_a_key_a_lost_receipt_is_an_error_not_a_resend(server: Buz
             with pytest.raises(BuzonConnectionError):
                 await client.publish("/queue/payments", "pay 10", idempotency_key=False)
     assert depth_and_deduplicated(server, "payments") == (1, 0)
+
+
+async def test_a_refused_publish_fails_alone_the_others_on_its_connection_are_resent(
+    hasher: SecretHasher, tmp_path: Path
+) -> None:
+    # on disk: the receipts wait for the commit, and the refusal overtakes them
+    async with running_server(hasher, store=SQLiteStore(tmp_path)) as server:
+        url = f"stomp://{ADMIN}:{PASSWORD}@127.0.0.1:{server.stomp_port}"
+        async with AsyncClient(url, timeout=5) as client:
+            good = [client.publish("/queue/many", f"m{n}") for n in range(200)]
+            bad = client.publish("/queue/many", "bad", idempotency_key="")  # refused
+            outcomes = await asyncio.gather(*good, bad, return_exceptions=True)
+        assert outcomes[:200] == [None] * 200  # each stored once, or resent with its key
+        assert isinstance(outcomes[200], ApiError)
+        assert depth_and_deduplicated(server, "many")[0] == 200
 
 
 async def test_publish_sends_a_new_key_by_default_and_the_callers_when_given(

@@ -222,16 +222,25 @@ class StompProtocol(asyncio.Protocol):
             if not self.connected.done():
                 self.connected.set_result(event)
         elif isinstance(event, Error):
-            # STOMP ends the connection after an ERROR: end it now, not when the socket
-            # closes, so nothing more is sent on it.
-            self._error = error = error_from_frame(event)
-            if event.receipt_id is not None:
-                future = self._receipts.pop(event.receipt_id, None)
-                if future is not None and not future.done():
-                    future.set_exception(error)
-            self._finish(error)
-            if self._transport is not None:
-                self._transport.close()
+            self._refused(event)
+
+    def _refused(self, event: Error) -> None:
+        """STOMP ends the connection after an ERROR: end it now, not when the socket
+        closes, so nothing more is sent on it. The frame it names (a refused frame that
+        asked for a receipt is named) fails with it; the others' outcome is unknown, as
+        when a connection is lost."""
+        self._error = error = error_from_frame(event)
+        if event.receipt_id is not None:
+            future = self._receipts.pop(event.receipt_id, None)
+            if future is not None and not future.done():
+                future.set_exception(error)
+        lost = BuzonConnectionError(self._url, f"the connection ended on an ERROR: {error}")
+        for other in self._receipts.values():
+            if not other.done():
+                other.set_exception(lost)
+        self._finish(error)
+        if self._transport is not None:
+            self._transport.close()
 
     def _flush(self) -> None:
         transport = self._transport
