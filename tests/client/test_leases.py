@@ -66,5 +66,12 @@ def test_keep_alive_rejects_nonsense() -> None:
         message = jobs.get(timeout=5)
         with pytest.raises(ValueError, match="positive"):
             message.keep_alive(0)
+        for seconds in (-5, 0, float("nan"), float("inf")):  # refused before anything is sent
+            with pytest.raises(ValueError, match="positive"):
+                message.extend(seconds)
+            with pytest.raises(ValueError, match="positive"):
+                client.subscribe("/queue/y", ack="client-individual", ack_timeout=seconds)
+        with pytest.raises(ValueError, match="every < seconds"):
+            message.keep_alive(1, every=5)
         message.extend(confirm=True)  # no ack timeout here: nothing to extend, no error
-        message.ack(confirm=True)
+        message.ack(confirm=True)  # the connection lived through all of it

@@ -113,6 +113,24 @@ def test_a_nack_may_reject_with_an_error_or_delay_the_retry(
     assert info.retried == 1
 
 
+def test_a_long_error_is_cut_to_what_the_broker_keeps_and_the_connection_lives(
+    buzon_broker: RunningBrokerSync,
+) -> None:
+    api = buzon_broker.management
+    api.create_queue("chatty", policy=QueuePolicy(dead_letter_queue="chatty-dlq"))
+    with buzon_broker.client() as client:
+        work = client.subscribe("/queue/chatty", ack="client-individual")
+        client.publish("/queue/chatty", "a", idempotency_key=False)
+        client.publish("/queue/chatty", "b", idempotency_key=False)
+        first = work.get(timeout=5)
+        with pytest.raises(ValueError, match="requeue=False"):
+            first.nack(requeue=False, delay=1)  # refused before anything is sent
+        first.nack(requeue=False, error="trace " * 20_000, confirm=True)
+        work.get(timeout=5).ack(confirm=True)  # same connection, still serving
+    (dead,) = api.peek("chatty-dlq")
+    assert dead.headers["x-last-error"] == ("trace " * 20_000)[:1024]
+
+
 def test_the_http_nack_rejects_or_delays_pulled_messages(
     buzon_broker: RunningBrokerSync,
 ) -> None:

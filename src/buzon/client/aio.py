@@ -41,7 +41,7 @@ from functools import partial
 from buzon.client.errors import ApiError, BuzonConnectionError, LoginRefused
 from buzon.client.messages import AckMode, Message, Subscription, Transaction
 from buzon.client.protocol import StompProtocol
-from buzon.client.timing import Delay, When, schedule
+from buzon.client.timing import Delay, When, lease_ms, schedule
 from buzon.client.tls import CaFile, client_context, failure_reason
 from buzon.client.urls import StompAddress, parse_stomp_url
 from buzon.errors import BuzonError, ErrorCode
@@ -62,8 +62,9 @@ from buzon.stomp import Message as MessageFrame
 
 DEFAULT_URL = "stomp://127.0.0.1:61613"
 AUTO_CREATE = "auto-create"
-EXTEND_ADDRESS = "/buzon/extend"  # the broker's lease extensions (never a queue or channel)
 """The SEND / SUBSCRIBE header that, set to ``false``, stops the broker creating on first use."""
+EXTEND_ADDRESS = "/buzon/extend"
+"""Where a SEND extends a delivery's lease (never a queue or channel)."""
 IDEMPOTENCY_KEY = "idempotency-key"
 """The SEND header that makes a repeated publish to a queue (within its ``dedup_window_ms``)
 enqueue nothing new."""
@@ -349,7 +350,7 @@ class AsyncClient:
         if not create:
             extra[AUTO_CREATE] = "false"
         if ack_timeout is not None:
-            extra["ack-timeout-ms"] = str(max(1, round(ack_timeout * 1000)))
+            extra["ack-timeout-ms"] = str(lease_ms(ack_timeout, "ack_timeout"))
         subscription = Subscription(
             self, f"s{next(self._ids)}", destination, ack, tuple(extra.items()), max(buffer, 1)
         )
@@ -406,6 +407,7 @@ class AsyncClient:
 
     async def extend(self, message: Message, seconds: float | None, *, confirm: bool) -> None:
         """Extend a message's lease (see :meth:`Message.extend`)."""
+        ms = None if seconds is None else lease_ms(seconds, "seconds")
         if message.ack_id is None:
             return
         if message._generation != self._generation or not self.connected:
@@ -413,8 +415,8 @@ class AsyncClient:
                 self.url, "the connection this message came on is gone; it will be redelivered"
             )
         pairs: tuple[tuple[str, str], ...] = (("ack", message.ack_id),)
-        if seconds is not None:
-            pairs += (("extend-ms", str(max(1, round(seconds * 1000)))),)
+        if ms is not None:
+            pairs += (("extend-ms", str(ms)),)
         if confirm:
             await self._request(lambda receipt: Send(EXTEND_ADDRESS, pairs, b"", receipt), None)
         else:

@@ -15,13 +15,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-from buzon.client.timing import Delay, delay_ms
+from buzon.client.timing import Delay, delay_ms, lease_ms
 from buzon.errors import BuzonError, ErrorCode
 
 if TYPE_CHECKING:
     from types import TracebackType
 
     from buzon.client.aio import AsyncClient
+
+ERROR_CHARS = 1024
+"""The characters of a NACK's ``error`` the broker keeps."""
+
 
 AckMode = Literal["auto", "client", "client-individual"]
 
@@ -92,15 +96,18 @@ class Message:
                 dead-lettered); the broker keeps the first 1024 characters.
 
         Raises:
-            ValueError: a negative ``delay``.
+            ValueError: a negative ``delay``, or one with ``requeue=False``.
         """
         refusal: list[tuple[str, str]] = []
         if not requeue:
+            if delay is not None:
+                raise ValueError("a delay is for a redelivery: not with requeue=False")
             refusal.append(("requeue", "false"))
         if delay is not None:
             refusal.append(("requeue-delay", str(delay_ms(delay))))
         if error is not None:
-            refusal.append(("error", error))
+            # only what the broker keeps: a longer header line would end the connection
+            refusal.append(("error", error[:ERROR_CHARS]))
         await self._owner.client.settle(
             self, ack=False, transaction=transaction, confirm=confirm, refusal=tuple(refusal)
         )
@@ -135,8 +142,10 @@ class KeepAlive:
     """The extensions of :meth:`Message.keep_alive`; an async context manager."""
 
     def __init__(self, message: Message, seconds: float, every: float) -> None:
-        if seconds <= 0 or every <= 0:
-            raise ValueError("keep_alive needs positive seconds and every")
+        if not 0 < lease_ms(every, "every") < lease_ms(seconds, "seconds"):
+            raise ValueError(
+                "keep_alive must extend more often than the lease lasts: every < seconds"
+            )
         self.message = message
         self.seconds = seconds
         self.every = every

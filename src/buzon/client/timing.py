@@ -47,6 +47,18 @@ def epoch_ms(when: When, name: str = "deliver_at") -> int:
     return _whole_ms(seconds)
 
 
+def lease_ms(seconds: float, name: str) -> int:
+    """A lease's length (an ack timeout, an extension) in whole milliseconds, at least 1.
+
+    Raises:
+        ValueError: not a positive, finite number of seconds.
+    """
+    value = float(seconds)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a positive number of seconds, not {seconds!r}")
+    return max(1, _whole_ms(value))
+
+
 def _whole_ms(seconds: float) -> int:
     """Rounded up to the millisecond, after float noise is rounded away (0.1 s is 100 ms,
     not 101)."""
