@@ -358,6 +358,19 @@ def test_a_restart_reads_only_the_soonest_scheduled_messages_and_counts_the_rest
     assert consumer.bodies() == [str(n).encode() for n in reversed(range(20))]
 
 
+def test_a_deleted_queues_scheduled_messages_all_leave_the_store_at_the_next_start() -> None:
+    clock = Clock()
+    store = MemoryStore()
+    broker = make_broker(clock, store)
+    session = open_peer(broker, "alice").session
+    for n in range(20):
+        session.publish(Q, (("delay", "60000"),), str(n).encode())
+    broker.close()
+    again = Broker(BrokerConfig(backlog_window=3), clock=clock, log=store, pager=store)
+    again.restore(asyncio.run(store.backlogs(3, 1 << 20)), cleanly=True)  # "work" is gone
+    assert asyncio.run(store.messages()) == []  # not only the 3 the start-up read saw
+
+
 @pytest.mark.parametrize("seed", range(40))
 def test_scheduled_paging_loses_nothing_whatever_order_the_store_answers_in(seed: int) -> None:
     """Random delays, delayed retries and clock steps over a store whose every operation

@@ -365,13 +365,18 @@ class Intake:
         return restored
 
     def _forget_stored(self, orphan: StoredBacklog) -> None:
-        """Remove from the store the messages of a queue that no longer exists."""
+        """Remove from the store the messages of a queue that no longer exists (one
+        priority's of them, and its scheduled ones when ``orphan`` carries them)."""
         pager = self._destinations.paging
         if pager is not None:
-            pager.pager.purge_tail(orphan.queue_id, -1, orphan.high_seq, ())
-        else:
-            self.journal.write(removals=[(orphan.queue_id, m.seq) for m in orphan.head])
-        if orphan.scheduled:  # never part of a tail
+            pager.pager.purge_tail(
+                orphan.queue_id, -1, orphan.high_seq, (), priority=orphan.priority
+            )
+            if orphan.scheduled_count:  # never part of a tail; the start-up read has a window
+                pager.pager.purge_scheduled(orphan.queue_id, None)
+            return
+        self.journal.write(removals=[(orphan.queue_id, m.seq) for m in orphan.head])
+        if orphan.scheduled:
             self.journal.write(removals=[(orphan.queue_id, m.seq) for m in orphan.scheduled])
 
     def _by_id(self) -> dict[str, Queue]:
