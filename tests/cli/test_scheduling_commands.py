@@ -123,6 +123,8 @@ def test_bad_times_are_one_line_and_nothing_is_sent(
         (("--deliver-at", "tomorrow"), "--deliver-at"),
         (("--delay", "5s", "--deliver-at", "1"), "--deliver-at"),
         (("--delay", "40d"), "delay"),
+        (("--delay", "9" * 400 + "s"), "--delay"),
+        (("--deliver-at", "0001-01-01T00:00:00+00:00"), "--deliver-at"),
     ):
         line = owner.fails("publish", "--queue", "cli-strict", "x", *args)
         assert named in line, line

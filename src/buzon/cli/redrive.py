@@ -54,12 +54,15 @@ def run(args: argparse.Namespace, key: str | None) -> int:
                 final = _follow(client, started, show)
         except KeyboardInterrupt:
             stopped = client.cancel_redrive(started.id)
-            print(
-                f"buzon: interrupted; the redrive was cancelled after moving"
-                f" {stopped.moved} of {stopped.total} messages",
-                file=sys.stderr,
-            )
-            return INTERRUPTED
+            if stopped.state == "done":  # it had finished: nothing was interrupted
+                final = stopped
+            else:
+                print(
+                    f"buzon: interrupted; the redrive was cancelled after moving"
+                    f" {stopped.moved} of {stopped.total} messages",
+                    file=sys.stderr,
+                )
+                return INTERRUPTED
     if final.state != "done":
         raise CliError(
             detail=f"the redrive of queue {final.queue} failed after moving {final.moved} of"

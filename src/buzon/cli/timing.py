@@ -4,12 +4,13 @@ as argparse types that turn a bad value into one readable line."""
 from __future__ import annotations
 
 import argparse
-import math
 import re
 from datetime import datetime
 
+from buzon.client.timing import delay_ms, epoch_ms
+
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
-_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3_600, "d": 86_400}
 
 
 def duration_ms(text: str) -> int:
@@ -21,7 +22,10 @@ def duration_ms(text: str) -> int:
             f"{text!r} is not a duration: write a number and a unit, like 500ms, 5s, 2m, 1h, 1d"
         )
     amount, unit = found.groups()
-    return math.ceil(round(float(amount) * _UNIT_MS[unit], 6))
+    try:
+        return delay_ms(float(amount) * _UNIT_SECONDS[unit])
+    except (ValueError, OverflowError):
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is too long a duration") from None
 
 
 def moment_ms(text: str) -> int:
@@ -36,4 +40,7 @@ def moment_ms(text: str) -> int:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a time: give ISO 8601 (2026-12-03T10:00:00Z) or epoch ms"
         ) from None
-    return math.ceil(round(when.timestamp() * 1000, 6))
+    try:
+        return epoch_ms(when if when.tzinfo is not None else when.astimezone())
+    except (ValueError, OverflowError):
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a time after 1970") from None
