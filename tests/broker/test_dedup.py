@@ -180,6 +180,21 @@ def test_the_broker_bounds_the_keys_it_holds(clock: Clock) -> None:
     assert queue_stats(broker)[0] == 5
 
 
+def test_a_deleted_queues_keys_leave_room_for_the_others(clock: Clock) -> None:
+    broker = Broker(BrokerConfig(dedup_max_keys=3), clock=clock)
+    make_queue(broker, "doomed", dedup_window_ms=60_000)
+    producer = open_peer(broker, "alice")
+    for n in range(3):
+        producer.session.publish("/queue/doomed", keyed(f"d{n}"), b"x")
+    broker.delete_destination(DestinationKind.QUEUE, "doomed")
+    assert broker.statistics().idempotency_keys == 0
+    for n in range(3):
+        producer.session.publish(Q, keyed(f"k{n}"), b"x")
+    producer.session.publish(Q, keyed("k0"), b"x")  # held: nothing was evicted for it
+    assert queue_stats(broker) == (3, 3, 1)
+    assert broker.statistics().idempotency_keys_evicted == 0
+
+
 def test_expired_keys_are_pruned(broker: Broker, clock: Clock) -> None:
     producer = open_peer(broker, "alice")
     producer.session.publish(Q, keyed("a"), b"1")

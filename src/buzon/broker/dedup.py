@@ -137,6 +137,14 @@ class Dedup:
         if keys is not None and entry is not None and entry[0] == message_id:
             self._forget(keys, key)
 
+    def drop(self, queue_id: str) -> None:
+        """Forget every key of a deleted queue (another of the same name is another queue,
+        with another id)."""
+        keys = self._queues.pop(queue_id, None)
+        if keys is not None:
+            self.size -= len(keys.entries)
+            keys.entries.clear()  # a write still pending finds nothing to forget
+
     def restore(self, found: Iterable[IdempotencyKey]) -> int:
         """Hold the keys the store kept (by queue, oldest first); return how many."""
         restored = 0

@@ -210,6 +210,7 @@ class Broker:
         record = self._destinations.remove(kind, name).record
         for session in self._sessions.values():
             session.revoke(record.id)
+        self._intake.dedup.drop(record.id)  # its keys must not hold others' room
         return record
 
     def update_destination(self, record: DestinationRecord) -> int:
