@@ -290,8 +290,10 @@ async def test_a_missing_original_queue_fails_the_request(
 
 
 async def test_redrives_running_at_once_are_bounded(http: httpx.AsyncClient, admin: Auth) -> None:
+    # enough that the running ones (each moving one a second) cannot empty the queue while
+    # the others start, even on a slow machine
     alice, _, dlq = await dead_letters_of_a_new_user(
-        http, [f"m{i}" for i in range(MAX_RUNNING + 5)]
+        http, [f"m{i}" for i in range(MAX_RUNNING * 5)]
     )
     ids = [await start(http, alice, dlq, rate_per_s=1) for _ in range(MAX_RUNNING)]
 

@@ -226,18 +226,19 @@ class StompProtocol(asyncio.Protocol):
 
     def _refused(self, event: Error) -> None:
         """STOMP ends the connection after an ERROR: end it now, not when the socket
-        closes, so nothing more is sent on it. The frame it names (a refused frame that
-        asked for a receipt is named) fails with it; the others' outcome is unknown, as
-        when a connection is lost."""
+        closes, so nothing more is sent on it. An ERROR naming a receipt refuses that frame
+        alone: the others waiting for theirs have an unknown outcome, as when a connection
+        is lost (they may be resent). One naming none (a write that failed, a broken
+        protocol) is the answer of everything waiting."""
         self._error = error = error_from_frame(event)
         if event.receipt_id is not None:
             future = self._receipts.pop(event.receipt_id, None)
             if future is not None and not future.done():
                 future.set_exception(error)
-        lost = BuzonConnectionError(self._url, f"the connection ended on an ERROR: {error}")
-        for other in self._receipts.values():
-            if not other.done():
-                other.set_exception(lost)
+            lost = BuzonConnectionError(self._url, f"the connection ended on an ERROR: {error}")
+            for other in self._receipts.values():
+                if not other.done():
+                    other.set_exception(lost)
         self._finish(error)
         if self._transport is not None:
             self._transport.close()
