@@ -67,6 +67,8 @@ class ErrorCode(enum.Enum):
     DESTINATION_NOT_FOUND = (404, "destination not found")
     DESTINATION_EXISTS = (409, "destination already exists")
     DESTINATION_DELETED = (410, "destination deleted")
+    RESOURCE_LOCKED = (409, "queue is exclusive to another connection")
+    PRECONDITION_FAILED = (409, "declared differently from what exists")
     QUEUE_FULL = (429, "queue is full")
     UNKNOWN_RECEIPT = (404, "unknown or expired receipt")
     DUPLICATE_SUBSCRIPTION = (409, "subscription id already in use")

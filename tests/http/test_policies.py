@@ -28,6 +28,8 @@ POLICY = {
     "retry_max_delay_ms": 4000,
     "ack_timeout_ms": 30_000,
     "dedup_window_ms": 30_000,
+    "auto_delete": False,
+    "expires_ms": 3_600_000,
 }
 
 

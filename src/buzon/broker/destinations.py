@@ -24,6 +24,7 @@ from buzon.broker.channel import Channel
 from buzon.broker.config import BrokerConfig
 from buzon.broker.flow import QueuedBytes
 from buzon.broker.journal import Journal
+from buzon.broker.lifetimes import Lifetimes
 from buzon.broker.message import Message
 from buzon.broker.paged_backlog import Paging
 from buzon.broker.queue import DeadLetter, Queue, Retirement
@@ -73,7 +74,9 @@ class Destinations:
         "durable_records",
         "expiring",
         "gauge",
+        "lifetimes",
         "on_created",
+        "on_deleted",
         "on_durable",
         "paging",
         "queues",
@@ -104,6 +107,10 @@ class Destinations:
         # called with a durable subscription's record when it is created (True) or dropped
         self.on_durable: list[Callable[[DurableSubscriptionRecord, bool], None]] = []
         self.durable_records: dict[str, DurableSubscriptionRecord] = {}
+        # called with the record of every queue the engine deleted by itself (exclusive,
+        # auto-delete, expired) and why, so the store forgets it too
+        self.on_deleted: list[Callable[[DestinationRecord, str], None]] = []
+        self.lifetimes = Lifetimes(self.timers, self._ended)
         # the queues and backlogs holding waiting messages that can expire
         self.expiring: set[BacklogHost] = set()
         self.dead_letter: DeadLetter = _drop
@@ -115,13 +122,21 @@ class Destinations:
         """The queue or channel at ``destination``, or None."""
         return self._targets.get(destination)
 
-    def add(self, record: DestinationRecord, *, restored: bool = False) -> Queue | Channel:
+    def add(
+        self,
+        record: DestinationRecord,
+        *,
+        restored: bool = False,
+        exclusive_to: str | None = None,
+    ) -> Queue | Channel:
         """Create the queue or channel a record describes.
 
         Args:
             record: the destination.
             restored: it was stored before (at start): its name is not checked again, so
                 a name that an earlier version allowed stays usable.
+            exclusive_to: a queue only that connection may consume from, deleted when it
+                closes (see ``lifetimes``).
 
         Raises:
             BrokerError: ``DESTINATION_EXISTS``; ``BAD_DESTINATION`` for an invalid name.
@@ -143,6 +158,7 @@ class Destinations:
                 paging=self.paging,
                 timers=self.timers,
             )
+            self.lifetimes.watch(target, exclusive_to)
         else:
             target = self.channels[record.name] = Channel(record, self._config)
         self._targets[key] = target
@@ -230,6 +246,7 @@ class Destinations:
                 self.durable_records.pop(durable_id, None)
         else:
             del self.queues[name]
+            self.lifetimes.forget(target)
         target.delete()
         stats = target.statistics()
         self.retired_published += stats.published
@@ -244,6 +261,7 @@ class Destinations:
         grants: Container[str],
         *,
         create: bool,
+        connection: str | None = None,
     ) -> Queue | Channel:
         """Find the destination a command names, and check the principal may use it.
 
@@ -253,12 +271,14 @@ class Destinations:
             action: what they do.
             grants: ids of destinations whose access key they presented and we checked.
             create: create a missing destination, owned by ``principal``, without a key.
+            connection: the client connection that acts (None: none, e.g. HTTP).
 
         Raises:
             BrokerError: ``BAD_DESTINATION``; ``DESTINATION_NOT_FOUND`` when missing and
                 not ``create``.
-            AccessDenied: ``ACCESS_KEY_REQUIRED`` (a key protects it and none was checked)
-                or ``ACCESS_DENIED``.
+            AccessDenied: ``ACCESS_KEY_REQUIRED`` (a key protects it and none was checked),
+                ``ACCESS_DENIED``, or ``RESOURCE_LOCKED`` (consuming from a queue exclusive
+                to another connection).
         """
         target = self._targets.get(destination)
         if target is None:
@@ -269,6 +289,13 @@ class Destinations:
             target = self.add(record)
             self.created(record)
         self._authorize(target, principal, action, grants)
+        if action is Action.CONSUME and isinstance(target, Queue):
+            lifetime = target.lifetime
+            if lifetime is not None and lifetime.exclusive_to not in (None, connection):
+                raise AccessDenied(
+                    ErrorCode.RESOURCE_LOCKED,
+                    f"{target.address} is exclusive to another connection",
+                )
         return target
 
     def check(
@@ -305,6 +332,12 @@ class Destinations:
                 ErrorCode.ACCESS_KEY_REQUIRED, f"{target.address} is protected by an access key"
             )
         raise AccessDenied(ErrorCode.ACCESS_DENIED, f"{target.address}: owner or admin only")
+
+    def _ended(self, queue: Queue, reason: str) -> None:
+        """A queue ended by itself (see ``lifetimes``): delete it and tell ``on_deleted``."""
+        self.remove(DestinationKind.QUEUE, queue.name)
+        for callback in self.on_deleted:
+            callback(queue.record, reason)
 
 
 def _drop(queue: Queue, message: Message, why: Retirement) -> bool:

@@ -87,6 +87,7 @@ class Broker:
         self._intake = Intake(
             self._destinations, self.journal, clock, config.max_delay_ms, config.dedup_max_keys
         )
+        self._destinations.on_deleted.append(self._forget_destination)
         self.leases = Leases()
         self._sessions: dict[str, Session] = {}
         self._tokens: dict[str, str] = {}  # session id -> hash of the token it logged in with
@@ -102,6 +103,12 @@ class Broker:
     def on_durable(self) -> list[Callable[[DurableSubscriptionRecord, bool], None]]:
         """Called when a durable subscription is created (True) or dropped (to store it)."""
         return self._destinations.on_durable
+
+    @property
+    def on_deleted(self) -> list[Callable[[DestinationRecord, str], None]]:
+        """Called with the record of each queue the engine deleted by itself (exclusive
+        to a connection that closed, auto-delete, expired) and the reason (to forget it)."""
+        return self._destinations.on_deleted
 
     def restore_durables(self, records: Iterable[DurableSubscriptionRecord]) -> int:
         """Recreate stored durable subscriptions at start (before :meth:`recover`).
@@ -128,7 +135,12 @@ class Broker:
         return sorted(pairs, key=lambda pair: pair[0].name)
 
     def open_session(
-        self, sink: DeliverySink, principal: Principal, *, token: str | None = None
+        self,
+        sink: DeliverySink,
+        principal: Principal,
+        *,
+        token: str | None = None,
+        connection: str | None = None,
     ) -> Session:
         """Start a session for an authenticated client.
 
@@ -137,6 +149,9 @@ class Broker:
             principal: who logged in.
             token: the hash of the bearer token it logged in with, if any: revoking that
                 token ends the session (:meth:`close_sessions_with_token`).
+            connection: the client connection it belongs to, when a connection holds
+                several sessions (queues exclusive to a connection are consumed by its
+                sessions only); None: the session is its own connection.
 
         Returns:
             the new session, writable.
@@ -155,6 +170,7 @@ class Broker:
             self._intake,
             self.config,
             self._forget,
+            connection,
         )
         self._sessions[session.id] = session
         if token is not None:
@@ -188,15 +204,25 @@ class Broker:
     # -- destinations as resources -------------------------------------------------------
 
     def add_destination(
-        self, record: DestinationRecord, *, restored: bool = False
+        self,
+        record: DestinationRecord,
+        *,
+        restored: bool = False,
+        exclusive_to: str | None = None,
     ) -> Queue | Channel:
         """Create a queue or channel from its record (explicit creation, or start-up with
-        ``restored``, when the stored name is not checked again).
+        ``restored``, when the stored name is not checked again); ``exclusive_to`` makes a
+        queue only that connection consumes from, deleted when it closes.
 
         Raises:
             BrokerError: ``DESTINATION_EXISTS``, ``BAD_DESTINATION``.
         """
-        return self._destinations.add(record, restored=restored)
+        return self._destinations.add(record, restored=restored, exclusive_to=exclusive_to)
+
+    def connection_closed(self, connection: str) -> int:
+        """A client connection closed: delete the queues exclusive to it (announced
+        through :attr:`on_deleted`); return how many."""
+        return self._destinations.lifetimes.connection_closed(connection)
 
     def delete_destination(self, kind: DestinationKind, name: str) -> DestinationRecord:
         """Delete a queue or channel: its messages are dropped and its subscribers' sessions
@@ -208,9 +234,7 @@ class Broker:
             BrokerError: ``DESTINATION_NOT_FOUND``.
         """
         record = self._destinations.remove(kind, name).record
-        for session in self._sessions.values():
-            session.revoke(record.id)
-        self._intake.dedup.drop(record.id)  # its keys must not hold others' room
+        self._forget_destination(record)
         return record
 
     def update_destination(self, record: DestinationRecord) -> int:
@@ -374,6 +398,8 @@ class Broker:
             AccessDenied: as :meth:`Session.subscribe`.
         """
         target = self._pullable(principal, queue, grants)
+        if target.lifetime is not None:
+            target.lifetime.touched()
         return self.leases.take(target, principal.id, limit, lease_seconds, now)
 
     def peek(
@@ -586,6 +612,12 @@ class Broker:
             session.close()
         self.leases.release_all()  # pulled, not settled: they come back redelivered
         self._intake.mark_redelivered()
+
+    def _forget_destination(self, record: DestinationRecord, _: str = "") -> None:
+        """A destination was deleted: grants to it and its idempotency keys go."""
+        for session in self._sessions.values():
+            session.revoke(record.id)
+        self._intake.dedup.drop(record.id)  # its keys must not hold others' room
 
     def _forget(self, session: Session) -> None:
         del self._sessions[session.id]

@@ -49,6 +49,7 @@ from buzon.broker.deadlines import AckDeadlines, LapseCounters
 from buzon.broker.flow import QueuedBytes
 from buzon.broker.journal import Journal
 from buzon.broker.leveled_backlog import LeveledBacklog
+from buzon.broker.lifetimes import Lifetime
 from buzon.broker.message import REQUEUE, Message, Refusal
 from buzon.broker.paged_backlog import PagedBacklog, Paging
 from buzon.broker.policy import backoff_ms, over_limit
@@ -151,6 +152,7 @@ class Queue:
         "dead_lettered_by_reason",
         "deduplicated",
         "deleted",
+        "lifetime",
         "name",
         "policy",
         "record",
@@ -221,6 +223,7 @@ class Queue:
         self._dead_letter = dead_letter
         self._ring: deque[Subscription] = deque()
         self._subs: set[Subscription] = set()
+        self.lifetime: Lifetime | None = None  # ends by itself (see lifetimes)
         self._waiters: list[Callable[[], None]] = []
         self._dispatching = False
         self._in_flight = 0
@@ -444,6 +447,8 @@ class Queue:
     def attach(self, sub: Subscription) -> None:
         """Add a consumer and hand it the backlog it has room for."""
         self._subs.add(sub)
+        if self.lifetime is not None:
+            self.lifetime.attached()
         self.resume(sub)
 
     def detach(self, sub: Subscription) -> None:
@@ -458,6 +463,8 @@ class Queue:
             self._give_back(returned)
         elif self._shared is not None and self._idle():
             self._shared.shed()
+        if self.lifetime is not None:
+            self.lifetime.detached(len(self._subs))
 
     def resume(self, sub: Subscription) -> None:
         """Put ``sub`` back in the ring if it can take messages, and dispatch."""
@@ -810,7 +817,17 @@ class Queue:
         self._backlog.delete()
         self._wake()
         for sub in list(self._subs):
-            sub.consumer.kill(ErrorCode.DESTINATION_DELETED, f"{self.address} was deleted")
+            sub.consumer.cancel(sub, ErrorCode.DESTINATION_DELETED, f"{self.address} was deleted")
+
+    @property
+    def depth(self) -> int:
+        """How many messages wait ready for a consumer (not scheduled, not in flight)."""
+        return self._backlog.depth
+
+    @property
+    def consumers(self) -> int:
+        """How many subscriptions consume from it now."""
+        return len(self._subs)
 
     # -- internals -----------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Callable
 
 from buzon.auth.access import Action, Principal
+from buzon.broker.addresses import address
 from buzon.broker.channel import Channel
 from buzon.broker.config import BrokerConfig
 from buzon.broker.deadlines import ack_timeout
@@ -27,9 +28,12 @@ from buzon.broker.stats import SessionStats
 from buzon.broker.subscription import AckMode, Consumer, Subscription
 from buzon.broker.transactions import StagedPublish, StagedSettle, Transactions
 from buzon.errors import BrokerError, ErrorCode, LocalProtocolError
-from buzon.store import Ticket
+from buzon.store import DestinationKind, Ticket
 
 _DETAIL_CHARS = 64
+# The subscription ids that hold what :meth:`Session.get` took, one per queue: no client
+# can choose them (front ends refuse ids with a NUL).
+_GETS = "\0get:"
 
 
 class Session:
@@ -52,6 +56,7 @@ class Session:
         "_published",
         "_subs",
         "_transactions",
+        "connection",
         "id",
         "principal",
     )
@@ -65,9 +70,13 @@ class Session:
         intake: Intake,
         config: BrokerConfig,
         on_close: Callable[[Session], None],
+        connection: str | None = None,
     ) -> None:
         self.id = session_id
         self.principal = principal
+        # the client connection it belongs to (a connection may hold several sessions):
+        # the queues exclusive to that connection are this session's to consume from
+        self.connection = session_id if connection is None else connection
         self._config = config
         self._destinations = destinations
         self._intake = intake
@@ -265,6 +274,60 @@ class Session:
             LocalProtocolError: the session is closed.
         """
         self._settle(ack_id, transaction, refusal)
+
+    def on_cancelled(self, callback: Callable[[str, ErrorCode, str], None]) -> None:
+        """Ask to be told, with the subscription id, when a subscription ends because its
+        destination went (deleted, expired, auto-deleted), rather than have the session
+        end (what happens without this, for front ends that cannot tell their client)."""
+
+        def cancelled(sub: Subscription, code: ErrorCode, detail: str) -> None:
+            if self._subs.get(sub.id) is sub:
+                del self._subs[sub.id]
+                sub.target.detach(sub)
+                callback(sub.id, code, detail)
+
+        self._consumer.on_cancel = cancelled
+
+    def get(self, queue: str, *, ack: bool) -> tuple[Message, str | None, bool, int] | None:
+        """Take the oldest waiting message of a queue without subscribing (AMQP's
+        basic.get).
+
+        Args:
+            queue: the queue's name.
+            ack: hold the message until :meth:`ack` or :meth:`nack` of the returned ack
+                id (it goes back if the session closes first); False settles it at once.
+
+        Returns:
+            the message, its ack id (None without ``ack``), whether it was delivered
+            before, and how many messages wait after it; None when none waits.
+
+        Raises:
+            BrokerError: ``DESTINATION_NOT_FOUND``, ``BAD_DESTINATION``.
+            AccessDenied: as :meth:`subscribe`; ``RESOURCE_LOCKED`` for a queue exclusive
+                to another connection.
+            LocalProtocolError: the session is closed.
+        """
+        self._check_open()
+        target = self._resolve(address(DestinationKind.QUEUE, queue), Action.CONSUME, False)
+        assert isinstance(target, Queue)
+        if target.lifetime is not None:
+            target.lifetime.touched()
+        taken = target.take(1)
+        if not taken:
+            return None
+        message, redelivered = taken[0]
+        if not ack:
+            target.ack_taken([message])
+            return message, None, redelivered, target.depth
+        holder = self._subs.get(_GETS + queue)
+        if holder is None or holder.target is not target:
+            holder = Subscription(
+                _GETS + queue, self._consumer, target, AckMode.CLIENT_INDIVIDUAL, 1
+            )
+            holder.active = False  # never in the queue's ring: it only holds what was got
+            self._subs[holder.id] = holder
+        ack_id = holder.hold(message)
+        return message, ack_id, redelivered, target.depth
 
     def ack_id_for(self, subscription_id: str, message_id: str) -> str:
         """The ack id of the unsettled delivery of ``message_id`` on a subscription.
@@ -517,6 +580,7 @@ class Session:
             action,
             self._grants,
             create=create and self._config.auto_create,
+            connection=self.connection,
         )
 
     def _check_open(self) -> None:

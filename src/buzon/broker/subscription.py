@@ -71,6 +71,7 @@ class Consumer:
         "delivered",
         "lapsed",
         "last_ack",
+        "on_cancel",
         "sink",
         "unacked",
         "writable",
@@ -87,6 +88,9 @@ class Consumer:
         self.lapsed: Lapsed | None = None
         self._close = close
         self._doomed = False
+        # set by a session whose front end can tell its client that one subscription
+        # ended (AMQP's basic.cancel); without it such an end ends the session
+        self.on_cancel: Callable[[Subscription, ErrorCode, str], None] | None = None
 
     def kill(self, code: ErrorCode, detail: str) -> None:
         """Tell the sink the session must end (once), then close the session."""
@@ -96,6 +100,14 @@ class Consumer:
         self.writable = False
         self.sink.close_session(code, detail)
         self._close()
+
+    def cancel(self, sub: Subscription, code: ErrorCode, detail: str) -> None:
+        """The destination behind ``sub`` is gone: end that subscription only, if the
+        session can say so to its client, else end the session."""
+        if self.on_cancel is None:
+            self.kill(code, detail)
+        else:
+            self.on_cancel(sub, code, detail)
 
 
 class Subscription:
@@ -164,15 +176,22 @@ class Subscription:
         consumer = self.consumer
         if self.auto:
             ack_id = None
+            consumer.delivered += 1
         else:
-            consumer.last_ack += 1
-            ack_id = str(consumer.last_ack)
-            self.unacked[ack_id] = message
-            consumer.unacked[ack_id] = self
+            ack_id = self.hold(message)
             if self.deadlines is not None:
                 self.deadlines.start(ack_id)
-        consumer.delivered += 1
         consumer.sink.deliver(self.id, message, ack_id, redelivered)
+
+    def hold(self, message: Message) -> str:
+        """Record ``message`` as delivered and unacked here; return its new ack id."""
+        consumer = self.consumer
+        consumer.last_ack += 1
+        ack_id = str(consumer.last_ack)
+        self.unacked[ack_id] = message
+        consumer.unacked[ack_id] = self
+        consumer.delivered += 1
+        return ack_id
 
     def take(self, ack_id: str) -> list[Message]:
         """Remove and return what an ACK/NACK of ``ack_id`` settles, in delivery order.

@@ -74,6 +74,10 @@ class Timers:
             self.wake(when)
         return timer
 
+    def now(self) -> float:
+        """The engine's clock now."""
+        return self._clock()
+
     @property
     def next_due(self) -> float | None:
         """When the earliest live deadline is, or None."""

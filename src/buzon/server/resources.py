@@ -104,8 +104,11 @@ class Resources:
         self._claims = claims
         # record changes apply one at a time, each to the record as it is then
         self._updating = asyncio.Lock()
+        # exclusive queues: they live as long as their connection, so are never stored
+        self._unstored: set[str] = set()
         broker.on_created.append(self._store_later)
         broker.on_durable.append(self._store_durable_later)
+        broker.on_deleted.append(self._forget_later)
 
     async def restore(self) -> int:
         """Recreate every stored destination and durable subscription in the engine (at
@@ -176,6 +179,7 @@ class Resources:
         dead_letter_key: str | None = None,
         *,
         client_address: str = "?",
+        exclusive_to: str | None = None,
     ) -> DestinationView:
         """Create a queue or channel owned by ``principal``.
 
@@ -188,6 +192,8 @@ class Resources:
             dead_letter_key: the access key of the policy's dead-letter queue, when that is
                 someone else's protected queue (see :meth:`_dead_letter_grant`).
             client_address: the client's IP, for the limits on wrong access keys.
+            exclusive_to: a queue exclusive to that client connection (see
+                :meth:`Broker.add_destination`); it is not stored.
 
         Raises:
             BrokerError: BAD_DESTINATION (also for a bad dead-letter queue name),
@@ -213,7 +219,11 @@ class Resources:
             policy=policy,
             dead_letter_grant=grant,
         )
-        target = self._broker.add_destination(record)  # raises if it appeared meanwhile
+        # raises if it appeared meanwhile
+        target = self._broker.add_destination(record, exclusive_to=exclusive_to)
+        if exclusive_to is not None:
+            self._unstored.add(record.id)
+            return self._view(target, {principal.id: principal.name})
         self._pending.add(record.id)
         try:
             await self._store.add_destination(record)
@@ -377,6 +387,9 @@ class Resources:
             )
         durables = [durable.id for durable, _ in self._broker.durable_subscriptions(name)]
         self._broker.delete_destination(kind, name)
+        if record.id in self._unstored:
+            self._unstored.discard(record.id)
+            return
         await self._store.delete_destination(record.id)
         if kind is DestinationKind.CHANNEL:
             for durable_id in durables:
@@ -439,6 +452,10 @@ class Resources:
             )
         return target
 
+    def target_or_none(self, kind: DestinationKind, name: str) -> Queue | Channel | None:
+        """The live queue or channel, or None."""
+        return self._broker.destination(kind, name)
+
     async def describe(self, kind: DestinationKind, name: str) -> DestinationView:
         """One queue or channel with its current numbers.
 
@@ -490,6 +507,14 @@ class Resources:
         """Store the record of a destination created on first use (the engine is sync)."""
         self._created[record.id] = record
         self._later(self._store.add_destination(record), record.id)
+
+    def _forget_later(self, record: DestinationRecord, reason: str) -> None:
+        """Forget the record of a queue the engine deleted by itself (see ``lifetimes``)."""
+        log.info("deleted queue %r (%s)", record.name, reason)
+        if record.id in self._unstored:
+            self._unstored.discard(record.id)
+        else:
+            self._later(self._store.delete_destination(record.id), record.id)
 
     async def _adopt(self, lost: DestinationRecord) -> None:
         """Another node stored the same destination first: take its record, and move

@@ -109,6 +109,10 @@ class QueuePolicy:
             (the connection stays open); None: deliveries wait for their consumer.
         dedup_window_ms: how long a publish's ``idempotency-key`` is remembered: a second
             publish with the same key within it is not enqueued again (0: keys are ignored).
+        auto_delete: the queue is deleted when its last consumer leaves (once it has had
+            one).
+        expires_ms: the queue is deleted once unused this long (no consumer, no pull, not
+            declared again); None: it stays.
     """
 
     durable: bool = True
@@ -125,6 +129,8 @@ class QueuePolicy:
     retry_max_delay_ms: int | None = None
     ack_timeout_ms: int | None = None
     dedup_window_ms: int = DEFAULT_DEDUP_WINDOW_MS
+    auto_delete: bool = False
+    expires_ms: int | None = None
 
 
 DEFAULT_POLICY = QueuePolicy()

@@ -164,6 +164,17 @@ class Policy(Request):
         description="how long a publish's idempotency key is remembered, in ms: a repeat"
         " within it is not enqueued again (0: keys are ignored; default 10 minutes)",
     )
+    auto_delete: bool = Field(
+        False, description="delete the queue when its last consumer leaves (once it had one)"
+    )
+    expires_ms: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_DELAY_MS,
+        strict=True,
+        description="delete the queue once unused this long, in ms: no consumer, no pull (null:"
+        " it stays)",
+    )
 
 
 class NewQueue(NewDestination):
