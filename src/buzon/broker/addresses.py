@@ -10,8 +10,8 @@ from buzon.store.records import DestinationKind
 MAX_NAME_LENGTH = 200
 # A name is one URL path segment of the HTTP API, so it must survive any client: no
 # character that needs escaping, and not only dots (clients resolve "." and ".." away).
-_NAME = re.compile(rf"(?!\.+\Z)[A-Za-z0-9_.:\-]{{1,{MAX_NAME_LENGTH}}}")
-_RULE = f"1-{MAX_NAME_LENGTH} letters, digits or -_.:, not only dots"
+_NAME = re.compile(rf"(?!\.+\Z)[A-Za-z0-9_.:@\-]{{1,{MAX_NAME_LENGTH}}}")
+_RULE = f"1-{MAX_NAME_LENGTH} letters, digits or -_.:@, not only dots"
 # How much of a rejected destination an error detail repeats.
 _DETAIL_CHARS = 64
 

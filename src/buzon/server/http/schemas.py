@@ -65,7 +65,7 @@ class Session(BaseModel):
     expires_at: datetime
 
 
-NAME_PATTERN = r"^[A-Za-z0-9_.:\-]+$"
+NAME_PATTERN = r"^[A-Za-z0-9_.:@\-]+$"
 
 
 class NewDestination(Request):
