@@ -61,6 +61,7 @@ async def declare_queue(
     *,
     passive: bool = False,
     exclusive_to: str | None = None,
+    connection: str | None = None,
 ) -> Declared:
     """Declare the queue ``name`` (``""``: a new one with a name the broker chooses).
 
@@ -73,6 +74,7 @@ async def declare_queue(
         exclusive_to: the declaring connection, for an exclusive queue (it is deleted
             when that connection closes, and is never stored: its messages are not
             either).
+        connection: the declaring connection (it may use its own exclusive queues).
 
     Raises:
         BrokerError: DESTINATION_NOT_FOUND (passive, missing), PRECONDITION_FAILED
@@ -95,7 +97,7 @@ async def declare_queue(
         )
         return Declared(name, 0, 0, created=True)
     assert isinstance(existing, Queue)
-    _check_lock(existing, exclusive_to)
+    _check_lock(existing, exclusive_to, connection)
     if not passive:
         _check_same(existing, policy, exclusive_to)
     if existing.lifetime is not None:
@@ -103,10 +105,10 @@ async def declare_queue(
     return Declared(name, existing.depth, existing.consumers, created=False)
 
 
-def _check_lock(queue: Queue, connection: str | None) -> None:
+def _check_lock(queue: Queue, exclusive_to: str | None, connection: str | None) -> None:
     lifetime = queue.lifetime
     owner = None if lifetime is None else lifetime.exclusive_to
-    if owner is not None and owner != connection:
+    if owner is not None and owner not in (exclusive_to, connection):
         raise AccessDenied(
             ErrorCode.RESOURCE_LOCKED, f"{queue.address[:80]} is exclusive to another connection"
         )
