@@ -77,6 +77,8 @@ class Settings:
     tls_key: Path | None = None
     stomp_tls_port: int = 61614
     https_port: int = 8543
+    amqp_port: int = 5672
+    amqps_port: int = 5671
     plaintext: bool = True
     data_dir: Path = Path("buzon-data")
     storage: str = "sqlite"
@@ -294,6 +296,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("tls_key", _path, "TLS private key, PEM, unencrypted"),
     Option("stomp_tls_port", _port, "STOMP over TLS port, beside the plain one (with TLS on)"),
     Option("https_port", _port, "HTTPS port for the same API, beside HTTP (with TLS on)"),
+    Option("amqp_port", _port, "AMQP 0-9-1 port (0 picks a free port)"),
+    Option("amqps_port", _port, "AMQP 0-9-1 over TLS port, beside the plain one (with TLS on)"),
     Option(
         "plaintext",
         _boolean,

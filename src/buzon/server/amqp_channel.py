@@ -1,0 +1,239 @@
+"""One AMQP channel: its engine session, delivery tags, consumers, confirms and transaction.
+
+Each AMQP channel has its own engine session (so closing a channel gives back exactly its
+unacknowledged messages, and a channel's prefetch is its session's business); every
+session of a connection shares the connection's tag, so the connection's exclusive queues
+are theirs.
+
+Delivery tags count every delivery and get of the channel from 1. The engine names an
+unsettled delivery by its ack id; ``_unacked`` maps tags to ack ids in delivery order, so
+``multiple`` settles every tag up to one with a walk from the oldest. Deliveries of
+``no_ack`` consumers take a tag and hold no ack id.
+
+Publisher confirms ride on the connection's journal writes as STOMP receipts do
+(``ReceiptGate``): a publish is confirmed once every write of the connection so far is
+durable; confirms are sent as one ``multiple`` ack for the latest confirmed tag.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from buzon.amqp import AmqpConnection
+from buzon.broker import AckMode, Message, Refusal, Session
+from buzon.broker.addresses import address
+from buzon.errors import BrokerError, BuzonError, ErrorCode
+from buzon.server.amqp_properties import delivery_properties
+from buzon.server.receipts import ReceiptGate
+from buzon.store import DestinationKind, Ticket
+
+TRANSACTION = "tx"
+"""The engine transaction name of a channel in ``tx.select`` mode (one per channel)."""
+
+_DELIVERY_OVERHEAD = 120  # method and header frames of a delivery, for flush accounting
+
+
+class AmqpChannel:
+    """The server side of one open AMQP channel; it is its engine session's sink.
+
+    Args:
+        number: the channel number.
+        amqp: the connection's protocol state (where frames are queued).
+        queued: tells the chassis that about this many bytes of output wait.
+        ended: the engine wants the session (and so the connection) ended.
+    """
+
+    __slots__ = (
+        "_amqp",
+        "_confirmed",
+        "_ended",
+        "_gate",
+        "_queued",
+        "_tags",
+        "_unacked",
+        "consumers",
+        "last_queue",
+        "number",
+        "prefetch",
+        "published",
+        "session",
+        "transactional",
+    )
+
+    def __init__(
+        self,
+        number: int,
+        amqp: AmqpConnection,
+        queued: Callable[[int], None],
+        ended: Callable[[ErrorCode, str], None],
+    ) -> None:
+        self.number = number
+        self._amqp = amqp
+        self._queued = queued
+        self._ended = ended
+        self.session: Session | None = None  # set once the engine session is open
+        self._tags = 0
+        self._unacked: dict[int, str] = {}  # delivery tag -> engine ack id, oldest first
+        self.consumers: dict[str, str] = {}  # consumer tag -> queue name
+        self.last_queue = ""  # the last queue declared here (an empty queue name means it)
+        self.prefetch: int | None = None  # basic.qos per consumer (None: the broker's)
+        self.published = 0  # publishes since confirm.select (their confirm tags)
+        self._gate: ReceiptGate | None = None
+        self._confirmed = 0  # latest tag confirmed but not yet sent
+        self.transactional = False
+
+    # -- DeliverySink: what the engine calls ---------------------------------------------
+
+    def deliver(
+        self, subscription_id: str, message: Message, ack_id: str | None, redelivered: bool
+    ) -> None:
+        """A consumer of this channel gets ``message``."""
+        tag = self.tag(ack_id)
+        exchange, routing_key = origin(message)
+        self._amqp.deliver(
+            self.number,
+            subscription_id,
+            tag,
+            redelivered,
+            exchange,
+            routing_key,
+            delivery_properties(message),
+            message.body,
+        )
+        self._queued(len(message.body) + _DELIVERY_OVERHEAD)
+
+    def close_session(self, code: ErrorCode, detail: str) -> None:
+        """The engine ends this channel's session (permissions changed, slow consumer)."""
+        self._ended(code, detail)
+
+    # -- delivery tags -------------------------------------------------------------------
+
+    def tag(self, ack_id: str | None) -> int:
+        """The next delivery tag, remembering the engine ack id it settles (if any)."""
+        self._tags += 1
+        if ack_id is not None:
+            self._unacked[self._tags] = ack_id
+        return self._tags
+
+    def take_tags(self, delivery_tag: int, multiple: bool) -> list[str]:
+        """The ack ids a settlement of ``delivery_tag`` covers, forgotten here.
+
+        Raises:
+            BrokerError: ``UNKNOWN_ACK_ID`` for a tag that is not unacked (AMQP 406).
+        """
+        unacked = self._unacked
+        if not multiple:
+            ack_id = unacked.pop(delivery_tag, None)
+            if ack_id is None:
+                raise BrokerError(ErrorCode.UNKNOWN_ACK_ID, f"unknown delivery tag {delivery_tag}")
+            return [ack_id]
+        if delivery_tag and delivery_tag not in unacked:
+            raise BrokerError(ErrorCode.UNKNOWN_ACK_ID, f"unknown delivery tag {delivery_tag}")
+        tags = [tag for tag in unacked if not delivery_tag or tag <= delivery_tag]
+        return [unacked.pop(tag) for tag in tags]
+
+    def settle(self, delivery_tag: int, multiple: bool, refusal: Refusal | None) -> None:
+        """basic.ack (``refusal`` None), basic.nack or basic.reject.
+
+        Raises:
+            BrokerError: ``UNKNOWN_ACK_ID`` (nothing settled).
+        """
+        session = self._session()
+        transaction = TRANSACTION if self.transactional else None
+        for ack_id in self.take_tags(delivery_tag, multiple):
+            if refusal is None:
+                session.ack(ack_id, transaction=transaction)
+            else:
+                session.nack(ack_id, transaction=transaction, refusal=refusal)
+
+    def recover(self) -> None:
+        """basic.recover: every unacked delivery goes back to its queue, redelivered."""
+        session = self._session()
+        for ack_id in self._unacked.values():
+            session.nack(ack_id)
+        self._unacked.clear()
+
+    # -- consumers -----------------------------------------------------------------------
+
+    def consume(self, tag: str, queue: str, *, no_ack: bool) -> None:
+        """basic.consume: subscribe the session to ``queue`` under the consumer tag.
+
+        Raises:
+            BrokerError, AccessDenied: as :meth:`Session.subscribe`.
+        """
+        mode = AckMode.AUTO if no_ack else AckMode.CLIENT_INDIVIDUAL
+        self._session().subscribe(
+            tag, address(DestinationKind.QUEUE, queue), mode, self.prefetch, create=False
+        )
+        self.consumers[tag] = queue
+
+    def cancel(self, tag: str) -> None:
+        """basic.cancel: an unknown tag is fine (it may have been cancelled by the broker)."""
+        if self.consumers.pop(tag, None) is not None:
+            self._session().unsubscribe(tag)
+
+    def set_prefetch(self, limit: int | None, *, shared: bool) -> None:
+        """basic.qos: ``limit`` unacked deliveries (None: no limit but the broker's) per
+        consumer, or shared by the channel's consumers; it applies at once, to existing
+        consumers too (Celery raises it while a countdown task waits)."""
+        self.prefetch = limit
+        session = self._session()
+        if shared:
+            session.share_prefetch(limit)
+        else:
+            for tag in self.consumers:
+                session.set_prefetch(tag, limit)
+
+    # -- publisher confirms --------------------------------------------------------------
+
+    def next_publish(self) -> int:
+        """The confirm tag of the next publish."""
+        self.published += 1
+        return self.published
+
+    def select_confirms(self, owner: str, fail: Callable[[BuzonError], None]) -> None:
+        """confirm.select: from now on every publish is confirmed."""
+        if self._gate is None:
+            self._gate = ReceiptGate(owner, self._confirm, self.send_confirms, fail)
+
+    @property
+    def confirming(self) -> bool:
+        """Whether confirm.select was asked."""
+        return self._gate is not None
+
+    def confirm(self, ticket: Ticket, tag: int) -> None:
+        """Confirm the publish with tag ``tag`` once ``ticket`` (the connection's latest
+        write) and every earlier one are durable."""
+        gate = self._gate
+        if gate is not None:
+            gate.wrote(ticket)
+            gate.confirm(str(tag))
+
+    @property
+    def owes_confirms(self) -> bool:
+        """Whether a confirm still waits for a write."""
+        return self._gate is not None and self._gate.pending
+
+    def _confirm(self, tag: str) -> None:
+        self._confirmed = int(tag)
+
+    def send_confirms(self) -> None:
+        """Send what was confirmed since the last call, as one ``multiple`` ack."""
+        if self._confirmed:
+            self._amqp.confirm_ack(self.number, self._confirmed, multiple=True)
+            self._confirmed = 0
+            self._queued(32)
+
+    def _session(self) -> Session:
+        if self.session is None:
+            raise BrokerError(ErrorCode.INTERNAL_ERROR, "channel without a session")
+        return self.session
+
+
+def origin(message: Message) -> tuple[str, str]:
+    """The exchange and routing key a delivery of ``message`` reports."""
+    destination = message.destination
+    if destination.startswith("/queue/"):
+        return "", destination[7:]
+    channel, _, key = destination[7:].partition("/")
+    return channel, key

@@ -1,0 +1,528 @@
+"""What the AMQP methods of an open channel do to buzon's queues and channels.
+
+An AMQP exchange is a buzon channel (its type is the exchange type); the default exchange
+``""`` routes to the queue its routing key names; an AMQP queue is a buzon queue, declared
+as :mod:`buzon.server.declarations` says; ``queue.bind`` is a buzon queue binding. Owners,
+access keys and the delete rule are buzon's: an access key is presented as the argument
+``x-access-key`` of ``queue.declare``, ``exchange.declare``, ``queue.bind`` and
+``basic.consume``, or as the header ``x-access-key`` of a published message (removed
+before the message is stored); a key checked once holds for the whole connection.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from buzon.amqp import (
+    BasicAck,
+    BasicCancel,
+    BasicConsume,
+    BasicGet,
+    BasicNack,
+    BasicQos,
+    BasicRecover,
+    BasicReject,
+    ChannelFlow,
+    ConfirmSelect,
+    ExchangeDeclare,
+    ExchangeDelete,
+    Properties,
+    Publish,
+    QueueBind,
+    QueueDeclare,
+    QueueDelete,
+    QueuePurge,
+    QueueUnbind,
+    ReplyCode,
+    TxCommit,
+    TxRollback,
+    TxSelect,
+    encode_properties,
+)
+from buzon.auth import Action, Decision, decide
+from buzon.broker import AckMode, Queue, Refusal
+from buzon.broker.addresses import address
+from buzon.errors import AccessDenied, BrokerError, ErrorCode
+from buzon.server.amqp_arguments import ACCESS_KEY_ARGUMENT, queue_arguments
+from buzon.server.amqp_channel import TRANSACTION, AmqpChannel, origin
+from buzon.server.amqp_properties import PERSISTENT, delivery_properties, publish_headers
+from buzon.server.declarations import declare_queue
+from buzon.store import ChannelType, DestinationKind, DestinationRecord
+
+if TYPE_CHECKING:
+    from buzon.server.amqp_session import AmqpAdapter
+
+METHOD_IDS: dict[type, tuple[int, int]] = {
+    ExchangeDeclare: (40, 10),
+    ExchangeDelete: (40, 20),
+    QueueDeclare: (50, 10),
+    QueueBind: (50, 20),
+    QueuePurge: (50, 30),
+    QueueDelete: (50, 40),
+    QueueUnbind: (50, 50),
+    BasicQos: (60, 10),
+    BasicConsume: (60, 20),
+    BasicCancel: (60, 30),
+    Publish: (60, 40),
+    BasicGet: (60, 70),
+    BasicAck: (60, 80),
+    BasicReject: (60, 90),
+    BasicRecover: (60, 110),
+    BasicNack: (60, 120),
+    ConfirmSelect: (85, 10),
+    TxSelect: (90, 10),
+    TxCommit: (90, 20),
+    TxRollback: (90, 30),
+}
+"""(class id, method id) of each method, named in the close that refuses it."""
+
+EXCHANGE_TYPES = {
+    "fanout": ChannelType.FANOUT,
+    "direct": ChannelType.DIRECT,
+    "topic": ChannelType.TOPIC,
+}
+RESERVED_PREFIX = "amq."
+"""Exchange names clients may not declare (the AMQP rule)."""
+_PRIORITIES = 10  # buzon's priorities are 0 to 9; AMQP's above 9 count as 9
+
+
+class Methods:
+    """The channel methods of one AMQP connection.
+
+    Attributes:
+        grants: ids of destinations whose access key this connection presented.
+    """
+
+    def __init__(self, adapter: AmqpAdapter) -> None:
+        self._adapter = adapter
+        self.grants: set[str] = set()
+
+    def handlers(self) -> dict[type, Callable[[Any], None]]:
+        """The handler of each method event."""
+        return {
+            ChannelFlow: self._flow,
+            ExchangeDeclare: self._exchange_declare,
+            ExchangeDelete: self._exchange_delete,
+            QueueDeclare: self._queue_declare,
+            QueueBind: self._queue_bind,
+            QueueUnbind: self._queue_unbind,
+            QueuePurge: self._queue_purge,
+            QueueDelete: self._queue_delete,
+            BasicQos: self._qos,
+            BasicConsume: self._consume,
+            BasicCancel: self._cancel,
+            Publish: self._publish,
+            BasicGet: self._get,
+            BasicAck: self._ack,
+            BasicNack: self._nack,
+            BasicReject: self._reject,
+            BasicRecover: self._recover,
+            ConfirmSelect: self._confirm_select,
+            TxSelect: self._tx_select,
+            TxCommit: self._tx_commit,
+            TxRollback: self._tx_rollback,
+        }
+
+    # -- access keys ---------------------------------------------------------------------
+
+    def _with_key(
+        self,
+        event: Any,
+        kind: DestinationKind,
+        name: str,
+        action: Action,
+        key: object,
+        then: Callable[[], None],
+    ) -> None:
+        """Run ``then`` now, or once ``key`` is checked for that destination when the
+        principal needs one there and the connection has not presented it yet."""
+        adapter = self._adapter
+        target = adapter.ctx.broker.destination(kind, name)
+        principal = adapter.principal
+        if (
+            not isinstance(key, str)
+            or target is None
+            or principal is None
+            or target.record.id in self.grants
+            or decide(principal, action, target.record) is not Decision.NEED_KEY
+        ):
+            then()
+            return
+        record = target.record
+        check = adapter.ctx.resources.check_key(
+            principal, record, key, adapter.connection.peer_host
+        )
+        adapter.run(event, check, lambda _: self._granted(record, then))
+
+    def _granted(self, record: DestinationRecord, then: Callable[[], None]) -> None:
+        self.grants.add(record.id)
+        for session in self._adapter.sessions():
+            session.grant(record.id)
+        then()
+
+    # -- exchanges -----------------------------------------------------------------------
+
+    def _exchange_declare(self, event: ExchangeDeclare) -> None:
+        adapter = self._adapter
+        name = event.exchange
+        existing = adapter.ctx.broker.destination(DestinationKind.CHANNEL, name)
+        if event.passive or existing is not None:
+            if existing is None:
+                raise BrokerError(ErrorCode.DESTINATION_NOT_FOUND, f"no exchange {name[:80]!r}")
+            if not event.passive and existing.record.channel_type != _exchange_type(event):
+                raise BrokerError(
+                    ErrorCode.PRECONDITION_FAILED,
+                    f"exchange {name[:80]!r} is {existing.record.channel_type}, not"
+                    f" {event.exchange_type[:20]}",
+                )
+            self._done(event, adapter.amqp.exchange_declare_ok)
+            return
+        if not name or name.startswith(RESERVED_PREFIX):
+            raise AccessDenied(ErrorCode.ACCESS_DENIED, f"exchange names {RESERVED_PREFIX}* are reserved")
+        key = event.arguments.get(ACCESS_KEY_ARGUMENT)
+        create = adapter.ctx.resources.create(
+            _principal(adapter),
+            DestinationKind.CHANNEL,
+            name,
+            key if isinstance(key, str) else None,
+            channel_type=_exchange_type(event),
+            client_address=adapter.connection.peer_host,
+        )
+        adapter.run(event, create, lambda _: self._done(event, adapter.amqp.exchange_declare_ok))
+
+    def _exchange_delete(self, event: ExchangeDelete) -> None:
+        adapter = self._adapter
+        resources = adapter.ctx.resources
+        channel = resources.target(DestinationKind.CHANNEL, event.exchange)
+        if event.if_unused and (channel.statistics().consumers or channel.bindings):
+            raise BrokerError(ErrorCode.PRECONDITION_FAILED, f"exchange {event.exchange[:80]!r} in use")
+        delete = resources.delete(_principal(adapter), DestinationKind.CHANNEL, event.exchange)
+        adapter.run(event, delete, lambda _: self._done(event, adapter.amqp.exchange_delete_ok))
+
+    # -- queues --------------------------------------------------------------------------
+
+    def _queue_declare(self, event: QueueDeclare) -> None:
+        adapter = self._adapter
+        read = queue_arguments(event.arguments, durable=event.durable, auto_delete=event.auto_delete)
+        connection = adapter.connection.id
+        declare = declare_queue(
+            adapter.ctx.resources,
+            _principal(adapter),
+            event.queue,
+            read.policy,
+            passive=event.passive,
+            exclusive_to=connection if event.exclusive else None,
+            connection=connection,
+        )
+
+        def declared(result: Any) -> None:
+            adapter.channel(event.channel).last_queue = result.name
+            if not event.nowait:
+                adapter.amqp.queue_declare_ok(
+                    event.channel, result.name, result.messages, result.consumers
+                )
+
+        key = event.arguments.get(ACCESS_KEY_ARGUMENT)
+        adapter.run(
+            event,
+            declare,
+            lambda result: self._with_key(
+                event, DestinationKind.QUEUE, result.name, Action.CONSUME, key,
+                lambda: declared(result),
+            ),
+        )
+
+    def _queue_bind(self, event: QueueBind) -> None:
+        adapter = self._adapter
+        key = event.arguments.get(ACCESS_KEY_ARGUMENT)
+        bind = adapter.ctx.bindings.bind(
+            _principal(adapter),
+            event.exchange,
+            self._queue_name(event.channel, event.queue),
+            event.routing_key,
+            channel_key=key if isinstance(key, str) else None,
+            queue_key=key if isinstance(key, str) else None,
+            client_address=adapter.connection.peer_host,
+        )
+        adapter.run(event, bind, lambda _: self._done(event, adapter.amqp.queue_bind_ok))
+
+    def _queue_unbind(self, event: QueueUnbind) -> None:
+        adapter = self._adapter
+        unbind = adapter.ctx.bindings.unbind(
+            _principal(adapter), event.exchange, self._queue_name(event.channel, event.queue), event.routing_key
+        )
+        adapter.run(event, unbind, lambda _: adapter.amqp.queue_unbind_ok(event.channel))
+
+    def _queue_purge(self, event: QueuePurge) -> None:
+        adapter = self._adapter
+        purge = adapter.ctx.resources.purge(_principal(adapter), self._queue_name(event.channel, event.queue))
+        adapter.run(
+            event,
+            purge,
+            lambda count: None if event.nowait else adapter.amqp.queue_purge_ok(event.channel, count),
+        )
+
+    def _queue_delete(self, event: QueueDelete) -> None:
+        adapter = self._adapter
+        name = self._queue_name(event.channel, event.queue)
+        queue = adapter.ctx.resources.target(DestinationKind.QUEUE, name)
+        assert isinstance(queue, Queue)
+        if event.if_unused and queue.consumers:
+            raise BrokerError(ErrorCode.PRECONDITION_FAILED, f"queue {name[:80]!r} in use")
+        if event.if_empty and queue.depth:
+            raise BrokerError(ErrorCode.PRECONDITION_FAILED, f"queue {name[:80]!r} not empty")
+        count = queue.depth
+        delete = adapter.ctx.resources.delete(_principal(adapter), DestinationKind.QUEUE, name)
+        adapter.run(
+            event,
+            delete,
+            lambda _: None if event.nowait else adapter.amqp.queue_delete_ok(event.channel, count),
+        )
+
+    def _queue_name(self, channel: int, name: str) -> str:
+        """An empty queue name means the channel's last declared queue (AMQP's rule)."""
+        if name:
+            return name
+        last = self._adapter.channel(channel).last_queue
+        if not last:
+            raise BrokerError(ErrorCode.DESTINATION_NOT_FOUND, "no queue was declared on this channel")
+        return last
+
+    # -- consumers -----------------------------------------------------------------------
+
+    def _qos(self, event: BasicQos) -> None:
+        channel = self._adapter.channel(event.channel)
+        limit = event.prefetch_count or None
+        channel.set_prefetch(limit, shared=event.global_)
+        self._adapter.amqp.basic_qos_ok(event.channel)
+
+    def _consume(self, event: BasicConsume) -> None:
+        channel = self._adapter.channel(event.channel)
+        name = self._queue_name(event.channel, event.queue)
+        tag = event.consumer_tag or "amq.ctag-" + secrets.token_urlsafe(16)
+        if "\0" in tag:
+            raise BrokerError(ErrorCode.BAD_HEADER_VALUE, "a consumer tag cannot contain NUL")
+
+        def start() -> None:
+            # consume-ok goes first: deliveries may follow at once
+            if not event.nowait:
+                self._adapter.amqp.basic_consume_ok(event.channel, tag)
+            channel.consume(tag, name, no_ack=event.no_ack)
+
+        self._with_key(
+            event,
+            DestinationKind.QUEUE,
+            name,
+            Action.CONSUME,
+            event.arguments.get(ACCESS_KEY_ARGUMENT),
+            start,
+        )
+
+    def _cancel(self, event: BasicCancel) -> None:
+        channel = self._adapter.channel(event.channel)
+        channel.cancel(event.consumer_tag)
+        if not event.nowait:
+            self._adapter.amqp.basic_cancel_ok(event.channel, event.consumer_tag)
+
+    def cancelled(self, channel: AmqpChannel) -> Callable[[str, ErrorCode, str], None]:
+        """What a channel's session does when a consumer's queue goes: ``basic.cancel``
+        if the client understands it, else the channel is closed (404)."""
+
+        def cancel(tag: str, code: ErrorCode, detail: str) -> None:
+            channel.consumers.pop(tag, None)
+            amqp = self._adapter.amqp
+            if not amqp.cancel_consumer(channel.number, tag):
+                amqp.close_channel(channel.number, ReplyCode.NOT_FOUND, detail)
+                self._adapter.drop_channel(channel.number)
+            self._adapter.connection.queued(64)
+
+        return cancel
+
+    # -- publishing ----------------------------------------------------------------------
+
+    def _publish(self, event: Publish) -> None:
+        properties = event.properties
+        raw = event.raw_properties
+        key = None
+        if properties.headers and ACCESS_KEY_ARGUMENT in properties.headers:
+            key = properties.headers.pop(ACCESS_KEY_ARGUMENT)  # never stored nor shown
+            raw = encode_properties(properties)
+        principal = _principal(self._adapter)
+        if properties.user_id is not None and properties.user_id != principal.name:
+            raise BrokerError(
+                ErrorCode.PRECONDITION_FAILED,
+                f"user_id {properties.user_id[:80]!r} is not the login name",
+            )
+        kind, name, destination = self._destination(event)
+        action = Action.PUBLISH
+        self._with_key(event, kind, name, action, key, lambda: self._send(event, destination, raw))
+
+    def _destination(self, event: Publish) -> tuple[DestinationKind, str, str]:
+        """Where a publish goes: the default exchange names a queue by the routing key."""
+        if not event.exchange:
+            name = event.routing_key
+            return DestinationKind.QUEUE, name, address(DestinationKind.QUEUE, name)
+        exchange = event.exchange
+        if self._adapter.ctx.broker.destination(DestinationKind.CHANNEL, exchange) is None:
+            raise BrokerError(ErrorCode.DESTINATION_NOT_FOUND, f"no exchange {exchange[:80]!r}")
+        base = address(DestinationKind.CHANNEL, exchange)
+        key = event.routing_key
+        return DestinationKind.CHANNEL, exchange, f"{base}/{key}" if key else base
+
+    def _send(self, event: Publish, destination: str, raw: bytes) -> None:
+        adapter = self._adapter
+        channel = adapter.channel(event.channel)
+        session = channel.session
+        assert session is not None
+        tag = channel.next_publish() if channel.confirming else 0
+        headers = publish_headers(event.properties, raw) + _options(event.properties)
+        transaction = TRANSACTION if channel.transactional else None
+        routed = adapter.ctx.broker.routes(destination)
+        if routed:
+            try:
+                session.publish(
+                    destination, headers, event.body, transaction=transaction, create=False
+                )
+            except BrokerError as exc:
+                if exc.code is not ErrorCode.QUEUE_FULL or not tag:
+                    raise
+                adapter.amqp.confirm_nack(event.channel, tag)
+                return
+            adapter.published = True
+        elif event.mandatory:
+            adapter.amqp.basic_return(
+                event.channel,
+                ReplyCode.NO_ROUTE,
+                "NO_ROUTE",
+                event.exchange,
+                event.routing_key,
+                raw,
+                event.body,
+            )
+        if tag:
+            channel.confirm(adapter.ctx.broker.journal.last, tag)
+
+    # -- getting and settling ------------------------------------------------------------
+
+    def _get(self, event: BasicGet) -> None:
+        adapter = self._adapter
+        channel = adapter.channel(event.channel)
+        session = channel.session
+        assert session is not None
+        got = session.get(self._queue_name(event.channel, event.queue), ack=not event.no_ack)
+        if got is None:
+            adapter.amqp.get_empty(event.channel)
+            return
+        message, ack_id, redelivered, left = got
+        exchange, routing_key = origin(message)
+        adapter.amqp.get_ok(
+            event.channel,
+            channel.tag(ack_id),
+            redelivered,
+            exchange,
+            routing_key,
+            left,
+            delivery_properties(message),
+            message.body,
+        )
+
+    def _ack(self, event: BasicAck) -> None:
+        self._adapter.channel(event.channel).settle(event.delivery_tag, event.multiple, None)
+
+    def _nack(self, event: BasicNack) -> None:
+        refusal = Refusal(requeue=event.requeue, delay_ms=0 if event.requeue else None)
+        self._adapter.channel(event.channel).settle(event.delivery_tag, event.multiple, refusal)
+
+    def _reject(self, event: BasicReject) -> None:
+        refusal = Refusal(requeue=event.requeue, delay_ms=0 if event.requeue else None)
+        self._adapter.channel(event.channel).settle(event.delivery_tag, False, refusal)
+
+    def _recover(self, event: BasicRecover) -> None:
+        self._adapter.channel(event.channel).recover()
+        if not event.asynchronous:
+            self._adapter.amqp.basic_recover_ok(event.channel)
+
+    # -- confirms, transactions, flow ----------------------------------------------------
+
+    def _confirm_select(self, event: ConfirmSelect) -> None:
+        adapter = self._adapter
+        channel = adapter.channel(event.channel)
+        if channel.transactional:
+            raise BrokerError(ErrorCode.PRECONDITION_FAILED, "a transactional channel cannot confirm")
+        channel.select_confirms(adapter.connection.id, self._write_failed)
+        if not event.nowait:
+            adapter.amqp.confirm_select_ok(event.channel)
+
+    def _write_failed(self, error: Any) -> None:
+        self._adapter.connection.fail(error.code, error.detail)
+
+    def _tx_select(self, event: TxSelect) -> None:
+        channel = self._adapter.channel(event.channel)
+        if channel.confirming:
+            raise BrokerError(ErrorCode.PRECONDITION_FAILED, "a confirming channel cannot be transactional")
+        if not channel.transactional:
+            assert channel.session is not None
+            channel.session.begin(TRANSACTION)
+            channel.transactional = True
+        self._adapter.amqp.tx_select_ok(event.channel)
+
+    def _tx_commit(self, event: TxCommit) -> None:
+        channel = self._transactional(event.channel)
+        assert channel.session is not None
+        channel.session.commit(TRANSACTION)
+        channel.session.begin(TRANSACTION)
+        self._adapter.published = True
+        self._adapter.amqp.tx_commit_ok(event.channel)
+
+    def _tx_rollback(self, event: TxRollback) -> None:
+        channel = self._transactional(event.channel)
+        assert channel.session is not None
+        channel.session.abort(TRANSACTION)
+        channel.session.begin(TRANSACTION)
+        self._adapter.amqp.tx_rollback_ok(event.channel)
+
+    def _transactional(self, number: int) -> AmqpChannel:
+        channel = self._adapter.channel(number)
+        if not channel.transactional:
+            raise BrokerError(ErrorCode.PRECONDITION_FAILED, "channel is not transactional")
+        return channel
+
+    def _flow(self, event: ChannelFlow) -> None:
+        session = self._adapter.channel(event.channel).session
+        if session is not None:
+            session.set_writable(event.active)
+
+    def _done(self, event: Any, reply: Callable[[int], bool]) -> None:
+        if not getattr(event, "nowait", False):
+            reply(event.channel)
+
+
+def _exchange_type(event: ExchangeDeclare) -> ChannelType:
+    kind = EXCHANGE_TYPES.get(event.exchange_type)
+    if kind is None:
+        raise BrokerError(
+            ErrorCode.PRECONDITION_FAILED,
+            f"exchange type {event.exchange_type[:20]!r} is not supported (direct, fanout, topic)",
+        )
+    return kind
+
+
+def _principal(adapter: AmqpAdapter) -> Any:
+    principal = adapter.principal
+    if principal is None:
+        raise AccessDenied(ErrorCode.NOT_AUTHENTICATED)
+    return principal
+
+
+def _options(properties: Properties) -> tuple[tuple[str, str], ...]:
+    """The publish options a message's properties ask for, as the engine reads them."""
+    options = [("persistent", "true" if properties.delivery_mode == PERSISTENT else "false")]
+    if properties.priority is not None:
+        options.append(("priority", str(min(properties.priority, _PRIORITIES - 1))))
+    expiration = properties.expiration
+    if expiration is not None and expiration.isdigit():
+        options.append(("expires", str(int(time.time() * 1000) + int(expiration))))
+    return tuple(options)
