@@ -37,6 +37,7 @@ from buzon.amqp import (
     TxRollback,
     TxSelect,
 )
+from buzon.amqp.codec import method_frame
 from buzon.amqp.properties import EMPTY
 
 from .helpers import (
@@ -372,9 +373,7 @@ def test_heartbeats_are_sent_and_silence_fails() -> None:
     assert deadline <= 5.0
     conn.handle_timer(5.0)
     assert conn.data_to_send() == b"\x08\x00\x00\x00\x00\x00\x00\xce"
-    conn.receive_data(
-        wire((0, C.Channel.Open())) if False else b"\x08\x00\x00\x00\x00\x00\x00\xce", 15.0
-    )
+    conn.receive_data(b"\x08\x00\x00\x00\x00\x00\x00\xce", 15.0)  # the client's beat
     assert conn.next_event() is None
     conn.handle_timer(30.0)
     assert conn.is_open
@@ -388,3 +387,52 @@ def test_heartbeat_on_a_channel_closes_501() -> None:
     conn = open_connection()
     events(conn, b"\x08\x00\x01\x00\x00\x00\x00\xce")
     assert closed_with(conn) == ReplyCode.FRAME_ERROR
+
+
+def test_lost_framing_closes_501_and_reads_no_more() -> None:
+    conn = open_connection()
+    open_channel(conn)
+    events(conn, b"\x01\x00\x01\x00\x00\x00\x04\x00\x0a\x00\x0a\xff")  # bad frame end
+    assert closed_with(conn) == ReplyCode.FRAME_ERROR
+    assert conn.close_expected()
+    conn.receive_data(b"\x00" * 1_000_000, 1.0)
+    assert conn.buffered_bytes == 0
+
+
+def test_malformed_arguments_close_502() -> None:
+    conn = open_connection()
+    open_channel(conn)
+    raw = b"\x00\x32\x00\x0a\x00\x00\x05ab"  # queue.declare with a cut short string
+    events(conn, b"\x01\x00\x01" + len(raw).to_bytes(4) + raw + b"\xce")
+    assert closed_with(conn) == ReplyCode.SYNTAX_ERROR
+
+
+def test_deeply_nested_table_closes_502() -> None:
+    conn = open_connection()
+    open_channel(conn)
+    table = b""
+    for _ in range(100):
+        table = b"\x01aF" + (len(table)).to_bytes(4) + table
+    raw = b"\x00\x32\x00\x0a\x00\x00\x01q\x00" + len(table).to_bytes(4) + table
+    events(conn, b"\x01\x00\x01" + len(raw).to_bytes(4) + raw + b"\xce")
+    assert closed_with(conn) == ReplyCode.SYNTAX_ERROR
+
+
+def test_any_name_a_client_used_can_be_sent_back() -> None:
+    conn = open_connection()
+    open_channel(conn)
+    # RabbitMQ allows any UTF-8 name (pamqp's client side would refuse to build this one)
+    declare = method_frame(1, C.Queue.Declare, 0, "cola ñ*", False, False, False, False, False, {})
+    (event,) = events(conn, declare)
+    assert isinstance(event, QueueDeclare)
+    assert event.queue == "cola ñ*"
+    assert conn.queue_declare_ok(1, "cola ñ*", 0, 0)
+    assert conn.deliver(1, "tag ñ", 1, False, "ex ñ", "a.*", EMPTY, b"")
+    frames = [f for _, f in read_frames(conn.data_to_send())]
+    assert isinstance(frames[0], C.Queue.DeclareOk)
+    assert frames[0].queue == "cola ñ*"
+    assert isinstance(frames[1], C.Basic.Deliver)
+    assert (frames[1].exchange, frames[1].routing_key) == ("ex ñ", "a.*")
+    assert isinstance(frames[2], header.ContentHeader)
+    assert frames[2].body_size == 0
+    assert len(frames) == 3  # an empty body has no body frame

@@ -8,10 +8,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pamqp import commands
 
-from buzon.amqp import AmqpConnection, AmqpState
+from buzon.amqp import CONNECTION_ERRORS, AmqpConnection, AmqpState, ReplyCode
 from buzon.amqp.codec import PROTOCOL_HEADER
 
-from .helpers import PLAIN_OK, publish_frames, wire
+from .helpers import PLAIN_OK, publish_frames, read_frames, wire
 
 C = commands
 
@@ -46,8 +46,11 @@ SESSION = (
 
 
 def drive(data: bytes, chunk: int = 1000) -> AmqpConnection:
-    """Feed ``data`` in reads, accepting any login; check the invariants after each read."""
+    """Feed ``data`` in reads, accepting any login, and check the invariants: unparsed
+    input stays under one frame plus one read, everything sent decodes (with pamqp), and
+    a connection that is closing has sent ``connection.close``."""
     conn = AmqpConnection()
+    sent: list[object] = []
     for start in range(0, len(data), chunk):
         conn.receive_data(data[start : start + chunk], 0.0)
         while True:
@@ -56,11 +59,13 @@ def drive(data: bytes, chunk: int = 1000) -> AmqpConnection:
                 break
             if conn.state is AmqpState.AWAITING_LOGIN:
                 conn.accept_login()
-        # unparsed input never exceeds one frame plus one read
-        assert len(conn._buffer) <= conn.frame_max + chunk
-        conn.data_to_send()
+        assert conn.buffered_bytes <= conn.frame_max + chunk
+        sent += [f for _, f in read_frames(conn.data_to_send())]
         if conn.close_expected():
             break
+    if conn.state is AmqpState.CLOSING:
+        assert isinstance(sent[-1], C.Connection.Close)
+        assert sent[-1].reply_code in CONNECTION_ERRORS | {ReplyCode.ACCESS_REFUSED}
     return conn
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import enum
 import platform
+import struct
 
 from pamqp import commands as c
 
@@ -35,7 +36,6 @@ from buzon.amqp.codec import (
     FRAME_HEARTBEAT,
     FRAME_METHOD,
     FRAME_MIN_SIZE,
-    FRAME_OVERHEAD,
     HEARTBEAT_FRAME,
     PROTOCOL_HEADER,
     PUBLISH_INDEX,
@@ -72,6 +72,8 @@ VIRTUAL_HOST = "/"
 # client cannot send in its place is 503.
 _NOT_IMPLEMENTED = frozenset({c.Exchange.Bind, c.Exchange.Unbind, c.Connection.UpdateSecret})
 _CONNECTION_CLASS = c.Connection.frame_id
+_FRAME_HEAD = struct.Struct(">BHI")
+_PUBLISH = PUBLISH_INDEX.to_bytes(4)
 
 
 class AmqpState(enum.Enum):
@@ -139,6 +141,11 @@ class AmqpConnection:
         """Whether ``connection.open`` succeeded and nothing closed the connection since."""
         return self.state is AmqpState.OPEN
 
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes received and not parsed yet (at most one frame plus one read)."""
+        return len(self._buffer)
+
     def close_expected(self) -> bool:
         """True once the transport should be flushed (:meth:`data_to_send`) and closed."""
         return self.state in _FINAL
@@ -201,19 +208,26 @@ class AmqpConnection:
         buf = self._buffer
         if len(buf) < 7:
             return None
-        frame_type, channel, size = buf[0], int.from_bytes(buf[1:3]), int.from_bytes(buf[3:7])
-        if size + FRAME_OVERHEAD > self.frame_max:
-            text = f"frame of {size + FRAME_OVERHEAD} bytes over frame_max {self.frame_max}"
-            self._fail_hard(ReplyCode.FRAME_ERROR, text)
+        frame_type, channel, size = _FRAME_HEAD.unpack_from(buf)
+        end = size + 7
+        if end >= self.frame_max:
+            text = f"frame of {end + 1} bytes over frame_max {self.frame_max}"
+            self._lose_framing(text)
             return None
-        if len(buf) < size + FRAME_OVERHEAD:
+        if len(buf) <= end:
             return None
-        if buf[size + 7] != 0xCE:
-            self._fail_hard(ReplyCode.FRAME_ERROR, "frame does not end with 0xCE")
+        if buf[end] != 0xCE:
+            self._lose_framing("frame does not end with 0xCE")
             return None
-        payload = bytes(buf[7 : size + 7])
-        del buf[: size + FRAME_OVERHEAD]
+        payload = bytes(buf[7:end])
+        del buf[: end + 1]
         return frame_type, channel, payload
+
+    def _lose_framing(self, text: str) -> None:
+        """The stream cannot be split into frames any more, so no close-ok could be read:
+        send connection.close 501 and end at once (FAILED)."""
+        self._fail_hard(ReplyCode.FRAME_ERROR, text)
+        self._end(AmqpState.FAILED, self.close_reason or text)
 
     def _on_frame(self, frame_type: int, channel: int, payload: bytes) -> ev.Event | None:
         if frame_type == FRAME_METHOD:
@@ -230,7 +244,7 @@ class AmqpConnection:
         chan = self._channels.get(channel)
         if chan is not None and chan.in_content:
             raise AmqpProtocolError(ReplyCode.UNEXPECTED_FRAME, "method inside a message's content")
-        if chan is not None and not chan.closing and payload[:4] == PUBLISH_INDEX.to_bytes(4):
+        if chan is not None and not chan.closing and payload[:4] == _PUBLISH:
             chan.publish = decode_publish(payload)
             return None
         method, args = decode_method(payload)
