@@ -1,0 +1,87 @@
+"""The sans-IO AMQP 0-9-1 layer (server role): bytes in, typed events out.
+
+pamqp supplies the protocol's ids and argument layouts; frames, tables and the state
+machine are here (see :mod:`buzon.amqp.codec` for why). No sockets, no asyncio, no engine.
+"""
+
+from buzon.amqp.connection import CAPABILITIES, AmqpConnection, AmqpState
+from buzon.amqp.events import (
+    BasicAck,
+    BasicCancel,
+    BasicConsume,
+    BasicGet,
+    BasicNack,
+    BasicQos,
+    BasicRecover,
+    BasicReject,
+    ChannelClosed,
+    ChannelCloseOk,
+    ChannelFlow,
+    ChannelOpened,
+    ConfirmSelect,
+    ConnectionClosed,
+    ConnectionCloseOk,
+    ConnectionOpened,
+    Event,
+    ExchangeDeclare,
+    ExchangeDelete,
+    LoginRequested,
+    Publish,
+    QueueBind,
+    QueueDeclare,
+    QueueDelete,
+    QueuePurge,
+    QueueUnbind,
+    TxCommit,
+    TxRollback,
+    TxSelect,
+)
+from buzon.amqp.limits import AmqpLimits
+from buzon.amqp.properties import Properties, decode_properties, encode_properties
+from buzon.amqp.replies import CHANNEL_ERRORS, CONNECTION_ERRORS, AmqpProtocolError, ReplyCode
+from buzon.amqp.tables import FieldTable, FieldValue
+
+__all__ = [
+    "CAPABILITIES",
+    "CHANNEL_ERRORS",
+    "CONNECTION_ERRORS",
+    "AmqpConnection",
+    "AmqpLimits",
+    "AmqpProtocolError",
+    "AmqpState",
+    "BasicAck",
+    "BasicCancel",
+    "BasicConsume",
+    "BasicGet",
+    "BasicNack",
+    "BasicQos",
+    "BasicRecover",
+    "BasicReject",
+    "ChannelCloseOk",
+    "ChannelClosed",
+    "ChannelFlow",
+    "ChannelOpened",
+    "ConfirmSelect",
+    "ConnectionCloseOk",
+    "ConnectionClosed",
+    "ConnectionOpened",
+    "Event",
+    "ExchangeDeclare",
+    "ExchangeDelete",
+    "FieldTable",
+    "FieldValue",
+    "LoginRequested",
+    "Properties",
+    "Publish",
+    "QueueBind",
+    "QueueDeclare",
+    "QueueDelete",
+    "QueuePurge",
+    "QueueUnbind",
+    "ReplyCode",
+    "TxCommit",
+    "TxRollback",
+    "TxSelect",
+    "decode_properties",
+    "encode_properties",
+]
