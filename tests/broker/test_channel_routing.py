@@ -11,11 +11,11 @@ from buzon.broker.destinations import new_record
 from buzon.broker.policy import feed_grant
 from buzon.errors import BrokerError, ErrorCode
 from buzon.store import (
+    DEFAULT_POLICY,
     BindingRecord,
     ChannelType,
     DestinationKind,
     DestinationRecord,
-    Overflow,
     QueuePolicy,
 )
 from tests.broker.helpers import HeldLog, found, open_peer, user
@@ -32,7 +32,7 @@ def channel(
 
 
 def queue(
-    broker: Broker, name: str, owner: str = "alice", policy: QueuePolicy = QueuePolicy()
+    broker: Broker, name: str, owner: str = "alice", policy: QueuePolicy = DEFAULT_POLICY
 ) -> DestinationRecord:
     record = dataclasses.replace(
         new_record(DestinationKind.QUEUE, name, user(owner).id, None, 1.0), policy=policy
@@ -111,7 +111,8 @@ def test_a_channel_used_with_a_key_is_created_on_first_use_as_fanout(broker: Bro
     open_peer(broker, "p").publish("/topic/fresh/zzz", b"x")
     assert peer.bodies() == [b"x"]
     target = broker.destination(DestinationKind.CHANNEL, "fresh")
-    assert target is not None and target.record.channel_type is ChannelType.FANOUT
+    assert target is not None
+    assert target.record.channel_type is ChannelType.FANOUT
 
 
 @pytest.mark.parametrize(
