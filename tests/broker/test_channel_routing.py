@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from buzon.broker import AckMode, Broker, BrokerConfig
+from buzon.broker import AckMode, Broker, BrokerConfig, Queue
 from buzon.broker.destinations import new_record
 from buzon.broker.policy import feed_grant
 from buzon.errors import BrokerError, ErrorCode
@@ -56,7 +56,7 @@ def bind(
 
 def depth(broker: Broker, name: str) -> int:
     target = broker.destination(DestinationKind.QUEUE, name)
-    assert target is not None
+    assert isinstance(target, Queue)
     return target.statistics().depth
 
 
