@@ -731,8 +731,8 @@ async def test_channel_types_and_bindings_round_trip_and_survive_a_reopen(
     first = BindingRecord(topic.id, jobs.id, "app.*", "id-alice", 3.0)
     second = BindingRecord(topic.id, jobs.id, "#", "id-bob", 4.0, "chan-grant", "queue-grant")
     third = BindingRecord(topic.id, audit.id, "", "id-alice", 5.0)
-    for record in (first, second, third):
-        await store.add_binding(record)
+    for binding in (first, second, third):
+        await store.add_binding(binding)
     # binding again with the same identity replaces it (new grants)
     regranted = dataclasses.replace(first, queue_grant="new-grant", created_at=6.0)
     await store.add_binding(regranted)
