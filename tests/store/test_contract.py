@@ -15,6 +15,8 @@ import pytest
 
 from buzon.errors import ErrorCode, StoreError
 from buzon.store import (
+    BindingRecord,
+    ChannelType,
     DestinationKind,
     DestinationRecord,
     DurableSubscriptionRecord,
@@ -713,4 +715,55 @@ async def test_a_scheduled_message_is_read_back_after_a_reopen(
     assert [(m.seq, m.deliver_at, m.redelivered) for m in later] == [
         (3, 650.0, True),
         (1, 700.0, False),
+    ]
+
+
+async def test_channel_types_and_bindings_round_trip_and_survive_a_reopen(
+    store: Store, reopen: Reopen
+) -> None:
+    topic = dataclasses.replace(
+        destination(DestinationKind.CHANNEL, "logs"), channel_type=ChannelType.TOPIC
+    )
+    jobs = destination(DestinationKind.QUEUE, "jobs")
+    audit = destination(DestinationKind.QUEUE, "audit")
+    for record in (topic, jobs, audit):
+        await store.add_destination(record)
+    first = BindingRecord(topic.id, jobs.id, "app.*", "id-alice", 3.0)
+    second = BindingRecord(topic.id, jobs.id, "#", "id-bob", 4.0, "chan-grant", "queue-grant")
+    third = BindingRecord(topic.id, audit.id, "", "id-alice", 5.0)
+    for binding in (first, second, third):
+        await store.add_binding(binding)
+    # binding again with the same identity replaces it (new grants)
+    regranted = dataclasses.replace(first, queue_grant="new-grant", created_at=6.0)
+    await store.add_binding(regranted)
+    store = await reopen()
+    assert await store.destination(DestinationKind.CHANNEL, "logs") == topic
+    stored = await store.destination(DestinationKind.QUEUE, "jobs")
+    assert stored is not None
+    assert stored.channel_type is ChannelType.FANOUT
+    expected = sorted([regranted, second, third], key=lambda b: (b.channel_id, b.queue_id, b.key))
+    assert await store.bindings() == expected
+    await store.delete_binding(topic.id, jobs.id, "#")
+    await store.delete_binding(topic.id, jobs.id, "no such key")  # not an error
+    assert await store.bindings() == sorted(
+        [regranted, third], key=lambda b: (b.channel_id, b.queue_id, b.key)
+    )
+
+
+async def test_deleting_either_side_deletes_its_bindings(store: Store) -> None:
+    channels = [destination(DestinationKind.CHANNEL, name) for name in ("a", "b")]
+    queues = [destination(DestinationKind.QUEUE, name) for name in ("q1", "q2")]
+    for record in (*channels, *queues):
+        await store.add_destination(record)
+    for chan in channels:
+        for queue in queues:
+            await store.add_binding(BindingRecord(chan.id, queue.id, "k", "id-alice", 1.0))
+    await store.delete_destination(queues[0].id)
+    assert {(b.channel_id, b.queue_id) for b in await store.bindings()} == {
+        (channels[0].id, queues[1].id),
+        (channels[1].id, queues[1].id),
+    }
+    await store.delete_destination(channels[1].id)
+    assert [(b.channel_id, b.queue_id) for b in await store.bindings()] == [
+        (channels[0].id, queues[1].id)
     ]

@@ -42,6 +42,7 @@ from collections.abc import Iterator, Sequence
 from operator import attrgetter
 from typing import Protocol
 
+from buzon.broker.addresses import routing_key_of
 from buzon.broker.flow import QueuedBytes
 from buzon.broker.journal import Journal
 from buzon.broker.message import Message
@@ -63,6 +64,7 @@ def from_store(item: StoredMessage) -> Message:
         item.persistent,
         item.expires_at,
         priority=item.priority,
+        routing_key=routing_key_of(item.destination),
     )
 
 

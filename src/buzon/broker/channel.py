@@ -1,4 +1,17 @@
-"""Channel: fan-out of every message to every subscription that exists when it is published.
+"""Channel: a router from a published message to the subscriptions and queues it reaches.
+
+Routing. A channel has a type (``fanout``, ``direct`` or ``topic``, see ``routing``) and
+three kinds of targets: plain subscriptions and durable subscriptions' backlogs, which get
+every message; pattern subscriptions (``/topic/<name>/<pattern>``), which get the messages
+whose routing key their pattern matches; and bound queues (see :class:`Binding`), which
+get the matching messages enqueued, each message once per queue however many of its
+bindings match. A fanout channel ignores keys and patterns.
+
+A bound queue is fed as a durable subscription's backlog is: a persistent message for a
+durable queue is admitted there before its write (:meth:`Channel.admit`) and written with
+the others in one batch; a transient one, or one for a non-durable queue, is admitted when
+it arrives. A bound queue that is full (overflow ``reject-publish``) does not get it; the
+other targets do, and the channel counts it as dropped.
 
 Strategy. A publish walks a cached tuple of the current subscriptions (rebuilt only when one
 joins or leaves), so a sink that unsubscribes or closes a session mid-fan-out cannot break
@@ -26,15 +39,34 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from buzon.broker.addresses import address
 from buzon.broker.config import BrokerConfig, SlowConsumerPolicy
 from buzon.broker.message import REQUEUE, Message, Refusal
 from buzon.broker.queue import Queue
+from buzon.broker.routing import Router, router
 from buzon.broker.stats import ChannelStats
 from buzon.broker.subscription import Subscription
-from buzon.errors import ErrorCode
-from buzon.store.records import DestinationRecord
+from buzon.errors import BrokerError, ErrorCode
+from buzon.store.records import BindingRecord, DestinationRecord
+
+
+@dataclass(slots=True)
+class Binding:
+    """A queue bound to a channel, live.
+
+    Attributes:
+        record: what is stored.
+        queue: the bound queue.
+        active: it routes now; False while a grant it was made with no longer holds (an
+            access key changed since), until it is bound again with the new key or the
+            key is removed (see :meth:`Destinations.refresh_bindings`).
+    """
+
+    record: BindingRecord
+    queue: Queue
+    active: bool = True
 
 
 class Channel:
@@ -46,17 +78,21 @@ class Channel:
     """
 
     __slots__ = (
+        "_admitted",
         "_delivered",
         "_dropped",
         "_fanning_out",
         "_later",
         "_max_pending",
         "_max_pending_bytes",
+        "_patterns",
         "_policy",
         "_published",
+        "_router",
         "_snapshot",
         "_targets",
         "address",
+        "bindings",
         "deleted",
         "durables",
         "name",
@@ -79,6 +115,13 @@ class Channel:
         self._snapshot: tuple[Subscription | Queue, ...] = ()
         self._fanning_out = False
         self._later: deque[tuple[Message, bool]] = deque()
+        # pattern subscriptions (with their pattern) and active bindings' queues
+        self._router: Router[Subscription | Queue] = router(record.channel_type)
+        self._patterns: dict[Subscription, str] = {}
+        # (queue id, binding key) -> binding
+        self.bindings: dict[tuple[str, str], Binding] = {}
+        # seq -> the bound queues a persistent message was admitted to before its write
+        self._admitted: dict[int, tuple[Queue, ...]] = {}
         self._published = 0
         self._delivered = 0
         self._dropped = 0
@@ -102,6 +145,53 @@ class Channel:
         finally:
             self._fanning_out = False
 
+    @property
+    def stores(self) -> bool:
+        """Whether a persistent message published here may be written (it has durable
+        subscriptions or bound queues)."""
+        return bool(self.durables or self.bindings)
+
+    def admit(self, message: Message) -> list[tuple[str, bool]]:
+        """Admit a persistent message, before its write, to every durable subscription's
+        backlog and every durable queue it is routed to; return the queue id of each and
+        whether to write it as claimed by this node (see :meth:`Queue.admit`)."""
+        admitted = [(key, backlog.admit(message)) for key, backlog in self.durables.items()]
+        if not self.bindings:
+            return admitted
+        queues = []
+        for target in self._router.match(message.routing_key):
+            if isinstance(target, Queue) and target.policy.durable:
+                try:
+                    admitted.append((target.record.id, target.admit(message)))
+                except BrokerError:
+                    continue  # full: offered again, and counted, when it arrives
+                queues.append(target)
+        if queues:
+            self._admitted[message.seq] = tuple(queues)
+        return admitted
+
+    def withdraw(self, message: Message) -> None:
+        """An admitted message will not arrive after all (its write failed)."""
+        for backlog in self.durables.values():
+            backlog.withdraw(message)
+        for queue in self._admitted.pop(message.seq, ()):
+            queue.withdraw(message)
+
+    def bind(self, binding: Binding) -> None:
+        """Add a queue binding (replacing one with the same queue and key)."""
+        record = binding.record
+        self.unbind(record.queue_id, record.key)
+        self.bindings[record.queue_id, record.key] = binding
+        if binding.active:
+            self._router.add(record.key, binding.queue)
+
+    def unbind(self, queue_id: str, key: str) -> Binding | None:
+        """Remove a queue binding; return it (None if there was none)."""
+        binding = self.bindings.pop((queue_id, key), None)
+        if binding is not None and binding.active:
+            self._router.remove(key, binding.queue)
+        return binding
+
     def add_durable(self, durable_id: str, backlog: Queue) -> None:
         """Feed a durable subscription's backlog every message published from now on."""
         self.durables[durable_id] = backlog
@@ -116,14 +206,23 @@ class Channel:
 
     # -- Target: what sessions call ------------------------------------------------------
 
-    def attach(self, sub: Subscription) -> None:
-        """Add a subscription; it receives messages published from now on."""
-        self._join(sub)
+    def attach(self, sub: Subscription, pattern: str = "") -> None:
+        """Add a subscription; it receives messages published from now on: every one, or
+        those whose routing key ``pattern`` matches."""
+        if pattern:
+            self._patterns[sub] = pattern
+            self._router.add(pattern, sub)
+        else:
+            self._join(sub)
 
     def detach(self, sub: Subscription) -> None:
         """Remove a subscription, dropping its pending and unacked messages."""
         sub.active = False
-        self._leave(sub)
+        pattern = self._patterns.pop(sub, None)
+        if pattern is None:
+            self._leave(sub)
+        else:
+            self._router.remove(pattern, sub)
         self._dropped += len(sub.pending)
         sub.pending.clear()
         sub.pending_bytes = 0
@@ -158,7 +257,8 @@ class Channel:
         """The channel is deleted: end every subscription (DESTINATION_DELETED), the
         durable ones' backlogs included."""
         self.deleted = True
-        for target in self._snapshot:
+        self.bindings.clear()  # the bound queues stay
+        for target in (*self._snapshot, *self._patterns):
             if isinstance(target, Queue):
                 target.delete()
             else:
@@ -179,13 +279,35 @@ class Channel:
             if isinstance(target, Queue):
                 if not local:
                     target.fan_in(message)  # a durable subscription's backlog
-            elif not target.active:
-                continue  # left during this fan-out
-            elif target.pending or not target.can_take:
-                self._hold(target, message)
             else:
-                self._delivered += 1
-                target.deliver(message, False)
+                self._offer(target, message)
+        if not self._router:
+            return
+        admitted = self._admitted.pop(message.seq, ()) if self._admitted else ()
+        for target in admitted:
+            if not target.deleted:
+                target.fan_in(message)  # written with it: it arrives whatever changed since
+        for target in self._router.match(message.routing_key):
+            if not isinstance(target, Queue):
+                self._offer(target, message)
+            elif not local and target not in admitted:
+                self._enqueue(target, message)
+
+    def _offer(self, sub: Subscription, message: Message) -> None:
+        if not sub.active:
+            return  # left during this fan-out
+        if sub.pending or not sub.can_take:
+            self._hold(sub, message)
+        else:
+            self._delivered += 1
+            sub.deliver(message, False)
+
+    def _enqueue(self, queue: Queue, message: Message) -> None:
+        """A bound queue's message, admitted now (transient, or not admitted before)."""
+        try:
+            queue.fan_in(message)
+        except BrokerError:
+            self._dropped += 1  # the queue is full and refuses publishes
 
     def _hold(self, sub: Subscription, message: Message) -> None:
         pending = sub.pending
@@ -211,7 +333,7 @@ class Channel:
         """A snapshot of this channel's counters."""
         return ChannelStats(
             name=self.name,
-            subscribers=len(self._targets) - len(self.durables),
+            subscribers=len(self._targets) - len(self.durables) + len(self._patterns),
             published=self._published,
             delivered=self._delivered,
             dropped=self._dropped,

@@ -18,19 +18,21 @@ import uuid
 from collections.abc import Callable, Container
 
 from buzon.auth.access import Action, Decision, Principal, decide
-from buzon.broker.addresses import address, check_name, parse_destination
+from buzon.broker.addresses import Address, address, check_name, parse_address
 from buzon.broker.backlog import BacklogHost
-from buzon.broker.channel import Channel
+from buzon.broker.channel import Binding, Channel
 from buzon.broker.config import BrokerConfig
 from buzon.broker.flow import QueuedBytes
 from buzon.broker.journal import Journal
 from buzon.broker.lifetimes import Lifetimes
 from buzon.broker.message import Message
 from buzon.broker.paged_backlog import Paging
+from buzon.broker.policy import binding_holds
 from buzon.broker.queue import DeadLetter, Queue, Retirement
 from buzon.broker.timers import Timers
 from buzon.errors import AccessDenied, BrokerError, ErrorCode
 from buzon.store import (
+    BindingRecord,
     DestinationKind,
     DestinationRecord,
     DurableSubscriptionRecord,
@@ -247,6 +249,7 @@ class Destinations:
         else:
             del self.queues[name]
             self.lifetimes.forget(target)
+            self._unbind_queue(target.record.id)
         target.delete()
         stats = target.statistics()
         self.retired_published += stats.published
@@ -282,12 +285,12 @@ class Destinations:
         """
         target = self._targets.get(destination)
         if target is None:
-            kind, name = parse_destination(destination)
-            if not create:
-                raise BrokerError(ErrorCode.DESTINATION_NOT_FOUND, f"{destination} does not exist")
-            record = new_record(kind, name, principal.id, None, self._clock())
-            target = self.add(record)
-            self.created(record)
+            found = self._find(destination, create=create)
+            if isinstance(found, Address):
+                record = new_record(found.kind, found.name, principal.id, None, self._clock())
+                found = self.add(record)
+                self.created(record)
+            target = found
         self._authorize(target, principal, action, grants)
         if action is Action.CONSUME and isinstance(target, Queue):
             lifetime = target.lifetime
@@ -308,13 +311,50 @@ class Destinations:
         create: bool,
     ) -> None:
         """Raise what :meth:`resolve` would raise, without creating anything."""
-        target = self._targets.get(destination)
-        if target is None:
-            parse_destination(destination)
-            if not create:
-                raise BrokerError(ErrorCode.DESTINATION_NOT_FOUND, f"{destination} does not exist")
-        else:
+        found = self._targets.get(destination)
+        target = self._find(destination, create=create) if found is None else found
+        if not isinstance(target, Address):
             self._authorize(target, principal, action, grants)
+
+    def _find(self, destination: str, *, create: bool) -> Queue | Channel | Address:
+        """The destination an address with a key names, or (``create``) the parsed address
+        of a missing one.
+
+        Raises:
+            BrokerError: ``BAD_DESTINATION``; ``DESTINATION_NOT_FOUND``.
+        """
+        parsed = parse_address(destination)
+        target = self._targets.get(parsed.base)
+        if target is not None:
+            return target
+        if not create:
+            raise BrokerError(ErrorCode.DESTINATION_NOT_FOUND, f"{parsed.base} does not exist")
+        return parsed
+
+    # -- queue bindings ------------------------------------------------------------------
+
+    def bind(self, channel: Channel, queue: Queue, record: BindingRecord) -> Binding:
+        """Bind ``queue`` to ``channel`` as ``record`` says (replacing the binding with
+        the same key); it routes while the grants it was made with hold."""
+        binding = Binding(record, queue, binding_holds(record, channel.record, queue.record))
+        channel.bind(binding)
+        return binding
+
+    def refresh_bindings(self, record: DestinationRecord) -> None:
+        """A destination's record changed (its access key): the bindings of it whose
+        grant no longer holds stop routing, those whose grant holds again resume."""
+        for channel in self.channels.values():
+            for binding in list(channel.bindings.values()):
+                if record.id in (channel.record.id, binding.record.queue_id):
+                    active = binding_holds(binding.record, channel.record, binding.queue.record)
+                    if active is not binding.active:
+                        channel.bind(Binding(binding.record, binding.queue, active))
+
+    def _unbind_queue(self, queue_id: str) -> None:
+        """A queue is deleted: every binding of it goes."""
+        for channel in self.channels.values():
+            for queue_key, key in [k for k in channel.bindings if k[0] == queue_id]:
+                channel.unbind(queue_key, key)
 
     def _authorize(
         self, target: Queue | Channel, principal: Principal, action: Action, grants: Container[str]

@@ -14,10 +14,11 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from typing import TypeVar
 
 from buzon.auth.access import Action, Principal
-from buzon.broker.addresses import address
-from buzon.broker.channel import Channel
+from buzon.broker.addresses import address, key_in
+from buzon.broker.channel import Binding, Channel
 from buzon.broker.config import BrokerConfig
 from buzon.broker.destinations import Destinations
 from buzon.broker.flow import QueuedBytes
@@ -32,6 +33,7 @@ from buzon.broker.stats import BrokerStats
 from buzon.broker.timers import Timers
 from buzon.errors import BrokerError, ErrorCode, LocalProtocolError
 from buzon.store import (
+    BindingRecord,
     DestinationKind,
     DestinationRecord,
     DurableSubscriptionRecord,
@@ -42,6 +44,7 @@ from buzon.store import (
 )
 
 DEFAULT_CONFIG = BrokerConfig()
+_T = TypeVar("_T", Queue, Channel)
 
 
 class Broker:
@@ -261,6 +264,7 @@ class Broker:
             )
         old = target.record
         target.record = record
+        self._destinations.refresh_bindings(record)
         if record.key_hash is None or record.key_hash == old.key_hash:
             return 0
         doomed = [
@@ -277,6 +281,63 @@ class Broker:
         if isinstance(target, Queue):
             self.leases.release_from(target, record.owner_id)
         return len(doomed)
+
+    # -- queue bindings ------------------------------------------------------------------
+
+    def bind(self, record: BindingRecord) -> Binding:
+        """Bind a queue to a channel (both by id), replacing a binding with the same key.
+        Who may is the caller's to check; the grants ``record`` carries are its proof.
+
+        Raises:
+            BrokerError: ``DESTINATION_NOT_FOUND`` for a missing channel or queue.
+        """
+        destinations = self._destinations
+        channel = self._by_id(destinations.channels.values(), record.channel_id)
+        queue = self._by_id(destinations.queues.values(), record.queue_id)
+        if channel is None or queue is None:
+            raise BrokerError(ErrorCode.DESTINATION_NOT_FOUND, "the channel or queue is gone")
+        return destinations.bind(channel, queue, record)
+
+    def unbind(self, channel: str, queue: str, key: str) -> BindingRecord:
+        """Remove the binding of queue ``queue`` to channel ``channel`` with ``key``.
+
+        Raises:
+            BrokerError: ``NOT_FOUND`` when there is no such binding (or either is missing).
+        """
+        target = self._destinations.channels.get(channel)
+        bound = self._destinations.queues.get(queue)
+        binding = None
+        if target is not None and bound is not None:
+            binding = target.unbind(bound.record.id, key)
+        if binding is None:
+            raise BrokerError(
+                ErrorCode.NOT_FOUND,
+                f"/queue/{queue} is not bound to /topic/{channel} with key {key[:80]!r}",
+            )
+        return binding.record
+
+    def bindings(self, channel: str) -> list[Binding]:
+        """A channel's queue bindings, by queue name then key (none for a missing one)."""
+        target = self._destinations.channels.get(channel)
+        if target is None:
+            return []
+        return sorted(target.bindings.values(), key=lambda b: (b.queue.name, b.record.key))
+
+    def restore_bindings(self, records: Iterable[BindingRecord]) -> int:
+        """Recreate stored bindings at start; return how many (those of a destination
+        that no longer exists are skipped)."""
+        restored = 0
+        for record in records:
+            try:
+                self.bind(record)
+            except BrokerError:
+                continue
+            restored += 1
+        return restored
+
+    @staticmethod
+    def _by_id(targets: Iterable[_T], target_id: str) -> _T | None:
+        return next((target for target in targets if target.record.id == target_id), None)
 
     def destination(self, kind: DestinationKind, name: str) -> Queue | Channel | None:
         """The live queue or channel, or None."""
@@ -318,7 +379,7 @@ class Broker:
         target = self._destinations.resolve(
             destination, principal, Action.PUBLISH, grants, create=False
         )
-        return self._intake.publish(target, headers, body)
+        return self._intake.publish(target, headers, body, key_in(destination, target.address))
 
     def check_publish(
         self, principal: Principal, destination: str, grants: Collection[str] = ()

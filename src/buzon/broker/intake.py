@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
+from buzon.broker.addresses import keyed
 from buzon.broker.channel import Channel
 from buzon.broker.config import DEFAULT_DEDUP_MAX_KEYS, MAX_DELAY_MS
 from buzon.broker.dedup import Dedup, idempotency_key
@@ -115,8 +116,11 @@ class Intake:
             self._seq = floor
         self._stride = stride
 
-    def prepare(self, target: Target, headers: Headers, body: bytes) -> Message:
-        """A new message for ``target``, numbered, with its persistence and expiry.
+    def prepare(
+        self, target: Target, headers: Headers, body: bytes, routing_key: str = ""
+    ) -> Message:
+        """A new message for ``target``, numbered, with its persistence and expiry, and
+        the ``routing_key`` a channel routes it by.
 
         Raises:
             BrokerError: BAD_HEADER_VALUE for an ``expires``, ``delay`` or ``deliver-at``
@@ -138,7 +142,7 @@ class Intake:
         seq = self._seq
         return Message(
             f"{self._id_prefix}-{seq}",
-            target.address,
+            keyed(target.address, routing_key),
             headers,
             body,
             seq,
@@ -146,6 +150,7 @@ class Intake:
             expires_at,
             when,
             priority=priority_of(priority),
+            routing_key=routing_key,
         )
 
     def _when(self, target: Target, headers: Headers) -> float | None:
@@ -181,7 +186,7 @@ class Intake:
             message.persistent
             and not moved
             and self._destinations.gauge.storage_full
-            and (isinstance(target, Queue) or target.durables)
+            and (isinstance(target, Queue) or target.stores)
         ):
             raise _storage_full()  # it would be written, and the disk is under its floor
         if isinstance(target, Queue):
@@ -195,15 +200,15 @@ class Intake:
                 return self.journal.append(
                     target.record.id, message, claimed=claimed, deliver_at=message.deliver_at
                 )
-        elif message.persistent and target.durables:
-            # one log record per durable subscription's backlog, written together; each
-            # backlog expects it (a paged one reads nothing beyond it until it arrives)
-            return self.journal.write(
-                appends=[
-                    stored(key, message, claimed=backlog.admit(message))
-                    for key, backlog in target.durables.items()
-                ]
-            )
+        elif message.persistent and target.stores:
+            # one log record per durable subscription's backlog and bound durable queue,
+            # written together; each expects it (a paged one reads nothing beyond it until
+            # it arrives)
+            appends = [
+                stored(key, message, claimed=claimed) for key, claimed in target.admit(message)
+            ]
+            if appends:
+                return self.journal.write(appends=appends)
         return None
 
     def arrive(self, target: Target, message: Message, ticket: Ticket | None) -> bool:
@@ -227,8 +232,7 @@ class Intake:
             if key is not None:
                 self.dedup.withdraw(target.record.id, key, message.id)
         elif message.persistent:
-            for backlog in target.durables.values():
-                backlog.withdraw(message)
+            target.withdraw(message)
 
     def key_for(self, target: Target, headers: Headers) -> str | None:
         """The ``idempotency-key`` of a publish to ``target``, if ``target`` is a queue that
@@ -263,7 +267,9 @@ class Intake:
         target.deduplicated += 1
         return entry[0], entry[2]
 
-    def publish(self, target: Target, headers: Headers, body: bytes) -> Publication:
+    def publish(
+        self, target: Target, headers: Headers, body: bytes, routing_key: str = ""
+    ) -> Publication:
         """Prepare, accept and deliver once durable; for callers without a session (HTTP).
 
         Returns:
@@ -277,7 +283,7 @@ class Intake:
         original = None if key is None else self._original(target, key)
         if original is not None:
             return Publication(*original, duplicate=True)
-        message = self.prepare(target, headers, body)
+        message = self.prepare(target, headers, body, routing_key)
         ticket = self.accept(target, message, key=key)
         if ticket is None or ticket.done:
             self.arrive(target, message, ticket)

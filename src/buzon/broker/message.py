@@ -31,6 +31,9 @@ class Message:
         deliver_at: Unix time before which it is not delivered (published with ``delay``
             or ``deliver-at``), or None.
         priority: 0 (lowest) to 9; a queue hands out higher priorities first.
+        routing_key: what a channel routes it by ("" when published without one); part
+            of ``destination`` too (``/topic/<channel>/<key>``), which is how a stored
+            message keeps it.
     """
 
     id: str
@@ -42,6 +45,7 @@ class Message:
     expires_at: float | None = None
     deliver_at: float | None = None
     priority: int = DEFAULT_PRIORITY
+    routing_key: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ from buzon.broker.config import MAX_DELAY_MS
 from buzon.broker.message import Headers
 from buzon.errors import BrokerError, ErrorCode
 from buzon.priority import DEFAULT_PRIORITY, PRIORITY_HEADER, parse_priority
-from buzon.store import DestinationRecord, QueuePolicy
+from buzon.store import BindingRecord, DestinationRecord, QueuePolicy
 
 # Headers the broker adds to a dead-lettered message (first of repeated headers wins, so
 # they go in front of the original ones).
@@ -230,3 +230,18 @@ def may_feed(source: DestinationRecord, target: DestinationRecord) -> bool:
         or target.owner_id == source.owner_id
         or source.dead_letter_grant == feed_grant(target)
     )
+
+
+def binding_holds(
+    binding: BindingRecord, channel: DestinationRecord, queue: DestinationRecord
+) -> bool:
+    """Whether a queue binding may route now: its maker may still read the channel and
+    publish into the queue without a key (public, or their own), or holds the grant of
+    each as it is (a key changed since the binding was made revokes it)."""
+    return _holds(channel, binding.owner_id, binding.channel_grant) and _holds(
+        queue, binding.owner_id, binding.queue_grant
+    )
+
+
+def _holds(target: DestinationRecord, user_id: str, grant: str | None) -> bool:
+    return target.key_hash is None or target.owner_id == user_id or grant == feed_grant(target)

@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Callable
 
 from buzon.auth.access import Action, Principal
-from buzon.broker.addresses import address
+from buzon.broker.addresses import address, key_in
 from buzon.broker.channel import Channel
 from buzon.broker.config import BrokerConfig
 from buzon.broker.deadlines import ack_timeout
@@ -151,7 +151,7 @@ class Session:
         key = self._intake.key_for(target, headers)
         if key is not None and (original := self._intake.duplicate(target, key)) is not None:
             return original
-        message = self._intake.prepare(target, headers, body)
+        message = self._intake.prepare(target, headers, body, key_in(destination, target.address))
         self._send(target, message, self._intake.accept(target, message, key=key))
         return message.id
 
@@ -204,10 +204,12 @@ class Session:
                 f"prefetch must be between 1 and {self._config.max_prefetch}",
             )
         target: Queue | Channel = self._resolve(destination, Action.CONSUME, create)
+        pattern = key_in(destination, target.address)
         if durable_name is not None:
-            if not isinstance(target, Channel):
+            if not isinstance(target, Channel) or pattern:
                 raise BrokerError(
-                    ErrorCode.BAD_HEADER_VALUE, "durable subscriptions are for channels (/topic/)"
+                    ErrorCode.BAD_HEADER_VALUE,
+                    "durable subscriptions are for a whole channel (/topic/<name>)",
                 )
             target = self._destinations.durable(target, self.principal.id, durable_name)
         sub = Subscription(subscription_id, self._consumer, target, ack_mode, prefetch)
@@ -218,7 +220,10 @@ class Session:
             if timeout is not None:
                 sub.deadlines = target.ack_deadlines(sub, timeout)
         self._subs[subscription_id] = sub
-        target.attach(sub)
+        if pattern and isinstance(target, Channel):
+            target.attach(sub, pattern)
+        else:
+            target.attach(sub)
 
     def unsubscribe(self, subscription_id: str, *, forget: bool = False) -> None:
         """End a subscription; its unacked queue messages go back to the queue.
@@ -431,7 +436,9 @@ class Session:
                     if (target.record.id, key) in keyed or self._intake.duplicate(target, key):
                         continue
                     keyed.add((target.record.id, key))
-                sends.append((target, self._intake.prepare(target, op.headers, op.body), key))
+                routing_key = key_in(op.destination, target.address)
+                message = self._intake.prepare(target, op.headers, op.body, routing_key)
+                sends.append((target, message, key))
             applied.append(op)
         accepted: list[tuple[Queue | Channel, Message, Ticket | None]] = []
         try:

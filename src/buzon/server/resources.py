@@ -24,9 +24,11 @@ from buzon.broker.addresses import check_name
 from buzon.broker.destinations import new_record
 from buzon.broker.policy import feed_grant
 from buzon.errors import AccessDenied, BrokerError, ErrorCode, RequestError, StoreError
+from buzon.server.bindings import Bindings
 from buzon.server.durable import until_durable
 from buzon.store import (
     DEFAULT_POLICY,
+    ChannelType,
     ClaimLog,
     DestinationKind,
     DestinationRecord,
@@ -60,6 +62,8 @@ class DestinationView:
         queue: a queue's own counters (scheduled, retried, dead-lettered by reason, lapsed
             leases); None
             for channels.
+        channel_type: how a channel routes.
+        bindings: a channel's queue bindings (how many).
     """
 
     id: str
@@ -77,6 +81,8 @@ class DestinationView:
     policy: QueuePolicy = DEFAULT_POLICY
     durables: tuple[tuple[str, str | None, int], ...] = ()
     queue: QueueStats | None = None
+    channel_type: ChannelType = ChannelType.FANOUT
+    bindings: int = 0
 
 
 class Resources:
@@ -88,6 +94,9 @@ class Resources:
         keys: hashes access keys.
         claims: the store again when it is shared by the nodes of a cluster (a
             destination two nodes create at once is settled there).
+
+    Attributes:
+        bindings: the channels' queue bindings (see ``server/bindings``).
     """
 
     def __init__(
@@ -109,6 +118,7 @@ class Resources:
         broker.on_created.append(self._store_later)
         broker.on_durable.append(self._store_durable_later)
         broker.on_deleted.append(self._forget_later)
+        self.bindings = Bindings(store, broker, self)
 
     async def restore(self) -> int:
         """Recreate every stored destination and durable subscription in the engine (at
@@ -117,6 +127,7 @@ class Resources:
         for record in records:
             self._broker.add_destination(record, restored=True)
         self._broker.restore_durables(await self._store.durable_subscriptions())
+        self._broker.restore_bindings(await self._store.bindings())
         return len(records)
 
     async def sync(self) -> None:
@@ -153,6 +164,7 @@ class Resources:
                 broker.restore_durable(durable)
         for durable_id in held_before - {durable.id for durable in durables}:
             broker.drop_durable(durable_id)
+        await self.bindings.sync()
 
     def _apply(self, record: DestinationRecord) -> None:
         """One stored record into the engine: new, replaced (deleted and made again
@@ -178,6 +190,7 @@ class Resources:
         policy: QueuePolicy = DEFAULT_POLICY,
         dead_letter_key: str | None = None,
         *,
+        channel_type: ChannelType = ChannelType.FANOUT,
         client_address: str = "?",
         exclusive_to: str | None = None,
     ) -> DestinationView:
@@ -191,14 +204,16 @@ class Resources:
             policy: for a queue, how it treats messages (ignored for channels).
             dead_letter_key: the access key of the policy's dead-letter queue, when that is
                 someone else's protected queue (see :meth:`_dead_letter_grant`).
+            channel_type: how a channel routes (fixed from now on; queues ignore it).
             client_address: the client's IP, for the limits on wrong access keys.
             exclusive_to: a queue exclusive to that client connection (see
                 :meth:`Broker.add_destination`); it is not stored.
 
         Raises:
             BrokerError: BAD_DESTINATION (also for a bad dead-letter queue name),
-                DESTINATION_EXISTS; DESTINATION_NOT_FOUND for a dead-letter key given for a
-                queue that does not exist.
+                DESTINATION_EXISTS (naming both types for a channel of another type);
+                DESTINATION_NOT_FOUND for a dead-letter key given for a queue that does not
+                exist.
             AuthError: WEAK_PASSWORD for an access key out of bounds; ACCESS_KEY_REQUIRED,
                 ACCESS_KEY_WRONG or TOO_MANY_ATTEMPTS when the owner may not publish to the
                 dead-letter queue.
@@ -207,9 +222,11 @@ class Resources:
         check_name(name)
         if kind is DestinationKind.CHANNEL:
             policy = DEFAULT_POLICY
-        elif policy.dead_letter_queue is not None:
-            check_name(policy.dead_letter_queue)
-        self._refuse_existing(kind, name)
+        else:
+            channel_type = ChannelType.FANOUT
+            if policy.dead_letter_queue is not None:
+                check_name(policy.dead_letter_queue)
+        self._refuse_existing(kind, name, channel_type)
         grant = await self._dead_letter_grant(
             principal, principal.id, policy.dead_letter_queue, dead_letter_key, client_address
         )
@@ -218,6 +235,7 @@ class Resources:
             new_record(kind, name, principal.id, key_hash, time.time()),
             policy=policy,
             dead_letter_grant=grant,
+            channel_type=channel_type,
         )
         # raises if it appeared meanwhile
         target = self._broker.add_destination(record, exclusive_to=exclusive_to)
@@ -471,14 +489,26 @@ class Resources:
         owners = {user.id: user.name for user in await self._store.users()}
         return [self._view(target, owners) for target in self._broker.destinations(kind)]
 
-    def _refuse_existing(self, kind: DestinationKind, name: str) -> None:
-        if self._broker.destination(kind, name) is not None:
-            raise BrokerError(ErrorCode.DESTINATION_EXISTS, f"{address(kind, name)} exists")
+    def _refuse_existing(
+        self, kind: DestinationKind, name: str, channel_type: ChannelType = ChannelType.FANOUT
+    ) -> None:
+        live = self._broker.destination(kind, name)
+        if live is None:
+            return
+        existing = live.record.channel_type
+        if kind is DestinationKind.CHANNEL and existing is not channel_type:
+            raise BrokerError(
+                ErrorCode.DESTINATION_EXISTS,
+                f"{address(kind, name)} exists as a {existing} channel, not {channel_type}:"
+                " a channel's type is fixed when it is created",
+            )
+        raise BrokerError(ErrorCode.DESTINATION_EXISTS, f"{address(kind, name)} exists")
 
     def _view(self, target: Queue | Channel, owners: dict[str, str]) -> DestinationView:
         record = target.record
         durables: tuple[tuple[str, str | None, int], ...] = ()
         q: QueueStats | None = None
+        bound = 0
         if isinstance(target, Queue):
             q = target.statistics()
             numbers = (q.depth, q.in_flight, q.consumers, q.published, q.delivered)
@@ -489,6 +519,7 @@ class Resources:
                 (durable.name, owners.get(durable.owner_id), backlog.statistics().depth)
                 for durable, backlog in self._broker.durable_subscriptions(record.name)
             )
+            bound = len(target.bindings)
         return DestinationView(
             record.id,
             record.kind,
@@ -501,6 +532,8 @@ class Resources:
             policy=record.policy,
             durables=durables,
             queue=q,
+            channel_type=record.channel_type,
+            bindings=bound,
         )
 
     def _store_later(self, record: DestinationRecord) -> None:

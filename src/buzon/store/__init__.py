@@ -4,6 +4,8 @@ from buzon.store.base import ClaimLog, MessageKey, MessageLog, PagedLog, Store
 from buzon.store.memory import MemoryStore
 from buzon.store.records import (
     DEFAULT_POLICY,
+    BindingRecord,
+    ChannelType,
     DestinationKind,
     DestinationRecord,
     DurableSubscriptionRecord,
@@ -24,6 +26,8 @@ from buzon.store.tickets import DONE, Ticket
 __all__ = [
     "DEFAULT_POLICY",
     "DONE",
+    "BindingRecord",
+    "ChannelType",
     "ClaimLog",
     "DestinationKind",
     "DestinationRecord",

@@ -14,6 +14,7 @@ from typing import Protocol
 
 from buzon.durations import Durations
 from buzon.store.records import (
+    BindingRecord,
     DestinationKind,
     DestinationRecord,
     DurableSubscriptionRecord,
@@ -311,8 +312,20 @@ class Store(PagedLog, Protocol):
         grant changed; kind, name and owner never do); an unknown one is not an error."""
 
     async def delete_destination(self, destination_id: str) -> None:
-        """Remove a destination record, its messages and its idempotency keys; an unknown
-        one is not an error."""
+        """Remove a destination record, its messages, its idempotency keys and the bindings
+        it is either side of; an unknown one is not an error."""
+
+    # -- bindings ------------------------------------------------------------------------
+
+    async def add_binding(self, record: BindingRecord) -> None:
+        """Store a queue binding, replacing the one with the same channel, queue and key
+        (binding again records new grants)."""
+
+    async def bindings(self) -> list[BindingRecord]:
+        """Every queue binding, by channel id, queue id and key."""
+
+    async def delete_binding(self, channel_id: str, queue_id: str, key: str) -> None:
+        """Remove a queue binding; an unknown one is not an error."""
 
     # -- durable subscriptions -----------------------------------------------------------
 

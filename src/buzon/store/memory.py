@@ -14,6 +14,7 @@ from buzon.errors import ErrorCode, StoreError
 from buzon.priority import DEFAULT_PRIORITY
 from buzon.store.base import MessageKey, head_of
 from buzon.store.records import (
+    BindingRecord,
     DestinationKind,
     DestinationRecord,
     DurableSubscriptionRecord,
@@ -40,6 +41,7 @@ class MemoryStore:
         self._user_ids: dict[str, str] = {}  # name -> id
         self._tokens: dict[str, TokenRecord] = {}  # by hash
         self._destinations: dict[tuple[DestinationKind, str], DestinationRecord] = {}
+        self._bindings: dict[tuple[str, str, str], BindingRecord] = {}
         self._durables: dict[str, DurableSubscriptionRecord] = {}
         self._messages: dict[MessageKey, StoredMessage] = {}
         self._spilled: dict[MessageKey, StoredMessage] = {}
@@ -133,6 +135,19 @@ class MemoryStore:
         self._forget_messages(destination_id)
         for name in [name for name in self._keys if name[0] == destination_id]:
             del self._keys[name]
+        for bound in [bound for bound in self._bindings if destination_id in bound[:2]]:
+            del self._bindings[bound]
+
+    # -- bindings ------------------------------------------------------------------------
+
+    async def add_binding(self, record: BindingRecord) -> None:
+        self._bindings[record.channel_id, record.queue_id, record.key] = record
+
+    async def bindings(self) -> list[BindingRecord]:
+        return [self._bindings[key] for key in sorted(self._bindings)]
+
+    async def delete_binding(self, channel_id: str, queue_id: str, key: str) -> None:
+        self._bindings.pop((channel_id, queue_id, key), None)
 
     # -- durable subscriptions -----------------------------------------------------------
 

@@ -43,6 +43,7 @@ from buzon.errors import BuzonError, ErrorCode, StoreError
 from buzon.store.base import MessageKey, head_of
 from buzon.store.migrate import migrations, refuse_newer
 from buzon.store.records import (
+    BindingRecord,
     DestinationKind,
     DestinationRecord,
     DurableSubscriptionRecord,
@@ -57,6 +58,7 @@ from buzon.store.records import (
 )
 from buzon.store.rows import (
     destination_record,
+    destination_row,
     headers_text,
     parse_headers,
     policy_text,
@@ -380,15 +382,8 @@ class PostgresStore:
     async def add_destination(self, record: DestinationRecord) -> None:
         try:
             await self._execute(
-                "INSERT INTO destinations VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                record.id,
-                record.kind.value,
-                record.name,
-                record.owner_id,
-                record.key_hash,
-                record.created_at,
-                policy_text(record.policy),
-                record.dead_letter_grant,
+                "INSERT INTO destinations VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                *destination_row(record),
             )
         except asyncpg.UniqueViolationError:
             raise StoreError(
@@ -423,9 +418,39 @@ class PostgresStore:
                 await db.execute("DELETE FROM destinations WHERE id = $1", destination_id)
                 await db.execute("DELETE FROM messages WHERE queue_id = $1", destination_id)
                 await db.execute("DELETE FROM idempotency_keys WHERE queue_id = $1", destination_id)
+                await db.execute(
+                    "DELETE FROM bindings WHERE channel_id = $1 OR queue_id = $1", destination_id
+                )
                 await db.execute("SELECT pg_notify($1, 'destinations')", CATALOG_CHANNEL)
 
         await settled(self._operation(run))
+
+    # -- bindings ------------------------------------------------------------------------
+
+    async def add_binding(self, record: BindingRecord) -> None:
+        await self._execute(
+            "INSERT INTO bindings VALUES ($1, $2, $3, $4, $5, $6, $7)"
+            " ON CONFLICT (channel_id, queue_id, key) DO UPDATE SET owner_id = $4,"
+            " created_at = $5, channel_grant = $6, queue_grant = $7",
+            *dataclasses.astuple(record),
+        )
+        await self._notify_catalog("destinations")
+
+    async def bindings(self) -> list[BindingRecord]:
+        rows = await self._fetch(
+            "SELECT channel_id, queue_id, key, owner_id, created_at, channel_grant, queue_grant"
+            " FROM bindings ORDER BY channel_id, queue_id, key"
+        )
+        return [BindingRecord(*row) for row in rows]
+
+    async def delete_binding(self, channel_id: str, queue_id: str, key: str) -> None:
+        await self._execute(
+            "DELETE FROM bindings WHERE channel_id = $1 AND queue_id = $2 AND key = $3",
+            channel_id,
+            queue_id,
+            key,
+        )
+        await self._notify_catalog("destinations")
 
     # -- durable subscriptions -----------------------------------------------------------
 
@@ -1345,8 +1370,8 @@ def _stored(row: asyncpg.Record) -> StoredMessage:
 _SETTINGS = {"search_path": SCHEMA, "application_name": "buzon"}
 _USERS = "SELECT id, name, password_hash, role, disabled, created_at FROM users"
 _DESTINATIONS = (
-    "SELECT id, kind, name, owner_id, key_hash, created_at, policy, dead_letter_grant"
-    " FROM destinations"
+    "SELECT id, kind, name, owner_id, key_hash, created_at, policy, dead_letter_grant,"
+    " channel_type FROM destinations"
 )
 _SCHEMA_SIZE = (
     "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_class c"

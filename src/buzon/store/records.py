@@ -24,6 +24,18 @@ class DestinationKind(enum.StrEnum):
     CHANNEL = "channel"
 
 
+class ChannelType(enum.StrEnum):
+    """How a channel routes a message to its bindings (see ``broker/routing``); fixed
+    when the channel is created."""
+
+    FANOUT = "fanout"
+    """Every binding and subscriber, whatever the routing key (the default)."""
+    DIRECT = "direct"
+    """Bindings whose key equals the routing key."""
+    TOPIC = "topic"
+    """Bindings whose pattern matches the routing key word by word (``*``, ``#``)."""
+
+
 @dataclass(frozen=True, slots=True)
 class UserRecord:
     """One account.
@@ -152,6 +164,7 @@ class DestinationRecord:
         dead_letter_grant: for a queue whose dead-letter queue is someone else's protected
             queue, the proof that its owner may publish there, bound to that queue's id and
             access key (see :mod:`buzon.broker.policy`); None otherwise.
+        channel_type: how a channel routes (queues keep the default).
     """
 
     id: str
@@ -162,6 +175,7 @@ class DestinationRecord:
     created_at: float
     policy: QueuePolicy = DEFAULT_POLICY
     dead_letter_grant: str | None = None
+    channel_type: ChannelType = ChannelType.FANOUT
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,6 +317,32 @@ class DurableSubscriptionRecord:
     owner_id: str
     name: str
     created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class BindingRecord:
+    """A queue bound to a channel: the channel's messages whose routing key the binding
+    key matches are also enqueued in the queue (see ``broker/routing``).
+
+    Attributes:
+        channel_id: the channel.
+        queue_id: the queue; with ``channel_id`` and ``key``, the binding's identity.
+        key: the binding key (a pattern for a topic channel; ignored by a fanout one).
+        owner_id: who bound it (may remove it, as may either destination's owner).
+        created_at: Unix time.
+        channel_grant: when the binder used the channel's access key (or was an admin),
+            the proof of it, bound to the channel's id and key as it was; None when the
+            binder needed no key (see ``broker/policy.feed_grant``).
+        queue_grant: the same for publishing into the queue.
+    """
+
+    channel_id: str
+    queue_id: str
+    key: str
+    owner_id: str
+    created_at: float
+    channel_grant: str | None = None
+    queue_grant: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

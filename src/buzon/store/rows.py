@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 from buzon.store.records import (
+    ChannelType,
     DestinationKind,
     DestinationRecord,
     Overflow,
@@ -24,9 +25,9 @@ def user_record(row: tuple[Any, ...]) -> UserRecord:
 
 
 def destination_record(row: tuple[Any, ...]) -> DestinationRecord:
-    """``id, kind, name, owner_id, key_hash, created_at, policy, dead_letter_grant`` as a
-    destination."""
-    destination_id, kind, name, owner_id, key_hash, created_at, policy, grant = row
+    """``id, kind, name, owner_id, key_hash, created_at, policy, dead_letter_grant,
+    channel_type`` as a destination."""
+    destination_id, kind, name, owner_id, key_hash, created_at, policy, grant, routes = row
     return DestinationRecord(
         destination_id,
         DestinationKind(kind),
@@ -36,6 +37,22 @@ def destination_record(row: tuple[Any, ...]) -> DestinationRecord:
         created_at,
         policy_record(json.loads(policy)),
         grant,
+        ChannelType(routes),
+    )
+
+
+def destination_row(record: DestinationRecord) -> tuple[Any, ...]:
+    """A destination as the row :func:`destination_record` reads."""
+    return (
+        record.id,
+        record.kind.value,
+        record.name,
+        record.owner_id,
+        record.key_hash,
+        record.created_at,
+        policy_text(record.policy),
+        record.dead_letter_grant,
+        record.channel_type.value,
     )
 
 

@@ -29,6 +29,7 @@ from buzon.priority import DEFAULT_PRIORITY, HIGHEST_PRIORITY
 from buzon.store.base import MessageKey, head_of
 from buzon.store.migrate import migrate
 from buzon.store.records import (
+    BindingRecord,
     DestinationKind,
     DestinationRecord,
     DurableSubscriptionRecord,
@@ -42,9 +43,9 @@ from buzon.store.records import (
 )
 from buzon.store.rows import (
     destination_record,
+    destination_row,
     headers_text,
     parse_headers,
-    policy_text,
     user_record,
 )
 from buzon.store.sqlite_thread import COMMIT_BUCKETS, SqliteThread
@@ -351,17 +352,8 @@ class SQLiteStore:
         def run(db: sqlite3.Connection) -> None:
             try:
                 db.execute(
-                    "INSERT INTO destinations VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        record.id,
-                        record.kind.value,
-                        record.name,
-                        record.owner_id,
-                        record.key_hash,
-                        record.created_at,
-                        policy_text(record.policy),
-                        record.dead_letter_grant,
-                    ),
+                    "INSERT INTO destinations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    destination_row(record),
                 )
             except sqlite3.IntegrityError:
                 raise StoreError(
@@ -397,6 +389,36 @@ class SQLiteStore:
             db.execute("DELETE FROM destinations WHERE id = ?", (destination_id,))
             db.execute("DELETE FROM messages WHERE queue_id = ?", (destination_id,))
             db.execute("DELETE FROM idempotency_keys WHERE queue_id = ?", (destination_id,))
+            db.execute(
+                "DELETE FROM bindings WHERE channel_id = ? OR queue_id = ?",
+                (destination_id, destination_id),
+            )
+
+        await self._db.write(run)
+
+    # -- bindings ------------------------------------------------------------------------
+
+    async def add_binding(self, record: BindingRecord) -> None:
+        def run(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT OR REPLACE INTO bindings VALUES (?, ?, ?, ?, ?, ?, ?)",
+                dataclasses.astuple(record),
+            )
+
+        await self._db.write(run)
+
+    async def bindings(self) -> list[BindingRecord]:
+        def run(db: sqlite3.Connection) -> list[BindingRecord]:
+            return [BindingRecord(*row) for row in db.execute(_ALL_BINDINGS).fetchall()]
+
+        return await self._db.read(run)
+
+    async def delete_binding(self, channel_id: str, queue_id: str, key: str) -> None:
+        def run(db: sqlite3.Connection) -> None:
+            db.execute(
+                "DELETE FROM bindings WHERE channel_id = ? AND queue_id = ? AND key = ?",
+                (channel_id, queue_id, key),
+            )
 
         await self._db.write(run)
 
@@ -702,15 +724,15 @@ _USER_BY_NAME = (
 )
 _USER_BY_ID = "SELECT id, name, password_hash, role, disabled, created_at FROM users WHERE id = ?"
 _ALL_USERS = "SELECT id, name, password_hash, role, disabled, created_at FROM users ORDER BY name"
-_DESTINATION_BY_NAME = (
-    "SELECT id, kind, name, owner_id, key_hash, created_at, policy, dead_letter_grant"
-    " FROM destinations"
-    " WHERE kind = ? AND name = ?"
+_DESTINATIONS = (
+    "SELECT id, kind, name, owner_id, key_hash, created_at, policy, dead_letter_grant,"
+    " channel_type FROM destinations"
 )
-_ALL_DESTINATIONS = (
-    "SELECT id, kind, name, owner_id, key_hash, created_at, policy, dead_letter_grant"
-    " FROM destinations"
-    " ORDER BY kind, name"
+_DESTINATION_BY_NAME = _DESTINATIONS + " WHERE kind = ? AND name = ?"
+_ALL_DESTINATIONS = _DESTINATIONS + " ORDER BY kind, name"
+_ALL_BINDINGS = (
+    "SELECT channel_id, queue_id, key, owner_id, created_at, channel_grant, queue_grant"
+    " FROM bindings ORDER BY channel_id, queue_id, key"
 )
 _ALL_DURABLES = (
     "SELECT id, channel_id, owner_id, name, created_at FROM durable_subscriptions"

@@ -10,7 +10,8 @@ into the file, as any last reader's close does).
 
 What is copied, as it is: users (password hashes included, so logins keep working), tokens
 that have not expired, destinations (ids, owners, access key hashes, policies, dead-letter
-grants: the ids they are bound to are kept), durable subscriptions, and every persistent
+grants: the ids they are bound to are kept; channel types), queue bindings with their
+grants, durable subscriptions, and every persistent
 message waiting in a queue or a durable subscription, with its seq, headers, body, expiry,
 redelivered mark and, for a scheduled one, the time it waits for. Messages are written
 unclaimed, so any node may claim them (scheduled ones: ``ClaimLog.claim_scheduled``);
@@ -42,6 +43,7 @@ from buzon.errors import BuzonError, ErrorCode, StoreError
 from buzon.store.migrate import migrations
 from buzon.store.postgres import SCHEMA, PostgresStore
 from buzon.store.records import (
+    BindingRecord,
     DestinationRecord,
     DurableSubscriptionRecord,
     StoredMessage,
@@ -230,7 +232,7 @@ class SqliteSource:
                 destination_record(row)
                 for row in db.execute(
                     "SELECT id, kind, name, owner_id, key_hash, created_at, policy,"
-                    " dead_letter_grant FROM destinations ORDER BY kind, name"
+                    " dead_letter_grant, channel_type FROM destinations ORDER BY kind, name"
                 )
             ]
         )
@@ -242,6 +244,17 @@ class SqliteSource:
                 for row in db.execute(
                     "SELECT id, channel_id, owner_id, name, created_at FROM"
                     " durable_subscriptions ORDER BY channel_id, owner_id, name"
+                )
+            ]
+        )
+
+    async def bindings(self) -> list[BindingRecord]:
+        return await self._read(
+            lambda db: [
+                BindingRecord(*row)
+                for row in db.execute(
+                    "SELECT channel_id, queue_id, key, owner_id, created_at, channel_grant,"
+                    " queue_grant FROM bindings ORDER BY channel_id, queue_id, key"
                 )
             ]
         )
@@ -319,6 +332,7 @@ async def copy_to_postgres(
         tokens = await source.tokens(time.time())
         destinations = await source.destinations()
         durables = await source.durable_subscriptions()
+        bindings = await source.bindings()
         total = await source.count_messages()
         target = PostgresStore(url, pool_size=1)
         await target.open()
@@ -333,6 +347,8 @@ async def copy_to_postgres(
                     await target.add_destination(destination)
                 for durable in durables:
                     await target.add_durable_subscription(durable)
+                for binding in bindings:
+                    await target.add_binding(binding)
                 messages = await _copy_messages(source, target, total, progress, page, page_bytes)
         finally:
             await target.close()

@@ -1,4 +1,5 @@
-"""Queues and channels as owned resources: create, list, inspect, change the key, delete.
+"""Queues and channels as owned resources: create, list, inspect, change the key, delete;
+and the queue bindings of channels.
 
 A queue whose dead-letter queue is someone else's protected queue is created with that
 queue's key in ``dead_letter_access_key`` (dead-lettering publishes there); after that key
@@ -10,14 +11,18 @@ from __future__ import annotations
 import dataclasses
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Request, Response, status
+from fastapi import APIRouter, Path, Query, Request, Response, status
 
+from buzon.broker.addresses import MAX_KEY_BYTES
+from buzon.server.bindings import BindingView
 from buzon.server.context import ServerContext
 from buzon.server.http.schemas import (
+    BindingInfo,
     ChannelInfo,
     DestinationPatch,
     DurableSubscription,
-    NewDestination,
+    NewBinding,
+    NewChannel,
     NewQueue,
     Policy,
     Purged,
@@ -70,7 +75,9 @@ def queue_info(view: DestinationView, rates: RateMeter) -> QueueInfo:
 def channel_info(view: DestinationView, rates: RateMeter) -> ChannelInfo:
     return ChannelInfo(
         **_common(view, rates),
+        type=view.channel_type,
         subscribers=view.consumers,
+        bindings=view.bindings,
         durable_subscriptions=[
             DurableSubscription(name=name, owner=owner, backlog=backlog)
             for name, owner, backlog in view.durables
@@ -173,10 +180,15 @@ async def list_channels(ctx: Ctx, caller: CurrentCaller) -> list[ChannelInfo]:
 
 
 @router.post("/channels", status_code=status.HTTP_201_CREATED, tags=["channels"], summary="Create")
-async def create_channel(body: NewDestination, ctx: Ctx, caller: CurrentCaller) -> ChannelInfo:
-    """The caller owns the new channel; with an access key, others must present it."""
+async def create_channel(body: NewChannel, ctx: Ctx, caller: CurrentCaller) -> ChannelInfo:
+    """The caller owns the new channel; with an access key, others must present it. Its
+    ``type`` is fixed: creating it again with another type is a 409 naming both."""
     view = await ctx.resources.create(
-        caller.principal, DestinationKind.CHANNEL, body.name, body.access_key
+        caller.principal,
+        DestinationKind.CHANNEL,
+        body.name,
+        body.access_key,
+        channel_type=body.type,
     )
     return channel_info(view, ctx.rates)
 
@@ -195,4 +207,65 @@ async def get_channel(name: Name, ctx: Ctx, caller: CurrentCaller) -> ChannelInf
 async def delete_channel(name: Name, ctx: Ctx, caller: CurrentCaller) -> Response:
     """Its subscribers get an ERROR and are disconnected."""
     await ctx.resources.delete(caller.principal, DestinationKind.CHANNEL, name)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+def binding_info(view: BindingView) -> BindingInfo:
+    return BindingInfo(
+        channel=view.channel,
+        queue=view.queue,
+        routing_key=view.key,
+        owner=view.owner,
+        created_at=utc(view.created_at),
+        active=view.active,
+    )
+
+
+@router.get("/channels/{name}/bindings", tags=["channels"], summary="List its queue bindings")
+async def list_bindings(name: Name, ctx: Ctx, caller: CurrentCaller) -> list[BindingInfo]:
+    return [binding_info(view) for view in await ctx.resources.bindings.list(name)]
+
+
+@router.post(
+    "/channels/{name}/bindings",
+    status_code=status.HTTP_201_CREATED,
+    tags=["channels"],
+    summary="Bind a queue",
+)
+async def bind_queue(name: Name, body: NewBinding, ctx: Ctx, caller: CurrentCaller) -> BindingInfo:
+    """Every message of the channel whose routing key the binding key matches is also
+    enqueued in the queue (once, however many of its bindings match). The caller needs the
+    right to consume from the channel and to publish into the queue: public, their own, an
+    admin, or the access key (``channel_access_key``, ``queue_access_key``). When either
+    key changes later, the binding stops routing (``active: false``) until bound again
+    with the new key. Binding again with the same key is not an error."""
+    view = await ctx.resources.bindings.bind(
+        caller.principal,
+        name,
+        body.queue,
+        body.routing_key,
+        channel_key=body.channel_access_key,
+        queue_key=body.queue_access_key,
+        client_address=caller.address,
+    )
+    return binding_info(view)
+
+
+@router.delete(
+    "/channels/{name}/bindings",
+    status_code=status.HTTP_204_NO_CONTENT,
+    tags=["channels"],
+    summary="Remove a queue binding (its maker, either owner or an admin)",
+)
+async def unbind_queue(
+    name: Name,
+    ctx: Ctx,
+    caller: CurrentCaller,
+    queue: Annotated[str, Query(max_length=200, description="the bound queue")],
+    routing_key: Annotated[
+        str, Query(max_length=MAX_KEY_BYTES, description="its binding key (URL-encoded)")
+    ] = "",
+) -> Response:
+    """404 when the queue is not bound with that key."""
+    await ctx.resources.bindings.unbind(caller.principal, name, queue, routing_key)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

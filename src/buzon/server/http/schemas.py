@@ -12,10 +12,11 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from buzon.auth.users import MAX_PASSWORD, MIN_PASSWORD, USERNAME, USERNAME_RULE
+from buzon.broker.addresses import MAX_KEY_BYTES
 from buzon.broker.config import MAX_BACKLOG_WINDOW, MAX_BACKLOG_WINDOW_BYTES, MAX_DELAY_MS
 from buzon.broker.queue import ERROR_CHARS
 from buzon.priority import HIGHEST_PRIORITY
-from buzon.store import Overflow, Role
+from buzon.store import ChannelType, Overflow, Role
 from buzon.store.records import DEFAULT_DEDUP_WINDOW_MS, MAX_DEDUP_WINDOW_MS
 
 # Bounds on what one request may carry; a message's headers have the STOMP frame's limits.
@@ -80,6 +81,15 @@ class NewDestination(Request):
         min_length=8,
         max_length=1024,
         description="others must present it to publish or consume (stored hashed)",
+    )
+
+
+class NewChannel(NewDestination):
+    type: ChannelType = Field(
+        ChannelType.FANOUT,
+        description="how it routes, fixed at creation: fanout (every subscriber and bound"
+        " queue), direct (binding key equals the routing key) or topic (words separated by"
+        " '.'; in a binding key '*' matches one word, '#' zero or more)",
     )
 
 
@@ -250,8 +260,47 @@ class DurableSubscription(BaseModel):
 
 
 class ChannelInfo(Destination):
+    type: ChannelType = Field(description="how it routes: fanout, direct or topic")
     subscribers: int
     durable_subscriptions: list[DurableSubscription]
+    bindings: int = Field(description="queues bound to it (GET .../bindings lists them)")
+
+
+class NewBinding(Request):
+    queue: str = Field(
+        min_length=1, max_length=200, pattern=NAME_PATTERN, description="the queue to feed"
+    )
+    routing_key: str = Field(
+        "",
+        max_length=MAX_KEY_BYTES,
+        description=f"the binding key: at most {MAX_KEY_BYTES} bytes (UTF-8), no control"
+        " characters; a pattern for a topic channel ('*' one word, '#' zero or more), ignored"
+        " by a fanout one",
+    )
+    channel_access_key: str | None = Field(
+        None,
+        max_length=1024,
+        description="the channel's access key, when it is someone else's protected channel"
+        " (binding needs the right to consume from it)",
+    )
+    queue_access_key: str | None = Field(
+        None,
+        max_length=1024,
+        description="the queue's access key, when it is someone else's protected queue"
+        " (binding needs the right to publish into it)",
+    )
+
+
+class BindingInfo(BaseModel):
+    channel: str
+    queue: str
+    routing_key: str
+    owner: str | None = Field(description="who bound it (null once that user is deleted)")
+    created_at: datetime
+    active: bool = Field(
+        description="false while an access key it was made with has changed since: bind again"
+        " with the new key"
+    )
 
 
 class Purged(BaseModel):
