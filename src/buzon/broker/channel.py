@@ -177,6 +177,11 @@ class Channel:
         for queue in self._admitted.pop(message.seq, ()):
             queue.withdraw(message)
 
+    def routes(self, key: str) -> bool:
+        """Whether a message published now with routing key ``key`` reaches anyone: a
+        subscriber, a durable subscription or a bound queue."""
+        return bool(self._snapshot) or bool(self._router.match(key))
+
     def bind(self, binding: Binding) -> None:
         """Add a queue binding (replacing one with the same queue and key)."""
         record = binding.record

@@ -339,6 +339,15 @@ class Broker:
     def _by_id(targets: Iterable[_T], target_id: str) -> _T | None:
         return next((target for target in targets if target.record.id == target_id), None)
 
+    def routes(self, kind: DestinationKind, name: str, key: str = "") -> bool:
+        """Whether a message published now to the queue ``name`` (it exists), or to the
+        channel ``name`` with routing key ``key``, reaches anyone (AMQP's mandatory flag
+        returns it otherwise)."""
+        if kind is DestinationKind.QUEUE:
+            return name in self._destinations.queues
+        channel = self._destinations.channels.get(name)
+        return channel is not None and channel.routes(key)
+
     def destination(self, kind: DestinationKind, name: str) -> Queue | Channel | None:
         """The live queue or channel, or None."""
         destinations = self._destinations

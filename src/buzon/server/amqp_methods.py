@@ -43,8 +43,8 @@ from buzon.amqp import (
     encode_properties,
 )
 from buzon.auth import Action, Decision, decide
-from buzon.broker import AckMode, Queue, Refusal
-from buzon.broker.addresses import address
+from buzon.broker import Channel, Queue, Refusal
+from buzon.broker.addresses import address, keyed
 from buzon.errors import AccessDenied, BrokerError, ErrorCode
 from buzon.server.amqp_arguments import ACCESS_KEY_ARGUMENT, queue_arguments
 from buzon.server.amqp_channel import TRANSACTION, AmqpChannel, origin
@@ -197,7 +197,8 @@ class Methods:
         adapter = self._adapter
         resources = adapter.ctx.resources
         channel = resources.target(DestinationKind.CHANNEL, event.exchange)
-        if event.if_unused and (channel.statistics().consumers or channel.bindings):
+        assert isinstance(channel, Channel)
+        if event.if_unused and (channel.statistics().subscribers or channel.bindings):
             raise BrokerError(ErrorCode.PRECONDITION_FAILED, f"exchange {event.exchange[:80]!r} in use")
         delete = resources.delete(_principal(adapter), DestinationKind.CHANNEL, event.exchange)
         adapter.run(event, delete, lambda _: self._done(event, adapter.amqp.exchange_delete_ok))
@@ -238,7 +239,7 @@ class Methods:
     def _queue_bind(self, event: QueueBind) -> None:
         adapter = self._adapter
         key = event.arguments.get(ACCESS_KEY_ARGUMENT)
-        bind = adapter.ctx.bindings.bind(
+        bind = adapter.ctx.resources.bindings.bind(
             _principal(adapter),
             event.exchange,
             self._queue_name(event.channel, event.queue),
@@ -251,7 +252,7 @@ class Methods:
 
     def _queue_unbind(self, event: QueueUnbind) -> None:
         adapter = self._adapter
-        unbind = adapter.ctx.bindings.unbind(
+        unbind = adapter.ctx.resources.bindings.unbind(
             _principal(adapter), event.exchange, self._queue_name(event.channel, event.queue), event.routing_key
         )
         adapter.run(event, unbind, lambda _: adapter.amqp.queue_unbind_ok(event.channel))
@@ -356,23 +357,24 @@ class Methods:
                 ErrorCode.PRECONDITION_FAILED,
                 f"user_id {properties.user_id[:80]!r} is not the login name",
             )
-        kind, name, destination = self._destination(event)
+        kind, name = self._destination(event)
         action = Action.PUBLISH
-        self._with_key(event, kind, name, action, key, lambda: self._send(event, destination, raw))
+        self._with_key(event, kind, name, action, key, lambda: self._send(event, kind, name, raw))
 
-    def _destination(self, event: Publish) -> tuple[DestinationKind, str, str]:
-        """Where a publish goes: the default exchange names a queue by the routing key."""
+    def _destination(self, event: Publish) -> tuple[DestinationKind, str]:
+        """Where a publish goes: the default exchange names a queue by the routing key.
+
+        Raises:
+            BrokerError: DESTINATION_NOT_FOUND for an exchange that does not exist.
+        """
         if not event.exchange:
-            name = event.routing_key
-            return DestinationKind.QUEUE, name, address(DestinationKind.QUEUE, name)
+            return DestinationKind.QUEUE, event.routing_key
         exchange = event.exchange
         if self._adapter.ctx.broker.destination(DestinationKind.CHANNEL, exchange) is None:
             raise BrokerError(ErrorCode.DESTINATION_NOT_FOUND, f"no exchange {exchange[:80]!r}")
-        base = address(DestinationKind.CHANNEL, exchange)
-        key = event.routing_key
-        return DestinationKind.CHANNEL, exchange, f"{base}/{key}" if key else base
+        return DestinationKind.CHANNEL, exchange
 
-    def _send(self, event: Publish, destination: str, raw: bytes) -> None:
+    def _send(self, event: Publish, kind: DestinationKind, name: str, raw: bytes) -> None:
         adapter = self._adapter
         channel = adapter.channel(event.channel)
         session = channel.session
@@ -380,8 +382,9 @@ class Methods:
         tag = channel.next_publish() if channel.confirming else 0
         headers = publish_headers(event.properties, raw) + _options(event.properties)
         transaction = TRANSACTION if channel.transactional else None
-        routed = adapter.ctx.broker.routes(destination)
-        if routed:
+        key = "" if kind is DestinationKind.QUEUE else event.routing_key
+        if adapter.ctx.broker.routes(kind, name, key):
+            destination = keyed(address(kind, name), key)
             try:
                 session.publish(
                     destination, headers, event.body, transaction=transaction, create=False

@@ -198,7 +198,7 @@ class AmqpAdapter:
         self,
         event: Event,
         step: Awaitable[T],
-        then: Callable[[T], None],
+        then: Callable[[T], object],
         *,
         reason: int = ACCESS,
     ) -> None:
