@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TextIO
 
 LISTENING = re.compile(r"buzon listening: stomp://([^:]+):(\d+)  http://[^:]+:(\d+)")
+AMQP_LISTENING = re.compile(r"  amqp://[^:]+:(\d+)")
 
 
 @dataclass
@@ -27,6 +28,7 @@ class BrokerProcess:
     port: int
     http_port: int
     banner: list[str]
+    amqp_port: int = 0
 
     @property
     def url(self) -> str:
@@ -54,7 +56,10 @@ def broker_process(
         made_dir = tempfile.mkdtemp(prefix="buzon-test-")
         args = ("--data-dir", made_dir, *args)
     process = subprocess.Popen(
-        [sys.executable, "-m", "buzon", "serve", "--stomp-port", "0", "--http-port", "0", *args],
+        [
+            *(sys.executable, "-m", "buzon", "serve"),
+            *("--stomp-port", "0", "--http-port", "0", "--amqp-port", "0", *args),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -77,7 +82,11 @@ def broker_process(
                 drain = threading.Thread(target=_keep_last, args=(process.stdout, banner))
                 drain.start()
                 host, stomp_port, http_port = found.groups()
-                yield BrokerProcess(process, host, int(stomp_port), int(http_port), banner)
+                amqp = AMQP_LISTENING.search(line)
+                amqp_port = int(amqp.group(1)) if amqp else 0
+                yield BrokerProcess(
+                    process, host, int(stomp_port), int(http_port), banner, amqp_port
+                )
                 return
         raise RuntimeError(f"buzon serve did not start: {''.join(banner)}")
     finally:

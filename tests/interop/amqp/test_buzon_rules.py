@@ -1,0 +1,185 @@
+"""buzon's own rules over AMQP, against a real ``buzon serve`` (pika as the client): owners,
+access keys, exclusive queues, and the same message seen from AMQP, STOMP and HTTP."""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Iterator
+
+import httpx
+import pika
+import pika.exceptions
+import pytest
+import stomp
+
+from tests.interop.broker_process import BrokerProcess, broker_process
+
+ADMIN = "rules-admin-password"
+OWNER, OWNER_PASSWORD = "owner", "owner password 1"
+OTHER, OTHER_PASSWORD = "other", "other password 1"
+KEY = "the-access-key-1"
+WAIT = 10.0
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[BrokerProcess]:
+    with broker_process(env={"BUZON_ADMIN_PASSWORD": ADMIN}) as process:
+        with httpx.Client(base_url=f"{process.url}/api/v1", timeout=WAIT) as http:
+            for name, password in ((OWNER, OWNER_PASSWORD), (OTHER, OTHER_PASSWORD)):
+                made = http.post("/users", json={"username": name, "password": password})
+                assert made.status_code == 201, made.text
+        yield process
+        assert process.stop() == 0
+
+
+def _amqp(served: BrokerProcess, user: str, password: str, vhost: str = "/") -> pika.BlockingConnection:
+    return pika.BlockingConnection(
+        pika.ConnectionParameters(
+            host=served.host,
+            port=served.amqp_port,
+            virtual_host=vhost,
+            credentials=pika.PlainCredentials(user, password),
+            connection_attempts=1,
+            socket_timeout=WAIT,
+            blocked_connection_timeout=WAIT,
+        )
+    )
+
+
+def _http(served: BrokerProcess, user: str, password: str) -> httpx.Client:
+    client = httpx.Client(base_url=f"{served.url}/api/v1", timeout=WAIT)
+    login = client.post("/sessions", json={"username": user, "password": password})
+    assert login.status_code == 201, login.text
+    client.headers["Authorization"] = f"Bearer {login.json()['token']}"
+    return client
+
+
+def test_a_failed_login_is_an_authentication_error(served: BrokerProcess) -> None:
+    with pytest.raises(pika.exceptions.ProbableAuthenticationError):
+        _amqp(served, OWNER, "wrong password 1")
+
+
+def test_another_virtual_host_is_refused_clearly(served: BrokerProcess) -> None:
+    with pytest.raises(pika.exceptions.ConnectionClosedByBroker) as refused:
+        _amqp(served, OWNER, OWNER_PASSWORD, vhost="/other")
+    assert refused.value.reply_code == 530
+    assert "/other" in refused.value.reply_text
+
+
+def test_only_the_owner_deletes_a_queue(served: BrokerProcess) -> None:
+    owner = _amqp(served, OWNER, OWNER_PASSWORD)
+    owner.channel().queue_declare("owned-queue", durable=True)
+    other = _amqp(served, OTHER, OTHER_PASSWORD)
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as refused:
+        other.channel().queue_delete("owned-queue")
+    assert refused.value.reply_code == 403
+    assert other.channel().queue_declare("owned-queue", passive=True).method.queue == "owned-queue"
+    owner.channel().queue_delete("owned-queue")
+    owner.close()
+    other.close()
+
+
+def test_a_protected_queue_needs_its_key_on_every_road(served: BrokerProcess) -> None:
+    with _http(served, OWNER, OWNER_PASSWORD) as owner:
+        made = owner.post("/queues", json={"name": "guarded", "access_key": KEY})
+        assert made.status_code == 201, made.text
+    other = _amqp(served, OTHER, OTHER_PASSWORD)
+    channel = other.channel()
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as refused:
+        channel.basic_consume("guarded", lambda *_: None)
+    assert refused.value.reply_code == 403
+    channel = other.channel()
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as wrong:
+        channel.basic_consume("guarded", lambda *_: None, arguments={"x-access-key": "not-it-123"})
+    assert wrong.value.reply_code == 403
+    channel = other.channel()
+    channel.confirm_delivery()
+    channel.basic_publish(
+        "",
+        "guarded",
+        b"with the key",
+        pika.BasicProperties(headers={"x-access-key": KEY, "kept": "yes"}),
+    )
+    got = channel.basic_get("guarded", auto_ack=True)
+    method, properties, body = got
+    assert body == b"with the key"
+    assert properties.headers == {"kept": "yes"}  # the key is never stored nor shown
+    other.close()
+
+
+def test_an_exclusive_queue_is_its_connections_and_goes_with_it(served: BrokerProcess) -> None:
+    first = _amqp(served, OWNER, OWNER_PASSWORD)
+    name = first.channel().queue_declare("", exclusive=True).method.queue
+    assert name.startswith("amq.gen-")
+    second = _amqp(served, OWNER, OWNER_PASSWORD)
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as locked:
+        second.channel().basic_consume(name, lambda *_: None)
+    assert locked.value.reply_code == 405
+    replies = second.channel()
+    replies.basic_publish("", name, b"an RPC reply")  # others may still publish to it
+    assert first.channel().basic_get(name, auto_ack=True)[2] == b"an RPC reply"
+    first.close()
+    with _http(served, OWNER, OWNER_PASSWORD) as http:
+        for _ in range(100):
+            if http.get(f"/queues/{name}").status_code == 404:
+                break
+            time.sleep(0.05)
+        assert http.get(f"/queues/{name}").status_code == 404
+    second.close()
+
+
+def test_one_message_seen_from_amqp_stomp_and_http(served: BrokerProcess) -> None:
+    amqp = _amqp(served, OWNER, OWNER_PASSWORD)
+    channel = amqp.channel()
+    channel.queue_declare("crossing", durable=True)
+    channel.confirm_delivery()
+    properties = pika.BasicProperties(
+        content_type="application/json",
+        correlation_id="c-1",
+        reply_to="answers",
+        delivery_mode=2,
+        headers={"count": 5, "flag": True, "name": "x"},
+    )
+    channel.basic_publish("", "crossing", b'{"n": 1}', properties)
+    with _http(served, OWNER, OWNER_PASSWORD) as http:
+        peeked = http.get("/queues/crossing/messages", params={"limit": 1})
+        assert peeked.status_code == 200, peeked.text
+        shown = peeked.json()["messages"][0]["headers"]
+        assert shown["content-type"] == "application/json"
+        assert (shown["count"], shown["flag"], shown["name"]) == ("5", "true", "x")
+
+    received: list[stomp.utils.Frame] = []
+    listener = stomp.ConnectionListener()
+    listener.on_message = received.append  # type: ignore[method-assign]
+    conn = stomp.Connection12([(served.host, served.port)])
+    conn.set_listener("got", listener)
+    conn.connect(OWNER, OWNER_PASSWORD, wait=True)
+    conn.subscribe("/queue/crossing", id="1", ack="auto")
+    for _ in range(200):
+        if received:
+            break
+        time.sleep(0.05)
+    assert [frame.body for frame in received] == ['{"n": 1}']
+    headers = received[0].headers
+    assert (headers["correlation-id"], headers["reply-to"]) == ("c-1", "answers")
+    assert headers["persistent"] == "true"
+    decoded = base64.b64decode(headers["amqp-properties"])
+    assert decoded  # the exact property list, for AMQP consumers
+    conn.send("/queue/crossing", "from stomp", headers={"content-type": "text/plain", "trace": "t-9"})
+    conn.disconnect()
+
+    method, back, body = _get(channel, "crossing")
+    assert body == b"from stomp"
+    assert back.content_type == "text/plain"
+    assert back.headers == {"trace": "t-9"}
+    amqp.close()
+
+
+def _get(channel: pika.adapters.blocking_connection.BlockingChannel, queue: str) -> tuple:
+    for _ in range(200):
+        got = channel.basic_get(queue, auto_ack=True)
+        if got[0] is not None:
+            return got
+        time.sleep(0.05)
+    raise AssertionError(f"nothing arrived in {queue}")
