@@ -30,6 +30,8 @@ POLICY = {
     "dedup_window_ms": 30_000,
     "auto_delete": False,
     "expires_ms": 3_600_000,
+    "dead_letter_exchange": "failures",
+    "dead_letter_routing_key": "orders.failed",
 }
 
 

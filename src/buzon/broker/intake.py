@@ -309,34 +309,25 @@ class Intake:
 
     def dead_letter(self, queue: Queue, message: Message, why: Retirement) -> bool:
         """Move a retired message to its queue's dead-letter queue (created if missing,
-        owned by the same user); drop it if that queue refuses it, or if ``queue`` may no
-        longer publish there (counted by ``queue``). Return whether it moved."""
-        name = queue.policy.dead_letter_queue
-        if name is None or name == queue.name:
+        owned by the same user) or dead-letter channel (with the policy's routing key, else
+        its own); drop it if the target refuses it or is missing (a channel), or if
+        ``queue`` may no longer publish there (counted by ``queue``). Return whether it
+        moved."""
+        route = self._dead_letter_route(queue, message)
+        if route is None:
             return False
-        destinations = self._destinations
-        target = destinations.queues.get(name)
-        if target is not None and not may_feed(queue.record, target.record):
-            queue.dead_letter_refused += 1
-            return False
-        if target is None:
-            owner = queue.record.owner_id
-            record = new_record(DestinationKind.QUEUE, name, owner, None, self._clock())
-            added = destinations.add(record)
-            destinations.created(record)
-            if not isinstance(added, Queue):
-                return False
-            target = added
+        target, routing_key = route
         headers = dead_letter_headers(
             message.headers,
             reason=why.reason,
-            origin=message.destination,
+            origin=queue.address,
+            published=message.destination,
             message_id=message.id,
             deliveries=why.deliveries,
             error=why.error,
             at=self._clock(),
         )
-        moved = self.prepare(target, headers, message.body)
+        moved = self.prepare(target, headers, message.body, routing_key)
         try:
             ticket = self.accept(target, moved, moved=True)
         except BrokerError:
@@ -346,6 +337,36 @@ class Intake:
         else:
             ticket.add_callback(lambda done: self.arrive(target, moved, done))
         return True
+
+    def _dead_letter_route(self, queue: Queue, message: Message) -> tuple[Target, str] | None:
+        """Where ``queue``'s dead letters go and with which routing key, or None."""
+        policy = queue.policy
+        destinations = self._destinations
+        if policy.dead_letter_exchange is not None:
+            channel = destinations.channels.get(policy.dead_letter_exchange)
+            if channel is None:
+                return None
+            if not may_feed(queue.record, channel.record):
+                queue.dead_letter_refused += 1
+                return None
+            key = policy.dead_letter_routing_key
+            return channel, key if key is not None else message.routing_key or queue.name
+        name = policy.dead_letter_queue
+        if name is None or name == queue.name:
+            return None
+        target = destinations.queues.get(name)
+        if target is not None and not may_feed(queue.record, target.record):
+            queue.dead_letter_refused += 1
+            return None
+        if target is None:
+            owner = queue.record.owner_id
+            record = new_record(DestinationKind.QUEUE, name, owner, None, self._clock())
+            added = destinations.add(record)
+            destinations.created(record)
+            if not isinstance(added, Queue):
+                return None
+            target = added
+        return target, ""
 
     def restore(self, found: Iterable[StoredBacklog], cleanly: bool) -> int:
         """Give each queue the head of what the store holds for it at start (the rest of a

@@ -30,8 +30,12 @@ ORIGINAL_ID_HEADER = "x-original-message-id"
 DELIVERY_COUNT_HEADER = "x-delivery-count"
 LAST_ERROR_HEADER = "x-last-error"
 DEAD_LETTERED_AT_HEADER = "x-dead-lettered-at"
+ADDRESS_HEADER = "x-original-address"
+"""Where a dead-lettered message was first published, when that is not the queue it was
+dead-lettered from (a channel and routing key that routed it there)."""
 _DEAD_LETTER_HEADERS = frozenset(
     {
+        ADDRESS_HEADER,
         REASON_HEADER,
         ORIGIN_HEADER,
         ORIGINAL_ID_HEADER,
@@ -186,13 +190,15 @@ def dead_letter_headers(
     *,
     reason: str,
     origin: str,
+    published: str,
     message_id: str,
     deliveries: int,
     error: str | None,
     at: float,
 ) -> Headers:
-    """The headers of a message moved to a dead-letter queue: why, from where, after how
-    many deliveries, the last consumer error, and when (ms since the epoch).
+    """The headers of a message moved to a dead-letter queue: why, from where (``origin``,
+    the queue; ``published``, where it was published if elsewhere), after how many
+    deliveries, the last consumer error, and when (ms since the epoch).
 
     The broker's own headers of an earlier dead-lettering (a message redriven and
     dead-lettered again) are replaced, not repeated. Its ``expires`` becomes
@@ -208,6 +214,8 @@ def dead_letter_headers(
     ]
     if error is not None:
         ours.append((LAST_ERROR_HEADER, error))
+    if published != origin:
+        ours.append((ADDRESS_HEADER, published))
     kept = tuple(
         ("x-original-expires", value) if name == "expires" else (name, value)
         for name, value in headers

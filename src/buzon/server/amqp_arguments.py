@@ -101,6 +101,9 @@ def queue_arguments(
     dead_letters = _dead_letter_route(arguments)
     if dead_letters is not None and not dead_letters.exchange:
         fields["dead_letter_queue"] = dead_letters.routing_key
+    elif dead_letters is not None:
+        fields["dead_letter_exchange"] = dead_letters.exchange
+        fields["dead_letter_routing_key"] = dead_letters.routing_key
     return QueueArguments(QueuePolicy(**fields), dead_letters)  # type: ignore[arg-type]
 
 

@@ -23,7 +23,7 @@ from buzon.amqp import AmqpConnection
 from buzon.broker import AckMode, Message, Refusal, Session
 from buzon.broker.addresses import address
 from buzon.errors import BrokerError, BuzonError, ErrorCode
-from buzon.server.amqp_properties import delivery_properties
+from buzon.server.amqp_properties import delivery_properties, exchange_and_key
 from buzon.server.receipts import ReceiptGate
 from buzon.store import DestinationKind, Ticket
 
@@ -232,8 +232,4 @@ class AmqpChannel:
 
 def origin(message: Message) -> tuple[str, str]:
     """The exchange and routing key a delivery of ``message`` reports."""
-    destination = message.destination
-    if destination.startswith("/queue/"):
-        return "", destination[7:]
-    channel, _, key = destination[7:].partition("/")
-    return channel, key
+    return exchange_and_key(message.destination)

@@ -181,7 +181,9 @@ class Methods:
             self._done(event, adapter.amqp.exchange_declare_ok)
             return
         if not name or name.startswith(RESERVED_PREFIX):
-            raise AccessDenied(ErrorCode.ACCESS_DENIED, f"exchange names {RESERVED_PREFIX}* are reserved")
+            raise AccessDenied(
+                ErrorCode.ACCESS_DENIED, f"exchange names {RESERVED_PREFIX}* are reserved"
+            )
         key = event.arguments.get(ACCESS_KEY_ARGUMENT)
         create = adapter.ctx.resources.create(
             _principal(adapter),
@@ -196,10 +198,15 @@ class Methods:
     def _exchange_delete(self, event: ExchangeDelete) -> None:
         adapter = self._adapter
         resources = adapter.ctx.resources
-        channel = resources.target(DestinationKind.CHANNEL, event.exchange)
+        channel = resources.target_or_none(DestinationKind.CHANNEL, event.exchange)
+        if channel is None:  # deleting what is gone succeeds, as in RabbitMQ
+            self._done(event, adapter.amqp.exchange_delete_ok)
+            return
         assert isinstance(channel, Channel)
         if event.if_unused and (channel.statistics().subscribers or channel.bindings):
-            raise BrokerError(ErrorCode.PRECONDITION_FAILED, f"exchange {event.exchange[:80]!r} in use")
+            raise BrokerError(
+                ErrorCode.PRECONDITION_FAILED, f"exchange {event.exchange[:80]!r} in use"
+            )
         delete = resources.delete(_principal(adapter), DestinationKind.CHANNEL, event.exchange)
         adapter.run(event, delete, lambda _: self._done(event, adapter.amqp.exchange_delete_ok))
 
@@ -207,7 +214,9 @@ class Methods:
 
     def _queue_declare(self, event: QueueDeclare) -> None:
         adapter = self._adapter
-        read = queue_arguments(event.arguments, durable=event.durable, auto_delete=event.auto_delete)
+        read = queue_arguments(
+            event.arguments, durable=event.durable, auto_delete=event.auto_delete
+        )
         connection = adapter.connection.id
         declare = declare_queue(
             adapter.ctx.resources,
@@ -231,7 +240,11 @@ class Methods:
             event,
             declare,
             lambda result: self._with_key(
-                event, DestinationKind.QUEUE, result.name, Action.CONSUME, key,
+                event,
+                DestinationKind.QUEUE,
+                result.name,
+                Action.CONSUME,
+                key,
                 lambda: declared(result),
             ),
         )
@@ -253,23 +266,34 @@ class Methods:
     def _queue_unbind(self, event: QueueUnbind) -> None:
         adapter = self._adapter
         unbind = adapter.ctx.resources.bindings.unbind(
-            _principal(adapter), event.exchange, self._queue_name(event.channel, event.queue), event.routing_key
+            _principal(adapter),
+            event.exchange,
+            self._queue_name(event.channel, event.queue),
+            event.routing_key,
         )
         adapter.run(event, unbind, lambda _: adapter.amqp.queue_unbind_ok(event.channel))
 
     def _queue_purge(self, event: QueuePurge) -> None:
         adapter = self._adapter
-        purge = adapter.ctx.resources.purge(_principal(adapter), self._queue_name(event.channel, event.queue))
+        purge = adapter.ctx.resources.purge(
+            _principal(adapter), self._queue_name(event.channel, event.queue)
+        )
         adapter.run(
             event,
             purge,
-            lambda count: None if event.nowait else adapter.amqp.queue_purge_ok(event.channel, count),
+            lambda count: (
+                None if event.nowait else adapter.amqp.queue_purge_ok(event.channel, count)
+            ),
         )
 
     def _queue_delete(self, event: QueueDelete) -> None:
         adapter = self._adapter
         name = self._queue_name(event.channel, event.queue)
-        queue = adapter.ctx.resources.target(DestinationKind.QUEUE, name)
+        queue = adapter.ctx.resources.target_or_none(DestinationKind.QUEUE, name)
+        if queue is None:  # deleting what is gone succeeds, as in RabbitMQ
+            if not event.nowait:
+                adapter.amqp.queue_delete_ok(event.channel, 0)
+            return
         assert isinstance(queue, Queue)
         if event.if_unused and queue.consumers:
             raise BrokerError(ErrorCode.PRECONDITION_FAILED, f"queue {name[:80]!r} in use")
@@ -289,7 +313,9 @@ class Methods:
             return name
         last = self._adapter.channel(channel).last_queue
         if not last:
-            raise BrokerError(ErrorCode.DESTINATION_NOT_FOUND, "no queue was declared on this channel")
+            raise BrokerError(
+                ErrorCode.DESTINATION_NOT_FOUND, "no queue was declared on this channel"
+            )
         return last
 
     # -- consumers -----------------------------------------------------------------------
@@ -454,7 +480,9 @@ class Methods:
         adapter = self._adapter
         channel = adapter.channel(event.channel)
         if channel.transactional:
-            raise BrokerError(ErrorCode.PRECONDITION_FAILED, "a transactional channel cannot confirm")
+            raise BrokerError(
+                ErrorCode.PRECONDITION_FAILED, "a transactional channel cannot confirm"
+            )
         channel.select_confirms(adapter.connection.id, self._write_failed)
         if not event.nowait:
             adapter.amqp.confirm_select_ok(event.channel)
@@ -465,7 +493,9 @@ class Methods:
     def _tx_select(self, event: TxSelect) -> None:
         channel = self._adapter.channel(event.channel)
         if channel.confirming:
-            raise BrokerError(ErrorCode.PRECONDITION_FAILED, "a confirming channel cannot be transactional")
+            raise BrokerError(
+                ErrorCode.PRECONDITION_FAILED, "a confirming channel cannot be transactional"
+            )
         if not channel.transactional:
             assert channel.session is not None
             channel.session.begin(TRANSACTION)

@@ -28,6 +28,12 @@ from buzon.amqp import Properties, decode_properties, encode_properties
 from buzon.amqp.replies import AmqpProtocolError
 from buzon.amqp.tables import FieldTable, FieldValue
 from buzon.broker import Message
+from buzon.broker.policy import (
+    ADDRESS_HEADER,
+    DEAD_LETTERED_AT_HEADER,
+    ORIGIN_HEADER,
+    REASON_HEADER,
+)
 
 RAW_HEADER = "amqp-properties"
 """The header that carries an AMQP-published message's property list (base64)."""
@@ -91,7 +97,7 @@ def _from_headers(message: Message) -> Properties:
     properties = Properties(
         delivery_mode=PERSISTENT if message.persistent else 1, priority=message.priority
     )
-    table: FieldTable = {}
+    table: FieldTable = _death(message.headers)
     for name, value in message.headers:
         attribute = _BY_HEADER.get(name)
         if attribute is not None:
@@ -112,12 +118,43 @@ def _merged(raw: bytes, message: Message) -> bytes:
         properties = decode_properties(raw)
     except AmqpProtocolError:
         return encode_properties(_from_headers(message))
-    table: FieldTable = dict(properties.headers or {})
+    table: FieldTable = {**(properties.headers or {}), **_death(message.headers)}
     for name, value in message.headers:
         if name.startswith(_ADDED_PREFIXES) and name not in table:
             table[name] = int(value) if name == "x-delivery-count" and value.isdigit() else value
     properties.headers = table
     return encode_properties(properties)
+
+
+def _death(headers: tuple[tuple[str, str], ...]) -> FieldTable:
+    """``x-death`` for a dead-lettered message (one entry: buzon keeps the last death), as
+    AMQP clients read it; empty for any other message."""
+    reason = _header(headers, REASON_HEADER)
+    origin = _header(headers, ORIGIN_HEADER)
+    if reason is None or origin is None:
+        return {}
+    queue = origin.partition("/queue/")[2]
+    published = _header(headers, ADDRESS_HEADER)
+    exchange, key = ("", queue) if published is None else exchange_and_key(published)
+    death: FieldTable = {
+        "count": 1,
+        "reason": reason,
+        "queue": queue,
+        "exchange": exchange,
+        "routing-keys": [key],
+    }
+    at = _header(headers, DEAD_LETTERED_AT_HEADER)
+    if at is not None and at.isdigit():
+        death["time"] = datetime.datetime.fromtimestamp(int(at) // 1000, datetime.UTC)
+    return {"x-death": [death]}
+
+
+def exchange_and_key(address: str) -> tuple[str, str]:
+    """The exchange and routing key of a message published to ``address``."""
+    if address.startswith("/queue/"):
+        return "", address[7:]
+    channel, _, key = address.partition("/topic/")[2].partition("/")
+    return channel, key
 
 
 def _has_added_headers(headers: Iterable[tuple[str, str]]) -> bool:

@@ -32,6 +32,8 @@ DECLARED_FIELDS = (
     "max_length_bytes",
     "overflow",
     "dead_letter_queue",
+    "dead_letter_exchange",
+    "dead_letter_routing_key",
 )
 """The policy fields a declaration states, and so must match the existing queue's."""
 

@@ -224,8 +224,9 @@ class Resources:
             policy = DEFAULT_POLICY
         else:
             channel_type = ChannelType.FANOUT
-            if policy.dead_letter_queue is not None:
-                check_name(policy.dead_letter_queue)
+            for target_name in (policy.dead_letter_queue, policy.dead_letter_exchange):
+                if target_name is not None:
+                    check_name(target_name)
         self._refuse_existing(kind, name, channel_type)
         grant = await self._dead_letter_grant(
             principal, principal.id, policy.dead_letter_queue, dead_letter_key, client_address

@@ -125,6 +125,10 @@ class QueuePolicy:
             one).
         expires_ms: the queue is deleted once unused this long (no consumer, no pull, not
             declared again); None: it stays.
+        dead_letter_exchange: a channel to publish dead letters to instead of a
+            dead-letter queue (AMQP's ``x-dead-letter-exchange``); None: none.
+        dead_letter_routing_key: the routing key they are published with there (None:
+            the message's own, or the queue's name for a message published to the queue).
     """
 
     durable: bool = True
@@ -143,6 +147,8 @@ class QueuePolicy:
     dedup_window_ms: int = DEFAULT_DEDUP_WINDOW_MS
     auto_delete: bool = False
     expires_ms: int | None = None
+    dead_letter_exchange: str | None = None
+    dead_letter_routing_key: str | None = None
 
 
 DEFAULT_POLICY = QueuePolicy()

@@ -11,9 +11,9 @@ import httpx
 import pika
 import pika.exceptions
 import pytest
-import stomp
-
 from tests.interop.broker_process import BrokerProcess, broker_process
+
+import stomp
 
 ADMIN = "rules-admin-password"
 OWNER, OWNER_PASSWORD = "owner", "owner password 1"
@@ -33,7 +33,9 @@ def served() -> Iterator[BrokerProcess]:
         assert process.stop() == 0
 
 
-def _amqp(served: BrokerProcess, user: str, password: str, vhost: str = "/") -> pika.BlockingConnection:
+def _amqp(
+    served: BrokerProcess, user: str, password: str, vhost: str = "/"
+) -> pika.BlockingConnection:
     return pika.BlockingConnection(
         pika.ConnectionParameters(
             host=served.host,
@@ -101,8 +103,7 @@ def test_a_protected_queue_needs_its_key_on_every_road(served: BrokerProcess) ->
         b"with the key",
         pika.BasicProperties(headers={"x-access-key": KEY, "kept": "yes"}),
     )
-    got = channel.basic_get("guarded", auto_ack=True)
-    method, properties, body = got
+    _, properties, body = channel.basic_get("guarded", auto_ack=True)
     assert body == b"with the key"
     assert properties.headers == {"kept": "yes"}  # the key is never stored nor shown
     other.close()
@@ -166,10 +167,12 @@ def test_one_message_seen_from_amqp_stomp_and_http(served: BrokerProcess) -> Non
     assert headers["persistent"] == "true"
     decoded = base64.b64decode(headers["amqp-properties"])
     assert decoded  # the exact property list, for AMQP consumers
-    conn.send("/queue/crossing", "from stomp", headers={"content-type": "text/plain", "trace": "t-9"})
+    conn.send(
+        "/queue/crossing", "from stomp", headers={"content-type": "text/plain", "trace": "t-9"}
+    )
     conn.disconnect()
 
-    method, back, body = _get(channel, "crossing")
+    _, back, body = _get(channel, "crossing")
     assert body == b"from stomp"
     assert back.content_type == "text/plain"
     assert back.headers == {"trace": "t-9"}

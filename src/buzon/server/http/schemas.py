@@ -185,6 +185,19 @@ class Policy(Request):
         description="delete the queue once unused this long, in ms: no consumer, no pull (null:"
         " it stays)",
     )
+    dead_letter_exchange: str | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        pattern=NAME_PATTERN,
+        description="a channel to publish dead letters to instead of a dead-letter queue (AMQP's"
+        " x-dead-letter-exchange)",
+    )
+    dead_letter_routing_key: str | None = Field(
+        None,
+        max_length=255,
+        description="the routing key of those (null: the message's own, or the queue's name)",
+    )
 
 
 class NewQueue(NewDestination):
