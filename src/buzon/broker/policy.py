@@ -46,6 +46,12 @@ _DEAD_LETTER_HEADERS = frozenset(
 )
 
 
+def dead_lettering(policy: QueuePolicy) -> bool:
+    """Whether a queue with ``policy`` moves its retired messages somewhere (a dead-letter
+    queue or channel) rather than dropping them."""
+    return policy.dead_letter_queue is not None or policy.dead_letter_exchange is not None
+
+
 def first(headers: Headers, name: str) -> str | None:
     """The first value of ``name`` in ``headers``, or None."""
     for key, value in headers:

@@ -52,7 +52,7 @@ from buzon.broker.leveled_backlog import LeveledBacklog
 from buzon.broker.lifetimes import Lifetime
 from buzon.broker.message import REQUEUE, Message, Refusal
 from buzon.broker.paged_backlog import PagedBacklog, Paging
-from buzon.broker.policy import backoff_ms, over_limit
+from buzon.broker.policy import backoff_ms, dead_lettering, over_limit
 from buzon.broker.schedule import Schedule
 from buzon.broker.stats import QueueStats
 from buzon.broker.subscription import Subscription
@@ -861,7 +861,7 @@ class Queue:
         self._delivered += 1
         backlog = self._backlog
         policy = self.policy
-        if policy.max_deliveries is not None or policy.dead_letter_queue is not None:
+        if policy.max_deliveries is not None or dead_lettering(policy):
             backlog.count_delivery(message)  # a limit, or an x-delivery-count to tell
         again = backlog.is_redelivered(message)
         if again:
@@ -886,7 +886,7 @@ class Queue:
         self._to_dead_letters(message, why)
 
     def _to_dead_letters(self, message: Message, why: Retirement) -> None:
-        if self.policy.dead_letter_queue is not None and self._dead_letter(self, message, why):
+        if dead_lettering(self.policy) and self._dead_letter(self, message, why):
             self._dead_lettered += 1
             by_reason = self.dead_lettered_by_reason
             by_reason[why.reason] = by_reason.get(why.reason, 0) + 1
