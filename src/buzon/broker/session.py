@@ -495,6 +495,11 @@ class Session:
             for sub in self._subs.values()
         )
 
+    @property
+    def writable(self) -> bool:
+        """Whether deliveries may go out now (see :meth:`set_writable`)."""
+        return self._consumer.writable
+
     def set_writable(self, writable: bool) -> None:
         """Say whether the transport can take more output now.
 

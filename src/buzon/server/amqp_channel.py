@@ -155,17 +155,27 @@ class AmqpChannel:
 
     # -- consumers -----------------------------------------------------------------------
 
-    def consume(self, tag: str, queue: str, *, no_ack: bool) -> None:
-        """basic.consume: subscribe the session to ``queue`` under the consumer tag.
+    def consume(self, tag: str, queue: str, *, no_ack: bool, before: Callable[[], None]) -> None:
+        """basic.consume: subscribe the session to ``queue`` under the consumer tag;
+        ``before`` runs once the subscription is made and before any delivery of it (the
+        queue's backlog is held back meanwhile), to send consume-ok first.
 
         Raises:
-            BrokerError, AccessDenied: as :meth:`Session.subscribe`.
+            BrokerError, AccessDenied: as :meth:`Session.subscribe` (nothing was sent).
         """
+        session = self._session()
         mode = AckMode.AUTO if no_ack else AckMode.CLIENT_INDIVIDUAL
-        self._session().subscribe(
-            tag, address(DestinationKind.QUEUE, queue), mode, self.prefetch, create=False
-        )
-        self.consumers[tag] = queue
+        writable = session.writable
+        session.set_writable(False)
+        try:
+            session.subscribe(
+                tag, address(DestinationKind.QUEUE, queue), mode, self.prefetch, create=False
+            )
+            self.consumers[tag] = queue
+            before()
+        finally:
+            if writable:
+                session.set_writable(True)
 
     def cancel(self, tag: str) -> None:
         """basic.cancel: an unknown tag is fine (it may have been cancelled by the broker)."""

@@ -334,10 +334,11 @@ class Methods:
             raise BrokerError(ErrorCode.BAD_HEADER_VALUE, "a consumer tag cannot contain NUL")
 
         def start() -> None:
-            # consume-ok goes first: deliveries may follow at once
+            channel.consume(tag, name, no_ack=event.no_ack, before=ok)
+
+        def ok() -> None:
             if not event.nowait:
                 self._adapter.amqp.basic_consume_ok(event.channel, tag)
-            channel.consume(tag, name, no_ack=event.no_ack)
 
         self._with_key(
             event,
