@@ -436,3 +436,25 @@ def test_any_name_a_client_used_can_be_sent_back() -> None:
     assert isinstance(frames[2], header.ContentHeader)
     assert frames[2].body_size == 0
     assert len(frames) == 3  # an empty body has no body frame
+
+
+def test_partial_messages_on_many_channels_are_bounded() -> None:
+    conn = open_connection(AmqpLimits(max_message_size=1000, max_pending_content=2500))
+    head = b""
+    for channel in (1, 2, 3):
+        open_channel(conn, channel)
+        head += wire((channel, C.Basic.Publish()), (channel, header.ContentHeader(0, 1000)))
+    events(conn, head)
+    assert closed_with(conn) == ReplyCode.RESOURCE_ERROR
+
+
+def test_completed_and_refused_messages_free_their_budget() -> None:
+    conn = open_connection(AmqpLimits(max_message_size=1000, max_pending_content=1000))
+    open_channel(conn, 1)
+    open_channel(conn, 2)
+    for _ in range(3):
+        assert len(events(conn, publish_frames(1, b"x" * 1000))) == 1
+    events(conn, wire((2, C.Basic.Publish()), (2, header.ContentHeader(0, 1000))))
+    conn.close_channel(2, ReplyCode.NOT_FOUND, "no exchange")
+    assert len(events(conn, publish_frames(1, b"y" * 1000))) == 1
+    assert conn.is_open

@@ -122,6 +122,7 @@ class AmqpConnection:
         self.close_reason: str | None = None
         """Why the connection is closing or closed, for logs and the admin API."""
         self._channels: dict[int, ChannelState] = {}
+        self._reserved = 0  # body bytes announced by messages still being received
         self._buffer = bytearray()
         self._out: list[bytes] = []
         self._timer: HeartbeatTimer | None = None
@@ -419,9 +420,22 @@ class AmqpConnection:
             if refused is not None:
                 self.close_channel(channel, ReplyCode.PRECONDITION_FAILED, refused, 60, 40)
                 return None
-            return chan.complete(channel)
-        chan.on_body(payload)
-        return chan.complete(channel)
+            self._reserve(chan.body_size)
+        else:
+            chan.on_body(payload)
+        event = chan.complete(channel)
+        if event is not None:
+            self._reserved -= len(event.body)
+        return event
+
+    def _reserve(self, size: int) -> None:
+        """Count a message's announced body against the connection's budget for partial
+        messages, before any of it is buffered."""
+        budget = self.limits.max_pending_content
+        if self._reserved + size > budget:
+            text = f"partial messages on all channels would exceed {budget} bytes"
+            raise AmqpProtocolError(ReplyCode.RESOURCE_ERROR, text)
+        self._reserved += size
 
     # -- output --------------------------------------------------------------------------
 
@@ -481,6 +495,7 @@ class AmqpConnection:
         chan = self._channels.get(channel)
         if chan is None or chan.closing or self.state is not AmqpState.OPEN:
             return
+        self._reserved -= chan.reserved
         chan.close()
         self._send(
             channel,
