@@ -98,7 +98,6 @@ class ChannelState:
     def _reset(self) -> None:
         self.publish = None
         self.body_size = -1
-        self.properties = Properties()
         self.raw = b""
         self.chunks = []
         self.received = 0
