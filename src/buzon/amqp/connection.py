@@ -128,6 +128,7 @@ class AmqpConnection:
         self._timer: HeartbeatTimer | None = None
         self._wrote = False
         self._now = 0.0
+        self._eof = False
 
     # -- properties ----------------------------------------------------------------------
 
@@ -149,7 +150,7 @@ class AmqpConnection:
 
     def close_expected(self) -> bool:
         """True once the transport should be flushed (:meth:`data_to_send`) and closed."""
-        return self.state in _FINAL
+        return self._eof or self.state in _FINAL
 
     def channel_is_open(self, channel: int) -> bool:
         """Whether frames for ``channel`` are sent (an open connection, an open channel)."""
@@ -170,9 +171,9 @@ class AmqpConnection:
             self._fail_hard(ReplyCode.UNEXPECTED_FRAME, "frames sent before connection.tune")
 
     def receive_eof(self) -> None:
-        """The peer closed its side: nothing more will be read or sent."""
-        if self.state not in _FINAL:
-            self._end(AmqpState.CLOSED, self.close_reason or "the client closed the connection")
+        """Note that the peer closed its side; frames already received are still read,
+        then the connection is CLOSED."""
+        self._eof = True
 
     def next_event(self) -> ev.Event | None:
         """Parse and return the next event; None when more data is needed, the server
@@ -180,10 +181,11 @@ class AmqpConnection:
         while True:
             if self.state is AmqpState.AWAITING_HEADER:
                 self._read_protocol_header()
-            if self.state in _WAITING:
-                return None
-            parsed = self._next_frame()
+            parsed = None if self.state in _WAITING else self._next_frame()
             if parsed is None:
+                if self._eof and self.state not in _FINAL:
+                    reason = self.close_reason or "the client closed the connection"
+                    self._end(AmqpState.CLOSED, reason)
                 return None
             try:
                 event = self._on_frame(*parsed)
