@@ -458,3 +458,40 @@ def test_completed_and_refused_messages_free_their_budget() -> None:
     conn.close_channel(2, ReplyCode.NOT_FOUND, "no exchange")
     assert len(events(conn, publish_frames(1, b"y" * 1000))) == 1
     assert conn.is_open
+
+
+def test_get_ok_and_return_carry_their_content_split() -> None:
+    conn = open_connection(AmqpLimits(frame_max=4096))
+    open_channel(conn)
+    payload = b"g" * 9000
+    assert conn.get_ok(1, 1, False, "", "q", 0, EMPTY, payload)
+    assert conn.basic_return(1, ReplyCode.NO_ROUTE, "NO_ROUTE", "ex", "nowhere", EMPTY, b"r")
+    frames = [f for _, f in read_frames(conn.data_to_send())]
+    names = [type(f).__name__ for f in frames]
+    assert names == [
+        "GetOk",
+        "ContentHeader",
+        "ContentBody",
+        "ContentBody",
+        "ContentBody",
+        "Return",
+        "ContentHeader",
+        "ContentBody",
+    ]
+    bodies = [f.value for f in frames[2:5] if isinstance(f, body.ContentBody)]
+    assert b"".join(bodies) == payload
+
+
+def test_replies_on_a_closed_channel_are_dropped() -> None:
+    conn = open_connection()
+    assert not conn.queue_declare_ok(9, "q", 0, 0)
+    assert not conn.confirm_ack(9, 1)
+    conn.close_channel(9, ReplyCode.NOT_FOUND, "none")
+    assert conn.data_to_send() == b""
+    assert conn.is_open
+
+
+def test_heartbeat_off_when_the_client_says_zero() -> None:
+    conn = open_connection(heartbeat=0)
+    assert conn.heartbeat == 0
+    assert conn.get_timer() is None

@@ -17,6 +17,22 @@ The handshake, in order (``S`` the server calling in, ``C`` the client's bytes):
                                                 S: refuse_login() -> close 403 sent
     C: tune-ok              -> limits agreed, heart-beats start
     C: open "/"             -> ConnectionOpened (open-ok sent)
+
+What a server's connection loop does with it::
+
+    conn = AmqpConnection(limits)
+    on bytes:   conn.receive_data(data, now)
+                while (event := conn.next_event()) is not None: handle(event)
+                write(conn.data_to_send()); close the socket if conn.close_expected()
+    on EOF:     conn.receive_eof(), then the same loop
+    on timer:   conn.handle_timer(now) at conn.get_timer(); write; close if expected
+    while CLOSING (we sent connection.close): bound the wait for ConnectionCloseOk
+
+``handle`` answers each event with the matching reply (``queue_declare_ok``...) unless
+its ``nowait`` is set; it settles the messages of a channel on ``ChannelClosed`` and of
+every channel when the connection ends. Deliveries and confirms go out through
+``deliver``, ``confirm_ack`` and friends, which return False (and send nothing) once
+the channel is gone.
 """
 
 from __future__ import annotations
