@@ -288,14 +288,17 @@ def method_frame(channel: int, method: Method, *values: object) -> bytes:
 
 
 def content_frames(channel: int, properties: bytes, body: bytes, frame_max: int) -> Iterable[bytes]:
-    """A content header and the body frames after it, each at most ``frame_max`` long."""
+    """A content header and the body frames after it, each at most ``frame_max`` long.
+
+    The pieces are returned separately, so a body that fits one frame is not copied
+    until the connection joins its output.
+    """
     yield frame(FRAME_HEADER, channel, _CONTENT_HEAD.pack(_BASIC, 0, len(body)) + properties)
     step = frame_max - FRAME_OVERHEAD
-    view = memoryview(body)
     for start in range(0, len(body), step):
-        chunk = view[start : start + step]
+        chunk = body[start : start + step] if len(body) > step else body
         yield _FRAME_HEAD.pack(FRAME_BODY, channel, len(chunk))
-        yield chunk.tobytes() if len(body) > step else body
+        yield chunk
         yield b"\xce"
 
 
