@@ -108,7 +108,7 @@ def test_unknown_method_ids_are_named() -> None:
     assert "class 99, method 7" in close.reply_text
 
 
-def test_65536_channel_opens_are_refused_cleanly() -> None:
+def test_opening_every_channel_number_is_refused_cleanly() -> None:
     conn = open_connection(channel_max=0)
     data = b"".join(wire((ch, C.Channel.Open())) for ch in range(1, 65536))
     found = events(conn, data)
