@@ -47,7 +47,6 @@ FRAME_METHOD: Final = 1
 FRAME_HEADER: Final = 2
 FRAME_BODY: Final = 3
 FRAME_HEARTBEAT: Final = 8
-FRAME_END: Final = 0xCE
 FRAME_OVERHEAD: Final = 8
 """Bytes a frame adds around its payload: type, channel, size, and the end octet."""
 FRAME_MIN_SIZE: Final = 4096
@@ -60,15 +59,10 @@ Method = type[base.Frame]
 """A method is named by its pamqp class, e.g. ``commands.Queue.DeclareOk``."""
 
 _FRAME_HEAD = struct.Struct(">BHI")
-_U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
 _CONTENT_HEAD = struct.Struct(">HHQ")
 _BASIC = commands.Basic.frame_id
-
-
-def _ids(method: Method) -> tuple[int, int]:
-    return method.index >> 16, method.index & 0xFFFF
 
 
 def method_name(method: Method) -> str:
