@@ -106,6 +106,7 @@ CHANNEL_METHODS: Final[Mapping[Method, Builder]] = MappingProxyType(
 )
 """Client methods on an open channel that become an event as they are."""
 
+
 def _refused(text: str) -> AmqpProtocolError:
     return AmqpProtocolError(ReplyCode.ACCESS_REFUSED, text)
 
