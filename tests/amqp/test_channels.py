@@ -41,6 +41,7 @@ from buzon.amqp.codec import method_frame
 from buzon.amqp.properties import EMPTY
 
 from .helpers import (
+    Frame,
     closed_with,
     events,
     open_channel,
@@ -89,10 +90,10 @@ def test_channel_open_and_close() -> None:
     ],
 )
 def test_channel_misuse_closes_the_connection(
-    frames: list[tuple[int, object]], code: ReplyCode
+    frames: list[tuple[int, Frame]], code: ReplyCode
 ) -> None:
     conn = open_connection()
-    events(conn, wire(*frames))  # type: ignore[arg-type]
+    events(conn, wire(*frames))
     assert closed_with(conn) == code
     assert conn.state is AmqpState.CLOSING
 
@@ -207,10 +208,10 @@ def test_frame_over_frame_max_closes_501() -> None:
         [(1, C.Basic.Publish()), (1, header.ContentHeader(0, 1)), (1, body.ContentBody(b"xy"))],
     ],
 )
-def test_content_out_of_place_closes_505(frames: list[tuple[int, object]]) -> None:
+def test_content_out_of_place_closes_505(frames: list[tuple[int, Frame]]) -> None:
     conn = open_connection()
     open_channel(conn)
-    events(conn, wire(*frames))  # type: ignore[arg-type]
+    events(conn, wire(*frames))
     assert closed_with(conn) == ReplyCode.UNEXPECTED_FRAME
 
 
@@ -220,7 +221,7 @@ with warnings.catch_warnings():
 
 # -- every event -------------------------------------------------------------------------
 
-EVENTS: list[tuple[object, Event]] = [
+EVENTS: list[tuple[Frame, Event]] = [
     (
         C.Exchange.Declare(
             exchange="logs", exchange_type="fanout", durable=True, arguments={"a": 1}
@@ -259,10 +260,10 @@ EVENTS: list[tuple[object, Event]] = [
 
 
 @pytest.mark.parametrize(("method", "expected"), EVENTS, ids=lambda v: type(v).__name__)
-def test_every_client_method_becomes_its_event(method: object, expected: Event) -> None:
+def test_every_client_method_becomes_its_event(method: Frame, expected: Event) -> None:
     conn = open_connection()
     open_channel(conn)
-    assert events(conn, wire((1, method))) == [expected]  # type: ignore[arg-type]
+    assert events(conn, wire((1, method))) == [expected]
     assert conn.is_open
 
 
