@@ -41,6 +41,7 @@ from buzon.amqp.codec import method_frame
 from buzon.amqp.properties import EMPTY
 
 from .helpers import (
+    Frame,
     closed_with,
     events,
     open_channel,
@@ -89,10 +90,10 @@ def test_channel_open_and_close() -> None:
     ],
 )
 def test_channel_misuse_closes_the_connection(
-    frames: list[tuple[int, object]], code: ReplyCode
+    frames: list[tuple[int, Frame]], code: ReplyCode
 ) -> None:
     conn = open_connection()
-    events(conn, wire(*frames))  # type: ignore[arg-type]
+    events(conn, wire(*frames))
     assert closed_with(conn) == code
     assert conn.state is AmqpState.CLOSING
 
@@ -108,7 +109,7 @@ def test_unknown_method_ids_are_named() -> None:
     assert "class 99, method 7" in close.reply_text
 
 
-def test_65536_channel_opens_are_refused_cleanly() -> None:
+def test_opening_every_channel_number_is_refused_cleanly() -> None:
     conn = open_connection(channel_max=0)
     data = b"".join(wire((ch, C.Channel.Open())) for ch in range(1, 65536))
     found = events(conn, data)
@@ -207,10 +208,10 @@ def test_frame_over_frame_max_closes_501() -> None:
         [(1, C.Basic.Publish()), (1, header.ContentHeader(0, 1)), (1, body.ContentBody(b"xy"))],
     ],
 )
-def test_content_out_of_place_closes_505(frames: list[tuple[int, object]]) -> None:
+def test_content_out_of_place_closes_505(frames: list[tuple[int, Frame]]) -> None:
     conn = open_connection()
     open_channel(conn)
-    events(conn, wire(*frames))  # type: ignore[arg-type]
+    events(conn, wire(*frames))
     assert closed_with(conn) == ReplyCode.UNEXPECTED_FRAME
 
 
@@ -220,7 +221,7 @@ with warnings.catch_warnings():
 
 # -- every event -------------------------------------------------------------------------
 
-EVENTS: list[tuple[object, Event]] = [
+EVENTS: list[tuple[Frame, Event]] = [
     (
         C.Exchange.Declare(
             exchange="logs", exchange_type="fanout", durable=True, arguments={"a": 1}
@@ -259,10 +260,10 @@ EVENTS: list[tuple[object, Event]] = [
 
 
 @pytest.mark.parametrize(("method", "expected"), EVENTS, ids=lambda v: type(v).__name__)
-def test_every_client_method_becomes_its_event(method: object, expected: Event) -> None:
+def test_every_client_method_becomes_its_event(method: Frame, expected: Event) -> None:
     conn = open_connection()
     open_channel(conn)
-    assert events(conn, wire((1, method))) == [expected]  # type: ignore[arg-type]
+    assert events(conn, wire((1, method))) == [expected]
     assert conn.is_open
 
 
@@ -436,3 +437,62 @@ def test_any_name_a_client_used_can_be_sent_back() -> None:
     assert isinstance(frames[2], header.ContentHeader)
     assert frames[2].body_size == 0
     assert len(frames) == 3  # an empty body has no body frame
+
+
+def test_partial_messages_on_many_channels_are_bounded() -> None:
+    conn = open_connection(AmqpLimits(max_message_size=1000, max_pending_content=2500))
+    head = b""
+    for channel in (1, 2, 3):
+        open_channel(conn, channel)
+        head += wire((channel, C.Basic.Publish()), (channel, header.ContentHeader(0, 1000)))
+    events(conn, head)
+    assert closed_with(conn) == ReplyCode.RESOURCE_ERROR
+
+
+def test_completed_and_refused_messages_free_their_budget() -> None:
+    conn = open_connection(AmqpLimits(max_message_size=1000, max_pending_content=1000))
+    open_channel(conn, 1)
+    open_channel(conn, 2)
+    for _ in range(3):
+        assert len(events(conn, publish_frames(1, b"x" * 1000))) == 1
+    events(conn, wire((2, C.Basic.Publish()), (2, header.ContentHeader(0, 1000))))
+    conn.close_channel(2, ReplyCode.NOT_FOUND, "no exchange")
+    assert len(events(conn, publish_frames(1, b"y" * 1000))) == 1
+    assert conn.is_open
+
+
+def test_get_ok_and_return_carry_their_content_split() -> None:
+    conn = open_connection(AmqpLimits(frame_max=4096))
+    open_channel(conn)
+    payload = b"g" * 9000
+    assert conn.get_ok(1, 1, False, "", "q", 0, EMPTY, payload)
+    assert conn.basic_return(1, ReplyCode.NO_ROUTE, "NO_ROUTE", "ex", "nowhere", EMPTY, b"r")
+    frames = [f for _, f in read_frames(conn.data_to_send())]
+    names = [type(f).__name__ for f in frames]
+    assert names == [
+        "GetOk",
+        "ContentHeader",
+        "ContentBody",
+        "ContentBody",
+        "ContentBody",
+        "Return",
+        "ContentHeader",
+        "ContentBody",
+    ]
+    bodies = [f.value for f in frames[2:5] if isinstance(f, body.ContentBody)]
+    assert b"".join(bodies) == payload
+
+
+def test_replies_on_a_closed_channel_are_dropped() -> None:
+    conn = open_connection()
+    assert not conn.queue_declare_ok(9, "q", 0, 0)
+    assert not conn.confirm_ack(9, 1)
+    conn.close_channel(9, ReplyCode.NOT_FOUND, "none")
+    assert conn.data_to_send() == b""
+    assert conn.is_open
+
+
+def test_heartbeat_off_when_the_client_says_zero() -> None:
+    conn = open_connection(heartbeat=0)
+    assert conn.heartbeat == 0
+    assert conn.get_timer() is None

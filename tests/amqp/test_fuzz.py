@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 
 from hypothesis import given, settings
@@ -133,3 +134,22 @@ def test_seeded_mutations_of_a_recorded_session() -> None:
                 AmqpState.AWAITING_TUNE_OK,
                 AmqpState.AWAITING_OPEN,
             )
+
+
+def session_events(data: bytes, cuts: list[int]) -> list[object]:
+    conn = AmqpConnection()
+    found: list[object] = []
+    bounds = [0, *sorted(cuts), len(data)]
+    for start, stop in itertools.pairwise(bounds):
+        conn.receive_data(data[start:stop], 0.0)
+        while (event := conn.next_event()) is not None:
+            found.append(event)
+            if conn.state is AmqpState.AWAITING_LOGIN:
+                conn.accept_login()
+    return found
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(0, len(SESSION)), max_size=20))
+def test_events_do_not_depend_on_how_reads_split_the_bytes(cuts: list[int]) -> None:
+    assert session_events(SESSION, cuts) == session_events(SESSION, [])

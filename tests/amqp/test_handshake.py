@@ -10,6 +10,7 @@ from buzon.amqp import (
     AmqpConnection,
     AmqpLimits,
     AmqpState,
+    ChannelOpened,
     ConnectionClosed,
     ConnectionCloseOk,
     ConnectionOpened,
@@ -215,8 +216,12 @@ def test_crossing_closes() -> None:
     assert conn.close_expected()
 
 
-def test_eof_closes() -> None:
+def test_eof_closes_after_what_was_received() -> None:
     conn = open_connection()
+    conn.receive_data(wire((1, commands.Channel.Open())), 1.0)
     conn.receive_eof()
+    assert conn.close_expected()
+    assert isinstance(conn.next_event(), ChannelOpened)
+    assert conn.next_event() is None
     assert conn.close_expected()
     assert conn.state is AmqpState.CLOSED

@@ -35,6 +35,11 @@ class ChannelState:
         self.received = 0
 
     @property
+    def reserved(self) -> int:
+        """The announced body size of the message being received (0 if none)."""
+        return self.body_size if self.publish is not None and self.body_size > 0 else 0
+
+    @property
     def in_content(self) -> bool:
         """Whether a publish's content header or body is still due."""
         return self.publish is not None
@@ -93,7 +98,6 @@ class ChannelState:
     def _reset(self) -> None:
         self.publish = None
         self.body_size = -1
-        self.properties = Properties()
         self.raw = b""
         self.chunks = []
         self.received = 0

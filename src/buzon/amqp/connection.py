@@ -17,6 +17,22 @@ The handshake, in order (``S`` the server calling in, ``C`` the client's bytes):
                                                 S: refuse_login() -> close 403 sent
     C: tune-ok              -> limits agreed, heart-beats start
     C: open "/"             -> ConnectionOpened (open-ok sent)
+
+What a server's connection loop does with it::
+
+    conn = AmqpConnection(limits)
+    on bytes:   conn.receive_data(data, now)
+                while (event := conn.next_event()) is not None: handle(event)
+                write(conn.data_to_send()); close the socket if conn.close_expected()
+    on EOF:     conn.receive_eof(), then the same loop
+    on timer:   conn.handle_timer(now) at conn.get_timer(); write; close if expected
+    while CLOSING (we sent connection.close): bound the wait for ConnectionCloseOk
+
+``handle`` answers each event with the matching reply (``queue_declare_ok``...) unless
+its ``nowait`` is set; it settles the messages of a channel on ``ChannelClosed`` and of
+every channel when the connection ends. Deliveries and confirms go out through
+``deliver``, ``confirm_ack`` and friends, which return False (and send nothing) once
+the channel is gone.
 """
 
 from __future__ import annotations
@@ -122,11 +138,13 @@ class AmqpConnection:
         self.close_reason: str | None = None
         """Why the connection is closing or closed, for logs and the admin API."""
         self._channels: dict[int, ChannelState] = {}
+        self._reserved = 0  # body bytes announced by messages still being received
         self._buffer = bytearray()
         self._out: list[bytes] = []
         self._timer: HeartbeatTimer | None = None
         self._wrote = False
         self._now = 0.0
+        self._eof = False
 
     # -- properties ----------------------------------------------------------------------
 
@@ -148,7 +166,7 @@ class AmqpConnection:
 
     def close_expected(self) -> bool:
         """True once the transport should be flushed (:meth:`data_to_send`) and closed."""
-        return self.state in _FINAL
+        return self._eof or self.state in _FINAL
 
     def channel_is_open(self, channel: int) -> bool:
         """Whether frames for ``channel`` are sent (an open connection, an open channel)."""
@@ -169,9 +187,9 @@ class AmqpConnection:
             self._fail_hard(ReplyCode.UNEXPECTED_FRAME, "frames sent before connection.tune")
 
     def receive_eof(self) -> None:
-        """The peer closed its side: nothing more will be read or sent."""
-        if self.state not in _FINAL:
-            self._end(AmqpState.CLOSED, self.close_reason or "the client closed the connection")
+        """Note that the peer closed its side; frames already received are still read,
+        then the connection is CLOSED."""
+        self._eof = True
 
     def next_event(self) -> ev.Event | None:
         """Parse and return the next event; None when more data is needed, the server
@@ -179,10 +197,11 @@ class AmqpConnection:
         while True:
             if self.state is AmqpState.AWAITING_HEADER:
                 self._read_protocol_header()
-            if self.state in _WAITING:
-                return None
-            parsed = self._next_frame()
+            parsed = None if self.state in _WAITING else self._next_frame()
             if parsed is None:
+                if self._eof and self.state not in _FINAL:
+                    reason = self.close_reason or "the client closed the connection"
+                    self._end(AmqpState.CLOSED, reason)
                 return None
             try:
                 event = self._on_frame(*parsed)
@@ -419,9 +438,22 @@ class AmqpConnection:
             if refused is not None:
                 self.close_channel(channel, ReplyCode.PRECONDITION_FAILED, refused, 60, 40)
                 return None
-            return chan.complete(channel)
-        chan.on_body(payload)
-        return chan.complete(channel)
+            self._reserve(chan.body_size)
+        else:
+            chan.on_body(payload)
+        event = chan.complete(channel)
+        if event is not None:
+            self._reserved -= len(event.body)
+        return event
+
+    def _reserve(self, size: int) -> None:
+        """Count a message's announced body against the connection's budget for partial
+        messages, before any of it is buffered."""
+        budget = self.limits.max_pending_content
+        if self._reserved + size > budget:
+            text = f"partial messages on all channels would exceed {budget} bytes"
+            raise AmqpProtocolError(ReplyCode.RESOURCE_ERROR, text)
+        self._reserved += size
 
     # -- output --------------------------------------------------------------------------
 
@@ -481,6 +513,7 @@ class AmqpConnection:
         chan = self._channels.get(channel)
         if chan is None or chan.closing or self.state is not AmqpState.OPEN:
             return
+        self._reserved -= chan.reserved
         chan.close()
         self._send(
             channel,

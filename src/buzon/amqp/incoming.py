@@ -106,8 +106,6 @@ CHANNEL_METHODS: Final[Mapping[Method, Builder]] = MappingProxyType(
 )
 """Client methods on an open channel that become an event as they are."""
 
-MECHANISMS: Final = ("PLAIN", "AMQPLAIN")
-
 
 def _refused(text: str) -> AmqpProtocolError:
     return AmqpProtocolError(ReplyCode.ACCESS_REFUSED, text)

@@ -30,6 +30,11 @@ class AmqpLimits:
     """The largest body a content header may announce: the STOMP listener's body limit,
     so one message fits every surface. Refused before any body byte is buffered."""
 
+    max_pending_content: int = 64 * MIB
+    """The announced bodies of messages still arriving, summed over all channels: without
+    it, 2047 channels each holding a partial 16 MiB message could pin 32 GiB. A client
+    publishes on a few channels at once; going over closes the connection (506)."""
+
     pre_open_frame_max: int = 2 * FRAME_MIN_SIZE
     """The largest frame before ``tune-ok``: anyone may send these. The spec guarantees a
     client 4 KiB; 8 KiB leaves room for a long token as the password."""
@@ -43,3 +48,5 @@ class AmqpLimits:
             raise ValueError("heartbeat must be 0 to 65535 seconds")
         if self.max_message_size < 0 or self.pre_open_frame_max < FRAME_MIN_SIZE:
             raise ValueError("message and pre-open frame limits too small")
+        if self.max_pending_content < self.max_message_size:
+            raise ValueError("max_pending_content must hold at least one maximal message")

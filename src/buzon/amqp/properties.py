@@ -9,6 +9,7 @@ header tables keep their exact integer widths, and nothing is decoded or encoded
 
 from __future__ import annotations
 
+import functools
 import struct
 from dataclasses import dataclass
 
@@ -87,6 +88,12 @@ def _read(kind: int, buf: memoryview, pos: int, end: int) -> tuple[object, int]:
     return value, pos + size
 
 
+@functools.cache
+def _plan(flags: int) -> tuple[tuple[str, int], ...]:
+    """The properties a flag word announces, in order (a few flag words recur)."""
+    return tuple((name, kind) for name, flag, kind in _LAYOUT if flags & flag)
+
+
 def decode_properties(raw: bytes) -> Properties:
     """Decode a property list (flags, then values), as a content header carries it.
 
@@ -103,11 +110,10 @@ def decode_properties(raw: bytes) -> Properties:
         raise AmqpProtocolError(ReplyCode.SYNTAX_ERROR, f"unknown property flags {flags:#06x}")
     props = Properties()
     pos = 2
-    for name, flag, kind in _LAYOUT:
-        if flags & flag:
-            value, pos = _read(kind, buf, pos, end)
-            if kind != _CLUSTER_ID:
-                setattr(props, name, value)
+    for name, kind in _plan(flags):
+        value, pos = _read(kind, buf, pos, end)
+        if kind != _CLUSTER_ID:
+            setattr(props, name, value)
     if pos != end:
         raise AmqpProtocolError(ReplyCode.SYNTAX_ERROR, "stray bytes after the properties")
     return props

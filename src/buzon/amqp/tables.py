@@ -76,113 +76,116 @@ def _malformed(text: str) -> AmqpProtocolError:
     return AmqpProtocolError(ReplyCode.SYNTAX_ERROR, text)
 
 
-class _Reader:
-    """A cursor over one buffer; every read checks the bytes are there."""
-
-    __slots__ = ("buf", "end", "pos")
-
-    def __init__(self, buf: memoryview, pos: int, end: int) -> None:
-        self.buf = buf
-        self.pos = pos
-        self.end = end
-
-    def take(self, size: int) -> memoryview:
-        pos = self.pos
-        if pos + size > self.end:
-            raise _malformed("field table truncated")
-        self.pos = pos + size
-        return self.buf[pos : pos + size]
-
-    def u32(self) -> int:
-        value: int = _U32.unpack(self.take(4))[0]
-        return value
-
-    def long_bytes(self) -> bytes:
-        return bytes(self.take(self.u32()))
+def _truncated() -> AmqpProtocolError:
+    return _malformed("field table truncated")
 
 
-def _text(raw: memoryview | bytes) -> str:
+def _sized_end(buf: memoryview, pos: int, end: int) -> tuple[int, int]:
+    """Read a 4-byte size at ``pos``: ``(start, stop)`` of what it measures."""
+    if pos + 4 > end:
+        raise _truncated()
+    start = pos + 4
+    stop = start + _U32.unpack(buf[pos:start])[0]
+    if stop > end:
+        raise _truncated()
+    return start, stop
+
+
+def _long_string(buf: memoryview, pos: int, end: int, depth: int) -> tuple[FieldValue, int]:
+    start, stop = _sized_end(buf, pos, end)
+    raw = bytes(buf[start:stop])
     try:
-        return str(raw, "utf-8")
-    except UnicodeDecodeError as exc:
-        raise _malformed("field name is not UTF-8") from exc
-
-
-def _long_string(reader: _Reader, depth: int) -> str | bytes:
-    raw = reader.long_bytes()
-    try:
-        return raw.decode()
+        return raw.decode(), stop
     except UnicodeDecodeError:
-        return raw
+        return raw, stop
 
 
-def _decimal(reader: _Reader, depth: int) -> decimal.Decimal:
-    scale, value = _DECIMAL.unpack(reader.take(_DECIMAL.size))
-    return decimal.Decimal(value).scaleb(-scale)
+def _byte_array(buf: memoryview, pos: int, end: int, depth: int) -> tuple[FieldValue, int]:
+    start, stop = _sized_end(buf, pos, end)
+    return bytes(buf[start:stop]), stop
 
 
-def _timestamp(reader: _Reader, depth: int) -> datetime.datetime:
-    seconds: int = _TIMESTAMP.unpack(reader.take(8))[0]
+def _decimal(buf: memoryview, pos: int, end: int, depth: int) -> tuple[FieldValue, int]:
+    if pos + 5 > end:
+        raise _truncated()
+    scale, value = _DECIMAL.unpack(buf[pos : pos + 5])
+    return decimal.Decimal(value).scaleb(-scale), pos + 5
+
+
+def _timestamp(buf: memoryview, pos: int, end: int, depth: int) -> tuple[FieldValue, int]:
+    if pos + 8 > end:
+        raise _truncated()
+    seconds: int = _TIMESTAMP.unpack(buf[pos : pos + 8])[0]
     try:
-        return _EPOCH + datetime.timedelta(seconds=seconds)
+        return _EPOCH + datetime.timedelta(seconds=seconds), pos + 8
     except OverflowError as exc:
         raise _malformed(f"timestamp {seconds} out of range") from exc
 
 
-def _boolean(reader: _Reader, depth: int) -> bool:
-    return reader.take(1)[0] != 0
+def _boolean(buf: memoryview, pos: int, end: int, depth: int) -> tuple[FieldValue, int]:
+    if pos >= end:
+        raise _truncated()
+    return buf[pos] != 0, pos + 1
 
 
-def _array(reader: _Reader, depth: int) -> list[FieldValue]:
-    size = reader.u32()
-    inner = _Reader(reader.buf, reader.pos, reader.pos + size)
-    if inner.end > reader.end:
-        raise _malformed("field array longer than its frame")
-    reader.pos = inner.end
+def _void(buf: memoryview, pos: int, end: int, depth: int) -> tuple[FieldValue, int]:
+    return None, pos
+
+
+def _array(buf: memoryview, pos: int, end: int, depth: int) -> tuple[FieldValue, int]:
+    pos, stop = _sized_end(buf, pos, end)
     items: list[FieldValue] = []
-    while inner.pos < inner.end:
-        items.append(_value(inner, depth + 1))
-    return items
+    while pos < stop:
+        item, pos = _value(buf, pos, stop, depth + 1)
+        items.append(item)
+    return items, stop
 
 
-def _table(reader: _Reader, depth: int) -> FieldTable:
-    size = reader.u32()
-    inner = _Reader(reader.buf, reader.pos, reader.pos + size)
-    if inner.end > reader.end:
-        raise _malformed("field table longer than its frame")
-    reader.pos = inner.end
+def _table(buf: memoryview, pos: int, end: int, depth: int) -> tuple[FieldTable, int]:
+    pos, stop = _sized_end(buf, pos, end)
     table: FieldTable = {}
-    while inner.pos < inner.end:
-        name = _text(inner.take(inner.take(1)[0]))
-        table[name] = _value(inner, depth + 1)
-    return table
+    while pos < stop:
+        name_end = pos + 1 + buf[pos]
+        if name_end > stop:
+            raise _truncated()
+        try:
+            name = str(buf[pos + 1 : name_end], "utf-8")
+        except UnicodeDecodeError as exc:
+            raise _malformed("field name is not UTF-8") from exc
+        table[name], pos = _value(buf, name_end, stop, depth + 1)
+    return table, stop
 
 
-_Decoder = Callable[[_Reader, int], "FieldValue"]
+_Decoder = Callable[[memoryview, int, int, int], "tuple[FieldValue, int]"]
 _DECODERS: dict[int, _Decoder] = {
     ord("t"): _boolean,
     ord("D"): _decimal,
     ord("S"): _long_string,
-    ord("x"): lambda reader, depth: reader.long_bytes(),
+    ord("x"): _byte_array,
     ord("T"): _timestamp,
     ord("A"): _array,
     ord("F"): _table,
-    ord("V"): lambda reader, depth: None,
+    ord("V"): _void,
 }
 
 
-def _value(reader: _Reader, depth: int) -> FieldValue:
+def _value(buf: memoryview, pos: int, end: int, depth: int) -> tuple[FieldValue, int]:
     if depth > MAX_DEPTH:
         raise _malformed(f"field tables nested deeper than {MAX_DEPTH}")
-    tag = reader.take(1)[0]
+    if pos >= end:
+        raise _truncated()
+    tag = buf[pos]
     scalar = _SCALARS.get(tag)
     if scalar is not None:
-        value: int | float = scalar.unpack(reader.take(scalar.size))[0]
-        return value
+        stop = pos + 1 + scalar.size
+        if stop > end:
+            raise _truncated()
+        number: int | float = scalar.unpack(buf[pos + 1 : stop])[0]
+        return number, stop
     decoder = _DECODERS.get(tag)
     if decoder is None:
         raise _malformed(f"unknown field type {tag:#04x}")
-    return decoder(reader, depth)
+    return decoder(buf, pos + 1, end, depth)
 
 
 def decode_table(buf: memoryview, pos: int, end: int) -> tuple[FieldTable, int]:
@@ -194,9 +197,7 @@ def decode_table(buf: memoryview, pos: int, end: int) -> tuple[FieldTable, int]:
     Raises:
         AmqpProtocolError: SYNTAX_ERROR for a truncated or malformed table.
     """
-    reader = _Reader(buf, pos, end)
-    table = _table(reader, 0)
-    return table, reader.pos
+    return _table(buf, pos, end, 0)
 
 
 # -- encoding --------------------------------------------------------------------------------

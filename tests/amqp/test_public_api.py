@@ -1,0 +1,35 @@
+"""The public surface of buzon.amqp, and that it stays sans-IO."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import buzon.amqp
+from buzon.amqp import CHANNEL_ERRORS, CONNECTION_ERRORS, ReplyCode
+
+
+def test_every_public_name_exists() -> None:
+    assert len(buzon.amqp.__all__) == len(set(buzon.amqp.__all__))
+    for name in buzon.amqp.__all__:
+        assert hasattr(buzon.amqp, name), name
+
+
+def test_every_reply_code_is_a_channel_or_a_connection_error() -> None:
+    assert not CHANNEL_ERRORS & CONNECTION_ERRORS
+    assert {*CHANNEL_ERRORS, *CONNECTION_ERRORS, ReplyCode.REPLY_SUCCESS} == set(ReplyCode)
+    assert ReplyCode.NOT_FOUND.closes_connection is False
+    assert ReplyCode.CHANNEL_ERROR.closes_connection is True
+
+
+def test_importing_it_loads_no_io_and_no_engine() -> None:
+    code = (
+        "import sys, buzon.amqp\n"
+        "loaded = [m for m in ('asyncio', 'socket', 'buzon.server', 'buzon.broker',"
+        " 'buzon.store') if m in sys.modules]\n"
+        "print(','.join(loaded))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True
+    )
+    assert result.stdout.strip() == ""
