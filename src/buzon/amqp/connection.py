@@ -326,7 +326,7 @@ class AmqpConnection:
     def _on_open(self, args: Arguments) -> ev.Event:
         vhost = args.text("virtual_host")
         if vhost != VIRTUAL_HOST:
-            text = f"virtual host {vhost[:100]!r} not found: buzon serves only '/'"
+            text = f"no virtual host {vhost[:100]}: buzon serves only /"
             raise AmqpProtocolError(ReplyCode.NOT_ALLOWED, text)
         self._send(0, c.Connection.OpenOk, "")
         self.state = AmqpState.OPEN
