@@ -41,6 +41,8 @@ class AmqpChannel:
         amqp: the connection's protocol state (where frames are queued).
         queued: tells the chassis that about this many bytes of output wait.
         ended: the engine wants the session (and so the connection) ended.
+        most_prefetch: the broker's bound on a subscription's prefetch (what AMQP's
+            "no limit" becomes).
     """
 
     __slots__ = (
@@ -48,6 +50,7 @@ class AmqpChannel:
         "_confirmed",
         "_ended",
         "_gate",
+        "_most",
         "_queued",
         "_tags",
         "_unacked",
@@ -66,8 +69,10 @@ class AmqpChannel:
         amqp: AmqpConnection,
         queued: Callable[[int], None],
         ended: Callable[[ErrorCode, str], None],
+        most_prefetch: int,
     ) -> None:
         self.number = number
+        self._most = most_prefetch
         self._amqp = amqp
         self._queued = queued
         self._ended = ended
@@ -76,7 +81,7 @@ class AmqpChannel:
         self._unacked: dict[int, str] = {}  # delivery tag -> engine ack id, oldest first
         self.consumers: dict[str, str] = {}  # consumer tag -> queue name
         self.last_queue = ""  # the last queue declared here (an empty queue name means it)
-        self.prefetch: int | None = None  # basic.qos per consumer (None: the broker's)
+        self.prefetch = most_prefetch  # basic.qos per consumer (AMQP's default: no limit)
         self.published = 0  # publishes since confirm.select (their confirm tags)
         self._gate: ReceiptGate | None = None
         self._confirmed = 0  # latest tag confirmed but not yet sent
@@ -186,13 +191,14 @@ class AmqpChannel:
         """basic.qos: ``limit`` unacked deliveries (None: no limit but the broker's) per
         consumer, or shared by the channel's consumers; it applies at once, to existing
         consumers too (Celery raises it while a countdown task waits)."""
-        self.prefetch = limit
         session = self._session()
+        limit = self._most if limit is None else min(limit, self._most)
         if shared:
-            session.share_prefetch(limit)
-        else:
-            for tag in self.consumers:
-                session.set_prefetch(tag, limit)
+            session.set_shared_prefetch(None if limit == self._most else limit)
+            return
+        self.prefetch = limit
+        for tag in self.consumers:
+            session.set_prefetch(tag, limit)
 
     # -- publisher confirms --------------------------------------------------------------
 

@@ -87,6 +87,8 @@ EXCHANGE_TYPES = {
 RESERVED_PREFIX = "amq."
 """Exchange names clients may not declare (the AMQP rule)."""
 _PRIORITIES = 10  # buzon's priorities are 0 to 9; AMQP's above 9 count as 9
+# a full queue (reject-publish) or disk refuses a publish: a nack, as in RabbitMQ
+_REFUSED_PUBLISH = frozenset({ErrorCode.QUEUE_FULL, ErrorCode.STORAGE_FULL})
 
 
 class Methods:
@@ -417,9 +419,10 @@ class Methods:
                     destination, headers, event.body, transaction=transaction, create=False
                 )
             except BrokerError as exc:
-                if exc.code is not ErrorCode.QUEUE_FULL or not tag:
+                if exc.code not in _REFUSED_PUBLISH:
                     raise
-                adapter.amqp.confirm_nack(event.channel, tag)
+                if tag:  # the publisher learns it; without confirms it is dropped
+                    adapter.amqp.confirm_nack(event.channel, tag)
                 return
             adapter.published = True
         elif event.mandatory:

@@ -101,6 +101,7 @@ class AmqpAdapter:
         self._token: str | None = None
         self.channels: dict[int, AmqpChannel] = {}
         self._busy = False  # a method runs off the loop: handle nothing else meanwhile
+        self._blocked = False  # connection.blocked was sent (memory)
         self.published = False
         self._failed = False
         self._peer_closed = False
@@ -171,6 +172,12 @@ class AmqpAdapter:
             self._handlers[type(event)](event)
         except BuzonError as exc:
             self.refuse(event, exc)
+        except Exception:
+            # our bug: this connection ends (541), the broker and the others go on
+            log.exception("%s: %s failed", self._connection.id, type(event).__name__)
+            self._connection.failure = ErrorCode.INTERNAL_ERROR
+            self.amqp.close_connection(ReplyCode.INTERNAL_ERROR, "internal error")
+            self._failed = True
 
     def refuse(self, event: Event, exc: BuzonError) -> None:
         """Answer a method the engine or a check refused: close its channel (a soft
@@ -190,7 +197,18 @@ class AmqpAdapter:
 
     def take_published(self) -> bool:
         published, self.published = self.published, False
+        if published and not self._blocked and self._ctx.broker.over_high_water:
+            # the chassis stops reading; clients that can say so stop publishing
+            self._blocked = True
+            if self.amqp.blocked("buzon is over its memory budget"):
+                self._connection.queued(64)
+            self._ctx.broker.call_when_below_low_water(self._unblocked)
         return published
+
+    def _unblocked(self) -> None:
+        self._blocked = False
+        if self.amqp.unblocked():
+            self._connection.flush()
 
     # -- off-loop steps ------------------------------------------------------------------
 
@@ -277,7 +295,13 @@ class AmqpAdapter:
         principal = self._principal
         if principal is None:
             raise AccessDenied(ErrorCode.NOT_AUTHENTICATED)
-        channel = AmqpChannel(event.channel, self.amqp, self._connection.queued, self._ended_by)
+        channel = AmqpChannel(
+            event.channel,
+            self.amqp,
+            self._connection.queued,
+            self._ended_by,
+            self._ctx.broker.config.max_prefetch,
+        )
         session = self._ctx.broker.open_session(
             channel, principal, token=self._token, connection=self._connection.id
         )
