@@ -11,7 +11,9 @@ engine calls, and turning deliveries into bytes.
 An adapter is built by the chassis (``Connection(ctx, AdapterClass)``) with the chassis as
 its only argument, and talks back to it: ``queued`` after adding output, ``flush``,
 ``verify`` for an off-loop check, ``established`` when the handshake is over, ``fail``,
-``failure`` and ``close_reason``.
+``failure`` (the error it ends with, when the adapter writes that error itself) and
+``close_reason`` (a goodbye sets ``CLIENT_DISCONNECT``; a connection that ends with
+neither is counted as a protocol error).
 
 An adapter may hold any number of engine sessions (one for STOMP; one per channel for a
 protocol that multiplexes, such as AMQP): the chassis only ever goes through
