@@ -15,6 +15,7 @@ import socket
 import ssl
 import time
 from collections.abc import Callable
+from typing import Any
 
 from buzon.auth import AccessKeys, Accounts, SecretHasher, Tokens
 from buzon.auth.users import check_password, check_username
@@ -23,6 +24,7 @@ from buzon.errors import BuzonError, ErrorCode
 from buzon.server.close_reasons import CloseReason
 from buzon.server.cluster import ClusterNode
 from buzon.server.config import ListenError, Settings, disk_floor
+from buzon.server.connection import Connection
 from buzon.server.context import ServerContext
 from buzon.server.durable import until_durable
 from buzon.server.engine_timers import TimerDriver
@@ -32,7 +34,7 @@ from buzon.server.loop_lag import watch_loop_lag
 from buzon.server.periodic import every
 from buzon.server.rates import RateMeter
 from buzon.server.resources import Resources
-from buzon.server.stomp_session import StompSession
+from buzon.server.stomp_session import stomp_session
 from buzon.server.tls import server_context
 from buzon.store import MemoryStore, Store
 from buzon.store.postgres import PostgresStore
@@ -169,7 +171,7 @@ class BuzonServer:
         return self._ctx.broker
 
     @property
-    def connections(self) -> frozenset[StompSession]:
+    def connections(self) -> frozenset[Connection[Any]]:
         return frozenset(self._ctx.connections)
 
     def urls(self) -> list[str]:
@@ -339,7 +341,7 @@ class BuzonServer:
         name = "STOMP" if tls is None else "STOMP TLS"
         try:
             return await asyncio.get_running_loop().create_server(
-                lambda: StompSession(ctx),
+                lambda: stomp_session(ctx),
                 host=self.settings.host,
                 port=port,
                 family=socket.AF_UNSPEC,

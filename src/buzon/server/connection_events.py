@@ -15,14 +15,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from buzon.broker import Session
+from buzon.auth import Principal
 from buzon.server.close_reasons import CloseReason
 
 log = logging.getLogger("buzon.connections")
 
 
 class TrackedConnection(Protocol):
-    """What the events read from a connection (a STOMP session over any transport)."""
+    """What the events read from a connection (any protocol over any transport)."""
 
     @property
     def id(self) -> str: ...
@@ -43,7 +43,7 @@ class TrackedConnection(Protocol):
     def transport_name(self) -> str: ...
 
     @property
-    def session(self) -> Session | None: ...
+    def principal(self) -> Principal | None: ...
 
 
 @dataclass(slots=True)
@@ -78,9 +78,9 @@ class ConnectionEvents:
             "transport": connection.transport_name,
             "protocol": connection.protocol,
         }
-        session = connection.session
-        if session is not None:
-            fields["user"] = session.principal.name
+        principal = connection.principal
+        if principal is not None:
+            fields["user"] = principal.name
         fields["reason"] = reason.value
         fields["duration_s"] = round(time.time() - connection.connected_at, 3)
         log.info("connection closed", extra=fields)

@@ -22,7 +22,7 @@ from buzon.store import Store
 
 if TYPE_CHECKING:
     from buzon.server.cluster import ClusterNode
-    from buzon.server.stomp_session import StompSession
+    from buzon.server.connection import Connection
 
 
 @dataclass(eq=False)
@@ -41,7 +41,7 @@ class ServerContext:
     stomp_ports: dict[str, int] = field(default_factory=dict)
     # where clients reach this node: one URL per bound listener (the API's for HTTP)
     listeners: tuple[str, ...] = ()
-    connections: set[StompSession] = field(default_factory=set)
+    connections: set[Connection[Any]] = field(default_factory=set)
     # this node's membership of a cluster (PostgreSQL storage), else None
     cluster: ClusterNode | None = None
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -57,12 +57,12 @@ class ServerContext:
     def __post_init__(self) -> None:
         self.redrives = Redrives(self.broker, self.tasks)
 
-    def add_connection(self, connection: StompSession) -> None:
+    def add_connection(self, connection: Connection[Any]) -> None:
         """Count an accepted connection."""
         self.connections.add(connection)
         self.idle.clear()
 
-    def remove_connection(self, connection: StompSession) -> None:
+    def remove_connection(self, connection: Connection[Any]) -> None:
         """Forget a closed connection; the last one out sets :attr:`idle`."""
         self.connections.discard(connection)
         if not self.connections:

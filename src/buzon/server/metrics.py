@@ -97,7 +97,7 @@ def _uptime(ctx: ServerContext) -> float:
 def _connections(ctx: ServerContext) -> Iterator[Metric]:
     open_now = GaugeMetricFamily(
         "buzon_connections",
-        "Open STOMP connections, by transport (tcp, websocket) and protocol version",
+        "Open connections, by transport (tcp, tls, websocket) and protocol (stomp/1.2)",
         labels=["transport", "protocol"],
     )
     kinds = Counter((c.transport_name, c.protocol) for c in ctx.connections)
@@ -106,10 +106,10 @@ def _connections(ctx: ServerContext) -> Iterator[Metric]:
     yield open_now
     events = ctx.connection_events
     yield CounterMetricFamily(
-        "buzon_connections_opened", "STOMP connections accepted", events.opened
+        "buzon_connections_opened", "Client connections accepted", events.opened
     )
     closed = CounterMetricFamily(
-        "buzon_connections_closed", "STOMP connections ended, by reason", labels=["reason"]
+        "buzon_connections_closed", "Client connections ended, by reason", labels=["reason"]
     )
     for reason in CloseReason:
         closed.add_metric([reason.value], events.closed[reason])

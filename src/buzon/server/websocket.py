@@ -1,24 +1,24 @@
-"""STOMP over WebSocket: the asyncio transport a :class:`StompSession` expects, on a WebSocket.
+"""A WebSocket as an asyncio transport, for a :class:`~buzon.server.connection.Connection`.
 
-Strategy: :class:`StompSession` is an ``asyncio.Protocol`` written for TCP. Rather than a
-second session, WebSocket gets a transport: each WebSocket message, text or binary, goes to
-``data_received`` as bytes, and what the session writes goes back as binary messages. So
-every STOMP rule and limit, the login, the heart-beats, the pauses and the close reasons
-are the TCP ones. The WebSocket protocol itself (the upgrade, masking, ping and pong, the
-closing handshake, the message size cap) is uvicorn's and the ``websockets`` library's:
-this module sees whole messages only.
+Strategy: the connection chassis is an ``asyncio.Protocol`` written for TCP. Rather than a
+second chassis, WebSocket gets a transport: each WebSocket message, text or binary, goes to
+``data_received`` as bytes, and what the connection writes goes back as binary messages. So
+every protocol rule and limit, the login, the heart-beats, the pauses and the close reasons
+are the TCP ones (``/ws`` carries STOMP). The WebSocket protocol itself (the upgrade,
+masking, ping and pong, the closing handshake, the message size cap) is uvicorn's and the
+``websockets`` library's: this module sees whole messages only.
 
 Flow control works as on TCP:
 
 - out: writes wait here until the sender task has handed them to the WebSocket, which waits
-  while the socket underneath is full. Past the high-water mark the session is told
+  while the socket underneath is full. Past the high-water mark the connection is told
   ``pause_writing`` (and the engine stops delivering to it), at the low-water mark
   ``resume_writing``.
-- in: while the session pauses reading, the next message is not asked for, and uvicorn
+- in: while the connection pauses reading, the next message is not asked for, and uvicorn
   stops reading the socket once it holds a message nobody asked for.
 
 Messages out are binary because a text message must be valid UTF-8 and a STOMP body need
-not be (stomp.js reads both kinds). The session writes whole frames and a write is never
+not be (stomp.js reads both kinds). The connection writes whole frames and a write is never
 split, so each message carries one or more whole frames.
 """
 
@@ -32,12 +32,12 @@ from typing import Any
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from buzon.server.close_reasons import CloseReason
-from buzon.server.stomp_session import StompSession
+from buzon.server.connection import Connection
 
 # Writes are joined into messages of at most this size (one larger write goes alone), so
 # a backlog is not copied into one huge message.
 MESSAGE_BYTES = 64 * 1024
-# asyncio's default high-water mark, until the session sets its own.
+# asyncio's default high-water mark, until the connection sets its own.
 DEFAULT_HIGH_WATER = 64 * 1024
 # Close codes (RFC 6455 section 7.4.1) by which the peer broke the WebSocket protocol: a
 # malformed frame, a text message that is not UTF-8, a message over the size cap.
@@ -46,27 +46,27 @@ _NORMAL_CLOSURE = 1000
 
 
 class WebSocketTransport(asyncio.Transport):
-    """One accepted WebSocket, as the transport of one :class:`StompSession`.
+    """One accepted WebSocket, as the transport of one :class:`Connection`.
 
     ``get_extra_info`` knows ``peername`` (host, port) and ``websocket`` (True).
 
     Args:
         websocket: the accepted WebSocket.
-        session: the STOMP session to drive.
-        on_login: called once, when the session has logged in and before the next message
+        connection: the connection to drive.
+        on_login: called once, when the connection has logged in and before the next message
             is asked for (the HTTP layer lifts the pre-login message cap with it).
     """
 
     __slots__ = (
         "_buffered",
         "_closing",
+        "_connection",
         "_finished",
         "_high_water",
         "_low_water",
         "_on_login",
         "_out",
         "_readable",
-        "_session",
         "_wakeup",
         "_websocket",
         "_writing_paused",
@@ -75,7 +75,7 @@ class WebSocketTransport(asyncio.Transport):
     def __init__(
         self,
         websocket: WebSocket,
-        session: StompSession,
+        connection: Connection[Any],
         *,
         on_login: Callable[[], None] | None = None,
     ) -> None:
@@ -85,7 +85,7 @@ class WebSocketTransport(asyncio.Transport):
         super().__init__({"peername": peer, "websocket": True, "tls": tls})
         self._websocket = websocket
         self._on_login = on_login
-        self._session = session
+        self._connection = connection
         self._out: deque[bytes] = deque()
         self._buffered = 0
         self._high_water = DEFAULT_HIGH_WATER
@@ -98,8 +98,8 @@ class WebSocketTransport(asyncio.Transport):
         self._finished = asyncio.Event()
 
     async def run(self) -> None:
-        """Serve the connection until it ends; the session's ``connection_lost`` comes last."""
-        self._session.connection_made(self)
+        """Serve the connection until it ends; its ``connection_lost`` comes last."""
+        self._connection.connection_made(self)
         try:
             async with asyncio.TaskGroup() as group:
                 receiver = group.create_task(self._receive_loop())
@@ -109,9 +109,9 @@ class WebSocketTransport(asyncio.Transport):
                 sender.cancel()
         finally:
             self._closing = True
-            self._session.connection_lost(None)
+            self._connection.connection_lost(None)
 
-    # -- the asyncio.Transport surface StompSession uses -----------------------------------
+    # -- the asyncio.Transport surface Connection uses -------------------------------------
 
     def write(self, data: bytes | bytearray | memoryview[Any]) -> None:
         if self._closing or not data:
@@ -122,7 +122,7 @@ class WebSocketTransport(asyncio.Transport):
         self._wakeup.set()
         if not self._writing_paused and self._buffered > self._high_water:
             self._writing_paused = True
-            self._session.pause_writing()
+            self._connection.pause_writing()
 
     def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
         if high is None:
@@ -167,7 +167,7 @@ class WebSocketTransport(asyncio.Transport):
         try:
             while True:
                 await self._readable.wait()
-                if self._on_login is not None and self._session.session is not None:
+                if self._on_login is not None and self._connection.principal is not None:
                     self._on_login()  # logged in: messages may now be as large as frames
                     self._on_login = None
                 message = await websocket.receive()
@@ -175,11 +175,11 @@ class WebSocketTransport(asyncio.Transport):
                     self._peer_closed(message.get("code", _NORMAL_CLOSURE))
                     return
                 if self._closing:
-                    continue  # the session parses nothing more; keep the peer's writes moving
+                    continue  # nothing more is parsed; keep the peer's writes moving
                 data = message.get("bytes")
                 if data is None:
                     data = message.get("text", "").encode()
-                self._session.data_received(data)
+                self._connection.data_received(data)
         finally:
             self._finished.set()
 
@@ -187,10 +187,10 @@ class WebSocketTransport(asyncio.Transport):
         if self._closing:
             return  # our own close, or the end of it
         self._closing = True
-        session = self._session
-        if code in _PEER_FAULTS and session.close_reason is None:
-            session.close_reason = CloseReason.PROTOCOL_ERROR
-        session.eof_received()
+        connection = self._connection
+        if code in _PEER_FAULTS and connection.close_reason is None:
+            connection.close_reason = CloseReason.PROTOCOL_ERROR
+        connection.eof_received()
 
     async def _send_loop(self) -> None:
         send = self._websocket.send
@@ -227,4 +227,4 @@ class WebSocketTransport(asyncio.Transport):
         self._buffered -= size
         if self._writing_paused and self._buffered <= self._low_water:
             self._writing_paused = False
-            self._session.resume_writing()
+            self._connection.resume_writing()

@@ -71,7 +71,7 @@ async def history(ctx: Ctx, caller: CurrentCaller) -> RateHistory:
     )
 
 
-@router.get("/connections", summary="Open STOMP connections")
+@router.get("/connections", summary="Open client connections")
 async def connections(ctx: Ctx, caller: CurrentCaller) -> list[Connection]:
     """Admins see every connection; others see their own. Connections no longer open
     (told to go, waiting for the peer, or gone) are left out."""
@@ -80,21 +80,21 @@ async def connections(ctx: Ctx, caller: CurrentCaller) -> list[Connection]:
     for connection in sorted(ctx.connections, key=lambda c: c.connected_at):
         if not connection.open:
             continue  # told to go: it only waits for the peer
-        session = connection.session
-        if not principal.is_admin and (session is None or session.principal.id != principal.id):
+        user = connection.principal
+        if not principal.is_admin and (user is None or user.id != principal.id):
             continue
-        stats = None if session is None else session.statistics()
+        stats = connection.statistics()
         shown.append(
             Connection(
                 id=connection.id,
-                user=None if session is None else session.principal.name,
+                user=None if user is None else user.name,
                 peer=connection.peer,
                 protocol=connection.protocol,
                 transport=connection.transport_name,
                 connected_at=utc(connection.connected_at),
-                subscriptions=0 if stats is None else stats.subscriptions,
-                published=0 if stats is None else stats.published,
-                delivered=0 if stats is None else stats.delivered,
+                subscriptions=stats.subscriptions,
+                published=stats.published,
+                delivered=stats.delivered,
             )
         )
     return shown
@@ -108,7 +108,7 @@ async def connections(ctx: Ctx, caller: CurrentCaller) -> list[Connection]:
 async def close_connection(
     connection_id: Annotated[str, Path(max_length=64)], ctx: Ctx, caller: CurrentCaller
 ) -> Response:
-    """The client gets an ERROR (CONNECTION_CLOSED_BY_ADMIN) and is disconnected; its
+    """The client gets its protocol's error (CONNECTION_CLOSED_BY_ADMIN) and is disconnected; its
     unacknowledged messages go back to their queues. It may connect again. One no longer
     open (as the listing says) is not found."""
     if not caller.principal.is_admin:
@@ -116,7 +116,7 @@ async def close_connection(
     for connection in ctx.connections:
         if connection.id == connection_id and connection.open:
             log.info("%s closed by admin %s", connection.id, caller.principal.name)
-            connection.close_session(ErrorCode.CONNECTION_CLOSED_BY_ADMIN, "")
+            connection.fail(ErrorCode.CONNECTION_CLOSED_BY_ADMIN)
             return Response(status_code=status.HTTP_204_NO_CONTENT)
     raise RequestError(ErrorCode.CONNECTION_NOT_FOUND, f"no open connection {connection_id!r}")
 

@@ -23,7 +23,7 @@ from buzon.errors import ErrorCode
 from buzon.server.context import ServerContext
 from buzon.server.http.errors import problem
 from buzon.server.http.ws_protocol import cap_raiser
-from buzon.server.stomp_session import StompSession
+from buzon.server.stomp_session import stomp_session
 from buzon.server.websocket import WebSocketTransport
 
 log = logging.getLogger("buzon.http")
@@ -55,7 +55,7 @@ async def stomp_over_websocket(websocket: WebSocket) -> None:
         return
     await websocket.accept(subprotocol)
     raise_cap = cap_raiser(websocket.scope.get("extensions"))
-    await WebSocketTransport(websocket, StompSession(ctx), on_login=raise_cap).run()
+    await WebSocketTransport(websocket, stomp_session(ctx), on_login=raise_cap).run()
 
 
 def origin_allowed(origin: str | None, host: str | None, allowed: Sequence[str]) -> bool:
