@@ -29,7 +29,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from buzon.broker import AckMode, Broker, BrokerConfig
 from buzon.broker.destinations import new_record
 from buzon.store import DestinationKind
-from tests.broker.helpers import Clock, HeldStore, Peer, open_peer
+from tests.broker.helpers import Clock, HeldStore, Peer, open_peer, send
 
 Q = "/queue/paged"
 PREFETCH = 2
@@ -134,7 +134,7 @@ class PagedQueueMachine(RuleBasedStateMachine):
             headers.append(("expires", str(int(expires_at * 1000))))
         self.published += 1
         number = self.published
-        message_id = self.producer.session.publish(Q, tuple(headers), b"%020d" % number)
+        message_id = send(self.producer.session, Q, tuple(headers), b"%020d" % number)
         seq = int(message_id.rsplit("-", 1)[1])  # ids are <run prefix>-<seq>
         self.waiting[number] = Waiting(
             seq,

@@ -10,7 +10,7 @@ from buzon.broker import AckMode, Broker, BrokerConfig
 from buzon.broker.destinations import new_record
 from buzon.errors import BrokerError, ErrorCode
 from buzon.store import DestinationKind, Overflow, QueuePolicy
-from tests.broker.helpers import Clock, Peer, open_peer
+from tests.broker.helpers import Clock, Peer, open_peer, send
 
 Q = "/queue/strict"
 
@@ -54,7 +54,7 @@ def test_drop_head_dead_letters_the_oldest_with_the_reason() -> None:
     strict_queue(broker, max_length=2, overflow=Overflow.DROP_HEAD, dead_letter_queue="dead")
     audit = dead_letters(broker)
     producer = open_peer(broker, "alice")
-    producer.session.publish(Q, (("trace", "t1"),), b"oldest")
+    send(producer.session, Q, (("trace", "t1"),), b"oldest")
     producer.publish(Q, b"middle", b"newest")
     consumer = open_peer(broker).subscribe(Q)
     assert consumer.bodies() == [b"middle", b"newest"]
@@ -76,8 +76,8 @@ def test_expired_messages_are_never_delivered_and_are_dead_lettered() -> None:
     producer = open_peer(broker, "alice")
     producer.publish(Q, b"short-lived")
     soon = int((clock.now + 1) * 1000)
-    producer.session.publish(Q, (("expires", str(soon)),), b"even shorter")
-    producer.session.publish(Q, (("expires", "0"),), b"0 means never: the queue's TTL applies")
+    send(producer.session, Q, (("expires", str(soon)),), b"even shorter")
+    send(producer.session, Q, (("expires", "0"),), b"0 means never: the queue's TTL applies")
     clock.now += 2
     consumer = open_peer(broker).subscribe(Q, AckMode.CLIENT_INDIVIDUAL)
     assert consumer.bodies() == [b"short-lived", b"0 means never: the queue's TTL applies"]
@@ -97,7 +97,7 @@ def test_expired_messages_are_never_delivered_and_are_dead_lettered() -> None:
 def test_a_bad_expires_header_is_refused() -> None:
     broker = Broker()
     with pytest.raises(BrokerError) as bad:
-        open_peer(broker).session.publish(Q, (("expires", "tomorrow"),), b"x")
+        send(open_peer(broker).session, Q, (("expires", "tomorrow"),), b"x")
     assert bad.value.code is ErrorCode.BAD_HEADER_VALUE
 
 

@@ -15,7 +15,7 @@ from types import FrameType
 from typing import Any
 
 from buzon.broker import AckMode, Broker
-from tests.broker.helpers import Clock, Peer, numbered, open_peer, user
+from tests.broker.helpers import Clock, Peer, numbered, open_peer, send, user
 
 Q = "/queue/costly"
 SIZES = (100, 10_000)
@@ -69,7 +69,7 @@ def sweep_with_four_due(size: int) -> int:
     producer = open_peer(broker, "alice")
     short = {n for n in range(size) if n % (size // 4) == 1}
     for n in range(size):
-        producer.session.publish(Q, expires_in(clock, 1 if n in short else 3600), b"%d" % n)
+        send(producer.session, Q, expires_in(clock, 1 if n in short else 3600), b"%d" % n)
     clock.now += 2
     expired: list[int] = []
     work = steps(lambda: expired.append(broker.expire_messages(clock.now)))
@@ -115,7 +115,7 @@ def test_the_sweep_also_retires_expired_messages_of_durable_backlogs() -> None:
     broker = Broker(clock=clock)
     durable_away(broker)
     producer = open_peer(broker, "carol")
-    producer.session.publish("/topic/news", expires_in(clock, 1), b"stale soon")
+    send(producer.session, "/topic/news", expires_in(clock, 1), b"stale soon")
     producer.session.publish("/topic/news", (), b"keeps")
     clock.now += 2
     assert broker.expire_messages(clock.now) == 1

@@ -17,7 +17,7 @@ from buzon.broker import AckMode, Broker, BrokerConfig, Queue, Refusal
 from buzon.broker.destinations import new_record
 from buzon.errors import BrokerError, ErrorCode
 from buzon.store import DestinationKind, MemoryStore, Overflow, QueuePolicy
-from tests.broker.helpers import Clock, HeldStore, Peer, open_peer
+from tests.broker.helpers import Clock, HeldStore, Peer, open_peer, send
 
 Q = "/queue/work"
 RECORD = new_record(DestinationKind.QUEUE, "work", "id-alice", None, 0.0)
@@ -47,7 +47,7 @@ def test_a_delayed_message_waits_for_its_time_and_never_blocks_the_messages_behi
     broker = make_broker(clock)
     producer = open_peer(broker, "alice")
     consumer = open_peer(broker, "bob").subscribe(Q)
-    producer.session.publish(Q, (("delay", "1500"), ("trace", "t")), b"later")
+    send(producer.session, Q, (("delay", "1500"), ("trace", "t")), b"later")
     producer.publish(Q, b"now")
     assert consumer.bodies() == [b"now"]
     queue = stats(broker)
@@ -66,10 +66,10 @@ def test_deliver_at_in_the_past_and_delay_zero_are_ordinary_messages() -> None:
     broker = make_broker(clock)
     consumer = open_peer(broker, "bob").subscribe(Q)
     session = open_peer(broker, "alice").session
-    session.publish(Q, (("delay", "0"),), b"zero")
-    session.publish(Q, (("deliver-at", str(int((clock.now - 5) * 1000))),), b"past")
+    send(session, Q, (("delay", "0"),), b"zero")
+    send(session, Q, (("deliver-at", str(int((clock.now - 5) * 1000))),), b"past")
     assert consumer.bodies() == [b"zero", b"past"]
-    session.publish(Q, (("deliver-at", str(int((clock.now + 2) * 1000))),), b"future")
+    send(session, Q, (("deliver-at", str(int((clock.now + 2) * 1000))),), b"future")
     later(broker, clock, 2)
     assert consumer.bodies() == [b"zero", b"past", b"future"]
 
@@ -92,7 +92,7 @@ def test_bad_times_are_refused_naming_the_header_and_nothing_is_enqueued(
     broker = make_broker(Clock())
     session = open_peer(broker, "alice").session
     with pytest.raises(BrokerError) as refused:
-        session.publish(Q, headers, b"x")
+        send(session, Q, headers, b"x")
     assert refused.value.code is ErrorCode.BAD_HEADER_VALUE
     assert named in refused.value.detail
     queue = stats(broker)
@@ -102,7 +102,7 @@ def test_bad_times_are_refused_naming_the_header_and_nothing_is_enqueued(
 def test_a_channel_refuses_a_delay() -> None:
     broker = make_broker(Clock())
     with pytest.raises(BrokerError) as refused:
-        open_peer(broker, "alice").session.publish("/topic/news", (("delay", "10"),), b"x")
+        send(open_peer(broker, "alice").session, "/topic/news", (("delay", "10"),), b"x")
     assert "queues" in refused.value.detail
 
 
@@ -159,7 +159,7 @@ def test_nack_without_requeue_dead_letters_at_once_with_the_whole_story() -> Non
     clock = Clock()
     broker = make_broker(clock, dead_letter_queue="dead")
     audit = open_peer(broker, "alice").subscribe("/queue/dead")
-    open_peer(broker, "alice").session.publish(Q, (("trace", "t7"),), b"poison")
+    send(open_peer(broker, "alice").session, Q, (("trace", "t7"),), b"poison")
     consumer = open_peer(broker, "bob").subscribe(Q, AckMode.CLIENT_INDIVIDUAL)
     consumer.session.nack(consumer.ack_ids()[0], refusal=Refusal(error="first try"))
     consumer.session.nack(
@@ -219,7 +219,7 @@ def test_max_length_counts_scheduled_messages_and_drop_head_applies_when_they_co
     clock = Clock()
     refusing = make_broker(clock, max_length=2)
     producer = open_peer(refusing, "alice")
-    producer.session.publish(Q, (("delay", "1000"),), b"later")
+    send(producer.session, Q, (("delay", "1000"),), b"later")
     producer.publish(Q, b"now")
     with pytest.raises(BrokerError) as full:  # the delayed one holds a place
         producer.publish(Q, b"one too many")
@@ -228,7 +228,7 @@ def test_max_length_counts_scheduled_messages_and_drop_head_applies_when_they_co
     dropping = make_broker(clock, max_length=1, overflow=Overflow.DROP_HEAD)
     producer = open_peer(dropping, "alice")
     producer.publish(Q, b"old")
-    producer.session.publish(Q, (("delay", "1000"),), b"due")
+    send(producer.session, Q, (("delay", "1000"),), b"due")
     later(dropping, clock, 1)
     consumer = open_peer(dropping, "bob").subscribe(Q, AckMode.CLIENT_INDIVIDUAL)
     assert consumer.bodies() == [b"due"]  # "old" made room when "due" came due
@@ -258,7 +258,7 @@ def test_purge_drops_scheduled_messages_too_and_deliver_now_and_cancel_act_on_on
     clock = Clock()
     broker = make_broker(clock)
     session = open_peer(broker, "alice").session
-    ids = [session.publish(Q, (("delay", "60000"),), body) for body in (b"a", b"b", b"c")]
+    ids = [send(session, Q, (("delay", "60000"),), body) for body in (b"a", b"b", b"c")]
     queue = broker.destination(DestinationKind.QUEUE, "work")
     assert isinstance(queue, Queue)
     assert [m.body for _, m in queue.scheduled(10)] == [b"a", b"b", b"c"]
@@ -279,7 +279,7 @@ def test_scheduled_messages_and_delayed_retries_survive_a_restart() -> None:
     store = MemoryStore()
     broker = make_broker(clock, store, retry_delay_ms=5_000)
     session = open_peer(broker, "alice").session
-    session.publish(Q, (("delay", "10000"),), b"delayed")
+    send(session, Q, (("delay", "10000"),), b"delayed")
     session.publish(Q, (), b"retried")
     consumer = open_peer(broker, "bob").subscribe(Q, AckMode.CLIENT_INDIVIDUAL)
     consumer.session.nack(consumer.ack_ids()[0])
@@ -310,7 +310,7 @@ def test_a_paged_queue_never_reads_a_scheduled_message_with_its_tail() -> None:
     broker = make_broker(clock, store)
     session = open_peer(broker, "alice").session
     session.publish(Q, (), b"1")
-    session.publish(Q, (("delay", "1000"),), b"late")
+    send(session, Q, (("delay", "1000"),), b"late")
     for body in (b"2", b"3", b"4", b"5", b"6"):
         session.publish(Q, (), body)  # window of 3: the rest is the tail, in the store
     consumer = open_peer(broker, "bob").subscribe(Q)
@@ -325,7 +325,7 @@ def test_a_paged_queue_keeps_only_a_window_of_scheduled_messages_in_memory() -> 
     broker = make_broker(clock, store)
     session = open_peer(broker, "alice").session
     for n in range(50):
-        session.publish(Q, (("delay", str(1_000 + 100 * ((n * 37) % 50))),), str(n).encode())
+        send(session, Q, (("delay", str(1_000 + 100 * ((n * 37) % 50))),), str(n).encode())
     queue = broker.destination(DestinationKind.QUEUE, "work")
     assert isinstance(queue, Queue)
     assert len(queue.scheduled(100)) == 3  # the window; the other 47 only in the store
@@ -344,7 +344,7 @@ def test_a_restart_reads_only_the_soonest_scheduled_messages_and_counts_the_rest
     broker = make_broker(clock, store)
     session = open_peer(broker, "alice").session
     for n in range(20):
-        session.publish(Q, (("delay", str(1_000 * (20 - n))),), str(n).encode())
+        send(session, Q, (("delay", str(1_000 * (20 - n))),), str(n).encode())
     broker.close()
     again = make_broker(clock, store)
     again.restore(asyncio.run(store.backlogs(3, 1 << 20)), cleanly=True)
@@ -364,7 +364,7 @@ def test_a_deleted_queues_scheduled_messages_all_leave_the_store_at_the_next_sta
     broker = make_broker(clock, store)
     session = open_peer(broker, "alice").session
     for n in range(20):
-        session.publish(Q, (("delay", "60000"),), str(n).encode())
+        send(session, Q, (("delay", "60000"),), str(n).encode())
     broker.close()
     again = Broker(BrokerConfig(backlog_window=3), clock=clock, log=store, pager=store)
     again.restore(asyncio.run(store.backlogs(3, 1 << 20)), cleanly=True)  # "work" is gone
@@ -392,7 +392,7 @@ def test_scheduled_paging_loses_nothing_whatever_order_the_store_answers_in(seed
         not_before[body] = clock.now + delay / 1000
         nacks_left[body] = rng.choice([0, 0, 1, 2])
         planned[body] = 1 + nacks_left[body]
-        session.publish(Q, (("delay", str(delay)),), body)
+        send(session, Q, (("delay", str(delay)),), body)
         for _ in range(rng.randrange(3)):
             if held.held:
                 held.step()

@@ -31,6 +31,8 @@ def test_public_names_are_pinned() -> None:
         "Headers",
         "Lease",
         "Message",
+        "NO_OPTIONS",
+        "PublishOptions",
         "Queue",
         "QueueStats",
         "REQUEUE",
@@ -40,7 +42,6 @@ def test_public_names_are_pinned() -> None:
         "SlowConsumerPolicy",
         "address",
         "parse_destination",
-        "requeue_delay",
     ]
 
 

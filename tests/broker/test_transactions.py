@@ -8,7 +8,7 @@ import pytest
 
 from buzon.broker import AckMode, Broker, BrokerConfig
 from buzon.errors import BrokerError, ErrorCode
-from tests.broker.helpers import Peer, numbered, open_peer
+from tests.broker.helpers import Peer, numbered, open_peer, send
 
 Q = "/queue/tx"
 
@@ -17,8 +17,7 @@ def test_commit_applies_staged_sends_in_order(broker: Broker, producer: Peer) ->
     consumer = open_peer(broker).subscribe(Q)
     producer.session.begin("t1")
     ids = [
-        producer.session.publish(Q, (("n", str(n)),), b"%d" % n, transaction="t1")
-        for n in (1, 2, 3)
+        send(producer.session, Q, (("n", str(n)),), b"%d" % n, transaction="t1") for n in (1, 2, 3)
     ]
     producer.publish("/topic/side", b"4", transaction="t1")
     assert ids == ["", "", ""]

@@ -10,14 +10,22 @@ from buzon.broker.channel import Channel
 from buzon.broker.config import BrokerConfig, SlowConsumerPolicy
 from buzon.broker.engine import Broker
 from buzon.broker.leases import Lease
-from buzon.broker.message import REQUEUE, DeliverySink, Headers, Message, Refusal
-from buzon.broker.policy import requeue_delay
+from buzon.broker.message import (
+    NO_OPTIONS,
+    REQUEUE,
+    DeliverySink,
+    Headers,
+    Message,
+    PublishOptions,
+    Refusal,
+)
 from buzon.broker.queue import Queue
 from buzon.broker.session import Session
 from buzon.broker.stats import BrokerStats, ChannelStats, QueueStats, SessionStats
 from buzon.broker.subscription import AckMode
 
 __all__ = [
+    "NO_OPTIONS",
     "REQUEUE",
     "AckMode",
     "Broker",
@@ -29,6 +37,7 @@ __all__ = [
     "Headers",
     "Lease",
     "Message",
+    "PublishOptions",
     "Queue",
     "QueueStats",
     "Refusal",
@@ -37,5 +46,4 @@ __all__ = [
     "SlowConsumerPolicy",
     "address",
     "parse_destination",
-    "requeue_delay",
 ]

@@ -24,7 +24,15 @@ from buzon.broker.flow import QueuedBytes
 from buzon.broker.intake import Intake, Publication
 from buzon.broker.journal import Journal
 from buzon.broker.leases import Lease, Leases
-from buzon.broker.message import REQUEUE, DeliverySink, Headers, Message, Refusal
+from buzon.broker.message import (
+    NO_OPTIONS,
+    REQUEUE,
+    DeliverySink,
+    Headers,
+    Message,
+    PublishOptions,
+    Refusal,
+)
 from buzon.broker.paged_backlog import Paging
 from buzon.broker.queue import Queue
 from buzon.broker.session import Session
@@ -275,6 +283,7 @@ class Broker:
         headers: Headers,
         body: bytes,
         grants: Collection[str] = (),
+        options: PublishOptions = NO_OPTIONS,
     ) -> Publication:
         """Publish outside any session (HTTP); the destination must exist.
 
@@ -283,7 +292,7 @@ class Broker:
 
         Returns:
             the message id and the ticket of its write (None when nothing was written);
-            for a duplicate (its ``idempotency-key`` was seen by the queue within its
+            for a duplicate (its idempotency key was seen by the queue within its
             window), the first message's id, marked ``duplicate``.
 
         Raises:
@@ -294,7 +303,7 @@ class Broker:
         target = self._destinations.resolve(
             destination, principal, Action.PUBLISH, grants, create=False
         )
-        return self._intake.publish(target, headers, body)
+        return self._intake.publish(target, headers, body, options)
 
     def check_publish(
         self, principal: Principal, destination: str, grants: Collection[str] = ()

@@ -45,6 +45,40 @@ class Message:
 
 
 @dataclass(frozen=True, slots=True)
+class PublishOptions:
+    """What a publisher asks of its message, beyond headers and body.
+
+    Each front end builds these from its own input (STOMP and HTTP from headers such as
+    ``persistent`` or ``delay``, checked there); the engine reads no header. Bounds that
+    depend on the broker (how far ahead a message may be scheduled, whether its target
+    can hold it) are the engine's to check.
+
+    Attributes:
+        persistent: the message may be stored; a non-durable queue keeps it in memory
+            whatever this says.
+        expires_at: Unix time after which it is never delivered (None: no expiry of its
+            own; a queue's ``message_ttl_ms`` may still give it one).
+        priority: 0 (lowest) to 9.
+        delay_ms: deliver it no sooner than this long after publishing (queues only).
+        deliver_at: deliver it no sooner than this Unix time (queues only); not with
+            ``delay_ms``.
+        idempotency_key: publish it at most once per queue within the queue's
+            ``dedup_window_ms`` (1 to 256 bytes of UTF-8).
+    """
+
+    persistent: bool = True
+    expires_at: float | None = None
+    priority: int = DEFAULT_PRIORITY
+    delay_ms: int | None = None
+    deliver_at: float | None = None
+    idempotency_key: str | None = None
+
+
+NO_OPTIONS = PublishOptions()
+"""A message that asks for nothing (shared: most publishes allocate no options)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Refusal:
     """What a consumer's NACK asks for the messages it refuses.
 

@@ -21,7 +21,15 @@ from buzon.broker.config import BrokerConfig
 from buzon.broker.deadlines import ack_timeout
 from buzon.broker.destinations import Destinations
 from buzon.broker.intake import Intake
-from buzon.broker.message import REQUEUE, DeliverySink, Headers, Message, Refusal
+from buzon.broker.message import (
+    NO_OPTIONS,
+    REQUEUE,
+    DeliverySink,
+    Headers,
+    Message,
+    PublishOptions,
+    Refusal,
+)
 from buzon.broker.queue import Queue
 from buzon.broker.stats import SessionStats
 from buzon.broker.subscription import AckMode, Consumer, Subscription
@@ -99,6 +107,7 @@ class Session:
         destination: str,
         headers: Headers,
         body: bytes,
+        options: PublishOptions = NO_OPTIONS,
         *,
         transaction: str | None = None,
         create: bool = True,
@@ -110,13 +119,14 @@ class Session:
                 broker creates on first use.
             headers: user headers, passed to consumers as they are.
             body: the payload.
+            options: persistence, expiry, priority, schedule and idempotency key.
             transaction: an open transaction to stage the send in.
             create: False never creates a missing destination, whatever the broker's
                 ``auto_create`` (a front end's per-frame opt-out).
 
         Returns:
             the new message id, or ``""`` when staged (ids are assigned at commit); for a
-            duplicate (an ``idempotency-key`` the queue saw within its window: nothing is
+            duplicate (an idempotency key the queue saw within its window: nothing is
             enqueued), the first message's id.
 
         Raises:
@@ -135,14 +145,14 @@ class Session:
                 self._grants,
                 create=create and self._config.auto_create,
             )
-            staged = StagedPublish(destination, headers, body, create)
+            staged = StagedPublish(destination, headers, body, options, create)
             self._transactions.stage(transaction, staged)
             return ""
         target = self._resolve(destination, Action.PUBLISH, create)
-        key = self._intake.key_for(target, headers)
+        key = self._intake.key_for(target, options)
         if key is not None and (original := self._intake.duplicate(target, key)) is not None:
             return original
-        message = self._intake.prepare(target, headers, body)
+        message = self._intake.prepare(target, headers, body, options)
         self._send(target, message, self._intake.accept(target, message, key=key))
         return message.id
 
@@ -363,12 +373,13 @@ class Session:
         for op in staged:
             if isinstance(op, StagedPublish):
                 target = self._resolve(op.destination, Action.PUBLISH, op.create)
-                key = self._intake.key_for(target, op.headers)
+                key = self._intake.key_for(target, op.options)
                 if key is not None:
                     if (target.record.id, key) in keyed or self._intake.duplicate(target, key):
                         continue
                     keyed.add((target.record.id, key))
-                sends.append((target, self._intake.prepare(target, op.headers, op.body), key))
+                message = self._intake.prepare(target, op.headers, op.body, op.options)
+                sends.append((target, message, key))
             applied.append(op)
         accepted: list[tuple[Queue | Channel, Message, Ticket | None]] = []
         try:

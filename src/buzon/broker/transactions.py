@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from buzon.broker.message import Headers, Refusal
+from buzon.broker.message import Headers, PublishOptions, Refusal
 from buzon.errors import BrokerError, ErrorCode
 
 _DETAIL_CHARS = 64
@@ -23,6 +23,7 @@ class StagedPublish:
     destination: str
     headers: Headers
     body: bytes
+    options: PublishOptions
     create: bool = True  # False: the commit never creates the destination (auto-create:false)
 
 

@@ -42,11 +42,11 @@ from buzon.broker import (
     Refusal,
     Session,
     parse_destination,
-    requeue_delay,
 )
 from buzon.broker.addresses import EXTEND_ADDRESS
 from buzon.broker.deadlines import ACK_TIMEOUT_HEADER
 from buzon.errors import BrokerError, ErrorCode
+from buzon.server.publish_headers import OPTION_HEADERS, milliseconds, split_publish
 from buzon.stomp import (
     Abort,
     Ack,
@@ -82,6 +82,7 @@ RESERVED_HEADERS = frozenset(
         AUTO_CREATE_HEADER,
     }
 )
+_WATCHED = RESERVED_HEADERS | OPTION_HEADERS  # what a SEND's one pass looks at
 
 
 def parse_prefetch(value: str | None) -> int | None:
@@ -158,6 +159,20 @@ def key_to_check(
     return target.record, key
 
 
+def requeue_delay(value: str | None, most_ms: int) -> int | None:
+    """A NACK's ``requeue-delay`` in ms (None when absent).
+
+    Raises:
+        BrokerError: BAD_HEADER_VALUE naming the header.
+    """
+    if value is None:
+        return None
+    wait = milliseconds("requeue-delay", value)
+    if wait > most_ms:
+        raise BrokerError(ErrorCode.BAD_HEADER_VALUE, f"requeue-delay must be at most {most_ms} ms")
+    return wait
+
+
 def nack_refusal(headers: Headers, max_delay_ms: int) -> Refusal:
     """What a NACK frame asks: ``requeue:false`` dead-letters, ``requeue-delay:<ms>`` waits
     that long before the redelivery, ``error:<text>`` is kept with the message.
@@ -203,11 +218,12 @@ class Commands:
     def _send(self, event: Send) -> str | None:
         if event.destination == EXTEND_ADDRESS:
             return self._extend(event)
-        headers = tuple([h for h in event.headers if h[0] not in RESERVED_HEADERS])
+        headers, options = split_publish(event.headers, _WATCHED, RESERVED_HEADERS)
         self.session.publish(
             event.destination,
             headers,
             event.body,
+            options,
             transaction=event.transaction,
             create=may_create(event),
         )

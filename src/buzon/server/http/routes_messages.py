@@ -31,8 +31,7 @@ from pydantic import ValidationError
 
 from buzon.auth import Action, Principal
 from buzon.broker import REQUEUE, Channel, Lease, Message, Queue, Refusal
-from buzon.broker.dedup import IDEMPOTENCY_HEADER, MAX_KEY_BYTES, idempotency_key
-from buzon.broker.policy import SCHEDULE_HEADERS
+from buzon.broker.dedup import IDEMPOTENCY_HEADER, MAX_KEY_BYTES, check_key
 from buzon.errors import BrokerError, ErrorCode, RequestError
 from buzon.priority import PRIORITY_HEADER
 from buzon.server.context import ServerContext
@@ -53,6 +52,7 @@ from buzon.server.http.schemas import (
 )
 from buzon.server.http.security import Caller, Ctx, CurrentCaller, grants_for, header_text
 from buzon.server.http.timefmt import utc
+from buzon.server.publish_headers import SCHEDULE_HEADERS, split_publish
 from buzon.server.queue_waits import wait_ready
 from buzon.server.stomp_commands import RESERVED_HEADERS
 from buzon.store import DestinationKind
@@ -195,7 +195,8 @@ async def _publish(
     )
     if ctx.broker.over_high_water:  # after the access check: a stranger learns nothing
         raise BrokerError(ErrorCode.LIMIT_EXCEEDED, "the broker is full; retry shortly")
-    published = ctx.broker.publish(caller.principal, target.address, headers, body, grants)
+    headers, options = split_publish(headers)
+    published = ctx.broker.publish(caller.principal, target.address, headers, body, grants, options)
     if published.ticket is not None:
         await until_durable(published.ticket)
     if published.duplicate:
@@ -207,7 +208,7 @@ def _checked_key(key: str) -> str:
     """The ``Idempotency-Key`` request header, refused (400 naming it) when empty or over
     256 bytes, before anything is published."""
     try:
-        return idempotency_key(((IDEMPOTENCY_HEADER, key),)) or ""
+        return check_key(key)
     except BrokerError:
         raise RequestError(
             ErrorCode.BAD_REQUEST, f"Idempotency-Key must be 1 to {MAX_KEY_BYTES} bytes of UTF-8"
