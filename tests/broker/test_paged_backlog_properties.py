@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from buzon.broker import AckMode, Broker, BrokerConfig
+from buzon.broker import RELEASE, AckMode, Broker, BrokerConfig
 from buzon.broker.destinations import new_record
 from buzon.store import DestinationKind
 from tests.broker.helpers import Clock, HeldStore, Peer, open_peer, send
@@ -173,7 +173,7 @@ class PagedQueueMachine(RuleBasedStateMachine):
         ack_id, number = self.outstanding.pop(which % len(self.outstanding))
         if requeue:
             self.give_back(number)
-            self.consumer.session.nack(ack_id)
+            self.consumer.session.settle(ack_id, RELEASE)
         else:
             self.in_flight.pop(number)
             self.acked.add(number)

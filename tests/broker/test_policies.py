@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from buzon.broker import AckMode, Broker, BrokerConfig
+from buzon.broker import RELEASE, AckMode, Broker, BrokerConfig
 from buzon.broker.destinations import new_record
 from buzon.errors import BrokerError, ErrorCode
 from buzon.store import DestinationKind, Overflow, QueuePolicy
@@ -81,7 +81,7 @@ def test_expired_messages_are_never_delivered_and_are_dead_lettered() -> None:
     clock.now += 2
     consumer = open_peer(broker).subscribe(Q, AckMode.CLIENT_INDIVIDUAL)
     assert consumer.bodies() == [b"short-lived", b"0 means never: the queue's TTL applies"]
-    consumer.session.nack(consumer.ack_ids()[0])
+    consumer.session.settle(consumer.ack_ids()[0], RELEASE)
     consumer.session.unsubscribe("sub")
     clock.now += 10
     assert broker.expire_messages(clock.now) == 2  # the sweep frees them without a consumer
@@ -108,10 +108,10 @@ def test_max_deliveries_dead_letters_a_poison_message() -> None:
     consumer = open_peer(broker).subscribe(Q, AckMode.CLIENT_INDIVIDUAL)
     open_peer(broker, "alice").publish(Q, b"poison", b"fine")
     first = consumer.deliveries[0]
-    consumer.session.nack(first.ack_id or "")
+    consumer.session.settle(first.ack_id or "", RELEASE)
     second = [d for d in consumer.deliveries if d.message.body == b"poison"][-1]
     assert second.redelivered
-    consumer.session.nack(second.ack_id or "")
+    consumer.session.settle(second.ack_id or "", RELEASE)
     assert [d.message.body for d in consumer.deliveries].count(b"poison") == 2
     (moved,) = audit.deliveries
     assert dict(moved.message.headers)["x-dead-letter-reason"] == "max-deliveries"
@@ -134,7 +134,7 @@ def test_purge_drops_waiting_messages_not_those_in_flight() -> None:
     assert broker.purge("strict") == 2
     queue = broker.statistics().queues[0]
     assert (queue.depth, queue.in_flight, queue.bytes) == (0, 1, len(b"in flight"))
-    consumer.session.nack(consumer.ack_ids()[0])
+    consumer.session.settle(consumer.ack_ids()[0], RELEASE)
     assert consumer.bodies() == [b"in flight", b"in flight"]
     with pytest.raises(BrokerError) as missing:
         broker.purge("nope")

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-from buzon.broker import AckMode, Broker
+from buzon.broker import RELEASE, AckMode, Broker
 from tests.broker.helpers import Clock, Peer, numbered, open_peer, send, user
 
 Q = "/queue/costly"
@@ -91,8 +91,8 @@ def give_back_behind_the_head(size: int) -> int:
     open_peer(broker, "alice").publish(Q, *numbered(size))
     puller = user("puller")
     older, newer = broker.pull(puller, "costly", 2, 30.0, 0.0)
-    broker.settle(puller, "costly", [older.receipt], requeue=True)  # the head again
-    work = steps(lambda: broker.settle(puller, "costly", [newer.receipt], requeue=True))
+    broker.settle(puller, "costly", [older.receipt], RELEASE)  # the head again
+    work = steps(lambda: broker.settle(puller, "costly", [newer.receipt], RELEASE))
     consumer = open_peer(broker).subscribe(Q, AckMode.CLIENT_INDIVIDUAL, prefetch=3)
     assert consumer.bodies() == numbered(3)
     assert consumer.flags() == [True, True, False]

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from buzon.broker import Broker, PublishOptions
+from buzon.broker import ACCEPT, RELEASE, Broker, PublishOptions
 from buzon.broker.leases import Lease
 from buzon.store import DestinationKind
 from tests.broker.helpers import Clock, RecordingSink, user
@@ -89,7 +89,7 @@ class ExpiryMachine(RuleBasedStateMachine):
             seq, expires_at = self.leased.pop(receipt)
             if requeue:
                 self.waiting[seq] = expires_at
-        self.broker.settle(self.puller, NAME, receipts, requeue=requeue)
+        self.broker.settle(self.puller, NAME, receipts, RELEASE if requeue else ACCEPT)
 
     @rule(limit=st.integers(1, 5))
     def peek(self, limit: int) -> None:
@@ -112,7 +112,7 @@ class ExpiryMachine(RuleBasedStateMachine):
     def teardown(self) -> None:
         """Give everything back and drain: exactly the unexpired waiting ones, in order."""
         if self.leased:
-            self.broker.settle(self.puller, NAME, sorted(self.leased), requeue=True)
+            self.broker.settle(self.puller, NAME, sorted(self.leased), RELEASE)
             self.waiting.update(self.leased.values())
         remaining: list[Lease] = []
         while self.broker.statistics().queues and self.broker.statistics().queues[0].depth:

@@ -13,7 +13,7 @@ import random
 
 import pytest
 
-from buzon.broker import AckMode, Broker, BrokerConfig, Queue, Refusal
+from buzon.broker import REJECT, RELEASE, AckMode, Broker, BrokerConfig, Disposition, Outcome, Queue
 from buzon.broker.destinations import new_record
 from buzon.errors import BrokerError, ErrorCode
 from buzon.store import DestinationKind, MemoryStore, Overflow, QueuePolicy
@@ -116,7 +116,7 @@ def test_retry_back_off_grows_by_the_multiplier_up_to_the_maximum() -> None:
     waits = []
     for _ in range(3):
         seen = len(consumer.deliveries)
-        consumer.session.nack(consumer.deliveries[-1].ack_id or "")
+        consumer.session.settle(consumer.deliveries[-1].ack_id or "", RELEASE)
         assert stats(broker).scheduled == 1  # type: ignore[attr-defined]
         waited = 0.0
         while len(consumer.deliveries) == seen:
@@ -133,9 +133,9 @@ def test_a_nack_requeue_delay_wins_over_the_policy_and_zero_means_at_once() -> N
     broker = make_broker(clock, retry_delay_ms=60_000)
     open_peer(broker, "alice").publish(Q, b"m")
     consumer = open_peer(broker, "bob").subscribe(Q, AckMode.CLIENT_INDIVIDUAL)
-    consumer.session.nack(consumer.ack_ids()[-1], refusal=Refusal(delay_ms=0))
+    consumer.session.settle(consumer.ack_ids()[-1], Outcome(delay_ms=0))
     assert consumer.bodies() == [b"m", b"m"]
-    consumer.session.nack(consumer.ack_ids()[-1], refusal=Refusal(delay_ms=500))
+    consumer.session.settle(consumer.ack_ids()[-1], Outcome(delay_ms=500))
     later(broker, clock, 0.4)
     assert len(consumer.deliveries) == 2
     later(broker, clock, 0.1)
@@ -147,7 +147,7 @@ def test_a_delayed_retry_is_not_held_by_its_consumer_and_may_go_to_another() -> 
     broker = make_broker(clock, retry_delay_ms=1_000)
     open_peer(broker, "alice").publish(Q, b"a", b"b")
     first = open_peer(broker, "bob").subscribe(Q, AckMode.CLIENT_INDIVIDUAL, prefetch=1)
-    first.session.nack(first.ack_ids()[0])  # "a" waits; "b" comes at once
+    first.session.settle(first.ack_ids()[0], RELEASE)  # "a" waits; "b" comes at once
     assert first.bodies() == [b"a", b"b"]
     other = open_peer(broker, "carol").subscribe(Q, AckMode.CLIENT_INDIVIDUAL, prefetch=1)
     later(broker, clock, 1)
@@ -161,9 +161,9 @@ def test_nack_without_requeue_dead_letters_at_once_with_the_whole_story() -> Non
     audit = open_peer(broker, "alice").subscribe("/queue/dead")
     send(open_peer(broker, "alice").session, Q, (("trace", "t7"),), b"poison")
     consumer = open_peer(broker, "bob").subscribe(Q, AckMode.CLIENT_INDIVIDUAL)
-    consumer.session.nack(consumer.ack_ids()[0], refusal=Refusal(error="first try"))
-    consumer.session.nack(
-        consumer.ack_ids()[1], refusal=Refusal(requeue=False, error="bad payload: x" * 200)
+    consumer.session.settle(consumer.ack_ids()[0], Outcome(error="first try"))
+    consumer.session.settle(
+        consumer.ack_ids()[1], Outcome(Disposition.REJECT, error="bad payload: x" * 200)
     )
     (moved,) = audit.deliveries
     headers = dict(reversed(moved.message.headers))
@@ -183,8 +183,8 @@ def test_dead_letter_reasons_count_deliveries_and_carry_the_last_error() -> None
     producer = open_peer(broker, "alice")
     producer.publish(Q, b"tired")
     consumer = open_peer(broker, "bob").subscribe(Q, AckMode.CLIENT_INDIVIDUAL)
-    consumer.session.nack(consumer.ack_ids()[0], refusal=Refusal(error="e1"))
-    consumer.session.nack(consumer.ack_ids()[1], refusal=Refusal(error="e2"))
+    consumer.session.settle(consumer.ack_ids()[0], Outcome(error="e1"))
+    consumer.session.settle(consumer.ack_ids()[1], Outcome(error="e2"))
     consumer.session.unsubscribe("sub")
     producer.publish(Q, b"forgotten")
     later(broker, clock, 11)
@@ -204,9 +204,9 @@ def test_the_nack_that_ends_the_last_delivery_dead_letters_at_once_without_back_
     audit = open_peer(broker, "alice").subscribe("/queue/dead")
     open_peer(broker, "alice").publish(Q, b"doomed")
     consumer = open_peer(broker, "bob").subscribe(Q, AckMode.CLIENT_INDIVIDUAL)
-    consumer.session.nack(consumer.ack_ids()[0], refusal=Refusal(error="e1"))
+    consumer.session.settle(consumer.ack_ids()[0], Outcome(error="e1"))
     later(broker, clock, 60)  # the first back-off
-    consumer.session.nack(consumer.ack_ids()[1], refusal=Refusal(error="e2"))
+    consumer.session.settle(consumer.ack_ids()[1], Outcome(error="e2"))
     (moved,) = audit.deliveries  # no second back-off to wait for
     headers = dict(reversed(moved.message.headers))
     assert (headers["x-dead-letter-reason"], headers["x-delivery-count"]) == ("max-deliveries", "2")
@@ -244,9 +244,9 @@ def test_a_message_dead_lettered_twice_carries_one_set_of_broker_headers() -> No
     grave = open_peer(broker, "alice").subscribe("/queue/graveyard")
     open_peer(broker, "alice").publish(Q, b"m")
     consumer = open_peer(broker, "bob").subscribe(Q, AckMode.CLIENT_INDIVIDUAL)
-    consumer.session.nack(consumer.ack_ids()[0], refusal=Refusal(requeue=False, error="one"))
+    consumer.session.settle(consumer.ack_ids()[0], Outcome(Disposition.REJECT, error="one"))
     again = open_peer(broker, "bob").subscribe("/queue/dead", AckMode.CLIENT_INDIVIDUAL)
-    again.session.nack(again.ack_ids()[0], refusal=Refusal(requeue=False))
+    again.session.settle(again.ack_ids()[0], REJECT)
     names = [name for name, _ in grave.deliveries[0].message.headers]
     assert names.count("x-dead-letter-reason") == 1
     headers = dict(grave.deliveries[0].message.headers)
@@ -282,7 +282,7 @@ def test_scheduled_messages_and_delayed_retries_survive_a_restart() -> None:
     send(session, Q, (("delay", "10000"),), b"delayed")
     session.publish(Q, (), b"retried")
     consumer = open_peer(broker, "bob").subscribe(Q, AckMode.CLIENT_INDIVIDUAL)
-    consumer.session.nack(consumer.ack_ids()[0])
+    consumer.session.settle(consumer.ack_ids()[0], RELEASE)
     broker.close()
 
     clock.now += 1
@@ -430,7 +430,7 @@ def _settle_new(
             nacks_left[body] -= 1
             wait = rng.choice([100, 700, 2_000])
             not_before[body] = clock.now + wait / 1000
-            consumer.session.nack(delivery.ack_id, refusal=Refusal(delay_ms=wait))
+            consumer.session.settle(delivery.ack_id, Outcome(delay_ms=wait))
         else:
             consumer.session.ack(delivery.ack_id)
     return seen

@@ -11,13 +11,16 @@ from buzon.broker.config import BrokerConfig, SlowConsumerPolicy
 from buzon.broker.engine import Broker
 from buzon.broker.leases import Lease
 from buzon.broker.message import (
+    ACCEPT,
     NO_OPTIONS,
-    REQUEUE,
+    REJECT,
+    RELEASE,
     DeliverySink,
+    Disposition,
     Headers,
     Message,
+    Outcome,
     PublishOptions,
-    Refusal,
 )
 from buzon.broker.queue import Queue
 from buzon.broker.session import Session
@@ -25,8 +28,10 @@ from buzon.broker.stats import BrokerStats, ChannelStats, QueueStats, SessionSta
 from buzon.broker.subscription import AckMode
 
 __all__ = [
+    "ACCEPT",
     "NO_OPTIONS",
-    "REQUEUE",
+    "REJECT",
+    "RELEASE",
     "AckMode",
     "Broker",
     "BrokerConfig",
@@ -34,13 +39,14 @@ __all__ = [
     "Channel",
     "ChannelStats",
     "DeliverySink",
+    "Disposition",
     "Headers",
     "Lease",
     "Message",
+    "Outcome",
     "PublishOptions",
     "Queue",
     "QueueStats",
-    "Refusal",
     "Session",
     "SessionStats",
     "SlowConsumerPolicy",

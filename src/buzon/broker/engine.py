@@ -26,12 +26,11 @@ from buzon.broker.journal import Journal
 from buzon.broker.leases import Lease, Leases
 from buzon.broker.message import (
     NO_OPTIONS,
-    REQUEUE,
     DeliverySink,
     Headers,
     Message,
+    Outcome,
     PublishOptions,
-    Refusal,
 )
 from buzon.broker.paged_backlog import Paging
 from buzon.broker.queue import Queue
@@ -418,12 +417,9 @@ class Broker:
         principal: Principal,
         queue: str,
         receipts: Sequence[str],
-        *,
-        requeue: bool,
-        refusal: Refusal = REQUEUE,
+        outcome: Outcome,
     ) -> None:
-        """Ack or nack (``requeue``, as ``refusal`` asks) pulled messages by receipt; all
-        or none.
+        """Settle pulled messages by receipt as ``outcome`` says; all or none.
 
         No access check: a receipt only ever settles a lease of the principal who pulled
         it, and pulling was checked.
@@ -431,16 +427,14 @@ class Broker:
         Raises:
             BrokerError: ``DESTINATION_NOT_FOUND``, ``UNKNOWN_RECEIPT``.
         """
-        self.settle_held(principal.id, queue, receipts, requeue=requeue, refusal=refusal)
+        self.settle_held(principal.id, queue, receipts, outcome)
 
     def settle_held(
         self,
         holder: str,
         queue: str,
         receipts: Sequence[str],
-        *,
-        requeue: bool,
-        refusal: Refusal = REQUEUE,
+        outcome: Outcome,
     ) -> None:
         """:meth:`settle` for the user ``holder`` (asked by another node of a cluster).
 
@@ -450,7 +444,7 @@ class Broker:
         target = self._destinations.queues.get(queue)
         if target is None:
             raise BrokerError(ErrorCode.DESTINATION_NOT_FOUND, f"queue {queue[:80]!r}")
-        self.leases.settle(target, holder, receipts, requeue=requeue, refusal=refusal)
+        self.leases.settle(target, holder, receipts, outcome)
 
     def expire_leases(self, now: float) -> int:
         """Return messages whose lease ran out to their queues; return how many."""

@@ -22,13 +22,13 @@ from buzon.broker.deadlines import ack_timeout
 from buzon.broker.destinations import Destinations
 from buzon.broker.intake import Intake
 from buzon.broker.message import (
+    ACCEPT,
     NO_OPTIONS,
-    REQUEUE,
     DeliverySink,
     Headers,
     Message,
+    Outcome,
     PublishOptions,
-    Refusal,
 )
 from buzon.broker.queue import Queue
 from buzon.broker.stats import SessionStats
@@ -242,39 +242,62 @@ class Session:
         if forget and isinstance(target, Queue):
             self._destinations.drop_durable(target.record.id)  # no-op for a plain queue
 
-    def ack(self, ack_id: str, *, transaction: str | None = None) -> None:
-        """Settle a delivery (and, in ack mode client, every earlier one of its subscription).
+    def settle(
+        self,
+        ack_id: str,
+        outcome: Outcome = ACCEPT,
+        *,
+        multiple: bool = False,
+        transaction: str | None = None,
+    ) -> None:
+        """Settle a delivery: accept it, release it to its queue, or reject it.
+
+        What one call covers: in ack mode client, every earlier unsettled delivery of the
+        same subscription too (cumulative); with ``multiple``, every unsettled delivery of
+        this session up to and including ``ack_id``, whatever its subscription (ack ids
+        count up per session in delivery order, so a front end that maps one client
+        channel to one session can settle "everything up to this tag" across its
+        consumers). Released queue messages go back to their original place (publish order
+        within their priority) and are redelivered after the outcome's delay or the queue's
+        retry back-off; rejected ones are dead-lettered (reason ``rejected``) or dropped;
+        channel messages are dropped unless accepted, which is the same.
 
         Args:
             ack_id: from a delivery this session received and has not settled.
-            transaction: stage the ACK in this open transaction instead.
+            outcome: what to do with it (:data:`ACCEPT`, :data:`RELEASE`, :data:`REJECT`,
+                or an :class:`Outcome` with a delay or error text).
+            multiple: settle every earlier unsettled delivery of the session as well.
+            transaction: stage the settlement in this open transaction instead.
 
         Raises:
             BrokerError: ``UNKNOWN_ACK_ID``; ``UNKNOWN_TRANSACTION`` or ``LIMIT_EXCEEDED``
-                for a transactional ACK.
+                for a transactional one.
             LocalProtocolError: the session is closed.
         """
-        self._settle(ack_id, transaction, None)
+        self._check_open()
+        if transaction is not None:
+            self._transactions.check(transaction)
+        sub = self._consumer.unacked.get(ack_id)
+        if sub is None:
+            lapsed = self._late(ack_id)
+            if lapsed is None:
+                raise BrokerError(ErrorCode.UNKNOWN_ACK_ID, f"ack id {ack_id[:_DETAIL_CHARS]!r}")
+            if transaction is None:  # what a cumulative one still covers is settled
+                if multiple:
+                    self._settle_up_to(ack_id, outcome)
+                else:
+                    _settle_messages(lapsed, lapsed.take_before(ack_id), outcome)
+            return
+        if transaction is not None:
+            self._transactions.stage(transaction, StagedSettle(ack_id, outcome, multiple))
+        elif multiple:
+            self._settle_up_to(ack_id, outcome)
+        else:
+            _settle_messages(sub, sub.take(ack_id), outcome)
 
-    def nack(
-        self, ack_id: str, *, transaction: str | None = None, refusal: Refusal = REQUEUE
-    ) -> None:
-        """Refuse a delivery (cumulative in ack mode client, like :meth:`ack`).
-
-        Queue messages go back to the queue in their original order and are redelivered
-        (after the refusal's delay, or the queue's retry back-off), or are dead-lettered
-        when the refusal says not to requeue; channel messages are dropped.
-
-        Args:
-            ack_id: from a delivery this session received and has not settled.
-            transaction: stage the NACK in this open transaction instead.
-            refusal: what to do with the refused messages.
-
-        Raises:
-            BrokerError: as :meth:`ack`.
-            LocalProtocolError: the session is closed.
-        """
-        self._settle(ack_id, transaction, refusal)
+    def ack(self, ack_id: str, *, transaction: str | None = None) -> None:
+        """:meth:`settle` with :data:`ACCEPT` (the common case reads better so)."""
+        self.settle(ack_id, ACCEPT, transaction=transaction)
 
     def ack_id_for(self, subscription_id: str, message_id: str) -> str:
         """The ack id of the unsettled delivery of ``message_id`` on a subscription.
@@ -302,7 +325,7 @@ class Session:
         lapsed = self._consumer.lapsed
         found = None if lapsed is None else lapsed.find(subscription_id, message_id)
         if found is not None:
-            return found  # a late settlement, ignored by ack/nack/extend
+            return found  # a late settlement, ignored by settle/extend
         raise BrokerError(
             ErrorCode.UNKNOWN_ACK_ID, f"message-id {message_id[:_DETAIL_CHARS]!r} is not unacked"
         )
@@ -534,25 +557,17 @@ class Session:
         if self._closed:
             raise LocalProtocolError(detail=f"session {self.id} is closed")
 
-    def _settle(self, ack_id: str, transaction: str | None, refusal: Refusal | None) -> None:
-        """ACK (``refusal`` None) or NACK a delivery, now or in ``transaction``."""
-        self._check_open()
-        if transaction is not None:
-            self._transactions.check(transaction)
-        sub = self._consumer.unacked.get(ack_id)
-        if sub is None:
-            lapsed = self._late(ack_id)
-            if lapsed is None:
-                raise BrokerError(ErrorCode.UNKNOWN_ACK_ID, f"ack id {ack_id[:_DETAIL_CHARS]!r}")
-            if transaction is None:  # what a cumulative one still covers is settled
-                earlier = lapsed.take_before(ack_id)
-                if earlier:
-                    _settle_messages(lapsed, earlier, refusal)
-            return
-        if transaction is not None:
-            self._transactions.stage(transaction, StagedSettle(ack_id, refusal))
-        else:
-            _settle_now(sub, ack_id, refusal)
+    def _settle_up_to(self, ack_id: str, outcome: Outcome) -> None:
+        """Settle every unsettled delivery of the session whose ack id is not after
+        ``ack_id``, one batch per subscription."""
+        limit = int(ack_id)
+        batches: dict[Subscription, list[str]] = {}
+        for key, sub in self._consumer.unacked.items():  # in delivery order
+            if int(key) > limit:
+                break
+            batches.setdefault(sub, []).append(key)
+        for sub, ids in batches.items():
+            _settle_messages(sub, sub.take_ids(ids), outcome)
 
     def _late(self, ack_id: str) -> Subscription | None:
         """If ``ack_id`` is a delivery that lapsed (and is still remembered), count a late
@@ -564,20 +579,19 @@ class Session:
         return sub
 
     def _apply_settle(self, operation: StagedSettle) -> None:
-        sub = self._consumer.unacked.get(operation.ack_id)
-        if sub is not None:  # else settled since it was staged
-            _settle_now(sub, operation.ack_id, operation.refusal)
+        ack_id = operation.ack_id
+        sub = self._consumer.unacked.get(ack_id)
+        if sub is None:  # settled since it was staged
+            return
+        if operation.multiple:
+            self._settle_up_to(ack_id, operation.outcome)
+        else:
+            _settle_messages(sub, sub.take(ack_id), operation.outcome)
 
 
-def _settle_now(sub: Subscription, ack_id: str, refusal: Refusal | None) -> None:
-    _settle_messages(sub, sub.take(ack_id), refusal)
-
-
-def _settle_messages(sub: Subscription, messages: list[Message], refusal: Refusal | None) -> None:
-    if refusal is None:
-        sub.target.settle(sub, messages)
-    else:
-        sub.target.reject(sub, messages, refusal)
+def _settle_messages(sub: Subscription, messages: list[Message], outcome: Outcome) -> None:
+    if messages:
+        sub.target.settle(sub, messages, outcome)
 
 
 def _named(subscription_id: str) -> str:

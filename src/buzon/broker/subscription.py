@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
-from buzon.broker.message import REQUEUE, DeliverySink, Message, Refusal
+from buzon.broker.message import DeliverySink, Message, Outcome
 from buzon.errors import ErrorCode
 
 if TYPE_CHECKING:
@@ -31,9 +31,9 @@ class AckMode(enum.StrEnum):
     AUTO = "auto"
     """Settled when delivered; no ack id, no prefetch window."""
     CLIENT = "client"
-    """ACK/NACK is cumulative: it settles everything delivered up to and including it."""
+    """settlement is cumulative: it settles everything delivered up to and including it."""
     CLIENT_INDIVIDUAL = "client-individual"
-    """ACK/NACK settles exactly the one delivery it names."""
+    """settlement settles exactly the one delivery it names."""
 
 
 class Target(Protocol):
@@ -48,13 +48,8 @@ class Target(Protocol):
     def resume(self, sub: Subscription) -> None:
         """``sub`` may be able to take messages again (writable again, or got credit)."""
 
-    def settle(self, sub: Subscription, messages: Sequence[Message]) -> None:
-        """``messages`` were acknowledged (already removed from ``sub``)."""
-
-    def reject(
-        self, sub: Subscription, messages: Sequence[Message], refusal: Refusal = REQUEUE
-    ) -> None:
-        """``messages`` were NACKed (already removed from ``sub``)."""
+    def settle(self, sub: Subscription, messages: Sequence[Message], outcome: Outcome) -> None:
+        """``messages`` were settled (already removed from ``sub``)."""
 
 
 class Consumer:
@@ -175,7 +170,7 @@ class Subscription:
         consumer.sink.deliver(self.id, message, ack_id, redelivered)
 
     def take(self, ack_id: str) -> list[Message]:
-        """Remove and return what an ACK/NACK of ``ack_id`` settles, in delivery order.
+        """Remove and return what an settlement of ``ack_id`` settles, in delivery order.
 
         Args:
             ack_id: an ack id this subscription holds (the caller checked).
@@ -197,10 +192,10 @@ class Subscription:
             ids.append(key)
             if key == ack_id:
                 break
-        return self._take_ids(ids)
+        return self.take_ids(ids)
 
     def take_before(self, ack_id: str) -> list[Message]:
-        """Remove and return what a cumulative (client) ACK/NACK of a lapsed ``ack_id``
+        """Remove and return what a cumulative (client) settlement of a lapsed ``ack_id``
         still settles: the deliveries made before it that this subscription holds (the
         lapsed one went back to the queue; individual mode settles nothing else)."""
         if self.ack_mode is not AckMode.CLIENT:
@@ -211,9 +206,10 @@ class Subscription:
             if int(key) > limit:
                 break
             ids.append(key)
-        return self._take_ids(ids)
+        return self.take_ids(ids)
 
-    def _take_ids(self, ids: list[str]) -> list[Message]:
+    def take_ids(self, ids: list[str]) -> list[Message]:
+        """Remove and return the deliveries of these ack ids (all held), in that order."""
         index = self.consumer.unacked
         unacked = self.unacked
         deadlines = self.deadlines

@@ -35,11 +35,12 @@ from typing import Any
 
 from buzon.auth import Action, Decision, decide
 from buzon.broker import (
-    REQUEUE,
+    RELEASE,
     AckMode,
     Broker,
+    Disposition,
     Headers,
-    Refusal,
+    Outcome,
     Session,
     parse_destination,
 )
@@ -173,7 +174,7 @@ def requeue_delay(value: str | None, most_ms: int) -> int | None:
     return wait
 
 
-def nack_refusal(headers: Headers, max_delay_ms: int) -> Refusal:
+def nack_outcome(headers: Headers, max_delay_ms: int) -> Outcome:
     """What a NACK frame asks: ``requeue:false`` dead-letters, ``requeue-delay:<ms>`` waits
     that long before the redelivery, ``error:<text>`` is kept with the message.
 
@@ -186,12 +187,13 @@ def nack_refusal(headers: Headers, max_delay_ms: int) -> Refusal:
     delay = requeue_delay(header(headers, "requeue-delay"), max_delay_ms)
     error = header(headers, "error")
     if requeue is None and delay is None and error is None:
-        return REQUEUE
+        return RELEASE
     if requeue == "false" and delay is not None:
         raise BrokerError(
             ErrorCode.BAD_HEADER_VALUE, "requeue-delay is for a redelivery: not with requeue:false"
         )
-    return Refusal(requeue != "false", delay, error)
+    disposition = Disposition.REJECT if requeue == "false" else Disposition.RELEASE
+    return Outcome(disposition, delay, error)
 
 
 class Commands:
@@ -263,10 +265,10 @@ class Commands:
         return event.receipt
 
     def _nack(self, event: Nack) -> str | None:
-        refusal = (
-            nack_refusal(event.headers, self.session.max_delay_ms) if event.headers else REQUEUE
+        outcome = (
+            nack_outcome(event.headers, self.session.max_delay_ms) if event.headers else RELEASE
         )
-        self.session.nack(self._ack_id(event), transaction=event.transaction, refusal=refusal)
+        self.session.settle(self._ack_id(event), outcome, transaction=event.transaction)
         return event.receipt
 
     def _ack_id(self, event: Ack | Nack) -> str:

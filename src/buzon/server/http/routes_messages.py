@@ -30,7 +30,7 @@ from fastapi import APIRouter, Body, Header, Path, Query, Request, Response, sta
 from pydantic import ValidationError
 
 from buzon.auth import Action, Principal
-from buzon.broker import REQUEUE, Channel, Lease, Message, Queue, Refusal
+from buzon.broker import ACCEPT, RELEASE, Channel, Disposition, Lease, Message, Outcome, Queue
 from buzon.broker.dedup import IDEMPOTENCY_HEADER, MAX_KEY_BYTES, check_key
 from buzon.errors import BrokerError, ErrorCode, RequestError
 from buzon.priority import PRIORITY_HEADER
@@ -372,7 +372,7 @@ def text_or_base64(body: bytes) -> tuple[str | None, str | None]:
 @router.post("/queues/{name}/ack", summary="Acknowledge pulled messages")
 async def ack(name: Name, body: Receipts, ctx: Ctx, caller: CurrentCaller) -> Settled:
     """All receipts or none: an unknown or expired receipt fails the whole request."""
-    await _settle(ctx, caller.principal, name, body.receipts, requeue=False)
+    await _settle(ctx, caller.principal, name, body.receipts, ACCEPT)
     return Settled(settled=len(body.receipts))
 
 
@@ -382,7 +382,7 @@ async def nack(name: Name, body: NackRequest, ctx: Ctx, caller: CurrentCaller) -
     ``requeue_delay_ms``, or else the queue's retry back-off (at once without one). With
     ``requeue: false`` they go to the dead-letter queue (reason ``rejected``). ``error`` is
     kept with each message (``x-last-error`` once dead-lettered)."""
-    refusal = REQUEUE
+    outcome = RELEASE
     if not body.requeue and body.requeue_delay_ms is not None:
         raise RequestError(
             ErrorCode.BAD_REQUEST, "requeue_delay_ms: a redelivery's delay, not with requeue false"
@@ -390,8 +390,9 @@ async def nack(name: Name, body: NackRequest, ctx: Ctx, caller: CurrentCaller) -
     if not body.requeue or body.requeue_delay_ms is not None or body.error is not None:
         if body.requeue_delay_ms is not None:
             at_most("requeue_delay_ms", body.requeue_delay_ms, ctx.broker.config.max_delay_ms)
-        refusal = Refusal(body.requeue, body.requeue_delay_ms, body.error)
-    await _settle(ctx, caller.principal, name, body.receipts, requeue=True, refusal=refusal)
+        disposition = Disposition.RELEASE if body.requeue else Disposition.REJECT
+        outcome = Outcome(disposition, body.requeue_delay_ms, body.error)
+    await _settle(ctx, caller.principal, name, body.receipts, outcome)
     return Settled(settled=len(body.receipts))
 
 
@@ -400,15 +401,13 @@ async def _settle(
     principal: Principal,
     name: str,
     receipts: list[str],
-    *,
-    requeue: bool,
-    refusal: Refusal = REQUEUE,
+    outcome: Outcome,
 ) -> None:
     """Settle leases here, and in a cluster those another node holds, through it (all or
     none per node: the other nodes' first, then this one's)."""
     cluster = ctx.cluster
     if cluster is None:
-        ctx.broker.settle(principal, name, receipts, requeue=requeue, refusal=refusal)
+        ctx.broker.settle(principal, name, receipts, outcome)
         return
     elsewhere: dict[int, list[str]] = {}
     here = []
@@ -419,8 +418,6 @@ async def _settle(
         else:
             elsewhere.setdefault(node, []).append(receipt)
     for node, held in elsewhere.items():
-        await cluster.settle_remote(
-            node, principal.id, name, held, requeue=requeue, refusal=refusal
-        )
+        await cluster.settle_remote(node, principal.id, name, held, outcome)
     if here:
-        ctx.broker.settle(principal, name, here, requeue=requeue, refusal=refusal)
+        ctx.broker.settle(principal, name, here, outcome)
