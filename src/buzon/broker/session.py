@@ -32,7 +32,7 @@ from buzon.broker.message import (
 )
 from buzon.broker.queue import Queue
 from buzon.broker.stats import SessionStats
-from buzon.broker.subscription import AckMode, Consumer, Subscription
+from buzon.broker.subscription import AckMode, Consumer, CreditPool, Subscription
 from buzon.broker.transactions import StagedPublish, StagedSettle, Transactions
 from buzon.errors import BrokerError, ErrorCode, LocalProtocolError
 from buzon.store import Ticket
@@ -57,6 +57,7 @@ class Session:
         "_intake",
         "_on_close",
         "_outbox",
+        "_pool",
         "_published",
         "_subs",
         "_transactions",
@@ -89,6 +90,7 @@ class Session:
             config.max_open_transactions, config.max_transaction_operations
         )
         self._grants: frozenset[str] = frozenset()  # rarely more than empty: no set each
+        self._pool: CreditPool | None = None
         self._published = 0
         self._closed = False
 
@@ -197,13 +199,7 @@ class Session:
         limit = self._config.max_subscriptions_per_session
         if len(self._subs) >= limit:
             raise BrokerError(ErrorCode.LIMIT_EXCEEDED, f"at most {limit} subscriptions")
-        if prefetch is None:
-            prefetch = self._config.default_prefetch
-        elif not 1 <= prefetch <= self._config.max_prefetch:
-            raise BrokerError(
-                ErrorCode.BAD_HEADER_VALUE,
-                f"prefetch must be between 1 and {self._config.max_prefetch}",
-            )
+        prefetch = self._config.default_prefetch if prefetch is None else self._checked(prefetch)
         target: Queue | Channel = self._resolve(destination, Action.CONSUME, create)
         if durable_name is not None:
             if not isinstance(target, Channel):
@@ -218,6 +214,8 @@ class Session:
             )
             if timeout is not None:
                 sub.deadlines = target.ack_deadlines(sub, timeout)
+        if not sub.auto:
+            sub.pool = self._pool
         self._subs[subscription_id] = sub
         target.attach(sub)
 
@@ -241,6 +239,67 @@ class Session:
         target.detach(sub)
         if forget and isinstance(target, Queue):
             self._destinations.drop_durable(target.record.id)  # no-op for a plain queue
+        if sub.pool is not None:
+            sub.pool = None
+            self._refill()  # what it held returned to the shared credit
+
+    def set_prefetch(self, subscription_id: str, prefetch: int) -> None:
+        """Change how many unsettled deliveries a subscription may hold, at once.
+
+        Raising it delivers what waits up to the new limit before this returns; lowering
+        it delivers nothing more until enough of what it holds is settled. Ignored in ack
+        mode auto (no limit).
+
+        Raises:
+            BrokerError: ``UNKNOWN_SUBSCRIPTION``; ``BAD_HEADER_VALUE`` when ``prefetch``
+                is not between 1 and the broker's ``max_prefetch``.
+            LocalProtocolError: the session is closed.
+        """
+        self._check_open()
+        sub = self._subs.get(subscription_id)
+        if sub is None:
+            raise BrokerError(ErrorCode.UNKNOWN_SUBSCRIPTION, _named(subscription_id))
+        self._checked(prefetch)
+        if sub.auto:
+            return
+        raised = prefetch > sub.window
+        sub.window = prefetch
+        if raised:
+            sub.target.resume(sub)
+
+    def set_shared_prefetch(self, limit: int | None) -> None:
+        """Share credit among every subscription of this session (present and future,
+        except those in ack mode auto): together they hold at most ``limit`` unsettled
+        deliveries, each also within its own prefetch. None ends the sharing.
+
+        Takes effect at once, whenever it is called: raising (or ending) it delivers what
+        waits before this returns; lowering it lets what is held drain first.
+
+        Raises:
+            BrokerError: ``BAD_HEADER_VALUE`` when ``limit`` is not between 1 and the
+                broker's ``max_prefetch``.
+            LocalProtocolError: the session is closed.
+        """
+        self._check_open()
+        pool = self._pool
+        if limit is None:
+            self._pool = None
+            if pool is not None:
+                for sub in self._subs.values():
+                    sub.join(None)
+                self._refill()
+            return
+        self._checked(limit)
+        if pool is None:
+            pool = self._pool = CreditPool(limit)
+            for sub in self._subs.values():
+                if not sub.auto:
+                    sub.join(pool)
+            return
+        raised = limit > pool.limit
+        pool.limit = limit
+        if raised:
+            self._refill()
 
     def settle(
         self,
@@ -286,14 +345,14 @@ class Session:
                 if multiple:
                     self._settle_up_to(ack_id, outcome)
                 else:
-                    _settle_messages(lapsed, lapsed.take_before(ack_id), outcome)
+                    self._conclude(lapsed, lapsed.take_before(ack_id), outcome)
             return
         if transaction is not None:
             self._transactions.stage(transaction, StagedSettle(ack_id, outcome, multiple))
         elif multiple:
             self._settle_up_to(ack_id, outcome)
         else:
-            _settle_messages(sub, sub.take(ack_id), outcome)
+            self._conclude(sub, sub.take(ack_id), outcome)
 
     def ack(self, ack_id: str, *, transaction: str | None = None) -> None:
         """:meth:`settle` with :data:`ACCEPT` (the common case reads better so)."""
@@ -557,6 +616,29 @@ class Session:
         if self._closed:
             raise LocalProtocolError(detail=f"session {self.id} is closed")
 
+    def _checked(self, prefetch: int) -> int:
+        most = self._config.max_prefetch
+        if not 1 <= prefetch <= most:
+            raise BrokerError(ErrorCode.BAD_HEADER_VALUE, f"prefetch must be between 1 and {most}")
+        return prefetch
+
+    def _refill(self, settled: Subscription | None = None) -> None:
+        """Shared credit was freed or raised: every subscription that may take more gets
+        it (``settled`` was refilled by its own settlement already)."""
+        for sub in tuple(self._subs.values()):  # a delivery may unsubscribe
+            if sub is not settled and sub.active:
+                sub.target.resume(sub)
+
+    def _conclude(self, sub: Subscription, messages: list[Message], outcome: Outcome) -> None:
+        """Settle what ``sub`` gave up; freed shared credit refills the other members."""
+        if not messages:
+            return
+        pool = sub.pool
+        full = pool is not None and pool.used + len(messages) >= pool.limit
+        sub.target.settle(sub, messages, outcome)
+        if full:
+            self._refill(sub)
+
     def _settle_up_to(self, ack_id: str, outcome: Outcome) -> None:
         """Settle every unsettled delivery of the session whose ack id is not after
         ``ack_id``, one batch per subscription."""
@@ -567,7 +649,7 @@ class Session:
                 break
             batches.setdefault(sub, []).append(key)
         for sub, ids in batches.items():
-            _settle_messages(sub, sub.take_ids(ids), outcome)
+            self._conclude(sub, sub.take_ids(ids), outcome)
 
     def _late(self, ack_id: str) -> Subscription | None:
         """If ``ack_id`` is a delivery that lapsed (and is still remembered), count a late
@@ -586,12 +668,7 @@ class Session:
         if operation.multiple:
             self._settle_up_to(ack_id, operation.outcome)
         else:
-            _settle_messages(sub, sub.take(ack_id), operation.outcome)
-
-
-def _settle_messages(sub: Subscription, messages: list[Message], outcome: Outcome) -> None:
-    if messages:
-        sub.target.settle(sub, messages, outcome)
+            self._conclude(sub, sub.take(ack_id), operation.outcome)
 
 
 def _named(subscription_id: str) -> str:

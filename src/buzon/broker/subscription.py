@@ -93,6 +93,23 @@ class Consumer:
         self._close()
 
 
+class CreditPool:
+    """Credit shared by the subscriptions of one session: together they hold at most
+    ``limit`` unsettled deliveries, on top of each one's own window (AMQP's
+    ``basic.qos`` with ``global``, when a front end maps a client channel to a session).
+
+    Attributes:
+        limit: the most unsettled deliveries at once, changeable at any time.
+        used: unsettled deliveries the members hold now.
+    """
+
+    __slots__ = ("limit", "used")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+
 class Subscription:
     """One subscription of one session to one queue or channel.
 
@@ -115,6 +132,7 @@ class Subscription:
         "in_ring",
         "pending",
         "pending_bytes",
+        "pool",
         "target",
         "unacked",
         "window",
@@ -145,11 +163,28 @@ class Subscription:
         self.draining = False
         # queue only: the ack deadlines of its deliveries, when it has an ack timeout
         self.deadlines: AckDeadlines | None = None
+        # credit shared with the session's other subscriptions, when the session has some
+        self.pool: CreditPool | None = None
 
     @property
     def can_take(self) -> bool:
         """Whether a message handed over now would be delivered right away."""
-        return self.active and self.consumer.writable and len(self.unacked) < self.window
+        pool = self.pool
+        return (
+            self.active
+            and self.consumer.writable
+            and len(self.unacked) < self.window
+            and (pool is None or pool.used < pool.limit)
+        )
+
+    def join(self, pool: CreditPool | None) -> None:
+        """Draw credit from ``pool`` from now on (None: from the own window only); what it
+        holds unsettled counts against the pool at once."""
+        if self.pool is not None:
+            self.pool.used -= len(self.unacked)
+        if pool is not None:
+            pool.used += len(self.unacked)
+        self.pool = pool
 
     def deliver(self, message: Message, redelivered: bool) -> None:
         """Hand ``message`` to the sink, recording it as unacked in client modes.
@@ -164,6 +199,8 @@ class Subscription:
             ack_id = str(consumer.last_ack)
             self.unacked[ack_id] = message
             consumer.unacked[ack_id] = self
+            if self.pool is not None:
+                self.pool.used += 1
             if self.deadlines is not None:
                 self.deadlines.start(ack_id)
         consumer.delivered += 1
@@ -186,6 +223,8 @@ class Subscription:
             del index[ack_id]
             if deadlines is not None:
                 deadlines.stop(ack_id)
+            if self.pool is not None:
+                self.pool.used -= 1
             return [unacked.pop(ack_id)]
         ids = []
         for key in unacked:
@@ -219,7 +258,16 @@ class Subscription:
             taken.append(unacked.pop(key))
             if deadlines is not None:
                 deadlines.stop(key)
+        if self.pool is not None:
+            self.pool.used -= len(taken)
         return taken
+
+    def lapse(self, ack_id: str) -> Message:
+        """Remove and return the delivery of ``ack_id``, whose ack deadline passed."""
+        del self.consumer.unacked[ack_id]
+        if self.pool is not None:
+            self.pool.used -= 1
+        return self.unacked.pop(ack_id)
 
     def take_all(self) -> list[Message]:
         """Remove and return every unacked message (the subscription is ending)."""
@@ -228,6 +276,8 @@ class Subscription:
             del index[key]
         taken = list(self.unacked.values())
         self.unacked.clear()
+        if self.pool is not None:
+            self.pool.used -= len(taken)
         if self.deadlines is not None:
             self.deadlines.stop_all()
         return taken
