@@ -9,7 +9,7 @@ import dataclasses
 import pytest
 
 from buzon.auth import Accounts, SecretHasher, Tokens
-from buzon.broker import AckMode, Broker, BrokerConfig
+from buzon.broker import ACCEPT, AckMode, Broker, BrokerConfig
 from buzon.broker.destinations import new_record
 from buzon.broker.policy import feed_grant
 from buzon.errors import BrokerError, ErrorCode
@@ -174,8 +174,8 @@ def test_a_new_key_gives_back_what_others_pulled_with_the_old_one() -> None:
     [mine] = broker.pull(user("alice"), "qa", 1, 60.0, 0.0)
     broker.update_destination(dataclasses.replace(qa, key_hash="hash-2"))
     with pytest.raises(BrokerError) as gone:
-        broker.settle(user("carol"), "qa", [theirs.receipt], requeue=False)
+        broker.settle(user("carol"), "qa", [theirs.receipt], ACCEPT)
     assert gone.value.code is ErrorCode.UNKNOWN_RECEIPT
-    broker.settle(user("alice"), "qa", [mine.receipt], requeue=False)  # the owner's stays
+    broker.settle(user("alice"), "qa", [mine.receipt], ACCEPT)  # the owner's stays
     [again] = broker.pull(user("alice"), "qa", 1, 60.0, 0.0)
     assert (again.message.body, again.redelivered) == (b"theirs", True)

@@ -7,8 +7,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from buzon.auth import Principal
-from buzon.broker import AckMode, Broker, Message, Session
+from buzon.broker import AckMode, Broker, Headers, Message, Session
 from buzon.errors import ErrorCode, StoreError
+from buzon.server.publish_headers import split_publish
 from buzon.store import (
     IdempotencyKey,
     MemoryStore,
@@ -91,6 +92,21 @@ class Peer:
     def publish(self, destination: str, *bodies: bytes, transaction: str | None = None) -> None:
         for body in bodies:
             self.session.publish(destination, (), body, transaction=transaction)
+
+
+def send(
+    session: Session,
+    destination: str,
+    headers: Headers,
+    body: bytes,
+    *,
+    transaction: str | None = None,
+    create: bool = True,
+) -> str:
+    """Publish what a STOMP SEND with these headers publishes: its options (``delay``,
+    ``priority``, ``persistent``...) read from them as the front end reads them."""
+    kept, options = split_publish(headers)
+    return session.publish(destination, kept, body, options, transaction=transaction, create=create)
 
 
 class Clock:

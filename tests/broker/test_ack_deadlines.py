@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 
-from buzon.broker import AckMode, Broker, BrokerConfig
+from buzon.broker import RELEASE, AckMode, Broker, BrokerConfig
 from buzon.broker.deadlines import LAPSED_MEMORY
 from buzon.broker.destinations import new_record
 from buzon.errors import BrokerError, ErrorCode
@@ -93,7 +93,7 @@ def test_a_late_ack_or_nack_is_ignored_and_counted() -> None:
     assert fast.bodies() == [b"job"]
 
     slow.session.ack(late_id)  # no error: the lease ran out while it worked
-    slow.session.nack(late_id)
+    slow.session.settle(late_id, RELEASE)
     assert broker.statistics().queues[0].in_flight == 1  # fast still holds it
     fast.session.ack(fast.ack_ids()[0])
     stats = broker.statistics().queues[0]
@@ -156,7 +156,7 @@ def test_max_deliveries_ended_by_a_nack_still_says_max_deliveries() -> None:
     worker = consumer(broker, "worker")
     open_peer(broker).publish(Q, b"poison")
     advance(broker, clock, 1.0)  # the first delivery lapses
-    worker.session.nack(worker.ack_ids()[1])  # the second is refused
+    worker.session.settle(worker.ack_ids()[1], RELEASE)  # the second is refused
     assert dict(audit.deliveries[0].message.headers)["x-dead-letter-reason"] == "max-deliveries"
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from buzon.broker import AckMode, Broker, BrokerConfig, SlowConsumerPolicy
+from buzon.broker import RELEASE, AckMode, Broker, BrokerConfig, SlowConsumerPolicy
 from buzon.errors import BrokerError, ErrorCode
 from tests.broker.helpers import Delivery, Peer, numbered, open_peer
 
@@ -69,7 +69,7 @@ def test_client_ack_on_a_channel_with_prefetch(broker: Broker, producer: Peer) -
 def test_channel_nack_drops_instead_of_redelivering(broker: Broker, producer: Peer) -> None:
     peer = open_peer(broker).subscribe(T, AckMode.CLIENT_INDIVIDUAL, prefetch=1)
     producer.publish(T, b"1", b"2")
-    peer.session.nack(peer.ack_ids()[0])
+    peer.session.settle(peer.ack_ids()[0], RELEASE)
     assert peer.bodies() == [b"1", b"2"]
     assert peer.flags() == [False, False]
     with pytest.raises(BrokerError) as caught:

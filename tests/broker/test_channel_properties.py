@@ -26,8 +26,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from buzon.broker import AckMode, Broker, BrokerConfig, Session
-from tests.broker.helpers import Delivery, RecordingSink, user
+from buzon.broker import RELEASE, AckMode, Broker, BrokerConfig, Session
+from tests.broker.helpers import Delivery, RecordingSink, send, user
 
 T = "/topic/prop"
 MAX_PREFETCH = 3
@@ -120,7 +120,7 @@ class ChannelMachine(RuleBasedStateMachine):
             assert len(sub.outstanding) <= sub.prefetch, "prefetch window exceeded"
         session = self.sessions[session_id]
         if peer.reply_in_sink and delivery.message.headers != REPLY:
-            self.on_published(session.publish(T, REPLY, b"reply"))
+            self.on_published(send(session, T, REPLY, b"reply"))
         if peer.ack_in_sink and delivery.ack_id is not None:
             self._model_settle(sub, len(sub.outstanding) - 1, requeue=False)
             session.ack(delivery.ack_id)
@@ -246,7 +246,7 @@ class ChannelMachine(RuleBasedStateMachine):
         ack_id = self._model_settle(sub, position % len(sub.outstanding), requeue=requeue)
         session = self.sessions[session_id]
         if requeue:
-            session.nack(ack_id)
+            session.settle(ack_id, RELEASE)
         else:
             session.ack(ack_id)
 

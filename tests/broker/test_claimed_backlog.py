@@ -15,7 +15,7 @@ from buzon.broker.queue import Queue
 from buzon.store import DestinationKind, Overflow, QueuePolicy
 from buzon.store.postgres import PostgresStore
 from buzon.store.tickets import settled
-from tests.broker.helpers import open_peer, user
+from tests.broker.helpers import open_peer, send, user
 
 WAIT = 10.0
 
@@ -186,7 +186,7 @@ async def test_claims_take_the_highest_priority_first_and_the_oldest_within_one(
     sent = [(1, None), (2, 9), (3, 0), (4, 9), (5, 6), (6, None)]
     for number, priority in sent:
         headers = () if priority is None else (("priority", str(priority)),)
-        producer.session.publish("/queue/jobs", headers, str(number).encode())
+        send(producer.session, "/queue/jobs", headers, str(number).encode())
     await settled(broker.journal.last)  # no consumer: every one is written unclaimed
     queue = broker.destination(DestinationKind.QUEUE, "jobs")
     assert isinstance(queue, Queue)

@@ -10,7 +10,7 @@ from buzon.broker import AckMode, Broker, BrokerConfig
 from buzon.broker.destinations import new_record
 from buzon.errors import BrokerError, ErrorCode
 from buzon.store import DestinationKind, QueuePolicy, StoredMessage
-from tests.broker.helpers import Clock, HeldLog, found, open_peer
+from tests.broker.helpers import Clock, HeldLog, found, open_peer, send
 
 Q = "/queue/durable"
 
@@ -43,7 +43,7 @@ def test_one_publishers_messages_keep_their_order_behind_a_pending_write(
     consumer = open_peer(broker, "carol").subscribe(Q)
     producer = open_peer(broker, "alice")
     producer.publish(Q, b"1")
-    producer.session.publish(Q, (("persistent", "false"),), b"2 (transient)")
+    send(producer.session, Q, (("persistent", "false"),), b"2 (transient)")
     producer.publish("/topic/news", b"3 (channel)")
     assert consumer.bodies() == []
     log.resolve()
@@ -138,7 +138,7 @@ def test_under_the_disk_floor_only_what_would_be_written_is_refused(
     with pytest.raises(BrokerError) as refused:
         producer.publish(Q, b"needs disk")
     assert refused.value.code is ErrorCode.STORAGE_FULL
-    producer.session.publish(Q, (("persistent", "false"),), b"memory only")
+    send(producer.session, Q, (("persistent", "false"),), b"memory only")
     producer.publish("/topic/news", b"no durable subscription: nothing to write")
     log.resolve()
     assert consumer.bodies() == [b"memory only"]

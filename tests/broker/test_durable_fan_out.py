@@ -4,7 +4,7 @@ inside a delivery of the same channel reaches it too, after the message being de
 from __future__ import annotations
 
 from buzon.broker import AckMode, Broker
-from tests.broker.helpers import Delivery, Peer, open_peer
+from tests.broker.helpers import Delivery, Peer, open_peer, send
 
 T = "/topic/talk"
 REPLY = (("reply", "yes"),)
@@ -15,7 +15,7 @@ def replying(peer: Peer) -> Peer:
 
     def answer(delivery: Delivery) -> None:
         if delivery.message.headers != REPLY:
-            peer.session.publish(T, REPLY, b"re: " + delivery.message.body)
+            send(peer.session, T, REPLY, b"re: " + delivery.message.body)
 
     peer.sink.on_deliver = answer
     return peer

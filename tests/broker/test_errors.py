@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from buzon.broker import AckMode, Broker, BrokerConfig, parse_destination
+from buzon.broker import ACCEPT, REJECT, RELEASE, AckMode, Broker, BrokerConfig, parse_destination
 from buzon.errors import BrokerError, ErrorCode, LocalProtocolError
 from buzon.store import DestinationKind
 from tests.broker.helpers import Peer, open_peer
@@ -103,9 +103,9 @@ def test_unknown_ack_ids(broker: Broker, producer: Peer) -> None:
         (owner.session, ""),
         (stranger.session, ack_id),  # another session's ack id
     ]:
-        for settle in (session.ack, session.nack):
+        for outcome in (ACCEPT, RELEASE, REJECT):
             with pytest.raises(BrokerError) as caught:
-                settle(candidate)
+                session.settle(candidate, outcome)
             assert caught.value.code is ErrorCode.UNKNOWN_ACK_ID
     owner.session.ack(ack_id)
     with pytest.raises(BrokerError) as caught:

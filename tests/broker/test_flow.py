@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from buzon.broker import AckMode, Broker, BrokerConfig
+from buzon.broker import RELEASE, AckMode, Broker, BrokerConfig
 from tests.broker.helpers import open_peer
 
 Q = "/queue/flow"
@@ -43,7 +43,7 @@ def test_nack_keeps_the_bytes_counted() -> None:
     producer.publish(Q, b"x" * 600)
     consumer = open_peer(broker).subscribe(Q, AckMode.CLIENT_INDIVIDUAL, prefetch=1)
     consumer.session.set_writable(False)
-    consumer.session.nack(consumer.ack_ids()[0])
+    consumer.session.settle(consumer.ack_ids()[0], RELEASE)
     assert broker.statistics().queued_bytes == 600
     consumer.session.close()
     assert broker.statistics().queues[0].bytes == 600

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from buzon.broker import AckMode, Broker, Queue
+from buzon.broker import ACCEPT, RELEASE, AckMode, Broker, Queue
 from buzon.errors import BrokerError, ErrorCode
 from buzon.store import DestinationKind
 from tests.broker.helpers import Peer, open_peer, user
@@ -20,7 +20,7 @@ def test_pull_takes_oldest_first_and_ack_removes(broker: Broker, producer: Peer)
     assert all(not lease.redelivered and lease.deadline == 30.0 for lease in leases)
     stats = broker.statistics().queues[0]
     assert (stats.depth, stats.in_flight) == (1, 2)
-    broker.settle(alice, "pulled", [lease.receipt for lease in leases], requeue=False)
+    broker.settle(alice, "pulled", [lease.receipt for lease in leases], ACCEPT)
     stats = broker.statistics().queues[0]
     assert (stats.depth, stats.in_flight, stats.acked) == (1, 0, 2)
     assert len(broker.leases) == 0
@@ -32,7 +32,7 @@ def test_nack_and_expiry_return_messages_in_order_marked_redelivered(
     producer.publish(Q, b"1", b"2", b"3")
     alice = user("alice")
     _, second, third = broker.pull(alice, "pulled", 3, 10.0, now=0.0)
-    broker.settle(alice, "pulled", [second.receipt], requeue=True)
+    broker.settle(alice, "pulled", [second.receipt], RELEASE)
     assert broker.expire_leases(now=9.9) == 0
     assert broker.expire_leases(now=10.0) == 2
     again = broker.pull(alice, "pulled", 10, 10.0, now=11.0)
@@ -50,7 +50,7 @@ def test_expired_or_settled_receipts_are_unknown(broker: Broker, producer: Peer)
     (lease,) = broker.pull(alice, "pulled", 1, 5.0, now=0.0)
     broker.expire_leases(now=6.0)
     with pytest.raises(BrokerError) as late:
-        broker.settle(alice, "pulled", [lease.receipt], requeue=False)
+        broker.settle(alice, "pulled", [lease.receipt], ACCEPT)
     assert late.value.code is ErrorCode.UNKNOWN_RECEIPT
 
 
@@ -60,13 +60,13 @@ def test_only_the_puller_settles_and_all_or_none(broker: Broker, producer: Peer)
     (mine,) = broker.pull(alice, "pulled", 1, 30.0, now=0.0)
     (theirs,) = broker.pull(bob, "pulled", 1, 30.0, now=0.0)
     with pytest.raises(BrokerError) as foreign:
-        broker.settle(alice, "pulled", [mine.receipt, theirs.receipt], requeue=False)
+        broker.settle(alice, "pulled", [mine.receipt, theirs.receipt], ACCEPT)
     assert foreign.value.code is ErrorCode.UNKNOWN_RECEIPT
     # nothing was settled: both leases are still open
-    broker.settle(alice, "pulled", [mine.receipt], requeue=False)
-    broker.settle(bob, "pulled", [theirs.receipt], requeue=False)
+    broker.settle(alice, "pulled", [mine.receipt], ACCEPT)
+    broker.settle(bob, "pulled", [theirs.receipt], ACCEPT)
     with pytest.raises(BrokerError) as twice:
-        broker.settle(alice, "pulled", [mine.receipt], requeue=False)
+        broker.settle(alice, "pulled", [mine.receipt], ACCEPT)
     assert twice.value.code is ErrorCode.UNKNOWN_RECEIPT
 
 

@@ -13,7 +13,7 @@ import dataclasses
 from buzon.broker import AckMode, Broker, BrokerConfig
 from buzon.broker.destinations import new_record
 from buzon.store import DestinationKind, QueuePolicy
-from tests.broker.helpers import Clock, HeldStore, Peer, numbered, open_peer
+from tests.broker.helpers import Clock, HeldStore, Peer, numbered, open_peer, send
 
 Q = "/queue/big"
 WINDOW = 4
@@ -72,7 +72,7 @@ def test_transient_messages_past_the_window_are_spilled_and_come_back_in_order()
     broker = paged_broker(held)
     producer = open_peer(broker, "alice")
     for body in numbered(20):
-        producer.session.publish(Q, (("persistent", "false"),), body)
+        send(producer.session, Q, (("persistent", "false"),), body)
     held.flush()
     assert broker.statistics().queued_bytes == sum(len(body) for body in numbered(WINDOW))
     consumer = open_peer(broker, "carol").subscribe(Q, AckMode.CLIENT_INDIVIDUAL, prefetch=1)
@@ -141,7 +141,7 @@ def test_when_the_whole_window_expires_the_tail_is_read_in() -> None:
     producer = open_peer(broker, "alice")
     soon = (("expires", str(int((clock.now + 1) * 1000))),)
     for body in numbered(WINDOW):
-        producer.session.publish(Q, soon, body)  # the window: all short-lived
+        send(producer.session, Q, soon, body)  # the window: all short-lived
     producer.publish(Q, b"lasting-1", b"lasting-2")  # the tail
     held.flush()
     clock.now += 5

@@ -26,10 +26,10 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from buzon.broker import AckMode, Broker, BrokerConfig
+from buzon.broker import RELEASE, AckMode, Broker, BrokerConfig
 from buzon.broker.destinations import new_record
 from buzon.store import DestinationKind
-from tests.broker.helpers import Clock, HeldStore, Peer, open_peer
+from tests.broker.helpers import Clock, HeldStore, Peer, open_peer, send
 
 Q = "/queue/paged"
 PREFETCH = 2
@@ -134,7 +134,7 @@ class PagedQueueMachine(RuleBasedStateMachine):
             headers.append(("expires", str(int(expires_at * 1000))))
         self.published += 1
         number = self.published
-        message_id = self.producer.session.publish(Q, tuple(headers), b"%020d" % number)
+        message_id = send(self.producer.session, Q, tuple(headers), b"%020d" % number)
         seq = int(message_id.rsplit("-", 1)[1])  # ids are <run prefix>-<seq>
         self.waiting[number] = Waiting(
             seq,
@@ -173,7 +173,7 @@ class PagedQueueMachine(RuleBasedStateMachine):
         ack_id, number = self.outstanding.pop(which % len(self.outstanding))
         if requeue:
             self.give_back(number)
-            self.consumer.session.nack(ack_id)
+            self.consumer.session.settle(ack_id, RELEASE)
         else:
             self.in_flight.pop(number)
             self.acked.add(number)

@@ -8,7 +8,7 @@ from buzon.broker import AckMode, Broker, BrokerConfig
 from buzon.broker.destinations import new_record
 from buzon.errors import AccessDenied, ErrorCode
 from buzon.store import DestinationKind
-from tests.broker.helpers import Peer, numbered, open_peer, user
+from tests.broker.helpers import Peer, numbered, open_peer, send, user
 
 Q = "/queue/work"
 
@@ -47,7 +47,7 @@ def test_peek_skips_what_a_consumer_would_never_get() -> None:
     now = [1_000.0]
     broker = Broker(BrokerConfig(), clock=lambda: now[0])
     producer = open_peer(broker, "alice")
-    producer.session.publish(Q, (("expires", str(int((now[0] + 1) * 1000))),), b"short-lived")
+    send(producer.session, Q, (("expires", str(int((now[0] + 1) * 1000))),), b"short-lived")
     producer.publish(Q, b"lasting")
     now[0] += 2
     assert [message.body for message, _ in broker.peek(user("alice"), "work", 10)] == [b"lasting"]

@@ -6,11 +6,11 @@ import dataclasses
 
 import pytest
 
-from buzon.broker import AckMode, Broker, BrokerConfig
+from buzon.broker import RELEASE, AckMode, Broker, BrokerConfig
 from buzon.broker.destinations import new_record
 from buzon.errors import BrokerError, ErrorCode
 from buzon.store import DestinationKind, Overflow, QueuePolicy
-from tests.broker.helpers import Clock, Peer, open_peer
+from tests.broker.helpers import Clock, Peer, open_peer, send
 
 Q = "/queue/strict"
 
@@ -54,7 +54,7 @@ def test_drop_head_dead_letters_the_oldest_with_the_reason() -> None:
     strict_queue(broker, max_length=2, overflow=Overflow.DROP_HEAD, dead_letter_queue="dead")
     audit = dead_letters(broker)
     producer = open_peer(broker, "alice")
-    producer.session.publish(Q, (("trace", "t1"),), b"oldest")
+    send(producer.session, Q, (("trace", "t1"),), b"oldest")
     producer.publish(Q, b"middle", b"newest")
     consumer = open_peer(broker).subscribe(Q)
     assert consumer.bodies() == [b"middle", b"newest"]
@@ -76,12 +76,12 @@ def test_expired_messages_are_never_delivered_and_are_dead_lettered() -> None:
     producer = open_peer(broker, "alice")
     producer.publish(Q, b"short-lived")
     soon = int((clock.now + 1) * 1000)
-    producer.session.publish(Q, (("expires", str(soon)),), b"even shorter")
-    producer.session.publish(Q, (("expires", "0"),), b"0 means never: the queue's TTL applies")
+    send(producer.session, Q, (("expires", str(soon)),), b"even shorter")
+    send(producer.session, Q, (("expires", "0"),), b"0 means never: the queue's TTL applies")
     clock.now += 2
     consumer = open_peer(broker).subscribe(Q, AckMode.CLIENT_INDIVIDUAL)
     assert consumer.bodies() == [b"short-lived", b"0 means never: the queue's TTL applies"]
-    consumer.session.nack(consumer.ack_ids()[0])
+    consumer.session.settle(consumer.ack_ids()[0], RELEASE)
     consumer.session.unsubscribe("sub")
     clock.now += 10
     assert broker.expire_messages(clock.now) == 2  # the sweep frees them without a consumer
@@ -97,7 +97,7 @@ def test_expired_messages_are_never_delivered_and_are_dead_lettered() -> None:
 def test_a_bad_expires_header_is_refused() -> None:
     broker = Broker()
     with pytest.raises(BrokerError) as bad:
-        open_peer(broker).session.publish(Q, (("expires", "tomorrow"),), b"x")
+        send(open_peer(broker).session, Q, (("expires", "tomorrow"),), b"x")
     assert bad.value.code is ErrorCode.BAD_HEADER_VALUE
 
 
@@ -108,10 +108,10 @@ def test_max_deliveries_dead_letters_a_poison_message() -> None:
     consumer = open_peer(broker).subscribe(Q, AckMode.CLIENT_INDIVIDUAL)
     open_peer(broker, "alice").publish(Q, b"poison", b"fine")
     first = consumer.deliveries[0]
-    consumer.session.nack(first.ack_id or "")
+    consumer.session.settle(first.ack_id or "", RELEASE)
     second = [d for d in consumer.deliveries if d.message.body == b"poison"][-1]
     assert second.redelivered
-    consumer.session.nack(second.ack_id or "")
+    consumer.session.settle(second.ack_id or "", RELEASE)
     assert [d.message.body for d in consumer.deliveries].count(b"poison") == 2
     (moved,) = audit.deliveries
     assert dict(moved.message.headers)["x-dead-letter-reason"] == "max-deliveries"
@@ -134,7 +134,7 @@ def test_purge_drops_waiting_messages_not_those_in_flight() -> None:
     assert broker.purge("strict") == 2
     queue = broker.statistics().queues[0]
     assert (queue.depth, queue.in_flight, queue.bytes) == (0, 1, len(b"in flight"))
-    consumer.session.nack(consumer.ack_ids()[0])
+    consumer.session.settle(consumer.ack_ids()[0], RELEASE)
     assert consumer.bodies() == [b"in flight", b"in flight"]
     with pytest.raises(BrokerError) as missing:
         broker.purge("nope")

@@ -18,6 +18,7 @@ from buzon.broker.queue import Queue
 from buzon.errors import BrokerError, ErrorCode
 from buzon.store import DestinationKind, Overflow, QueuePolicy
 from tests.broker.helpers import Clock, HeldStore, Peer, open_peer, user
+from tests.broker.helpers import send as send_frame
 
 Q = "/queue/jobs"
 RECORD = new_record(DestinationKind.QUEUE, "jobs", "id-alice", None, 0.0)
@@ -29,7 +30,7 @@ MIXED = [(n, (None, 0, 9, 2, 7)[n % 5]) for n in range(50)]
 
 def send(producer: Peer, number: int, priority: int | None, *extra: tuple[str, str]) -> None:
     headers = extra if priority is None else (("priority", str(priority)), *extra)
-    producer.session.publish(Q, headers, b"%d" % number)
+    send_frame(producer.session, Q, headers, b"%d" % number)
 
 
 def expected(messages: list[tuple[int, int | None]]) -> list[int]:
@@ -110,7 +111,7 @@ def test_a_priority_outside_0_to_9_is_refused_and_nothing_is_enqueued() -> None:
     producer = open_peer(broker, "alice")
     for value in ("-1", "10", "", "high", "4.0", " 4", "٣"):
         with pytest.raises(BrokerError) as refused:
-            producer.session.publish(Q, (("priority", value),), b"x")
+            send_frame(producer.session, Q, (("priority", value),), b"x")
         assert refused.value.code is ErrorCode.BAD_HEADER_VALUE
         assert "priority" in refused.value.detail
     send(producer, 1, 0)
@@ -245,7 +246,7 @@ def test_a_durable_subscription_backlog_is_a_queue_it_hands_out_by_priority() ->
     producer = open_peer(broker, "carol")
     for number, priority in [(1, 0), (2, None), (3, 9), (4, 0), (5, 8)]:
         headers = () if priority is None else (("priority", str(priority)),)
-        producer.session.publish("/topic/news", headers, b"%d" % number)
+        send_frame(producer.session, "/topic/news", headers, b"%d" % number)
     assert numbers(plain) == [1, 2, 3, 4, 5]  # a live subscription gets them at once
     back = open_peer(broker, "alice")
     back.session.subscribe("sub", "/topic/news", AckMode.AUTO, durable_name="mine")

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from buzon.broker import AckMode, Broker, BrokerConfig
+from buzon.broker import RELEASE, AckMode, Broker, BrokerConfig
 from buzon.errors import BrokerError, ErrorCode
 from tests.broker.helpers import Delivery, Peer, numbered, open_peer
 
@@ -141,7 +141,7 @@ def test_ack_ids_are_unique_within_a_session(broker: Broker, producer: Peer) -> 
 def test_individual_nack_redelivers_that_message(broker: Broker, producer: Peer) -> None:
     consumer = open_peer(broker).subscribe(Q, AckMode.CLIENT_INDIVIDUAL, prefetch=3)
     producer.publish(Q, *numbered(5))
-    consumer.session.nack(consumer.ack_ids()[1])
+    consumer.session.settle(consumer.ack_ids()[1], RELEASE)
     assert consumer.bodies() == [b"1", b"2", b"3", b"2"]
     assert consumer.flags() == [False, False, False, True]
 
@@ -150,7 +150,7 @@ def test_cumulative_nack_returns_messages_in_original_order(broker: Broker, prod
     consumer = open_peer(broker).subscribe(Q, AckMode.CLIENT, prefetch=3)
     producer.publish(Q, *numbered(5))
     consumer.session.set_writable(False)
-    consumer.session.nack(consumer.ack_ids()[2])
+    consumer.session.settle(consumer.ack_ids()[2], RELEASE)
     assert broker.statistics().queues[0].depth == 5
     other = open_peer(broker).subscribe(Q)
     assert other.bodies() == numbered(5)

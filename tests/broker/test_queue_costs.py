@@ -14,8 +14,8 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-from buzon.broker import AckMode, Broker
-from tests.broker.helpers import Clock, Peer, numbered, open_peer, user
+from buzon.broker import RELEASE, AckMode, Broker
+from tests.broker.helpers import Clock, Peer, numbered, open_peer, send, user
 
 Q = "/queue/costly"
 SIZES = (100, 10_000)
@@ -69,7 +69,7 @@ def sweep_with_four_due(size: int) -> int:
     producer = open_peer(broker, "alice")
     short = {n for n in range(size) if n % (size // 4) == 1}
     for n in range(size):
-        producer.session.publish(Q, expires_in(clock, 1 if n in short else 3600), b"%d" % n)
+        send(producer.session, Q, expires_in(clock, 1 if n in short else 3600), b"%d" % n)
     clock.now += 2
     expired: list[int] = []
     work = steps(lambda: expired.append(broker.expire_messages(clock.now)))
@@ -91,8 +91,8 @@ def give_back_behind_the_head(size: int) -> int:
     open_peer(broker, "alice").publish(Q, *numbered(size))
     puller = user("puller")
     older, newer = broker.pull(puller, "costly", 2, 30.0, 0.0)
-    broker.settle(puller, "costly", [older.receipt], requeue=True)  # the head again
-    work = steps(lambda: broker.settle(puller, "costly", [newer.receipt], requeue=True))
+    broker.settle(puller, "costly", [older.receipt], RELEASE)  # the head again
+    work = steps(lambda: broker.settle(puller, "costly", [newer.receipt], RELEASE))
     consumer = open_peer(broker).subscribe(Q, AckMode.CLIENT_INDIVIDUAL, prefetch=3)
     assert consumer.bodies() == numbered(3)
     assert consumer.flags() == [True, True, False]
@@ -115,7 +115,7 @@ def test_the_sweep_also_retires_expired_messages_of_durable_backlogs() -> None:
     broker = Broker(clock=clock)
     durable_away(broker)
     producer = open_peer(broker, "carol")
-    producer.session.publish("/topic/news", expires_in(clock, 1), b"stale soon")
+    send(producer.session, "/topic/news", expires_in(clock, 1), b"stale soon")
     producer.session.publish("/topic/news", (), b"keeps")
     clock.now += 2
     assert broker.expire_messages(clock.now) == 1

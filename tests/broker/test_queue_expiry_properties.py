@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from buzon.broker import Broker
+from buzon.broker import ACCEPT, RELEASE, Broker, PublishOptions
 from buzon.broker.leases import Lease
 from buzon.store import DestinationKind
 from tests.broker.helpers import Clock, RecordingSink, user
@@ -42,13 +42,11 @@ class ExpiryMachine(RuleBasedStateMachine):
 
     @rule(lifetime_ms=st.none() | st.integers(1, 4000))
     def publish(self, lifetime_ms: int | None) -> None:
-        headers: tuple[tuple[str, str], ...] = ()
         expires_at = None
         if lifetime_ms is not None:
-            ms = int(self.clock.now * 1000) + lifetime_ms
-            headers = (("expires", str(ms)),)
-            expires_at = ms / 1000
-        message_id = self.producer.publish(Q, headers, b"m")
+            expires_at = (int(self.clock.now * 1000) + lifetime_ms) / 1000
+        options = PublishOptions(expires_at=expires_at)
+        message_id = self.producer.publish(Q, (), b"m", options)
         self.waiting[int(message_id.rsplit("-", 1)[1])] = expires_at
 
     @rule(seconds=st.sampled_from([0.0, 0.5, 1.0, 2.5]))
@@ -91,7 +89,7 @@ class ExpiryMachine(RuleBasedStateMachine):
             seq, expires_at = self.leased.pop(receipt)
             if requeue:
                 self.waiting[seq] = expires_at
-        self.broker.settle(self.puller, NAME, receipts, requeue=requeue)
+        self.broker.settle(self.puller, NAME, receipts, RELEASE if requeue else ACCEPT)
 
     @rule(limit=st.integers(1, 5))
     def peek(self, limit: int) -> None:
@@ -114,7 +112,7 @@ class ExpiryMachine(RuleBasedStateMachine):
     def teardown(self) -> None:
         """Give everything back and drain: exactly the unexpired waiting ones, in order."""
         if self.leased:
-            self.broker.settle(self.puller, NAME, sorted(self.leased), requeue=True)
+            self.broker.settle(self.puller, NAME, sorted(self.leased), RELEASE)
             self.waiting.update(self.leased.values())
         remaining: list[Lease] = []
         while self.broker.statistics().queues and self.broker.statistics().queues[0].depth:

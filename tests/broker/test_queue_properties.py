@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from buzon.broker import AckMode, Broker, BrokerConfig, Session
+from buzon.broker import RELEASE, AckMode, Broker, BrokerConfig, Session
 from tests.broker.helpers import Delivery, RecordingSink, user
 
 Q = "/queue/prop"
@@ -167,7 +167,7 @@ class QueueMachine(RuleBasedStateMachine):
         ack_id = self._model_settle(sub, position % len(sub.outstanding), requeue=requeue)
         session = self.broker_session(session_id)
         if requeue:
-            session.nack(ack_id)
+            session.settle(ack_id, RELEASE)
         else:
             session.ack(ack_id)
 

@@ -13,11 +13,11 @@ import random
 
 import pytest
 
-from buzon.broker import AckMode, Broker, BrokerConfig, Queue, Refusal
+from buzon.broker import REJECT, RELEASE, AckMode, Broker, BrokerConfig, Disposition, Outcome, Queue
 from buzon.broker.destinations import new_record
 from buzon.errors import BrokerError, ErrorCode
 from buzon.store import DestinationKind, MemoryStore, Overflow, QueuePolicy
-from tests.broker.helpers import Clock, HeldStore, Peer, open_peer
+from tests.broker.helpers import Clock, HeldStore, Peer, open_peer, send
 
 Q = "/queue/work"
 RECORD = new_record(DestinationKind.QUEUE, "work", "id-alice", None, 0.0)
@@ -47,7 +47,7 @@ def test_a_delayed_message_waits_for_its_time_and_never_blocks_the_messages_behi
     broker = make_broker(clock)
     producer = open_peer(broker, "alice")
     consumer = open_peer(broker, "bob").subscribe(Q)
-    producer.session.publish(Q, (("delay", "1500"), ("trace", "t")), b"later")
+    send(producer.session, Q, (("delay", "1500"), ("trace", "t")), b"later")
     producer.publish(Q, b"now")
     assert consumer.bodies() == [b"now"]
     queue = stats(broker)
@@ -66,10 +66,10 @@ def test_deliver_at_in_the_past_and_delay_zero_are_ordinary_messages() -> None:
     broker = make_broker(clock)
     consumer = open_peer(broker, "bob").subscribe(Q)
     session = open_peer(broker, "alice").session
-    session.publish(Q, (("delay", "0"),), b"zero")
-    session.publish(Q, (("deliver-at", str(int((clock.now - 5) * 1000))),), b"past")
+    send(session, Q, (("delay", "0"),), b"zero")
+    send(session, Q, (("deliver-at", str(int((clock.now - 5) * 1000))),), b"past")
     assert consumer.bodies() == [b"zero", b"past"]
-    session.publish(Q, (("deliver-at", str(int((clock.now + 2) * 1000))),), b"future")
+    send(session, Q, (("deliver-at", str(int((clock.now + 2) * 1000))),), b"future")
     later(broker, clock, 2)
     assert consumer.bodies() == [b"zero", b"past", b"future"]
 
@@ -92,7 +92,7 @@ def test_bad_times_are_refused_naming_the_header_and_nothing_is_enqueued(
     broker = make_broker(Clock())
     session = open_peer(broker, "alice").session
     with pytest.raises(BrokerError) as refused:
-        session.publish(Q, headers, b"x")
+        send(session, Q, headers, b"x")
     assert refused.value.code is ErrorCode.BAD_HEADER_VALUE
     assert named in refused.value.detail
     queue = stats(broker)
@@ -102,7 +102,7 @@ def test_bad_times_are_refused_naming_the_header_and_nothing_is_enqueued(
 def test_a_channel_refuses_a_delay() -> None:
     broker = make_broker(Clock())
     with pytest.raises(BrokerError) as refused:
-        open_peer(broker, "alice").session.publish("/topic/news", (("delay", "10"),), b"x")
+        send(open_peer(broker, "alice").session, "/topic/news", (("delay", "10"),), b"x")
     assert "queues" in refused.value.detail
 
 
@@ -116,7 +116,7 @@ def test_retry_back_off_grows_by_the_multiplier_up_to_the_maximum() -> None:
     waits = []
     for _ in range(3):
         seen = len(consumer.deliveries)
-        consumer.session.nack(consumer.deliveries[-1].ack_id or "")
+        consumer.session.settle(consumer.deliveries[-1].ack_id or "", RELEASE)
         assert stats(broker).scheduled == 1  # type: ignore[attr-defined]
         waited = 0.0
         while len(consumer.deliveries) == seen:
@@ -133,9 +133,9 @@ def test_a_nack_requeue_delay_wins_over_the_policy_and_zero_means_at_once() -> N
     broker = make_broker(clock, retry_delay_ms=60_000)
     open_peer(broker, "alice").publish(Q, b"m")
     consumer = open_peer(broker, "bob").subscribe(Q, AckMode.CLIENT_INDIVIDUAL)
-    consumer.session.nack(consumer.ack_ids()[-1], refusal=Refusal(delay_ms=0))
+    consumer.session.settle(consumer.ack_ids()[-1], Outcome(delay_ms=0))
     assert consumer.bodies() == [b"m", b"m"]
-    consumer.session.nack(consumer.ack_ids()[-1], refusal=Refusal(delay_ms=500))
+    consumer.session.settle(consumer.ack_ids()[-1], Outcome(delay_ms=500))
     later(broker, clock, 0.4)
     assert len(consumer.deliveries) == 2
     later(broker, clock, 0.1)
@@ -147,7 +147,7 @@ def test_a_delayed_retry_is_not_held_by_its_consumer_and_may_go_to_another() -> 
     broker = make_broker(clock, retry_delay_ms=1_000)
     open_peer(broker, "alice").publish(Q, b"a", b"b")
     first = open_peer(broker, "bob").subscribe(Q, AckMode.CLIENT_INDIVIDUAL, prefetch=1)
-    first.session.nack(first.ack_ids()[0])  # "a" waits; "b" comes at once
+    first.session.settle(first.ack_ids()[0], RELEASE)  # "a" waits; "b" comes at once
     assert first.bodies() == [b"a", b"b"]
     other = open_peer(broker, "carol").subscribe(Q, AckMode.CLIENT_INDIVIDUAL, prefetch=1)
     later(broker, clock, 1)
@@ -159,11 +159,11 @@ def test_nack_without_requeue_dead_letters_at_once_with_the_whole_story() -> Non
     clock = Clock()
     broker = make_broker(clock, dead_letter_queue="dead")
     audit = open_peer(broker, "alice").subscribe("/queue/dead")
-    open_peer(broker, "alice").session.publish(Q, (("trace", "t7"),), b"poison")
+    send(open_peer(broker, "alice").session, Q, (("trace", "t7"),), b"poison")
     consumer = open_peer(broker, "bob").subscribe(Q, AckMode.CLIENT_INDIVIDUAL)
-    consumer.session.nack(consumer.ack_ids()[0], refusal=Refusal(error="first try"))
-    consumer.session.nack(
-        consumer.ack_ids()[1], refusal=Refusal(requeue=False, error="bad payload: x" * 200)
+    consumer.session.settle(consumer.ack_ids()[0], Outcome(error="first try"))
+    consumer.session.settle(
+        consumer.ack_ids()[1], Outcome(Disposition.REJECT, error="bad payload: x" * 200)
     )
     (moved,) = audit.deliveries
     headers = dict(reversed(moved.message.headers))
@@ -183,8 +183,8 @@ def test_dead_letter_reasons_count_deliveries_and_carry_the_last_error() -> None
     producer = open_peer(broker, "alice")
     producer.publish(Q, b"tired")
     consumer = open_peer(broker, "bob").subscribe(Q, AckMode.CLIENT_INDIVIDUAL)
-    consumer.session.nack(consumer.ack_ids()[0], refusal=Refusal(error="e1"))
-    consumer.session.nack(consumer.ack_ids()[1], refusal=Refusal(error="e2"))
+    consumer.session.settle(consumer.ack_ids()[0], Outcome(error="e1"))
+    consumer.session.settle(consumer.ack_ids()[1], Outcome(error="e2"))
     consumer.session.unsubscribe("sub")
     producer.publish(Q, b"forgotten")
     later(broker, clock, 11)
@@ -204,9 +204,9 @@ def test_the_nack_that_ends_the_last_delivery_dead_letters_at_once_without_back_
     audit = open_peer(broker, "alice").subscribe("/queue/dead")
     open_peer(broker, "alice").publish(Q, b"doomed")
     consumer = open_peer(broker, "bob").subscribe(Q, AckMode.CLIENT_INDIVIDUAL)
-    consumer.session.nack(consumer.ack_ids()[0], refusal=Refusal(error="e1"))
+    consumer.session.settle(consumer.ack_ids()[0], Outcome(error="e1"))
     later(broker, clock, 60)  # the first back-off
-    consumer.session.nack(consumer.ack_ids()[1], refusal=Refusal(error="e2"))
+    consumer.session.settle(consumer.ack_ids()[1], Outcome(error="e2"))
     (moved,) = audit.deliveries  # no second back-off to wait for
     headers = dict(reversed(moved.message.headers))
     assert (headers["x-dead-letter-reason"], headers["x-delivery-count"]) == ("max-deliveries", "2")
@@ -219,7 +219,7 @@ def test_max_length_counts_scheduled_messages_and_drop_head_applies_when_they_co
     clock = Clock()
     refusing = make_broker(clock, max_length=2)
     producer = open_peer(refusing, "alice")
-    producer.session.publish(Q, (("delay", "1000"),), b"later")
+    send(producer.session, Q, (("delay", "1000"),), b"later")
     producer.publish(Q, b"now")
     with pytest.raises(BrokerError) as full:  # the delayed one holds a place
         producer.publish(Q, b"one too many")
@@ -228,7 +228,7 @@ def test_max_length_counts_scheduled_messages_and_drop_head_applies_when_they_co
     dropping = make_broker(clock, max_length=1, overflow=Overflow.DROP_HEAD)
     producer = open_peer(dropping, "alice")
     producer.publish(Q, b"old")
-    producer.session.publish(Q, (("delay", "1000"),), b"due")
+    send(producer.session, Q, (("delay", "1000"),), b"due")
     later(dropping, clock, 1)
     consumer = open_peer(dropping, "bob").subscribe(Q, AckMode.CLIENT_INDIVIDUAL)
     assert consumer.bodies() == [b"due"]  # "old" made room when "due" came due
@@ -244,9 +244,9 @@ def test_a_message_dead_lettered_twice_carries_one_set_of_broker_headers() -> No
     grave = open_peer(broker, "alice").subscribe("/queue/graveyard")
     open_peer(broker, "alice").publish(Q, b"m")
     consumer = open_peer(broker, "bob").subscribe(Q, AckMode.CLIENT_INDIVIDUAL)
-    consumer.session.nack(consumer.ack_ids()[0], refusal=Refusal(requeue=False, error="one"))
+    consumer.session.settle(consumer.ack_ids()[0], Outcome(Disposition.REJECT, error="one"))
     again = open_peer(broker, "bob").subscribe("/queue/dead", AckMode.CLIENT_INDIVIDUAL)
-    again.session.nack(again.ack_ids()[0], refusal=Refusal(requeue=False))
+    again.session.settle(again.ack_ids()[0], REJECT)
     names = [name for name, _ in grave.deliveries[0].message.headers]
     assert names.count("x-dead-letter-reason") == 1
     headers = dict(grave.deliveries[0].message.headers)
@@ -258,7 +258,7 @@ def test_purge_drops_scheduled_messages_too_and_deliver_now_and_cancel_act_on_on
     clock = Clock()
     broker = make_broker(clock)
     session = open_peer(broker, "alice").session
-    ids = [session.publish(Q, (("delay", "60000"),), body) for body in (b"a", b"b", b"c")]
+    ids = [send(session, Q, (("delay", "60000"),), body) for body in (b"a", b"b", b"c")]
     queue = broker.destination(DestinationKind.QUEUE, "work")
     assert isinstance(queue, Queue)
     assert [m.body for _, m in queue.scheduled(10)] == [b"a", b"b", b"c"]
@@ -279,10 +279,10 @@ def test_scheduled_messages_and_delayed_retries_survive_a_restart() -> None:
     store = MemoryStore()
     broker = make_broker(clock, store, retry_delay_ms=5_000)
     session = open_peer(broker, "alice").session
-    session.publish(Q, (("delay", "10000"),), b"delayed")
+    send(session, Q, (("delay", "10000"),), b"delayed")
     session.publish(Q, (), b"retried")
     consumer = open_peer(broker, "bob").subscribe(Q, AckMode.CLIENT_INDIVIDUAL)
-    consumer.session.nack(consumer.ack_ids()[0])
+    consumer.session.settle(consumer.ack_ids()[0], RELEASE)
     broker.close()
 
     clock.now += 1
@@ -310,7 +310,7 @@ def test_a_paged_queue_never_reads_a_scheduled_message_with_its_tail() -> None:
     broker = make_broker(clock, store)
     session = open_peer(broker, "alice").session
     session.publish(Q, (), b"1")
-    session.publish(Q, (("delay", "1000"),), b"late")
+    send(session, Q, (("delay", "1000"),), b"late")
     for body in (b"2", b"3", b"4", b"5", b"6"):
         session.publish(Q, (), body)  # window of 3: the rest is the tail, in the store
     consumer = open_peer(broker, "bob").subscribe(Q)
@@ -325,7 +325,7 @@ def test_a_paged_queue_keeps_only_a_window_of_scheduled_messages_in_memory() -> 
     broker = make_broker(clock, store)
     session = open_peer(broker, "alice").session
     for n in range(50):
-        session.publish(Q, (("delay", str(1_000 + 100 * ((n * 37) % 50))),), str(n).encode())
+        send(session, Q, (("delay", str(1_000 + 100 * ((n * 37) % 50))),), str(n).encode())
     queue = broker.destination(DestinationKind.QUEUE, "work")
     assert isinstance(queue, Queue)
     assert len(queue.scheduled(100)) == 3  # the window; the other 47 only in the store
@@ -344,7 +344,7 @@ def test_a_restart_reads_only_the_soonest_scheduled_messages_and_counts_the_rest
     broker = make_broker(clock, store)
     session = open_peer(broker, "alice").session
     for n in range(20):
-        session.publish(Q, (("delay", str(1_000 * (20 - n))),), str(n).encode())
+        send(session, Q, (("delay", str(1_000 * (20 - n))),), str(n).encode())
     broker.close()
     again = make_broker(clock, store)
     again.restore(asyncio.run(store.backlogs(3, 1 << 20)), cleanly=True)
@@ -364,7 +364,7 @@ def test_a_deleted_queues_scheduled_messages_all_leave_the_store_at_the_next_sta
     broker = make_broker(clock, store)
     session = open_peer(broker, "alice").session
     for n in range(20):
-        session.publish(Q, (("delay", "60000"),), str(n).encode())
+        send(session, Q, (("delay", "60000"),), str(n).encode())
     broker.close()
     again = Broker(BrokerConfig(backlog_window=3), clock=clock, log=store, pager=store)
     again.restore(asyncio.run(store.backlogs(3, 1 << 20)), cleanly=True)  # "work" is gone
@@ -392,7 +392,7 @@ def test_scheduled_paging_loses_nothing_whatever_order_the_store_answers_in(seed
         not_before[body] = clock.now + delay / 1000
         nacks_left[body] = rng.choice([0, 0, 1, 2])
         planned[body] = 1 + nacks_left[body]
-        session.publish(Q, (("delay", str(delay)),), body)
+        send(session, Q, (("delay", str(delay)),), body)
         for _ in range(rng.randrange(3)):
             if held.held:
                 held.step()
@@ -430,7 +430,7 @@ def _settle_new(
             nacks_left[body] -= 1
             wait = rng.choice([100, 700, 2_000])
             not_before[body] = clock.now + wait / 1000
-            consumer.session.nack(delivery.ack_id, refusal=Refusal(delay_ms=wait))
+            consumer.session.settle(delivery.ack_id, Outcome(delay_ms=wait))
         else:
             consumer.session.ack(delivery.ack_id)
     return seen

@@ -8,6 +8,7 @@ import pytest
 
 import buzon.broker
 from buzon.broker import (
+    RELEASE,
     AckMode,
     Broker,
     BrokerStats,
@@ -21,6 +22,7 @@ from tests.broker.helpers import Peer, numbered, open_peer
 
 def test_public_names_are_pinned() -> None:
     assert sorted(buzon.broker.__all__) == [
+        "ACCEPT",
         "AckMode",
         "Broker",
         "BrokerConfig",
@@ -28,19 +30,22 @@ def test_public_names_are_pinned() -> None:
         "Channel",
         "ChannelStats",
         "DeliverySink",
+        "Disposition",
         "Headers",
         "Lease",
         "Message",
+        "NO_OPTIONS",
+        "Outcome",
+        "PublishOptions",
         "Queue",
         "QueueStats",
-        "REQUEUE",
-        "Refusal",
+        "REJECT",
+        "RELEASE",
         "Session",
         "SessionStats",
         "SlowConsumerPolicy",
         "address",
         "parse_destination",
-        "requeue_delay",
     ]
 
 
@@ -79,7 +84,7 @@ def test_statistics_snapshot(broker: Broker, producer: Peer) -> None:
     producer.publish("/topic/news", b"a", b"b")
     producer.publish("/topic/quiet", b"c")
     worker.session.ack(worker.ack_ids()[0])  # settles 1, takes 3
-    worker.session.nack(worker.ack_ids()[2])  # returns 2 and 3, redelivered at once
+    worker.session.settle(worker.ack_ids()[2], RELEASE)  # returns 2 and 3, redelivered at once
 
     stats = broker.statistics()
     assert isinstance(stats, BrokerStats)

@@ -6,9 +6,9 @@ from collections.abc import Callable
 
 import pytest
 
-from buzon.broker import AckMode, Broker, BrokerConfig
+from buzon.broker import RELEASE, AckMode, Broker, BrokerConfig
 from buzon.errors import BrokerError, ErrorCode
-from tests.broker.helpers import Peer, numbered, open_peer
+from tests.broker.helpers import Peer, numbered, open_peer, send
 
 Q = "/queue/tx"
 
@@ -17,8 +17,7 @@ def test_commit_applies_staged_sends_in_order(broker: Broker, producer: Peer) ->
     consumer = open_peer(broker).subscribe(Q)
     producer.session.begin("t1")
     ids = [
-        producer.session.publish(Q, (("n", str(n)),), b"%d" % n, transaction="t1")
-        for n in (1, 2, 3)
+        send(producer.session, Q, (("n", str(n)),), b"%d" % n, transaction="t1") for n in (1, 2, 3)
     ]
     producer.publish("/topic/side", b"4", transaction="t1")
     assert ids == ["", "", ""]
@@ -73,7 +72,7 @@ def test_staged_ack_is_validated_when_staged(broker: Broker, producer: Peer) -> 
         consumer.session.ack("nope", transaction="t1")
     assert caught.value.code is ErrorCode.UNKNOWN_ACK_ID
     with pytest.raises(BrokerError) as caught:
-        consumer.session.nack("nope", transaction="t1")
+        consumer.session.settle("nope", RELEASE, transaction="t1")
     assert caught.value.code is ErrorCode.UNKNOWN_ACK_ID
 
 
@@ -81,7 +80,7 @@ def test_staged_nack_redelivers_on_commit(broker: Broker, producer: Peer) -> Non
     consumer = open_peer(broker).subscribe(Q, AckMode.CLIENT_INDIVIDUAL, prefetch=1)
     producer.publish(Q, b"1", b"2")
     consumer.session.begin("t1")
-    consumer.session.nack(consumer.ack_ids()[0], transaction="t1")
+    consumer.session.settle(consumer.ack_ids()[0], RELEASE, transaction="t1")
     assert consumer.bodies() == [b"1"]
     consumer.session.commit("t1")
     assert consumer.bodies() == [b"1", b"1"]
@@ -132,7 +131,7 @@ def test_unknown_transaction(broker: Broker, producer: Peer, command: str) -> No
     attempts: dict[str, Callable[[], object]] = {
         "publish": lambda: session.publish(Q, (), b"", transaction="t9"),
         "ack": lambda: session.ack(ack_id, transaction="t9"),
-        "nack": lambda: session.nack(ack_id, transaction="t9"),
+        "nack": lambda: session.settle(ack_id, RELEASE, transaction="t9"),
         "commit": lambda: session.commit("t9"),
         "abort": lambda: session.abort("t9"),
     }

@@ -10,15 +10,28 @@ from buzon.broker.channel import Channel
 from buzon.broker.config import BrokerConfig, SlowConsumerPolicy
 from buzon.broker.engine import Broker
 from buzon.broker.leases import Lease
-from buzon.broker.message import REQUEUE, DeliverySink, Headers, Message, Refusal
-from buzon.broker.policy import requeue_delay
+from buzon.broker.message import (
+    ACCEPT,
+    NO_OPTIONS,
+    REJECT,
+    RELEASE,
+    DeliverySink,
+    Disposition,
+    Headers,
+    Message,
+    Outcome,
+    PublishOptions,
+)
 from buzon.broker.queue import Queue
 from buzon.broker.session import Session
 from buzon.broker.stats import BrokerStats, ChannelStats, QueueStats, SessionStats
 from buzon.broker.subscription import AckMode
 
 __all__ = [
-    "REQUEUE",
+    "ACCEPT",
+    "NO_OPTIONS",
+    "REJECT",
+    "RELEASE",
     "AckMode",
     "Broker",
     "BrokerConfig",
@@ -26,16 +39,17 @@ __all__ = [
     "Channel",
     "ChannelStats",
     "DeliverySink",
+    "Disposition",
     "Headers",
     "Lease",
     "Message",
+    "Outcome",
+    "PublishOptions",
     "Queue",
     "QueueStats",
-    "Refusal",
     "Session",
     "SessionStats",
     "SlowConsumerPolicy",
     "address",
     "parse_destination",
-    "requeue_delay",
 ]

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 
 from buzon.broker.addresses import address
 from buzon.broker.config import BrokerConfig, SlowConsumerPolicy
-from buzon.broker.message import REQUEUE, Message, Refusal
+from buzon.broker.message import Message, Outcome
 from buzon.broker.queue import Queue
 from buzon.broker.routing import Router, router
 from buzon.broker.stats import ChannelStats
@@ -248,14 +248,9 @@ class Channel:
         finally:
             sub.draining = False
 
-    def settle(self, sub: Subscription, messages: Sequence[Message]) -> None:
-        """Acknowledged: nothing to keep; the freed window lets pending messages flow."""
-        self.resume(sub)
-
-    def reject(
-        self, sub: Subscription, messages: Sequence[Message], refusal: Refusal = REQUEUE
-    ) -> None:
-        """NACKed: dropped (channels do not redeliver); pending messages may flow."""
+    def settle(self, sub: Subscription, messages: Sequence[Message], outcome: Outcome) -> None:
+        """Settled: nothing to keep, whatever the outcome (channels do not redeliver); the
+        freed window lets pending messages flow."""
         self.resume(sub)
 
     def delete(self) -> None:

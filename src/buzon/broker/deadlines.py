@@ -115,9 +115,8 @@ class AckDeadlines:
     def _expire(self, ack_id: str) -> None:
         del self._running[ack_id]
         sub = self._sub
-        message = sub.unacked.pop(ack_id)
+        message = sub.lapse(ack_id)
         consumer = sub.consumer
-        del consumer.unacked[ack_id]
         lapsed = consumer.lapsed
         if lapsed is None:
             lapsed = consumer.lapsed = Lapsed()

@@ -28,7 +28,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from buzon.broker.config import DEFAULT_DEDUP_MAX_KEYS
-from buzon.broker.message import Headers
 from buzon.errors import BrokerError, ErrorCode
 from buzon.store import IdempotencyKey, Ticket
 
@@ -39,24 +38,19 @@ MAX_KEY_BYTES = 256
 _Entry = tuple[str, float, Ticket | None]
 
 
-def idempotency_key(headers: Headers) -> str | None:
-    """The publish's ``idempotency-key`` (the first, as for any repeated header), or None.
+def check_key(key: str) -> str:
+    """``key`` if it may be an idempotency key.
 
     Raises:
         BrokerError: BAD_HEADER_VALUE for an empty key or one over 256 bytes of UTF-8.
     """
-    for name, value in headers:
-        if name == IDEMPOTENCY_HEADER:
-            size = len(value)  # characters: bytes too, unless it is not ASCII
-            if not 0 < size <= MAX_KEY_BYTES or (
-                not value.isascii() and len(value.encode()) > MAX_KEY_BYTES
-            ):
-                raise BrokerError(
-                    ErrorCode.BAD_HEADER_VALUE,
-                    f"{IDEMPOTENCY_HEADER} must be 1 to {MAX_KEY_BYTES} bytes of UTF-8",
-                )
-            return value
-    return None
+    size = len(key)  # characters: bytes too, unless it is not ASCII
+    if not 0 < size <= MAX_KEY_BYTES or (not key.isascii() and len(key.encode()) > MAX_KEY_BYTES):
+        raise BrokerError(
+            ErrorCode.BAD_HEADER_VALUE,
+            f"{IDEMPOTENCY_HEADER} must be 1 to {MAX_KEY_BYTES} bytes of UTF-8",
+        )
+    return key
 
 
 @dataclass(slots=True)

@@ -25,7 +25,14 @@ from buzon.broker.flow import QueuedBytes
 from buzon.broker.intake import Intake, Publication
 from buzon.broker.journal import Journal
 from buzon.broker.leases import Lease, Leases
-from buzon.broker.message import REQUEUE, DeliverySink, Headers, Message, Refusal
+from buzon.broker.message import (
+    NO_OPTIONS,
+    DeliverySink,
+    Headers,
+    Message,
+    Outcome,
+    PublishOptions,
+)
 from buzon.broker.paged_backlog import Paging
 from buzon.broker.queue import Queue
 from buzon.broker.session import Session
@@ -369,6 +376,7 @@ class Broker:
         headers: Headers,
         body: bytes,
         grants: Collection[str] = (),
+        options: PublishOptions = NO_OPTIONS,
     ) -> Publication:
         """Publish outside any session (HTTP); the destination must exist.
 
@@ -377,7 +385,7 @@ class Broker:
 
         Returns:
             the message id and the ticket of its write (None when nothing was written);
-            for a duplicate (its ``idempotency-key`` was seen by the queue within its
+            for a duplicate (its idempotency key was seen by the queue within its
             window), the first message's id, marked ``duplicate``.
 
         Raises:
@@ -388,7 +396,8 @@ class Broker:
         target = self._destinations.resolve(
             destination, principal, Action.PUBLISH, grants, create=False
         )
-        return self._intake.publish(target, headers, body, key_in(destination, target.address))
+        routing_key = key_in(destination, target.address)
+        return self._intake.publish(target, headers, body, options, routing_key)
 
     def check_publish(
         self, principal: Principal, destination: str, grants: Collection[str] = ()
@@ -505,12 +514,9 @@ class Broker:
         principal: Principal,
         queue: str,
         receipts: Sequence[str],
-        *,
-        requeue: bool,
-        refusal: Refusal = REQUEUE,
+        outcome: Outcome,
     ) -> None:
-        """Ack or nack (``requeue``, as ``refusal`` asks) pulled messages by receipt; all
-        or none.
+        """Settle pulled messages by receipt as ``outcome`` says; all or none.
 
         No access check: a receipt only ever settles a lease of the principal who pulled
         it, and pulling was checked.
@@ -518,16 +524,14 @@ class Broker:
         Raises:
             BrokerError: ``DESTINATION_NOT_FOUND``, ``UNKNOWN_RECEIPT``.
         """
-        self.settle_held(principal.id, queue, receipts, requeue=requeue, refusal=refusal)
+        self.settle_held(principal.id, queue, receipts, outcome)
 
     def settle_held(
         self,
         holder: str,
         queue: str,
         receipts: Sequence[str],
-        *,
-        requeue: bool,
-        refusal: Refusal = REQUEUE,
+        outcome: Outcome,
     ) -> None:
         """:meth:`settle` for the user ``holder`` (asked by another node of a cluster).
 
@@ -537,7 +541,7 @@ class Broker:
         target = self._destinations.queues.get(queue)
         if target is None:
             raise BrokerError(ErrorCode.DESTINATION_NOT_FOUND, f"queue {queue[:80]!r}")
-        self.leases.settle(target, holder, receipts, requeue=requeue, refusal=refusal)
+        self.leases.settle(target, holder, receipts, outcome)
 
     def expire_leases(self, now: float) -> int:
         """Return messages whose lease ran out to their queues; return how many."""

@@ -24,21 +24,14 @@ from typing import NamedTuple
 from buzon.broker.addresses import keyed
 from buzon.broker.channel import Channel
 from buzon.broker.config import DEFAULT_DEDUP_MAX_KEYS, MAX_DELAY_MS
-from buzon.broker.dedup import Dedup, idempotency_key
+from buzon.broker.dedup import Dedup, check_key
 from buzon.broker.destinations import Destinations, new_record
 from buzon.broker.journal import Journal, stored
-from buzon.broker.message import Headers, Message
-from buzon.broker.policy import (
-    SCHEDULE_HEADERS,
-    dead_letter_headers,
-    deliver_at,
-    expiry,
-    may_feed,
-    priority_of,
-    publish_options,
-)
+from buzon.broker.message import NO_OPTIONS, Headers, Message, PublishOptions
+from buzon.broker.policy import dead_letter_headers, expiry, may_feed, scheduled_at
 from buzon.broker.queue import Queue, Retirement
 from buzon.errors import BrokerError, ErrorCode
+from buzon.priority import DEFAULT_PRIORITY
 from buzon.store import DestinationKind, IdempotencyKey, StoredBacklog, Ticket
 
 Target = Queue | Channel
@@ -66,7 +59,7 @@ class Intake:
         destinations: the registry.
         journal: where persistent messages are logged.
         clock: Unix time, for expiry and schedules.
-        max_delay_ms: the longest ``delay`` or ``deliver-at`` accepted.
+        max_delay_ms: the furthest ahead a message may be scheduled.
         dedup_max_keys: most idempotency keys held in memory (see ``dedup``).
     """
 
@@ -117,27 +110,30 @@ class Intake:
         self._stride = stride
 
     def prepare(
-        self, target: Target, headers: Headers, body: bytes, routing_key: str = ""
+        self,
+        target: Target,
+        headers: Headers,
+        body: bytes,
+        options: PublishOptions = NO_OPTIONS,
+        routing_key: str = "",
     ) -> Message:
         """A new message for ``target``, numbered, with its persistence and expiry, and
         the ``routing_key`` a channel routes it by.
 
         Raises:
-            BrokerError: BAD_HEADER_VALUE for an ``expires``, ``delay`` or ``deliver-at``
-                header that is not a number of ms or out of bounds, a time given for a
-                channel, or a ``priority`` that is not 0 to 9.
+            BrokerError: BAD_HEADER_VALUE for a delay or time further ahead than the
+                broker's ``max_delay_ms``, or a time given for a channel.
         """
-        persistent, expires, timed, priority = publish_options(headers)
         policy = target.record.policy
+        persistent = options.persistent
         if isinstance(target, Queue):
             persistent = persistent and policy.durable
-        expires_at = None
-        if expires is not None or policy.message_ttl_ms is not None:
-            expires_at = expiry(expires, policy, self._clock())
+        expires_at = options.expires_at
+        if expires_at is not None or policy.message_ttl_ms is not None:
+            expires_at = expiry(expires_at, policy, self._clock())
         when = None
-        if timed:
-            when = self._when(target, headers)
-            headers = tuple([h for h in headers if h[0] not in SCHEDULE_HEADERS])
+        if options.delay_ms is not None or options.deliver_at is not None:
+            when = self._when(target, options)
         self._seq += self._stride
         seq = self._seq
         return Message(
@@ -149,13 +145,13 @@ class Intake:
             persistent,
             expires_at,
             when,
-            priority=priority_of(priority),
+            priority=options.priority,
             routing_key=routing_key,
         )
 
-    def _when(self, target: Target, headers: Headers) -> float | None:
-        """When a message with ``delay`` or ``deliver-at`` may be delivered (None: now)."""
-        when = deliver_at(headers, self._clock(), self._max_delay_ms)
+    def _when(self, target: Target, options: PublishOptions) -> float | None:
+        """When a message with a delay or time may be delivered (None: now)."""
+        when = scheduled_at(options, self._clock(), self._max_delay_ms)
         if when is None:
             return None
         if not isinstance(target, Queue):
@@ -234,15 +230,18 @@ class Intake:
         elif message.persistent:
             target.withdraw(message)
 
-    def key_for(self, target: Target, headers: Headers) -> str | None:
-        """The ``idempotency-key`` of a publish to ``target``, if ``target`` is a queue that
+    def key_for(self, target: Target, options: PublishOptions) -> str | None:
+        """The idempotency key of a publish to ``target``, if ``target`` is a queue that
         remembers keys (its ``dedup_window_ms`` is not 0); else None.
 
         Raises:
             BrokerError: BAD_HEADER_VALUE for an empty or oversized key (to any target).
         """
-        key = idempotency_key(headers)
-        if key is None or not isinstance(target, Queue) or not target.policy.dedup_window_ms:
+        key = options.idempotency_key
+        if key is None:
+            return None
+        check_key(key)
+        if not isinstance(target, Queue) or not target.policy.dedup_window_ms:
             return None
         return key
 
@@ -268,7 +267,12 @@ class Intake:
         return entry[0], entry[2]
 
     def publish(
-        self, target: Target, headers: Headers, body: bytes, routing_key: str = ""
+        self,
+        target: Target,
+        headers: Headers,
+        body: bytes,
+        options: PublishOptions = NO_OPTIONS,
+        routing_key: str = "",
     ) -> Publication:
         """Prepare, accept and deliver once durable; for callers without a session (HTTP).
 
@@ -279,11 +283,11 @@ class Intake:
         Raises:
             BrokerError: BAD_HEADER_VALUE, QUEUE_FULL.
         """
-        key = self.key_for(target, headers)
+        key = self.key_for(target, options)
         original = None if key is None else self._original(target, key)
         if original is not None:
             return Publication(*original, duplicate=True)
-        message = self.prepare(target, headers, body, routing_key)
+        message = self.prepare(target, headers, body, options, routing_key)
         ticket = self.accept(target, message, key=key)
         if ticket is None or ticket.done:
             self.arrive(target, message, ticket)
@@ -327,7 +331,9 @@ class Intake:
             error=why.error,
             at=self._clock(),
         )
-        moved = self.prepare(target, headers, message.body, routing_key)
+        moved = self.prepare(
+            target, headers, message.body, _moved_options(queue, message), routing_key
+        )
         try:
             ticket = self.accept(target, moved, moved=True)
         except BrokerError:
@@ -424,6 +430,17 @@ class Intake:
         keys = [key for queue in queues for key in queue.redelivered_keys()]
         self.journal.retry_removals()
         return self.journal.write(redelivered=keys)
+
+
+def _moved_options(queue: Queue, message: Message) -> PublishOptions:
+    """What a message moved out of ``queue`` asks of its new queue: its priority, no expiry
+    nor schedule of its own, and to be stored unless its publisher said not to (a
+    non-persistent message of a durable queue; one of a non-durable queue asked nothing
+    the queue could keep, so it is stored where it can be)."""
+    persistent = message.persistent or not queue.policy.durable
+    if persistent and message.priority == DEFAULT_PRIORITY:
+        return NO_OPTIONS
+    return PublishOptions(persistent=persistent, priority=message.priority)
 
 
 def _storage_full() -> BrokerError:

@@ -16,7 +16,7 @@ import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from buzon.broker.message import REQUEUE, Message, Refusal
+from buzon.broker.message import Message, Outcome
 from buzon.broker.queue import Queue
 from buzon.errors import BrokerError, ErrorCode
 
@@ -89,11 +89,9 @@ class Leases:
         queue: Queue,
         holder: str,
         receipts: Sequence[str],
-        *,
-        requeue: bool,
-        refusal: Refusal = REQUEUE,
+        outcome: Outcome,
     ) -> None:
-        """Ack (``requeue=False``) or nack leased messages, as ``refusal`` asks; all of
+        """Settle leased messages as ``outcome`` says (see :meth:`Queue.conclude`); all of
         them or none.
 
         Raises:
@@ -108,10 +106,7 @@ class Leases:
         if len(set(receipts)) != len(receipts):
             raise BrokerError(ErrorCode.BAD_REQUEST, "a receipt is listed twice")
         messages = [leases.pop(receipt).message for receipt in receipts]
-        if requeue:
-            queue.refuse(messages, refusal)
-        else:
-            queue.ack_taken(messages)
+        queue.conclude(messages, outcome)
 
     def expire(self, now: float) -> int:
         """Return every message whose lease ran out to its queue; return how many."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -49,24 +50,75 @@ class Message:
 
 
 @dataclass(frozen=True, slots=True)
-class Refusal:
-    """What a consumer's NACK asks for the messages it refuses.
+class PublishOptions:
+    """What a publisher asks of its message, beyond headers and body.
+
+    Each front end builds these from its own input (STOMP and HTTP from headers such as
+    ``persistent`` or ``delay``, checked there); the engine reads no header. Bounds that
+    depend on the broker (how far ahead a message may be scheduled, whether its target
+    can hold it) are the engine's to check.
 
     Attributes:
-        requeue: False dead-letters them at once (reason ``rejected``).
-        delay_ms: wait this long before redelivering them (None: the queue's retry
-            back-off decides; 0: at once).
-        error: why they failed, remembered with each message (``x-last-error`` if it is
-            dead-lettered later).
+        persistent: the message may be stored; a non-durable queue keeps it in memory
+            whatever this says.
+        expires_at: Unix time after which it is never delivered (None: no expiry of its
+            own; a queue's ``message_ttl_ms`` may still give it one).
+        priority: 0 (lowest) to 9.
+        delay_ms: deliver it no sooner than this long after publishing (queues only).
+        deliver_at: deliver it no sooner than this Unix time (queues only); not with
+            ``delay_ms``.
+        idempotency_key: publish it at most once per queue within the queue's
+            ``dedup_window_ms`` (1 to 256 bytes of UTF-8).
     """
 
-    requeue: bool = True
+    persistent: bool = True
+    expires_at: float | None = None
+    priority: int = DEFAULT_PRIORITY
+    delay_ms: int | None = None
+    deliver_at: float | None = None
+    idempotency_key: str | None = None
+
+
+NO_OPTIONS = PublishOptions()
+"""A message that asks for nothing (shared: most publishes allocate no options)."""
+
+
+class Disposition(enum.Enum):
+    """What becomes of a delivery its consumer settles."""
+
+    ACCEPT = "accept"
+    """Done with: forgotten for good."""
+    RELEASE = "release"
+    """Back to its queue at its original place (publish order within its priority),
+    marked redelivered, at once or after a delay; a channel's is dropped."""
+    REJECT = "reject"
+    """Dead-lettered at once (reason ``rejected``) where its queue has a dead-letter
+    queue, else dropped."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How a consumer settles deliveries (an ACK, a NACK, a lease's ack or nack).
+
+    Attributes:
+        disposition: accept, release or reject.
+        delay_ms: for a release, wait this long before redelivering (None: the queue's
+            retry back-off decides; 0: at once).
+        error: for a release or reject, why they failed, remembered with each message
+            (``x-last-error`` if it is dead-lettered, now or later).
+    """
+
+    disposition: Disposition = Disposition.RELEASE
     delay_ms: int | None = None
     error: str | None = None
 
 
-REQUEUE = Refusal()
+ACCEPT = Outcome(Disposition.ACCEPT)
+"""A plain ACK."""
+RELEASE = Outcome()
 """A plain NACK: back to the queue, as the retry policy says."""
+REJECT = Outcome(Disposition.REJECT)
+"""Dead-letter (or drop) without an error text."""
 
 
 class DeliverySink(Protocol):
@@ -80,7 +132,7 @@ class DeliverySink(Protocol):
         Args:
             subscription_id: the id the session chose when subscribing.
             message: the message (shared with every other delivery of it).
-            ack_id: what the session passes to ``ack``/``nack``; None in ack mode auto.
+            ack_id: what the session passes to ``settle``; None in ack mode auto.
             redelivered: the message was handed out before and came back.
 
         It may call the session's ``set_writable(False)`` synchronously (its buffer

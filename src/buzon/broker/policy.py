@@ -1,9 +1,8 @@
 """What a queue's policy means for one message: persistence, expiry, room, dead-letters.
 
-Kept apart from the queue's dispatch so each rule reads in one place. The ``expires``
-header is the STOMP convention (ActiveMQ's): an absolute time in ms since the epoch, 0 for
-never; a queue's ``message_ttl_ms`` gives messages without one (or with a later one) a
-shorter life.
+Kept apart from the queue's dispatch so each rule reads in one place. A message may ask
+to expire at some time (:class:`PublishOptions`); a queue's ``message_ttl_ms`` gives
+messages without one (or with a later one) a shorter life.
 
 Dead-lettering writes into another queue, so it needs the right to publish there, checked
 twice: when the policy is set (by the server, which verifies a presented key) and each
@@ -17,9 +16,8 @@ from __future__ import annotations
 
 from buzon.auth.access import fingerprint
 from buzon.broker.config import MAX_DELAY_MS
-from buzon.broker.message import Headers
+from buzon.broker.message import Headers, PublishOptions
 from buzon.errors import BrokerError, ErrorCode
-from buzon.priority import DEFAULT_PRIORITY, PRIORITY_HEADER, parse_priority
 from buzon.store import BindingRecord, DestinationRecord, QueuePolicy
 
 # Headers the broker adds to a dead-lettered message (first of repeated headers wins, so
@@ -60,77 +58,21 @@ def first(headers: Headers, name: str) -> str | None:
     return None
 
 
-SCHEDULE_HEADERS = frozenset({"delay", "deliver-at"})
-"""Headers that schedule a message; the broker acts on them and does not pass them on (a
-message dead-lettered or republished later must not be delayed again by them)."""
-
-
-def publish_options(headers: Headers) -> tuple[bool, str | None, bool, str | None]:
-    """What a publisher asked of its message, in one pass over the headers (this runs for
-    every message): whether it may be stored (not ``persistent:false``), ``expires``,
-    whether it names a time (``delay`` or ``deliver-at``, see :func:`deliver_at`), and
-    ``priority`` (unchecked), the first of each."""
-    persistent: str | None = None
-    expires: str | None = None
-    priority: str | None = None
-    timed = False
-    for name, value in headers:
-        if name == "persistent":
-            if persistent is None:
-                persistent = value
-        elif name == "expires":
-            if expires is None:
-                expires = value
-        elif name == PRIORITY_HEADER:
-            if priority is None:
-                priority = value
-        elif name in SCHEDULE_HEADERS:
-            timed = True
-    return persistent != "false", expires, timed, priority
-
-
-def priority_of(value: str | None) -> int:
-    """The priority a ``priority`` header's value asks for, or the default without one.
+def scheduled_at(options: PublishOptions, now: float, most_ms: int) -> float | None:
+    """When a message published ``now`` with these options may be delivered: None for at
+    once (no delay, a delay of 0, or a ``deliver_at`` already past).
 
     Raises:
-        BrokerError: BAD_HEADER_VALUE naming the header when its value is not 0 to 9.
+        BrokerError: BAD_HEADER_VALUE when it is further ahead than ``most_ms``.
     """
-    if value is None:
-        return DEFAULT_PRIORITY
-    try:
-        return parse_priority(value)
-    except ValueError as exc:
-        raise BrokerError(ErrorCode.BAD_HEADER_VALUE, str(exc)) from None
-
-
-def _milliseconds(name: str, value: str) -> int:
-    if not (value.isascii() and value.isdigit() and len(value) <= 15):
-        raise BrokerError(
-            ErrorCode.BAD_HEADER_VALUE, f"{name} must be a whole number of milliseconds (>= 0)"
-        )
-    return int(value)
-
-
-def deliver_at(headers: Headers, now: float, most_ms: int) -> float | None:
-    """When a message published ``now`` with these headers may be delivered: None for at
-    once (no delay, ``delay:0``, or a ``deliver-at`` already past).
-
-    Raises:
-        BrokerError: BAD_HEADER_VALUE naming the header: not a number of ms, both given,
-            or further ahead than ``most_ms``.
-    """
-    delay = first(headers, "delay")
-    at = first(headers, "deliver-at")
-    if delay is not None and at is not None:
-        raise BrokerError(ErrorCode.BAD_HEADER_VALUE, "give delay or deliver-at, not both")
+    delay = options.delay_ms
     if delay is not None:
-        wait = _milliseconds("delay", delay)
-        if wait > most_ms:
+        if delay > most_ms:
             raise BrokerError(ErrorCode.BAD_HEADER_VALUE, f"delay must be at most {most_ms} ms")
-        return now + wait / 1000 if wait else None
-    if at is None:
+        return now + delay / 1000 if delay else None
+    when = options.deliver_at
+    if when is None:
         return None
-    when = _milliseconds("deliver-at", at) / 1000
     if when > now + most_ms / 1000:
         raise BrokerError(
             ErrorCode.BAD_HEADER_VALUE, f"deliver-at must be at most {most_ms} ms from now"
@@ -138,32 +80,10 @@ def deliver_at(headers: Headers, now: float, most_ms: int) -> float | None:
     return when if when > now else None
 
 
-def requeue_delay(value: str | None, most_ms: int) -> int | None:
-    """A NACK's ``requeue-delay`` in ms (None when absent).
-
-    Raises:
-        BrokerError: BAD_HEADER_VALUE naming the header.
-    """
-    if value is None:
-        return None
-    wait = _milliseconds("requeue-delay", value)
-    if wait > most_ms:
-        raise BrokerError(ErrorCode.BAD_HEADER_VALUE, f"requeue-delay must be at most {most_ms} ms")
-    return wait
-
-
-def expiry(header: str | None, policy: QueuePolicy, now: float) -> float | None:
-    """When a message published ``now`` with that ``expires`` header expires, or None.
-
-    Raises:
-        BrokerError: BAD_HEADER_VALUE when ``expires`` is not a number of ms.
-    """
-    deadline = None
-    if header is not None:
-        if not (header.isascii() and header.isdigit() and len(header) <= 15):
-            raise BrokerError(ErrorCode.BAD_HEADER_VALUE, "expires must be ms since the epoch")
-        if int(header):
-            deadline = int(header) / 1000
+def expiry(expires_at: float | None, policy: QueuePolicy, now: float) -> float | None:
+    """When a message published ``now`` that asked to expire at ``expires_at`` (or never,
+    None) expires in a queue or channel of ``policy``, or None."""
+    deadline = expires_at
     if policy.message_ttl_ms is not None:
         by_ttl = now + policy.message_ttl_ms / 1000
         deadline = by_ttl if deadline is None else min(deadline, by_ttl)

@@ -50,7 +50,7 @@ from buzon.broker.flow import QueuedBytes
 from buzon.broker.journal import Journal
 from buzon.broker.leveled_backlog import LeveledBacklog
 from buzon.broker.lifetimes import Lifetime
-from buzon.broker.message import REQUEUE, Message, Refusal
+from buzon.broker.message import Disposition, Message, Outcome
 from buzon.broker.paged_backlog import PagedBacklog, Paging
 from buzon.broker.policy import backoff_ms, dead_lettering, over_limit
 from buzon.broker.schedule import Schedule
@@ -524,37 +524,38 @@ class Queue:
         if self._lapses is not None:
             self._lapses.late += 1
 
-    def settle(self, sub: Subscription, messages: Sequence[Message]) -> None:
-        """Forget acknowledged messages for good, then refill ``sub``'s window."""
-        self.ack_taken(messages)
+    def settle(self, sub: Subscription, messages: Sequence[Message], outcome: Outcome) -> None:
+        """Settle messages ``sub`` held (see :meth:`conclude`), then refill its window."""
+        self.conclude(messages, outcome)
         self.resume(sub)
 
-    def reject(
-        self, sub: Subscription, messages: Sequence[Message], refusal: Refusal = REQUEUE
-    ) -> None:
-        """NACKed messages return to the queue (original order, redelivered), now or after
-        a delay, or are dead-lettered (see :meth:`refuse`)."""
-        self.refuse(messages, refusal)
-        self.resume(sub)
+    def conclude(self, messages: Sequence[Message], outcome: Outcome) -> None:
+        """Handed-out messages were settled by their consumer (or lease holder).
 
-    def refuse(self, messages: Sequence[Message], refusal: Refusal = REQUEUE) -> None:
-        """Handed-out messages were refused by their consumer.
-
-        With ``requeue`` false they are dead-lettered at once (reason ``rejected``), and so
-        is one that used its last delivery the policy allows (reason ``max-deliveries``: no
-        retry could deliver it). Otherwise each returns after the refusal's ``delay_ms``, or,
-        without one, after the queue's retry back-off for its n-th NACK (at once when the
-        policy has none).
+        Accepted ones are forgotten for good. Rejected ones are dead-lettered at once
+        (reason ``rejected``). Released ones return to their original place (publish order
+        within their priority, redelivered) after the outcome's ``delay_ms``, or, without
+        one, after the queue's retry back-off for its n-th release (at once when the policy
+        has none); one that used its last delivery the policy allows is dead-lettered
+        instead (reason ``max-deliveries``: no retry could deliver it).
         """
-        if refusal.error is not None:
-            error = refusal.error[:ERROR_CHARS]
+        disposition = outcome.disposition
+        if disposition is Disposition.ACCEPT:
+            self.ack_taken(messages)
+            return
+        if outcome.error is not None:
+            error = outcome.error[:ERROR_CHARS]
             for message in messages:
                 self._errors[message.seq] = error
-        if not refusal.requeue:
+        if disposition is Disposition.REJECT:
             self._in_flight -= len(messages)
             for message in messages:
                 self._retire(message, "rejected")
-            return
+        else:
+            self._requeue(messages, outcome.delay_ms)
+
+    def _requeue(self, messages: Sequence[Message], delay_ms: int | None) -> None:
+        """Released messages go back now or after their wait (see :meth:`conclude`)."""
         nacks = self._nacks
         policy = self.policy
         most = policy.max_deliveries
@@ -566,7 +567,7 @@ class Queue:
                 self._retire(message, "max-deliveries")
                 continue
             count = nacks[message.seq] = nacks.get(message.seq, 0) + 1
-            wait = refusal.delay_ms if refusal.delay_ms is not None else backoff_ms(policy, count)
+            wait = delay_ms if delay_ms is not None else backoff_ms(policy, count)
             if wait and not self.deleted:
                 later.append((message, wait))
             else:

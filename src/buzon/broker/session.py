@@ -22,10 +22,18 @@ from buzon.broker.config import BrokerConfig
 from buzon.broker.deadlines import ack_timeout
 from buzon.broker.destinations import Destinations
 from buzon.broker.intake import Intake
-from buzon.broker.message import REQUEUE, DeliverySink, Headers, Message, Refusal
+from buzon.broker.message import (
+    ACCEPT,
+    NO_OPTIONS,
+    DeliverySink,
+    Headers,
+    Message,
+    Outcome,
+    PublishOptions,
+)
 from buzon.broker.queue import Queue
 from buzon.broker.stats import SessionStats
-from buzon.broker.subscription import AckMode, Consumer, Subscription
+from buzon.broker.subscription import AckMode, Consumer, CreditPool, Subscription
 from buzon.broker.transactions import StagedPublish, StagedSettle, Transactions
 from buzon.errors import BrokerError, ErrorCode, LocalProtocolError
 from buzon.store import DestinationKind, Ticket
@@ -53,6 +61,7 @@ class Session:
         "_intake",
         "_on_close",
         "_outbox",
+        "_pool",
         "_published",
         "_subs",
         "_transactions",
@@ -90,6 +99,7 @@ class Session:
             config.max_open_transactions, config.max_transaction_operations
         )
         self._grants: frozenset[str] = frozenset()  # rarely more than empty: no set each
+        self._pool: CreditPool | None = None
         self._published = 0
         self._closed = False
 
@@ -108,6 +118,7 @@ class Session:
         destination: str,
         headers: Headers,
         body: bytes,
+        options: PublishOptions = NO_OPTIONS,
         *,
         transaction: str | None = None,
         create: bool = True,
@@ -119,13 +130,14 @@ class Session:
                 broker creates on first use.
             headers: user headers, passed to consumers as they are.
             body: the payload.
+            options: persistence, expiry, priority, schedule and idempotency key.
             transaction: an open transaction to stage the send in.
             create: False never creates a missing destination, whatever the broker's
                 ``auto_create`` (a front end's per-frame opt-out).
 
         Returns:
             the new message id, or ``""`` when staged (ids are assigned at commit); for a
-            duplicate (an ``idempotency-key`` the queue saw within its window: nothing is
+            duplicate (an idempotency key the queue saw within its window: nothing is
             enqueued), the first message's id.
 
         Raises:
@@ -144,14 +156,15 @@ class Session:
                 self._grants,
                 create=create and self._config.auto_create,
             )
-            staged = StagedPublish(destination, headers, body, create)
+            staged = StagedPublish(destination, headers, body, options, create)
             self._transactions.stage(transaction, staged)
             return ""
         target = self._resolve(destination, Action.PUBLISH, create)
-        key = self._intake.key_for(target, headers)
+        key = self._intake.key_for(target, options)
         if key is not None and (original := self._intake.duplicate(target, key)) is not None:
             return original
-        message = self._intake.prepare(target, headers, body, key_in(destination, target.address))
+        routing_key = key_in(destination, target.address)
+        message = self._intake.prepare(target, headers, body, options, routing_key)
         self._send(target, message, self._intake.accept(target, message, key=key))
         return message.id
 
@@ -196,13 +209,7 @@ class Session:
         limit = self._config.max_subscriptions_per_session
         if len(self._subs) >= limit:
             raise BrokerError(ErrorCode.LIMIT_EXCEEDED, f"at most {limit} subscriptions")
-        if prefetch is None:
-            prefetch = self._config.default_prefetch
-        elif not 1 <= prefetch <= self._config.max_prefetch:
-            raise BrokerError(
-                ErrorCode.BAD_HEADER_VALUE,
-                f"prefetch must be between 1 and {self._config.max_prefetch}",
-            )
+        prefetch = self._config.default_prefetch if prefetch is None else self._checked(prefetch)
         target: Queue | Channel = self._resolve(destination, Action.CONSUME, create)
         pattern = key_in(destination, target.address)
         if durable_name is not None:
@@ -219,6 +226,8 @@ class Session:
             )
             if timeout is not None:
                 sub.deadlines = target.ack_deadlines(sub, timeout)
+        if not sub.auto:
+            sub.pool = self._pool
         self._subs[subscription_id] = sub
         if pattern and isinstance(target, Channel):
             target.attach(sub, pattern)
@@ -245,40 +254,124 @@ class Session:
         target.detach(sub)
         if forget and isinstance(target, Queue):
             self._destinations.drop_durable(target.record.id)  # no-op for a plain queue
+        if sub.pool is not None:
+            sub.pool = None
+            self._refill()  # what it held returned to the shared credit
 
-    def ack(self, ack_id: str, *, transaction: str | None = None) -> None:
-        """Settle a delivery (and, in ack mode client, every earlier one of its subscription).
+    def set_prefetch(self, subscription_id: str, prefetch: int) -> None:
+        """Change how many unsettled deliveries a subscription may hold, at once.
+
+        Raising it delivers what waits up to the new limit before this returns; lowering
+        it delivers nothing more until enough of what it holds is settled. Ignored in ack
+        mode auto (no limit).
+
+        Raises:
+            BrokerError: ``UNKNOWN_SUBSCRIPTION``; ``BAD_HEADER_VALUE`` when ``prefetch``
+                is not between 1 and the broker's ``max_prefetch``.
+            LocalProtocolError: the session is closed.
+        """
+        self._check_open()
+        sub = self._subs.get(subscription_id)
+        if sub is None:
+            raise BrokerError(ErrorCode.UNKNOWN_SUBSCRIPTION, _named(subscription_id))
+        self._checked(prefetch)
+        if sub.auto:
+            return
+        raised = prefetch > sub.window
+        sub.window = prefetch
+        if raised:
+            sub.target.resume(sub)
+
+    def set_shared_prefetch(self, limit: int | None) -> None:
+        """Share credit among every subscription of this session (present and future,
+        except those in ack mode auto): together they hold at most ``limit`` unsettled
+        deliveries, each also within its own prefetch. None ends the sharing.
+
+        Takes effect at once, whenever it is called: raising (or ending) it delivers what
+        waits before this returns; lowering it lets what is held drain first.
+
+        Raises:
+            BrokerError: ``BAD_HEADER_VALUE`` when ``limit`` is not between 1 and the
+                broker's ``max_prefetch``.
+            LocalProtocolError: the session is closed.
+        """
+        self._check_open()
+        pool = self._pool
+        if limit is None:
+            self._pool = None
+            if pool is not None:
+                for sub in self._subs.values():
+                    sub.join(None)
+                self._refill()
+            return
+        self._checked(limit)
+        if pool is None:
+            pool = self._pool = CreditPool(limit)
+            for sub in self._subs.values():
+                if not sub.auto:
+                    sub.join(pool)
+            return
+        raised = limit > pool.limit
+        pool.limit = limit
+        if raised:
+            self._refill()
+
+    def settle(
+        self,
+        ack_id: str,
+        outcome: Outcome = ACCEPT,
+        *,
+        multiple: bool = False,
+        transaction: str | None = None,
+    ) -> None:
+        """Settle a delivery: accept it, release it to its queue, or reject it.
+
+        What one call covers: in ack mode client, every earlier unsettled delivery of the
+        same subscription too (cumulative); with ``multiple``, every unsettled delivery of
+        this session up to and including ``ack_id``, whatever its subscription (ack ids
+        count up per session in delivery order, so a front end that maps one client
+        channel to one session can settle "everything up to this tag" across its
+        consumers). Released queue messages go back to their original place (publish order
+        within their priority) and are redelivered after the outcome's delay or the queue's
+        retry back-off; rejected ones are dead-lettered (reason ``rejected``) or dropped;
+        channel messages are dropped unless accepted, which is the same.
 
         Args:
             ack_id: from a delivery this session received and has not settled.
-            transaction: stage the ACK in this open transaction instead.
+            outcome: what to do with it (:data:`ACCEPT`, :data:`RELEASE`, :data:`REJECT`,
+                or an :class:`Outcome` with a delay or error text).
+            multiple: settle every earlier unsettled delivery of the session as well.
+            transaction: stage the settlement in this open transaction instead.
 
         Raises:
             BrokerError: ``UNKNOWN_ACK_ID``; ``UNKNOWN_TRANSACTION`` or ``LIMIT_EXCEEDED``
-                for a transactional ACK.
+                for a transactional one.
             LocalProtocolError: the session is closed.
         """
-        self._settle(ack_id, transaction, None)
+        self._check_open()
+        if transaction is not None:
+            self._transactions.check(transaction)
+        sub = self._consumer.unacked.get(ack_id)
+        if sub is None:
+            lapsed = self._late(ack_id)
+            if lapsed is None:
+                raise BrokerError(ErrorCode.UNKNOWN_ACK_ID, f"ack id {ack_id[:_DETAIL_CHARS]!r}")
+            if transaction is None:  # what a cumulative one still covers is settled
+                if multiple:
+                    self._settle_up_to(ack_id, outcome)
+                else:
+                    self._conclude(lapsed, lapsed.take_before(ack_id), outcome)
+            return
+        if transaction is not None:
+            self._transactions.stage(transaction, StagedSettle(ack_id, outcome, multiple))
+        elif multiple:
+            self._settle_up_to(ack_id, outcome)
+        else:
+            self._conclude(sub, sub.take(ack_id), outcome)
 
-    def nack(
-        self, ack_id: str, *, transaction: str | None = None, refusal: Refusal = REQUEUE
-    ) -> None:
-        """Refuse a delivery (cumulative in ack mode client, like :meth:`ack`).
-
-        Queue messages go back to the queue in their original order and are redelivered
-        (after the refusal's delay, or the queue's retry back-off), or are dead-lettered
-        when the refusal says not to requeue; channel messages are dropped.
-
-        Args:
-            ack_id: from a delivery this session received and has not settled.
-            transaction: stage the NACK in this open transaction instead.
-            refusal: what to do with the refused messages.
-
-        Raises:
-            BrokerError: as :meth:`ack`.
-            LocalProtocolError: the session is closed.
-        """
-        self._settle(ack_id, transaction, refusal)
+    def ack(self, ack_id: str, *, transaction: str | None = None) -> None:
+        """:meth:`settle` with :data:`ACCEPT` (the common case reads better so)."""
+        self.settle(ack_id, ACCEPT, transaction=transaction)
 
     def on_cancelled(self, callback: Callable[[str, ErrorCode, str], None]) -> None:
         """Ask to be told, with the subscription id, when a subscription ends because its
@@ -360,7 +453,7 @@ class Session:
         lapsed = self._consumer.lapsed
         found = None if lapsed is None else lapsed.find(subscription_id, message_id)
         if found is not None:
-            return found  # a late settlement, ignored by ack/nack/extend
+            return found  # a late settlement, ignored by settle/extend
         raise BrokerError(
             ErrorCode.UNKNOWN_ACK_ID, f"message-id {message_id[:_DETAIL_CHARS]!r} is not unacked"
         )
@@ -431,13 +524,13 @@ class Session:
         for op in staged:
             if isinstance(op, StagedPublish):
                 target = self._resolve(op.destination, Action.PUBLISH, op.create)
-                key = self._intake.key_for(target, op.headers)
+                key = self._intake.key_for(target, op.options)
                 if key is not None:
                     if (target.record.id, key) in keyed or self._intake.duplicate(target, key):
                         continue
                     keyed.add((target.record.id, key))
                 routing_key = key_in(op.destination, target.address)
-                message = self._intake.prepare(target, op.headers, op.body, routing_key)
+                message = self._intake.prepare(target, op.headers, op.body, op.options, routing_key)
                 sends.append((target, message, key))
             applied.append(op)
         accepted: list[tuple[Queue | Channel, Message, Ticket | None]] = []
@@ -599,25 +692,40 @@ class Session:
         if self._closed:
             raise LocalProtocolError(detail=f"session {self.id} is closed")
 
-    def _settle(self, ack_id: str, transaction: str | None, refusal: Refusal | None) -> None:
-        """ACK (``refusal`` None) or NACK a delivery, now or in ``transaction``."""
-        self._check_open()
-        if transaction is not None:
-            self._transactions.check(transaction)
-        sub = self._consumer.unacked.get(ack_id)
-        if sub is None:
-            lapsed = self._late(ack_id)
-            if lapsed is None:
-                raise BrokerError(ErrorCode.UNKNOWN_ACK_ID, f"ack id {ack_id[:_DETAIL_CHARS]!r}")
-            if transaction is None:  # what a cumulative one still covers is settled
-                earlier = lapsed.take_before(ack_id)
-                if earlier:
-                    _settle_messages(lapsed, earlier, refusal)
+    def _checked(self, prefetch: int) -> int:
+        most = self._config.max_prefetch
+        if not 1 <= prefetch <= most:
+            raise BrokerError(ErrorCode.BAD_HEADER_VALUE, f"prefetch must be between 1 and {most}")
+        return prefetch
+
+    def _refill(self, settled: Subscription | None = None) -> None:
+        """Shared credit was freed or raised: every subscription that may take more gets
+        it (``settled`` was refilled by its own settlement already)."""
+        for sub in tuple(self._subs.values()):  # a delivery may unsubscribe
+            if sub is not settled and sub.active:
+                sub.target.resume(sub)
+
+    def _conclude(self, sub: Subscription, messages: list[Message], outcome: Outcome) -> None:
+        """Settle what ``sub`` gave up; freed shared credit refills the other members."""
+        if not messages:
             return
-        if transaction is not None:
-            self._transactions.stage(transaction, StagedSettle(ack_id, refusal))
-        else:
-            _settle_now(sub, ack_id, refusal)
+        pool = sub.pool
+        full = pool is not None and pool.used + len(messages) >= pool.limit
+        sub.target.settle(sub, messages, outcome)
+        if full:
+            self._refill(sub)
+
+    def _settle_up_to(self, ack_id: str, outcome: Outcome) -> None:
+        """Settle every unsettled delivery of the session whose ack id is not after
+        ``ack_id``, one batch per subscription."""
+        limit = int(ack_id)
+        batches: dict[Subscription, list[str]] = {}
+        for key, sub in self._consumer.unacked.items():  # in delivery order
+            if int(key) > limit:
+                break
+            batches.setdefault(sub, []).append(key)
+        for sub, ids in batches.items():
+            self._conclude(sub, sub.take_ids(ids), outcome)
 
     def _late(self, ack_id: str) -> Subscription | None:
         """If ``ack_id`` is a delivery that lapsed (and is still remembered), count a late
@@ -629,20 +737,14 @@ class Session:
         return sub
 
     def _apply_settle(self, operation: StagedSettle) -> None:
-        sub = self._consumer.unacked.get(operation.ack_id)
-        if sub is not None:  # else settled since it was staged
-            _settle_now(sub, operation.ack_id, operation.refusal)
-
-
-def _settle_now(sub: Subscription, ack_id: str, refusal: Refusal | None) -> None:
-    _settle_messages(sub, sub.take(ack_id), refusal)
-
-
-def _settle_messages(sub: Subscription, messages: list[Message], refusal: Refusal | None) -> None:
-    if refusal is None:
-        sub.target.settle(sub, messages)
-    else:
-        sub.target.reject(sub, messages, refusal)
+        ack_id = operation.ack_id
+        sub = self._consumer.unacked.get(ack_id)
+        if sub is None:  # settled since it was staged
+            return
+        if operation.multiple:
+            self._settle_up_to(ack_id, operation.outcome)
+        else:
+            self._conclude(sub, sub.take(ack_id), operation.outcome)
 
 
 def _named(subscription_id: str) -> str:

@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
-from buzon.broker.message import REQUEUE, DeliverySink, Message, Refusal
+from buzon.broker.message import DeliverySink, Message, Outcome
 from buzon.errors import ErrorCode
 
 if TYPE_CHECKING:
@@ -31,9 +31,9 @@ class AckMode(enum.StrEnum):
     AUTO = "auto"
     """Settled when delivered; no ack id, no prefetch window."""
     CLIENT = "client"
-    """ACK/NACK is cumulative: it settles everything delivered up to and including it."""
+    """settlement is cumulative: it settles everything delivered up to and including it."""
     CLIENT_INDIVIDUAL = "client-individual"
-    """ACK/NACK settles exactly the one delivery it names."""
+    """settlement settles exactly the one delivery it names."""
 
 
 class Target(Protocol):
@@ -48,13 +48,8 @@ class Target(Protocol):
     def resume(self, sub: Subscription) -> None:
         """``sub`` may be able to take messages again (writable again, or got credit)."""
 
-    def settle(self, sub: Subscription, messages: Sequence[Message]) -> None:
-        """``messages`` were acknowledged (already removed from ``sub``)."""
-
-    def reject(
-        self, sub: Subscription, messages: Sequence[Message], refusal: Refusal = REQUEUE
-    ) -> None:
-        """``messages`` were NACKed (already removed from ``sub``)."""
+    def settle(self, sub: Subscription, messages: Sequence[Message], outcome: Outcome) -> None:
+        """``messages`` were settled (already removed from ``sub``)."""
 
 
 class Consumer:
@@ -110,6 +105,23 @@ class Consumer:
             self.on_cancel(sub, code, detail)
 
 
+class CreditPool:
+    """Credit shared by the subscriptions of one session: together they hold at most
+    ``limit`` unsettled deliveries, on top of each one's own window (AMQP's
+    ``basic.qos`` with ``global``, when a front end maps a client channel to a session).
+
+    Attributes:
+        limit: the most unsettled deliveries at once, changeable at any time.
+        used: unsettled deliveries the members hold now.
+    """
+
+    __slots__ = ("limit", "used")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+
 class Subscription:
     """One subscription of one session to one queue or channel.
 
@@ -132,6 +144,7 @@ class Subscription:
         "in_ring",
         "pending",
         "pending_bytes",
+        "pool",
         "target",
         "unacked",
         "window",
@@ -162,11 +175,28 @@ class Subscription:
         self.draining = False
         # queue only: the ack deadlines of its deliveries, when it has an ack timeout
         self.deadlines: AckDeadlines | None = None
+        # credit shared with the session's other subscriptions, when the session has some
+        self.pool: CreditPool | None = None
 
     @property
     def can_take(self) -> bool:
         """Whether a message handed over now would be delivered right away."""
-        return self.active and self.consumer.writable and len(self.unacked) < self.window
+        pool = self.pool
+        return (
+            self.active
+            and self.consumer.writable
+            and len(self.unacked) < self.window
+            and (pool is None or pool.used < pool.limit)
+        )
+
+    def join(self, pool: CreditPool | None) -> None:
+        """Draw credit from ``pool`` from now on (None: from the own window only); what it
+        holds unsettled counts against the pool at once."""
+        if self.pool is not None:
+            self.pool.used -= len(self.unacked)
+        if pool is not None:
+            pool.used += len(self.unacked)
+        self.pool = pool
 
     def deliver(self, message: Message, redelivered: bool) -> None:
         """Hand ``message`` to the sink, recording it as unacked in client modes.
@@ -191,10 +221,12 @@ class Subscription:
         self.unacked[ack_id] = message
         consumer.unacked[ack_id] = self
         consumer.delivered += 1
+        if self.pool is not None:
+            self.pool.used += 1
         return ack_id
 
     def take(self, ack_id: str) -> list[Message]:
-        """Remove and return what an ACK/NACK of ``ack_id`` settles, in delivery order.
+        """Remove and return what an settlement of ``ack_id`` settles, in delivery order.
 
         Args:
             ack_id: an ack id this subscription holds (the caller checked).
@@ -210,16 +242,18 @@ class Subscription:
             del index[ack_id]
             if deadlines is not None:
                 deadlines.stop(ack_id)
+            if self.pool is not None:
+                self.pool.used -= 1
             return [unacked.pop(ack_id)]
         ids = []
         for key in unacked:
             ids.append(key)
             if key == ack_id:
                 break
-        return self._take_ids(ids)
+        return self.take_ids(ids)
 
     def take_before(self, ack_id: str) -> list[Message]:
-        """Remove and return what a cumulative (client) ACK/NACK of a lapsed ``ack_id``
+        """Remove and return what a cumulative (client) settlement of a lapsed ``ack_id``
         still settles: the deliveries made before it that this subscription holds (the
         lapsed one went back to the queue; individual mode settles nothing else)."""
         if self.ack_mode is not AckMode.CLIENT:
@@ -230,9 +264,10 @@ class Subscription:
             if int(key) > limit:
                 break
             ids.append(key)
-        return self._take_ids(ids)
+        return self.take_ids(ids)
 
-    def _take_ids(self, ids: list[str]) -> list[Message]:
+    def take_ids(self, ids: list[str]) -> list[Message]:
+        """Remove and return the deliveries of these ack ids (all held), in that order."""
         index = self.consumer.unacked
         unacked = self.unacked
         deadlines = self.deadlines
@@ -242,7 +277,16 @@ class Subscription:
             taken.append(unacked.pop(key))
             if deadlines is not None:
                 deadlines.stop(key)
+        if self.pool is not None:
+            self.pool.used -= len(taken)
         return taken
+
+    def lapse(self, ack_id: str) -> Message:
+        """Remove and return the delivery of ``ack_id``, whose ack deadline passed."""
+        del self.consumer.unacked[ack_id]
+        if self.pool is not None:
+            self.pool.used -= 1
+        return self.unacked.pop(ack_id)
 
     def take_all(self) -> list[Message]:
         """Remove and return every unacked message (the subscription is ending)."""
@@ -251,6 +295,8 @@ class Subscription:
             del index[key]
         taken = list(self.unacked.values())
         self.unacked.clear()
+        if self.pool is not None:
+            self.pool.used -= len(taken)
         if self.deadlines is not None:
             self.deadlines.stop_all()
         return taken

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from buzon.broker.message import Headers, Refusal
+from buzon.broker.message import Headers, Outcome, PublishOptions
 from buzon.errors import BrokerError, ErrorCode
 
 _DETAIL_CHARS = 64
@@ -23,15 +23,17 @@ class StagedPublish:
     destination: str
     headers: Headers
     body: bytes
+    options: PublishOptions
     create: bool = True  # False: the commit never creates the destination (auto-create:false)
 
 
 @dataclass(frozen=True, slots=True)
 class StagedSettle:
-    """An ACK (``refusal`` None) or NACK waiting for commit."""
+    """A settlement (ACK, NACK) waiting for commit."""
 
     ack_id: str
-    refusal: Refusal | None
+    outcome: Outcome
+    multiple: bool = False
 
 
 StagedOperation = StagedPublish | StagedSettle

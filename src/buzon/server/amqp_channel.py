@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from buzon.amqp import AmqpConnection
-from buzon.broker import AckMode, Message, Refusal, Session
+from buzon.broker import RELEASE, AckMode, Message, Outcome, Session
 from buzon.broker.addresses import address
 from buzon.errors import BrokerError, BuzonError, ErrorCode
 from buzon.server.amqp_properties import delivery_properties, exchange_and_key
@@ -30,6 +30,8 @@ from buzon.store import DestinationKind, Ticket
 TRANSACTION = "tx"
 """The engine transaction name of a channel in ``tx.select`` mode (one per channel)."""
 
+AT_ONCE = Outcome(RELEASE.disposition, delay_ms=0)
+"""AMQP's requeue: back at its place now, whatever the queue's retry back-off."""
 _DELIVERY_OVERHEAD = 120  # method and header frames of a delivery, for flush accounting
 
 
@@ -137,8 +139,9 @@ class AmqpChannel:
         tags = [tag for tag in unacked if not delivery_tag or tag <= delivery_tag]
         return [unacked.pop(tag) for tag in tags]
 
-    def settle(self, delivery_tag: int, multiple: bool, refusal: Refusal | None) -> None:
-        """basic.ack (``refusal`` None), basic.nack or basic.reject.
+    def settle(self, delivery_tag: int, multiple: bool, outcome: Outcome) -> None:
+        """basic.ack, basic.nack or basic.reject of a tag (and with ``multiple`` every
+        earlier unacked one of the channel).
 
         Raises:
             BrokerError: ``UNKNOWN_ACK_ID`` (nothing settled).
@@ -146,16 +149,13 @@ class AmqpChannel:
         session = self._session()
         transaction = TRANSACTION if self.transactional else None
         for ack_id in self.take_tags(delivery_tag, multiple):
-            if refusal is None:
-                session.ack(ack_id, transaction=transaction)
-            else:
-                session.nack(ack_id, transaction=transaction, refusal=refusal)
+            session.settle(ack_id, outcome, transaction=transaction)
 
     def recover(self) -> None:
         """basic.recover: every unacked delivery goes back to its queue, redelivered."""
         session = self._session()
         for ack_id in self._unacked.values():
-            session.nack(ack_id)
+            session.settle(ack_id, AT_ONCE)
         self._unacked.clear()
 
     # -- consumers -----------------------------------------------------------------------

@@ -43,11 +43,12 @@ from buzon.amqp import (
     encode_properties,
 )
 from buzon.auth import Action, Decision, decide
-from buzon.broker import Channel, Queue, Refusal
+from buzon.broker import ACCEPT, REJECT, Channel, PublishOptions, Queue
 from buzon.broker.addresses import address, keyed
 from buzon.errors import AccessDenied, BrokerError, ErrorCode
+from buzon.priority import DEFAULT_PRIORITY, HIGHEST_PRIORITY
 from buzon.server.amqp_arguments import ACCESS_KEY_ARGUMENT, queue_arguments
-from buzon.server.amqp_channel import TRANSACTION, AmqpChannel, origin
+from buzon.server.amqp_channel import AT_ONCE, TRANSACTION, AmqpChannel, origin
 from buzon.server.amqp_properties import PERSISTENT, delivery_properties, publish_headers
 from buzon.server.declarations import declare_queue
 from buzon.store import ChannelType, DestinationKind, DestinationRecord
@@ -86,7 +87,6 @@ EXCHANGE_TYPES = {
 }
 RESERVED_PREFIX = "amq."
 """Exchange names clients may not declare (the AMQP rule)."""
-_PRIORITIES = 10  # buzon's priorities are 0 to 9; AMQP's above 9 count as 9
 # a full queue (reject-publish) or disk refuses a publish: a nack, as in RabbitMQ
 _REFUSED_PUBLISH = frozenset({ErrorCode.QUEUE_FULL, ErrorCode.STORAGE_FULL})
 
@@ -409,14 +409,19 @@ class Methods:
         session = channel.session
         assert session is not None
         tag = channel.next_publish() if channel.confirming else 0
-        headers = publish_headers(event.properties, raw) + _options(event.properties)
+        headers = publish_headers(event.properties, raw)
         transaction = TRANSACTION if channel.transactional else None
         key = "" if kind is DestinationKind.QUEUE else event.routing_key
         if adapter.ctx.broker.routes(kind, name, key):
             destination = keyed(address(kind, name), key)
             try:
                 session.publish(
-                    destination, headers, event.body, transaction=transaction, create=False
+                    destination,
+                    headers,
+                    event.body,
+                    _options(event.properties),
+                    transaction=transaction,
+                    create=False,
                 )
             except BrokerError as exc:
                 if exc.code not in _REFUSED_PUBLISH:
@@ -463,15 +468,15 @@ class Methods:
         )
 
     def _ack(self, event: BasicAck) -> None:
-        self._adapter.channel(event.channel).settle(event.delivery_tag, event.multiple, None)
+        self._adapter.channel(event.channel).settle(event.delivery_tag, event.multiple, ACCEPT)
 
     def _nack(self, event: BasicNack) -> None:
-        refusal = Refusal(requeue=event.requeue, delay_ms=0 if event.requeue else None)
-        self._adapter.channel(event.channel).settle(event.delivery_tag, event.multiple, refusal)
+        outcome = AT_ONCE if event.requeue else REJECT
+        self._adapter.channel(event.channel).settle(event.delivery_tag, event.multiple, outcome)
 
     def _reject(self, event: BasicReject) -> None:
-        refusal = Refusal(requeue=event.requeue, delay_ms=0 if event.requeue else None)
-        self._adapter.channel(event.channel).settle(event.delivery_tag, False, refusal)
+        outcome = AT_ONCE if event.requeue else REJECT
+        self._adapter.channel(event.channel).settle(event.delivery_tag, False, outcome)
 
     def _recover(self, event: BasicRecover) -> None:
         self._adapter.channel(event.channel).recover()
@@ -554,12 +559,16 @@ def _principal(adapter: AmqpAdapter) -> Any:
     return principal
 
 
-def _options(properties: Properties) -> tuple[tuple[str, str], ...]:
-    """The publish options a message's properties ask for, as the engine reads them."""
-    options = [("persistent", "true" if properties.delivery_mode == PERSISTENT else "false")]
-    if properties.priority is not None:
-        options.append(("priority", str(min(properties.priority, _PRIORITIES - 1))))
+def _options(properties: Properties) -> PublishOptions:
+    """What a message's properties ask of the broker: stored with delivery mode 2, its
+    priority (AMQP's above 9 count as 9), an expiry from ``expiration`` (ms from now)."""
     expiration = properties.expiration
+    expires_at = None
     if expiration is not None and expiration.isdigit():
-        options.append(("expires", str(int(time.time() * 1000) + int(expiration))))
-    return tuple(options)
+        expires_at = time.time() + int(expiration) / 1000
+    priority = properties.priority
+    return PublishOptions(
+        persistent=properties.delivery_mode == PERSISTENT,
+        expires_at=expires_at,
+        priority=DEFAULT_PRIORITY if priority is None else min(priority, HIGHEST_PRIORITY),
+    )

@@ -21,6 +21,7 @@ from buzon.auth import AccessKeys, Accounts, SecretHasher, Tokens
 from buzon.auth.users import check_password, check_username
 from buzon.broker import Broker, BrokerConfig, SlowConsumerPolicy
 from buzon.errors import BuzonError, ErrorCode
+from buzon.server.amqp_session import amqp_session
 from buzon.server.close_reasons import CloseReason
 from buzon.server.cluster import ClusterNode
 from buzon.server.config import ListenError, Settings, disk_floor
@@ -158,6 +159,8 @@ class BuzonServer:
         self._listener: asyncio.Server | None = None
         self._http: HttpListener | None = None
         self._tls_listener: asyncio.Server | None = None
+        self._amqp_listener: asyncio.Server | None = None
+        self._amqps_listener: asyncio.Server | None = None
         self._https: HttpListener | None = None
         self._housekeeping: list[asyncio.Task[None]] = []
         self._stopped = asyncio.Event()
@@ -182,11 +185,22 @@ class BuzonServer:
             urls.append(f"stomp://{host}:{self.stomp_port}")
         if self._http is not None:
             urls.append(f"http://{host}:{self.http_port}/api/v1")
+        if self._amqp_listener is not None:
+            urls.append(f"amqp://{host}:{_port_of(self._amqp_listener)}")
         if self._tls_listener is not None:
             urls.append(f"stomp+ssl://{host}:{self.stomp_tls_port}")
         if self._https is not None:
             urls.append(f"https://{host}:{self.https_port}/api/v1")
+        if self._amqps_listener is not None:
+            urls.append(f"amqps://{host}:{_port_of(self._amqps_listener)}")
         return urls
+
+    @property
+    def amqp_port(self) -> int:
+        """The AMQP port actually bound (useful with ``amqp_port=0``)."""
+        if self._amqp_listener is None or not self._amqp_listener.sockets:
+            raise RuntimeError("no plain AMQP listener (server not started, or --no-plaintext)")
+        return _port_of(self._amqp_listener)
 
     @property
     def stomp_port(self) -> int:
@@ -271,10 +285,16 @@ class BuzonServer:
         app = build_app(self._ctx)
         if settings.plaintext:
             self._listener = await self._stomp_listener(settings.stomp_port, None)
+            self._amqp_listener = await self._tcp_listener(
+                "AMQP", settings.amqp_port, None, amqp_session
+            )
             self._http = HttpListener(app, settings.host, settings.http_port)
             self._bind_http(self._http, "HTTP", settings.http_port)
         if tls is not None:
             self._tls_listener = await self._stomp_listener(settings.stomp_tls_port, tls)
+            self._amqps_listener = await self._tcp_listener(
+                "AMQPS", settings.amqps_port, tls, amqp_session
+            )
             self._https = HttpListener(app, settings.host, settings.https_port, tls=tls)
             self._bind_http(self._https, "HTTPS", settings.https_port)
         if self._listener is not None:
@@ -327,21 +347,35 @@ class BuzonServer:
 
     async def _serve(self) -> None:
         """Start accepting on every bound listener."""
-        for listener in (self._listener, self._tls_listener):
+        for listener in self._tcp_listeners:
             if listener is not None:
                 await listener.start_serving()
         for http in (self._http, self._https):
             if http is not None:
                 await http.start()
 
+    @property
+    def _tcp_listeners(self) -> tuple[asyncio.Server | None, ...]:
+        return (self._listener, self._tls_listener, self._amqp_listener, self._amqps_listener)
+
     async def _stomp_listener(self, port: int, tls: ssl.SSLContext | None) -> asyncio.Server:
-        """STOMP on ``port``, over TLS when ``tls`` is set (the TLS handshake gets the same
-        time limit as the STOMP one, which starts once it is done)."""
-        ctx = self._ctx
+        """STOMP on ``port``, over TLS when ``tls`` is set."""
         name = "STOMP" if tls is None else "STOMP TLS"
+        return await self._tcp_listener(name, port, tls, stomp_session)
+
+    async def _tcp_listener(
+        self,
+        name: str,
+        port: int,
+        tls: ssl.SSLContext | None,
+        protocol: Callable[[ServerContext], asyncio.Protocol],
+    ) -> asyncio.Server:
+        """A protocol's listener on ``port``, over TLS when ``tls`` is set (the TLS handshake
+        gets the same time limit as the protocol's own, which starts once it is done)."""
+        ctx = self._ctx
         try:
             return await asyncio.get_running_loop().create_server(
-                lambda: stomp_session(ctx),
+                lambda: protocol(ctx),
                 host=self.settings.host,
                 port=port,
                 family=socket.AF_UNSPEC,
@@ -364,7 +398,7 @@ class BuzonServer:
             await self._ctx.store.close()
 
     def _stop_accepting(self) -> None:
-        for listener in (self._listener, self._tls_listener):
+        for listener in self._tcp_listeners:
             if listener is not None:
                 listener.close()
 
@@ -373,7 +407,7 @@ class BuzonServer:
         for http in (self._http, self._https):
             if http is not None:
                 await http.stop()
-        for listener in (self._listener, self._tls_listener):
+        for listener in self._tcp_listeners:
             if listener is not None:
                 await listener.wait_closed()
 
@@ -485,3 +519,9 @@ class BuzonServer:
         why = "the account is no longer an admin"
         self._ctx.broker.close_sessions_of(user_id, ErrorCode.PERMISSIONS_CHANGED, why)
         self._ctx.redrives.stop_of(user_id, why)
+
+
+def _port_of(listener: asyncio.Server) -> int:
+    """The port a listener bound."""
+    port: int = listener.sockets[0].getsockname()[1]
+    return port

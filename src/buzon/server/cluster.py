@@ -38,7 +38,7 @@ import asyncpg
 from buzon.broker.backlog import from_store
 from buzon.broker.channel import Channel
 from buzon.broker.journal import stored
-from buzon.broker.message import REQUEUE, Message, Refusal
+from buzon.broker.message import ACCEPT, RELEASE, Disposition, Message, Outcome
 from buzon.errors import BrokerError, BuzonError, ErrorCode
 from buzon.server.cluster_view import node_name
 from buzon.server.context import ServerContext
@@ -200,12 +200,10 @@ class ClusterNode:
         holder: str,
         queue: str,
         receipts: Sequence[str],
-        *,
-        requeue: bool,
-        refusal: Refusal = REQUEUE,
+        outcome: Outcome,
     ) -> None:
-        """Ask node ``node`` to settle the pull leases it holds for ``holder`` (a nack as
-        ``refusal`` asks); all or none.
+        """Ask node ``node`` to settle the pull leases it holds for ``holder`` as
+        ``outcome`` says; all or none.
 
         Raises:
             BrokerError: UNKNOWN_RECEIPT (also for a node that is gone: its leased messages
@@ -222,8 +220,13 @@ class ClusterNode:
             "holder": holder,
             "queue": queue,
             "receipts": list(receipts),
-            "requeue": requeue,
-            "refusal": [refusal.requeue, refusal.delay_ms, refusal.error],
+            # the wire keeps the form of an ack (requeue false) or nack with a refusal
+            "requeue": outcome.disposition is not Disposition.ACCEPT,
+            "refusal": [
+                outcome.disposition is not Disposition.REJECT,
+                outcome.delay_ms,
+                outcome.error,
+            ],
         }
         answer: asyncio.Future[tuple[str, str] | None] = asyncio.get_running_loop().create_future()
         self._asked[ask] = answer
@@ -264,8 +267,7 @@ class ClusterNode:
                 str(message["holder"]),
                 str(message["queue"]),
                 receipts,
-                requeue=bool(message["requeue"]),
-                refusal=_refusal(message.get("refusal")),
+                _outcome(bool(message["requeue"]), message.get("refusal")),
             )
         except BrokerError as exc:
             refused_by = (exc.code.name, exc.detail)
@@ -446,15 +448,18 @@ class ClusterNode:
             await asyncio.sleep(max(COUNT_PERIOD, 20 * took))
 
 
-def _refusal(forwarded: object) -> Refusal:
-    """The refusal a forwarded nack carries (a plain one if it carries none readable)."""
+def _outcome(settled_back: bool, forwarded: object) -> Outcome:
+    """The outcome a forwarded settlement asks: an ack (``requeue`` false), or a nack with
+    the refusal it carries (a plain one if it carries none readable)."""
+    if not settled_back:
+        return ACCEPT
     if not isinstance(forwarded, list) or len(forwarded) != 3:
-        return REQUEUE
+        return RELEASE
     requeue, delay, error = forwarded
     if (
         not isinstance(requeue, bool)
         or not (delay is None or (isinstance(delay, int) and delay >= 0))
         or not (error is None or isinstance(error, str))
     ):
-        return REQUEUE
-    return Refusal(requeue, delay, error)
+        return RELEASE
+    return Outcome(Disposition.RELEASE if requeue else Disposition.REJECT, delay, error)

@@ -16,6 +16,7 @@ from buzon.auth import Principal
 from buzon.broker import Broker, Headers, Message, Queue
 from buzon.broker.policy import ORIGIN_HEADER, first
 from buzon.errors import BrokerError, BuzonError, ErrorCode
+from buzon.server.publish_headers import split_publish
 from buzon.server.queue_waits import wait_ready
 from buzon.store import DestinationKind, DestinationRecord, Ticket
 from buzon.store.tickets import settled
@@ -305,12 +306,9 @@ class Mover:
             for message in taken:
                 target, grants = await self._target(self._to or origin_of(message))
                 self._check_source()
+                headers, options = split_publish(redriven_headers(message.headers))
                 ticket = self._broker.publish(
-                    self._principal,
-                    target.address,
-                    redriven_headers(message.headers),
-                    message.body,
-                    grants,
+                    self._principal, target.address, headers, message.body, grants, options
                 ).ticket
                 sent.append((message, target, ticket))
         except BuzonError as exc:

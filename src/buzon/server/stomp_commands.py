@@ -35,18 +35,19 @@ from typing import Any
 
 from buzon.auth import Action, Decision, decide
 from buzon.broker import (
-    REQUEUE,
+    RELEASE,
     AckMode,
     Broker,
+    Disposition,
     Headers,
-    Refusal,
+    Outcome,
     Session,
     parse_destination,
-    requeue_delay,
 )
 from buzon.broker.addresses import EXTEND_ADDRESS
 from buzon.broker.deadlines import ACK_TIMEOUT_HEADER
 from buzon.errors import BrokerError, ErrorCode
+from buzon.server.publish_headers import OPTION_HEADERS, milliseconds, split_publish
 from buzon.stomp import (
     Abort,
     Ack,
@@ -82,6 +83,7 @@ RESERVED_HEADERS = frozenset(
         AUTO_CREATE_HEADER,
     }
 )
+_WATCHED = RESERVED_HEADERS | OPTION_HEADERS  # what a SEND's one pass looks at
 
 
 def parse_prefetch(value: str | None) -> int | None:
@@ -158,7 +160,21 @@ def key_to_check(
     return target.record, key
 
 
-def nack_refusal(headers: Headers, max_delay_ms: int) -> Refusal:
+def requeue_delay(value: str | None, most_ms: int) -> int | None:
+    """A NACK's ``requeue-delay`` in ms (None when absent).
+
+    Raises:
+        BrokerError: BAD_HEADER_VALUE naming the header.
+    """
+    if value is None:
+        return None
+    wait = milliseconds("requeue-delay", value)
+    if wait > most_ms:
+        raise BrokerError(ErrorCode.BAD_HEADER_VALUE, f"requeue-delay must be at most {most_ms} ms")
+    return wait
+
+
+def nack_outcome(headers: Headers, max_delay_ms: int) -> Outcome:
     """What a NACK frame asks: ``requeue:false`` dead-letters, ``requeue-delay:<ms>`` waits
     that long before the redelivery, ``error:<text>`` is kept with the message.
 
@@ -171,12 +187,13 @@ def nack_refusal(headers: Headers, max_delay_ms: int) -> Refusal:
     delay = requeue_delay(header(headers, "requeue-delay"), max_delay_ms)
     error = header(headers, "error")
     if requeue is None and delay is None and error is None:
-        return REQUEUE
+        return RELEASE
     if requeue == "false" and delay is not None:
         raise BrokerError(
             ErrorCode.BAD_HEADER_VALUE, "requeue-delay is for a redelivery: not with requeue:false"
         )
-    return Refusal(requeue != "false", delay, error)
+    disposition = Disposition.REJECT if requeue == "false" else Disposition.RELEASE
+    return Outcome(disposition, delay, error)
 
 
 class Commands:
@@ -203,11 +220,12 @@ class Commands:
     def _send(self, event: Send) -> str | None:
         if event.destination == EXTEND_ADDRESS:
             return self._extend(event)
-        headers = tuple([h for h in event.headers if h[0] not in RESERVED_HEADERS])
+        headers, options = split_publish(event.headers, _WATCHED, RESERVED_HEADERS)
         self.session.publish(
             event.destination,
             headers,
             event.body,
+            options,
             transaction=event.transaction,
             create=may_create(event),
         )
@@ -247,10 +265,10 @@ class Commands:
         return event.receipt
 
     def _nack(self, event: Nack) -> str | None:
-        refusal = (
-            nack_refusal(event.headers, self.session.max_delay_ms) if event.headers else REQUEUE
+        outcome = (
+            nack_outcome(event.headers, self.session.max_delay_ms) if event.headers else RELEASE
         )
-        self.session.nack(self._ack_id(event), transaction=event.transaction, refusal=refusal)
+        self.session.settle(self._ack_id(event), outcome, transaction=event.transaction)
         return event.receipt
 
     def _ack_id(self, event: Ack | Nack) -> str:

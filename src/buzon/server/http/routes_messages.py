@@ -30,9 +30,8 @@ from fastapi import APIRouter, Body, Header, Path, Query, Request, Response, sta
 from pydantic import ValidationError
 
 from buzon.auth import Action, Principal
-from buzon.broker import REQUEUE, Channel, Lease, Message, Queue, Refusal
-from buzon.broker.dedup import IDEMPOTENCY_HEADER, MAX_KEY_BYTES, idempotency_key
-from buzon.broker.policy import SCHEDULE_HEADERS
+from buzon.broker import ACCEPT, RELEASE, Channel, Disposition, Lease, Message, Outcome, Queue
+from buzon.broker.dedup import IDEMPOTENCY_HEADER, MAX_KEY_BYTES, check_key
 from buzon.errors import BrokerError, ErrorCode, RequestError
 from buzon.priority import PRIORITY_HEADER
 from buzon.server.context import ServerContext
@@ -53,6 +52,7 @@ from buzon.server.http.schemas import (
 )
 from buzon.server.http.security import Caller, Ctx, CurrentCaller, grants_for, header_text
 from buzon.server.http.timefmt import utc
+from buzon.server.publish_headers import SCHEDULE_HEADERS, split_publish
 from buzon.server.queue_waits import wait_ready
 from buzon.server.stomp_commands import RESERVED_HEADERS
 from buzon.store import DestinationKind
@@ -195,7 +195,8 @@ async def _publish(
     )
     if ctx.broker.over_high_water:  # after the access check: a stranger learns nothing
         raise BrokerError(ErrorCode.LIMIT_EXCEEDED, "the broker is full; retry shortly")
-    published = ctx.broker.publish(caller.principal, target.address, headers, body, grants)
+    headers, options = split_publish(headers)
+    published = ctx.broker.publish(caller.principal, target.address, headers, body, grants, options)
     if published.ticket is not None:
         await until_durable(published.ticket)
     if published.duplicate:
@@ -207,7 +208,7 @@ def _checked_key(key: str) -> str:
     """The ``Idempotency-Key`` request header, refused (400 naming it) when empty or over
     256 bytes, before anything is published."""
     try:
-        return idempotency_key(((IDEMPOTENCY_HEADER, key),)) or ""
+        return check_key(key)
     except BrokerError:
         raise RequestError(
             ErrorCode.BAD_REQUEST, f"Idempotency-Key must be 1 to {MAX_KEY_BYTES} bytes of UTF-8"
@@ -371,7 +372,7 @@ def text_or_base64(body: bytes) -> tuple[str | None, str | None]:
 @router.post("/queues/{name}/ack", summary="Acknowledge pulled messages")
 async def ack(name: Name, body: Receipts, ctx: Ctx, caller: CurrentCaller) -> Settled:
     """All receipts or none: an unknown or expired receipt fails the whole request."""
-    await _settle(ctx, caller.principal, name, body.receipts, requeue=False)
+    await _settle(ctx, caller.principal, name, body.receipts, ACCEPT)
     return Settled(settled=len(body.receipts))
 
 
@@ -381,7 +382,7 @@ async def nack(name: Name, body: NackRequest, ctx: Ctx, caller: CurrentCaller) -
     ``requeue_delay_ms``, or else the queue's retry back-off (at once without one). With
     ``requeue: false`` they go to the dead-letter queue (reason ``rejected``). ``error`` is
     kept with each message (``x-last-error`` once dead-lettered)."""
-    refusal = REQUEUE
+    outcome = RELEASE
     if not body.requeue and body.requeue_delay_ms is not None:
         raise RequestError(
             ErrorCode.BAD_REQUEST, "requeue_delay_ms: a redelivery's delay, not with requeue false"
@@ -389,8 +390,9 @@ async def nack(name: Name, body: NackRequest, ctx: Ctx, caller: CurrentCaller) -
     if not body.requeue or body.requeue_delay_ms is not None or body.error is not None:
         if body.requeue_delay_ms is not None:
             at_most("requeue_delay_ms", body.requeue_delay_ms, ctx.broker.config.max_delay_ms)
-        refusal = Refusal(body.requeue, body.requeue_delay_ms, body.error)
-    await _settle(ctx, caller.principal, name, body.receipts, requeue=True, refusal=refusal)
+        disposition = Disposition.RELEASE if body.requeue else Disposition.REJECT
+        outcome = Outcome(disposition, body.requeue_delay_ms, body.error)
+    await _settle(ctx, caller.principal, name, body.receipts, outcome)
     return Settled(settled=len(body.receipts))
 
 
@@ -399,15 +401,13 @@ async def _settle(
     principal: Principal,
     name: str,
     receipts: list[str],
-    *,
-    requeue: bool,
-    refusal: Refusal = REQUEUE,
+    outcome: Outcome,
 ) -> None:
     """Settle leases here, and in a cluster those another node holds, through it (all or
     none per node: the other nodes' first, then this one's)."""
     cluster = ctx.cluster
     if cluster is None:
-        ctx.broker.settle(principal, name, receipts, requeue=requeue, refusal=refusal)
+        ctx.broker.settle(principal, name, receipts, outcome)
         return
     elsewhere: dict[int, list[str]] = {}
     here = []
@@ -418,8 +418,6 @@ async def _settle(
         else:
             elsewhere.setdefault(node, []).append(receipt)
     for node, held in elsewhere.items():
-        await cluster.settle_remote(
-            node, principal.id, name, held, requeue=requeue, refusal=refusal
-        )
+        await cluster.settle_remote(node, principal.id, name, held, outcome)
     if here:
-        ctx.broker.settle(principal, name, here, requeue=requeue, refusal=refusal)
+        ctx.broker.settle(principal, name, here, outcome)
