@@ -81,3 +81,8 @@ def test_a_bad_argument_is_a_precondition_failure_naming_it(
         queue_arguments(arguments, durable=True, auto_delete=False)
     assert refused.value.code is ErrorCode.PRECONDITION_FAILED
     assert repr(named) in refused.value.detail
+
+
+def test_a_length_limit_drops_the_oldest_unless_told_otherwise() -> None:
+    read = queue_arguments({"x-max-length": 2}, durable=True, auto_delete=False)
+    assert read.policy.overflow is Overflow.DROP_HEAD  # AMQP's default, not buzon's

@@ -825,6 +825,13 @@ class Queue:
         """How many messages wait ready for a consumer (not scheduled, not in flight)."""
         return self._backlog.depth
 
+    def ready(self) -> int:
+        """:attr:`depth` once the messages whose time has come are retired (what a count
+        shown to a client right after publishing, such as AMQP's declare-ok, must not
+        include)."""
+        self.expire(self._clock())
+        return self._backlog.depth
+
     @property
     def consumers(self) -> int:
         """How many subscriptions consume from it now."""

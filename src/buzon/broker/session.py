@@ -416,7 +416,7 @@ class Session:
         message, redelivered = taken[0]
         if not ack:
             target.ack_taken([message])
-            return message, None, redelivered, target.depth
+            return message, None, redelivered, target.ready()
         holder = self._subs.get(_GETS + queue)
         if holder is None or holder.target is not target:
             holder = Subscription(
@@ -425,7 +425,7 @@ class Session:
             holder.active = False  # never in the queue's ring: it only holds what was got
             self._subs[holder.id] = holder
         ack_id = holder.hold(message)
-        return message, ack_id, redelivered, target.depth
+        return message, ack_id, redelivered, target.ready()
 
     def ack_id_for(self, subscription_id: str, message_id: str) -> str:
         """The ack id of the unsettled delivery of ``message_id`` on a subscription.

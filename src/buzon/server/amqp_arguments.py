@@ -6,8 +6,9 @@ What each argument becomes (docs/amqp.md has the table users read):
   message at least that long);
 - ``x-expires`` (ms, >= 1) → ``expires_ms``;
 - ``x-max-length`` / ``x-max-length-bytes`` (>= 1) → ``max_length`` / ``max_length_bytes``;
-- ``x-overflow``: ``drop-head``, ``reject-publish`` (``reject-publish-dlx`` is refused
-  like ``reject-publish``; the refused message is not dead-lettered);
+- ``x-overflow``: ``drop-head`` (the default with a length limit, as in RabbitMQ),
+  ``reject-publish`` (``reject-publish-dlx`` is refused like ``reject-publish``; the
+  refused message is not dead-lettered);
 - ``x-dead-letter-exchange`` + ``x-dead-letter-routing-key``: kept as the queue's
   dead-letter route (an exchange, or the default exchange ``""`` with a routing key naming
   a queue, which is buzon's ``dead_letter_queue``);
@@ -93,6 +94,8 @@ def queue_arguments(
     overflow = _text(arguments, "x-overflow", _OVERFLOWS.__contains__)
     if overflow is not None:
         fields["overflow"] = _OVERFLOWS[overflow]
+    elif "max_length" in fields or "max_length_bytes" in fields:
+        fields["overflow"] = Overflow.DROP_HEAD  # AMQP's default, unlike buzon's
     _integer(arguments, "x-max-priority", 1, 255)
     for name, allowed in _ACCEPTED_TEXT.items():
         _text(arguments, name, allowed.__contains__)

@@ -154,9 +154,10 @@ class AmqpChannel:
     def recover(self) -> None:
         """basic.recover: every unacked delivery goes back to its queue, redelivered."""
         session = self._session()
-        for ack_id in self._unacked.values():
+        ack_ids = list(self._unacked.values())
+        self._unacked.clear()  # what comes back may be delivered here again at once
+        for ack_id in ack_ids:
             session.settle(ack_id, AT_ONCE)
-        self._unacked.clear()
 
     # -- consumers -----------------------------------------------------------------------
 

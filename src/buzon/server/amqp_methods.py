@@ -299,9 +299,9 @@ class Methods:
         assert isinstance(queue, Queue)
         if event.if_unused and queue.consumers:
             raise BrokerError(ErrorCode.PRECONDITION_FAILED, f"queue {name[:80]!r} in use")
-        if event.if_empty and queue.depth:
+        count = queue.ready()
+        if event.if_empty and count:
             raise BrokerError(ErrorCode.PRECONDITION_FAILED, f"queue {name[:80]!r} not empty")
-        count = queue.depth
         delete = adapter.ctx.resources.delete(_principal(adapter), DestinationKind.QUEUE, name)
         adapter.run(
             event,

@@ -104,7 +104,7 @@ async def declare_queue(
         _check_same(existing, policy, exclusive_to)
     if existing.lifetime is not None:
         existing.lifetime.touched()
-    return Declared(name, existing.depth, existing.consumers, created=False)
+    return Declared(name, existing.ready(), existing.consumers, created=False)
 
 
 def _check_lock(queue: Queue, exclusive_to: str | None, connection: str | None) -> None:
