@@ -34,6 +34,7 @@ from buzon.broker.policy import (
     ORIGIN_HEADER,
     REASON_HEADER,
 )
+from buzon.priority import HIGHEST_PRIORITY
 
 RAW_HEADER = "amqp-properties"
 """The header that carries an AMQP-published message's property list (base64)."""
@@ -71,6 +72,12 @@ def publish_headers(properties: Properties, raw: bytes) -> tuple[tuple[str, str]
             headers.append((name, value))
     if properties.timestamp is not None:
         headers.append(("timestamp", str(properties.timestamp)))
+    if properties.delivery_mode is not None:
+        headers.append(
+            ("persistent", "true" if properties.delivery_mode == PERSISTENT else "false")
+        )
+    if properties.priority is not None:
+        headers.append(("priority", str(min(properties.priority, HIGHEST_PRIORITY))))
     if properties.headers:
         headers += ((name, _text(value)) for name, value in properties.headers.items())
     if raw != b"\x00\x00":

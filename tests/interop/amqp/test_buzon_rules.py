@@ -12,9 +12,9 @@ import httpx
 import pika
 import pika.exceptions
 import pytest
-from tests.interop.broker_process import BrokerProcess, broker_process
 
 import stomp
+from tests.interop.broker_process import BrokerProcess, broker_process
 
 ADMIN = "rules-admin-password"
 OWNER, OWNER_PASSWORD = "owner", "owner password 1"
