@@ -246,6 +246,8 @@ def _settings(overrides: dict[str, Any]) -> tuple[Settings, str]:
         http_port=0,
         stomp_tls_port=0,  # used only when tls_cert and tls_key are given
         https_port=0,
+        amqp_port=0,
+        amqps_port=0,
         admin_user=ADMIN,
         admin_password=password,
         log_level="warning",

@@ -145,7 +145,14 @@ async def test_an_error_ends_subscriptions_with_that_error(server: BuzonServer) 
 
 
 async def test_reconnects_and_resubscribes_after_a_broker_restart(hasher: SecretHasher) -> None:
-    settings = Settings(stomp_port=0, http_port=0, admin_user=ADMIN, admin_password=PASSWORD)
+    settings = Settings(
+        stomp_port=0,
+        http_port=0,
+        amqp_port=0,
+        amqps_port=0,
+        admin_user=ADMIN,
+        admin_password=PASSWORD,
+    )
     first = BuzonServer(settings, hasher=hasher)
     await first.start()
     port = first.stomp_port

@@ -127,7 +127,9 @@ async def test_a_slow_channel_subscriber(hasher: SecretHasher) -> None:
 
 
 async def test_a_shutdown(hasher: SecretHasher) -> None:
-    settings = Settings(stomp_port=0, http_port=0, admin_password=PASSWORD)
+    settings = Settings(
+        stomp_port=0, http_port=0, amqp_port=0, amqps_port=0, admin_password=PASSWORD
+    )
     server = BuzonServer(settings, store=MemoryStore(), hasher=hasher)
     await server.start()
     client = await Client.connected(server.stomp_port)

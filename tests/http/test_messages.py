@@ -427,7 +427,12 @@ async def test_a_message_published_over_http_survives_a_restart(
     hasher: SecretHasher, tmp_path: Path
 ) -> None:
     settings = Settings(
-        stomp_port=0, http_port=0, admin_user=ADMIN, admin_password=PASSWORD, data_dir=tmp_path
+        stomp_port=0,
+        http_port=0,
+        amqp_port=0,
+        admin_user=ADMIN,
+        admin_password=PASSWORD,
+        data_dir=tmp_path,
     )
     for step in ("publish", "pull after a restart"):
         server = BuzonServer(settings, hasher=hasher)

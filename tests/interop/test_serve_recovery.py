@@ -67,7 +67,10 @@ def _at_a_terminal(args: list[str], answers: list[str]) -> str:
     return shown.decode().replace("\r", "").strip()
 
 
-@pytest.mark.parametrize(("flag", "listener"), [("--stomp-port", "STOMP"), ("--http-port", "HTTP")])
+@pytest.mark.parametrize(
+    ("flag", "listener"),
+    [("--stomp-port", "STOMP"), ("--http-port", "HTTP"), ("--amqp-port", "AMQP")],
+)
 def test_a_port_in_use_stops_serve_before_anything_is_created(
     tmp_path: Path, flag: str, listener: str
 ) -> None:
@@ -75,7 +78,7 @@ def test_a_port_in_use_stops_serve_before_anything_is_created(
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        ports = {"--stomp-port": "0", "--http-port": "0", flag: str(port)}
+        ports = {"--stomp-port": "0", "--http-port": "0", "--amqp-port": "0", flag: str(port)}
         args = [item for pair in ports.items() for item in pair]
         result = _buzon("serve", *args, cwd=tmp_path)
     assert result.returncode == 2
@@ -92,7 +95,9 @@ def test_an_admin_password_that_breaks_the_rules_stops_serve_before_anything_is_
     tmp_path: Path,
 ) -> None:
     env = {**os.environ, "BUZON_ADMIN_PASSWORD": "short"}
-    result = _buzon("serve", "--stomp-port", "0", "--http-port", "0", cwd=tmp_path, env=env)
+    result = _buzon(
+        "serve", "--stomp-port", "0", "--http-port", "0", "--amqp-port", "0", cwd=tmp_path, env=env
+    )
     assert result.returncode == 2
     assert "passwords are 8 to 1024 characters" in one_error_line(result)
     assert list(tmp_path.iterdir()) == []

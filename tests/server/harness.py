@@ -41,7 +41,14 @@ async def running_server(
     """A broker on free loopback ports (STOMP and HTTP) with the admin ADMIN/PASSWORD,
     on ``store`` (a fresh MemoryStore by default)."""
     settings = dataclasses.replace(
-        Settings(stomp_port=0, http_port=0, admin_user=ADMIN, admin_password=PASSWORD),
+        Settings(
+            stomp_port=0,
+            http_port=0,
+            amqp_port=0,
+            amqps_port=0,
+            admin_user=ADMIN,
+            admin_password=PASSWORD,
+        ),
         **overrides,
     )
     server = BuzonServer(settings, store=store or MemoryStore(), hasher=hasher)

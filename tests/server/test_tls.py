@@ -168,7 +168,9 @@ async def test_a_bad_certificate_or_key_is_one_readable_line_before_anything_sta
         "encrypted key": (tls.cert, _encrypted_key(tls, tmp_path / "encrypted.pem")),
     }
     cert, key = paths[case]
-    settings = Settings(stomp_port=0, http_port=0, tls_cert=cert, tls_key=key)
+    settings = Settings(
+        stomp_port=0, http_port=0, amqp_port=0, amqps_port=0, tls_cert=cert, tls_key=key
+    )
     server = BuzonServer(dataclasses.replace(settings, data_dir=tmp_path / "data"), hasher=hasher)
     with pytest.raises(ConfigError) as raised:
         await server.start()
@@ -207,7 +209,14 @@ async def test_no_plaintext_leaves_only_the_tls_listeners(
 async def test_no_plaintext_without_a_certificate_is_refused(
     hasher: SecretHasher, tmp_path: Path
 ) -> None:
-    settings = Settings(stomp_port=0, http_port=0, plaintext=False, data_dir=tmp_path / "data")
+    settings = Settings(
+        stomp_port=0,
+        http_port=0,
+        amqp_port=0,
+        amqps_port=0,
+        plaintext=False,
+        data_dir=tmp_path / "data",
+    )
     with pytest.raises(ConfigError, match="--no-plaintext needs --tls-cert and --tls-key"):
         await BuzonServer(settings, hasher=hasher).start()
     assert not (tmp_path / "data").exists()

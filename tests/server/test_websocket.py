@@ -342,7 +342,14 @@ async def test_subscriber_that_stops_reading_is_cut_as_a_slow_consumer(
 async def test_shutdown_tells_websocket_clients_and_does_not_wait_for_them(
     hasher: SecretHasher,
 ) -> None:
-    settings = Settings(stomp_port=0, http_port=0, admin_user=ADMIN, admin_password=PASSWORD)
+    settings = Settings(
+        stomp_port=0,
+        http_port=0,
+        amqp_port=0,
+        amqps_port=0,
+        admin_user=ADMIN,
+        admin_password=PASSWORD,
+    )
     server = BuzonServer(settings, store=MemoryStore(), hasher=hasher)
     await server.start()
     async with ws_client(server.http_port) as client:
