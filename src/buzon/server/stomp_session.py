@@ -77,11 +77,6 @@ class StompAdapter:
         self._held: Send | Subscribe | None = None  # waits for its access-key check
         self._receipts: ReceiptGate | None = None  # made for the first receipt or write
 
-    @property
-    def session(self) -> Session | None:
-        """The engine session, once logged in."""
-        return None if self._commands is None else self._commands.session
-
     # -- what the chassis reports --------------------------------------------------------
 
     @property
