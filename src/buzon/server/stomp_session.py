@@ -29,6 +29,7 @@ from buzon.auth.tokens import TOKEN_PREFIX, token_hash
 from buzon.broker import Message as BrokerMessage
 from buzon.broker import Session
 from buzon.errors import AuthenticationFailed, AuthError, BrokerError, BuzonError, ErrorCode
+from buzon.server.access_gate import admit
 from buzon.server.close_reasons import CloseReason, reason_for
 from buzon.server.context import ServerContext
 from buzon.server.read_pauses import (
@@ -373,14 +374,15 @@ class StompSession(asyncio.Protocol):
         if session is None:
             return
         try:
-            await self._ctx.resources.check_key(session.principal, record, key, self.peer_host)
+            await admit(
+                self._ctx.resources, session.principal, record, key, self.peer_host, session
+            )
         except BuzonError as exc:
             self._held = None
             self.fail(exc.code, exc.detail, event.receipt)
             return
         if self._lost or self._conn.close_expected():
             return
-        session.grant(record.id)
         self._pauses.resume(ACCESS)
         self._process()
 
