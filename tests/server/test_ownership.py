@@ -5,8 +5,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from buzon.auth import Principal, SecretHasher
+from buzon.auth import Action, Principal, SecretHasher
 from buzon.errors import AccessDenied, ErrorCode
+from buzon.server.access_gate import admit, needs_key
 from buzon.stomp import Error, Message, Send, Subscribe
 from buzon.store import DestinationKind, Role
 from tests.server.harness import ADMIN, PASSWORD, Client, running_server
@@ -148,3 +149,39 @@ async def test_a_key_that_changed_while_it_was_checked_grants_nothing(
         assert "changed" in refused.value.detail
         live = resources.target(DestinationKind.QUEUE, "vault").record
         await resources.check_key(guest, live, "new-key-456", "127.0.0.1")  # the new one works
+
+
+async def test_the_access_gate_checks_a_key_once_per_holder_and_remembers_the_grant(
+    hasher: SecretHasher,
+) -> None:
+    """One gate for every front end: a holder needs the key until it passed the gate once;
+    a wrong key grants nothing; the owner never needs one."""
+    async with running_server(hasher) as server:
+        resources = server.context.resources
+        owner = Principal("id-owner", "owner", Role.USER)
+        guest = Principal("id-guest", "guest", Role.USER)
+        await resources.create(owner, DestinationKind.QUEUE, "vault", "right-key-1")
+        record = resources.target(DestinationKind.QUEUE, "vault").record
+        session = server.broker.open_session(NullSink(), guest)
+        assert not needs_key(owner, Action.PUBLISH, record, session)
+        assert needs_key(guest, Action.CONSUME, record, session)
+        with pytest.raises(AccessDenied) as wrong:
+            await admit(resources, guest, record, "wrong-key-1", "127.0.0.1", session)
+        assert wrong.value.code is ErrorCode.ACCESS_KEY_WRONG
+        assert needs_key(guest, Action.PUBLISH, record, session)
+        await admit(resources, guest, record, "right-key-1", "127.0.0.1", session)
+        assert not needs_key(guest, Action.PUBLISH, record, session)
+        session.publish("/queue/vault", (), b"let in")  # the engine sees the grant
+        session.close()
+
+
+class NullSink:
+    """A sink for a session that receives nothing."""
+
+    def deliver(
+        self, subscription_id: str, message: object, ack_id: str | None, redelivered: bool
+    ) -> None:
+        raise AssertionError("no subscription")
+
+    def close_session(self, code: ErrorCode, detail: str) -> None:
+        raise AssertionError(detail)

@@ -10,10 +10,10 @@ the ``id`` being the name) attaches to the user's durable subscription; UNSUBSCR
 ``durable:true`` deletes it, a plain UNSUBSCRIBE or a disconnect keeps it collecting.
 
 Access keys: a SEND or SUBSCRIBE that carries ``access-key`` for a protected destination
-this session was not granted yet must wait for an argon2id check, which runs off the event
-loop. :func:`key_to_check` says so before the handler runs; the connection then holds the
-frame, checks the key, grants it to the session, and handles the frame. Without a key the
-engine refuses with ACCESS_KEY_REQUIRED.
+this session was not granted yet must pass the access gate (``access_gate``: an argon2id
+check off the event loop). :func:`key_to_check` says so before the handler runs; the
+connection then holds the frame, has the gate check the key and grant it to the session,
+and handles the frame. Without a key the engine refuses with ACCESS_KEY_REQUIRED.
 
 Ack deadlines: SUBSCRIBE may carry ``ack-timeout-ms`` (see ``broker.deadlines``). A SEND to
 ``/buzon/extend`` publishes nothing: it extends the ack deadline of the delivery its ``ack``
@@ -33,7 +33,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from buzon.auth import Action, Decision, decide
+from buzon.auth import Action
 from buzon.broker import (
     RELEASE,
     AckMode,
@@ -47,6 +47,7 @@ from buzon.broker import (
 from buzon.broker.addresses import EXTEND_ADDRESS
 from buzon.broker.deadlines import ACK_TIMEOUT_HEADER
 from buzon.errors import BrokerError, ErrorCode
+from buzon.server.access_gate import needs_key
 from buzon.server.publish_headers import OPTION_HEADERS, milliseconds, split_publish
 from buzon.stomp import (
     Abort,
@@ -152,10 +153,8 @@ def key_to_check(
             ErrorCode.DESTINATION_NOT_FOUND,
             f"{event.destination[:80]} does not exist (an access key was given for it)",
         )
-    if session.granted(target.record.id):
-        return None
     action = Action.PUBLISH if isinstance(event, Send) else Action.CONSUME
-    if decide(session.principal, action, target.record) is not Decision.NEED_KEY:
+    if not needs_key(session.principal, action, target.record, session):
         return None
     return target.record, key
 

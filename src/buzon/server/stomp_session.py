@@ -26,6 +26,7 @@ from buzon.auth.tokens import TOKEN_PREFIX, token_hash
 from buzon.broker import Message as BrokerMessage
 from buzon.broker import Session
 from buzon.errors import AuthError, BrokerError, BuzonError, ErrorCode
+from buzon.server.access_gate import admit
 from buzon.server.close_reasons import CloseReason
 from buzon.server.connection import Connection
 from buzon.server.context import ServerContext
@@ -234,12 +235,10 @@ class StompAdapter:
         self, event: Send | Subscribe, session: Session, record: DestinationRecord, key: str
     ) -> None:
         self._held = event
-        check = self._ctx.resources.check_key(
-            session.principal, record, key, self._connection.peer_host
+        check = admit(
+            self._ctx.resources, session.principal, record, key, self._connection.peer_host, session
         )
-        self._connection.verify(
-            ACCESS, check, lambda _: session.grant(record.id), partial(self._key_refused, event)
-        )
+        self._connection.verify(ACCESS, check, lambda _: None, partial(self._key_refused, event))
 
     def _key_refused(self, event: Send | Subscribe, exc: BuzonError) -> None:
         self._held = None

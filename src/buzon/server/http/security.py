@@ -23,9 +23,10 @@ from fastapi.security import (
     HTTPBearer,
 )
 
-from buzon.auth import Action, Decision, Principal, decide
+from buzon.auth import Action, Principal
 from buzon.auth.tokens import token_hash
 from buzon.errors import AuthenticationFailed, ErrorCode
+from buzon.server.access_gate import admit, needs_key
 from buzon.server.context import ServerContext
 from buzon.store import DestinationRecord
 
@@ -152,6 +153,36 @@ class TokenGrants:
             self._granted.popitem(last=False)
 
 
+class _CallerGrants:
+    """The grants of one request's caller for one destination: remembered per bearer
+    token and key hash (see :class:`TokenGrants`), for this request only with Basic."""
+
+    __slots__ = ("_key_hash", "_passed", "_remembered", "_token_hash")
+
+    def __init__(self, remembered: TokenGrants, caller: Caller, key_hash: str | None) -> None:
+        self._remembered = remembered
+        self._token_hash = caller.token_hash
+        self._key_hash = key_hash
+        self._passed = False
+
+    def _grant_of(self, destination_id: str) -> Grant | None:
+        if self._token_hash is None or self._key_hash is None:
+            return None
+        return (self._token_hash, destination_id, self._key_hash)
+
+    def granted(self, destination_id: str) -> bool:
+        if self._passed:
+            return True
+        grant = self._grant_of(destination_id)
+        return grant is not None and grant in self._remembered
+
+    def grant(self, destination_id: str) -> None:
+        self._passed = True
+        grant = self._grant_of(destination_id)
+        if grant is not None:
+            self._remembered.add(grant)
+
+
 async def grants_for(
     ctx: ServerContext,
     caller: Caller,
@@ -162,20 +193,15 @@ async def grants_for(
 ) -> frozenset[str]:
     """The destination ids ``caller`` may use for ``action`` without a key in the engine.
 
-    Checks ``key`` when one is needed and was presented (raising AccessDenied
+    Passes the access gate when a key is needed and was presented (raising AccessDenied
     ACCESS_KEY_WRONG or AuthenticationFailed TOO_MANY_ATTEMPTS); with no key, returns no
     grant and the engine answers ACCESS_KEY_REQUIRED.
     """
-    if decide(caller.principal, action, record) is not Decision.NEED_KEY:
-        return frozenset()
-    grant = None
-    if caller.token_hash is not None and record.key_hash is not None:
-        grant = (caller.token_hash, record.id, record.key_hash)
-    if grant is not None and grant in remembered:
-        return frozenset({record.id})
-    if key is None:
-        return frozenset()
-    await ctx.resources.check_key(caller.principal, record, header_text(key), caller.address)
-    if grant is not None:
-        remembered.add(grant)
-    return frozenset({record.id})
+    grants = _CallerGrants(remembered, caller, record.key_hash)
+    if needs_key(caller.principal, action, record, grants):
+        if key is None:
+            return frozenset()
+        await admit(
+            ctx.resources, caller.principal, record, header_text(key), caller.address, grants
+        )
+    return frozenset({record.id}) if grants.granted(record.id) else frozenset()
