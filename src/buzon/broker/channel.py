@@ -292,9 +292,9 @@ class Channel:
     def _route(self, message: Message, local: bool) -> None:
         """Deliver to the pattern subscriptions and bound queues ``message`` matches."""
         admitted = self._admitted.pop(message.seq, ()) if self._admitted else ()
-        for target in admitted:
-            if not target.deleted:
-                target.fan_in(message)  # written with it: it arrives whatever changed since
+        for queue in admitted:
+            if not queue.deleted:
+                queue.fan_in(message)  # written with it: it arrives whatever changed since
         for target in self._router.match(message.routing_key):
             if not isinstance(target, Queue):
                 self._offer(target, message)
