@@ -89,10 +89,13 @@ export function renderDetail(kind, d, { reload, close, deadLetters = false }) {
       auto: !keyInput,
       changed: reload,
     }));
-  } else if (d.durable_subscriptions.length) {
-    parts.push(h("div", null, h("h4", null, "Durable subscriptions"),
-      h("ul", null, d.durable_subscriptions.map((s) =>
-        h("li", null, `${s.name} (${s.owner || "deleted user"}): ${count(s.backlog)} waiting`)))));
+  } else {
+    if (d.durable_subscriptions.length) {
+      parts.push(h("div", null, h("h4", null, "Durable subscriptions"),
+        h("ul", null, d.durable_subscriptions.map((s) =>
+          h("li", null, `${s.name} (${s.owner || "deleted user"}): ${count(s.backlog)} waiting`)))));
+    }
+    if (d.bindings) parts.push(bindingsSection(d.name));
   }
 
   if (mayManage(d)) {
@@ -147,4 +150,16 @@ function peekForm(name, key) {
     });
   });
   return form;
+}
+
+// A channel's queue bindings, loaded when the panel opens.
+function bindingsSection(channel) {
+  const list = h("ul", { class: "bindings" });
+  const section = h("div", null, h("h4", null, "Bound queues"), list);
+  api("GET", path("channels", channel, "bindings")).then((bindings) => {
+    list.replaceChildren(...bindings.map((b) => h("li", null,
+      `${b.queue}, key ${JSON.stringify(b.routing_key)} (by ${b.owner || "deleted user"})`,
+      b.active ? "" : " · suspended: an access key changed since it was made")));
+  }, (error) => list.replaceChildren(h("li", { class: "muted" }, error.message)));
+  return section;
 }
