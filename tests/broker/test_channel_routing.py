@@ -270,3 +270,16 @@ def test_a_binding_made_while_a_write_is_pending_does_not_break_its_arrival() ->
     bind(broker, chan, b, "")  # not written for b: it arrives there in memory
     log.resolve()
     assert (depth(broker, "a"), depth(broker, "b")) == (1, 1)
+
+
+def test_a_message_written_for_a_queue_unbound_before_it_arrives_still_arrives() -> None:
+    log = HeldLog()
+    broker = Broker(BrokerConfig(), log=log)
+    chan = channel(broker, "orders", ChannelType.FANOUT)
+    a = queue(broker, "a")
+    bind(broker, chan, a, "")
+    open_peer(broker, "p").publish("/topic/orders", b"m")
+    broker.unbind("orders", "a", "")  # the channel has no binding left
+    log.resolve()
+    assert depth(broker, "a") == 1
+    assert [key[0] for key in log.kept] == [a.id]

@@ -286,7 +286,7 @@ class Channel:
             else:
                 self._delivered += 1
                 target.deliver(message, False)
-        if self._patterns or self.bindings:
+        if self._patterns or self.bindings or self._admitted:
             self._route(message, local)
 
     def _route(self, message: Message, local: bool) -> None:
