@@ -7,6 +7,7 @@ import dataclasses
 import pytest
 
 from buzon.broker import AckMode, Broker, BrokerConfig, Queue
+from buzon.broker.addresses import parse_address, routing_key_of
 from buzon.broker.destinations import new_record
 from buzon.broker.policy import feed_grant
 from buzon.errors import BrokerError, ErrorCode
@@ -283,3 +284,26 @@ def test_a_message_written_for_a_queue_unbound_before_it_arrives_still_arrives()
     log.resolve()
     assert depth(broker, "a") == 1
     assert [key[0] for key in log.kept] == [a.id]
+
+
+def test_a_transaction_publishes_with_its_routing_keys_at_commit(broker: Broker) -> None:
+    channel(broker, "logs", ChannelType.TOPIC)
+    peer = open_peer(broker).subscribe("/topic/logs/*.error")
+    producer = open_peer(broker, "p")
+    producer.session.begin("t")
+    producer.publish("/topic/logs/db.error", b"staged", transaction="t")
+    producer.publish("/topic/logs/db.info", b"other", transaction="t")
+    assert peer.bodies() == []
+    producer.session.commit("t")
+    assert peer.bodies() == [b"staged"]
+    assert peer.deliveries[0].message.routing_key == "db.error"
+
+
+def test_addresses_parse_into_kind_name_and_key() -> None:
+    parsed = parse_address("/topic/logs/app.*")
+    assert (parsed.kind, parsed.name, parsed.key) == (DestinationKind.CHANNEL, "logs", "app.*")
+    assert (parsed.base, str(parsed)) == ("/topic/logs", "/topic/logs/app.*")
+    assert str(parse_address("/queue/jobs")) == "/queue/jobs"
+    assert parse_address("/topic/a/b/c").key == "b/c"  # everything after the name's '/'
+    assert routing_key_of("/topic/logs/app.error") == "app.error"
+    assert routing_key_of("/topic/logs") == routing_key_of("/queue/jobs") == ""
