@@ -307,3 +307,19 @@ def test_addresses_parse_into_kind_name_and_key() -> None:
     assert parse_address("/topic/a/b/c").key == "b/c"  # everything after the name's '/'
     assert routing_key_of("/topic/logs/app.error") == "app.error"
     assert routing_key_of("/topic/logs") == routing_key_of("/queue/jobs") == ""
+
+
+def test_a_changed_channel_key_suspends_a_binding_made_with_the_old_one(broker: Broker) -> None:
+    protected = dataclasses.replace(
+        channel(broker, "feed", ChannelType.FANOUT, owner="carol"), key_hash="hash-1"
+    )
+    broker.update_destination(protected)
+    inbox = queue(broker, "inbox", owner="bob")
+    record = BindingRecord(protected.id, inbox.id, "", user("bob").id, 1.0, feed_grant(protected))
+    broker.bind(record)
+    producer = open_peer(broker, "carol")
+    producer.publish("/topic/feed", b"1")
+    broker.update_destination(dataclasses.replace(protected, key_hash="hash-2"))
+    producer.publish("/topic/feed", b"2")
+    assert depth(broker, "inbox") == 1
+    assert [b.active for b in broker.bindings("feed")] == [False]
