@@ -5,8 +5,8 @@ with commands (publish, subscribe, ack, ...) and receive deliveries through thei
 :class:`DeliverySink`.
 """
 
-from buzon.broker.addresses import address, parse_destination
-from buzon.broker.channel import Channel
+from buzon.broker.addresses import Address, address, parse_address, parse_destination
+from buzon.broker.channel import Binding, Channel
 from buzon.broker.config import BrokerConfig, SlowConsumerPolicy
 from buzon.broker.engine import Broker
 from buzon.broker.leases import Lease
@@ -20,6 +20,8 @@ from buzon.broker.subscription import AckMode
 __all__ = [
     "REQUEUE",
     "AckMode",
+    "Address",
+    "Binding",
     "Broker",
     "BrokerConfig",
     "BrokerStats",
@@ -36,6 +38,7 @@ __all__ = [
     "SessionStats",
     "SlowConsumerPolicy",
     "address",
+    "parse_address",
     "parse_destination",
     "requeue_delay",
 ]
