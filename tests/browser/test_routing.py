@@ -28,7 +28,15 @@ def routing_journey(browser: webdriver.Chrome, base: str, artifacts: Path) -> No
     text_is(browser, '#channel-detail [data-fact="type"] dd', "direct")
     text_is(browser, '#channel-detail [data-fact="bindings"] dd', "1")
     text_contains(browser, "#channel-detail .bindings li", 'billing, key "paid"')
+    fill(browser, "#channel-detail .bind-queue", "audit")
+    fill(browser, "#channel-detail .bind-key", "refund")
+    click(browser, "#channel-detail .bind button[type=submit]")
+    text_contains(browser, "#notice", "Bound queue audit")
+    text_is(browser, '#channel-detail [data-fact="bindings"] dd', "2")
     browser.save_screenshot(str(artifacts / "channel-bindings.png"))
+    click(browser, "#channel-detail .bindings li:first-child button.unbind")  # audit's
+    text_contains(browser, "#notice", "Unbound queue audit")
+    text_is(browser, '#channel-detail [data-fact="bindings"] dd', "1")
     assert console_errors(browser) == []
 
 
@@ -43,6 +51,7 @@ async def test_a_channels_type_and_bound_queues_show_in_its_panel(
             for path, body in (
                 ("/channels", {"name": "orders", "type": "direct"}),
                 ("/queues", {"name": "billing"}),
+                ("/queues", {"name": "audit"}),
                 ("/channels/orders/bindings", {"queue": "billing", "routing_key": "paid"}),
             ):
                 response = await http.post(path, json=body, headers=auth)
@@ -50,3 +59,5 @@ async def test_a_channels_type_and_bound_queues_show_in_its_panel(
             await asyncio.to_thread(routing_journey, browser, base, artifacts)
             made = await http.get("/channels/logs", headers=auth)
             assert made.json()["type"] == "topic"
+            listed = await http.get("/channels/orders/bindings", headers=auth)
+            assert [b["queue"] for b in listed.json()] == ["billing"]
