@@ -7,6 +7,7 @@ import dataclasses
 import pytest
 
 from buzon.broker import AckMode, Broker, BrokerConfig, Queue
+from buzon.broker.addresses import parse_address, routing_key_of
 from buzon.broker.destinations import new_record
 from buzon.broker.policy import feed_grant
 from buzon.errors import BrokerError, ErrorCode
@@ -270,3 +271,55 @@ def test_a_binding_made_while_a_write_is_pending_does_not_break_its_arrival() ->
     bind(broker, chan, b, "")  # not written for b: it arrives there in memory
     log.resolve()
     assert (depth(broker, "a"), depth(broker, "b")) == (1, 1)
+
+
+def test_a_message_written_for_a_queue_unbound_before_it_arrives_still_arrives() -> None:
+    log = HeldLog()
+    broker = Broker(BrokerConfig(), log=log)
+    chan = channel(broker, "orders", ChannelType.FANOUT)
+    a = queue(broker, "a")
+    bind(broker, chan, a, "")
+    open_peer(broker, "p").publish("/topic/orders", b"m")
+    broker.unbind("orders", "a", "")  # the channel has no binding left
+    log.resolve()
+    assert depth(broker, "a") == 1
+    assert [key[0] for key in log.kept] == [a.id]
+
+
+def test_a_transaction_publishes_with_its_routing_keys_at_commit(broker: Broker) -> None:
+    channel(broker, "logs", ChannelType.TOPIC)
+    peer = open_peer(broker).subscribe("/topic/logs/*.error")
+    producer = open_peer(broker, "p")
+    producer.session.begin("t")
+    producer.publish("/topic/logs/db.error", b"staged", transaction="t")
+    producer.publish("/topic/logs/db.info", b"other", transaction="t")
+    assert peer.bodies() == []
+    producer.session.commit("t")
+    assert peer.bodies() == [b"staged"]
+    assert peer.deliveries[0].message.routing_key == "db.error"
+
+
+def test_addresses_parse_into_kind_name_and_key() -> None:
+    parsed = parse_address("/topic/logs/app.*")
+    assert (parsed.kind, parsed.name, parsed.key) == (DestinationKind.CHANNEL, "logs", "app.*")
+    assert (parsed.base, str(parsed)) == ("/topic/logs", "/topic/logs/app.*")
+    assert str(parse_address("/queue/jobs")) == "/queue/jobs"
+    assert parse_address("/topic/a/b/c").key == "b/c"  # everything after the name's '/'
+    assert routing_key_of("/topic/logs/app.error") == "app.error"
+    assert routing_key_of("/topic/logs") == routing_key_of("/queue/jobs") == ""
+
+
+def test_a_changed_channel_key_suspends_a_binding_made_with_the_old_one(broker: Broker) -> None:
+    protected = dataclasses.replace(
+        channel(broker, "feed", ChannelType.FANOUT, owner="carol"), key_hash="hash-1"
+    )
+    broker.update_destination(protected)
+    inbox = queue(broker, "inbox", owner="bob")
+    record = BindingRecord(protected.id, inbox.id, "", user("bob").id, 1.0, feed_grant(protected))
+    broker.bind(record)
+    producer = open_peer(broker, "carol")
+    producer.publish("/topic/feed", b"1")
+    broker.update_destination(dataclasses.replace(protected, key_hash="hash-2"))
+    producer.publish("/topic/feed", b"2")
+    assert depth(broker, "inbox") == 1
+    assert [b.active for b in broker.bindings("feed")] == [False]

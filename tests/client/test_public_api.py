@@ -10,6 +10,7 @@ def test_client_names_are_pinned() -> None:
     assert buzon.client.__all__ == [
         "ApiError",
         "AsyncClient",
+        "BindingInfo",
         "BlockingMessage",
         "BlockingSubscription",
         "BlockingTransaction",

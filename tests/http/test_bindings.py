@@ -9,8 +9,10 @@ import pytest
 
 from buzon.errors import ErrorCode
 from buzon.server.app import BuzonServer
+from buzon.stomp import Error, Message
 from tests.http.helpers import (
     KEY,
+    USER_PASSWORD,
     Auth,
     create,
     error_of,
@@ -18,6 +20,7 @@ from tests.http.helpers import (
     new_user,
     pull,
     stomp_send,
+    stomp_subscribe,
     unique,
 )
 from tests.server.harness import Client
@@ -214,3 +217,30 @@ async def test_a_changed_queue_key_suspends_the_binding_until_bound_again(
     assert [b["active"] for b in await bindings(http, binder, "src")] == [True]
     await send(server, ("/topic/src", "3"))
     assert [m["body"] for m in await pull(http, owner, "dst", max=10)] == ["1", "3"]
+
+
+async def test_a_protected_channel_takes_its_key_with_a_pattern_or_a_routing_key(
+    server: BuzonServer, http: httpx.AsyncClient
+) -> None:
+    owner = await new_user(http, unique("owner"))
+    reader_name = unique("reader")
+    await new_user(http, reader_name)
+    channel = unique("secret")
+    response = await http.post(
+        "/channels", json={"name": channel, "type": "topic", "access_key": KEY}, headers=owner
+    )
+    assert response.status_code == 201, response.text
+    refused = await Client.connected(server.stomp_port, login=reader_name, passcode=USER_PASSWORD)
+    await refused.send(stomp_subscribe(f"/topic/{channel}/a.*", receipt="no-key"))
+    error = await refused.expect(Error)
+    assert error.message == ErrorCode.ACCESS_KEY_REQUIRED.message
+    reader = await Client.connected(server.stomp_port, login=reader_name, passcode=USER_PASSWORD)
+    await reader.send(stomp_subscribe(f"/topic/{channel}/a.*", access_key=KEY))
+    await reader.receipt("sub")
+    await reader.send(stomp_send(f"/topic/{channel}/a.b", b"matched", receipt="s1"))
+    await reader.receipt("s1")
+    await reader.send(stomp_send(f"/topic/{channel}/b.b", b"not matched", receipt="s2"))
+    await reader.receipt("s2")
+    message = await reader.expect(Message)
+    assert (message.body, message.destination) == (b"matched", f"/topic/{channel}/a.b")
+    assert not reader.stash  # b.b would have come before the receipt of its SEND

@@ -17,6 +17,8 @@ import pytest
 from buzon.auth import SecretHasher
 from buzon.errors import ErrorCode, StoreError
 from buzon.store import (
+    BindingRecord,
+    ChannelType,
     DestinationKind,
     DestinationRecord,
     DurableSubscriptionRecord,
@@ -100,7 +102,18 @@ async def fill(data_dir: Path, hasher: SecretHasher) -> None:
         )
     )
     await store.add_destination(
-        DestinationRecord("channel-news", DestinationKind.CHANNEL, "news", "u-admin", None, now)
+        DestinationRecord(
+            "channel-news",
+            DestinationKind.CHANNEL,
+            "news",
+            "u-admin",
+            None,
+            now,
+            channel_type=ChannelType.TOPIC,
+        )
+    )
+    await store.add_binding(
+        BindingRecord("channel-news", JOBS, "news.#", "u-alice", now, None, "queue-grant")
     )
     await store.add_durable_subscription(
         DurableSubscriptionRecord(DURABLE, "channel-news", "u-alice", "feed", now)
@@ -134,6 +147,7 @@ async def test_everything_waiting_arrives_as_it_was_and_the_source_is_unchanged(
     await source.open()
     users, destinations = await source.users(), await source.destinations()
     durables = await source.durable_subscriptions()
+    bindings = await source.bindings()
     await source.close()
     before = dump(data_dir)
     steps: list[tuple[int, int]] = []
@@ -149,6 +163,8 @@ async def test_everything_waiting_arrives_as_it_was_and_the_source_is_unchanged(
     assert await target.users() == users
     assert await target.destinations() == destinations
     assert await target.durable_subscriptions() == durables
+    assert await target.bindings() == bindings  # with the topic channel's type, above
+    assert len(bindings) == 1
     # unclaimed (any node may claim them), seqs, headers, bodies, expiry, marks as they were
     assert await target.messages() == sorted(WAITING, key=lambda m: (m.queue_id, m.seq))
     assert await target.unclaimed() == {

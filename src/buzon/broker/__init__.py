@@ -5,8 +5,8 @@ with commands (publish, subscribe, ack, ...) and receive deliveries through thei
 :class:`DeliverySink`.
 """
 
-from buzon.broker.addresses import address, parse_destination
-from buzon.broker.channel import Channel
+from buzon.broker.addresses import Address, address, parse_address, parse_destination
+from buzon.broker.channel import Binding, Channel
 from buzon.broker.config import BrokerConfig, SlowConsumerPolicy
 from buzon.broker.engine import Broker
 from buzon.broker.leases import Lease
@@ -33,6 +33,8 @@ __all__ = [
     "REJECT",
     "RELEASE",
     "AckMode",
+    "Address",
+    "Binding",
     "Broker",
     "BrokerConfig",
     "BrokerStats",
@@ -51,5 +53,6 @@ __all__ = [
     "SessionStats",
     "SlowConsumerPolicy",
     "address",
+    "parse_address",
     "parse_destination",
 ]

@@ -279,14 +279,22 @@ class Channel:
             if isinstance(target, Queue):
                 if not local:
                     target.fan_in(message)  # a durable subscription's backlog
+            elif not target.active:
+                continue  # left during this fan-out
+            elif target.pending or not target.can_take:
+                self._hold(target, message)
             else:
-                self._offer(target, message)
-        if not self._router:
-            return
+                self._delivered += 1
+                target.deliver(message, False)
+        if self._patterns or self.bindings or self._admitted:
+            self._route(message, local)
+
+    def _route(self, message: Message, local: bool) -> None:
+        """Deliver to the pattern subscriptions and bound queues ``message`` matches."""
         admitted = self._admitted.pop(message.seq, ()) if self._admitted else ()
-        for target in admitted:
-            if not target.deleted:
-                target.fan_in(message)  # written with it: it arrives whatever changed since
+        for queue in admitted:
+            if not queue.deleted:
+                queue.fan_in(message)  # written with it: it arrives whatever changed since
         for target in self._router.match(message.routing_key):
             if not isinstance(target, Queue):
                 self._offer(target, message)

@@ -14,7 +14,7 @@ import argparse
 from operator import attrgetter
 from typing import Any
 
-from buzon.cli import redrive
+from buzon.cli import bindings, redrive
 from buzon.cli.consume import body_json, body_text
 from buzon.cli.output import Column, print_fields, print_json, print_table
 from buzon.cli.session import Handler, add_action, logged_in, positive_int, read_secret
@@ -32,7 +32,7 @@ from buzon.store.records import DEFAULT_DEDUP_WINDOW_MS, MAX_DEDUP_WINDOW_MS
 
 _COUNTERS = {
     DestinationKind.QUEUE: ("depth", "scheduled", "in_flight", "consumers"),
-    DestinationKind.CHANNEL: ("subscribers",),
+    DestinationKind.CHANNEL: ("type", "subscribers", "bindings"),
 }
 """The fields each kind adds to what every destination has."""
 
@@ -76,6 +76,16 @@ def register(commands: Any, kind: DestinationKind) -> None:
     summary = f"delete a {kind} and its messages (owner or admin)"
     delete = add_action(actions, "delete", _delete, summary, prints_data=False)
     named = [info, delete]
+    if kind is DestinationKind.CHANNEL:
+        create.add_argument(
+            "--type",
+            choices=["fanout", "direct", "topic"],
+            default="fanout",
+            help="how it routes, fixed at creation: every subscriber and bound queue"
+            " (fanout, default), those whose binding key equals the routing key (direct), or"
+            " whose pattern matches it word by word, '*' one word, '#' zero or more (topic)",
+        )
+        bindings.register(actions)
     if kind is DestinationKind.QUEUE:
         _policy_options(create)
         summary = "drop a queue's waiting messages (owner or admin)"
@@ -394,12 +404,15 @@ def _create(args: argparse.Namespace) -> int:
                 dead_letter_access_key=dead_letter_key,
             )
         else:
-            info = client.create_destination(kind, args.name, access_key=key)
+            info = client.create_channel(args.name, access_key=key, type=args.type)
     if args.json:
         print_json(info)
     else:
         protected = ", protected by an access key" if info.protected else ""
-        print(f"created {kind} {info.name} ({info.address}){protected}")
+        routes = ""
+        if isinstance(info, ChannelInfo) and info.type != "fanout":
+            routes = f", routing by {info.type} keys"
+        print(f"created {kind} {info.name} ({info.address}){routes}{protected}")
     return 0
 
 

@@ -30,6 +30,7 @@ from buzon.client.errors import ApiError, BuzonConnectionError, LoginRefused
 from buzon.client.http import ManagementClient, broker_url
 from buzon.client.messages import Message, Subscription, SubscriptionClosed, Transaction
 from buzon.client.records import (
+    BindingInfo,
     ChannelInfo,
     ConnectionInfo,
     Destination,
@@ -52,6 +53,7 @@ from buzon.store.records import Overflow, QueuePolicy
 __all__ = [
     "ApiError",
     "AsyncClient",
+    "BindingInfo",
     "BlockingMessage",
     "BlockingSubscription",
     "BlockingTransaction",

@@ -18,7 +18,7 @@ import ssl as ssl_module
 from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any, Self, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import httpx
 
@@ -26,6 +26,7 @@ from buzon import __version__
 from buzon.client.errors import ApiError, BuzonConnectionError
 from buzon.client.records import (
     DESTINATION_PARSERS,
+    BindingInfo,
     ChannelInfo,
     ConnectionInfo,
     DestinationKind,
@@ -41,6 +42,7 @@ from buzon.client.records import (
     User,
     many,
     nothing,
+    parse_binding,
     parse_channel,
     parse_cluster,
     parse_connection,
@@ -298,10 +300,44 @@ class ManagementClient:
         """Delete a queue and its messages (owner or admin)."""
         self.delete_destination(DestinationKind.QUEUE, name)
 
-    def create_channel(self, name: str, *, access_key: str | None = None) -> ChannelInfo:
-        """Create a channel; see :meth:`create_destination`."""
-        body = {"name": name, "access_key": access_key}
+    def create_channel(
+        self, name: str, *, access_key: str | None = None, type: str = "fanout"
+    ) -> ChannelInfo:
+        """Create a channel; see :meth:`create_destination`. ``type`` is how it routes,
+        fixed from now on: ``fanout``, ``direct`` or ``topic``."""
+        body = {"name": name, "access_key": access_key, "type": type}
         return self._call("POST", "/channels", parse_channel, body=body)
+
+    def bind(
+        self,
+        channel: str,
+        queue: str,
+        routing_key: str = "",
+        *,
+        channel_access_key: str | None = None,
+        queue_access_key: str | None = None,
+    ) -> BindingInfo:
+        """Bind ``queue`` to ``channel``: the channel's messages whose routing key
+        ``routing_key`` matches are also enqueued there. Needs the right to consume from
+        the channel and to publish into the queue (their keys, when another user's
+        protected ones)."""
+        body: dict[str, Any] = {"queue": queue, "routing_key": routing_key}
+        if channel_access_key is not None:
+            body["channel_access_key"] = channel_access_key
+        if queue_access_key is not None:
+            body["queue_access_key"] = queue_access_key
+        path = f"{_path(DestinationKind.CHANNEL, channel)}/bindings"
+        return self._call("POST", path, parse_binding, body=body)
+
+    def unbind(self, channel: str, queue: str, routing_key: str = "") -> None:
+        """Remove a binding (whoever made it, either owner, or an admin)."""
+        query = urlencode({"queue": queue, "routing_key": routing_key})
+        self._call("DELETE", f"{_path(DestinationKind.CHANNEL, channel)}/bindings?{query}", nothing)
+
+    def bindings(self, channel: str) -> list[BindingInfo]:
+        """A channel's queue bindings, by queue and key."""
+        path = f"{_path(DestinationKind.CHANNEL, channel)}/bindings"
+        return self._call("GET", path, many(parse_binding))
 
     def list_channels(self) -> list[ChannelInfo]:
         """Every channel."""

@@ -117,10 +117,26 @@ class DurableSubscriptionInfo:
 
 @dataclass(frozen=True, slots=True)
 class ChannelInfo(Destination):
-    """A channel, its number of live ``subscribers`` and its durable subscriptions."""
+    """A channel, its number of live ``subscribers`` and its durable subscriptions; how it
+    routes (``type``: fanout, direct or topic) and how many queues are bound to it."""
 
     subscribers: int
     durable_subscriptions: tuple[DurableSubscriptionInfo, ...]
+    type: str = "fanout"
+    bindings: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class BindingInfo:
+    """A queue bound to a channel with a routing key (a pattern for a topic channel);
+    ``active`` is False while an access key it was made with has changed since."""
+
+    channel: str
+    queue: str
+    routing_key: str
+    owner: str | None
+    created_at: datetime
+    active: bool
 
 
 class _Body:
@@ -403,6 +419,20 @@ def parse_channel(data: Any) -> ChannelInfo:
             )
             for item in data["durable_subscriptions"]
         ),
+        # a broker older than routing does not send these
+        type=str(data.get("type", "fanout")),
+        bindings=int(data.get("bindings", 0)),
+    )
+
+
+def parse_binding(data: Any) -> BindingInfo:
+    return BindingInfo(
+        channel=str(data["channel"]),
+        queue=str(data["queue"]),
+        routing_key=str(data["routing_key"]),
+        owner=None if data["owner"] is None else str(data["owner"]),
+        created_at=parse_time(data["created_at"]),
+        active=bool(data["active"]),
     )
 
 

@@ -89,10 +89,13 @@ export function renderDetail(kind, d, { reload, close, deadLetters = false }) {
       auto: !keyInput,
       changed: reload,
     }));
-  } else if (d.durable_subscriptions.length) {
-    parts.push(h("div", null, h("h4", null, "Durable subscriptions"),
-      h("ul", null, d.durable_subscriptions.map((s) =>
-        h("li", null, `${s.name} (${s.owner || "deleted user"}): ${count(s.backlog)} waiting`)))));
+  } else {
+    if (d.durable_subscriptions.length) {
+      parts.push(h("div", null, h("h4", null, "Durable subscriptions"),
+        h("ul", null, d.durable_subscriptions.map((s) =>
+          h("li", null, `${s.name} (${s.owner || "deleted user"}): ${count(s.backlog)} waiting`)))));
+    }
+    parts.push(bindingsSection(d.name, reload));
   }
 
   if (mayManage(d)) {
@@ -147,4 +150,54 @@ function peekForm(name, key) {
     });
   });
   return form;
+}
+
+// A channel's queue bindings, loaded when the panel opens, with binding and unbinding
+// (the API decides who may: see docs/routing.md).
+function bindingsSection(channel, reload) {
+  const list = h("ul", { class: "bindings" });
+  const load = () => api("GET", path("channels", channel, "bindings")).then((bindings) => {
+    list.replaceChildren(...(bindings.length
+      ? bindings.map((b) => bindingItem(channel, b, load, reload))
+      : [h("li", { class: "muted" }, "No queue is bound.")]));
+  }, (error) => list.replaceChildren(h("li", { class: "muted" }, error.message)));
+  const queueInput = h("input", {
+    class: "bind-queue", placeholder: "queue", maxlength: 200, required: true,
+    "aria-label": "Queue to bind",
+  });
+  const keyInput = h("input", {
+    class: "bind-key", placeholder: "binding key (optional)", maxlength: 255,
+    "aria-label": "Binding key",
+  });
+  const button = h("button", { type: "submit" }, "Bind");
+  const form = h("form", { class: "bind" },
+    h("fieldset", null, h("legend", null, "Bind a queue"),
+      h("div", { class: "row" }, queueInput, keyInput, button)));
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    act(button, async () => {
+      const body = { queue: queueInput.value.trim(), routing_key: keyInput.value };
+      await api("POST", path("channels", channel, "bindings"), { body });
+      notify(`Bound queue ${body.queue} to ${channel}.`);
+      form.reset();
+      await load();
+      await reload();
+    });
+  });
+  load();
+  return h("div", null, h("h4", null, "Bound queues"), list, form);
+}
+
+function bindingItem(channel, b, load, reload) {
+  const unbind = h("button", { type: "button", class: "link unbind" }, "Unbind");
+  unbind.addEventListener("click", () => act(unbind, async () => {
+    const query = "?" + new URLSearchParams({ queue: b.queue, routing_key: b.routing_key });
+    await api("DELETE", path("channels", channel, "bindings") + query);
+    notify(`Unbound queue ${b.queue} from ${channel}.`);
+    await load();
+    await reload();
+  }));
+  return h("li", null,
+    `${b.queue}, key ${JSON.stringify(b.routing_key)} (by ${b.owner || "deleted user"})`,
+    b.active ? "" : " · suspended: an access key changed since it was made", " ", unbind);
 }

@@ -48,6 +48,7 @@ async function create(kind, event) {
   const key = $(noun + "-key").value;
   if (key) body.access_key = key;
   if (kind === "queues") body.policy = queuePolicy();
+  else body.type = $("channel-type").value;
   await act(form.querySelector("button[type=submit]"), async () => {
     await api("POST", "/" + kind, { body });
     form.reset();

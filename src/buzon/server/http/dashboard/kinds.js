@@ -27,6 +27,7 @@ export const KINDS = {
   channels: {
     noun: "channel",
     columns: [
+      { title: "Type", key: "type", cell: (d) => d.type ?? "fanout" },
       { title: "Subscribers", num: true, key: "subscribers", cell: (d) => count(d.subscribers) },
       {
         title: "Durable subs",
@@ -36,7 +37,9 @@ export const KINDS = {
       },
     ],
     facts: (d) => [
+      ["Type", d.type ?? "fanout", "type"],
       ["Subscribers", count(d.subscribers), "subscribers"],
+      ["Bound queues", count(d.bindings ?? 0), "bindings"],
       ["In / s", perSecond(d.rates.published_per_s), "in"],
       ["Out / s", perSecond(d.rates.delivered_per_s), "out"],
       ["Owner", d.owner || "(deleted user)", "owner"],
