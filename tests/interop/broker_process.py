@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-LISTENING = re.compile(r"buzon listening: stomp://([^:]+):(\d+)  http://[^:]+:(\d+)")
+LISTENING = re.compile(r"buzon listening: stomp://([^:]+):(\d+)\s.*?http://[^:]+:(\d+)")
 
 
 @dataclass
