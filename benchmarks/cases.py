@@ -1,4 +1,6 @@
-"""What the comparison runner runs: each scenario as a ``loadgen.py`` command line.
+"""What the comparison runner runs: each scenario as a load generator's command line
+(``loadgen.py`` over STOMP; ``amqp_load.py``, ``amqp_pika.py`` and ``celery_load.py`` over
+AMQP 0-9-1).
 
 The comparison scenarios are the issue's, with its defaults; the scaling axes vary one
 parameter of a scenario at a time. ``--quick`` divides message and connection counts by
@@ -40,6 +42,16 @@ class Case:
     # buzon on SQLite though no message says persistent: its defaults (durable queues, and
     # messages persistent unless they say otherwise), against RabbitMQ's
     defaults: bool = False
+    tool: str = "loadgen"  # the load generator: benchmarks/<tool>.py
+
+    @property
+    def script(self) -> str:
+        return f"{self.tool}.py"
+
+    @property
+    def protocol(self) -> str:
+        """The listener its load generator speaks to: STOMP for ``loadgen.py``, else AMQP."""
+        return "stomp" if self.tool == "loadgen" else "amqp"
 
     @property
     def storage(self) -> str:
@@ -49,11 +61,11 @@ class Case:
     @property
     def connections(self) -> int:
         """How many connections the run opens: idle ones, receivers and the producer."""
-        receivers = ("connections", "consumers", "subscribers")
+        receivers = ("connections", "consumers", "subscribers", "queues")
         return sum(self.options.get(option, 0) for option in receivers) + 1
 
     def loadgen_args(self) -> list[str]:
-        """``loadgen.py``'s arguments for one run, but for where the broker is."""
+        """Its load generator's arguments for one run, but for where the broker is."""
         args = [self.scenario]
         for option, value in self.options.items():
             args += [f"--{option}", str(value)]
@@ -148,6 +160,54 @@ def comparison_cases(quick: bool) -> list[Case]:
             f"{idle['connections']:,} idle connections, then the queue scenario",
             "idle",
             idle,
+        ),
+        *amqp_cases(d),
+    ]
+
+
+def amqp_cases(divide: int) -> list[Case]:
+    """The AMQP 0-9-1 scenarios: the issue's 100,000 persistent 128 B messages with confirms
+    and manual acks (prefetch 1,000) through the raw-socket load generator; fan-out to 10
+    queues; pika (a confirm per publish, so fewer messages); a Celery worker's no-op tasks."""
+    queue = {
+        **{"messages": 100_000 // divide, "consumers": 1, "size": 128},
+        **{"prefetch": 1000, "window": 1000},
+    }
+    fanout = {"messages": 20_000 // divide, "queues": 10, "size": 128, "prefetch": 1000}
+    pika = {"messages": 10_000 // divide, "size": 128, "prefetch": 1000}
+    return [
+        Case(
+            "amqp",
+            f"AMQP: {queue['messages']:,} persistent {queue['size']} B, confirms"
+            f" ({queue['window']:,} in flight), manual acks, prefetch {queue['prefetch']:,}",
+            "queue",
+            queue,
+            persistent=True,
+            tool="amqp_load",
+        ),
+        Case(
+            "amqp_fanout",
+            f"AMQP fan-out: a fanout exchange, {fanout['queues']} queues, {fanout['size']} B",
+            "fanout",
+            {**fanout, "window": 1000},
+            tool="amqp_load",
+        ),
+        Case(
+            "amqp_pika",
+            f"AMQP with pika: {pika['messages']:,} persistent {pika['size']} B, a confirm per"
+            f" publish, then consumed with an ack each, prefetch {pika['prefetch']:,}",
+            "pika",
+            pika,
+            persistent=True,
+            tool="amqp_pika",
+        ),
+        Case(
+            "celery",
+            f"Celery: {10_000 // divide:,} no-op tasks, one worker (-P solo), results off",
+            "celery",
+            {"tasks": 10_000 // divide},
+            persistent=True,
+            tool="celery_load",
         ),
     ]
 

@@ -1,5 +1,7 @@
 """Compare buzon with RabbitMQ's STOMP plugin under the same load generator, and write the
-result as markdown (docs/performance.md).
+result as markdown (docs/performance.md). The AMQP 0-9-1 scenarios (``amqp``,
+``amqp_fanout``, ``amqp_pika``, ``celery``) compare buzon's AMQP listener with RabbitMQ's, the
+same way, through their own load generators (``cases.amqp_cases``).
 
 - Both brokers get the same ``loadgen.py`` command lines (``cases.py``), one run at a time,
   on the same machine; the runner collects each run's JSON and the report is made of their
@@ -75,9 +77,9 @@ from retry_report import RetryOutcome
 from stomp_load import Login, Result
 
 ROOT = Path(__file__).resolve().parents[1]
-LOADGEN = ROOT / "benchmarks" / "loadgen.py"
-BACKLOG_SCRIPT = ROOT / "benchmarks" / "backlog.py"
-RETRY_SCRIPT = ROOT / "benchmarks" / "retry.py"
+BENCHMARKS = ROOT / "benchmarks"
+BACKLOG_SCRIPT = BENCHMARKS / "backlog.py"
+RETRY_SCRIPT = BENCHMARKS / "retry.py"
 RUN_TIMEOUT_S = 1800  # one loadgen run; its own waits time out well before this
 BACKLOG_IMAGE = "backlog-rss.svg"  # the plot, written beside the document
 
@@ -98,7 +100,12 @@ class Buzon:
     def start(self, case: Case) -> Iterator[Target]:
         data_dir = tempfile.mkdtemp(prefix="buzon-bench-", dir=self.base_dir)
         try:
-            process, target = start_broker(case.storage, data_dir, case.connections)
+            try:
+                process, target = start_broker(
+                    case.storage, data_dir, case.connections, protocol=case.protocol
+                )
+            except SystemExit as failed:  # it printed why; the other runs go on
+                raise RunFailed(f"buzon did not start: {failed}") from None
             try:
                 yield target
             finally:
@@ -125,7 +132,8 @@ class RabbitMQ:
     def start(self, case: Case) -> Iterator[Target]:
         with rabbitmq.private_node(self.base_dir) as node:
             self.node = node
-            yield Target("127.0.0.1", node.stomp_port, node.beam_pid, Login(*rabbitmq.LOGIN))
+            port = node.amqp_port if case.protocol == "amqp" else node.stomp_port
+            yield Target("127.0.0.1", port, node.beam_pid, Login(*rabbitmq.LOGIN))
 
 
 class RunFailed(Exception):
@@ -133,9 +141,11 @@ class RunFailed(Exception):
 
 
 def run_once(case: Case, target: Target, json_path: Path) -> tuple[Result, str]:
-    """One ``loadgen.py`` run against ``target``: its result and its report line."""
+    """One run of the case's load generator against ``target``: its result and its report
+    line."""
     who = target.who
-    command = [sys.executable, str(LOADGEN), *case.loadgen_args(), "--json", str(json_path)]
+    script = BENCHMARKS / case.script
+    command = [sys.executable, str(script), *case.loadgen_args(), "--json", str(json_path)]
     command += ["--port", str(target.port), "--pid", str(target.pid)]
     command += ["--login", who.login, "--passcode", who.passcode]
     try:

@@ -52,6 +52,44 @@ def at_least_times(factor: float) -> Judge:
     return lambda ours, theirs: NO_RABBITMQ if theirs is None else ours >= factor * theirs
 
 
+def at_most_fraction(fraction: float) -> Judge:
+    return lambda ours, theirs: NO_RABBITMQ if theirs is None else ours <= fraction * theirs
+
+
+def no_goal(_ours: float, _theirs: float | None) -> str:
+    return "no goal of its own"
+
+
+def extra(name: str) -> Metric:
+    return lambda run: run.extra[name]
+
+
+def cpu_per_100k(run: Result) -> float:
+    return run.cpu_per_100k
+
+
+def amqp_rows() -> list[Row]:
+    """The AMQP goals: the raw-socket load generator's end-to-end rate (its publish-only and
+    consume-only phases beside it), fan-out, pika (rate and broker CPU), Celery."""
+    return [
+        Row("amqp", "end-to-end msgs/s", rate, 0, "≥ 1.5x RabbitMQ", at_least_times(1.5)),
+        Row("amqp", "publish-only msgs/s", extra("publish_rate"), 0, "-", no_goal),
+        Row("amqp", "consume-only msgs/s", extra("consume_rate"), 0, "-", no_goal),
+        Row("amqp_fanout", "deliveries/s", rate, 0, "≥ 3x RabbitMQ", at_least_times(3)),
+        Row("amqp_pika", "msgs/s", rate, 0, "≥ RabbitMQ", at_least_times(1)),
+        Row(
+            "amqp_pika",
+            "broker CPU-s per 100k",
+            cpu_per_100k,
+            2,
+            "≤ half RabbitMQ's",
+            at_most_fraction(0.5),
+            lower_is_better=True,
+        ),
+        Row("celery", "no-op tasks/s", rate, 0, "≥ RabbitMQ", at_least_times(1)),
+    ]
+
+
 def large_message_row(case: Case) -> Row:
     """Memory bounded by the window: what is prefetched by the consumers plus what the
     producer has sent unconfirmed, not the backlog (everything sent)."""
@@ -130,6 +168,7 @@ def comparison_rows(cases: list[Case], results: dict[tuple[str, str], Outcome]) 
             + (f" ({queue:,.0f})" if queue is not None else ""),
             full_speed,
         ),
+        *amqp_rows(),
     ]
     names = {case.name for case in cases}
     return [row for row in rows if row.case in names]

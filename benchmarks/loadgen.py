@@ -46,7 +46,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -239,15 +239,30 @@ def serve_command(
     ]
 
 
-def spawn_broker(
+def listening_urls(printed: bytes) -> dict[str, str] | None:
+    """The URLs of ``buzon serve``'s whole ``buzon listening:`` line, by scheme (``stomp``,
+    ``amqp``, ``http``, ...), once it has printed that line."""
+    found = re.search(rb"buzon listening:([^\n]*)\n", printed)
+    if found is None:
+        return None
+    urls = re.findall(r"([a-z+]+)://(\S+)", found.group(1).decode())
+    return {scheme: f"{scheme}://{rest}" for scheme, rest in urls}
+
+
+def url_port(url: str) -> int:
+    """The port of ``scheme://host:port[/path]``."""
+    return int(url.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[1])
+
+
+def spawn_broker_urls(
     storage: str,
     data_dir: str,
     connections: int,
     timeout: float = 60,
     extra_args: Sequence[str] = (),
-) -> tuple[subprocess.Popen[str], int, str]:
-    """Start ``serve_command``; return it, its STOMP port and its API's URL once it has
-    printed them (within ``timeout`` seconds, else it is killed)."""
+) -> tuple[subprocess.Popen[str], dict[str, str]]:
+    """Start ``serve_command``; return it and its ``listening_urls`` once it has printed
+    them (within ``timeout`` seconds, else it is killed)."""
     env = {"BUZON_ADMIN_PASSWORD": PASSWORD, "BUZON_LOG_LEVEL": "warning"}
     process = subprocess.Popen(
         serve_command(storage, data_dir, connections, extra_args),
@@ -268,9 +283,9 @@ def spawn_broker(
             if not chunk:
                 raise SystemExit(f"broker exited before it listened: {printed.decode()[-500:]}")
             printed += chunk
-            found = re.search(rb"stomp://[^:]+:(\d+)\s+(http://\S+/api/v1)", printed)
-            if found:
-                return process, int(found.group(1)), found.group(2).decode()
+            urls = listening_urls(printed)
+            if urls is not None:
+                return process, urls
         raise SystemExit(f"broker did not print its addresses within {timeout:.0f} s")
     except BaseException:
         process.kill()
@@ -278,14 +293,42 @@ def spawn_broker(
         raise
 
 
-def start_broker(
-    storage: str, data_dir: str, connections: int, host: str = "127.0.0.1", timeout: float = 60
-) -> tuple[subprocess.Popen[str], Target]:
-    """``spawn_broker``, then its admin logs in with a bearer token (one argon2 check in
-    all, however many connections the scenario opens)."""
-    process, port, api = spawn_broker(storage, data_dir, connections, timeout)
+def spawn_broker(
+    storage: str,
+    data_dir: str,
+    connections: int,
+    timeout: float = 60,
+    extra_args: Sequence[str] = (),
+) -> tuple[subprocess.Popen[str], int, str]:
+    """``spawn_broker_urls``: the process, its STOMP port and its API's URL."""
+    process, urls = spawn_broker_urls(storage, data_dir, connections, timeout, extra_args)
     try:
-        return process, Target(host, port, process.pid, token_login(api))
+        return process, url_port(urls["stomp"]), urls["http"]
+    except KeyError as missing:
+        process.kill()
+        process.wait()
+        raise SystemExit(f"broker printed no {missing} URL: {urls}") from None
+
+
+def start_broker(
+    storage: str,
+    data_dir: str,
+    connections: int,
+    host: str = "127.0.0.1",
+    timeout: float = 60,
+    protocol: str = "stomp",
+) -> tuple[subprocess.Popen[str], Target]:
+    """``spawn_broker_urls`` (with an AMQP listener on a free port when ``protocol`` is
+    ``amqp``), then its admin logs in with a bearer token (one argon2 check in all, however
+    many connections the scenario opens); the target is its ``protocol`` listener."""
+    extra = ("--amqp-port", "0") if protocol == "amqp" else ()
+    process, urls = spawn_broker_urls(storage, data_dir, connections, timeout, extra)
+    try:
+        if protocol not in urls or "http" not in urls:
+            raise SystemExit(f"broker printed no {protocol} or http URL: {urls}")
+        return process, Target(
+            host, url_port(urls[protocol]), process.pid, token_login(urls["http"])
+        )
     except BaseException:
         process.kill()
         process.wait()
@@ -334,7 +377,15 @@ def parse_args() -> argparse.Namespace:
 
 
 def describe(extra: dict[str, float]) -> str:
-    """The idle and depth scenarios' memory figures, for the report line."""
+    """The idle and depth scenarios' memory figures, or the AMQP load generator's rates of
+    its publish-only and consume-only phases, for the report line."""
+    if "publish_rate" in extra:
+        return (
+            f"  publish {extra['publish_rate']:,.0f} msgs/s"
+            f" ({extra['publish_cpu_per_100k']:.2f} CPU-s per 100k),"
+            f" consume {extra['consume_rate']:,.0f} msgs/s"
+            f" ({extra['consume_cpu_per_100k']:.2f} CPU-s per 100k)"
+        )
     if "connections" in extra:
         return (
             f"  {extra['connections']:.0f} idle connections,"
@@ -364,17 +415,29 @@ def report(args: argparse.Namespace, run: int, result: Result) -> None:
 
 
 async def main() -> None:
-    args = parse_args()
+    await measure(parse_args(), run_scenario)
+
+
+async def measure(
+    args: argparse.Namespace,
+    scenario: Callable[[argparse.Namespace, Target], Awaitable[Result]],
+    protocol: str = "stomp",
+) -> None:
+    """``args.runs`` runs of ``scenario``, each reported, then their medians: against the
+    broker at ``args.port``, or a ``buzon serve`` started here (with room for
+    ``args.connections`` connections) and reached over ``protocol``."""
     broker = None
     data_dir = tempfile.mkdtemp(prefix="buzon-bench-")
     if args.port is None:
-        broker, target = start_broker(args.storage, data_dir, args.connections, args.host)
+        broker, target = start_broker(
+            args.storage, data_dir, args.connections, args.host, protocol=protocol
+        )
     else:
         target = Target(args.host, args.port, args.pid, Login(args.login, args.passcode))
     results = []
     try:
         for run in range(1, args.runs + 1):
-            result = await run_scenario(args, target)
+            result = await scenario(args, target)
             results.append(result)
             report(args, run, result)
     finally:
@@ -382,10 +445,16 @@ async def main() -> None:
             broker.terminate()
             broker.wait(10)
         shutil.rmtree(data_dir, ignore_errors=True)
+    where = args.storage if broker else f"port {args.port}"
+    print(summary(args.scenario, where, results))
+
+
+def summary(scenario: str, where: str, results: list[Result]) -> str:
+    """The last line of a load generator's output: the medians of its runs."""
     med = statistics.median
-    unit = UNITS.get(args.scenario, "deliveries")
-    print(
-        f"{args.scenario} ({args.storage if broker else f'port {args.port}'}): median"
+    unit = UNITS.get(scenario, "deliveries")
+    return (
+        f"{scenario} ({where}): median"
         f" {med(r.rate for r in results):,.0f} {unit}/s,"
         f" p50 {med(r.p50_ms for r in results):.3f} ms,"
         f" p99 {med(r.p99_ms for r in results):.3f} ms,"

@@ -8,12 +8,18 @@ writes (database, logs, Erlang cookie, plugin list, configuration) lives in a te
 directory that is deleted when the node stops. Its ``beam.smp`` process, the one whose CPU
 and memory are measured, is found by that directory (its ``-home``) in the command line.
 
+Run as a script, it starts one such node, prints its AMQP URL (for the AMQP acceptance
+tests: ``BUZON_TEST_AMQP_URL``) and its ports, and keeps it until interrupted:
+
+    python benchmarks/rabbitmq.py [--base-dir DIR]
+
 The first Erlang node on a machine spawns ``epmd``, a daemon that outlives it; it is stopped
 with the node only when this node started it.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import itertools
 import os
@@ -22,6 +28,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -42,12 +49,14 @@ class StartFailed(RuntimeError):
 
 @dataclass(frozen=True)
 class Node:
-    """A running node: where its STOMP listener is and which process to measure."""
+    """A running node: where its STOMP and AMQP listeners are and which process to
+    measure."""
 
     stomp_port: int
     beam_pid: int
     version: str
     erlang: str
+    amqp_port: int = 0
 
 
 def installed() -> bool:
@@ -162,17 +171,18 @@ def stop_pid(pid: int, timeout: float = 30) -> None:
 
 @dataclass(frozen=True)
 class Home:
-    """A node's directory, environment and STOMP port: all a restart of it needs."""
+    """A node's directory, environment and ports: all a restart of it needs."""
 
     path: Path
     env: dict[str, str]
     stomp_port: int
+    amqp_port: int
 
 
 def make_home(base_dir: str) -> Home:
     path = Path(tempfile.mkdtemp(prefix="rabbitmq-bench-", dir=base_dir))
-    stomp_port = free_port()
-    return Home(path, write_config(path, free_port(), stomp_port), stomp_port)
+    stomp_port, amqp_port = free_port(), free_port()
+    return Home(path, write_config(path, amqp_port, stomp_port), stomp_port, amqp_port)
 
 
 def launch(home: Home, timeout: float = 90) -> tuple[subprocess.Popen[bytes], Node]:
@@ -200,7 +210,8 @@ def launch(home: Home, timeout: float = 90) -> tuple[subprocess.Popen[bytes], No
                 )
             time.sleep(0.05)
         version, erlang = banner_versions(stdout_path.read_text()[started_at:])
-        return wrapper, Node(home.stomp_port, find_beam(home.path), version, erlang)
+        node = Node(home.stomp_port, find_beam(home.path), version, erlang, home.amqp_port)
+        return wrapper, node
     except BaseException:
         halt(wrapper, None)
         raise
@@ -240,3 +251,24 @@ def private_node(base_dir: str, timeout: float = 90) -> Iterator[Node]:
             yield node
         finally:
             halt(wrapper, node.beam_pid)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Run a private RabbitMQ node until Ctrl-C.")
+    parser.add_argument("--base-dir", default=tempfile.gettempdir())
+    args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop it as Ctrl-C does
+    with private_node(args.base_dir) as node:
+        login, passcode = LOGIN
+        print(f"amqp://{login}:{passcode}@127.0.0.1:{node.amqp_port}/", flush=True)
+        print(
+            f"RabbitMQ {node.version}: AMQP port {node.amqp_port}, STOMP port"
+            f" {node.stomp_port}, beam.smp pid {node.beam_pid}",
+            flush=True,
+        )
+        with contextlib.suppress(KeyboardInterrupt):
+            signal.pause()
+
+
+if __name__ == "__main__":
+    main()

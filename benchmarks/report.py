@@ -208,8 +208,9 @@ def commands(report: Report) -> list[str]:
         f"- buzon: `{env} python {shlex.join(serve)}`, where `STORAGE` is `sqlite` for the"
         " persistent scenarios, the backlog and the one with each broker's defaults, and"
         " `memory` for the others, and `CONNECTIONS` is"
-        f" {SPARE_CONNECTIONS} more than the scenario opens. The load generator logs in over"
-        " HTTP once and uses the token as its STOMP passcode.",
+        f" {SPARE_CONNECTIONS} more than the scenario opens; the AMQP scenarios add"
+        " `--amqp-port 0`. The load generator logs in over HTTP once and uses the token as its"
+        " STOMP passcode (AMQP: its SASL PLAIN password).",
     ]
     if report.node is not None:
         lines.append(
@@ -223,14 +224,15 @@ def commands(report: Report) -> list[str]:
         return lines
     lines += [
         "",
-        "Each scenario, once per run and broker (`PORT` and `PID` are the broker's; `LOGIN`"
+        "Each scenario, once per run and broker (`PORT` and `PID` are the broker's STOMP or"
+        " AMQP port and its process; `LOGIN`"
         " and `PASSCODE` are `admin` and its token for buzon, `guest` and `guest` for"
         " RabbitMQ):",
         "",
         "```",
     ]
     lines += [
-        f"python benchmarks/loadgen.py {shlex.join(case.loadgen_args())} --json RUNS"
+        f"python benchmarks/{case.script} {shlex.join(case.loadgen_args())} --json RUNS"
         " --port PORT --pid PID --login LOGIN --passcode PASSCODE"
         for case in all_cases(report)
     ]
@@ -271,6 +273,17 @@ def intro(report: Report) -> list[str]:
         " time over the same span, per 100k deliveries. **Memory** is the broker's resident"
         " set, sampled every 20 ms.",
         "- The load generator is one process on the same machine, sharing its cores.",
+        *(
+            [
+                "- **AMQP 0-9-1** scenarios reach each broker's AMQP listener instead:"
+                " `benchmarks/amqp_load.py` (raw sockets and pre-built frames, so that it costs"
+                " less per message than either broker), pika's `BlockingConnection`"
+                " (`amqp_pika.py`) and a Celery worker (`celery_load.py`, whose worker is a"
+                " second process)."
+            ]
+            if any(case.protocol == "amqp" for case in report.cases)
+            else []
+        ),
     ]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from buzon.broker import AckMode, Broker, Queue
+from buzon.broker import RELEASE, AckMode, Broker, Queue
 from buzon.errors import AccessDenied, BrokerError, ErrorCode
 from buzon.store import DestinationKind, DestinationRecord, QueuePolicy
 from tests.broker.helpers import Clock, RecordingSink, open_peer, user
@@ -127,7 +127,7 @@ def test_get_takes_the_oldest_and_counts_what_is_left() -> None:
     assert got is not None
     assert (got[0].body, got[3]) == (b"2", 1)
     assert got[1] is not None
-    peer.session.nack(got[1])  # back at its place, redelivered
+    peer.session.settle(got[1], RELEASE)  # back at its place, redelivered
     again = peer.session.get("jobs", ack=True)
     assert again is not None
     assert (again[0].body, again[2]) == (b"2", True)

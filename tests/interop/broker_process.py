@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-LISTENING = re.compile(r"buzon listening: stomp://([^:]+):(\d+)  http://[^:]+:(\d+)")
-AMQP_LISTENING = re.compile(r"  amqp://[^:]+:(\d+)")
+LISTENING = re.compile(r"buzon listening: stomp://([^:]+):(\d+)\s.*?http://[^:]+:(\d+)")
+AMQP_LISTENING = re.compile(r"\samqp://[^:]+:(\d+)")
 
 
 @dataclass

@@ -42,16 +42,17 @@ from buzon.amqp import (
     TxSelect,
     encode_properties,
 )
-from buzon.auth import Action, Decision, decide
+from buzon.auth import Action
 from buzon.broker import ACCEPT, REJECT, Channel, PublishOptions, Queue
 from buzon.broker.addresses import address, keyed
 from buzon.errors import AccessDenied, BrokerError, ErrorCode
 from buzon.priority import DEFAULT_PRIORITY, HIGHEST_PRIORITY
+from buzon.server.access_gate import admit, needs_key
 from buzon.server.amqp_arguments import ACCESS_KEY_ARGUMENT, queue_arguments
 from buzon.server.amqp_channel import AT_ONCE, TRANSACTION, AmqpChannel, origin
 from buzon.server.amqp_properties import PERSISTENT, delivery_properties, publish_headers
 from buzon.server.declarations import declare_queue
-from buzon.store import ChannelType, DestinationKind, DestinationRecord
+from buzon.store import ChannelType, DestinationKind
 
 if TYPE_CHECKING:
     from buzon.server.amqp_session import AmqpAdapter
@@ -139,8 +140,8 @@ class Methods:
         key: object,
         then: Callable[[], None],
     ) -> None:
-        """Run ``then`` now, or once ``key`` is checked for that destination when the
-        principal needs one there and the connection has not presented it yet."""
+        """Run ``then`` now, or once ``key`` passed the access gate of that destination
+        when the principal needs a key there and the connection has not presented it."""
         adapter = self._adapter
         target = adapter.ctx.broker.destination(kind, name)
         principal = adapter.principal
@@ -148,22 +149,30 @@ class Methods:
             not isinstance(key, str)
             or target is None
             or principal is None
-            or target.record.id in self.grants
-            or decide(principal, action, target.record) is not Decision.NEED_KEY
+            or not needs_key(principal, action, target.record, self)
         ):
             then()
             return
-        record = target.record
-        check = adapter.ctx.resources.check_key(
-            principal, record, key, adapter.connection.peer_host
+        check = admit(
+            adapter.ctx.resources,
+            principal,
+            target.record,
+            key,
+            adapter.connection.peer_host,
+            self,
         )
-        adapter.run(event, check, lambda _: self._granted(record, then))
+        adapter.run(event, check, lambda _: then())
 
-    def _granted(self, record: DestinationRecord, then: Callable[[], None]) -> None:
-        self.grants.add(record.id)
+    def granted(self, destination_id: str) -> bool:
+        """Whether this connection passed that destination's gate (``Grants``)."""
+        return destination_id in self.grants
+
+    def grant(self, destination_id: str) -> None:
+        """This connection passed that destination's gate: every channel's session, now
+        and later, may use it (``Grants``)."""
+        self.grants.add(destination_id)
         for session in self._adapter.sessions():
-            session.grant(record.id)
-        then()
+            session.grant(destination_id)
 
     # -- exchanges -----------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ import base64
 import contextlib
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pika
@@ -154,7 +155,7 @@ def test_one_message_seen_from_amqp_stomp_and_http(served: BrokerProcess) -> Non
 
     received: list[stomp.utils.Frame] = []
     listener = stomp.ConnectionListener()
-    listener.on_message = received.append  # type: ignore[method-assign]
+    listener.on_message = received.append
     conn = stomp.Connection12([(served.host, served.port)])
     conn.set_listener("got", listener)
     conn.connect(OWNER, OWNER_PASSWORD, wait=True)
@@ -182,10 +183,10 @@ def test_one_message_seen_from_amqp_stomp_and_http(served: BrokerProcess) -> Non
     amqp.close()
 
 
-def _get(channel: pika.adapters.blocking_connection.BlockingChannel, queue: str) -> tuple:
+def _get(channel: Any, queue: str) -> tuple[Any, Any, bytes]:
     for _ in range(200):
-        got = channel.basic_get(queue, auto_ack=True)
-        if got[0] is not None:
-            return got
+        method, properties, body = channel.basic_get(queue, auto_ack=True)
+        if method is not None:
+            return method, properties, body
         time.sleep(0.05)
     raise AssertionError(f"nothing arrived in {queue}")

@@ -163,8 +163,12 @@ def test_events_dump_sees_the_worker_and_its_tasks(worker: Worker) -> None:
                     break
                 time.sleep(0.05)
     finally:
-        events.send_signal(signal.SIGINT)
-        events.wait(WAIT_S)
+        events.terminate()
+        try:
+            events.wait(WAIT_S)
+        except subprocess.TimeoutExpired:
+            events.kill()
+            events.wait()
         reader.join(WAIT_S)
         events.stdout.close()
     output = "".join(lines)
