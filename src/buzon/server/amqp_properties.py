@@ -59,12 +59,30 @@ _BY_HEADER = {name: attribute for attribute, name in _TEXT_PROPERTIES}
 _NOT_TABLE = frozenset(
     {*_BY_HEADER, RAW_HEADER, "persistent", "priority", "expires", "timestamp", "content-length"}
 )
+# distinct property lists remembered, both ways (a cache, cleared when full)
+_REMEMBERED = 512
+_HEADERS_OF: dict[bytes, tuple[tuple[str, str], ...]] = {}
+_LISTS_OF: dict[str, bytes] = {}
 # headers the engine adds after publication (dead-lettering): merged into the table
 _ADDED_PREFIXES = ("x-dead-letter-", "x-original-", "x-delivery-count", "x-last-error")
 
 
 def publish_headers(properties: Properties, raw: bytes) -> tuple[tuple[str, str], ...]:
-    """The headers a message published over AMQP keeps (see the module docstring)."""
+    """The headers a message published over AMQP keeps (see the module docstring).
+
+    Most publishers send the same property list with every message (a content type, a
+    delivery mode): the headers of the last few hundred distinct lists are remembered.
+    """
+    found = _HEADERS_OF.get(raw)
+    if found is None:
+        found = _publish_headers(properties, raw)
+        if len(_HEADERS_OF) >= _REMEMBERED:
+            _HEADERS_OF.clear()
+        _HEADERS_OF[raw] = found
+    return found
+
+
+def _publish_headers(properties: Properties, raw: bytes) -> tuple[tuple[str, str], ...]:
     headers: list[tuple[str, str]] = []
     for attribute, name in _TEXT_PROPERTIES:
         value = getattr(properties, attribute)
@@ -89,10 +107,16 @@ def delivery_properties(message: Message) -> bytes:
     """The property list an AMQP consumer gets for ``message``."""
     raw = _header(message.headers, RAW_HEADER)
     if raw is not None:
-        try:
-            published = base64.b64decode(raw, validate=True)
-        except binascii.Error:
-            published = None
+        published = _LISTS_OF.get(raw)
+        if published is None:
+            try:
+                published = base64.b64decode(raw, validate=True)
+            except binascii.Error:
+                published = None
+            else:
+                if len(_LISTS_OF) >= _REMEMBERED:
+                    _LISTS_OF.clear()
+                _LISTS_OF[raw] = published
         if published is not None and not _has_added_headers(message.headers):
             return published
         if published is not None:
