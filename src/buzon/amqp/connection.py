@@ -325,7 +325,7 @@ class AmqpConnection:
 
     def _on_open(self, args: Arguments) -> ev.Event:
         vhost = args.text("virtual_host")
-        if vhost != VIRTUAL_HOST:
+        if vhost not in (VIRTUAL_HOST, ""):  # some client URLs ("amqp://host/") send ""
             text = f"no virtual host {vhost[:100]}: buzon serves only /"
             raise AmqpProtocolError(ReplyCode.NOT_ALLOWED, text)
         self._send(0, c.Connection.OpenOk, "")
