@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
+import pika
 import pytest
 import trustme
 from websockets.asyncio.client import connect
@@ -117,6 +118,31 @@ async def test_a_client_that_never_starts_tls_is_cut_at_the_handshake_limit(
     await client.receipt("r1")
 
 
+async def test_amqp_over_tls(server: BuzonServer, tls: TlsFiles) -> None:
+    (url,) = [url for url in server.urls() if url.startswith("amqps://")]
+    parameters = pika.ConnectionParameters(
+        "127.0.0.1",
+        int(url.rsplit(":", 1)[1]),
+        "/",
+        pika.PlainCredentials(ADMIN, PASSWORD),
+        ssl_options=pika.SSLOptions(trusting(tls), "127.0.0.1"),
+        connection_attempts=1,
+        socket_timeout=5,
+    )
+
+    def round_trip() -> object:
+        connection = pika.BlockingConnection(parameters)
+        channel = connection.channel()
+        channel.queue_declare("sealed-amqp")
+        channel.confirm_delivery()
+        channel.basic_publish("", "sealed-amqp", b"over amqps")
+        _, _, body = channel.basic_get("sealed-amqp", auto_ack=True)
+        connection.close()
+        return body
+
+    assert await asyncio.to_thread(round_trip) == b"over amqps"
+
+
 async def test_tls_listeners_exist_only_with_a_certificate(hasher: SecretHasher) -> None:
     async with running_server(hasher) as server:
         with pytest.raises(RuntimeError):
@@ -198,7 +224,7 @@ async def test_no_plaintext_leaves_only_the_tls_listeners(
         https_port=0,
         plaintext=False,
     ) as server:
-        assert [url.split(":")[0] for url in server.urls()] == ["stomp+ssl", "https"]
+        assert [url.split(":")[0] for url in server.urls()] == ["stomp+ssl", "https", "amqps"]
         with pytest.raises(RuntimeError, match="no plain STOMP listener"):
             _ = server.stomp_port
         client = await tls_client(server, tls)
