@@ -6,7 +6,16 @@ import dataclasses
 
 import pytest
 
-from buzon.broker import ACCEPT, REJECT, RELEASE, AckMode, Broker, Disposition, Outcome
+from buzon.broker import (
+    ACCEPT,
+    REJECT,
+    RELEASE,
+    AckMode,
+    Broker,
+    Disposition,
+    Outcome,
+    PublishOptions,
+)
 from buzon.broker.destinations import new_record
 from buzon.broker.policy import REASON_HEADER
 from buzon.errors import BrokerError, ErrorCode
@@ -80,3 +89,22 @@ def test_reject_dead_letters_with_reason_rejected_and_the_error(broker: Broker) 
     assert audit.bodies() == [b"poison", b"fine"]
     assert reasons == ["rejected", "rejected"]
     assert dict(audit.deliveries[0].message.headers)["x-last-error"] == "bad input"
+
+
+def test_a_dead_letter_keeps_its_priority_and_whether_it_may_be_stored(broker: Broker) -> None:
+    for name, durable in (("kept", True), ("memory", False)):
+        record = new_record(DestinationKind.QUEUE, name, "id-alice", None, 0.0)
+        policy = QueuePolicy(dead_letter_queue="dead", durable=durable)
+        broker.add_destination(dataclasses.replace(record, policy=policy))
+    producer = open_peer(broker).session
+    producer.publish("/queue/kept", (), b"transient", PublishOptions(persistent=False))
+    producer.publish("/queue/kept", (), b"urgent", PublishOptions(priority=7))
+    producer.publish("/queue/memory", (), b"from memory")  # its queue could not store it
+    for name in ("kept", "memory"):
+        consumer = open_peer(broker, "alice").subscribe(f"/queue/{name}", AckMode.CLIENT)
+        consumer.session.settle(consumer.ack_ids()[-1], REJECT)
+    audit = open_peer(broker, "alice").subscribe("/queue/dead", AckMode.CLIENT)
+    moved = {d.message.body: d.message for d in audit.deliveries}
+    assert moved[b"transient"].persistent is False
+    assert (moved[b"urgent"].persistent, moved[b"urgent"].priority) == (True, 7)
+    assert moved[b"from memory"].persistent is True
