@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from buzon.broker import AckMode, Broker, BrokerConfig, Queue
+from buzon.broker import AckMode, Broker, BrokerConfig, Queue, Refusal
 from buzon.broker.addresses import parse_address, routing_key_of
 from buzon.broker.destinations import new_record
 from buzon.broker.policy import feed_grant
@@ -323,3 +323,15 @@ def test_a_changed_channel_key_suspends_a_binding_made_with_the_old_one(broker: 
     producer.publish("/topic/feed", b"2")
     assert depth(broker, "inbox") == 1
     assert [b.active for b in broker.bindings("feed")] == [False]
+
+
+def test_a_routed_message_dead_letters_naming_its_queue_as_its_origin(broker: Broker) -> None:
+    chan = channel(broker, "orders", ChannelType.TOPIC)
+    policy = QueuePolicy(durable=False, dead_letter_queue="billing.dlq")
+    bind(broker, chan, queue(broker, "billing", policy=policy), "order.#")
+    open_peer(broker, "p").publish("/topic/orders/order.created", b"bad")
+    worker = open_peer(broker, "w").subscribe("/queue/billing", AckMode.CLIENT_INDIVIDUAL)
+    worker.session.nack(worker.ack_ids()[0], refusal=Refusal(requeue=False))
+    dead = open_peer(broker, "d").subscribe("/queue/billing.dlq")
+    headers = dict(dead.deliveries[0].message.headers)
+    assert headers["x-original-destination"] == "/queue/billing"  # what a redrive needs

@@ -330,7 +330,8 @@ class Intake:
         headers = dead_letter_headers(
             message.headers,
             reason=why.reason,
-            origin=message.destination,
+            # the queue: the destination of a message a channel routed here is the channel's
+            origin=queue.address,
             message_id=message.id,
             deliveries=why.deliveries,
             error=why.error,
