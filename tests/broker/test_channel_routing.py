@@ -19,7 +19,7 @@ from buzon.store import (
     DestinationRecord,
     QueuePolicy,
 )
-from tests.broker.helpers import HeldLog, found, open_peer, user
+from tests.broker.helpers import Clock, HeldLog, found, open_peer, user
 
 
 def channel(
@@ -335,3 +335,23 @@ def test_a_routed_message_dead_letters_naming_its_queue_as_its_origin(broker: Br
     dead = open_peer(broker, "d").subscribe("/queue/billing.dlq")
     headers = dict(dead.deliveries[0].message.headers)
     assert headers["x-original-destination"] == "/queue/billing"  # what a redrive needs
+
+
+@pytest.mark.parametrize("durable", [True, False])
+def test_a_bound_queue_applies_its_ttl_to_what_is_routed_to_it(durable: bool) -> None:
+    clock = Clock()
+    log = HeldLog()
+    broker = Broker(BrokerConfig(), clock=clock, log=log)
+    chan = channel(broker, "ticks", ChannelType.FANOUT)
+    short = queue(broker, "short", policy=QueuePolicy(durable=durable, message_ttl_ms=1000))
+    keep = queue(broker, "keep", policy=QueuePolicy(durable=durable))
+    bind(broker, chan, short, "")
+    bind(broker, chan, keep, "")
+    open_peer(broker, "p").publish("/topic/ticks", b"t")
+    log.resolve()
+    if durable:  # written with the expiry of each queue
+        kept = {key[0]: m.expires_at for key, m in log.kept.items()}
+        assert kept == {short.id: clock.now + 1, keep.id: None}
+    clock.now += 2
+    broker.expire_messages(clock.now)
+    assert (depth(broker, "short"), depth(broker, "keep")) == (0, 1)

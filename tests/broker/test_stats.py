@@ -22,6 +22,8 @@ from tests.broker.helpers import Peer, numbered, open_peer
 def test_public_names_are_pinned() -> None:
     assert sorted(buzon.broker.__all__) == [
         "AckMode",
+        "Address",
+        "Binding",
         "Broker",
         "BrokerConfig",
         "BrokerStats",
@@ -39,6 +41,7 @@ def test_public_names_are_pinned() -> None:
         "SessionStats",
         "SlowConsumerPolicy",
         "address",
+        "parse_address",
         "parse_destination",
         "requeue_delay",
     ]

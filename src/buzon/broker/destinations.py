@@ -146,7 +146,7 @@ class Destinations:
                 timers=self.timers,
             )
         else:
-            target = self.channels[record.name] = Channel(record, self._config)
+            target = self.channels[record.name] = Channel(record, self._config, self._clock)
         self._targets[key] = target
         return target
 

@@ -205,7 +205,8 @@ class Intake:
             # written together; each expects it (a paged one reads nothing beyond it until
             # it arrives)
             appends = [
-                stored(key, message, claimed=claimed) for key, claimed in target.admit(message)
+                stored(key, routed, claimed=claimed)
+                for key, claimed, routed in target.admit(message)
             ]
             if appends:
                 return self.journal.write(appends=appends)
