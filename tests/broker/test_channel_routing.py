@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from buzon.broker import AckMode, Broker, BrokerConfig, Queue
+from buzon.broker import AckMode, Broker, BrokerConfig, Queue, Refusal
 from buzon.broker.addresses import parse_address, routing_key_of
 from buzon.broker.destinations import new_record
 from buzon.broker.policy import feed_grant
@@ -19,7 +19,7 @@ from buzon.store import (
     DestinationRecord,
     QueuePolicy,
 )
-from tests.broker.helpers import HeldLog, found, open_peer, user
+from tests.broker.helpers import Clock, HeldLog, found, open_peer, user
 
 
 def channel(
@@ -323,3 +323,35 @@ def test_a_changed_channel_key_suspends_a_binding_made_with_the_old_one(broker: 
     producer.publish("/topic/feed", b"2")
     assert depth(broker, "inbox") == 1
     assert [b.active for b in broker.bindings("feed")] == [False]
+
+
+def test_a_routed_message_dead_letters_naming_its_queue_as_its_origin(broker: Broker) -> None:
+    chan = channel(broker, "orders", ChannelType.TOPIC)
+    policy = QueuePolicy(durable=False, dead_letter_queue="billing.dlq")
+    bind(broker, chan, queue(broker, "billing", policy=policy), "order.#")
+    open_peer(broker, "p").publish("/topic/orders/order.created", b"bad")
+    worker = open_peer(broker, "w").subscribe("/queue/billing", AckMode.CLIENT_INDIVIDUAL)
+    worker.session.nack(worker.ack_ids()[0], refusal=Refusal(requeue=False))
+    dead = open_peer(broker, "d").subscribe("/queue/billing.dlq")
+    headers = dict(dead.deliveries[0].message.headers)
+    assert headers["x-original-destination"] == "/queue/billing"  # what a redrive needs
+
+
+@pytest.mark.parametrize("durable", [True, False])
+def test_a_bound_queue_applies_its_ttl_to_what_is_routed_to_it(durable: bool) -> None:
+    clock = Clock()
+    log = HeldLog()
+    broker = Broker(BrokerConfig(), clock=clock, log=log)
+    chan = channel(broker, "ticks", ChannelType.FANOUT)
+    short = queue(broker, "short", policy=QueuePolicy(durable=durable, message_ttl_ms=1000))
+    keep = queue(broker, "keep", policy=QueuePolicy(durable=durable))
+    bind(broker, chan, short, "")
+    bind(broker, chan, keep, "")
+    open_peer(broker, "p").publish("/topic/ticks", b"t")
+    log.resolve()
+    if durable:  # written with the expiry of each queue
+        kept = {key[0]: m.expires_at for key, m in log.kept.items()}
+        assert kept == {short.id: clock.now + 1, keep.id: None}
+    clock.now += 2
+    broker.expire_messages(clock.now)
+    assert (depth(broker, "short"), depth(broker, "keep")) == (0, 1)

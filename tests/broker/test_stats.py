@@ -24,6 +24,8 @@ def test_public_names_are_pinned() -> None:
     assert sorted(buzon.broker.__all__) == [
         "ACCEPT",
         "AckMode",
+        "Address",
+        "Binding",
         "Broker",
         "BrokerConfig",
         "BrokerStats",
@@ -45,6 +47,7 @@ def test_public_names_are_pinned() -> None:
         "SessionStats",
         "SlowConsumerPolicy",
         "address",
+        "parse_address",
         "parse_destination",
     ]
 

@@ -11,7 +11,9 @@ A bound queue is fed as a durable subscription's backlog is: a persistent messag
 durable queue is admitted there before its write (:meth:`Channel.admit`) and written with
 the others in one batch; a transient one, or one for a non-durable queue, is admitted when
 it arrives. A bound queue that is full (overflow ``reject-publish``) does not get it; the
-other targets do, and the channel counts it as dropped.
+other targets do, and the channel counts it as dropped. A bound queue with a message TTL
+gets its own copy of the message with that expiry (when sooner than the message's own),
+as a message published to the queue itself would have.
 
 Strategy. A publish walks a cached tuple of the current subscriptions (rebuilt only when one
 joins or leaves), so a sink that unsubscribes or closes a session mid-fan-out cannot break
@@ -37,8 +39,10 @@ target after the current message, so no target sees the second message before th
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from buzon.broker.addresses import address
@@ -73,12 +77,14 @@ class Channel:
     """One ``/topic/<name>`` destination.
 
     Args:
-        record: what the channel is (name, id, owner, key).
+        record: what the channel is (name, id, owner, key, type).
         config: the pending bounds and the slow-consumer policy.
+        clock: Unix time, for the expiry of messages routed to queues with a TTL.
     """
 
     __slots__ = (
         "_admitted",
+        "_clock",
         "_delivered",
         "_dropped",
         "_fanning_out",
@@ -99,8 +105,14 @@ class Channel:
         "record",
     )
 
-    def __init__(self, record: DestinationRecord, config: BrokerConfig) -> None:
+    def __init__(
+        self,
+        record: DestinationRecord,
+        config: BrokerConfig,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.record = record
+        self._clock = clock
         self.name = record.name
         self.address = address(record.kind, record.name)
         self.deleted = False
@@ -120,8 +132,9 @@ class Channel:
         self._patterns: dict[Subscription, str] = {}
         # (queue id, binding key) -> binding
         self.bindings: dict[tuple[str, str], Binding] = {}
-        # seq -> the bound queues a persistent message was admitted to before its write
-        self._admitted: dict[int, tuple[Queue, ...]] = {}
+        # seq -> the bound queues a persistent message was admitted to before its write,
+        # each with the message as it went there
+        self._admitted: dict[int, tuple[tuple[Queue, Message], ...]] = {}
         self._published = 0
         self._delivered = 0
         self._dropped = 0
@@ -151,21 +164,25 @@ class Channel:
         subscriptions or bound queues)."""
         return bool(self.durables or self.bindings)
 
-    def admit(self, message: Message) -> list[tuple[str, bool]]:
+    def admit(self, message: Message) -> list[tuple[str, bool, Message]]:
         """Admit a persistent message, before its write, to every durable subscription's
-        backlog and every durable queue it is routed to; return the queue id of each and
-        whether to write it as claimed by this node (see :meth:`Queue.admit`)."""
-        admitted = [(key, backlog.admit(message)) for key, backlog in self.durables.items()]
+        backlog and every durable queue it is routed to; return for each the queue id,
+        whether to write it as claimed by this node (see :meth:`Queue.admit`) and the
+        message to write (a queue with a TTL has its own copy)."""
+        admitted = [
+            (key, backlog.admit(message), message) for key, backlog in self.durables.items()
+        ]
         if not self.bindings:
             return admitted
         queues = []
         for target in self._router.match(message.routing_key):
             if isinstance(target, Queue) and target.policy.durable:
+                routed = self._copy_for(target, message)
                 try:
-                    admitted.append((target.record.id, target.admit(message)))
+                    admitted.append((target.record.id, target.admit(routed), routed))
                 except BrokerError:
                     continue  # full: offered again, and counted, when it arrives
-                queues.append(target)
+                queues.append((target, routed))
         if queues:
             self._admitted[message.seq] = tuple(queues)
         return admitted
@@ -174,8 +191,8 @@ class Channel:
         """An admitted message will not arrive after all (its write failed)."""
         for backlog in self.durables.values():
             backlog.withdraw(message)
-        for queue in self._admitted.pop(message.seq, ()):
-            queue.withdraw(message)
+        for queue, routed in self._admitted.pop(message.seq, ()):
+            queue.withdraw(routed)
 
     def routes(self, key: str) -> bool:
         """Whether a message published now with routing key ``key`` reaches anyone: a
@@ -292,13 +309,14 @@ class Channel:
     def _route(self, message: Message, local: bool) -> None:
         """Deliver to the pattern subscriptions and bound queues ``message`` matches."""
         admitted = self._admitted.pop(message.seq, ()) if self._admitted else ()
-        for queue in admitted:
+        for queue, routed in admitted:
             if not queue.deleted:
-                queue.fan_in(message)  # written with it: it arrives whatever changed since
+                queue.fan_in(routed)  # written with it: it arrives whatever changed since
+        written = {queue for queue, _ in admitted} if admitted else ()
         for target in self._router.match(message.routing_key):
             if not isinstance(target, Queue):
                 self._offer(target, message)
-            elif not local and target not in admitted:
+            elif not local and target not in written:
                 self._enqueue(target, message)
 
     def _offer(self, sub: Subscription, message: Message) -> None:
@@ -313,9 +331,20 @@ class Channel:
     def _enqueue(self, queue: Queue, message: Message) -> None:
         """A bound queue's message, admitted now (transient, or not admitted before)."""
         try:
-            queue.fan_in(message)
+            queue.fan_in(self._copy_for(queue, message))
         except BrokerError:
             self._dropped += 1  # the queue is full and refuses publishes
+
+    def _copy_for(self, queue: Queue, message: Message) -> Message:
+        """``message`` as ``queue`` keeps it: with the queue's TTL, when it has one that
+        ends sooner than the message's own expiry."""
+        ttl_ms = queue.policy.message_ttl_ms
+        if ttl_ms is None:
+            return message
+        expires_at = self._clock() + ttl_ms / 1000
+        if message.expires_at is not None and message.expires_at <= expires_at:
+            return message
+        return dataclasses.replace(message, expires_at=expires_at)
 
     def _hold(self, sub: Subscription, message: Message) -> None:
         pending = sub.pending

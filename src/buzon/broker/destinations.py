@@ -162,7 +162,7 @@ class Destinations:
             )
             self.lifetimes.watch(target, exclusive_to)
         else:
-            target = self.channels[record.name] = Channel(record, self._config)
+            target = self.channels[record.name] = Channel(record, self._config, self._clock)
         self._targets[key] = target
         return target
 

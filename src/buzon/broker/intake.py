@@ -201,7 +201,8 @@ class Intake:
             # written together; each expects it (a paged one reads nothing beyond it until
             # it arrives)
             appends = [
-                stored(key, message, claimed=claimed) for key, claimed in target.admit(message)
+                stored(key, routed, claimed=claimed)
+                for key, claimed, routed in target.admit(message)
             ]
             if appends:
                 return self.journal.write(appends=appends)
@@ -324,6 +325,7 @@ class Intake:
         headers = dead_letter_headers(
             message.headers,
             reason=why.reason,
+            # the queue: the destination of a message a channel routed here is the channel's
             origin=queue.address,
             published=message.destination,
             message_id=message.id,
