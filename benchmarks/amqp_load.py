@@ -68,7 +68,11 @@ BATCH = 256  # messages per write at most
 REPLY_TIMEOUT_S = 30.0
 PROPERTIES: FieldTable = {
     "product": "buzon benchmarks/amqp_load.py",
-    "capabilities": {"publisher_confirms": True, "consumer_cancel_notify": True},
+    "capabilities": {
+        "publisher_confirms": True,
+        "consumer_cancel_notify": True,
+        "connection.blocked": True,
+    },
 }
 
 
@@ -82,6 +86,7 @@ class AmqpClient(asyncio.Protocol):
         self.replies: asyncio.Queue[Frame] = asyncio.Queue()
         self.stats = stats
         self.closing = False
+        self.blocked = 0  # connection.blocked notices received
         # publisher: what the broker confirmed, and a wake-up when it confirms more
         self.confirms = Confirms(0)
         self.progress = asyncio.Event()
@@ -138,7 +143,10 @@ class AmqpClient(asyncio.Protocol):
                 raise ProtocolFailure(
                     f"the broker sent {reply.name}: {reply.reply_code} {reply.reply_text}"
                 )
-            self.replies.put_nowait(reply)
+            if isinstance(reply, commands.Connection.Blocked):
+                self.blocked += 1  # publishes wait on confirms anyway; counted in the result
+            elif not isinstance(reply, commands.Connection.Unblocked):
+                self.replies.put_nowait(reply)
 
     def on_header(self, payload: bytes) -> None:
         self.body_left = body_size(payload)
@@ -315,6 +323,7 @@ async def run_queue(args: argparse.Namespace, to: Target) -> Result:
         "publish_cpu_per_100k": published.cpu_per_100k,
         "consume_rate": consumed.rate,
         "consume_cpu_per_100k": consumed.cpu_per_100k,
+        "blocked": producer.blocked,
     }
     return result
 
@@ -351,7 +360,9 @@ async def run_fanout(args: argparse.Namespace, to: Target) -> Result:
     await producer.call(commands.Exchange.Delete(exchange=exchange), commands.Exchange.DeleteOk)
     for client in [*consumers, producer]:
         client.close()
-    return meter.result("fanout", stats.delivered, elapsed, stats.latencies_ns)
+    result = meter.result("fanout", stats.delivered, elapsed, stats.latencies_ns)
+    result.extra = {"blocked": producer.blocked}
+    return result
 
 
 async def run_scenario(args: argparse.Namespace, to: Target) -> Result:

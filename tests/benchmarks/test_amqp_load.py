@@ -4,7 +4,10 @@ stream, and its confirm bookkeeping counts every publish exactly once."""
 
 from __future__ import annotations
 
+import asyncio
+import socket
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pamqp import commands, frame
@@ -161,3 +164,72 @@ def test_buzons_listening_line_gives_every_url() -> None:
         "http": "http://127.0.0.1:4003/api/v1",
     }
     assert [loadgen.url_port(url) for url in urls.values()] == [4001, 4002, 4003]
+
+
+async def read_acks(sock: socket.socket, reader: Any, count: int) -> list[tuple[int, bool]]:
+    """``count`` more basic.ack frames the client wrote: (delivery tag, multiple) each."""
+    import amqp_frames
+
+    loop, acks = asyncio.get_running_loop(), list[tuple[int, bool]]()
+    async with asyncio.timeout(10):
+        while len(acks) < count:
+            reader.feed(await loop.sock_recv(sock, 4096))
+            for kind, channel, payload in reader.frames():
+                ack = amqp_frames.decode(kind, channel, payload)
+                assert isinstance(ack, commands.Basic.Ack)
+                acks.append((ack.delivery_tag, ack.multiple))
+    return acks
+
+
+async def test_the_client_counts_deliveries_acks_in_batches_and_tracks_confirms() -> None:
+    import amqp_frames
+    import amqp_load
+    import stomp_load
+
+    ours, broker = socket.socketpair()
+    broker.setblocking(False)
+    loop = asyncio.get_running_loop()
+    stats = stomp_load.Stats.for_messages(6, 6)
+    _, client = await loop.create_connection(lambda: amqp_load.AmqpClient(stats), sock=ours)
+    client.ack_every = 4
+
+    def delivery(tag: int) -> bytes:
+        body = amqp_frames.STAMP.pack(tag, 0) + b"x" * 20
+        return b"".join(
+            frame.marshal(value, 1)
+            for value in (
+                commands.Basic.Deliver("ctag", tag, False, "", "q"),
+                ContentHeader(0, len(body), commands.Basic.Properties()),
+                ContentBody(body[:10]),  # a body in two frames
+                ContentBody(body[10:]),
+            )
+        )
+
+    try:
+        await loop.sock_sendall(broker, b"".join(delivery(tag) for tag in range(1, 4)))
+        blocked = frame.marshal(commands.Connection.Blocked("low on memory"), 0)
+        await loop.sock_sendall(broker, blocked)
+        await loop.sock_sendall(broker, b"".join(delivery(tag) for tag in range(4, 7)))
+        async with asyncio.timeout(10):
+            await stats.done.wait()
+        stomp_load.check(stats, 6, 1)
+        assert (client.blocked, client.replies.qsize()) == (1, 0)
+        client.flush_acks()
+        reader = amqp_frames.FrameReader()
+        acks = await read_acks(broker, reader, 1)
+        while acks[-1][0] != 6:
+            acks += await read_acks(broker, reader, 1)
+        assert all(multiple for _, multiple in acks)
+        assert acks[0][0] >= 4  # none before a batch of 4 waited
+        client.confirms = amqp_frames.Confirms(5)
+        client.confirms.published = 5
+        confirms = [commands.Basic.Ack(2, False), commands.Basic.Ack(5, True)]
+        await loop.sock_sendall(broker, b"".join(frame.marshal(ack, 1) for ack in confirms))
+        async with asyncio.timeout(10):
+            while client.confirms.outstanding:
+                client.progress.clear()
+                await client.progress.wait()
+        assert client.confirms.confirmed == 5
+    finally:
+        client.close()
+        broker.close()
