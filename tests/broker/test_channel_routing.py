@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from buzon.broker import AckMode, Broker, BrokerConfig, Queue, Refusal
+from buzon.broker import REJECT, AckMode, Broker, BrokerConfig, Queue
 from buzon.broker.addresses import parse_address, routing_key_of
 from buzon.broker.destinations import new_record
 from buzon.broker.policy import feed_grant
@@ -331,7 +331,7 @@ def test_a_routed_message_dead_letters_naming_its_queue_as_its_origin(broker: Br
     bind(broker, chan, queue(broker, "billing", policy=policy), "order.#")
     open_peer(broker, "p").publish("/topic/orders/order.created", b"bad")
     worker = open_peer(broker, "w").subscribe("/queue/billing", AckMode.CLIENT_INDIVIDUAL)
-    worker.session.nack(worker.ack_ids()[0], refusal=Refusal(requeue=False))
+    worker.session.settle(worker.ack_ids()[0], REJECT)
     dead = open_peer(broker, "d").subscribe("/queue/billing.dlq")
     headers = dict(dead.deliveries[0].message.headers)
     assert headers["x-original-destination"] == "/queue/billing"  # what a redrive needs
