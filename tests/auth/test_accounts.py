@@ -267,3 +267,38 @@ async def test_admin_rules(accounts: Accounts) -> None:
     assert [u.name for u in await accounts.users(boss)] == ["alice", "root"]
     await accounts.update(boss, "alice", role=Role.ADMIN)
     await accounts.delete(boss, "root")  # alice is an admin now
+
+
+async def test_logins_the_store_could_not_judge_count_for_nothing(
+    hasher: SecretHasher, clock: Clock
+) -> None:
+    """A client retrying its login through a store outage is not locked out for it."""
+
+    class Failing(MemoryStore):
+        down = False
+
+        async def user_by_name(self, name: str):  # type: ignore[no-untyped-def]
+            if self.down:
+                raise StoreError(ErrorCode.STORAGE_UNAVAILABLE, "down")
+            return await super().user_by_name(name)
+
+    store = Failing()
+    limits = GuessLimits(
+        per_key=Backoff(free=3, first=10.0, cap=60.0, forget=600.0),
+        per_address=Backoff(free=5, first=10.0, cap=60.0, forget=600.0),
+    )
+    accounts = Accounts(
+        store,
+        hasher,
+        Tokens(store, ttl=60.0, clock=clock),
+        limits=limits,
+        clock=clock,
+        monotonic=clock,
+    )
+    await accounts.register("alice", "alice-password")
+    store.down = True
+    for _ in range(10):
+        with pytest.raises(StoreError):
+            await accounts.authenticate("alice", "alice-password", "10.0.0.9")
+    store.down = False
+    assert (await accounts.authenticate("alice", "alice-password", "10.0.0.9")).name == "alice"

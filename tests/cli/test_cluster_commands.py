@@ -26,7 +26,8 @@ def test_cluster_status_shows_the_broker_as_its_one_live_node(
         [node] = json.loads(admin.ok("cluster", "status", "--json"))
         table = admin.ok("cluster", "status")
     assert (node["name"], node["alive"], node["connections"], node["id"]) == (name, True, 1, 1)
-    assert node["listeners"] == [stomp, f"{broker.url}/api/v1"]
+    amqp = f"amqp://{broker.host}:{broker.amqp_port}"
+    assert node["listeners"] == [stomp, f"{broker.url}/api/v1", amqp]
     heartbeat = datetime.fromisoformat(node["heartbeat_at"])
     assert datetime.now(UTC) - timedelta(seconds=30) < heartbeat <= datetime.now(UTC)
     assert datetime.fromisoformat(node["started_at"]) <= heartbeat

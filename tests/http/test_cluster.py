@@ -37,6 +37,7 @@ async def test_an_admin_sees_this_broker_as_the_one_live_node(
     assert node["listeners"] == [
         f"stomp://127.0.0.1:{server.stomp_port}",
         f"http://127.0.0.1:{server.http_port}/api/v1",
+        f"amqp://127.0.0.1:{server.amqp_port}",
     ]
     assert node["connections"] == 1
     started = datetime.fromisoformat(node["started_at"]).timestamp()

@@ -155,16 +155,23 @@ class FailureTable:
 
 
 class Attempt:
-    """One admitted guess: it counts as failed unless :meth:`succeeded` is called."""
+    """One admitted guess: it counts as failed unless :meth:`succeeded` or
+    :meth:`undecided` is called."""
 
-    __slots__ = ("ok",)
+    __slots__ = ("ok", "void")
 
     def __init__(self) -> None:
         self.ok = False
+        self.void = False
 
     def succeeded(self) -> None:
         """The secret was right: the key's failures are forgotten."""
         self.ok = True
+
+    def undecided(self) -> None:
+        """The guess could not be judged (the store failed): it counts for nothing, so a
+        client retrying through an outage is not locked out for it."""
+        self.void = True
 
 
 class _Turn:
@@ -251,7 +258,7 @@ class GuessLimiter:
                 turn.checking -= 1
                 if attempt.ok:
                     self.keys.forget(key)
-                else:
+                elif not attempt.void:
                     self.keys.failed(key)
                     self.addresses.failed(source)
                 turn.ended()

@@ -175,7 +175,11 @@ class Accounts:
         async with self.limiter.attempt(name[:65], address) as attempt:
             user = None
             if len(name) <= 64 and len(password) <= MAX_PASSWORD:
-                user = await self._store.user_by_name(name)
+                try:
+                    user = await self._store.user_by_name(name)
+                except StoreError:
+                    attempt.undecided()
+                    raise
             ok = await self._hasher.verify(user.password_hash if user else None, password)
             if user is None or not ok:
                 raise AuthenticationFailed()
