@@ -165,7 +165,17 @@ class Methods:
 
     def granted(self, destination_id: str) -> bool:
         """Whether this connection passed that destination's gate (``Grants``)."""
-        return destination_id in self.grants
+        return destination_id in self.live_grants()
+
+    def live_grants(self) -> set[str]:
+        """The grants still held by an open channel's session. The engine revokes a
+        grant from every session when its destination's key changes; one remembered here
+        for a connection with no channel open then would outlive the change, so only
+        what some session still holds carries over to a new channel (none open: the
+        client presents its keys again)."""
+        sessions = list(self._adapter.sessions())
+        self.grants = {g for g in self.grants if any(s.granted(g) for s in sessions)}
+        return self.grants
 
     def grant(self, destination_id: str) -> None:
         """This connection passed that destination's gate: every channel's session, now
@@ -240,7 +250,10 @@ class Methods:
         )
 
         def declared(result: Any) -> None:
-            adapter.channel(event.channel).last_queue = result.name
+            channel = adapter.channels.get(event.channel)
+            if channel is None:  # closed by the broker meanwhile (a queue it consumed went)
+                return
+            channel.last_queue = result.name
             if not event.nowait:
                 adapter.amqp.queue_declare_ok(
                     event.channel, result.name, result.messages, result.consumers

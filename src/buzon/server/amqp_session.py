@@ -37,6 +37,7 @@ from buzon.broker import Session
 from buzon.errors import AccessDenied, BuzonError, ErrorCode
 from buzon.server.amqp_channel import AmqpChannel
 from buzon.server.amqp_methods import METHOD_IDS, Methods
+from buzon.server.close_reasons import CloseReason
 from buzon.server.connection import Connection
 from buzon.server.context import ServerContext
 from buzon.server.read_pauses import ACCESS, LOGIN
@@ -168,8 +169,13 @@ class AmqpAdapter:
         return False
 
     def _handle(self, event: Event) -> None:
+        self._guarded(event, self._handlers[type(event)], event)
+
+    def _guarded(self, event: Event, step: Callable[[Any], object], argument: object) -> None:
+        """Run one step of ``event``'s handling: an engine refusal becomes the reply code
+        clients expect, anything else (our bug) ends this connection only (541)."""
         try:
-            self._handlers[type(event)](event)
+            step(argument)
         except BuzonError as exc:
             self.refuse(event, exc)
         except Exception:
@@ -235,10 +241,7 @@ class AmqpAdapter:
             if isinstance(result, BuzonError):
                 self.refuse(event, result)
             else:
-                try:
-                    then(result)
-                except BuzonError as exc:
-                    self.refuse(event, exc)
+                self._guarded(event, then, result)
 
         self._connection.verify(reason, guarded(), done, self._step_failed)
 
@@ -281,8 +284,6 @@ class AmqpAdapter:
         self._connection.established()
 
     def _client_closed(self, _: ConnectionClosed) -> None:
-        from buzon.server.close_reasons import CloseReason
-
         self._connection.close_reason = CloseReason.CLIENT_DISCONNECT
         self.end()
 
@@ -306,7 +307,7 @@ class AmqpAdapter:
             channel, principal, token=self._token, connection=self._connection.id
         )
         session.on_cancelled(self.methods.cancelled(channel))
-        for destination_id in self.methods.grants:
+        for destination_id in self.methods.live_grants():
             session.grant(destination_id)
         channel.session = session
         self.channels[event.channel] = channel

@@ -190,3 +190,22 @@ def _get(channel: Any, queue: str) -> tuple[Any, Any, bytes]:
             return method, properties, body
         time.sleep(0.05)
     raise AssertionError(f"nothing arrived in {queue}")
+
+
+def test_a_changed_key_is_needed_again_on_a_channel_opened_after_the_change(
+    served: BrokerProcess,
+) -> None:
+    with _http(served, OWNER, OWNER_PASSWORD) as owner:
+        made = owner.post("/queues", json={"name": "rekeyed", "access_key": KEY})
+        assert made.status_code == 201, made.text
+        other = _amqp(served, OTHER, OTHER_PASSWORD)
+        first = other.channel()
+        first.queue_declare("rekeyed", passive=True, arguments={"x-access-key": KEY})
+        assert first.basic_get("rekeyed", auto_ack=True)[0] is None  # allowed: empty
+        first.close()  # no channel of this connection holds the grant now
+        changed = owner.patch("/queues/rekeyed", json={"access_key": "the-new-key-22"})
+        assert changed.status_code == 200, changed.text
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as refused:
+        other.channel().basic_get("rekeyed", auto_ack=True)
+    assert refused.value.reply_code == 403
+    other.close()
