@@ -35,7 +35,6 @@ Hand-written fast paths exist for the two hot shapes only: :func:`decode_publish
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
 from typing import Final
 
 from pamqp import base, commands
@@ -281,20 +280,29 @@ def method_frame(channel: int, method: Method, *values: object) -> bytes:
     return frame(FRAME_METHOD, channel, b"".join(out))
 
 
-def content_frames(channel: int, properties: bytes, body: bytes, frame_max: int) -> Iterable[bytes]:
+def content_frames(channel: int, properties: bytes, body: bytes, frame_max: int) -> list[bytes]:
     """A content header and the body frames after it, each at most ``frame_max`` long.
 
     The pieces are returned separately, so a body that fits one frame is not copied
-    until the connection joins its output.
+    until the connection joins its output. The pieces of the latest call are kept: a
+    fan-out delivers one message (the same ``properties`` and ``body`` objects) to many
+    consumers in a row, and each gets the same pieces without building them again.
     """
-    yield frame(FRAME_HEADER, channel, _CONTENT_HEAD.pack(_BASIC, 0, len(body)) + properties)
+    global _last_content
+    last = _last_content
+    if last[1] is properties and last[2] is body and last[0] == (channel, frame_max):
+        return last[3]
+    pieces = [frame(FRAME_HEADER, channel, _CONTENT_HEAD.pack(_BASIC, 0, len(body)) + properties)]
     step = frame_max - FRAME_OVERHEAD
     for start in range(0, len(body), step):
         chunk = body[start : start + step] if len(body) > step else body
-        yield _FRAME_HEAD.pack(FRAME_BODY, channel, len(chunk))
-        yield chunk
-        yield b"\xce"
+        pieces += (_FRAME_HEAD.pack(FRAME_BODY, channel, len(chunk)), chunk, b"\xce")
+    _last_content = ((channel, frame_max), properties, body, pieces)
+    return pieces
 
+
+# (channel, frame max), properties, body, their pieces: the latest content_frames
+_last_content: tuple[tuple[int, int], bytes, bytes, list[bytes]] = ((-1, 0), b"", b"", [])
 
 _DELIVER_INDEX = _U32.pack(commands.Basic.Deliver.index)
 
@@ -332,6 +340,8 @@ def deliver_frames(
         )
     )
     return [
-        frame(FRAME_METHOD, channel, args),
+        _FRAME_HEAD.pack(FRAME_METHOD, channel, len(args)),
+        args,
+        b"\xce",
         *content_frames(channel, properties, body, frame_max),
     ]

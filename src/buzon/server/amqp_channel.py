@@ -96,7 +96,7 @@ class AmqpChannel:
     ) -> None:
         """A consumer of this channel gets ``message``."""
         tag = self.tag(ack_id)
-        exchange, routing_key = origin(message)
+        exchange, routing_key, properties = delivery_of(message)
         self._amqp.deliver(
             self.number,
             subscription_id,
@@ -104,7 +104,7 @@ class AmqpChannel:
             redelivered,
             exchange,
             routing_key,
-            delivery_properties(message),
+            properties,
             message.body,
         )
         self._queued(len(message.body) + _DELIVERY_OVERHEAD)
@@ -247,6 +247,19 @@ class AmqpChannel:
         return self.session
 
 
-def origin(message: Message) -> tuple[str, str]:
-    """The exchange and routing key a delivery of ``message`` reports."""
-    return exchange_and_key(message.destination)
+def delivery_of(message: Message) -> tuple[str, str, bytes]:
+    """The exchange, routing key and property list a delivery of ``message`` reports.
+
+    The latest answer is kept: a fan-out hands one message to many queues in a row.
+    """
+    global _last_delivery
+    last = _last_delivery
+    if last[0] is message:
+        return last[1]
+    exchange, routing_key = exchange_and_key(message.destination)
+    answer = (exchange, routing_key, delivery_properties(message))
+    _last_delivery = (message, answer)
+    return answer
+
+
+_last_delivery: tuple[Message | None, tuple[str, str, bytes]] = (None, ("", "", b""))

@@ -11,6 +11,7 @@ before the message is stored); a key checked once holds for the whole connection
 
 from __future__ import annotations
 
+import functools
 import secrets
 import time
 from collections.abc import Callable
@@ -49,8 +50,8 @@ from buzon.errors import AccessDenied, BrokerError, ErrorCode
 from buzon.priority import DEFAULT_PRIORITY, HIGHEST_PRIORITY
 from buzon.server.access_gate import admit, needs_key
 from buzon.server.amqp_arguments import ACCESS_KEY_ARGUMENT, queue_arguments
-from buzon.server.amqp_channel import AT_ONCE, TRANSACTION, AmqpChannel, origin
-from buzon.server.amqp_properties import PERSISTENT, delivery_properties, publish_headers
+from buzon.server.amqp_channel import AT_ONCE, TRANSACTION, AmqpChannel, delivery_of
+from buzon.server.amqp_properties import PERSISTENT, publish_headers
 from buzon.server.declarations import declare_queue
 from buzon.store import ChannelType, DestinationKind
 
@@ -477,7 +478,7 @@ class Methods:
             adapter.amqp.get_empty(event.channel)
             return
         message, ack_id, redelivered, left = got
-        exchange, routing_key = origin(message)
+        exchange, routing_key, properties = delivery_of(message)
         adapter.amqp.get_ok(
             event.channel,
             channel.tag(ack_id),
@@ -485,7 +486,7 @@ class Methods:
             exchange,
             routing_key,
             left,
-            delivery_properties(message),
+            properties,
             message.body,
         )
 
@@ -585,12 +586,21 @@ def _options(properties: Properties) -> PublishOptions:
     """What a message's properties ask of the broker: stored with delivery mode 2, its
     priority (AMQP's above 9 count as 9), an expiry from ``expiration`` (ms from now)."""
     expiration = properties.expiration
-    expires_at = None
-    if expiration is not None and expiration.isdigit():
-        expires_at = time.time() + int(expiration) / 1000
-    priority = properties.priority
+    persistent = properties.delivery_mode == PERSISTENT
+    if expiration is None or not expiration.isdigit():
+        return _lasting_options(persistent, properties.priority)
     return PublishOptions(
-        persistent=properties.delivery_mode == PERSISTENT,
-        expires_at=expires_at,
-        priority=DEFAULT_PRIORITY if priority is None else min(priority, HIGHEST_PRIORITY),
+        persistent=persistent,
+        expires_at=time.time() + int(expiration) / 1000,
+        priority=_priority(properties.priority),
     )
+
+
+@functools.cache
+def _lasting_options(persistent: bool, priority: int | None) -> PublishOptions:
+    """The options of a message without an expiry: one of 2 x 257, each built once."""
+    return PublishOptions(persistent=persistent, priority=_priority(priority))
+
+
+def _priority(priority: int | None) -> int:
+    return DEFAULT_PRIORITY if priority is None else min(priority, HIGHEST_PRIORITY)
