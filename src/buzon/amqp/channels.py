@@ -22,7 +22,16 @@ def _unexpected(text: str) -> AmqpProtocolError:
 class ChannelState:
     """An open channel; ``closing`` once we sent ``channel.close``."""
 
-    __slots__ = ("body_size", "chunks", "closing", "properties", "publish", "raw", "received")
+    __slots__ = (
+        "body_size",
+        "chunks",
+        "closing",
+        "decoded",
+        "properties",
+        "publish",
+        "raw",
+        "received",
+    )
 
     def __init__(self) -> None:
         self.closing = False
@@ -33,6 +42,9 @@ class ChannelState:
         self.raw = b""
         self.chunks: list[bytes] = []
         self.received = 0
+        # the latest property list decoded, and what it decoded to: publishers mostly send
+        # the same list with every message
+        self.decoded: tuple[bytes, Properties] = (b"", Properties())
 
     @property
     def reserved(self) -> int:
@@ -60,7 +72,11 @@ class ChannelState:
         class_id, body_size, raw = decode_content_header(payload)
         if class_id != _BASIC:
             raise _unexpected(f"content header for class {class_id}, not basic")
-        self.properties = decode_properties(raw)
+        if raw == self.decoded[0]:
+            self.properties = self.decoded[1]
+        else:
+            self.properties = decode_properties(raw)
+            self.decoded = (raw, self.properties)
         if body_size > max_size:
             return f"message of {body_size} bytes is larger than the limit of {max_size}"
         self.raw, self.body_size = raw, body_size

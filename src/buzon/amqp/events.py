@@ -217,7 +217,8 @@ class Publish:
     """``basic.publish`` with its content header and body, assembled.
 
     Attributes:
-        properties: the decoded basic properties.
+        properties: the decoded basic properties; shared by the publishes of a channel
+            that sent the same property list, so read them, never change them.
         raw_properties: the property list exactly as received; pass it to ``deliver`` to
             send the same properties back out without encoding them again.
     """

@@ -11,6 +11,7 @@ before the message is stored); a key checked once holds for the whole connection
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import secrets
 import time
@@ -401,7 +402,9 @@ class Methods:
         raw = event.raw_properties
         key = None
         if properties.headers and ACCESS_KEY_ARGUMENT in properties.headers:
-            key = properties.headers.pop(ACCESS_KEY_ARGUMENT)  # never stored nor shown
+            table = dict(properties.headers)
+            key = table.pop(ACCESS_KEY_ARGUMENT)  # never stored nor shown
+            properties = dataclasses.replace(properties, headers=table)
             raw = encode_properties(properties)
         principal = _principal(self._adapter)
         if properties.user_id is not None and properties.user_id != principal.name:
@@ -411,7 +414,9 @@ class Methods:
             )
         kind, name = self._destination(event)
         action = Action.PUBLISH
-        self._with_key(event, kind, name, action, key, lambda: self._send(event, kind, name, raw))
+        self._with_key(
+            event, kind, name, action, key, lambda: self._send(event, properties, raw, kind, name)
+        )
 
     def _destination(self, event: Publish) -> tuple[DestinationKind, str]:
         """Where a publish goes: the default exchange names a queue by the routing key.
@@ -426,13 +431,20 @@ class Methods:
             raise BrokerError(ErrorCode.DESTINATION_NOT_FOUND, f"no exchange {exchange[:80]!r}")
         return DestinationKind.CHANNEL, exchange
 
-    def _send(self, event: Publish, kind: DestinationKind, name: str, raw: bytes) -> None:
+    def _send(
+        self,
+        event: Publish,
+        properties: Properties,
+        raw: bytes,
+        kind: DestinationKind,
+        name: str,
+    ) -> None:
         adapter = self._adapter
         channel = adapter.channel(event.channel)
         session = channel.session
         assert session is not None
         tag = channel.next_publish() if channel.confirming else 0
-        headers = publish_headers(event.properties, raw)
+        headers = publish_headers(properties, raw)
         transaction = TRANSACTION if channel.transactional else None
         key = "" if kind is DestinationKind.QUEUE else event.routing_key
         if adapter.ctx.broker.routes(kind, name, key):
@@ -442,7 +454,7 @@ class Methods:
                     destination,
                     headers,
                     event.body,
-                    _options(event.properties),
+                    _options(properties),
                     transaction=transaction,
                     create=False,
                 )

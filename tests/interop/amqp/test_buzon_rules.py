@@ -100,15 +100,17 @@ def test_a_protected_queue_needs_its_key_on_every_road(served: BrokerProcess) ->
     assert wrong.value.reply_code == 403
     channel = other.channel()
     channel.confirm_delivery()
-    channel.basic_publish(
-        "",
-        "guarded",
-        b"with the key",
-        pika.BasicProperties(headers={"x-access-key": KEY, "kept": "yes"}),
-    )
-    _, properties, body = channel.basic_get("guarded", auto_ack=True)
-    assert body == b"with the key"
-    assert properties.headers == {"kept": "yes"}  # the key is never stored nor shown
+    for body in (b"with the key", b"the same properties again"):
+        channel.basic_publish(
+            "",
+            "guarded",
+            body,
+            pika.BasicProperties(headers={"x-access-key": KEY, "kept": "yes"}),
+        )
+    for body in (b"with the key", b"the same properties again"):
+        _, properties, got = channel.basic_get("guarded", auto_ack=True)
+        assert got == body
+        assert properties.headers == {"kept": "yes"}  # the key is never stored nor shown
     other.close()
 
 
