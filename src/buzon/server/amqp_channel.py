@@ -18,6 +18,7 @@ durable; confirms are sent as one ``multiple`` ack for the latest confirmed tag.
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import takewhile
 
 from buzon.amqp import AmqpConnection
 from buzon.broker import RELEASE, AckMode, Message, Outcome, Session
@@ -136,8 +137,8 @@ class AmqpChannel:
             return [ack_id]
         if delivery_tag and delivery_tag not in unacked:
             raise BrokerError(ErrorCode.UNKNOWN_ACK_ID, f"unknown delivery tag {delivery_tag}")
-        tags = [tag for tag in unacked if not delivery_tag or tag <= delivery_tag]
-        return [unacked.pop(tag) for tag in tags]
+        tags = list(unacked) if not delivery_tag else takewhile(delivery_tag.__ge__, unacked)
+        return [unacked.pop(tag) for tag in list(tags)]
 
     def settle(self, delivery_tag: int, multiple: bool, outcome: Outcome) -> None:
         """basic.ack, basic.nack or basic.reject of a tag (and with ``multiple`` every
@@ -148,7 +149,14 @@ class AmqpChannel:
         """
         session = self._session()
         transaction = TRANSACTION if self.transactional else None
-        for ack_id in self.take_tags(delivery_tag, multiple):
+        ack_ids = self.take_tags(delivery_tag, multiple)
+        if multiple and ack_ids:
+            # The channel's tags and its session's ack ids count up together, so "every
+            # unacked tag up to this one" is the session's "every delivery up to this ack
+            # id": one call, settled in a batch per consumer.
+            session.settle(ack_ids[-1], outcome, multiple=True, transaction=transaction)
+            return
+        for ack_id in ack_ids:
             session.settle(ack_id, outcome, transaction=transaction)
 
     def recover(self) -> None:

@@ -123,6 +123,34 @@ def test_nack_and_reject_requeue_at_the_original_place_redelivered(
     channel.basic_ack(again.delivery_tag)
 
 
+def test_a_multiple_nack_covers_every_consumer_of_the_channel_up_to_its_tag(
+    connection: Any,
+) -> None:
+    names = [unique("multiple-a"), unique("multiple-b")]
+    channel = connection.channel()
+    for name in names:
+        channel.queue_declare(name, auto_delete=True)
+        for n in range(3):
+            channel.basic_publish("", name, f"{name[-1]}{n}".encode())
+    held: list[tuple[int, str]] = []  # (delivery tag, queue), in delivery order
+    for name in names:  # each queue's gets are its own consumer in the engine
+        for _ in range(3):
+            method, _, _ = channel.basic_get(name)
+            held.append((method.delivery_tag, name))
+    individually = held[1][0]
+    channel.basic_ack(individually)  # a gap: the multiple nack below skips it
+    middle = held[3][0]
+    channel.basic_nack(middle, multiple=True, requeue=True)
+    # the first queue's other two came back; the second's first one did too
+    back = {name: ready(connection, name) for name in names}
+    assert back == {names[0]: 2, names[1]: 1}
+    channel.basic_ack(held[-1][0], multiple=True)  # the rest: none comes back
+    assert {name: ready(connection, name) for name in names} == back
+    for name in names:
+        got = channel.basic_get(name, auto_ack=True)
+        assert got[0] is not None and got[0].redelivered
+
+
 def test_reject_dead_letters_keeping_the_routing_key_with_x_death(connection: Any) -> None:
     work, dead = unique("work"), unique("dead")
     channel = connection.channel()
