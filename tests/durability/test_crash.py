@@ -16,12 +16,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
+import pika
 import pytest
 
 from buzon.client import ApiError, AsyncClient, BuzonConnectionError
 from buzon.errors import ErrorCode
 from buzon.store.sqlite import DATABASE_FILE
 from tests.durability.ledger import Ledger, summary, violations
+from tests.interop.amqp.clients import consume_until
 from tests.interop.broker_process import BrokerProcess, broker_process
 
 PASSWORD = "durability-pass-1"
@@ -38,6 +40,13 @@ def broker(data_dir: Path, *args: str) -> Iterator[BrokerProcess]:
         "--data-dir", str(data_dir), *args, env={"BUZON_ADMIN_PASSWORD": PASSWORD}
     ) as process:
         yield process
+
+
+def amqp_publisher(process: BrokerProcess) -> pika.BlockingConnection:
+    """The admin over AMQP 0-9-1 (pika announces that it understands connection.blocked)."""
+    credentials = pika.PlainCredentials("admin", PASSWORD)
+    where = pika.ConnectionParameters(process.host, process.amqp_port, "/", credentials)
+    return pika.BlockingConnection(where)
 
 
 def client(process: BrokerProcess) -> AsyncClient:
@@ -308,13 +317,18 @@ async def test_under_the_free_disk_floor_persistent_publishes_wait_for_space_to_
     data_dir = small_disk / "data"
     filler = small_disk / "filler"
     ledger = Ledger()
-    with broker(data_dir, "--min-free-disk", "2000000") as process:
+    with broker(data_dir, "--min-free-disk", "2000000", "--amqp-port", "0") as process:
         await publish_until(process, ledger, refused=False)
+        amqp = amqp_publisher(process)  # an AMQP client is told to wait, and when to go on
+        notices: list[str] = []
+        amqp.add_on_connection_blocked_callback(lambda _, frame: notices.append("blocked"))
+        amqp.add_on_connection_unblocked_callback(lambda _, frame: notices.append("unblocked"))
         free = os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize
         filler.write_bytes(b"\0" * (free - 1_000_000))  # 1 MB left: under the 2 MB floor
         refusal = await publish_until(process, ledger, refused=True)
         assert refusal is not None
         assert refusal.code is ErrorCode.STORAGE_FULL
+        consume_until(amqp, lambda: notices == ["blocked"])
         refused = http_publish(process, "over http")
         assert refused.status_code == 507
         assert refused.json()["error"]["code"] == "STORAGE_FULL"
@@ -323,6 +337,8 @@ async def test_under_the_free_disk_floor_persistent_publishes_wait_for_space_to_
             await producer.publish("/queue/memo", "transient", persistent=False)
         filler.unlink()
         await publish_until(process, ledger, refused=False)  # resumes by itself
+        consume_until(amqp, lambda: notices == ["blocked", "unblocked"])
+        amqp.close()
         assert process.stop(signal.SIGTERM) == 0
     with broker(data_dir) as process:
         await consume(process, ledger, idle=1)

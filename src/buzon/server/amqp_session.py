@@ -46,6 +46,11 @@ log = logging.getLogger("buzon.server")
 T = TypeVar("T")
 
 PROTOCOL = "amqp/0-9-1"
+MEMORY, DISK = "memory", "disk"
+_BLOCKED_BECAUSE = {
+    MEMORY: "buzon is over its memory budget",
+    DISK: "buzon's disk is under its free-space floor: persistent publishes are refused",
+}
 
 _REPLY_CODES = {
     ErrorCode.DESTINATION_NOT_FOUND: ReplyCode.NOT_FOUND,
@@ -102,7 +107,7 @@ class AmqpAdapter:
         self._token: str | None = None
         self.channels: dict[int, AmqpChannel] = {}
         self._busy = False  # a method runs off the loop: handle nothing else meanwhile
-        self._blocked = False  # connection.blocked was sent (memory)
+        self._blocks: set[str] = set()  # why publishers should wait: "memory", "disk"
         self.published = False
         self._failed = False
         self._peer_closed = False
@@ -203,17 +208,33 @@ class AmqpAdapter:
 
     def take_published(self) -> bool:
         published, self.published = self.published, False
-        if published and not self._blocked and self._ctx.broker.over_high_water:
+        if published and MEMORY not in self._blocks and self._ctx.broker.over_high_water:
             # the chassis stops reading; clients that can say so stop publishing
-            self._blocked = True
-            if self.amqp.blocked("buzon is over its memory budget"):
-                self._connection.queued(64)
-            self._ctx.broker.call_when_below_low_water(self._unblocked)
+            self._block(MEMORY)
+            self._ctx.broker.call_when_below_low_water(lambda: self._unblock(MEMORY))
         return published
 
-    def _unblocked(self) -> None:
-        self._blocked = False
-        if self.amqp.unblocked():
+    def _storage_changed(self, full: bool) -> None:
+        """Under the disk floor persistent publishes are refused: say so while it lasts."""
+        if full:
+            self._block(DISK)
+        else:
+            self._unblock(DISK)
+
+    def _block(self, reason: str) -> None:
+        """``connection.blocked`` when the first reason to wait comes."""
+        if reason in self._blocks:
+            return
+        self._blocks.add(reason)
+        if len(self._blocks) == 1 and self.amqp.blocked(_BLOCKED_BECAUSE[reason]):
+            self._connection.flush()
+
+    def _unblock(self, reason: str) -> None:
+        """``connection.unblocked`` once no reason is left."""
+        if reason not in self._blocks:
+            return
+        self._blocks.discard(reason)
+        if not self._blocks and not self._ended and self.amqp.unblocked():
             self._connection.flush()
 
     # -- off-loop steps ------------------------------------------------------------------
@@ -282,6 +303,9 @@ class AmqpAdapter:
 
     def _opened(self, _: ConnectionOpened) -> None:
         self._connection.established()
+        self._ctx.storage_watchers.add(self._storage_changed)
+        if self._ctx.broker.storage_full:
+            self._block(DISK)
 
     def _client_closed(self, _: ConnectionClosed) -> None:
         self._connection.close_reason = CloseReason.CLIENT_DISCONNECT
@@ -387,6 +411,7 @@ class AmqpAdapter:
         if self._ended:
             return
         self._ended = True
+        self._ctx.storage_watchers.discard(self._storage_changed)
         for number in list(self.channels):
             self.drop_channel(number)
         self._ctx.broker.connection_closed(self._connection.id)

@@ -471,6 +471,7 @@ class BuzonServer:
         full = free < floor
         if full != ctx.broker.storage_full:
             ctx.broker.storage_full = full
+            ctx.storage_changed(full)
             if full:
                 log.warning(
                     "free disk %d bytes is under the floor of %d: persistent publishes get"

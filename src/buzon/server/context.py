@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +53,8 @@ class ServerContext:
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     # the redrives started on this node (dead-letter queues moved back)
     redrives: Redrives = field(init=False)
+    # told when the store's volume goes under its free-space floor (True) and back (False)
+    storage_watchers: set[Callable[[bool], None]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.redrives = Redrives(self.broker, self.tasks)
@@ -67,6 +69,11 @@ class ServerContext:
         self.connections.discard(connection)
         if not self.connections:
             self.idle.set()
+
+    def storage_changed(self, full: bool) -> None:
+        """The disk floor was crossed (``full``) or space returned: tell the watchers."""
+        for watcher in tuple(self.storage_watchers):
+            watcher(full)
 
     def new_connection_id(self) -> str:
         return f"c{next(self._ids)}"

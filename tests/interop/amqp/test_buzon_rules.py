@@ -211,3 +211,36 @@ def test_a_changed_key_is_needed_again_on_a_channel_opened_after_the_change(
         other.channel().basic_get("rekeyed", auto_ack=True)
     assert refused.value.reply_code == 403
     other.close()
+
+
+def test_over_the_memory_budget_a_publisher_is_told_to_wait_then_to_go_on() -> None:
+    env = {"BUZON_ADMIN_PASSWORD": ADMIN}
+    with broker_process("--storage", "memory", "--max-queued-bytes", "200000", env=env) as served:
+        publisher = _amqp(served, "admin", ADMIN)
+        notices: list[str] = []
+        publisher.add_on_connection_blocked_callback(lambda *_: notices.append("blocked"))
+        publisher.add_on_connection_unblocked_callback(lambda *_: notices.append("unblocked"))
+        channel = publisher.channel()
+        channel.queue_declare("budget")
+        for _ in range(4):  # 256 KiB held: over the 200 KB budget
+            channel.basic_publish("", "budget", b"x" * 65536)
+        _until(publisher, lambda: notices == ["blocked"])
+        draining = _amqp(served, "admin", ADMIN)
+        consumer = draining.channel()
+        taken = 0
+        deadline = time.monotonic() + WAIT
+        while taken < 4 and time.monotonic() < deadline:
+            method, _, _ = consumer.basic_get("budget", auto_ack=True)
+            taken += method is not None
+        assert taken == 4
+        _until(publisher, lambda: notices == ["blocked", "unblocked"])
+        draining.close()
+        publisher.close()
+        assert served.stop() == 0
+
+
+def _until(connection: pika.BlockingConnection, done: Any) -> None:
+    deadline = time.monotonic() + WAIT
+    while not done() and time.monotonic() < deadline:
+        connection.process_data_events(time_limit=0.05)
+    assert done()

@@ -147,8 +147,9 @@ def test_a_multiple_nack_covers_every_consumer_of_the_channel_up_to_its_tag(
     channel.basic_ack(held[-1][0], multiple=True)  # the rest: none comes back
     assert {name: ready(connection, name) for name in names} == back
     for name in names:
-        got = channel.basic_get(name, auto_ack=True)
-        assert got[0] is not None and got[0].redelivered
+        method, _, _ = channel.basic_get(name, auto_ack=True)
+        assert method is not None
+        assert method.redelivered
 
 
 def test_reject_dead_letters_keeping_the_routing_key_with_x_death(connection: Any) -> None:
