@@ -178,3 +178,26 @@ def test_sessions_are_refused_after_broker_close(broker: Broker) -> None:
 def test_config_is_validated(overrides: dict[str, int]) -> None:
     with pytest.raises(ValueError, match="must"):
         BrokerConfig(**overrides)  # type: ignore[arg-type]
+
+
+def test_messages_got_are_held_apart_from_the_subscription_limit() -> None:
+    broker = Broker(BrokerConfig(max_subscriptions_per_session=2))
+    peer = open_peer(broker)
+    for name in ("a", "b", "c"):
+        peer.session.publish(f"/queue/{name}", (), name.encode())
+    held = [peer.session.get(name, ack=True) for name in ("a", "b")]
+    # holding what was got from two queues leaves both subscriptions free
+    peer.subscribe("/queue/x", subscription_id="1").subscribe("/queue/y", subscription_id="2")
+    assert peer.session.statistics().subscriptions == 2
+    with pytest.raises(BrokerError) as caught:
+        peer.session.get("c", ack=True)  # a third queue's message would be held too
+    assert caught.value.code is ErrorCode.LIMIT_EXCEEDED
+    assert peer.session.get("c", ack=False) is not None  # nothing was taken: it is there
+    peer.session.publish("/queue/c", (), b"c")
+    got = held[0]
+    assert got is not None
+    assert got[1] is not None
+    peer.session.ack(got[1])  # settled: what held it makes room
+    third = peer.session.get("c", ack=True)
+    assert third is not None
+    assert third[0].body == b"c"

@@ -58,6 +58,7 @@ class Session:
         "_consumer",
         "_destinations",
         "_grants",
+        "_holders",
         "_intake",
         "_on_close",
         "_outbox",
@@ -95,6 +96,7 @@ class Session:
         self._on_close = on_close
         self._consumer = Consumer(sink, self.close)
         self._subs: dict[str, Subscription] = {}
+        self._holders = 0  # of those, what holds messages got (see _holder)
         self._transactions = Transactions(
             config.max_open_transactions, config.max_transaction_operations
         )
@@ -207,7 +209,7 @@ class Session:
         if subscription_id in self._subs:
             raise BrokerError(ErrorCode.DUPLICATE_SUBSCRIPTION, _named(subscription_id))
         limit = self._config.max_subscriptions_per_session
-        if len(self._subs) >= limit:
+        if len(self._subs) - self._holders >= limit:
             raise BrokerError(ErrorCode.LIMIT_EXCEEDED, f"at most {limit} subscriptions")
         prefetch = self._config.default_prefetch if prefetch is None else self._checked(prefetch)
         target: Queue | Channel = self._resolve(destination, Action.CONSUME, create)
@@ -381,6 +383,7 @@ class Session:
         def cancelled(sub: Subscription, code: ErrorCode, detail: str) -> None:
             if self._subs.get(sub.id) is sub:
                 del self._subs[sub.id]
+                self._holders -= sub.id.startswith(_GETS)
                 sub.target.detach(sub)
                 callback(sub.id, code, detail)
 
@@ -400,7 +403,9 @@ class Session:
             before, and how many messages wait after it; None when none waits.
 
         Raises:
-            BrokerError: ``DESTINATION_NOT_FOUND``, ``BAD_DESTINATION``.
+            BrokerError: ``DESTINATION_NOT_FOUND``, ``BAD_DESTINATION``; ``LIMIT_EXCEEDED``
+                when messages got from as many queues as a session may subscribe to are
+                unsettled.
             AccessDenied: as :meth:`subscribe`; ``RESOURCE_LOCKED`` for a queue exclusive
                 to another connection.
             LocalProtocolError: the session is closed.
@@ -410,22 +415,49 @@ class Session:
         assert isinstance(target, Queue)
         if target.lifetime is not None:
             target.lifetime.touched()
+        holder = self._holder(target) if ack else None  # before anything is taken
         taken = target.take(1)
         if not taken:
             return None
         message, redelivered = taken[0]
-        if not ack:
+        if holder is None:
             target.ack_taken([message])
             return message, None, redelivered, target.ready()
-        holder = self._subs.get(_GETS + queue)
-        if holder is None or holder.target is not target:
-            holder = Subscription(
-                _GETS + queue, self._consumer, target, AckMode.CLIENT_INDIVIDUAL, 1
-            )
-            holder.active = False  # never in the queue's ring: it only holds what was got
-            self._subs[holder.id] = holder
-        ack_id = holder.hold(message)
-        return message, ack_id, redelivered, target.ready()
+        return message, holder.hold(message), redelivered, target.ready()
+
+    def _holder(self, target: Queue) -> Subscription:
+        """What holds the messages got from ``target`` until they are settled: a
+        subscription that never takes deliveries, one per queue, not counted as one of
+        the session's subscriptions but bounded by the same limit (idle ones make room).
+
+        Raises:
+            BrokerError: ``LIMIT_EXCEEDED``: messages got from that many queues are held.
+        """
+        name = _GETS + target.name
+        holder = self._subs.get(name)
+        if holder is not None and holder.target is target:
+            return holder
+        if holder is None:
+            limit = self._config.max_subscriptions_per_session
+            if self._holders >= limit:
+                self._drop_idle_holders()
+            if self._holders >= limit:
+                raise BrokerError(
+                    ErrorCode.LIMIT_EXCEEDED, f"messages got from {limit} queues are unsettled"
+                )
+            self._holders += 1
+        holder = Subscription(name, self._consumer, target, AckMode.CLIENT_INDIVIDUAL, 1)
+        holder.active = False  # never in the queue's ring: it only holds what was got
+        self._subs[name] = holder
+        return holder
+
+    def _drop_idle_holders(self) -> None:
+        idle = [
+            sub.id for sub in self._subs.values() if sub.id.startswith(_GETS) and not sub.unacked
+        ]
+        for name in idle:
+            del self._subs[name]
+        self._holders -= len(idle)
 
     def ack_id_for(self, subscription_id: str, message_id: str) -> str:
         """The ack id of the unsettled delivery of ``message_id`` on a subscription.
@@ -633,6 +665,7 @@ class Session:
         self._transactions.clear()
         subs = list(self._subs.values())
         self._subs.clear()
+        self._holders = 0
         for sub in subs:
             sub.target.detach(sub)
         self._on_close(self)
@@ -642,7 +675,7 @@ class Session:
         return SessionStats(
             id=self.id,
             principal=self.principal.name,
-            subscriptions=len(self._subs),
+            subscriptions=len(self._subs) - self._holders,
             unacked=len(self._consumer.unacked),
             published=self._published,
             delivered=self._consumer.delivered,
