@@ -49,13 +49,18 @@ def test_all_is_pinned() -> None:
         assert hasattr(buzon.stomp, name), name
 
 
-def test_stomp_imports_only_the_standard_library_and_errors() -> None:
+LEAVES = {"buzon.errors", "buzon.heartbeats"}
+
+
+def test_stomp_imports_only_the_standard_library_errors_and_heartbeats() -> None:
     import ast
     import pathlib
     import sys
 
     package = pathlib.Path(buzon.stomp.__file__).parent
-    for module in package.glob("*.py"):
+    source = package.parent
+    leaves = [source / f"{name.split('.')[1]}.py" for name in LEAVES]
+    for module in [*package.glob("*.py"), *leaves]:
         tree = ast.parse(module.read_text())
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and node.module:
@@ -66,7 +71,9 @@ def test_stomp_imports_only_the_standard_library_and_errors() -> None:
                 continue
             for name in names:
                 top = name.split(".")[0]
-                allowed = name == "buzon.errors" or name.startswith("buzon.stomp")
+                # the errors, and heart-beat deadlines shared with AMQP (both standard
+                # library only themselves)
+                allowed = name in LEAVES or name.startswith("buzon.stomp")
                 assert allowed or (top != "buzon" and top in sys.stdlib_module_names), (
                     f"{module.name} imports {name}"
                 )

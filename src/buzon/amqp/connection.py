@@ -69,7 +69,7 @@ from buzon.amqp.limits import AmqpLimits
 from buzon.amqp.replies import AmqpProtocolError, ReplyCode
 from buzon.amqp.tables import FieldTable
 from buzon.errors import LocalProtocolError
-from buzon.stomp.heartbeat import HeartbeatTimer, TimerAction
+from buzon.heartbeats import HeartbeatTimer, TimerAction
 
 CAPABILITIES: FieldTable = {
     "publisher_confirms": True,

@@ -3,6 +3,7 @@
 Imports only the standard library and :mod:`buzon.errors`; no sockets, no asyncio.
 """
 
+from buzon.heartbeats import HeartbeatTimer
 from buzon.stomp.connection import StompConnection
 from buzon.stomp.events import (
     Abort,
@@ -22,7 +23,7 @@ from buzon.stomp.events import (
     Unsubscribe,
 )
 from buzon.stomp.frame import HEARTBEAT, NEED_DATA, Command, Frame, Headers, Heartbeat, NeedData
-from buzon.stomp.heartbeat import HeartbeatTimer, negotiate, parse_heart_beat
+from buzon.stomp.heartbeat import negotiate, parse_heart_beat
 from buzon.stomp.incoming import header
 from buzon.stomp.limits import DEFAULT_LIMITS, PRE_LOGIN_LIMITS, ParserLimits
 from buzon.stomp.parser import FrameParser

@@ -14,9 +14,10 @@ reports ``close_expected()``. Our own code sending something illegal is a bug an
 from __future__ import annotations
 
 from buzon.errors import ErrorCode, FrameError, LocalProtocolError
+from buzon.heartbeats import HeartbeatTimer, TimerAction
 from buzon.stomp.events import Connect, Connected, Error, Event
 from buzon.stomp.frame import HEARTBEAT, NEED_DATA, Command, Headers
-from buzon.stomp.heartbeat import HeartbeatTimer, TimerAction, negotiate, negotiate_ms
+from buzon.stomp.heartbeat import negotiate, negotiate_ms
 from buzon.stomp.incoming import (
     DECODERS,
     SERVER_VERSIONS,
