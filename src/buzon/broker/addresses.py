@@ -82,10 +82,17 @@ def key_in(destination: str, base: str) -> str:
 def routing_key_of(destination: str) -> str:
     """The routing key a message published to ``destination`` carries ("" for a queue or
     a channel's plain address); what a stored message's key is rebuilt from."""
+    return split_address(destination)[2]
+
+
+def split_address(destination: str) -> tuple[DestinationKind, str, str]:
+    """Kind, name and key of an address the engine made (a message's destination), on the
+    hot path of deliveries, so unchecked: ``/topic/logs/app.error`` is
+    ``(CHANNEL, "logs", "app.error")``, ``/queue/jobs`` is ``(QUEUE, "jobs", "")``."""
     if not destination.startswith(_CHANNEL_PREFIX):
-        return ""
-    slash = destination.find("/", len(_CHANNEL_PREFIX))
-    return "" if slash < 0 else destination[slash + 1 :]
+        return DestinationKind.QUEUE, destination[len(PREFIXES[DestinationKind.QUEUE]) :], ""
+    name, _, key = destination[len(_CHANNEL_PREFIX) :].partition("/")
+    return DestinationKind.CHANNEL, name, key
 
 
 def check_name(name: str) -> None:

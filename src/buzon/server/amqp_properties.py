@@ -28,6 +28,7 @@ from buzon.amqp import Properties, decode_properties, encode_properties
 from buzon.amqp.replies import AmqpProtocolError
 from buzon.amqp.tables import FieldTable, FieldValue
 from buzon.broker import Message
+from buzon.broker.addresses import split_address
 from buzon.broker.policy import (
     ADDRESS_HEADER,
     DEAD_LETTERED_AT_HEADER,
@@ -35,6 +36,7 @@ from buzon.broker.policy import (
     REASON_HEADER,
 )
 from buzon.priority import HIGHEST_PRIORITY
+from buzon.store import DestinationKind
 
 RAW_HEADER = "amqp-properties"
 """The header that carries an AMQP-published message's property list (base64)."""
@@ -181,11 +183,10 @@ def _death(headers: tuple[tuple[str, str], ...]) -> FieldTable:
 
 
 def exchange_and_key(address: str) -> tuple[str, str]:
-    """The exchange and routing key of a message published to ``address``."""
-    if address.startswith("/queue/"):
-        return "", address[7:]
-    channel, _, key = address.partition("/topic/")[2].partition("/")
-    return channel, key
+    """The exchange and routing key of a message published to ``address`` (a queue's
+    messages come from the default exchange, keyed by the queue's name)."""
+    kind, name, key = split_address(address)
+    return ("", name) if kind is DestinationKind.QUEUE else (name, key)
 
 
 def _has_added_headers(headers: Iterable[tuple[str, str]]) -> bool:
