@@ -35,6 +35,7 @@ from buzon.amqp.events import (
     TxCommit,
     TxRollback,
     TxSelect,
+    method_ids,
 )
 from buzon.amqp.limits import AmqpLimits
 from buzon.amqp.properties import Properties, decode_properties, encode_properties
@@ -84,4 +85,5 @@ __all__ = [
     "TxSelect",
     "decode_properties",
     "encode_properties",
+    "method_ids",
 ]

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TypeAlias
 
+from pamqp import commands
+
 from buzon.amqp.properties import Properties
 from buzon.amqp.tables import FieldTable
 
@@ -325,3 +327,34 @@ Event: TypeAlias = (
     | TxCommit
     | TxRollback
 )
+
+
+_METHODS: dict[type, int] = {
+    ExchangeDeclare: commands.Exchange.Declare.index,
+    ExchangeDelete: commands.Exchange.Delete.index,
+    QueueDeclare: commands.Queue.Declare.index,
+    QueueBind: commands.Queue.Bind.index,
+    QueuePurge: commands.Queue.Purge.index,
+    QueueDelete: commands.Queue.Delete.index,
+    QueueUnbind: commands.Queue.Unbind.index,
+    BasicQos: commands.Basic.Qos.index,
+    BasicConsume: commands.Basic.Consume.index,
+    BasicCancel: commands.Basic.Cancel.index,
+    Publish: commands.Basic.Publish.index,
+    BasicGet: commands.Basic.Get.index,
+    BasicAck: commands.Basic.Ack.index,
+    BasicReject: commands.Basic.Reject.index,
+    BasicRecover: commands.Basic.Recover.index,
+    BasicNack: commands.Basic.Nack.index,
+    ConfirmSelect: commands.Confirm.Select.index,
+    TxSelect: commands.Tx.Select.index,
+    TxCommit: commands.Tx.Commit.index,
+    TxRollback: commands.Tx.Rollback.index,
+}
+
+
+def method_ids(event: object) -> tuple[int, int]:
+    """(class id, method id) of the method an event came from, as a close that refuses
+    it names them; (0, 0) for an event no single method stands behind."""
+    index = _METHODS.get(type(event), 0)
+    return index >> 16, index & 0xFFFF

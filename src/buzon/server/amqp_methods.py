@@ -59,30 +59,6 @@ from buzon.store import ChannelType, DestinationKind
 if TYPE_CHECKING:
     from buzon.server.amqp_session import AmqpAdapter
 
-METHOD_IDS: dict[type, tuple[int, int]] = {
-    ExchangeDeclare: (40, 10),
-    ExchangeDelete: (40, 20),
-    QueueDeclare: (50, 10),
-    QueueBind: (50, 20),
-    QueuePurge: (50, 30),
-    QueueDelete: (50, 40),
-    QueueUnbind: (50, 50),
-    BasicQos: (60, 10),
-    BasicConsume: (60, 20),
-    BasicCancel: (60, 30),
-    Publish: (60, 40),
-    BasicGet: (60, 70),
-    BasicAck: (60, 80),
-    BasicReject: (60, 90),
-    BasicRecover: (60, 110),
-    BasicNack: (60, 120),
-    ConfirmSelect: (85, 10),
-    TxSelect: (90, 10),
-    TxCommit: (90, 20),
-    TxRollback: (90, 30),
-}
-"""(class id, method id) of each method, named in the close that refuses it."""
-
 EXCHANGE_TYPES = {
     "fanout": ChannelType.FANOUT,
     "direct": ChannelType.DIRECT,

@@ -29,6 +29,7 @@ from buzon.amqp import (
     Event,
     LoginRequested,
     ReplyCode,
+    method_ids,
 )
 from buzon.amqp.connection import AmqpState
 from buzon.auth import Principal
@@ -36,7 +37,7 @@ from buzon.auth.tokens import TOKEN_PREFIX, token_hash
 from buzon.broker import Session
 from buzon.errors import AccessDenied, BuzonError, ErrorCode
 from buzon.server.amqp_channel import AmqpChannel
-from buzon.server.amqp_methods import METHOD_IDS, Methods
+from buzon.server.amqp_methods import Methods
 from buzon.server.close_reasons import CloseReason
 from buzon.server.connection import Connection
 from buzon.server.context import ServerContext
@@ -194,7 +195,7 @@ class AmqpAdapter:
         """Answer a method the engine or a check refused: close its channel (a soft
         error) or the connection (a hard one), naming the method."""
         code = reply_code(exc.code)
-        class_id, method_id = METHOD_IDS.get(type(event), (0, 0))
+        class_id, method_id = method_ids(event)
         channel = getattr(event, "channel", 0)
         text = exc.detail or exc.code.message
         if code is ReplyCode.INTERNAL_ERROR:
