@@ -6,7 +6,15 @@ import subprocess
 import sys
 
 import buzon.amqp
-from buzon.amqp import CHANNEL_ERRORS, CONNECTION_ERRORS, ReplyCode
+from buzon.amqp import (
+    CHANNEL_ERRORS,
+    CONNECTION_ERRORS,
+    BasicGet,
+    ChannelFlow,
+    ReplyCode,
+    TxSelect,
+    method_ids,
+)
 
 
 def test_every_public_name_exists() -> None:
@@ -33,3 +41,9 @@ def test_importing_it_loads_no_io_and_no_engine() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True
     )
     assert result.stdout.strip() == ""
+
+
+def test_a_refusal_names_the_method_it_refuses_by_its_spec_ids() -> None:
+    assert method_ids(BasicGet(1, "jobs", no_ack=False)) == (60, 70)
+    assert method_ids(TxSelect(1)) == (90, 10)
+    assert method_ids(ChannelFlow(1, active=True)) == (0, 0)  # answered by the codec itself
