@@ -34,6 +34,14 @@ def test_a_topic_channel_feeds_the_queues_bound_to_it(
         client.publish("/topic/events", "not routed to alerts")
         assert [m.text for m in client.pull("audit", max_messages=5)] == ["not routed to alerts"]
         assert client.pull("alerts", max_messages=5) == []
+        client.publish("/topic/events/db.error", "over HTTP, keyed")  # the key as a query
+        cli.ok("publish", "--channel", "events", "--routing-key", "app.error", "from the CLI")
+        cli.ok("publish", "--channel", "events", "--routing-key", "app.info", "audit only")
+        expected = ["over HTTP, keyed", "from the CLI"]
+        assert [m.text for m in client.pull("alerts", max_messages=5)] == expected
+        assert [m.text for m in client.pull("audit", max_messages=5)] == [*expected, "audit only"]
+    keyed_queue = cli.fails("publish", "--queue", "audit", "--routing-key", "x", "no")
+    assert "--routing-key is for channels" in keyed_queue
     assert "unbound" in cli.ok("channel", "unbind", "events", "alerts", "--key", "*.error")
     listed = json.loads(cli.ok("channel", "bindings", "events", "--json"))
     assert [(b["queue"], b["routing_key"]) for b in listed] == [("audit", "#")]

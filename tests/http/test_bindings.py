@@ -108,6 +108,34 @@ async def test_one_send_feeds_several_bound_queues_once_each(
     assert [m["body"] for m in await pull(http, admin, "shipping", max=10)] == ["shipped"]
 
 
+async def test_an_http_publish_to_a_channel_routes_by_its_routing_key(
+    http: httpx.AsyncClient, admin: Auth
+) -> None:
+    await topic(http, admin, "shop")
+    await create(http, admin, "queues", "paid")
+    assert (await bind(http, admin, "shop", "paid", "order.paid")).status_code == 201
+    for key in ("order.paid", "order.created", ""):
+        sent = await http.post(
+            "/channels/shop/messages",
+            params={"routing_key": key} if key else {},
+            json={"body": key or "no key"},
+            headers=admin,
+        )
+        assert sent.status_code == 201, sent.text
+    got = await pull(http, admin, "paid", max=10)
+    assert [(m["body"], m["destination"]) for m in got] == [
+        ("order.paid", "/topic/shop/order.paid")
+    ]
+    bad = await http.post(
+        "/channels/shop/messages", params={"routing_key": "a\x01b"}, json={}, headers=admin
+    )
+    assert "routing_key" in error_of(bad, ErrorCode.BAD_DESTINATION)
+    long = await http.post(
+        "/channels/shop/messages", params={"routing_key": "k" * 256}, json={}, headers=admin
+    )
+    assert "255 bytes" in error_of(long, ErrorCode.BAD_DESTINATION)
+
+
 async def test_unbind_and_deleting_either_side(
     server: BuzonServer, http: httpx.AsyncClient, admin: Auth
 ) -> None:

@@ -104,6 +104,11 @@ def register(commands: Any) -> None:
         help="queues: deliver no earlier than TIME (ISO 8601 like 2026-12-03T10:00:00Z, local"
         " time without a zone, or ms since the epoch)",
     )
+    parser.add_argument(
+        "--routing-key",
+        metavar="KEY",
+        help="channels: the message's routing key (direct and topic channels route by it)",
+    )
     add_access_key_options(parser)
     add_stomp_options(parser)
 
@@ -157,13 +162,18 @@ def _read_file(path: Path) -> bytes:
 
 def _publish(args: argparse.Namespace) -> int:
     kind = DestinationKind.QUEUE if args.queue else DestinationKind.CHANNEL
+    address = address_of(kind, args.queue or args.channel)
+    if args.routing_key:
+        if kind is DestinationKind.QUEUE:
+            raise CliError(detail="--routing-key is for channels (a queue has no routing)")
+        address = f"{address}/{args.routing_key}"  # STOMP's keyed address
     headers = _headers(args.header)
     if args.delay is not None:
         headers["delay"] = str(args.delay)
     if args.deliver_at is not None:
         headers["deliver-at"] = str(args.deliver_at)
     run = _Run(
-        address=address_of(kind, args.queue or args.channel),
+        address=address,
         headers=headers,
         content_type=headers.pop("content-type", None),
         key=None,

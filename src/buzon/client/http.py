@@ -365,7 +365,8 @@ class ManagementClient:
         idempotency_key: str | None = None,
         priority: int | None = None,
     ) -> str:
-        """Publish ``body`` to ``destination`` (``/queue/<name>`` or ``/topic/<name>``).
+        """Publish ``body`` to ``destination`` (``/queue/<name>``, ``/topic/<name>``, or
+        ``/topic/<name>/<routing key>`` for a direct or topic channel).
 
         Args:
             destination: the STOMP address.
@@ -408,7 +409,7 @@ class ManagementClient:
             payload["priority"] = priority
         return self._call(
             "POST",
-            _address_path(destination) + "/messages",
+            _publish_path(destination),
             parse_message_id,
             body=payload,
             headers=request_headers,
@@ -677,6 +678,16 @@ def _segment(name: str) -> str:
 
 def _path(kind: DestinationKind, name: str) -> str:
     return f"/{kind.collection}/{_segment(name)}"
+
+
+def _publish_path(address: str) -> str:
+    """Where a publish to ``address`` goes; a channel's routing key is a query parameter."""
+    if address.startswith("/topic/"):
+        name, _, key = address.removeprefix("/topic/").partition("/")
+        if name and key:
+            query = urlencode({"routing_key": key}, quote_via=quote)
+            return f"{_path(DestinationKind.CHANNEL, name)}/messages?{query}"
+    return _address_path(address) + "/messages"
 
 
 def _address_path(address: str) -> str:

@@ -31,6 +31,8 @@ from pydantic import ValidationError
 
 from buzon.auth import Action, Principal
 from buzon.broker import ACCEPT, RELEASE, Channel, Disposition, Lease, Message, Outcome, Queue
+from buzon.broker.addresses import check_key as check_routing_key
+from buzon.broker.addresses import keyed
 from buzon.broker.dedup import IDEMPOTENCY_HEADER, MAX_KEY_BYTES, check_key
 from buzon.errors import BrokerError, ErrorCode, RequestError
 from buzon.priority import PRIORITY_HEADER
@@ -185,6 +187,8 @@ async def _publish(
     name: str,
     key: str | None,
     idempotency_key: str | None = None,
+    *,
+    routing_key: str = "",
 ) -> Published:
     headers, body = await read_message(request, ctx.broker.config.max_delay_ms)
     if idempotency_key is not None:
@@ -196,7 +200,8 @@ async def _publish(
     if ctx.broker.over_high_water:  # after the access check: a stranger learns nothing
         raise BrokerError(ErrorCode.LIMIT_EXCEEDED, "the broker is full; retry shortly")
     headers, options = split_publish(headers)
-    published = ctx.broker.publish(caller.principal, target.address, headers, body, grants, options)
+    destination = keyed(target.address, routing_key)
+    published = ctx.broker.publish(caller.principal, destination, headers, body, grants, options)
     if published.ticket is not None:
         await until_durable(published.ticket)
     if published.duplicate:
@@ -251,10 +256,22 @@ async def publish_to_channel(
     ctx: Ctx,
     caller: CurrentCaller,
     key: AccessKey = None,
+    routing_key: Annotated[
+        str,
+        Query(
+            max_length=1024,
+            description="what a direct or topic channel routes the message by (at most 255"
+            " bytes of UTF-8, no control characters)",
+        ),
+    ] = "",
 ) -> Published:
-    """Delivered to every subscriber connected now; nobody listening means nobody gets it
-    (so ``delay_ms`` and ``deliver_at_ms`` are refused)."""
-    return await _publish(ctx, request, response, caller, DestinationKind.CHANNEL, name, key)
+    """Delivered to every subscriber connected now whose binding matches (all of them on
+    a fanout channel) and to the queues bound to it; nobody listening means nobody gets
+    it (so ``delay_ms`` and ``deliver_at_ms`` are refused)."""
+    check_routing_key(routing_key, "routing_key")  # 400 BAD_DESTINATION, naming it
+    return await _publish(
+        ctx, request, response, caller, DestinationKind.CHANNEL, name, key, routing_key=routing_key
+    )
 
 
 @router.get("/queues/{name}/messages", summary="Peek at the head of a queue")
