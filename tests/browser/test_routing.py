@@ -28,6 +28,10 @@ def routing_journey(browser: webdriver.Chrome, base: str, artifacts: Path) -> No
     text_is(browser, '#channel-detail [data-fact="type"] dd', "direct")
     text_is(browser, '#channel-detail [data-fact="bindings"] dd', "1")
     text_contains(browser, "#channel-detail .bindings li", 'billing, key "paid"')
+    fill(browser, "#channel-detail .publish-body", "order 7 is paid")
+    fill(browser, "#channel-detail .publish-key", "paid")
+    click(browser, "#channel-detail .publish button[type=submit]")
+    text_contains(browser, "#notice", 'to orders with key "paid"')
     fill(browser, "#channel-detail .bind-queue", "audit")
     fill(browser, "#channel-detail .bind-key", "refund")
     click(browser, "#channel-detail .bind button[type=submit]")
@@ -61,3 +65,5 @@ async def test_a_channels_type_and_bound_queues_show_in_its_panel(
             assert made.json()["type"] == "topic"
             listed = await http.get("/channels/orders/bindings", headers=auth)
             assert [b["queue"] for b in listed.json()] == ["billing"]
+            routed = await http.post("/queues/billing/pull", json={"max": 5}, headers=auth)
+            assert [m["body"] for m in routed.json()["messages"]] == ["order 7 is paid"]

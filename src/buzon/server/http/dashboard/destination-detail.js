@@ -52,11 +52,19 @@ export function renderDetail(kind, d, { reload, close, deadLetters = false }) {
         type: "number", min: 0, step: "any", class: "publish-delay", placeholder: "0",
       })
     : null;
+  // direct and topic channels route by the message's key
+  const routingInput = kind === "channels" && d.type !== "fanout"
+    ? h("input", {
+        type: "text", class: "publish-key", placeholder: "routing key", maxlength: 255,
+        "aria-label": "Routing key",
+      })
+    : null;
   const publishForm = h("form", { class: "publish" },
     h("fieldset", null, h("legend", null, "Publish a test message"),
       bodyInput, headersInput,
       h("div", { class: "row" },
         h("button", { type: "submit", class: "primary" }, "Publish"),
+        routingInput,
         delayInput && h("label", { class: "delay" }, "deliver in ", delayInput, " s"))));
   publishForm.addEventListener("submit", (event) => {
     event.preventDefault();
@@ -65,9 +73,13 @@ export function renderDetail(kind, d, { reload, close, deadLetters = false }) {
       const message = { body: bodyInput.value, headers };
       const delay = delayInput && delayInput.value !== "" ? Number(delayInput.value) : 0;
       if (delay > 0) message.delay_ms = Math.ceil(delay * 1000);
-      const sent = await api("POST", path(kind, d.name, "messages"), { body: message, key: key() });
+      const routingKey = routingInput ? routingInput.value : "";
+      const query = routingKey ? `?routing_key=${encodeURIComponent(routingKey)}` : "";
+      const sent = await api("POST", path(kind, d.name, "messages") + query,
+        { body: message, key: key() });
       const later = delay > 0 ? `, to be delivered in ${delay} s` : "";
-      notify(`Published ${sent.message_id} to ${d.name}${later}.`);
+      const keyed = routingKey ? ` with key "${routingKey}"` : "";
+      notify(`Published ${sent.message_id} to ${d.name}${keyed}${later}.`);
       await reload();
     });
   });
