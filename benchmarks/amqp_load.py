@@ -58,7 +58,7 @@ from amqp_frames import (
     marshal,
     stamp,
 )
-from loadgen import Target, measure, run_loop
+from loadgen import Target, add_target_options, check_target, measure, run_loop
 from stomp_load import Meter, Result, Stats, check
 
 F = TypeVar("F", bound=Frame)
@@ -384,14 +384,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--persistent", action="store_true", help="durable, persistent")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--timeout", type=float, default=120)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=None, help="use a running broker")
-    parser.add_argument("--pid", type=int, default=None, help="its pid, for CPU and memory")
-    parser.add_argument("--login", default="admin")
-    parser.add_argument("--passcode", default=None, help="default: a token of buzon's admin")
-    parser.add_argument("--vhost", default="/")
-    parser.add_argument("--storage", choices=["memory", "sqlite"], default="sqlite")
-    parser.add_argument("--json", default=None, help="append one JSON line per run here")
+    add_target_options(parser, vhost=True)
     args = parser.parse_args(argv)
     if args.messages is None:
         args.messages = 100_000 if args.scenario == "queue" else 20_000
@@ -403,8 +396,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--messages, --window, --consumers and --queues must be positive")
     if args.size < 16:
         parser.error("--size must be at least 16 (a body holds its sequence number and time)")
-    if args.port is not None and args.passcode is None:
-        parser.error("--port needs --passcode")
+    check_target(parser, args)
     args.connections = 1 + (args.queues if args.scenario == "fanout" else args.consumers)
     return args
 

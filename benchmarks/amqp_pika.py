@@ -24,7 +24,7 @@ from typing import Any
 import pika
 
 from amqp_frames import STAMP, stamp
-from loadgen import Target, measure, run_loop
+from loadgen import Target, add_target_options, check_target, measure, run_loop
 from stomp_load import Meter, Result, Stats, check, cpu_seconds
 
 
@@ -104,19 +104,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--prefetch", type=int, default=1000)
     parser.add_argument("--persistent", action="store_true", help="always: for compare.py")
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=None, help="use a running broker")
-    parser.add_argument("--pid", type=int, default=None, help="its pid, for CPU and memory")
-    parser.add_argument("--login", default="admin")
-    parser.add_argument("--passcode", default=None, help="default: a token of buzon's admin")
-    parser.add_argument("--vhost", default="/")
-    parser.add_argument("--storage", choices=["memory", "sqlite"], default="sqlite")
-    parser.add_argument("--json", default=None, help="append one JSON line per run here")
+    add_target_options(parser, vhost=True)
     args = parser.parse_args(argv)
     if args.messages < 1 or args.size < STAMP.size:
         parser.error(f"--messages must be positive and --size at least {STAMP.size}")
-    if args.port is not None and args.passcode is None:
-        parser.error("--port needs --passcode")
+    check_target(parser, args)
     args.connections = 2
     return args
 

@@ -32,7 +32,7 @@ from urllib.parse import quote
 
 from celery import Celery
 
-from loadgen import Target, measure, run_loop
+from loadgen import Target, add_target_options, check_target, measure, run_loop
 from stomp_load import Meter, Result, cpu_seconds
 
 BENCHMARKS = Path(__file__).resolve().parent
@@ -135,19 +135,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--persistent", action="store_true", help="always: for compare.py")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--timeout", type=float, default=300)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=None, help="use a running broker")
-    parser.add_argument("--pid", type=int, default=None, help="its pid, for CPU and memory")
-    parser.add_argument("--login", default="admin")
-    parser.add_argument("--passcode", default=None, help="default: a token of buzon's admin")
-    parser.add_argument("--vhost", default="/")
-    parser.add_argument("--storage", choices=["memory", "sqlite"], default="sqlite")
-    parser.add_argument("--json", default=None, help="append one JSON line per run here")
+    add_target_options(parser, vhost=True)
     args = parser.parse_args(argv)
     if args.tasks < 1:
         parser.error("--tasks must be positive")
-    if args.port is not None and args.passcode is None:
-        parser.error("--port needs --passcode")
+    check_target(parser, args)
     args.connections = 20  # the worker's connections (consumer, pidbox, events) and ours
     return args
 

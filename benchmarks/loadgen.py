@@ -230,9 +230,12 @@ async def run_scenario(args: argparse.Namespace, to: Target) -> Result:
 def serve_command(
     storage: str, data_dir: str, connections: int, extra_args: Sequence[str] = ()
 ) -> list[str]:
-    """``buzon serve`` on free ports, with room for ``connections`` connections and more."""
+    """``buzon serve`` on free ports (all its listeners: two runs at once, or another
+    program on 5672, must not collide), with room for ``connections`` connections and
+    more."""
     return [
         *(sys.executable, "-m", "buzon", "serve", "--stomp-port", "0", "--http-port", "0"),
+        *("--amqp-port", "0"),
         *("--storage", storage, "--data-dir", data_dir),
         *("--max-connections", str(connections + SPARE_CONNECTIONS)),
         *extra_args,
@@ -318,11 +321,10 @@ def start_broker(
     timeout: float = 60,
     protocol: str = "stomp",
 ) -> tuple[subprocess.Popen[str], Target]:
-    """``spawn_broker_urls`` (with an AMQP listener on a free port when ``protocol`` is
-    ``amqp``), then its admin logs in with a bearer token (one argon2 check in all, however
-    many connections the scenario opens); the target is its ``protocol`` listener."""
-    extra = ("--amqp-port", "0") if protocol == "amqp" else ()
-    process, urls = spawn_broker_urls(storage, data_dir, connections, timeout, extra)
+    """``spawn_broker_urls``, then its admin logs in with a bearer token (one argon2 check
+    in all, however many connections the scenario opens); the target is its ``protocol``
+    listener."""
+    process, urls = spawn_broker_urls(storage, data_dir, connections, timeout)
     try:
         if protocol not in urls or "http" not in urls:
             raise SystemExit(f"broker printed no {protocol} or http URL: {urls}")
@@ -344,6 +346,34 @@ def token_login(api: str) -> Login:
     return Login("admin", response.json()["token"])
 
 
+def add_target_options(
+    parser: argparse.ArgumentParser,
+    *,
+    passcode: str | None = None,
+    storage: str = "sqlite",
+    vhost: bool = False,
+) -> None:
+    """The options every load generator shares: which broker (one it starts, or a running
+    one at ``--port``), who logs in, where results go. Without a ``passcode`` default,
+    ``--port`` needs one (see :func:`check_target`)."""
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=None, help="use a running broker")
+    parser.add_argument("--pid", type=int, default=None, help="its pid, for CPU and memory")
+    parser.add_argument("--login", default="admin")
+    help_text = None if passcode else "default: a token of buzon's admin"
+    parser.add_argument("--passcode", default=passcode, help=help_text)
+    if vhost:
+        parser.add_argument("--vhost", default="/")
+    parser.add_argument("--storage", choices=["memory", "sqlite"], default=storage)
+    parser.add_argument("--json", default=None, help="append one JSON line per run here")
+
+
+def check_target(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse ``--port`` without ``--passcode`` (a running broker's admin token is unknown)."""
+    if args.port is not None and args.passcode is None:
+        parser.error("--port needs --passcode")
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -362,13 +392,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=10_000, help="idle: how many")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--timeout", type=float, default=120)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=None, help="use a running broker")
-    parser.add_argument("--pid", type=int, default=None, help="its pid, for CPU and memory")
-    parser.add_argument("--login", default="admin")
-    parser.add_argument("--passcode", default=PASSWORD)
-    parser.add_argument("--storage", choices=["memory", "sqlite"], default="memory")
-    parser.add_argument("--json", default=None, help="append one JSON line per run here")
+    add_target_options(parser, passcode=PASSWORD, storage="memory")
     args = parser.parse_args()
     if args.messages is None:
         defaults = {"queue": 100_000, "idle": 100_000, "latency": 5_000, "depth": 100_000}

@@ -208,8 +208,8 @@ def commands(report: Report) -> list[str]:
         f"- buzon: `{env} python {shlex.join(serve)}`, where `STORAGE` is `sqlite` for the"
         " persistent scenarios, the backlog and the one with each broker's defaults, and"
         " `memory` for the others, and `CONNECTIONS` is"
-        f" {SPARE_CONNECTIONS} more than the scenario opens; the AMQP scenarios add"
-        " `--amqp-port 0`. The load generator logs in over HTTP once and uses the token as its"
+        f" {SPARE_CONNECTIONS} more than the scenario opens. The load generator logs in"
+        " over HTTP once and uses the token as its"
         " STOMP passcode (AMQP: its SASL PLAIN password).",
     ]
     if report.node is not None:
