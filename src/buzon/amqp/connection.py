@@ -197,7 +197,9 @@ class AmqpConnection:
         while True:
             if self.state is AmqpState.AWAITING_HEADER:
                 self._read_protocol_header()
-            parsed = None if self.state in _WAITING else self._next_frame()
+            state = self.state  # OPEN first: hashing an enum member costs a Python call
+            waiting = state is not AmqpState.OPEN and state in _WAITING
+            parsed = None if waiting else self._next_frame()
             if parsed is None:
                 if self._eof and self.state not in _FINAL:
                     reason = self.close_reason or "the client closed the connection"
