@@ -29,12 +29,13 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
     """A private PostgreSQL server for this test process (skipped where PostgreSQL is not
-    installed, unless BUZON_REQUIRE_POSTGRES is set, as in CI)."""
+    installed, unless BUZON_REQUIRE_POSTGRES is set, as in CI). It runs with fsync=off:
+    what a killed server must keep still reaches the kernel before a commit returns."""
     if postgres_bin() is None:
         if os.environ.get("BUZON_REQUIRE_POSTGRES"):
             pytest.fail("PostgreSQL is required (BUZON_REQUIRE_POSTGRES) but not installed")
         pytest.skip("PostgreSQL is not installed")
-    with postgres_server() as server:
+    with postgres_server(fsync=False) as server:
         yield server
 
 

@@ -52,11 +52,17 @@ class PostgresServer:
     Args:
         bin_dir: where its programs are.
         root: a directory for its data and socket (removed by :meth:`cleanup`).
+        fsync: False runs the server with ``fsync=off``: every commit still reaches the
+            kernel before it is acknowledged, so a killed server (SIGKILL) recovers it, and
+            only an operating-system crash (which no test makes) could lose it. The test
+            suite runs so: commits, ``CREATE DATABASE`` and the shutdown checkpoint stop
+            waiting on the disk. Benchmarks keep the default.
     """
 
-    def __init__(self, bin_dir: Path, root: Path) -> None:
+    def __init__(self, bin_dir: Path, root: Path, *, fsync: bool = True) -> None:
         self.bin_dir = bin_dir
         self.root = root
+        self.fsync = fsync
         self.data = root / "data"
         self.port = free_port()
         self._process: subprocess.Popen[bytes] | None = None
@@ -116,6 +122,8 @@ class PostgresServer:
                 "max_connections=200",
                 "-c",
                 "shared_buffers=128MB",
+                "-c",
+                f"fsync={'on' if self.fsync else 'off'}",
             ],
             stdout=subprocess.DEVNULL,
             stderr=server_log,
@@ -184,8 +192,9 @@ class PostgresServer:
 
 
 @contextlib.contextmanager
-def postgres_server() -> Iterator[PostgresServer]:
-    """A started private server, stopped and removed at exit.
+def postgres_server(*, fsync: bool = True) -> Iterator[PostgresServer]:
+    """A started private server, stopped and removed at exit (``fsync``: see
+    :class:`PostgresServer`).
 
     Raises:
         RuntimeError: PostgreSQL is not installed.
@@ -193,7 +202,7 @@ def postgres_server() -> Iterator[PostgresServer]:
     bin_dir = postgres_bin()
     if bin_dir is None:
         raise RuntimeError("PostgreSQL is not installed (apt-get install postgresql)")
-    server = PostgresServer(bin_dir, Path(tempfile.mkdtemp(prefix="buzon-pg-")))
+    server = PostgresServer(bin_dir, Path(tempfile.mkdtemp(prefix="buzon-pg-")), fsync=fsync)
     try:
         server.init()
         server.start()
