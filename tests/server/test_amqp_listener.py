@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 
 import pika
+import pika.exceptions
 import pytest
+from pamqp import commands, frame
 
 from buzon.auth import SecretHasher
 from buzon.server.app import BuzonServer
@@ -88,3 +90,40 @@ async def test_the_root_virtual_host_is_served(hasher: SecretHasher, vhost: str)
         url = f"amqp://{ADMIN}:{PASSWORD}@127.0.0.1:{server.amqp_port}/{vhost}"
         connection = await asyncio.to_thread(pika.BlockingConnection, pika.URLParameters(url))
         await asyncio.to_thread(connection.close)
+
+
+async def _gone(server: BuzonServer, seconds: float) -> bool:
+    for _ in range(int(seconds / 0.05)):
+        if not server.connections:
+            return True
+        await asyncio.sleep(0.05)
+    return not server.connections
+
+
+async def test_a_refused_login_ends_the_connection_when_the_client_answers(
+    hasher: SecretHasher,
+) -> None:
+    async with running_server(hasher) as server:
+        credentials = pika.PlainCredentials(ADMIN, "not the password")
+        parameters = pika.ConnectionParameters(
+            "127.0.0.1", server.amqp_port, "/", credentials, connection_attempts=1
+        )
+        with pytest.raises(pika.exceptions.ProbableAuthenticationError):
+            await asyncio.to_thread(pika.BlockingConnection, parameters)
+        assert await _gone(server, 1.0)  # not held open until shutdown
+
+
+async def test_a_refused_login_ends_the_connection_when_the_client_does_not(
+    hasher: SecretHasher,
+) -> None:
+    async with running_server(hasher) as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.amqp_port)
+        writer.write(HEADER)
+        start_ok = commands.Connection.StartOk(
+            client_properties={}, mechanism="PLAIN", response=f"\0{ADMIN}\0wrong"
+        )
+        writer.write(frame.marshal(start_ok, 0))  # then never a close-ok
+        sent = await _closed_within(reader, 5.0)
+        assert b"ACCESS_REFUSED" in sent
+        assert await _gone(server, 1.0)
+        writer.close()

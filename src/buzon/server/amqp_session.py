@@ -301,6 +301,7 @@ class AmqpAdapter:
         self.amqp.refuse_login(exc.detail or exc.code.message)
         self._failed = True
         connection.flush()
+        connection.resume(LOGIN)  # the client's close-ok, or its goodbye, ends it
 
     def _opened(self, _: ConnectionOpened) -> None:
         self._connection.established()

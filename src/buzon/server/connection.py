@@ -132,7 +132,7 @@ class Connection(asyncio.Protocol, Generic[A]):
         self.failure: ErrorCode | None = None
         self._transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None  # the handshake's, then the adapter's
-        self._overdue: asyncio.TimerHandle | None = None  # bounds confirmations after goodbye
+        self._overdue: asyncio.TimerHandle | None = None  # bounds the wait after a goodbye
         self._pauses = ReadPauses()
         self._unflushed = 0
         self._flush_scheduled = False
@@ -292,6 +292,12 @@ class Connection(asyncio.Protocol, Generic[A]):
         self._pauses.pause(reason)
         self.ctx.spawn(self._verify(reason, check, accepted, refused))
 
+    def resume(self, reason: int) -> None:
+        """Read again after a check was refused, when the protocol still talks: an AMQP
+        login refusal is a ``connection.close`` whose ``close-ok`` must be read."""
+        self._pauses.resume(reason)
+        self._process()
+
     async def _verify(
         self,
         reason: int,
@@ -383,21 +389,33 @@ class Connection(asyncio.Protocol, Generic[A]):
         if data and not transport.is_closing():
             transport.write(data)
         if not adapter.close_expected():
+            if adapter.ended:
+                # The protocol said goodbye and awaits the peer's answer (AMQP's close-ok),
+                # but not forever.
+                self._bound_goodbye()
             return
         if not adapter.owes_confirms():
             self._close(transport)
-        elif self._overdue is None:
+        else:
             # The confirmations wait for earlier writes, but not forever.
-            self._overdue = self._loop.call_later(CLOSE_GRACE_SECONDS, self._confirms_overdue)
+            self._bound_goodbye()
+
+    def _bound_goodbye(self) -> None:
+        if self._overdue is None:
+            self._overdue = self._loop.call_later(CLOSE_GRACE_SECONDS, self._goodbye_overdue)
 
     def _owes_confirms(self) -> bool:
         return not self._closing and self.adapter.owes_confirms()
 
-    def _confirms_overdue(self) -> None:
+    def _goodbye_overdue(self) -> None:
         transport = self._transport
-        if transport is not None and not self._lost and not self._closing:
+        if transport is None or self._lost or self._closing:
+            return
+        if self.adapter.owes_confirms():
             log.info("%s closed before its writes were durable: receipts not sent", self.id)
-            self._close(transport)
+        else:
+            log.info("%s closed: no answer to its goodbye in %.0f s", self.id, CLOSE_GRACE_SECONDS)
+        self._close(transport)
 
     def _close(self, transport: asyncio.Transport) -> None:
         self._closing = True
