@@ -255,10 +255,6 @@ def _settings(overrides: dict[str, Any]) -> tuple[Settings, str]:
     return dataclasses.replace(base, **overrides), password
 
 
-STOP_GRACE = 0.25
-"""Seconds a test broker waits, when its block ends, for clients still connected to go."""
-
-
 @contextlib.asynccontextmanager
 async def broker(
     *, fast_hashing: bool = True, virtual_clock: bool = False, **settings: Any
@@ -291,9 +287,7 @@ async def broker(
             clock=clock,
         )
     finally:
-        # the test is over: clients still connected get ERROR server shutting down, and
-        # no second of linger for them to close first
-        await server.stop(grace=STOP_GRACE)
+        await server.stop(grace=1.0)
 
 
 @contextlib.contextmanager
