@@ -355,3 +355,22 @@ def test_a_bound_queue_applies_its_ttl_to_what_is_routed_to_it(durable: bool) ->
     clock.now += 2
     broker.expire_messages(clock.now)
     assert (depth(broker, "short"), depth(broker, "keep")) == (0, 1)
+
+
+def test_a_dead_letter_channel_routing_back_into_its_queue_does_not_loop() -> None:
+    clock = Clock()
+    broker = Broker(BrokerConfig(), clock=clock)
+    chan = channel(broker, "retries", ChannelType.FANOUT)
+    policy = QueuePolicy(durable=False, message_ttl_ms=1000, dead_letter_exchange="retries")
+    loop = queue(broker, "loop", policy=policy)
+    bind(broker, chan, loop, "")
+    open_peer(broker, "p").publish("/queue/loop", b"m")
+    clock.now += 2
+    broker.expire_messages(clock.now)  # expired once: routed back in, as asked
+    assert depth(broker, "loop") == 1
+    for _ in range(3):
+        clock.now += 2
+        broker.expire_messages(clock.now)  # expired again from the same queue: dropped
+    assert depth(broker, "loop") == 0
+    (stats,) = (q for q in broker.statistics().queues if q.name == "loop")
+    assert (stats.published, stats.dead_lettered) == (2, 1)

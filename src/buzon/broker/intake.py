@@ -28,7 +28,7 @@ from buzon.broker.dedup import Dedup, check_key
 from buzon.broker.destinations import Destinations, new_record
 from buzon.broker.journal import Journal, stored
 from buzon.broker.message import NO_OPTIONS, Headers, Message, PublishOptions
-from buzon.broker.policy import dead_letter_headers, expiry, may_feed, scheduled_at
+from buzon.broker.policy import ORIGIN_HEADER, dead_letter_headers, expiry, may_feed, scheduled_at
 from buzon.broker.queue import Queue, Retirement
 from buzon.errors import BrokerError, ErrorCode
 from buzon.priority import DEFAULT_PRIORITY
@@ -319,7 +319,9 @@ class Intake:
         ``queue`` may no longer publish there (counted by ``queue``). Return whether it
         moved."""
         route = self._dead_letter_route(queue, message)
-        if route is None:
+        if route is None or (why.reason != "rejected" and _died_here_before(queue, message)):
+            # a channel can route a dead letter back into its queue: without a consumer's
+            # rejection in the loop it would go round forever (expiry, length)
             return False
         target, routing_key = route
         headers = dead_letter_headers(
@@ -451,3 +453,8 @@ def _storage_full() -> BrokerError:
         "the broker's disk is below its free-space floor: persistent messages are refused"
         " until space is freed",
     )
+
+
+def _died_here_before(queue: Queue, message: Message) -> bool:
+    """Whether ``message`` was dead-lettered from ``queue`` already (its last death)."""
+    return any(name == ORIGIN_HEADER and value == queue.address for name, value in message.headers)

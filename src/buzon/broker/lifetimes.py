@@ -66,8 +66,8 @@ class Lifetime:
     def touched(self) -> None:
         """The queue was used without a consumer (a pull, a declare): its expiry restarts."""
         expires_ms = self.queue.policy.expires_ms
-        if expires_ms is None or self.queue.consumers:
-            return
+        if expires_ms is None or self.queue.consumers or self.queue.deleted:
+            return  # a deleted queue cancels its consumers: no timer for it any more
         if self._timer is not None:
             self._timer.cancel()
         timers = self._lifetimes.timers
