@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tracemalloc
 import warnings
 
 import pytest
@@ -166,6 +167,22 @@ def test_publish_assembles_any_body(size: int) -> None:
     assert (event.exchange, event.routing_key, event.body) == ("", "rk", payload)
     assert event.properties.delivery_mode == 2
     assert event.properties.headers == {"n": 1}
+
+
+def test_a_body_in_tiny_and_empty_frames_costs_its_size_not_a_list_of_frames() -> None:
+    conn = open_connection()
+    open_channel(conn)
+    size = 20_000
+    head = wire((1, C.Basic.Publish(routing_key="drip")), (1, header.ContentHeader(0, size)))
+    drip = wire((1, body.ContentBody(b"x")), (1, body.ContentBody(b""))) * (size - 1)
+    tracemalloc.start()
+    assert events(conn, head + drip) == []  # all but the last byte, each behind an empty frame
+    held, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert held < 4 * size  # one growing buffer, not 40,000 frame objects
+    (event,) = events(conn, wire((1, body.ContentBody(b"x"))))
+    assert isinstance(event, Publish)
+    assert event.body == b"x" * size
 
 
 def test_publishes_on_two_channels_interleave() -> None:

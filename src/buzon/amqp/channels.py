@@ -22,28 +22,19 @@ def _unexpected(text: str) -> AmqpProtocolError:
 class ChannelState:
     """An open channel; ``closing`` once we sent ``channel.close``."""
 
-    __slots__ = (
-        "body_size",
-        "chunks",
-        "closing",
-        "decoded",
-        "properties",
-        "publish",
-        "raw",
-        "received",
-    )
+    __slots__ = ("body", "body_size", "closing", "decoded", "publish", "received")
 
     def __init__(self) -> None:
         self.closing = False
         self.publish: tuple[str, str, bool, bool] | None = None
         """``(exchange, routing_key, mandatory, immediate)`` of a publish awaiting content."""
         self.body_size = -1  # -1: no content header yet
-        self.properties = Properties()
-        self.raw = b""
-        self.chunks: list[bytes] = []
+        # the body so far: the first frame as it came, then one growing buffer (so memory
+        # is the body's size however small the frames are)
+        self.body: bytes | bytearray = b""
         self.received = 0
-        # the latest property list decoded, and what it decoded to: publishers mostly send
-        # the same list with every message
+        # the property list of the message being received, and what it decodes to; kept
+        # for the next one, as publishers mostly send the same list with every message
         self.decoded: tuple[bytes, Properties] = (b"", Properties())
 
     @property
@@ -72,14 +63,11 @@ class ChannelState:
         class_id, body_size, raw = decode_content_header(payload)
         if class_id != _BASIC:
             raise _unexpected(f"content header for class {class_id}, not basic")
-        if raw == self.decoded[0]:
-            self.properties = self.decoded[1]
-        else:
-            self.properties = decode_properties(raw)
-            self.decoded = (raw, self.properties)
+        if raw != self.decoded[0]:
+            self.decoded = (raw, decode_properties(raw))
         if body_size > max_size:
             return f"message of {body_size} bytes is larger than the limit of {max_size}"
-        self.raw, self.body_size = raw, body_size
+        self.body_size = body_size
         return None
 
     def on_body(self, payload: bytes) -> None:
@@ -93,16 +81,22 @@ class ChannelState:
         self.received += len(payload)
         if self.received > self.body_size:
             raise _unexpected(f"body longer than the {self.body_size} bytes announced")
-        self.chunks.append(payload)
+        body = self.body
+        if not body:
+            self.body = payload
+        elif payload:
+            if isinstance(body, bytes):
+                body = self.body = bytearray(body)
+            body += payload
 
     def complete(self, channel: int) -> Publish | None:
         """The assembled message once its whole body is in, else None."""
         publish = self.publish
         if publish is None or self.received < self.body_size or self.body_size < 0:
             return None
-        chunks = self.chunks
-        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        event = Publish(channel, *publish, self.properties, self.raw, body)
+        body = self.body
+        raw, properties = self.decoded
+        event = Publish(channel, *publish, properties, raw, bytes(body) if body else b"")
         self._reset()
         return event
 
@@ -114,6 +108,5 @@ class ChannelState:
     def _reset(self) -> None:
         self.publish = None
         self.body_size = -1
-        self.raw = b""
-        self.chunks = []
+        self.body = b""
         self.received = 0
