@@ -57,6 +57,7 @@ class AmqpChannel:
         "_queued",
         "_tags",
         "_unacked",
+        "closed",
         "consumers",
         "last_queue",
         "number",
@@ -89,6 +90,7 @@ class AmqpChannel:
         self._gate: ReceiptGate | None = None
         self._confirmed = 0  # latest tag confirmed but not yet sent
         self.transactional = False
+        self.closed = False  # dropped: what its writes still owe goes nowhere
 
     # -- DeliverySink: what the engine calls ---------------------------------------------
 
@@ -239,12 +241,20 @@ class AmqpChannel:
         """Whether a confirm still waits for a write."""
         return self._gate is not None and self._gate.pending
 
+    def close(self) -> None:
+        """The channel is gone. Its number may be opened again at once (clients reuse the
+        lowest), so confirms its earlier writes still owe must never be sent: they would
+        confirm the new channel's publishes."""
+        self.closed = True
+        self._gate = None
+
     def _confirm(self, tag: str) -> None:
-        self._confirmed = int(tag)
+        if not self.closed:
+            self._confirmed = int(tag)
 
     def send_confirms(self) -> None:
         """Send what was confirmed since the last call, as one ``multiple`` ack."""
-        if self._confirmed:
+        if self._confirmed and not self.closed:
             self._amqp.confirm_ack(self.number, self._confirmed, multiple=True)
             self._confirmed = 0
             self._queued(32)

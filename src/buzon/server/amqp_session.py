@@ -347,7 +347,10 @@ class AmqpAdapter:
     def drop_channel(self, number: int) -> None:
         """Forget a channel: its session closes, its unacked messages go back."""
         channel = self.channels.pop(number, None)
-        if channel is not None and channel.session is not None:
+        if channel is None:
+            return
+        channel.close()
+        if channel.session is not None:
             channel.session.close()
 
     def channel(self, number: int) -> AmqpChannel:
