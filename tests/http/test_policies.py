@@ -90,6 +90,20 @@ async def test_bad_policies_are_refused(http: httpx.AsyncClient, admin: Auth) ->
         error_of(answer, ErrorCode.BAD_REQUEST)
 
 
+async def test_dead_letters_go_to_one_place_with_a_valid_key(
+    http: httpx.AsyncClient, admin: Auth
+) -> None:
+    for policy, says in (
+        ({"dead_letter_queue": "dlq", "dead_letter_exchange": "dlx"}, "not both"),
+        ({"dead_letter_routing_key": "k"}, "needs a dead_letter_exchange"),
+        ({"dead_letter_exchange": "dlx", "dead_letter_routing_key": "a\x01b"}, "control"),
+        ({"dead_letter_exchange": "dlx", "dead_letter_routing_key": "é" * 200}, "255 bytes"),
+    ):
+        answer = await http.post("/queues", json={"name": "q", "policy": policy}, headers=admin)
+        assert says in error_of(answer, ErrorCode.BAD_REQUEST)
+    assert (await http.get("/queues/q", headers=admin)).status_code == 404  # nothing made
+
+
 async def test_a_bad_ack_timeout_is_refused_naming_the_field(
     http: httpx.AsyncClient, admin: Auth
 ) -> None:

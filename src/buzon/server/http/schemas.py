@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from buzon.auth.users import MAX_PASSWORD, MIN_PASSWORD, USERNAME, USERNAME_RULE
-from buzon.broker.addresses import MAX_KEY_BYTES
+from buzon.broker.addresses import MAX_KEY_BYTES, check_key
 from buzon.broker.config import MAX_BACKLOG_WINDOW, MAX_BACKLOG_WINDOW_BYTES, MAX_DELAY_MS
 from buzon.broker.queue import ERROR_CHARS
+from buzon.errors import BrokerError
 from buzon.priority import HIGHEST_PRIORITY
 from buzon.store import ChannelType, Overflow, Role
 from buzon.store.records import DEFAULT_DEDUP_WINDOW_MS, MAX_DEDUP_WINDOW_MS
@@ -198,6 +199,21 @@ class Policy(Request):
         max_length=255,
         description="the routing key of those (null: the message's own, or the queue's name)",
     )
+
+    @model_validator(mode="after")
+    def _one_dead_letter_target(self) -> Policy:
+        """One place for dead letters, and a routing key only where something routes."""
+        if self.dead_letter_queue is not None and self.dead_letter_exchange is not None:
+            raise ValueError("give dead_letter_queue or dead_letter_exchange, not both")
+        key = self.dead_letter_routing_key
+        if key is not None:
+            if self.dead_letter_exchange is None:
+                raise ValueError("dead_letter_routing_key needs a dead_letter_exchange")
+            try:
+                check_key(key, "dead_letter_routing_key")
+            except BrokerError as exc:
+                raise ValueError(exc.detail) from None
+        return self
 
 
 class NewQueue(NewDestination):
