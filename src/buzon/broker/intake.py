@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
-from buzon.broker.addresses import keyed
+from buzon.broker.addresses import keyed, split_address
 from buzon.broker.channel import Channel
 from buzon.broker.config import DEFAULT_DEDUP_MAX_KEYS, MAX_DELAY_MS
 from buzon.broker.dedup import Dedup, check_key
@@ -319,9 +319,7 @@ class Intake:
         ``queue`` may no longer publish there (counted by ``queue``). Return whether it
         moved."""
         route = self._dead_letter_route(queue, message)
-        if route is None or (why.reason != "rejected" and _died_here_before(queue, message)):
-            # a channel can route a dead letter back into its queue: without a consumer's
-            # rejection in the loop it would go round forever (expiry, length)
+        if route is None or (why.reason != "rejected" and _looped(queue, message, route[0])):
             return False
         target, routing_key = route
         headers = dead_letter_headers(
@@ -455,6 +453,14 @@ def _storage_full() -> BrokerError:
     )
 
 
-def _died_here_before(queue: Queue, message: Message) -> bool:
-    """Whether ``message`` was dead-lettered from ``queue`` already (its last death)."""
-    return any(name == ORIGIN_HEADER and value == queue.address for name, value in message.headers)
+def _looped(queue: Queue, message: Message, target: Target) -> bool:
+    """Whether ``message`` came into ``queue`` through the dead-letter channel ``target``
+    after dying in ``queue`` (its last death): without a consumer's rejection in the loop
+    it would go round forever (expiry, length). A redrive publishes to the queue itself,
+    so a redriven message may die and be dead-lettered again."""
+    if not isinstance(target, Channel):
+        return False
+    kind, name, _ = split_address(message.destination)
+    if kind is not DestinationKind.CHANNEL or name != target.name:
+        return False
+    return any(key == ORIGIN_HEADER and value == queue.address for key, value in message.headers)
