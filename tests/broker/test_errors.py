@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from buzon.broker import ACCEPT, REJECT, RELEASE, AckMode, Broker, BrokerConfig, parse_destination
+from buzon.broker.destinations import new_record
 from buzon.errors import BrokerError, ErrorCode, LocalProtocolError
-from buzon.store import DestinationKind
-from tests.broker.helpers import Peer, open_peer
+from buzon.store import DestinationKind, QueuePolicy
+from tests.broker.helpers import Peer, open_peer, user
 
 Q = "/queue/errors"
 
@@ -201,3 +204,36 @@ def test_messages_got_are_held_apart_from_the_subscription_limit() -> None:
     third = peer.session.get("c", ack=True)
     assert third is not None
     assert third[0].body == b"c"
+
+
+def test_what_was_got_from_a_deleted_queue_is_gone_whatever_its_settlement() -> None:
+    broker = Broker(BrokerConfig())
+    policy = QueuePolicy(durable=False, dead_letter_queue="jobs.dlq")
+    record = dataclasses.replace(
+        new_record(DestinationKind.QUEUE, "jobs", user("alice").id, None, 1.0), policy=policy
+    )
+    broker.add_destination(record)
+    peer = open_peer(broker)
+    peer.session.publish("/queue/jobs", (), b"got")
+    got = peer.session.get("jobs", ack=True)
+    assert got is not None
+    assert got[1] is not None
+    broker.delete_destination(DestinationKind.QUEUE, "jobs")
+    peer.session.settle(got[1], REJECT)  # not dead-lettered: its queue is gone
+    assert peer.session.statistics().unacked == 0
+    assert [q.name for q in broker.statistics().queues] == []  # no dead-letter queue made
+    peer.session.publish("/queue/jobs", (), b"again")  # a new queue of that name
+    again = peer.session.get("jobs", ack=True)
+    assert again is not None
+    assert again[0].body == b"again"
+
+
+def test_a_shared_prefetch_leaves_messages_got_out_of_its_count() -> None:
+    broker = Broker(BrokerConfig())
+    peer = open_peer(broker)
+    for body in (b"1", b"2"):
+        peer.session.publish("/queue/work", (), body)
+    assert peer.session.get("work", ack=True) is not None  # held, then a global qos of 1
+    peer.session.set_shared_prefetch(1)
+    peer.subscribe("/queue/work", AckMode.CLIENT_INDIVIDUAL)
+    assert [d.message.body for d in peer.deliveries] == [b"2"]

@@ -539,6 +539,9 @@ class Queue:
         has none); one that used its last delivery the policy allows is dead-lettered
         instead (reason ``max-deliveries``: no retry could deliver it).
         """
+        if self.deleted:  # whatever the outcome: a deleted queue's messages are gone
+            self._give_back(messages)
+            return
         disposition = outcome.disposition
         if disposition is Disposition.ACCEPT:
             self.ack_taken(messages)

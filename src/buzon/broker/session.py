@@ -310,7 +310,7 @@ class Session:
         if pool is None:
             pool = self._pool = CreditPool(limit)
             for sub in self._subs.values():
-                if not sub.auto:
+                if not sub.auto and not sub.id.startswith(_GETS):  # gets take no credit
                     sub.join(pool)
             return
         raised = limit > pool.limit
@@ -437,7 +437,9 @@ class Session:
         holder = self._subs.get(name)
         if holder is not None and holder.target is target:
             return holder
-        if holder is None:
+        if holder is not None:  # it held what was got from a queue of that name, deleted
+            self._conclude(holder, holder.take_all(), ACCEPT)
+        else:
             limit = self._config.max_subscriptions_per_session
             if self._holders >= limit:
                 self._drop_idle_holders()
