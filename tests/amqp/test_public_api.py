@@ -10,6 +10,7 @@ from buzon.amqp import (
     CHANNEL_ERRORS,
     CONNECTION_ERRORS,
     BasicGet,
+    BasicRecover,
     ChannelFlow,
     ReplyCode,
     TxSelect,
@@ -46,4 +47,6 @@ def test_importing_it_loads_no_io_and_no_engine() -> None:
 def test_a_refusal_names_the_method_it_refuses_by_its_spec_ids() -> None:
     assert method_ids(BasicGet(1, "jobs", no_ack=False)) == (60, 70)
     assert method_ids(TxSelect(1)) == (90, 10)
+    assert method_ids(BasicRecover(1, requeue=True, asynchronous=False)) == (60, 110)
+    assert method_ids(BasicRecover(1, requeue=True, asynchronous=True)) == (60, 100)
     assert method_ids(ChannelFlow(1, active=True)) == (0, 0)  # answered by the codec itself

@@ -356,5 +356,8 @@ _METHODS: dict[type, int] = {
 def method_ids(event: object) -> tuple[int, int]:
     """(class id, method id) of the method an event came from, as a close that refuses
     it names them; (0, 0) for an event no single method stands behind."""
-    index = _METHODS.get(type(event), 0)
+    if isinstance(event, BasicRecover) and event.asynchronous:
+        index = commands.Basic.RecoverAsync.index  # the one event both methods make
+    else:
+        index = _METHODS.get(type(event), 0)
     return index >> 16, index & 0xFFFF
