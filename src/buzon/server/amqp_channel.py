@@ -55,6 +55,7 @@ class AmqpChannel:
         "_gate",
         "_most",
         "_queued",
+        "_staged",
         "_tags",
         "_unacked",
         "closed",
@@ -83,6 +84,7 @@ class AmqpChannel:
         self.session: Session | None = None  # set once the engine session is open
         self._tags = 0
         self._unacked: dict[int, str] = {}  # delivery tag -> engine ack id, oldest first
+        self._staged: dict[int, str] = {}  # of those, settled in the open transaction
         self.consumers: dict[str, str] = {}  # consumer tag -> queue name
         self.last_queue = ""  # the last queue declared here (an empty queue name means it)
         self.prefetch = most_prefetch  # basic.qos per consumer (AMQP's default: no limit)
@@ -125,8 +127,9 @@ class AmqpChannel:
             self._unacked[self._tags] = ack_id
         return self._tags
 
-    def take_tags(self, delivery_tag: int, multiple: bool) -> list[str]:
-        """The ack ids a settlement of ``delivery_tag`` covers, forgotten here.
+    def take_tags(self, delivery_tag: int, multiple: bool) -> list[tuple[int, str]]:
+        """The (delivery tag, engine ack id) pairs a settlement of ``delivery_tag``
+        covers, forgotten here.
 
         Raises:
             BrokerError: ``UNKNOWN_ACK_ID`` for a tag that is not unacked (AMQP 406).
@@ -136,30 +139,39 @@ class AmqpChannel:
             ack_id = unacked.pop(delivery_tag, None)
             if ack_id is None:
                 raise BrokerError(ErrorCode.UNKNOWN_ACK_ID, f"unknown delivery tag {delivery_tag}")
-            return [ack_id]
+            return [(delivery_tag, ack_id)]
         if delivery_tag and delivery_tag not in unacked:
             raise BrokerError(ErrorCode.UNKNOWN_ACK_ID, f"unknown delivery tag {delivery_tag}")
         tags = list(unacked) if not delivery_tag else takewhile(delivery_tag.__ge__, unacked)
-        return [unacked.pop(tag) for tag in list(tags)]
+        return [(tag, unacked.pop(tag)) for tag in list(tags)]
 
     def settle(self, delivery_tag: int, multiple: bool, outcome: Outcome) -> None:
         """basic.ack, basic.nack or basic.reject of a tag (and with ``multiple`` every
-        earlier unacked one of the channel).
+        earlier unacked one of the channel); in a transaction, staged until it ends.
 
         Raises:
             BrokerError: ``UNKNOWN_ACK_ID`` (nothing settled).
         """
         session = self._session()
         transaction = TRANSACTION if self.transactional else None
-        ack_ids = self.take_tags(delivery_tag, multiple)
-        if multiple and ack_ids:
+        taken = self.take_tags(delivery_tag, multiple)
+        if transaction is not None:
+            self._staged.update(taken)  # back to unacked if the transaction rolls back
+        if multiple and taken:
             # The channel's tags and its session's ack ids count up together, so "every
             # unacked tag up to this one" is the session's "every delivery up to this ack
             # id": one call, settled in a batch per consumer.
-            session.settle(ack_ids[-1], outcome, multiple=True, transaction=transaction)
+            session.settle(taken[-1][1], outcome, multiple=True, transaction=transaction)
             return
-        for ack_id in ack_ids:
+        for _, ack_id in taken:
             session.settle(ack_id, outcome, transaction=transaction)
+
+    def end_transaction(self, committed: bool) -> None:
+        """tx.commit settled what the transaction staged; tx.rollback gives its tags back
+        (the messages are still unacked: the client may settle them again)."""
+        staged, self._staged = self._staged, {}
+        if not committed and staged:
+            self._unacked = dict(sorted({**self._unacked, **staged}.items()))
 
     def recover(self) -> None:
         """basic.recover: every unacked delivery goes back to its queue, redelivered."""

@@ -526,6 +526,7 @@ class Methods:
         channel = self._transactional(event.channel)
         assert channel.session is not None
         channel.session.commit(TRANSACTION)
+        channel.end_transaction(committed=True)
         channel.session.begin(TRANSACTION)
         self._adapter.published = True
         self._adapter.amqp.tx_commit_ok(event.channel)
@@ -534,6 +535,7 @@ class Methods:
         channel = self._transactional(event.channel)
         assert channel.session is not None
         channel.session.abort(TRANSACTION)
+        channel.end_transaction(committed=False)
         channel.session.begin(TRANSACTION)
         self._adapter.amqp.tx_rollback_ok(event.channel)
 

@@ -257,6 +257,23 @@ HEADERS = {
 }
 
 
+def test_a_rolled_back_ack_leaves_its_delivery_unacked_to_settle_again(
+    connection: Any, queue: str
+) -> None:
+    channel = connection.channel()
+    channel.basic_publish("", queue, b"once")
+    channel.tx_select()
+    method, _, _ = channel.basic_get(queue)
+    channel.basic_ack(method.delivery_tag)
+    channel.tx_rollback()  # the ack never happened: the tag is still unacked
+    channel.basic_ack(method.delivery_tag)  # no 406 unknown delivery tag
+    channel.tx_commit()
+    assert channel.is_open
+    assert ready(connection, queue) == 0
+    channel.close()
+    assert ready(connection, queue) == 0  # settled: nothing came back with the channel
+
+
 def test_all_basic_properties_and_typed_headers_round_trip(
     amqp_broker: AmqpBroker, connection: Any
 ) -> None:
