@@ -34,7 +34,7 @@ from buzon.amqp import (
 from buzon.amqp.connection import AmqpState
 from buzon.auth import Principal
 from buzon.auth.tokens import TOKEN_PREFIX, token_hash
-from buzon.broker import Session
+from buzon.broker import Message, Session
 from buzon.errors import AccessDenied, BuzonError, ErrorCode
 from buzon.server.amqp_channel import AmqpChannel
 from buzon.server.amqp_methods import Methods
@@ -106,6 +106,7 @@ class AmqpAdapter:
         self.amqp = AmqpConnection(AmqpLimits(heartbeat=-(-settings.heartbeat_ms // 1000)))
         self._principal: Principal | None = None
         self._token: str | None = None
+        self._login_session: Session | None = None
         self.channels: dict[int, AmqpChannel] = {}
         self._busy = False  # a method runs off the loop: handle nothing else meanwhile
         self._blocks: set[str] = set()  # why publishers should wait: "memory", "disk"
@@ -286,6 +287,15 @@ class AmqpAdapter:
             self._principal = principal
             if event.password.startswith(TOKEN_PREFIX):
                 self._token = token_hash(event.password)
+            # A session of the login itself, with no subscription: what ends a user's
+            # sessions (disabled, demoted, password changed, token revoked) reaches a
+            # connection with no channel open too.
+            self._login_session = self._ctx.broker.open_session(
+                _LoginSink(self._ended_by),
+                principal,
+                token=self._token,
+                connection=self._connection.id,
+            )
             self.amqp.accept_login()
             log.debug("%s logged in over AMQP as %s", self._connection.id, principal.name)
 
@@ -419,7 +429,27 @@ class AmqpAdapter:
         self._ctx.storage_watchers.discard(self._storage_changed)
         for number in list(self.channels):
             self.drop_channel(number)
+        if self._login_session is not None:
+            self._login_session.close()
         self._ctx.broker.connection_closed(self._connection.id)
+
+
+class _LoginSink:
+    """The sink of a connection's login session: it never subscribes, so it is only ever
+    asked to end (the engine ends every session of a login that no longer holds)."""
+
+    __slots__ = ("_end",)
+
+    def __init__(self, end: Callable[[ErrorCode, str], None]) -> None:
+        self._end = end
+
+    def deliver(
+        self, subscription_id: str, message: Message, ack_id: str | None, redelivered: bool
+    ) -> None:
+        raise AssertionError("a login session has no subscription")
+
+    def close_session(self, code: ErrorCode, detail: str) -> None:
+        self._end(code, detail)
 
 
 AmqpSession: TypeAlias = Connection[AmqpAdapter]

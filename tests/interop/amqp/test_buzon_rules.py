@@ -244,3 +244,24 @@ def _until(connection: pika.BlockingConnection, done: Any) -> None:
     while not done() and time.monotonic() < deadline:
         connection.process_data_events(time_limit=0.05)
     assert done()
+
+
+def test_disabling_a_user_closes_their_amqp_connection_with_no_channel_open() -> None:
+    env = {"BUZON_ADMIN_PASSWORD": ADMIN}
+    with broker_process(env=env) as served:
+        with httpx.Client(base_url=f"{served.url}/api/v1", timeout=WAIT) as http:
+            made = http.post("/users", json={"username": "bob", "password": "bob password 1"})
+            assert made.status_code == 201, made.text
+        bob = _amqp(served, "bob", "bob password 1")  # logged in, no channel yet
+        with _http(served, "admin", ADMIN) as admin:
+            assert admin.patch("/users/bob", json={"disabled": True}).status_code == 200
+        with pytest.raises(pika.exceptions.ConnectionClosedByBroker) as ended:
+            _serve_for(bob, 2.0)  # at once: not at the next revalidation (every 5 s)
+        assert ended.value.reply_code == 320
+        assert served.stop() == 0
+
+
+def _serve_for(connection: pika.BlockingConnection, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        connection.process_data_events(time_limit=0.05)
