@@ -228,10 +228,7 @@ class Methods:
         )
 
         def declared(result: Any) -> None:
-            channel = adapter.channels.get(event.channel)
-            if channel is None:  # closed by the broker meanwhile (a queue it consumed went)
-                return
-            channel.last_queue = result.name
+            adapter.channel(event.channel).last_queue = result.name
             if not event.nowait:
                 adapter.amqp.queue_declare_ok(
                     event.channel, result.name, result.messages, result.consumers

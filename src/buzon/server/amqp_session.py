@@ -249,9 +249,11 @@ class AmqpAdapter:
         *,
         reason: int = ACCESS,
     ) -> None:
-        """Run ``step`` off the loop, handling nothing else meanwhile; then ``then`` with
-        its result, or refuse ``event`` with its error."""
+        """Run ``step`` off the loop for a channel's method, handling nothing else
+        meanwhile; then ``then`` with its result, or refuse ``event`` with its error;
+        neither once that channel or the connection is closing."""
         self._busy = True
+        number: int = getattr(event, "channel", 0)
 
         async def guarded() -> T | BuzonError:
             try:
@@ -261,6 +263,8 @@ class AmqpAdapter:
 
         def done(result: T | BuzonError) -> None:
             self._busy = False
+            if self.amqp.state is not AmqpState.OPEN or number not in self.channels:
+                return  # the channel, or the connection, was closed meanwhile: no answer
             if isinstance(result, BuzonError):
                 self.refuse(event, result)
             else:
