@@ -76,16 +76,23 @@ def test_a_delayed_message_survives_kill_9_and_arrives_no_earlier_than_its_time(
         broker.stop(signal.SIGKILL)
     with serve(data_dir) as broker:
         info = queue_info(broker, "later")
-        assert (info["depth"], info["scheduled"]) == (1, 1)
+        checked_at = time.time()
+        assert info["depth"] + info["scheduled"] == 2  # nothing lost
+        if checked_at < sent_at + 3.5:  # still waiting (a slow machine may restart later)
+            assert (info["depth"], info["scheduled"]) == (1, 1)
         conn, got = connect(broker)
         conn.subscribe("/queue/later", id="s", ack="auto")
-        first = got.wait_for(1)
-        assert [f.body for f in first] == ["now"]
-        [_, delayed] = got.wait_for(2, timeout=15)
-        arrived = time.time()
-        assert delayed.body == "wake up"
-        assert arrived >= sent_at + 4.0
-        assert arrived < sent_at + 12.0  # a restart in between; prompt, not exact
+        first = got.wait_for(1)[0]
+        if first.body == "wake up":  # its time came during the restart: at once, in order
+            assert time.time() >= sent_at + 4.0
+            got.wait_for(2)
+        else:
+            assert first.body == "now"
+            [_, delayed] = got.wait_for(2, timeout=15)
+            arrived = time.time()
+            assert delayed.body == "wake up"
+            assert arrived >= sent_at + 4.0
+            assert arrived < sent_at + 12.0  # a restart in between; prompt, not exact
         assert queue_info(broker, "later")["scheduled"] == 0
         conn.disconnect()
 
@@ -98,7 +105,7 @@ def test_a_nack_with_requeue_delay_comes_back_after_it_and_an_error_frame_names_
         producer.send("/queue/retry", "job")
         conn, got = connect(broker)
         conn.subscribe("/queue/retry", id="s", ack="client-individual")
-        [first] = got.wait_for(1)
+        first = got.wait_for(1)[0]
         nacked_at = time.monotonic()
         conn.nack(first.headers["ack"], **{"requeue-delay": "700", "error": "db down"})
         [_, again] = got.wait_for(2, timeout=10)
