@@ -105,7 +105,7 @@ def test_a_nack_with_requeue_delay_comes_back_after_it_and_an_error_frame_names_
         producer.send("/queue/retry", "job")
         conn, got = connect(broker)
         conn.subscribe("/queue/retry", id="s", ack="client-individual")
-        first = got.wait_for(1)[0]
+        [first] = got.wait_for(1)
         nacked_at = time.monotonic()
         conn.nack(first.headers["ack"], **{"requeue-delay": "700", "error": "db down"})
         [_, again] = got.wait_for(2, timeout=10)
